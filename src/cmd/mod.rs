@@ -1,0 +1,47 @@
+//! One module per subcommand, each the glue from its parsed arguments to the parts (addr,
+//! socket, sockopt, relay, server). This file dispatches and holds what they all do alike.
+
+pub mod connect;
+pub mod listen;
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, SockOptArgs, Verbosity};
+use crate::narrate;
+use crate::socket::Listener;
+use crate::sockopt::{self, SockOptRequest};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let (verbosity, sockopts) = match &cli.command {
+        Command::Connect(a) => (a.verbosity, &a.sockopts),
+        Command::Listen(a) => (a.verbosity, &a.sockopts),
+    };
+    if wants_option_help(sockopts) {
+        // Asked-for help is the command's output, so it goes to stdout like --help.
+        std::io::stdout().write_all(sockopt::help_text().as_bytes())?;
+        return Ok(());
+    }
+    narrate::set_level(verbosity.verbose);
+    match cli.command {
+        Command::Connect(args) => connect::run(args),
+        Command::Listen(args) => listen::run(args),
+    }
+}
+
+fn wants_option_help(args: &SockOptArgs) -> bool {
+    args.opts.iter().any(|o| matches!(o, SockOptRequest::Help))
+}
+
+/// The `listening on ADDR (scope)` line every server prints when ready, unless `-q`. Tests and
+/// scripts read the port from it when they asked for port 0.
+pub fn announce(listener: &Listener, verbosity: Verbosity) {
+    if !verbosity.quiet {
+        narrate::emit(format_args!(
+            "listening on {} {}",
+            listener.local, listener.scope
+        ));
+    }
+}

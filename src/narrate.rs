@@ -1,0 +1,207 @@
+//! What sockkit tells the learner on stderr: `-v` lifecycle lines and `-vv` narration of each
+//! socket call with its arguments, result and time. One formatter for every subcommand, so the
+//! sockets API reads the same wherever it happens; the calls themselves live in `socket.rs`.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// How much to say: 0 silent, 1 `-v` lifecycle, 2 `-vv` every socket call.
+pub fn set_level(level: u8) {
+    LEVEL.store(level, Ordering::Relaxed);
+    START.get_or_init(Instant::now);
+}
+
+pub fn level() -> u8 {
+    LEVEL.load(Ordering::Relaxed)
+}
+
+/// True when `-v` lifecycle lines are wanted.
+pub fn verbose() -> bool {
+    level() >= 1
+}
+
+/// True when `-vv` narration of each call is wanted.
+pub fn narrating() -> bool {
+    level() >= 2
+}
+
+/// Time since the program started, the left margin of narration lines.
+fn since_start() -> Duration {
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// One line on stderr, whole: a single write so lines of concurrent threads never interleave.
+pub fn emit(args: fmt::Arguments) {
+    let line = format!("sockkit: {args}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// A `-v` line.
+pub fn info(args: fmt::Arguments) {
+    if verbose() {
+        emit(args);
+    }
+}
+
+/// A `-vv` line for one socket call that has returned: `what` is the call as C would spell it,
+/// `took` its duration.
+pub fn call(what: fmt::Arguments, took: Duration) {
+    if narrating() {
+        emit(format_args!(
+            "{:>9} {what} [{}]",
+            format!("+{}", short(since_start())),
+            short(took)
+        ));
+    }
+}
+
+/// Runs `f` and narrates it with `describe`, which sees the result (so it can show `= fd 3`
+/// or the errno). Nothing is formatted unless `-vv` asked for it.
+pub fn traced<T>(
+    f: impl FnOnce() -> io::Result<T>,
+    describe: impl FnOnce(&io::Result<T>) -> String,
+) -> io::Result<T> {
+    if !narrating() {
+        return f();
+    }
+    let t0 = Instant::now();
+    let result = f();
+    let took = t0.elapsed();
+    call(format_args!("{}", describe(&result)), took);
+    result
+}
+
+/// `= 0` or `= -1 ECONNREFUSED (Connection refused)`: the C way of saying how a call went.
+pub fn outcome<T>(result: &io::Result<T>) -> String {
+    match result {
+        Ok(_) => "= 0".to_string(),
+        Err(e) => errno_text(e),
+    }
+}
+
+/// `= -1 EADDRINUSE (Address already in use)`.
+pub fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => format!("= -1 {} ({})", errno_name(code), strerror(code)),
+        None => format!("failed: {e}"),
+    }
+}
+
+fn strerror(code: i32) -> String {
+    let text = io::Error::from_raw_os_error(code).to_string();
+    // std appends " (os error N)"; the errno name already says which.
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// The symbolic errno a C programmer would look up in `man 2 connect`.
+pub fn errno_name(code: i32) -> &'static str {
+    match code {
+        libc::EACCES => "EACCES",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EAGAIN => "EAGAIN",
+        libc::EALREADY => "EALREADY",
+        libc::EBADF => "EBADF",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EINTR => "EINTR",
+        libc::EINVAL => "EINVAL",
+        libc::EISCONN => "EISCONN",
+        libc::EMFILE => "EMFILE",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ENFILE => "ENFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENODEV => "ENODEV",
+        libc::ENOENT => "ENOENT",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EPERM => "EPERM",
+        libc::EPIPE => "EPIPE",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        _ => "E?",
+    }
+}
+
+/// Durations as a person reads them at a glance: `850ns`, `12µs`, `3.4ms`, `1.25s`, `2m 5s`.
+pub fn short(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{}µs", ns / 1_000)
+    } else if ns < 1_000_000_000 {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    } else if d.as_secs() < 60 {
+        format!("{:.2}s", d.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+/// A byte count with a binary unit: `512 B`, `64.0 KiB`, `1.50 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
+
+/// Transfer rate for the `-v` summary: bytes over the time they took.
+pub fn rate(n: u64, d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs <= 0.0 || n == 0 {
+        return "-".to_string();
+    }
+    format!("{}/s", bytes((n as f64 / secs) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_durations_read_at_a_glance() {
+        assert_eq!(short(Duration::from_nanos(850)), "850ns");
+        assert_eq!(short(Duration::from_micros(12)), "12µs");
+        assert_eq!(short(Duration::from_micros(3400)), "3.4ms");
+        assert_eq!(short(Duration::from_millis(1250)), "1.25s");
+        assert_eq!(short(Duration::from_secs(125)), "2m 5s");
+    }
+
+    #[test]
+    fn byte_counts_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(64 * 1024), "64.00 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024 / 2), "1.50 GiB");
+    }
+
+    #[test]
+    fn errno_text_names_the_errno() {
+        let e = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(errno_text(&e), "= -1 ECONNREFUSED (Connection refused)");
+    }
+}

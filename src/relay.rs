@@ -1,0 +1,424 @@
+//! The stdio <-> socket relay of `connect` and `listen`: stdin to the socket, the socket to
+//! stdout, binary-safe and unbuffered, with the ending rules of DESIGN.md (half-close on stdin
+//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere.
+//!
+//! Two threads: the caller's thread moves socket -> stdout and decides when the session ends;
+//! one stdin thread for the whole process moves stdin -> socket. The stdin thread outlives a
+//! session so that `listen -k` hands what is typed between clients to the next one, and never
+//! to a socket that has gone.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::mem::ManuallyDrop;
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use socket2::Socket;
+
+use crate::cli::RelayArgs;
+use crate::error;
+use crate::narrate;
+use crate::socket;
+
+/// Bytes moved per read: large enough for loopback speed, small enough to forward at once.
+const CHUNK: usize = 256 * 1024;
+
+/// How one session ended, for `-v` and the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both sides said EOF (or the peer did and stdin is a terminal).
+    Closed,
+    /// `--quit-after` ran out after stdin EOF.
+    QuitAfter,
+    /// The reader of stdout went away (`| head`): a normal end for a filter.
+    StdoutClosed,
+    /// `--send-only` and stdin is done.
+    SendDone,
+}
+
+/// What a session moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub sent: u64,
+    pub received: u64,
+    pub elapsed: Duration,
+    pub end: End,
+}
+
+/// Runs relay sessions over sockets handed to it, one at a time.
+pub struct Relay {
+    opts: RelayArgs,
+    stdin: Option<Sender<Job>>,
+    stdin_is_tty: bool,
+}
+
+/// One session's share of the stdin thread's work.
+struct Job {
+    sock: Socket,
+    no_shutdown: bool,
+    cancelled: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    activity: Arc<AtomicU64>,
+    events: Sender<Up>,
+    wake: UnixStream,
+}
+
+/// What the stdin thread tells the session.
+enum Up {
+    /// stdin is at EOF and the socket's write side is shut (unless --no-shutdown).
+    Eof,
+    Failed(anyhow::Error),
+}
+
+impl Relay {
+    pub fn new(opts: RelayArgs) -> Self {
+        Relay {
+            opts,
+            stdin: None,
+            stdin_is_tty: io::stdin().is_terminal(),
+        }
+    }
+
+    /// Relays between stdio and `sock` until the session ends; the socket is left to the
+    /// caller to close.
+    pub fn session(&mut self, sock: &Socket) -> Result<Totals> {
+        let started = Instant::now();
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        let (events_tx, events) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(AtomicU64::new(0));
+        let uplink = !self.opts.recv_only;
+        if uplink {
+            let dup = narrate::traced(
+                || sock.try_clone(),
+                |r| match r {
+                    Ok(d) => format!(
+                        "dup(fd {}) = fd {} (for the stdin thread)",
+                        socket::fd(sock),
+                        socket::fd(d)
+                    ),
+                    Err(e) => format!("dup(fd {}) {}", socket::fd(sock), narrate::errno_text(e)),
+                },
+            )?;
+            let job = Job {
+                sock: dup,
+                no_shutdown: self.opts.no_shutdown,
+                cancelled: cancelled.clone(),
+                sent: sent.clone(),
+                activity: activity.clone(),
+                events: events_tx,
+                wake: wake_tx.try_clone()?,
+            };
+            self.stdin_thread().send(job).ok();
+        }
+        let mut down = Downlink {
+            sock,
+            opts: &self.opts,
+            stdin_is_tty: self.stdin_is_tty,
+            uplink,
+            events,
+            wake: wake_rx,
+            activity: &activity,
+            received: 0,
+            stdin_eof_at: None,
+            peer_eof: false,
+        };
+        let result = down.run();
+        cancelled.store(true, Ordering::SeqCst);
+        let received = down.received;
+        // The stdin thread may still hold a dup of the socket while it waits on stdin; shut
+        // the connection so the peer sees it end now, not at the next keystroke.
+        if uplink && !down.uplink_done() {
+            socket::shutdown(sock, Shutdown::Both).ok();
+        }
+        let end = result?;
+        Ok(Totals {
+            sent: sent.load(Ordering::SeqCst),
+            received,
+            elapsed: started.elapsed(),
+            end,
+        })
+    }
+
+    fn stdin_thread(&mut self) -> &Sender<Job> {
+        self.stdin.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || stdin_loop(rx))
+                .expect("spawning the stdin thread");
+            tx
+        })
+    }
+}
+
+/// The stdin thread: reads stdin and writes each chunk to the current session's socket. A
+/// chunk read while no session is live waits for the next one.
+fn stdin_loop(jobs: Receiver<Job>) {
+    // fd 0 unbuffered: std's Stdin would add a buffer and a copy.
+    let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+    let mut buf = vec![0u8; CHUNK];
+    let mut pending = 0usize;
+    let mut at_eof = false;
+    for job in jobs {
+        let outcome = loop {
+            if job.cancelled.load(Ordering::SeqCst) {
+                break None;
+            }
+            if at_eof {
+                break Some(finish_stdin(&job));
+            }
+            if pending == 0 {
+                match stdin.read(&mut buf) {
+                    Ok(0) => {
+                        at_eof = true;
+                        continue;
+                    }
+                    Ok(n) => pending = n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
+                    }
+                }
+                if job.cancelled.load(Ordering::SeqCst) {
+                    break None; // keep the chunk for the next session
+                }
+            }
+            match write_all_counted(&job.sock, &buf[..pending], &job.sent, &job.activity) {
+                Ok(()) => pending = 0,
+                Err((written, e)) => {
+                    let lost = pending - written;
+                    pending = 0;
+                    break Some(Up::Failed(undelivered(&e, lost)));
+                }
+            }
+        };
+        if let Some(up) = outcome {
+            job.events.send(up).ok();
+            (&job.wake).write_all(b"!").ok();
+        }
+    }
+}
+
+/// stdin is done: half-close so the peer reads EOF, unless told to keep the side open.
+fn finish_stdin(job: &Job) -> Up {
+    if !job.no_shutdown
+        && let Err(e) = socket::shutdown(&job.sock, Shutdown::Write)
+        && e.kind() != io::ErrorKind::NotConnected
+    {
+        return Up::Failed(anyhow!("shutdown(SHUT_WR): {}", error::plain(&e)));
+    }
+    Up::Eof
+}
+
+fn write_all_counted(
+    sock: &Socket,
+    mut data: &[u8],
+    sent: &AtomicU64,
+    activity: &AtomicU64,
+) -> Result<(), (usize, io::Error)> {
+    let mut written = 0;
+    while !data.is_empty() {
+        match (&*sock).write(data) {
+            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                written += n;
+                data = &data[n..];
+                sent.fetch_add(n as u64, Ordering::Relaxed);
+                activity.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((written, e)),
+        }
+    }
+    Ok(())
+}
+
+fn undelivered(e: &io::Error, lost: usize) -> anyhow::Error {
+    match e.raw_os_error() {
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) => anyhow!(
+            "the peer closed the connection: {lost} bytes read from stdin were not delivered"
+        ),
+        _ => anyhow!(
+            "sending to the peer: {} ({lost} bytes read from stdin were not delivered)",
+            error::plain(e)
+        ),
+    }
+}
+
+/// The session's own thread: socket -> stdout, and the decision when it ends.
+struct Downlink<'a> {
+    sock: &'a Socket,
+    opts: &'a RelayArgs,
+    stdin_is_tty: bool,
+    uplink: bool,
+    events: Receiver<Up>,
+    wake: UnixStream,
+    activity: &'a AtomicU64,
+    received: u64,
+    /// When the stdin thread reported EOF (and the half-close).
+    stdin_eof_at: Option<Instant>,
+    peer_eof: bool,
+}
+
+impl Downlink<'_> {
+    /// True once the stdin thread is finished with this session's socket.
+    fn uplink_done(&self) -> bool {
+        !self.uplink || self.stdin_eof_at.is_some()
+    }
+
+    fn run(&mut self) -> Result<End> {
+        // fd 1 unbuffered: std's Stdout is line-buffered, which would hold binary data back.
+        let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+        let mut buf = vec![0u8; CHUNK];
+        let mut last_activity = (Instant::now(), self.activity.load(Ordering::Relaxed));
+        loop {
+            while let Ok(up) = self.events.try_recv() {
+                match up {
+                    Up::Eof => self.stdin_eof_at = Some(Instant::now()),
+                    Up::Failed(e) => return Err(e),
+                }
+            }
+            if self.opts.send_only && self.uplink_done() {
+                return Ok(End::SendDone);
+            }
+            if self.peer_eof && (self.uplink_done() || self.stdin_is_tty) {
+                return Ok(End::Closed);
+            }
+            let now = Instant::now();
+            let quit_at = self
+                .stdin_eof_at
+                .zip(self.opts.quit_after)
+                .map(|(t, q)| t + q);
+            if quit_at.is_some_and(|q| now >= q) {
+                narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
+                return Ok(End::QuitAfter);
+            }
+            // Idle: no byte either way since the last check.
+            let seen = self.activity.load(Ordering::Relaxed);
+            if seen != last_activity.1 {
+                last_activity = (now, seen);
+            }
+            let idle_at = self.opts.idle_timeout.map(|t| last_activity.0 + t);
+            if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
+                && now >= at
+            {
+                return Err(anyhow!(
+                    "idle timeout: no data moved either way for {}",
+                    humantime::format_duration(t)
+                ));
+            }
+            let deadline = [quit_at, idle_at].into_iter().flatten().min();
+            let timeout = deadline.map(|d| d.saturating_duration_since(now));
+            let (sock_ready, wake_ready) = poll2(
+                (!self.peer_eof).then_some(self.sock.as_raw_fd()),
+                self.wake.as_raw_fd(),
+                timeout,
+            )?;
+            if wake_ready {
+                let mut drain = [0u8; 64];
+                let _drained = (&self.wake).read(&mut drain);
+            }
+            if !sock_ready {
+                continue;
+            }
+            let n = match (&*self.sock).read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(anyhow!(
+                        "receiving from the peer: {} (after {} bytes)",
+                        error::plain(&e),
+                        self.received
+                    ));
+                }
+            };
+            if n == 0 {
+                narrate::info(format_args!(
+                    "the peer closed its sending side (EOF after {} bytes)",
+                    self.received
+                ));
+                self.peer_eof = true;
+                continue;
+            }
+            self.received += n as u64;
+            self.activity.fetch_add(1, Ordering::Relaxed);
+            if self.opts.send_only {
+                continue;
+            }
+            if let Err(e) = stdout.write_all(&buf[..n]) {
+                if error::is_broken_pipe(&e) {
+                    return Ok(End::StdoutClosed);
+                }
+                return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
+            }
+        }
+    }
+}
+
+/// poll(2) on an optional socket and the wake pipe: which are readable (or hung up).
+fn poll2(sock: Option<i32>, wake: i32, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        libc::pollfd {
+            fd: sock.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = match timeout {
+        None => -1,
+        // Round up so a deadline is never checked a hair early and spun on.
+        Some(t) => i32::try_from(t.as_millis() + 1).unwrap_or(i32::MAX),
+    };
+    // SAFETY: fds is a valid array of two pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok((false, false));
+        }
+        return Err(e);
+    }
+    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    Ok((sock.is_some() && ready(&fds[0]), ready(&fds[1])))
+}
+
+/// `512 B`, or `64.00 MiB (67108864 B)` where the unit rounds.
+fn exact(n: u64) -> String {
+    if n < 1024 {
+        narrate::bytes(n)
+    } else {
+        format!("{} ({n} B)", narrate::bytes(n))
+    }
+}
+
+/// The `-v` end-of-session lines: bytes each way, duration, rate, and TCP_INFO on Linux.
+pub fn report(sock: &Socket, t: &Totals) {
+    if !narrate::verbose() {
+        return;
+    }
+    narrate::info(format_args!(
+        "closed: sent {}, received {} in {} ({} up, {} down)",
+        exact(t.sent),
+        exact(t.received),
+        narrate::short(t.elapsed),
+        narrate::rate(t.sent, t.elapsed),
+        narrate::rate(t.received, t.elapsed),
+    ));
+    if let Some(info) = socket::tcp_info_summary(sock) {
+        narrate::info(format_args!("{info}"));
+    }
+}

@@ -1,0 +1,407 @@
+//! Making TCP sockets with socket2: socket, bind, listen, accept, connect over candidate
+//! addresses, shutdown and close. Every call goes through the narrator, so `-vv` shows the
+//! sockets API in the order it happens; options come from the plan in `sockopt.rs`.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::addr::BindTarget;
+use crate::error;
+use crate::narrate;
+use crate::sockopt::{Fam, Plan, SockKind, Stage, Target};
+
+/// The listen() backlog sockkit's servers ask for (the kernel caps it at somaxconn).
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// The descriptor number, which narration shows so learners can match it with `ls /proc/PID/fd`.
+pub fn fd(s: &Socket) -> RawFd {
+    s.as_raw_fd()
+}
+
+fn domain_name(d: Domain) -> &'static str {
+    if d == Domain::IPV6 {
+        "AF_INET6"
+    } else if d == Domain::IPV4 {
+        "AF_INET"
+    } else {
+        "AF_UNIX"
+    }
+}
+
+/// The option-table target for a TCP socket of this address.
+pub fn target(addr: &SocketAddr, kind: SockKind) -> Target {
+    Target {
+        kind,
+        family: if addr.is_ipv6() { Fam::V6 } else { Fam::V4 },
+    }
+}
+
+/// `socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP) = fd 3`.
+pub fn tcp_socket(domain: Domain) -> io::Result<Socket> {
+    narrate::traced(
+        || Socket::new(domain, Type::STREAM, Some(Protocol::TCP)),
+        |r| {
+            let res = match r {
+                Ok(s) => format!("= fd {}", fd(s)),
+                Err(e) => narrate::errno_text(e),
+            };
+            format!(
+                "socket({}, SOCK_STREAM, IPPROTO_TCP) {res}",
+                domain_name(domain)
+            )
+        },
+    )
+}
+
+/// Connects to the first of `addrs` that accepts, each attempt bounded by `timeout`. When all
+/// fail, the error lists every address and why.
+pub fn connect(addrs: &[SocketAddr], timeout: Option<Duration>, plan: &Plan) -> Result<Socket> {
+    let mut failures: Vec<(SocketAddr, String)> = Vec::new();
+    for addr in addrs {
+        let sock = tcp_socket(Domain::for_address(*addr))
+            .map_err(|e| anyhow!("socket() for {addr}: {}", error::plain(&e)))?;
+        let tgt = target(addr, SockKind::Tcp);
+        plan.apply(&sock, tgt, Stage::Early)?;
+        narrate::info(format_args!("connecting to {addr}"));
+        let sa = SockAddr::from(*addr);
+        let result = narrate::traced(
+            || match timeout {
+                Some(t) => sock.connect_timeout(&sa, t),
+                None => sock.connect(&sa),
+            },
+            |r| {
+                let limit = timeout
+                    .map(|t| format!(" (timeout {})", narrate::short(t)))
+                    .unwrap_or_default();
+                format!(
+                    "connect(fd {}, {addr}){limit} {}{}",
+                    fd(&sock),
+                    narrate::outcome(r),
+                    state_suffix(&sock)
+                )
+            },
+        );
+        match result {
+            Ok(()) => {
+                plan.apply(&sock, tgt, Stage::Connected)?;
+                return Ok(sock);
+            }
+            Err(e) => {
+                let e = if e.kind() == io::ErrorKind::TimedOut {
+                    io::Error::from_raw_os_error(libc::ETIMEDOUT)
+                } else {
+                    e
+                };
+                failures.push((*addr, error::connect_failure(*addr, &e)));
+                close(sock);
+            }
+        }
+    }
+    match failures.as_slice() {
+        [(_, why)] => Err(anyhow!("{why}")),
+        many => {
+            let each: Vec<String> = many.iter().map(|(_, why)| why.clone()).collect();
+            Err(anyhow!(
+                "could not connect to any of {} addresses: {}",
+                many.len(),
+                each.join("; ")
+            ))
+        }
+    }
+}
+
+/// A bound, listening TCP socket and what to announce about it.
+pub struct Listener {
+    pub socket: Socket,
+    pub local: SocketAddr,
+    /// `(IPv4 and IPv6)` and the like, for the `listening on` line.
+    pub scope: &'static str,
+}
+
+/// socket, setsockopt (the plan), bind, listen: a server's listening socket. The dual-stack
+/// default falls back to `0.0.0.0` where the kernel has no IPv6.
+pub fn listen(bind: BindTarget, plan: &Plan) -> Result<Listener> {
+    match bind {
+        BindTarget::DualStack(port) => {
+            let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
+            match listen_on(v6, Some(false), plan) {
+                Ok(sock) => Ok(finish(sock, "(IPv4 and IPv6)")?),
+                Err(Attempt::NoIpv6(why)) => {
+                    narrate::info(format_args!("IPv6 unavailable ({why}); binding 0.0.0.0"));
+                    let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
+                    let sock = listen_on(v4, None, plan).map_err(Attempt::into_error)?;
+                    finish(sock, "(IPv4 only: no IPv6 here)")
+                }
+                Err(other) => Err(other.into_error()),
+            }
+        }
+        BindTarget::Addr { addr, v6only } => {
+            let v6only = addr.is_ipv6().then_some(v6only);
+            let sock = listen_on(addr, v6only, plan).map_err(Attempt::into_error)?;
+            let scope = match (addr.is_ipv6(), v6only) {
+                (false, _) => "(IPv4)",
+                (true, Some(true)) => "(IPv6 only)",
+                (true, _) if addr.ip().is_unspecified() => "(IPv4 and IPv6)",
+                (true, _) => "(IPv6)",
+            };
+            finish(sock, scope)
+        }
+    }
+}
+
+enum Attempt {
+    /// The kernel cannot do IPv6 at all: worth falling back to IPv4.
+    NoIpv6(String),
+    Failed(anyhow::Error),
+}
+
+impl Attempt {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Attempt::NoIpv6(why) => anyhow!("IPv6 is not available: {why}"),
+            Attempt::Failed(e) => e,
+        }
+    }
+}
+
+fn listen_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Socket, Attempt> {
+    let sock = match tcp_socket(Domain::for_address(addr)) {
+        Ok(s) => s,
+        Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            return Err(Attempt::NoIpv6(error::plain(&e)));
+        }
+        Err(e) => return Err(Attempt::Failed(anyhow!("socket(): {}", error::plain(&e)))),
+    };
+    if let Some(only) = v6only {
+        narrate::traced(
+            || sock.set_only_v6(only),
+            |r| {
+                format!(
+                    "setsockopt(fd {}, IPPROTO_IPV6, IPV6_V6ONLY, {}) {}",
+                    fd(&sock),
+                    u8::from(only),
+                    narrate::outcome(r)
+                )
+            },
+        )
+        .map_err(|e| Attempt::Failed(anyhow!("setting IPV6_V6ONLY: {}", error::plain(&e))))?;
+    }
+    plan.apply(&sock, target(&addr, SockKind::TcpListener), Stage::Early)
+        .map_err(Attempt::Failed)?;
+    let sa = SockAddr::from(addr);
+    if let Err(e) = narrate::traced(
+        || sock.bind(&sa),
+        |r| format!("bind(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
+    ) {
+        if addr.is_ipv6() && v6only == Some(false) && e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+        {
+            close(sock);
+            return Err(Attempt::NoIpv6(error::plain(&e)));
+        }
+        let reuse = sock.reuse_address().unwrap_or(false);
+        close(sock);
+        return Err(Attempt::Failed(anyhow!(
+            "{}",
+            error::bind_failure(addr, &e, reuse)
+        )));
+    }
+    let backlog = plan.backlog().unwrap_or(DEFAULT_BACKLOG);
+    narrate::traced(
+        || sock.listen(backlog),
+        |r| {
+            format!(
+                "listen(fd {}, backlog {backlog}) {}{}",
+                fd(&sock),
+                narrate::outcome(r),
+                state_suffix(&sock)
+            )
+        },
+    )
+    .map_err(|e| Attempt::Failed(anyhow!("listen(): {}", error::plain(&e))))?;
+    Ok(sock)
+}
+
+fn finish(socket: Socket, scope: &'static str) -> Result<Listener> {
+    let local = local_addr(&socket)?;
+    Ok(Listener {
+        socket,
+        local,
+        scope,
+    })
+}
+
+/// `getsockname()`: where the socket is bound (the real port after binding port 0).
+pub fn local_addr(sock: &Socket) -> Result<SocketAddr> {
+    let r = narrate::traced(
+        || sock.local_addr(),
+        |r| match r {
+            Ok(a) => format!("getsockname(fd {}) = {}", fd(sock), show(a)),
+            Err(e) => format!("getsockname(fd {}) {}", fd(sock), narrate::errno_text(e)),
+        },
+    )
+    .map_err(|e| anyhow!("getsockname(): {}", error::plain(&e)))?;
+    r.as_socket()
+        .ok_or_else(|| anyhow!("getsockname(): not an IP address"))
+}
+
+/// `getpeername()`: who is at the other end.
+pub fn peer_addr(sock: &Socket) -> Result<SocketAddr> {
+    let r = narrate::traced(
+        || sock.peer_addr(),
+        |r| match r {
+            Ok(a) => format!("getpeername(fd {}) = {}", fd(sock), show(a)),
+            Err(e) => format!("getpeername(fd {}) {}", fd(sock), narrate::errno_text(e)),
+        },
+    )
+    .map_err(|e| anyhow!("getpeername(): {}", error::plain(&e)))?;
+    r.as_socket()
+        .ok_or_else(|| anyhow!("getpeername(): not an IP address"))
+}
+
+fn show(a: &SockAddr) -> String {
+    a.as_socket()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "(not IP)".to_string())
+}
+
+/// `accept()`: blocks until a client has connected; returns its socket and address.
+pub fn accept(listener: &Socket) -> io::Result<(Socket, SocketAddr)> {
+    let result = narrate::traced(
+        || listener.accept(),
+        |r| match r {
+            Ok((s, a)) => format!(
+                "accept(fd {}) = fd {} from {}{}",
+                fd(listener),
+                fd(s),
+                show(a),
+                state_suffix(s)
+            ),
+            Err(e) => format!("accept(fd {}) {}", fd(listener), narrate::errno_text(e)),
+        },
+    )?;
+    let peer = result
+        .1
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accepted a peer without an IP address"))?;
+    Ok((result.0, peer))
+}
+
+/// `shutdown(fd, SHUT_WR)` and friends: half-close, the peer reads EOF.
+pub fn shutdown(sock: &Socket, how: Shutdown) -> io::Result<()> {
+    let name = match how {
+        Shutdown::Read => "SHUT_RD",
+        Shutdown::Write => "SHUT_WR",
+        Shutdown::Both => "SHUT_RDWR",
+    };
+    narrate::traced(
+        || sock.shutdown(how),
+        |r| {
+            format!(
+                "shutdown(fd {}, {name}) {}{}",
+                fd(sock),
+                narrate::outcome(r),
+                state_suffix(sock)
+            )
+        },
+    )
+}
+
+/// `close(fd)`, narrated; the socket is gone afterwards.
+pub fn close(sock: Socket) {
+    let n = fd(&sock);
+    let was = if narrate::narrating() {
+        tcp_state(n)
+            .map(|s| format!(" (was {s})"))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    narrate::traced(
+        || {
+            drop(sock);
+            Ok(())
+        },
+        |_| format!("close(fd {n}) = 0{was}"),
+    )
+    .ok();
+}
+
+/// ` -> ESTABLISHED`: where the TCP state machine is now, when the kernel says (Linux).
+pub fn state_suffix(sock: &Socket) -> String {
+    if !narrate::narrating() {
+        return String::new();
+    }
+    tcp_state(fd(sock))
+        .map(|s| format!(" -> {s}"))
+        .unwrap_or_default()
+}
+
+/// TCP_INFO's state, by name as in the RFC 793 diagram.
+#[cfg(target_os = "linux")]
+pub fn tcp_state(fd: RawFd) -> Option<&'static str> {
+    let info = tcp_info(fd)?;
+    Some(match info.tcpi_state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        _ => return None,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn tcp_state(_fd: RawFd) -> Option<&'static str> {
+    None
+}
+
+/// getsockopt(TCP_INFO): the kernel's own view of a TCP connection (Linux; socket2 lacks it).
+#[cfg(target_os = "linux")]
+pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
+    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(info)
+}
+
+/// The `-v` end-of-connection TCP_INFO line: rtt, retransmits, cwnd, as `ss -ti` shows them.
+#[cfg(target_os = "linux")]
+pub fn tcp_info_summary(sock: &Socket) -> Option<String> {
+    let i = tcp_info(fd(sock))?;
+    Some(format!(
+        "tcp_info: rtt {:.3}/{:.3} ms, retransmits {}, cwnd {}, mss {}, bytes_acked {}, bytes_received {}, delivery_rate {}",
+        f64::from(i.tcpi_rtt) / 1000.0,
+        f64::from(i.tcpi_rttvar) / 1000.0,
+        i.tcpi_total_retrans,
+        i.tcpi_snd_cwnd,
+        i.tcpi_snd_mss,
+        i.tcpi_bytes_acked,
+        i.tcpi_bytes_received,
+        narrate::rate(i.tcpi_delivery_rate, Duration::from_secs(1)),
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn tcp_info_summary(_sock: &Socket) -> Option<String> {
+    None
+}
