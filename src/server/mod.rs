@@ -31,3 +31,10 @@ pub enum Next {
     /// Close now, for this reason (logged): the client broke a rule.
     Drop(String),
 }
+
+// Contract for the engine (implemented in this folder):
+//   pub struct Limits { max_conns, idle_timeout: Option<Duration>, allow, deny, ... }
+//   impl Limits { pub fn from_args(&ServerArgs) -> Limits }
+//   pub fn serve<S: Service>(listener: crate::socket::Listener, plan: &crate::sockopt::Plan,
+//                            limits: Limits, service: S) -> anyhow::Result<()>
+// serve() runs until SIGINT/SIGTERM, then stops accepting, closes clients, prints totals (-v).
