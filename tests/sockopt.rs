@@ -662,3 +662,49 @@ fn requested_values_are_applied_to_accepted_sockets() {
         );
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn show_opts_explains_what_the_kernel_changed() {
+    let Some(max) = sockopt::read_sysctl("net.core.rmem_max") else {
+        println!("skipped: /proc/sys/net/core/rmem_max is not readable");
+        return;
+    };
+    let (addr, got) = peer(b"");
+    let port = addr.port().to_string();
+    let big = (max * 4).min(1 << 30).to_string();
+    let rcvbuf = format!("rcvbuf={big}");
+    let out = run(&[
+        "connect",
+        "--show-opts",
+        "-o",
+        &rcvbuf,
+        "-o",
+        "mss=1000",
+        "-o",
+        "tos=0x13",
+        "127.0.0.1",
+        &port,
+    ]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    got.recv_timeout(LIMIT).unwrap();
+    let line = show_line(&out.stderr, "SO_RCVBUF").join(" ");
+    if max * 4 <= 1 << 30 {
+        // The note quotes the sysctl's actual value, read from /proc.
+        assert!(
+            line.contains(&format!("clamped to net.core.rmem_max = {max}"))
+                && line.contains(&(max * 2).to_string()),
+            "{line}"
+        );
+    }
+    let mss = show_line(&out.stderr, "TCP_MAXSEG");
+    let negotiated: u32 = mss[3].parse().unwrap();
+    assert!(
+        mss[2] == "1000" && (536..1000).contains(&negotiated),
+        "{mss:?}"
+    );
+    assert!(mss.join(" ").contains("negotiated"), "{mss:?}");
+    let tos = show_line(&out.stderr, "IP_TOS");
+    assert_eq!(tos[2..4], ["19", "16"], "{tos:?}");
+    assert!(tos.join(" ").contains("ECN"), "{tos:?}");
+}
