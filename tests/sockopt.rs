@@ -643,10 +643,13 @@ fn requested_values_are_applied_to_accepted_sockets() {
     let text = lines.join("\n");
     // The accepted socket's table comes after `accept`; SO_SNDBUF was inherited from the
     // listener, TCP_QUICKACK set after accept (Stage::Connected).
-    let accepted = text
-        .split("socket options of fd")
-        .last()
+    let (_, accepted) = text
+        .split_once("socket options of fd")
         .unwrap_or_else(|| panic!("no table for the accepted socket: {text}"));
+    assert!(
+        accepted.contains(" <- "),
+        "not the accepted socket's table: {text}"
+    );
     let want = Value::Bytes(96 * 1024);
     let row = sockopt::find("sndbuf").unwrap();
     assert_eq!(
