@@ -1797,6 +1797,16 @@ mod tests {
             "setting IP_TTL=300: invalid argument (EINVAL): the kernel refuses this value; \
              IP_TTL takes 1-255, or -1 for net.ipv4.ip_default_ttl"
         );
+        let text = refusal(row("SO_BINDTODEVICE"), &Value::Name("lo".into()), &eperm);
+        assert!(
+            text.contains("EPERM") && text.contains("CAP_NET_RAW"),
+            "{text}"
+        );
+        let text = refusal(row("TCP_CONGESTION"), &Value::Name("cubic".into()), &eperm);
+        assert!(
+            text.contains("CAP_NET_ADMIN") && text.contains("tcp_allowed_congestion_control"),
+            "{text}"
+        );
         let enodev = io::Error::from_raw_os_error(libc::ENODEV);
         let text = refusal(row("SO_BINDTODEVICE"), &Value::Name("eth9".into()), &enodev);
         assert!(
