@@ -35,7 +35,7 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             ),
             (
                 "List the socket options -o accepts.",
-                "sockkit connect -o help",
+                "sockkit listen -o help",
             ),
         ],
     ),
