@@ -360,6 +360,73 @@ fn keep_open_serves_two_clients_one_after_the_other() {
     assert_eq!(server.stderr.text().matches("accepted ").count(), 2);
 }
 
+#[test]
+fn keep_open_survives_a_client_that_resets() {
+    let mut server = Server::start(&["listen", "-k", "-v", "127.0.0.1", "0"]);
+    drop(server.child.stdin());
+    let out = collect(server.child.stdout());
+    // First client: an abortive close (RST) in the middle of its session.
+    let c = TcpStream::connect(server.loopback()).expect("connecting");
+    (&c).write_all(b"cut ").unwrap();
+    server
+        .stderr
+        .wait_for(T, |l| l.contains("accepted "))
+        .expect("the first client accepted");
+    SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(c);
+    let said = server
+        .stderr
+        .wait_for(T, |l| {
+            l.starts_with("sockkit: client ") || l.starts_with("sockkit: closed:")
+        })
+        .expect("the first session's end");
+    // Second client: served as if nothing happened.
+    let mut c = TcpStream::connect(server.loopback()).expect("connecting again");
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"whole").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .expect("reading until listen's EOF");
+    server
+        .stderr
+        .wait_for(T, |l| l.starts_with("sockkit: closed:"))
+        .expect("the second session's end");
+    assert!(
+        server.child.try_status().is_none(),
+        "-k ended after a reset: {said}"
+    );
+    drop(server.child);
+    let got = join_within(out, T);
+    assert!(
+        got.ends_with(b"whole"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[test]
+fn idle_timeout_ends_a_silent_session_with_1() {
+    let (addr, server) = serve_once(|mut s| {
+        // Say nothing, and wait for the client to give up.
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        got
+    });
+    let mut client = ChildGuard::spawn(&mut sockkit(&connect_args(
+        addr,
+        &["--idle-timeout", "300ms"],
+    )));
+    let _stdin = client.stdin(); // open and silent
+    let err = collect(client.stderr());
+    let status = client.status_within(T, "connect --idle-timeout");
+    let err = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_one_error_line(&err);
+    assert!(err.contains("idle timeout"), "{err}");
+    assert_eq!(join_timeout(server, T, "server"), b"");
+}
+
 // ---------------------------------------------------------------------------------------
 // IPv6 and dual-stack
 
