@@ -219,7 +219,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_conns: usize,
 
-    /// Close a client that has sent nothing for this long (0 turns the limit off).
+    /// Close a client once no byte has moved either way for this long (0 turns the limit off).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
     pub idle_timeout: Duration,
 
