@@ -1,6 +1,9 @@
 //! Every command-line type sockkit has, as clap derive structs: the subcommands and the option
 //! groups they share (flattened, so `-o`, `-v`, `-4` are spelled the same everywhere). Values
 //! are parsed to real types here, at the edge; nothing in this file does I/O.
+//!
+//! Doc comments here are `--help` text, not rustdoc: `[ADDR]` is usage syntax, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,7 +82,7 @@ pub struct ConnectArgs {
 #[derive(Args, Debug)]
 pub struct ListenArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
-    #[arg(value_name = "ADDR", allow_negative_numbers = true)]
+    #[arg(value_name = "ADDR")]
     pub addr: Option<String>,
 
     /// Port to listen on; 0 lets the kernel choose a free one.
@@ -107,7 +110,7 @@ pub struct ListenArgs {
 #[derive(Args, Debug)]
 pub struct EchoArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
-    #[arg(value_name = "ADDR", allow_negative_numbers = true)]
+    #[arg(value_name = "ADDR")]
     pub addr: Option<String>,
 
     /// Port to listen on; 0 lets the kernel choose a free one.
@@ -138,7 +141,7 @@ pub struct EchoArgs {
 #[derive(Args, Debug)]
 pub struct KnockArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
-    #[arg(value_name = "ADDR", allow_negative_numbers = true)]
+    #[arg(value_name = "ADDR")]
     pub addr: Option<String>,
 
     /// Port to listen on (default 4444); 0 lets the kernel choose a free one.

@@ -1,14 +1,24 @@
 //! The `sockkit` binary: parse the command line, run the subcommand, and turn its error (if
 //! any) into one line on stderr and an exit status. Everything else lives in the library.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sockkit::{cli::Cli, cmd, error};
+use sockkit::{cli::Cli, cmd, error, sockopt};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
+        // `sockkit connect -o help` lists the options although HOST and PORT are missing.
+        Err(e)
+            if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+                && sockopt::help_in_args(std::env::args_os()) =>
+        {
+            // A reader that stops early (`| head`) is not an error for a listing.
+            let _ = std::io::stdout().write_all(sockopt::help_text().as_bytes());
+            return ExitCode::from(error::EXIT_OK);
+        }
         Err(e) => {
             // clap prints help and version to stdout (exit 0) and usage errors to stderr (2).
             let _ = e.print();

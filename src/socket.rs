@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use crate::addr::BindTarget;
 use crate::error;
 use crate::narrate;
-use crate::sockopt::{Fam, Plan, SockKind, Stage, Target};
+use crate::sockopt::{Fam, Plan, SockKind, Stage, Target, Value};
 
 /// The listen() backlog sockkit's servers ask for (the kernel caps it at somaxconn).
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -66,7 +66,10 @@ pub fn connect(addrs: &[SocketAddr], timeout: Option<Duration>, plan: &Plan) -> 
         let sock = tcp_socket(Domain::for_address(*addr))
             .map_err(|e| anyhow!("socket() for {addr}: {}", error::plain(&e)))?;
         let tgt = target(addr, SockKind::Tcp);
-        plan.apply(&sock, tgt, Stage::Early)?;
+        if let Err(e) = plan.apply(&sock, tgt, Stage::Early) {
+            close(sock);
+            return Err(e);
+        }
         narrate::info(format_args!("connecting to {addr}"));
         let sa = SockAddr::from(*addr);
         let result = narrate::traced(
@@ -88,7 +91,10 @@ pub fn connect(addrs: &[SocketAddr], timeout: Option<Duration>, plan: &Plan) -> 
         );
         match result {
             Ok(()) => {
-                plan.apply(&sock, tgt, Stage::Connected)?;
+                if let Err(e) = plan.apply(&sock, tgt, Stage::Connected) {
+                    close(sock);
+                    return Err(e);
+                }
                 return Ok(sock);
             }
             Err(e) => {
@@ -121,36 +127,54 @@ pub struct Listener {
     pub local: SocketAddr,
     /// `(IPv4 and IPv6)` and the like, for the `listening on` line.
     pub scope: &'static str,
+    /// The plan as applied: the caller's, plus the defaults listening added (IPV6_V6ONLY,
+    /// the backlog), so `--show-opts` can show them as defaults.
+    pub plan: Plan,
 }
 
 /// socket, setsockopt (the plan), bind, listen: a server's listening socket. The dual-stack
-/// default falls back to `0.0.0.0` where the kernel has no IPv6.
+/// default falls back to `0.0.0.0` where the kernel has no IPv6. IPV6_V6ONLY goes through the
+/// plan as a default, so a user's `-o v6only` replaces it (one setsockopt, not two) and the
+/// announced scope follows what was really set.
 pub fn listen(bind: BindTarget, plan: &Plan) -> Result<Listener> {
+    let plan = plan
+        .clone()
+        .with_default("backlog", Value::Int(i64::from(DEFAULT_BACKLOG)));
     match bind {
         BindTarget::DualStack(port) => {
             let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
-            match listen_on(v6, Some(false), plan) {
-                Ok(sock) => Ok(finish(sock, "(IPv4 and IPv6)")?),
+            let plan6 = plan.clone().with_default("IPV6_V6ONLY", Value::Bool(false));
+            match listen_on(v6, &plan6) {
+                Ok(sock) => finish(sock, scope(&v6, &plan6), plan6),
                 Err(Attempt::NoIpv6(why)) => {
                     narrate::info(format_args!("IPv6 unavailable ({why}); binding 0.0.0.0"));
                     let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
-                    let sock = listen_on(v4, None, plan).map_err(Attempt::into_error)?;
-                    finish(sock, "(IPv4 only: no IPv6 here)")
+                    let sock = listen_on(v4, &plan).map_err(Attempt::into_error)?;
+                    finish(sock, "(IPv4 only: no IPv6 here)", plan)
                 }
                 Err(other) => Err(other.into_error()),
             }
         }
         BindTarget::Addr { addr, v6only } => {
-            let v6only = addr.is_ipv6().then_some(v6only);
-            let sock = listen_on(addr, v6only, plan).map_err(Attempt::into_error)?;
-            let scope = match (addr.is_ipv6(), v6only) {
-                (false, _) => "(IPv4)",
-                (true, Some(true)) => "(IPv6 only)",
-                (true, _) if addr.ip().is_unspecified() => "(IPv4 and IPv6)",
-                (true, _) => "(IPv6)",
+            let plan = if addr.is_ipv6() {
+                plan.with_default("IPV6_V6ONLY", Value::Bool(v6only))
+            } else {
+                plan
             };
-            finish(sock, scope)
+            let sock = listen_on(addr, &plan).map_err(Attempt::into_error)?;
+            finish(sock, scope(&addr, &plan), plan)
         }
+    }
+}
+
+/// Which families a listener bound to `addr` serves, from the IPV6_V6ONLY it was given.
+fn scope(addr: &SocketAddr, plan: &Plan) -> &'static str {
+    let v6only = matches!(plan.requested("IPV6_V6ONLY"), Some(Value::Bool(true)));
+    match (addr.is_ipv6(), v6only) {
+        (false, _) => "(IPv4)",
+        (true, true) => "(IPv6 only)",
+        (true, false) if addr.ip().is_unspecified() => "(IPv4 and IPv6)",
+        (true, false) => "(IPv6)",
     }
 }
 
@@ -169,7 +193,7 @@ impl Attempt {
     }
 }
 
-fn listen_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Socket, Attempt> {
+fn listen_on(addr: SocketAddr, plan: &Plan) -> Result<Socket, Attempt> {
     let sock = match tcp_socket(Domain::for_address(addr)) {
         Ok(s) => s,
         Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
@@ -177,29 +201,17 @@ fn listen_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Sock
         }
         Err(e) => return Err(Attempt::Failed(anyhow!("socket(): {}", error::plain(&e)))),
     };
-    if let Some(only) = v6only {
-        narrate::traced(
-            || sock.set_only_v6(only),
-            |r| {
-                format!(
-                    "setsockopt(fd {}, IPPROTO_IPV6, IPV6_V6ONLY, {}) {}",
-                    fd(&sock),
-                    u8::from(only),
-                    narrate::outcome(r)
-                )
-            },
-        )
-        .map_err(|e| Attempt::Failed(anyhow!("setting IPV6_V6ONLY: {}", error::plain(&e))))?;
+    if let Err(e) = plan.apply(&sock, target(&addr, SockKind::TcpListener), Stage::Early) {
+        close(sock);
+        return Err(Attempt::Failed(e));
     }
-    plan.apply(&sock, target(&addr, SockKind::TcpListener), Stage::Early)
-        .map_err(Attempt::Failed)?;
+    let dual = addr.is_ipv6() && plan.requested("IPV6_V6ONLY") == Some(&Value::Bool(false));
     let sa = SockAddr::from(addr);
     if let Err(e) = narrate::traced(
         || sock.bind(&sa),
         |r| format!("bind(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
     ) {
-        if addr.is_ipv6() && v6only == Some(false) && e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
-        {
+        if dual && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
             close(sock);
             return Err(Attempt::NoIpv6(error::plain(&e)));
         }
@@ -211,7 +223,7 @@ fn listen_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Sock
         )));
     }
     let backlog = plan.backlog().unwrap_or(DEFAULT_BACKLOG);
-    narrate::traced(
+    let listened = narrate::traced(
         || sock.listen(backlog),
         |r| {
             format!(
@@ -221,17 +233,21 @@ fn listen_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Sock
                 state_suffix(&sock)
             )
         },
-    )
-    .map_err(|e| Attempt::Failed(anyhow!("listen(): {}", error::plain(&e))))?;
+    );
+    if let Err(e) = listened {
+        close(sock);
+        return Err(Attempt::Failed(anyhow!("listen(): {}", error::plain(&e))));
+    }
     Ok(sock)
 }
 
-fn finish(socket: Socket, scope: &'static str) -> Result<Listener> {
+fn finish(socket: Socket, scope: &'static str, plan: Plan) -> Result<Listener> {
     let local = local_addr(&socket)?;
     Ok(Listener {
         socket,
         local,
         scope,
+        plan,
     })
 }
 
@@ -384,21 +400,41 @@ pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
     (rc == 0).then_some(info)
 }
 
-/// The `-v` end-of-connection TCP_INFO line: rtt, retransmits, cwnd, as `ss -ti` shows them.
+/// The `-v` end-of-connection TCP_INFO line, in `ss -ti`'s words and units so the two can be
+/// compared: rtt/rttvar in ms, retrans as current/total, cwnd in segments, delivery_rate in
+/// bits per second. bytes_acked and bytes_received count the SYN and FIN too, as the kernel does.
 #[cfg(target_os = "linux")]
 pub fn tcp_info_summary(sock: &Socket) -> Option<String> {
     let i = tcp_info(fd(sock))?;
     Some(format!(
-        "tcp_info: rtt {:.3}/{:.3} ms, retransmits {}, cwnd {}, mss {}, bytes_acked {}, bytes_received {}, delivery_rate {}",
+        "tcp_info: rtt:{}/{} ms, retrans:{}/{}, cwnd:{}, mss:{}, bytes_sent:{}, bytes_acked:{}, \
+         bytes_received:{}, delivery_rate {} (compare with ss -ti)",
         f64::from(i.tcpi_rtt) / 1000.0,
         f64::from(i.tcpi_rttvar) / 1000.0,
+        i.tcpi_retransmits,
         i.tcpi_total_retrans,
         i.tcpi_snd_cwnd,
         i.tcpi_snd_mss,
+        i.tcpi_bytes_sent,
         i.tcpi_bytes_acked,
         i.tcpi_bytes_received,
-        narrate::rate(i.tcpi_delivery_rate, Duration::from_secs(1)),
+        bits_per_second(i.tcpi_delivery_rate),
     ))
+}
+
+/// A rate in bytes/s as `ss` prints it: bits per second, `12.3Mbps`.
+#[cfg(target_os = "linux")]
+fn bits_per_second(bytes_per_sec: u64) -> String {
+    let bits = bytes_per_sec as f64 * 8.0;
+    if bits >= 1e9 {
+        format!("{:.1}Gbps", bits / 1e9)
+    } else if bits >= 1e6 {
+        format!("{:.1}Mbps", bits / 1e6)
+    } else if bits >= 1e3 {
+        format!("{:.1}Kbps", bits / 1e3)
+    } else {
+        format!("{bits}bps")
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

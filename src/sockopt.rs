@@ -1,8 +1,10 @@
 //! THE socket option table: one row per option, with its kernel name, level, value kind, the
-//! sockets it applies to, when it is applied, a short doc, and its set/get functions over
-//! `socket2::SockRef`. Parsing `-o`, applying, `--show-opts`, `-o help` and the man page's
-//! SOCKET OPTIONS section all read the rows; adding an option is adding a row.
+//! sockets it applies to, when it is applied, what the kernel does to a value, a short doc, and
+//! its set/get functions over `socket2::SockRef`. Parsing `-o`, applying, `--show-opts`,
+//! `-o help` and the man page's SOCKET OPTIONS section all read the rows; adding an option is
+//! adding a row (and its probe value, which the round-trip test in tests/sockopt.rs uses).
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::str::FromStr;
@@ -36,30 +38,38 @@ impl fmt::Display for Level {
     }
 }
 
-/// What kind of value an option takes, which decides how `-o NAME=VALUE` is parsed.
+/// What kind of value an option takes, which decides how `-o NAME=VALUE` is parsed and how
+/// narration spells the value as C would pass it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// on/off, 1/0, true/false, yes/no; a bare NAME means on.
     Bool,
-    /// A byte count with an optional unit: 65536, 256K, 4MiB.
+    /// SO_KEEPALIVE: on/off, or an idle time that also sets TCP_KEEPIDLE (`keepalive=30s`).
+    Keepalive,
+    /// A byte count with an optional binary unit: 65536, 256K, 4MiB.
     Bytes,
-    /// A humantime duration: 30s, 500ms, 1m30s.
-    Duration,
-    /// `off`, or a duration that turns it on (SO_LINGER, SO_KEEPALIVE's idle time).
-    Toggle,
-    /// A whole number.
+    /// A duration the kernel keeps in whole seconds: 30s, 2m, 45.
+    Seconds,
+    /// SO_LINGER: `off`, or whole seconds; 0 is the abortive close.
+    Linger,
+    /// `off` (or 0), or a duration the kernel keeps in milliseconds.
+    Millis,
+    /// A whole number (decimal, or hex with 0x).
     Int,
     /// A name, such as a congestion control algorithm or an interface.
     Name,
 }
 
 impl Kind {
-    fn describe(self) -> &'static str {
+    /// The value syntax, for `-o help`, the man page and parse errors.
+    pub fn describe(self) -> &'static str {
         match self {
             Kind::Bool => "on|off",
+            Kind::Keepalive => "on|off|idle time (30s)",
             Kind::Bytes => "bytes (256K, 4MiB)",
-            Kind::Duration => "duration (30s, 500ms)",
-            Kind::Toggle => "off|duration",
+            Kind::Seconds => "seconds (30s, 2m, 45)",
+            Kind::Linger => "off|seconds (0 = reset on close)",
+            Kind::Millis => "off|duration (10s, 1500ms)",
             Kind::Int => "integer",
             Kind::Name => "name",
         }
@@ -72,9 +82,10 @@ pub enum Value {
     Bool(bool),
     Bytes(u64),
     Duration(Duration),
-    /// `None` is off; `Some(d)` is on with that time.
+    /// `None` is off; `Some(d)` is on with that time (SO_LINGER, TCP_USER_TIMEOUT).
     Toggle(Option<Duration>),
     Int(i64),
+    /// An empty name is "none" (no interface bound).
     Name(String),
 }
 
@@ -85,14 +96,33 @@ impl fmt::Display for Value {
             Value::Bytes(n) => write!(f, "{n}"),
             Value::Duration(d) => write!(f, "{}", humantime::format_duration(*d)),
             Value::Toggle(None) => f.write_str("off"),
-            Value::Toggle(Some(d)) => write!(f, "on, {}", humantime::format_duration(*d)),
+            Value::Toggle(Some(d)) => write!(f, "{}", humantime::format_duration(*d)),
             Value::Int(n) => write!(f, "{n}"),
+            Value::Name(s) if s.is_empty() => f.write_str("(none)"),
             Value::Name(s) => f.write_str(s),
         }
     }
 }
 
-/// Which sockets a row applies to: a set of socket kinds.
+impl Value {
+    /// The value as the C call passes it, for `-vv`: `1`, `30`, `{l_onoff=1, l_linger=0}`.
+    pub fn c_arg(&self, kind: Kind) -> String {
+        match (self, kind) {
+            (Value::Bool(b), _) => u8::from(*b).to_string(),
+            (Value::Duration(d), _) => d.as_secs().to_string(),
+            (Value::Toggle(t), Kind::Linger) => format!(
+                "{{l_onoff={}, l_linger={}}}",
+                u8::from(t.is_some()),
+                t.map_or(0, |d| d.as_secs())
+            ),
+            (Value::Toggle(t), _) => t.map_or(0, |d| d.as_millis()).to_string(),
+            (Value::Name(s), _) => format!("\"{s}\""),
+            (other, _) => other.to_string(),
+        }
+    }
+}
+
+/// Which sockets a row applies to: a set of socket kinds and address families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applies(u8);
 
@@ -106,6 +136,8 @@ impl Applies {
     pub const ANY_TCP: Applies = Applies(1 | 2 | 16 | 32);
     pub const ANY_INET: Applies = Applies(1 | 2 | 4 | 16 | 32);
     pub const ALL: Applies = Applies(1 | 2 | 4 | 8 | 16 | 32);
+    /// Every IPv6 socket (TCP, listening TCP, UDP).
+    pub const INET6: Applies = Applies(1 | 2 | 4 | 32);
 
     pub const fn or(self, other: Applies) -> Applies {
         Applies(self.0 | other.0)
@@ -125,6 +157,26 @@ impl Applies {
             Fam::Unix => None,
         };
         self.0 & kind.0 != 0 && family.is_none_or(|f| self.0 & f.0 != 0)
+    }
+
+    /// `TCP, listening TCP, UDP; IPv4, IPv6`: for help and the "does not apply" error.
+    pub fn describe(self) -> String {
+        let kinds: Vec<&str> = [
+            (Self::TCP, "TCP"),
+            (Self::TCP_LISTENER, "listening TCP"),
+            (Self::UDP, "UDP"),
+            (Self::UNIX, "Unix"),
+        ]
+        .iter()
+        .filter(|(a, _)| self.0 & a.0 != 0)
+        .map(|(_, n)| *n)
+        .collect();
+        let fams: Vec<&str> = [(Self::IPV4, "IPv4"), (Self::IPV6, "IPv6")]
+            .iter()
+            .filter(|(a, _)| self.0 & a.0 != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        format!("{} sockets over {}", kinds.join(", "), fams.join(" and "))
     }
 }
 
@@ -173,40 +225,151 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Right after socket(), before bind/connect: most options, some of which (buffer sizes,
-    /// window scaling) only take effect if set this early.
+    /// window scaling, the MSS announced in the SYN, IPV6_V6ONLY) only take effect if set this
+    /// early. A listening socket's options are inherited by the sockets accept() returns.
     Early,
     /// On the connected socket, after connect() or accept(): options that mean nothing before.
     Connected,
 }
 
+impl Stage {
+    fn describe(self) -> &'static str {
+        match self {
+            Stage::Early => "set before bind/connect",
+            Stage::Connected => "set after connect/accept",
+        }
+    }
+}
+
+/// What the kernel does to a value it is given: what the round-trip test expects to read
+/// back, and what `--show-opts` says when requested and effective values differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adjust {
+    /// The kernel reports what it was given.
+    Exact,
+    /// Linux doubles buffer sizes (half is bookkeeping, socket(7)) after clamping the request
+    /// to this sysctl, and raises tiny ones to a minimum.
+    Doubled(&'static str),
+    /// On TCP the kernel keeps the two low (ECN) bits of the TOS/traffic class byte itself.
+    EcnMasked,
+    /// Capped at this sysctl (the listen backlog and net.core.somaxconn).
+    Capped(&'static str),
+    /// Set before connect; once connected the kernel reports what the handshake negotiated.
+    Negotiated,
+    /// A hint the kernel acts on and then forgets (TCP_QUICKACK).
+    Transient,
+}
+
+impl Adjust {
+    /// What getsockopt should report right after `req` was set on a socket that is not
+    /// connected (where `Negotiated` and `Transient` have not yet moved it).
+    pub fn expected(self, req: &Value) -> Value {
+        match (self, req) {
+            (Adjust::Doubled(sysctl), Value::Bytes(n)) if cfg!(target_os = "linux") => {
+                let max = read_sysctl(sysctl).unwrap_or(u64::MAX);
+                Value::Bytes((*n).min(max) * 2)
+            }
+            (Adjust::EcnMasked, Value::Int(n)) if *n >= 0 => Value::Int(n & !3),
+            (Adjust::Capped(sysctl), Value::Int(n)) => {
+                let max = read_sysctl(sysctl).map_or(i64::MAX, |m| m as i64);
+                Value::Int((*n).min(max))
+            }
+            _ => req.clone(),
+        }
+    }
+
+    /// Why `got` differs from `req`, in a few words for `--show-opts`.
+    pub fn explain(self, req: &Value, got: &Value) -> String {
+        match (self, req, got) {
+            (Adjust::Doubled(_), Value::Bytes(r), Value::Bytes(g)) if *g == r * 2 => {
+                "Linux doubles the request: half is for its bookkeeping".to_string()
+            }
+            (Adjust::Doubled(sysctl), Value::Bytes(r), Value::Bytes(g)) if g < r => {
+                match read_sysctl(sysctl) {
+                    Some(max) => format!(
+                        "clamped to {sysctl} = {max} (doubled: {}); raise the sysctl",
+                        max * 2
+                    ),
+                    None => format!("clamped to {sysctl} (doubled); raise the sysctl"),
+                }
+            }
+            (Adjust::Doubled(_), Value::Bytes(r), Value::Bytes(g)) if *g > r * 2 => {
+                "raised to the kernel's minimum buffer size".to_string()
+            }
+            (Adjust::Doubled(_), _, _) => {
+                "the kernel adjusted it (doubling, clamping, minimum)".to_string()
+            }
+            (Adjust::EcnMasked, _, _) => {
+                "on TCP the kernel keeps the two ECN bits for itself".to_string()
+            }
+            (Adjust::Capped(sysctl), _, _) => match read_sysctl(sysctl) {
+                Some(max) => format!("capped by {sysctl} = {max}"),
+                None => format!("capped by {sysctl}"),
+            },
+            (Adjust::Negotiated, _, _) => {
+                "MSS is negotiated: the smaller side's, less TCP options (timestamps: 12)"
+                    .to_string()
+            }
+            (Adjust::Transient, _, _) => {
+                "transient: the kernel leaves and re-enters quick-ack mode by itself".to_string()
+            }
+            (Adjust::Exact, _, _) => "the kernel reports a different value".to_string(),
+        }
+    }
+}
+
+/// Reads a numeric sysctl such as `net.core.rmem_max` from /proc/sys.
+pub fn read_sysctl(name: &str) -> Option<u64> {
+    read_sysctl_text(name)?.trim().parse().ok()
+}
+
+fn read_sysctl_text(name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/{}", name.replace('.', "/"))).ok()
+}
+
+/// How the round-trip test exercises a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Set this value (which must differ from the kernel's default), read it back, and compare
+    /// with `Adjust::expected`.
+    Set(&'static str),
+    /// Not round-tripped by the generic test, and why.
+    Skip(&'static str),
+}
+
+/// A row's setter: applies a typed value to the socket.
+pub type SetFn = fn(SockRef<'_>, &Value) -> io::Result<()>;
+/// A row's getter: reads the kernel's value back.
+pub type GetFn = fn(SockRef<'_>) -> io::Result<Value>;
+
 /// One socket option.
 pub struct Row {
-    /// The kernel's name, as in `man 7 socket`/`man 7 tcp`.
+    /// The kernel's name, as in `man 7 socket`/`man 7 ip`/`man 7 tcp`.
     pub name: &'static str,
     /// Short spellings accepted besides the name and the name without its prefix.
     pub aliases: &'static [&'static str],
     pub level: Level,
     pub kind: Kind,
+    /// The values the kernel accepts, where the kind alone does not say (`1-255`).
+    pub valid: &'static str,
     pub applies: Applies,
     pub stage: Stage,
-    /// One or two sentences for `-o help` and the man page; platform caveats included.
+    /// One or two sentences: what the option does.
     pub doc: &'static str,
+    /// Caveats, as socket2's `# Notes`: platform limits, privileges, kernel adjustments.
+    pub notes: &'static str,
     /// Sets the option; `None` for options set by another call (the backlog).
-    pub set: Option<fn(SockRef<'_>, &Value) -> io::Result<()>>,
+    pub set: Option<SetFn>,
     /// Reads the option back from the kernel.
-    pub get: fn(SockRef<'_>) -> io::Result<Value>,
-    /// Explains a difference between the requested and the effective value, if expected.
-    pub note: fn(&Value, &Value) -> Option<&'static str>,
+    pub get: GetFn,
+    pub adjust: Adjust,
+    pub probe: Probe,
 }
 
 impl fmt::Debug for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name)
     }
-}
-
-fn no_note(_: &Value, _: &Value) -> Option<&'static str> {
-    None
 }
 
 fn as_bool(v: &Value) -> bool {
@@ -220,113 +383,532 @@ fn as_bytes(v: &Value) -> usize {
     }
 }
 
-fn buffer_note(req: &Value, got: &Value) -> Option<&'static str> {
-    match (req, got) {
-        (Value::Bytes(r), Value::Bytes(g)) if *g == r * 2 => {
-            Some("Linux doubles the request to leave room for its bookkeeping")
-        }
-        (Value::Bytes(r), Value::Bytes(g)) if g < r => {
-            Some("clamped by net.core.rmem_max/wmem_max (doubled); raise the sysctl")
-        }
-        (Value::Bytes(_), Value::Bytes(_)) => {
-            Some("the kernel adjusted it (minimum size, doubling, clamping)")
-        }
+/// The integer as the C `int` the kernel receives; parsing keeps values within `i32`, and
+/// the `as u32` casts socket2's setters need give the kernel back the same bits (`-1` stays
+/// `-1`, which IP_TTL reads as "the default").
+fn as_int(v: &Value) -> i32 {
+    match v {
+        Value::Int(n) => i32::try_from(*n).unwrap_or(i32::MAX),
+        Value::Bytes(n) => i32::try_from(*n).unwrap_or(i32::MAX),
+        Value::Duration(d) => i32::try_from(d.as_secs()).unwrap_or(i32::MAX),
+        _ => 0,
+    }
+}
+
+fn as_toggle(v: &Value) -> Option<Duration> {
+    match v {
+        Value::Toggle(t) => *t,
         _ => None,
     }
 }
 
-/// Every option sockkit knows.
+fn as_name(v: &Value) -> &str {
+    match v {
+        Value::Name(s) => s,
+        _ => "",
+    }
+}
+
+/// `setsockopt(fd, level, name, &int, sizeof int)`, for options socket2 has no single call for.
+#[cfg(target_os = "linux")]
+fn set_c_int(s: &SockRef<'_>, level: libc::c_int, name: libc::c_int, v: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the kernel reads exactly size_of::<c_int>() bytes from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `getsockopt(fd, level, name, &int, &len)`.
+#[cfg(target_os = "linux")]
+fn get_c_int(s: &SockRef<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into a live local of that size.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(v)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Why SO_RCVTIMEO and SO_SNDTIMEO have no row; `-o help` and the man page print it.
+pub const NOT_OFFERED: &str = "SO_RCVTIMEO and SO_SNDTIMEO are not offered: sockkit waits in \
+    poll(2), which they do not affect, and on Linux they would instead make a blocking connect() \
+    fail with EINPROGRESS or accept() with EAGAIN. Use -w/--timeout to bound connecting and \
+    --idle-timeout to end a silent session.";
+
+/// Every option sockkit knows, grouped by level as socket(7), ip(7), ipv6(7) and tcp(7) are.
+/// Rows that exist only on Linux are cfg-gated.
 pub static TABLE: &[Row] = &[
+    // ---- SOL_SOCKET ----
     Row {
         name: "SO_REUSEADDR",
-        aliases: &["reuseaddr"],
+        aliases: &[],
         level: Level::Socket,
         kind: Kind::Bool,
-        applies: Applies::ALL.or(Applies::IPV4),
+        valid: "",
+        applies: Applies::ANY_INET,
         stage: Stage::Early,
         doc: "Lets a server bind a port that connections of an earlier run still hold in \
-              TIME_WAIT. On by default for sockkit's servers; -o reuseaddr=0 turns it off.",
+              TIME_WAIT.",
+        notes: "On by default for sockkit's servers (-o reuseaddr=0 turns it off). On Linux it \
+                does not let two sockets listen on one port: SO_REUSEPORT does.",
         set: Some(|s, v| s.set_reuse_address(as_bool(v))),
         get: |s| s.reuse_address().map(Value::Bool),
-        note: no_note,
+        adjust: Adjust::Exact,
+        probe: Probe::Set("on"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "SO_REUSEPORT",
+        aliases: &[],
+        level: Level::Socket,
+        kind: Kind::Bool,
+        valid: "",
+        applies: Applies::ANY_INET,
+        stage: Stage::Early,
+        doc: "Lets several sockets bind the same address and port; the kernel spreads incoming \
+              connections (or datagrams) across them.",
+        notes: "Linux semantics (BSDs differ). Every socket sharing the port must set it, and \
+                all must belong to the same user.",
+        set: Some(|s, v| s.set_reuse_port(as_bool(v))),
+        get: |s| s.reuse_port().map(Value::Bool),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("on"),
     },
     Row {
         name: "SO_KEEPALIVE",
-        aliases: &["keepalive"],
+        aliases: &[],
         level: Level::Socket,
-        kind: Kind::Toggle,
+        kind: Kind::Keepalive,
+        valid: "",
         applies: Applies::ANY_TCP,
         stage: Stage::Early,
-        doc: "Sends probes on an idle connection to find a peer that vanished. A duration \
-              turns it on and sets TCP_KEEPIDLE, the idle time before the first probe.",
-        set: Some(|s, v| match v {
-            Value::Toggle(Some(idle)) => {
-                s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(*idle))
-            }
-            _ => s.set_keepalive(false),
-        }),
-        get: |s| {
-            if s.keepalive()? {
-                Ok(Value::Toggle(Some(s.tcp_keepalive_time()?)))
-            } else {
-                Ok(Value::Toggle(None))
-            }
-        },
-        note: no_note,
+        doc: "Sends probes on an idle connection to notice a peer that vanished without \
+              closing (crashed, unplugged); the connection then fails with ETIMEDOUT.",
+        notes: "A duration is shorthand: -o keepalive=30s sets SO_KEEPALIVE on and TCP_KEEPIDLE \
+                to 30 seconds, two setsockopt calls. Otherwise the first probe waits \
+                net.ipv4.tcp_keepalive_time (7200 s by default).",
+        set: Some(|s, v| s.set_keepalive(as_bool(v))),
+        get: |s| s.keepalive().map(Value::Bool),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("on"),
     },
     Row {
         name: "SO_RCVBUF",
-        aliases: &["rcvbuf"],
+        aliases: &[],
         level: Level::Socket,
         kind: Kind::Bytes,
+        valid: "",
         applies: Applies::ALL,
         stage: Stage::Early,
-        doc: "Size of the kernel's receive buffer, which bounds the TCP window. Set it before \
-              connect/listen for window scaling to match. Linux doubles the value and clamps \
-              it to net.core.rmem_max.",
+        doc: "Size of the kernel's receive buffer, which bounds the TCP receive window.",
+        notes: "Set before connect/listen so window scaling matches. Linux doubles the value \
+                (half is bookkeeping), clamps the request to net.core.rmem_max, and stops \
+                autotuning the buffer once it is set.",
         set: Some(|s, v| s.set_recv_buffer_size(as_bytes(v))),
         get: |s| s.recv_buffer_size().map(|n| Value::Bytes(n as u64)),
-        note: buffer_note,
+        adjust: Adjust::Doubled("net.core.rmem_max"),
+        // Not 64K: on Linux that doubles to 131072, tcp_rmem's default, so it would not
+        // show that the set took effect.
+        probe: Probe::Set("96K"),
     },
     Row {
         name: "SO_SNDBUF",
-        aliases: &["sndbuf"],
+        aliases: &[],
         level: Level::Socket,
         kind: Kind::Bytes,
+        valid: "",
         applies: Applies::ALL,
         stage: Stage::Early,
-        doc: "Size of the kernel's send buffer: how much written data may wait unsent. Linux \
-              doubles the value and clamps it to net.core.wmem_max.",
+        doc: "Size of the kernel's send buffer: how much written data may wait unsent or \
+              unacknowledged before write() blocks.",
+        notes: "Linux doubles the value, clamps the request to net.core.wmem_max, and stops \
+                autotuning the buffer once it is set.",
         set: Some(|s, v| s.set_send_buffer_size(as_bytes(v))),
         get: |s| s.send_buffer_size().map(|n| Value::Bytes(n as u64)),
-        note: buffer_note,
+        adjust: Adjust::Doubled("net.core.wmem_max"),
+        probe: Probe::Set("96K"),
     },
     Row {
+        name: "SO_LINGER",
+        aliases: &[],
+        level: Level::Socket,
+        kind: Kind::Linger,
+        valid: "",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "What close() does with data not yet sent: off (the default) returns at once and \
+              the kernel finishes in the background; a time makes close() wait up to that \
+              long for the peer to acknowledge it.",
+        notes: "0 is special: close() discards unsent data and sends a RST instead of a FIN \
+                (an abortive close: the peer sees ECONNRESET, no TIME_WAIT is left). Off is \
+                not the same as 0. The kernel keeps whole seconds.",
+        set: Some(|s, v| s.set_linger(as_toggle(v))),
+        get: |s| s.linger().map(Value::Toggle),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("3s"),
+    },
+    Row {
+        name: "SO_BROADCAST",
+        aliases: &[],
+        level: Level::Socket,
+        kind: Kind::Bool,
+        valid: "",
+        applies: Applies::UDP.or(Applies::IPV4),
+        stage: Stage::Early,
+        doc: "Allows sending datagrams to a broadcast address (255.255.255.255, or a subnet's \
+              broadcast address).",
+        notes: "UDP over IPv4 only: TCP cannot broadcast, and IPv6 has no broadcast (it uses \
+                multicast).",
+        set: Some(|s, v| s.set_broadcast(as_bool(v))),
+        get: |s| s.broadcast().map(Value::Bool),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("on"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "SO_PRIORITY",
+        aliases: &[],
+        level: Level::Socket,
+        kind: Kind::Int,
+        valid: "0-6; higher needs CAP_NET_ADMIN",
+        applies: Applies::ANY_INET,
+        stage: Stage::Early,
+        doc: "Priority of the socket's packets in the local queueing discipline (tc), which may \
+              send them first; it also sets the VLAN priority.",
+        notes: "Linux only. Values above 6 need CAP_NET_ADMIN (EPERM otherwise). Setting IP_TOS \
+                changes it too.",
+        set: Some(|s, v| s.set_priority(as_int(v) as u32)),
+        get: |s| s.priority().map(|p| Value::Int(i64::from(p as i32))),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("3"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "SO_BINDTODEVICE",
+        aliases: &["device"],
+        level: Level::Socket,
+        kind: Kind::Name,
+        valid: "an interface name (lo, eth0)",
+        applies: Applies::ANY_INET,
+        stage: Stage::Early,
+        doc: "Binds the socket to one network interface: it sends and receives only through \
+              that interface, whatever the routing table says.",
+        notes: "Linux only. Changing an existing binding needs CAP_NET_RAW. An unknown name \
+                fails with ENODEV; 'ip link' lists the interfaces.",
+        set: Some(|s, v| s.bind_device(Some(as_name(v).as_bytes()))),
+        get: |s| {
+            s.device().map(|d| {
+                Value::Name(d.map_or_else(String::new, |b| {
+                    String::from_utf8_lossy(&b)
+                        .trim_end_matches('\0')
+                        .to_string()
+                }))
+            })
+        },
+        adjust: Adjust::Exact,
+        probe: Probe::Set("lo"),
+    },
+    // ---- IPPROTO_IP ----
+    Row {
+        name: "IP_TTL",
+        aliases: &[],
+        level: Level::Ip,
+        kind: Kind::Int,
+        valid: "1-255, or -1 for net.ipv4.ip_default_ttl",
+        applies: Applies::ANY_INET,
+        stage: Stage::Early,
+        doc: "Time to live of outgoing IPv4 packets: how many routers may forward one before \
+              it is dropped (the field traceroute plays with).",
+        notes: "On an IPv6 socket it applies only to IPv4-mapped traffic (a dual-stack \
+                server's IPv4 clients); IPv6 packets use IPV6_UNICAST_HOPS.",
+        set: Some(|s, v| s.set_ttl_v4(as_int(v) as u32)),
+        get: |s| s.ttl_v4().map(|n| Value::Int(i64::from(n as i32))),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("9"),
+    },
+    Row {
+        name: "IP_TOS",
+        aliases: &[],
+        level: Level::Ip,
+        kind: Kind::Int,
+        valid: "0-255 (0x10 style accepted); DSCP is the top six bits",
+        applies: Applies::ANY_INET,
+        stage: Stage::Early,
+        doc: "The Type of Service byte of outgoing IPv4 packets; its top six bits are the DSCP \
+              class routers may prioritise by (0xb8 is EF, expedited forwarding).",
+        notes: "On TCP the kernel keeps the two low (ECN) bits for itself. On Linux it also \
+                sets SO_PRIORITY. On an IPv6 socket it applies only to IPv4-mapped traffic; \
+                use IPV6_TCLASS.",
+        set: Some(|s, v| s.set_tos_v4(as_int(v) as u32)),
+        get: |s| s.tos_v4().map(|n| Value::Int(i64::from(n as i32))),
+        adjust: Adjust::EcnMasked,
+        probe: Probe::Set("0x10"),
+    },
+    // ---- IPPROTO_IPV6 ----
+    Row {
+        name: "IPV6_V6ONLY",
+        aliases: &[],
+        level: Level::Ipv6,
+        kind: Kind::Bool,
+        valid: "",
+        applies: Applies::INET6,
+        stage: Stage::Early,
+        doc: "Keeps an IPv6 socket to IPv6. Off, a socket bound to [::] also serves IPv4 \
+              clients, seen as ::ffff:a.b.c.d.",
+        notes: "Must be set before bind. sockkit's servers turn it off for their default [::] \
+                bind and on with -6; -o v6only takes precedence over both, and the 'listening \
+                on' line says which families are served.",
+        set: Some(|s, v| s.set_only_v6(as_bool(v))),
+        get: |s| s.only_v6().map(Value::Bool),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("on"),
+    },
+    Row {
+        name: "IPV6_UNICAST_HOPS",
+        aliases: &["hops", "hoplimit"],
+        level: Level::Ipv6,
+        kind: Kind::Int,
+        valid: "1-255, or -1 for net.ipv6.conf.all.hop_limit",
+        applies: Applies::INET6,
+        stage: Stage::Early,
+        doc: "Hop limit of outgoing IPv6 unicast packets: IPv6's time to live.",
+        notes: "",
+        set: Some(|s, v| s.set_unicast_hops_v6(as_int(v) as u32)),
+        get: |s| s.unicast_hops_v6().map(|n| Value::Int(i64::from(n as i32))),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("9"),
+    },
+    Row {
+        name: "IPV6_TCLASS",
+        aliases: &[],
+        level: Level::Ipv6,
+        kind: Kind::Int,
+        valid: "0-255, or -1 for the default; DSCP is the top six bits",
+        applies: Applies::INET6,
+        stage: Stage::Early,
+        doc: "The Traffic Class byte of outgoing IPv6 packets: IPv6's TOS, with the same DSCP \
+              bits.",
+        notes: "On TCP the kernel keeps the two low (ECN) bits for itself.",
+        set: Some(|s, v| s.set_tclass_v6(as_int(v) as u32)),
+        get: |s| s.tclass_v6().map(|n| Value::Int(i64::from(n as i32))),
+        adjust: Adjust::EcnMasked,
+        probe: Probe::Set("0x20"),
+    },
+    // ---- IPPROTO_TCP ----
+    Row {
         name: "TCP_NODELAY",
-        aliases: &["nodelay"],
+        aliases: &[],
         level: Level::Tcp,
         kind: Kind::Bool,
+        valid: "",
         applies: Applies::ANY_TCP,
         stage: Stage::Early,
         doc: "Turns off Nagle's algorithm: small writes go out at once instead of waiting to \
               be coalesced while earlier data is unacknowledged.",
+        notes: "Nagle and the peer's delayed ACKs together can stall a request/response \
+                exchange by up to 40 ms (Linux's delayed-ACK timer).",
         set: Some(|s, v| s.set_tcp_nodelay(as_bool(v))),
         get: |s| s.tcp_nodelay().map(Value::Bool),
-        note: no_note,
+        adjust: Adjust::Exact,
+        probe: Probe::Set("on"),
     },
+    Row {
+        name: "TCP_MAXSEG",
+        aliases: &["mss"],
+        level: Level::Tcp,
+        kind: Kind::Int,
+        valid: "88-32767 bytes, or 0 for no limit",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "Caps the maximum segment size, the largest TCP payload per packet, which is \
+              announced to the peer in the SYN.",
+        notes: "Set before connect/listen. Once connected the kernel reports the MSS in use: \
+                the smaller of both sides', less TCP options (12 bytes of timestamps), so it \
+                reads back lower.",
+        set: Some(|s, v| s.set_tcp_mss(as_int(v) as u32)),
+        get: |s| s.tcp_mss().map(|n| Value::Int(i64::from(n))),
+        adjust: Adjust::Negotiated,
+        probe: Probe::Set("1000"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "TCP_KEEPIDLE",
+        aliases: &[],
+        level: Level::Tcp,
+        kind: Kind::Seconds,
+        valid: "1-32767 seconds",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "How long a connection must be idle before the first keepalive probe.",
+        notes: "Only matters while SO_KEEPALIVE is on (-o keepalive=30s sets both). Set \
+                with setsockopt directly: socket2's call would also turn SO_KEEPALIVE on.",
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, as_int(v))),
+        get: |s| s.tcp_keepalive_time().map(Value::Duration),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("45s"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "TCP_KEEPINTVL",
+        aliases: &[],
+        level: Level::Tcp,
+        kind: Kind::Seconds,
+        valid: "1-32767 seconds",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "Time between keepalive probes once the first one went unanswered.",
+        notes: "Only matters while SO_KEEPALIVE is on.",
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, as_int(v))),
+        get: |s| s.tcp_keepalive_interval().map(Value::Duration),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("7s"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "TCP_KEEPCNT",
+        aliases: &[],
+        level: Level::Tcp,
+        kind: Kind::Int,
+        valid: "1-127",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "How many unanswered keepalive probes end the connection (with ETIMEDOUT).",
+        notes: "Only matters while SO_KEEPALIVE is on.",
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, as_int(v))),
+        get: |s| s.tcp_keepalive_retries().map(|n| Value::Int(i64::from(n))),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("4"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "TCP_USER_TIMEOUT",
+        aliases: &[],
+        level: Level::Tcp,
+        kind: Kind::Millis,
+        valid: "",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "How long sent data may stay unacknowledged before the kernel gives up on the \
+              connection (ETIMEDOUT), instead of retrying for about 15 minutes \
+              (net.ipv4.tcp_retries2).",
+        notes: "Linux only; millisecond precision; off restores the default. It also bounds \
+                keepalive: probes unanswered for this long end the connection.",
+        set: Some(|s, v| s.set_tcp_user_timeout(as_toggle(v))),
+        get: |s| s.tcp_user_timeout().map(Value::Toggle),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("10s"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "TCP_CONGESTION",
+        aliases: &["cc"],
+        level: Level::Tcp,
+        kind: Kind::Name,
+        valid: "a loaded algorithm: cubic, reno, bbr, ...",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "The congestion control algorithm of this connection (cubic, reno, bbr, ...): how \
+              fast it sends and how it reacts to loss.",
+        notes: "Linux only. The algorithm must be loaded (see \
+                net.ipv4.tcp_available_congestion_control; modprobe tcp_bbr loads bbr); \
+                without CAP_NET_ADMIN only those in net.ipv4.tcp_allowed_congestion_control \
+                may be chosen.",
+        set: Some(|s, v| s.set_tcp_congestion(as_name(v).as_bytes())),
+        get: |s| {
+            s.tcp_congestion().map(|b| {
+                let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                Value::Name(String::from_utf8_lossy(&b[..end]).into_owned())
+            })
+        },
+        adjust: Adjust::Exact,
+        // reno is built into every Linux kernel; the test says so if it is the default.
+        probe: Probe::Set("reno"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "TCP_NOTSENT_LOWAT",
+        aliases: &["lowat"],
+        level: Level::Tcp,
+        kind: Kind::Bytes,
+        valid: "",
+        applies: Applies::ANY_TCP,
+        stage: Stage::Early,
+        doc: "Limits how much written data may wait in the send buffer not yet sent; beyond \
+              it the socket stops being writable, which keeps latency low for interactive \
+              streams.",
+        notes: "Linux only; 0 means net.ipv4.tcp_notsent_lowat applies (unlimited by default).",
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, as_int(v))),
+        get: |s| {
+            get_c_int(&s, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT)
+                .map(|n| Value::Bytes(u64::from(n as u32)))
+        },
+        adjust: Adjust::Exact,
+        probe: Probe::Set("16K"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "TCP_QUICKACK",
+        aliases: &[],
+        level: Level::Tcp,
+        kind: Kind::Bool,
+        valid: "",
+        applies: Applies::TCP.or(Applies::IPV4).or(Applies::IPV6),
+        stage: Stage::Connected,
+        doc: "Acknowledges every segment at once instead of delaying ACKs (a delayed ACK waits \
+              up to 40 ms to ride along with a reply).",
+        notes: "Linux only, and not permanent: the kernel drops in and out of quick-ack mode by \
+                itself, so it is set after connect/accept and reads back what the kernel is \
+                doing now.",
+        set: Some(|s, v| s.set_tcp_quickack(as_bool(v))),
+        get: |s| s.tcp_quickack().map(Value::Bool),
+        adjust: Adjust::Transient,
+        // A fresh socket is already in quick-ack mode, so the test turns it off.
+        probe: Probe::Set("off"),
+    },
+    // ---- listen() ----
     Row {
         name: "backlog",
         aliases: &["listen_backlog"],
         level: Level::Call("listen()"),
         kind: Kind::Int,
+        valid: "1 and up; sockkit asks for 1024",
         applies: Applies::TCP_LISTENER.or(Applies::IPV4).or(Applies::IPV6),
         stage: Stage::Early,
         doc: "The listen() backlog: how many connections the kernel completes and queues \
-              before the server accepts them. Linux caps it at net.core.somaxconn; the \
-              kernel's value is read from TCP_INFO of the listening socket.",
+              before the server accepts them; further SYNs are dropped or refused.",
+        notes: "Not a setsockopt but listen()'s second argument. Linux caps it at \
+                net.core.somaxconn; --show-opts reads the kernel's value from TCP_INFO.",
         set: None,
         get: |s| backlog_of(&s),
-        note: |_, _| Some("capped by net.core.somaxconn"),
+        adjust: Adjust::Capped("net.core.somaxconn"),
+        probe: Probe::Skip(
+            "set by listen(), not setsockopt: tests/sockopt.rs checks it through \
+             `sockkit listen -o backlog=N --show-opts`",
+        ),
     },
 ];
 
@@ -351,8 +933,8 @@ pub fn find(name: &str) -> Option<&'static Row> {
     TABLE.iter().find(|row| names_of(row).any(|n| n == want))
 }
 
-/// Every spelling a row answers to, lowercase.
-fn names_of(row: &Row) -> impl Iterator<Item = String> + '_ {
+/// Every spelling a row answers to, lowercase: the name, the name without its prefix, aliases.
+pub fn names_of(row: &Row) -> impl Iterator<Item = String> + '_ {
     let full = row.name.to_ascii_lowercase();
     let short = ["so_", "tcp_", "ipv6_", "ip_"]
         .iter()
@@ -372,7 +954,7 @@ fn names_of(row: &Row) -> impl Iterator<Item = String> + '_ {
 
 /// The names closest to a mistyped one, for "did you mean".
 fn suggest(name: &str) -> Vec<&'static str> {
-    let want = name.to_ascii_lowercase();
+    let want = name.trim().to_ascii_lowercase().replace('-', "_");
     let mut scored: Vec<(usize, &'static str)> = TABLE
         .iter()
         .map(|row| {
@@ -402,36 +984,96 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Some(true),
+        "0" | "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+fn is_off(text: &str) -> bool {
+    matches!(
+        text.to_ascii_lowercase().as_str(),
+        "off" | "false" | "no" | "none"
+    )
+}
+
+/// A duration the kernel keeps in whole seconds (it takes a C int of seconds).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let d = crate::cli::parse_duration(text)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "'{text}' is not a whole number of seconds (the kernel keeps seconds)"
+        ));
+    }
+    if d.as_secs() > i32::MAX as u64 {
+        return Err(format!("'{text}' is too long"));
+    }
+    Ok(d)
+}
+
 /// Parses a value for a row of the given kind. `None` is a bare `-o NAME`.
 pub fn parse_value(kind: Kind, text: Option<&str>) -> Result<Value, String> {
     let Some(text) = text.map(str::trim) else {
         return match kind {
-            Kind::Bool => Ok(Value::Bool(true)),
-            Kind::Toggle => Ok(Value::Toggle(Some(Duration::from_secs(7200)))),
+            Kind::Bool | Kind::Keepalive => Ok(Value::Bool(true)),
             _ => Err(format!("needs a value: {}", kind.describe())),
         };
     };
-    let lower = text.to_ascii_lowercase();
     match kind {
-        Kind::Bool => match lower.as_str() {
-            "1" | "on" | "true" | "yes" => Ok(Value::Bool(true)),
-            "0" | "off" | "false" | "no" => Ok(Value::Bool(false)),
-            _ => Err(format!("'{text}' is not on or off")),
+        Kind::Bool => parse_bool(text)
+            .map(Value::Bool)
+            .ok_or_else(|| format!("'{text}' is not on or off")),
+        Kind::Keepalive => match parse_bool(text) {
+            Some(b) => Ok(Value::Bool(b)),
+            None if find("TCP_KEEPIDLE").is_none() => Err(format!(
+                "'{text}' is not on or off (an idle time needs TCP_KEEPIDLE, which this \
+                 system lacks)"
+            )),
+            None => parse_seconds(text)
+                .map_err(|_| format!("'{text}' is neither on/off nor an idle time"))
+                .map(Value::Duration),
         },
         Kind::Bytes => parse_bytes(text).map(Value::Bytes),
-        Kind::Duration => crate::cli::parse_duration(text).map(Value::Duration),
-        Kind::Toggle => match lower.as_str() {
-            "0" | "off" | "false" | "no" => Ok(Value::Toggle(None)),
-            "1" | "on" | "true" | "yes" => Ok(Value::Toggle(Some(Duration::from_secs(7200)))),
-            _ => crate::cli::parse_duration(text).map(|d| Value::Toggle(Some(d))),
-        },
-        Kind::Int => text
-            .parse::<i64>()
-            .map(Value::Int)
-            .map_err(|_| format!("'{text}' is not a whole number")),
+        Kind::Seconds => parse_seconds(text).map(Value::Duration),
+        Kind::Linger if is_off(text) => Ok(Value::Toggle(None)),
+        Kind::Linger => parse_seconds(text).map(|d| Value::Toggle(Some(d))),
+        Kind::Millis if is_off(text) => Ok(Value::Toggle(None)),
+        Kind::Millis => {
+            let d = crate::cli::parse_duration(text)?;
+            if d.subsec_nanos() % 1_000_000 != 0 {
+                return Err(format!(
+                    "'{text}' is finer than a millisecond (the kernel keeps milliseconds)"
+                ));
+            }
+            Ok(Value::Toggle((!d.is_zero()).then_some(d)))
+        }
+        Kind::Int => parse_int(text).map(Value::Int),
         Kind::Name if text.is_empty() => Err("needs a name".to_string()),
         Kind::Name => Ok(Value::Name(text.to_string())),
     }
+}
+
+/// Whole numbers as C's `int`: decimal, negative, or hex with 0x (TOS bytes are written so).
+fn parse_int(text: &str) -> Result<i64, String> {
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let parsed = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16),
+        None => digits.parse::<i64>(),
+    };
+    let n = parsed.map_err(|_| format!("'{text}' is not a whole number"))?;
+    let n = if neg { -n } else { n };
+    if i32::try_from(n).is_err() {
+        return Err(format!("'{text}' does not fit in a C int"));
+    }
+    Ok(n)
 }
 
 /// Byte sizes: `65536`, `256K`, `256KiB`, `4M`, `4MiB`, `1G` (binary units, as buffers are).
@@ -482,7 +1124,7 @@ impl FromStr for SockOptRequest {
             Some((n, v)) => (n, Some(v)),
             None => (s, None),
         };
-        if name.eq_ignore_ascii_case("help") || name.eq_ignore_ascii_case("list") {
+        if is_help_word(name) {
             return Ok(SockOptRequest::Help);
         }
         let Some(row) = find(name) else {
@@ -497,8 +1139,13 @@ impl FromStr for SockOptRequest {
             });
         };
         let value = parse_value(row.kind, value).map_err(|why| {
+            let valid = if row.valid.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", row.valid)
+            };
             format!(
-                "{}: {why} ({} takes {})",
+                "{}: {why} ({} takes {}{valid})",
                 row.name,
                 row.name,
                 row.kind.describe()
@@ -506,6 +1153,32 @@ impl FromStr for SockOptRequest {
         })?;
         Ok(SockOptRequest::Set { row, value })
     }
+}
+
+fn is_help_word(name: &str) -> bool {
+    name.eq_ignore_ascii_case("help") || name.eq_ignore_ascii_case("list")
+}
+
+/// True when a command line asks for `-o help` in any spelling (`-o help`, `-ohelp`,
+/// `--opt help`, `--opt=help`). main uses it when clap rejects a command line only for its
+/// missing HOST or PORT, so `sockkit connect -o help` lists the options like `--help` would.
+pub fn help_in_args(args: impl IntoIterator<Item = OsString>) -> bool {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    args.iter().enumerate().any(|(i, a)| {
+        let value = if a == "-o" || a == "--opt" {
+            args.get(i + 1).map(String::as_str)
+        } else if let Some(v) = a.strip_prefix("--opt=") {
+            Some(v)
+        } else if a.starts_with("-o") && !a.starts_with("--") {
+            Some(a[2..].trim_start_matches('='))
+        } else {
+            None
+        };
+        value.is_some_and(is_help_word)
+    })
 }
 
 /// The options requested on the command line, plus the defaults a subcommand adds.
@@ -523,15 +1196,24 @@ pub enum Origin {
 }
 
 impl Plan {
+    /// The plan for the `-o` options as typed. `-o keepalive=30s` becomes what it means to the
+    /// kernel: SO_KEEPALIVE on, then TCP_KEEPIDLE 30, so both are narrated and shown.
     pub fn new(requests: &[SockOptRequest]) -> Self {
-        let requests = requests
-            .iter()
-            .filter_map(|r| match r {
-                SockOptRequest::Set { row, value } => Some((*row, value.clone(), Origin::User)),
-                SockOptRequest::Help => None,
-            })
-            .collect();
-        Plan { requests }
+        let mut plan = Plan::default();
+        for r in requests {
+            let SockOptRequest::Set { row, value } = r else {
+                continue;
+            };
+            match (row.kind, value, find("TCP_KEEPIDLE")) {
+                (Kind::Keepalive, Value::Duration(idle), Some(keepidle)) => {
+                    plan.requests.push((row, Value::Bool(true), Origin::User));
+                    plan.requests
+                        .push((keepidle, Value::Duration(*idle), Origin::User));
+                }
+                _ => plan.requests.push((row, value.clone(), Origin::User)),
+            }
+        }
+        plan
     }
 
     /// Adds a default (such as SO_REUSEADDR on for servers) unless the user set that option.
@@ -543,7 +1225,7 @@ impl Plan {
         self
     }
 
-    /// The listen() backlog the user asked for, if any.
+    /// The listen() backlog asked for (by the user, or a default), if any.
     pub fn backlog(&self) -> Option<i32> {
         match self.requested("backlog") {
             Some(Value::Int(n)) => Some(i32::try_from(*n).unwrap_or(i32::MAX)),
@@ -551,7 +1233,7 @@ impl Plan {
         }
     }
 
-    /// The value requested for a row, if any.
+    /// The value requested for a row, if any: the last one given wins, as it would in C.
     pub fn requested(&self, name: &str) -> Option<&Value> {
         let row = find(name)?;
         self.requests
@@ -562,7 +1244,8 @@ impl Plan {
     }
 
     /// Sets every requested option of `stage` on `sock`, narrating each setsockopt. An option
-    /// that does not apply to this socket, or that the kernel refuses, is an error naming it.
+    /// that does not apply to this socket, or that the kernel refuses, is an error naming it
+    /// and the value.
     pub fn apply(&self, sock: &Socket, target: Target, stage: Stage) -> Result<()> {
         for (row, value, origin) in &self.requests {
             if row.stage != stage {
@@ -573,8 +1256,9 @@ impl Plan {
                     continue;
                 }
                 return Err(anyhow!(
-                    "socket option {} does not apply to a {target}",
-                    row.name
+                    "socket option {}={value} does not apply to a {target}: it is for {}",
+                    row.name,
+                    row.applies.describe()
                 ));
             }
             let Some(set) = row.set else { continue };
@@ -583,61 +1267,77 @@ impl Plan {
                 || set(SockRef::from(sock), value),
                 |r| {
                     format!(
-                        "setsockopt(fd {fd}, {}, {}, {value}) {}",
+                        "setsockopt(fd {fd}, {}, {}, {}) {}",
                         row.level,
                         row.name,
+                        value.c_arg(row.kind),
                         narrate::outcome(r)
                     )
                 },
             )
-            .map_err(|e| anyhow!("setting {}={value}: {}", row.name, crate::error::plain(&e)))?;
+            .map_err(|e| anyhow!("{}", refusal(row, value, &e)))?;
         }
         Ok(())
     }
 
-    /// The `--show-opts` table for `sock`: every row that applies, requested and kernel value.
+    /// The `--show-opts` table for `sock`: every row that applies, with the requested value,
+    /// the value getsockopt reports, and a note where they differ.
     pub fn show(&self, sock: &Socket, target: Target, title: &str) -> String {
-        let mut lines = vec![(
+        let mut lines = vec![[
             "OPTION".to_string(),
             "LEVEL".to_string(),
             "REQUESTED".to_string(),
             "KERNEL".to_string(),
             "NOTE".to_string(),
-        )];
-        for row in TABLE.iter().filter(|r| r.applies.admits(target)) {
+        ]];
+        let rows: Vec<&Row> = TABLE.iter().filter(|r| r.applies.admits(target)).collect();
+        let fd = crate::socket::fd(sock);
+        let got: Vec<io::Result<Value>> = narrate::traced(
+            || Ok(rows.iter().map(|r| (r.get)(SockRef::from(sock))).collect()),
+            |_| {
+                format!(
+                    "getsockopt(fd {fd}, ...) for each of {} options",
+                    rows.len()
+                )
+            },
+        )
+        .unwrap_or_default();
+        for (row, got) in rows.iter().zip(got) {
             let requested = self
                 .requests
                 .iter()
                 .rev()
-                .find(|(r, _, _)| std::ptr::eq(*r, row));
-            let got = (row.get)(SockRef::from(sock));
+                .find(|(r, _, _)| std::ptr::eq(*r, *row));
             let (kernel, note) = match (&got, requested) {
-                (Ok(g), Some((_, req, _))) if g != req => (
-                    g.to_string(),
-                    (row.note)(req, g).unwrap_or("differs from the request"),
-                ),
-                (Ok(g), _) => (g.to_string(), ""),
-                (Err(e), _) => ("?".to_string(), errno_note(e)),
+                (Ok(g), Some((_, req, _))) if g != req => {
+                    (g.to_string(), row.adjust.explain(req, g))
+                }
+                (Ok(g), _) => (g.to_string(), String::new()),
+                (Err(e), _) => ("?".to_string(), errno_note(e).to_string()),
             };
             let req_text = match requested {
                 Some((_, v, Origin::User)) => v.to_string(),
                 Some((_, v, Origin::Default)) => format!("{v} (default)"),
                 None => "-".to_string(),
             };
-            lines.push((
+            lines.push([
                 row.name.to_string(),
                 row.level.to_string(),
                 req_text,
                 kernel,
-                note.to_string(),
-            ));
+                note,
+            ]);
         }
-        let w0 = lines.iter().map(|l| l.0.len()).max().unwrap_or(0);
-        let w1 = lines.iter().map(|l| l.1.len()).max().unwrap_or(0);
-        let w2 = lines.iter().map(|l| l.2.len()).max().unwrap_or(0);
-        let w3 = lines.iter().map(|l| l.3.len()).max().unwrap_or(0);
+        let width = |i: usize| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let (w0, w1, w2, w3) = (width(0), width(1), width(2), width(3));
         let mut out = format!("socket options of {title}:\n");
-        for (a, b, c, d, e) in lines {
+        for [a, b, c, d, e] in lines {
             let line = format!("  {a:w0$}  {b:w1$}  {c:w2$}  {d:w3$}  {e}");
             out.push_str(line.trim_end());
             out.push('\n');
@@ -654,35 +1354,217 @@ fn errno_note(e: &io::Error) -> &'static str {
     }
 }
 
-/// `-o help`: every row with its names, kind, level and doc.
-pub fn help_text() -> String {
-    let mut out = String::from(
-        "Socket options for -o NAME[=VALUE] (names are case-insensitive; the prefix may be dropped):\n\n",
-    );
-    for row in TABLE {
-        let names: Vec<String> = names_of(row).collect();
-        out.push_str(&format!(
-            "{}  [{}; {}]\n    also: {}\n",
-            row.name,
-            row.level,
-            row.kind.describe(),
-            names[1..].join(", ")
-        ));
-        for line in wrap(row.doc, 88) {
-            out.push_str("    ");
-            out.push_str(&line);
-            out.push('\n');
+/// Why the kernel refused `row=value`, worded for a learner: `setting SO_PRIORITY=7:
+/// operation not permitted (EPERM): priorities above 6 need CAP_NET_ADMIN`.
+pub fn refusal(row: &Row, value: &Value, e: &io::Error) -> String {
+    let code = e.raw_os_error();
+    let errno = match code {
+        Some(c) => format!("{} ({})", crate::error::plain(e), narrate::errno_name(c)),
+        None => crate::error::plain(e),
+    };
+    let hint = match (row.name, code) {
+        ("SO_PRIORITY", Some(libc::EPERM)) => {
+            "priorities above 6 need CAP_NET_ADMIN (run as root, or use 0-6)".to_string()
         }
+        ("SO_BINDTODEVICE", Some(libc::EPERM)) => {
+            "changing the interface binding needs CAP_NET_RAW".to_string()
+        }
+        ("SO_BINDTODEVICE", Some(libc::ENODEV)) => {
+            format!("no network interface is named '{value}' ('ip link' lists them)")
+        }
+        ("TCP_CONGESTION", Some(libc::ENOENT)) => format!(
+            "no congestion control algorithm named '{value}' is loaded; available: {} \
+             (net.ipv4.tcp_available_congestion_control; 'modprobe tcp_{value}' may load it)",
+            sysctl_list("net.ipv4.tcp_available_congestion_control")
+        ),
+        ("TCP_CONGESTION", Some(libc::EPERM)) => format!(
+            "'{value}' is loaded, but without CAP_NET_ADMIN only these may be chosen: {} \
+             (net.ipv4.tcp_allowed_congestion_control)",
+            sysctl_list("net.ipv4.tcp_allowed_congestion_control")
+        ),
+        (_, Some(libc::EINVAL)) if !row.valid.is_empty() => {
+            format!(
+                "the kernel refuses this value; {} takes {}",
+                row.name, row.valid
+            )
+        }
+        (_, Some(libc::EINVAL)) => "the kernel refuses this value".to_string(),
+        (_, Some(libc::ENOPROTOOPT)) => "this kernel does not support the option".to_string(),
+        (_, Some(libc::EPERM | libc::EACCES)) => {
+            "it needs a privilege this process lacks".to_string()
+        }
+        _ => String::new(),
+    };
+    let sep = if hint.is_empty() { "" } else { ": " };
+    format!("setting {}={value}: {errno}{sep}{hint}", row.name)
+}
+
+/// A space-separated sysctl such as the available congestion controls, or a pointer to it.
+fn sysctl_list(name: &str) -> String {
+    match read_sysctl_text(name) {
+        Some(text) if !text.trim().is_empty() => {
+            text.split_whitespace().collect::<Vec<_>>().join(", ")
+        }
+        _ => format!("(could not read {name})"),
+    }
+}
+
+/// The levels in the order help and the man page list them.
+fn level_groups() -> Vec<(String, Vec<&'static Row>)> {
+    let mut groups: Vec<(String, Vec<&'static Row>)> = Vec::new();
+    for row in TABLE {
+        let title = match row.level {
+            Level::Call(call) => format!("{call} arguments"),
+            other => format!("{other} options"),
+        };
+        match groups.iter_mut().find(|(t, _)| *t == title) {
+            Some((_, rows)) => rows.push(row),
+            None => groups.push((title, vec![row])),
+        }
+    }
+    groups
+}
+
+const INTRO: &str = "NAME is the kernel's name in any case, with or without its prefix: \
+    SO_RCVBUF, so_rcvbuf and rcvbuf are the same option. A bare NAME means on. -o is \
+    repeatable; options are set in the order given, before bind/connect unless the option says \
+    otherwise, and a value the kernel refuses stops sockkit before any data moves. \
+    --show-opts prints what the kernel made of each.";
+
+impl Row {
+    /// `integer: 1-255, ...`: the value syntax and, where it helps, the accepted range.
+    pub fn value_text(&self) -> String {
+        if self.valid.is_empty() {
+            self.kind.describe().to_string()
+        } else {
+            format!("{}: {}", self.kind.describe(), self.valid)
+        }
+    }
+
+    /// `TCP, listening TCP sockets over IPv4 and IPv6; set before bind/connect`.
+    pub fn scope_text(&self) -> String {
+        let when = match self.level {
+            Level::Call(call) => format!("given to {call}"),
+            _ => self.stage.describe().to_string(),
+        };
+        format!("{}; {when}.", self.applies.describe())
+    }
+
+    /// The spellings besides the kernel name: `rcvbuf`, `mss`.
+    fn other_names(&self) -> Vec<String> {
+        names_of(self).skip(1).collect()
+    }
+}
+
+/// `-o help`: every row grouped by level, with its names, value syntax, the sockets it
+/// applies to, when it is set, what it does and its caveats.
+pub fn help_text() -> String {
+    let mut out = String::from("Socket options for -o NAME[=VALUE]\n\n");
+    for line in wrap(INTRO, 92) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for (title, rows) in level_groups() {
+        out.push_str(&format!("\n{title}:\n"));
+        for row in rows {
+            let names = row.other_names();
+            let also = if names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", names.join(", "))
+            };
+            out.push_str(&format!("\n  {}{also} = {}\n", row.name, row.value_text()));
+            let mut paragraphs = vec![row.doc.to_string()];
+            if !row.notes.is_empty() {
+                paragraphs.push(format!("Notes: {}", row.notes));
+            }
+            paragraphs.push(format!("For {}", row.scope_text()));
+            for text in paragraphs {
+                for line in wrap(&text, 86) {
+                    out.push_str("      ");
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out.push('\n');
+    for line in wrap(NOT_OFFERED, 92) {
+        out.push_str(&line);
         out.push('\n');
     }
     out
+}
+
+/// The body of the man page's SOCKET OPTIONS section, in roff, without its `.SH` line: the
+/// same rows as `-o help`, grouped by level with `.SS`, one `.TP` entry per option. Nothing
+/// in it depends on the machine it is generated on, and it passes `mandoc -Tlint -W all`
+/// (one sentence per line, lines under 80 bytes).
+pub fn man_roff() -> String {
+    let mut out = String::new();
+    out.push_str(&roff_text(&format!(
+        "Set with -o NAME[=VALUE]; sockkit CMD -o help lists the same. {INTRO}"
+    )));
+    for (title, rows) in level_groups() {
+        out.push_str(&format!(".SS {}\n", roff_escape(&title)));
+        for row in rows {
+            out.push_str(".TP\n");
+            out.push_str(&format!("\\fB{}\\fR", roff_escape(row.name)));
+            let names = row.other_names();
+            if !names.is_empty() {
+                out.push_str(&format!(" ({})", roff_escape(&names.join(", "))));
+            }
+            out.push_str(&format!(
+                " = \\fI{}\\fR\n",
+                roff_escape(row.kind.describe())
+            ));
+            out.push_str(&roff_text(row.doc));
+            if !row.notes.is_empty() {
+                out.push_str(".br\n");
+                out.push_str(&roff_text(&format!("Notes: {}", row.notes)));
+            }
+            out.push_str(".br\n");
+            let values = if row.valid.is_empty() {
+                String::new()
+            } else {
+                format!("Values: {}. ", row.valid)
+            };
+            out.push_str(&roff_text(&format!("{values}For {}", row.scope_text())));
+        }
+    }
+    out.push_str(".PP\n");
+    out.push_str(&roff_text(NOT_OFFERED));
+    out
+}
+
+/// Running text as roff source: one sentence per line, wrapped under 80 bytes, escaped.
+fn roff_text(text: &str) -> String {
+    let mut out = String::new();
+    for sentence in text.split_inclusive(". ") {
+        for line in wrap(sentence, 72) {
+            out.push_str(&roff_escape(&line));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Escapes text for roff: backslashes, hyphens that must stay hyphens (option names), and a
+/// leading `.` or `'` that roff would read as a request.
+fn roff_escape(text: &str) -> String {
+    let body = text.replace('\\', "\\e").replace('-', "\\-");
+    if body.starts_with('.') || body.starts_with('\'') {
+        format!("\\&{body}")
+    } else {
+        body
+    }
 }
 
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut cur = String::new();
     for word in text.split_whitespace() {
-        if !cur.is_empty() && cur.len() + 1 + word.len() > width {
+        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
             lines.push(std::mem::take(&mut cur));
         }
         if !cur.is_empty() {
@@ -700,15 +1582,86 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn row(name: &str) -> &'static Row {
+        find(name).unwrap_or_else(|| panic!("{name} is not a row"))
+    }
+
     #[test]
-    fn names_are_unique_and_documented() {
+    fn names_are_unique_and_every_row_is_documented() {
         let mut seen = std::collections::HashSet::new();
         for row in TABLE {
-            assert!(!row.doc.is_empty(), "{} has no doc", row.name);
             for n in names_of(row) {
                 assert!(seen.insert(n.clone()), "{n} names two rows");
             }
+            assert!(
+                row.doc.ends_with('.'),
+                "{}: doc is not a sentence",
+                row.name
+            );
+            let sentences = row.doc.matches(". ").count() + 1;
+            assert!(
+                sentences <= 2,
+                "{}: doc has {sentences} sentences",
+                row.name
+            );
+            assert!(
+                row.notes.is_empty() || row.notes.ends_with('.'),
+                "{}: notes are not sentences",
+                row.name
+            );
         }
+    }
+
+    #[test]
+    fn every_row_round_trips_or_says_why_not() {
+        for row in TABLE {
+            match row.probe {
+                Probe::Set(text) => {
+                    assert!(row.set.is_some(), "{}: probe but no setter", row.name);
+                    let v = parse_value(row.kind, Some(text));
+                    assert!(v.is_ok(), "{}: probe {text:?}: {v:?}", row.name);
+                }
+                Probe::Skip(why) => assert!(why.len() > 20, "{}: say why", row.name),
+            }
+        }
+    }
+
+    #[test]
+    fn the_rows_the_issue_names_are_all_there() {
+        let mut want = vec![
+            "SO_REUSEADDR",
+            "SO_KEEPALIVE",
+            "SO_RCVBUF",
+            "SO_SNDBUF",
+            "SO_LINGER",
+            "SO_BROADCAST",
+            "IP_TTL",
+            "IPV6_UNICAST_HOPS",
+            "IP_TOS",
+            "IPV6_TCLASS",
+            "IPV6_V6ONLY",
+            "TCP_NODELAY",
+            "TCP_MAXSEG",
+            "backlog",
+        ];
+        if cfg!(target_os = "linux") {
+            want.extend([
+                "SO_REUSEPORT",
+                "TCP_KEEPIDLE",
+                "TCP_KEEPINTVL",
+                "TCP_KEEPCNT",
+                "SO_PRIORITY",
+                "TCP_CONGESTION",
+                "TCP_USER_TIMEOUT",
+                "TCP_QUICKACK",
+                "TCP_NOTSENT_LOWAT",
+                "SO_BINDTODEVICE",
+            ]);
+        }
+        for name in want {
+            assert_eq!(row(name).name, name);
+        }
+        assert!(find("SO_RCVTIMEO").is_none() && NOT_OFFERED.contains("SO_RCVTIMEO"));
     }
 
     #[test]
@@ -717,6 +1670,12 @@ mod tests {
             assert_eq!(find(n).map(|r| r.name), Some("SO_RCVBUF"), "{n}");
         }
         assert_eq!(find("nodelay").map(|r| r.name), Some("TCP_NODELAY"));
+        assert_eq!(find("ttl").map(|r| r.name), Some("IP_TTL"));
+        assert_eq!(find("v6only").map(|r| r.name), Some("IPV6_V6ONLY"));
+        assert_eq!(
+            find("unicast-hops").map(|r| r.name),
+            Some("IPV6_UNICAST_HOPS")
+        );
     }
 
     #[test]
@@ -731,28 +1690,203 @@ mod tests {
             parse_value(Kind::Bytes, Some("4MiB")),
             Ok(Value::Bytes(4 << 20))
         );
-        assert_eq!(
-            parse_value(Kind::Toggle, Some("30s")),
-            Ok(Value::Toggle(Some(Duration::from_secs(30))))
-        );
-        assert_eq!(
-            parse_value(Kind::Toggle, Some("off")),
-            Ok(Value::Toggle(None))
-        );
         assert!(parse_value(Kind::Bool, Some("maybe")).is_err());
         assert!(parse_value(Kind::Bytes, Some("12Q")).is_err());
         assert!(parse_value(Kind::Bytes, Some("8G")).is_err());
         assert!(parse_value(Kind::Int, None).is_err());
+        assert_eq!(parse_value(Kind::Int, Some("0x10")), Ok(Value::Int(16)));
+        assert_eq!(parse_value(Kind::Int, Some("-1")), Ok(Value::Int(-1)));
+        assert!(parse_value(Kind::Int, Some("3000000000")).is_err());
+        assert_eq!(
+            parse_value(Kind::Seconds, Some("2m")),
+            Ok(Value::Duration(Duration::from_secs(120)))
+        );
+        assert!(parse_value(Kind::Seconds, Some("1.5s")).is_err());
     }
 
     #[test]
-    fn unknown_names_get_suggestions() {
+    fn linger_zero_is_not_off() {
+        assert_eq!(
+            parse_value(Kind::Linger, Some("0")),
+            Ok(Value::Toggle(Some(Duration::ZERO)))
+        );
+        assert_eq!(
+            parse_value(Kind::Linger, Some("off")),
+            Ok(Value::Toggle(None))
+        );
+        assert!(parse_value(Kind::Linger, None).is_err());
+        let rst = Value::Toggle(Some(Duration::ZERO));
+        assert_eq!(rst.c_arg(Kind::Linger), "{l_onoff=1, l_linger=0}");
+        assert_eq!(
+            Value::Toggle(None).c_arg(Kind::Linger),
+            "{l_onoff=0, l_linger=0}"
+        );
+    }
+
+    #[test]
+    fn millisecond_timeouts_treat_zero_as_off() {
+        assert_eq!(
+            parse_value(Kind::Millis, Some("0")),
+            Ok(Value::Toggle(None))
+        );
+        let v = parse_value(Kind::Millis, Some("1500ms")).unwrap();
+        assert_eq!(v, Value::Toggle(Some(Duration::from_millis(1500))));
+        assert_eq!(v.c_arg(Kind::Millis), "1500");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn keepalive_with_a_duration_also_sets_keepidle() {
+        let req: SockOptRequest = "keepalive=30s".parse().unwrap();
+        let plan = Plan::new(&[req]);
+        assert_eq!(plan.requested("SO_KEEPALIVE"), Some(&Value::Bool(true)));
+        assert_eq!(
+            plan.requested("TCP_KEEPIDLE"),
+            Some(&Value::Duration(Duration::from_secs(30)))
+        );
+        let plan = Plan::new(&["keepalive=off".parse().unwrap()]);
+        assert_eq!(plan.requested("SO_KEEPALIVE"), Some(&Value::Bool(false)));
+        assert_eq!(plan.requested("TCP_KEEPIDLE"), None);
+        let err = "keepalive=soon".parse::<SockOptRequest>().unwrap_err();
+        assert!(
+            err.contains("SO_KEEPALIVE") && err.contains("soon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_names_get_suggestions_and_bad_values_name_the_option() {
         let err = "rcvbfu=1".parse::<SockOptRequest>().unwrap_err();
         assert!(err.contains("did you mean SO_RCVBUF"), "{err}");
         let err = "nodelay=maybe".parse::<SockOptRequest>().unwrap_err();
         assert!(
-            err.contains("TCP_NODELAY") && err.contains("on|off"),
+            err.contains("TCP_NODELAY") && err.contains("'maybe'") && err.contains("on|off"),
             "{err}"
         );
+        let err = "ttl=far".parse::<SockOptRequest>().unwrap_err();
+        assert!(err.contains("IP_TTL") && err.contains("1-255"), "{err}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn kernel_refusals_are_explained() {
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let text = refusal(row("SO_PRIORITY"), &Value::Int(7), &eperm);
+        assert_eq!(
+            text,
+            "setting SO_PRIORITY=7: operation not permitted (EPERM): priorities above 6 need \
+             CAP_NET_ADMIN (run as root, or use 0-6)"
+        );
+        let enoent = io::Error::from_raw_os_error(libc::ENOENT);
+        let text = refusal(row("TCP_CONGESTION"), &Value::Name("vegas".into()), &enoent);
+        assert!(
+            text.starts_with("setting TCP_CONGESTION=vegas:")
+                && text.contains("available:")
+                && text.contains("modprobe tcp_vegas"),
+            "{text}"
+        );
+        if let Some(avail) = read_sysctl_text("net.ipv4.tcp_available_congestion_control") {
+            for name in avail.split_whitespace() {
+                assert!(text.contains(name), "{text} lacks {name}");
+            }
+        }
+        let einval = io::Error::from_raw_os_error(libc::EINVAL);
+        let text = refusal(row("IP_TTL"), &Value::Int(300), &einval);
+        assert_eq!(
+            text,
+            "setting IP_TTL=300: invalid argument (EINVAL): the kernel refuses this value; \
+             IP_TTL takes 1-255, or -1 for net.ipv4.ip_default_ttl"
+        );
+        let text = refusal(row("SO_BINDTODEVICE"), &Value::Name("lo".into()), &eperm);
+        assert!(
+            text.contains("EPERM") && text.contains("CAP_NET_RAW"),
+            "{text}"
+        );
+        let text = refusal(row("TCP_CONGESTION"), &Value::Name("cubic".into()), &eperm);
+        assert!(
+            text.contains("CAP_NET_ADMIN") && text.contains("tcp_allowed_congestion_control"),
+            "{text}"
+        );
+        let enodev = io::Error::from_raw_os_error(libc::ENODEV);
+        let text = refusal(row("SO_BINDTODEVICE"), &Value::Name("eth9".into()), &enodev);
+        assert!(
+            text.contains("'eth9'") && text.contains("ip link"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn adjustments_predict_and_explain() {
+        let req = Value::Bytes(100_000);
+        if cfg!(target_os = "linux")
+            && read_sysctl("net.core.rmem_max").is_some_and(|m| m >= 100_000)
+        {
+            let exp = Adjust::Doubled("net.core.rmem_max").expected(&req);
+            assert_eq!(exp, Value::Bytes(200_000));
+            let why = Adjust::Doubled("net.core.rmem_max").explain(&req, &exp);
+            assert!(why.contains("doubles"), "{why}");
+        }
+        let why = Adjust::Doubled("net.core.rmem_max").explain(&req, &Value::Bytes(50_000));
+        assert!(why.contains("net.core.rmem_max"), "{why}");
+        assert_eq!(
+            Adjust::EcnMasked.expected(&Value::Int(0x13)),
+            Value::Int(0x10)
+        );
+        assert_eq!(Adjust::Exact.expected(&Value::Int(5)), Value::Int(5));
+    }
+
+    #[test]
+    fn help_and_man_page_list_every_row() {
+        let help = help_text();
+        let man = man_roff();
+        for row in TABLE {
+            assert!(help.contains(row.name), "help lacks {}", row.name);
+            assert!(
+                help.contains(&row.doc[..30]),
+                "help lacks {}'s doc",
+                row.name
+            );
+            let roff_name = roff_escape(row.name);
+            assert!(
+                man.contains(&format!("\\fB{roff_name}\\fR")),
+                "man lacks {}",
+                row.name
+            );
+        }
+        assert!(help.contains("SO_RCVTIMEO") && man.contains("SO_RCVTIMEO"));
+        for line in man.lines() {
+            if line.starts_with('.') {
+                let req = line.split_whitespace().next().unwrap();
+                assert!(
+                    [".PP", ".SS", ".TP", ".br"].contains(&req),
+                    "unexpected roff request {line:?}"
+                );
+            }
+            assert!(!line.starts_with('\''), "{line:?}");
+            assert!(line.len() < 80, "roff line over 80 bytes: {line:?}");
+        }
+        assert!(!man.contains(".SH"), "the caller adds the .SH header");
+        assert!(
+            !man.starts_with(".PP"),
+            "a .PP right after the caller's .SH is an error"
+        );
+        assert_eq!(man, man_roff(), "the man section is deterministic");
+    }
+
+    #[test]
+    fn option_help_is_found_in_any_spelling() {
+        let args = |s: &str| s.split(' ').map(OsString::from).collect::<Vec<_>>();
+        for ok in [
+            "sockkit connect -o help",
+            "sockkit connect -ohelp",
+            "sockkit connect --opt help",
+            "sockkit connect --opt=help",
+            "sockkit connect -o nodelay -o HELP",
+        ] {
+            assert!(help_in_args(args(ok)), "{ok}");
+        }
+        for no in ["sockkit connect help 80", "sockkit connect -o nodelay"] {
+            assert!(!help_in_args(args(no)), "{no}");
+        }
     }
 }

@@ -21,6 +21,8 @@ pub fn run(args: EchoArgs) -> Result<()> {
     } else {
         (socket::listen(bind, &plan)?, SockKind::TcpListener)
     };
+    // The plan as applied, with the defaults binding added, so --show-opts shows them.
+    let plan = listener.plan.clone();
     if args.sockopts.show_opts {
         let title = format!(
             "{} fd {} ({})",

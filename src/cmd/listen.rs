@@ -16,6 +16,8 @@ pub fn run(args: ListenArgs) -> Result<()> {
     let bind = addr::bind_target(host.as_deref(), port, family)?;
     let plan = Plan::new(&args.sockopts.opts).with_default("SO_REUSEADDR", Value::Bool(true));
     let listener = socket::listen(bind, &plan)?;
+    // The plan as applied, with the defaults listening added, so --show-opts shows them.
+    let plan = listener.plan.clone();
     if args.sockopts.show_opts {
         let title = format!(
             "listening fd {} ({})",

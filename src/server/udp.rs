@@ -18,47 +18,61 @@ use crate::addr::BindTarget;
 use crate::error;
 use crate::narrate;
 use crate::socket::{self, Listener};
-use crate::sockopt::{Plan, SockKind, Stage};
+use crate::sockopt::{Plan, SockKind, Stage, Value};
 
 const DATAGRAMS: Token = Token(0);
 const SIGNAL: Token = Token(1);
 
 /// socket, setsockopt (the plan), bind: a UDP server socket. The dual-stack default falls back
-/// to `0.0.0.0` where the kernel has no IPv6, as for TCP.
+/// to `0.0.0.0` where the kernel has no IPv6, as for TCP; IPV6_V6ONLY goes through the plan as
+/// a default, so `-o v6only` replaces it and `--show-opts` shows it.
 pub fn bind(target: BindTarget, plan: &Plan) -> Result<Listener> {
-    let (sock, scope) = match target {
+    match target {
         BindTarget::DualStack(port) => {
             let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
-            match bind_on(v6, Some(false), plan) {
-                Ok(s) => (s, "(UDP, IPv4 and IPv6)"),
+            let plan6 = plan.clone().with_default("IPV6_V6ONLY", Value::Bool(false));
+            match bind_on(v6, &plan6) {
+                Ok(s) => finish(s, scope(&v6, &plan6), plan6),
                 Err(Bind::NoIpv6(why)) => {
                     narrate::info(format_args!("IPv6 unavailable ({why}); binding 0.0.0.0"));
                     let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
-                    (
-                        bind_on(v4, None, plan).map_err(Bind::into_error)?,
-                        "(UDP, IPv4 only: no IPv6 here)",
-                    )
+                    let s = bind_on(v4, plan).map_err(Bind::into_error)?;
+                    finish(s, "(UDP, IPv4 only: no IPv6 here)", plan.clone())
                 }
-                Err(Bind::Failed(e)) => return Err(e),
+                Err(Bind::Failed(e)) => Err(e),
             }
         }
         BindTarget::Addr { addr, v6only } => {
-            let v6only = addr.is_ipv6().then_some(v6only);
-            let sock = bind_on(addr, v6only, plan).map_err(Bind::into_error)?;
-            let scope = match (addr.is_ipv6(), v6only) {
-                (false, _) => "(UDP, IPv4)",
-                (true, Some(true)) => "(UDP, IPv6 only)",
-                (true, _) if addr.ip().is_unspecified() => "(UDP, IPv4 and IPv6)",
-                (true, _) => "(UDP, IPv6)",
+            let plan = if addr.is_ipv6() {
+                plan.clone()
+                    .with_default("IPV6_V6ONLY", Value::Bool(v6only))
+            } else {
+                plan.clone()
             };
-            (sock, scope)
+            let s = bind_on(addr, &plan).map_err(Bind::into_error)?;
+            finish(s, scope(&addr, &plan), plan)
         }
-    };
+    }
+}
+
+/// Which families a UDP socket bound to `addr` serves, from the IPV6_V6ONLY it was given.
+fn scope(addr: &SocketAddr, plan: &Plan) -> &'static str {
+    let v6only = matches!(plan.requested("IPV6_V6ONLY"), Some(Value::Bool(true)));
+    match (addr.is_ipv6(), v6only) {
+        (false, _) => "(UDP, IPv4)",
+        (true, true) => "(UDP, IPv6 only)",
+        (true, false) if addr.ip().is_unspecified() => "(UDP, IPv4 and IPv6)",
+        (true, false) => "(UDP, IPv6)",
+    }
+}
+
+fn finish(sock: Socket, scope: &'static str, plan: Plan) -> Result<Listener> {
     let local = socket::local_addr(&sock)?;
     Ok(Listener {
         socket: sock,
         local,
         scope,
+        plan,
     })
 }
 
@@ -76,7 +90,7 @@ impl Bind {
     }
 }
 
-fn bind_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Socket, Bind> {
+fn bind_on(addr: SocketAddr, plan: &Plan) -> Result<Socket, Bind> {
     let domain = Domain::for_address(addr);
     let made = narrate::traced(
         || Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
@@ -100,22 +114,11 @@ fn bind_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Socket
         }
         Err(e) => return Err(Bind::Failed(anyhow!("socket(): {}", error::plain(&e)))),
     };
-    if let Some(only) = v6only {
-        narrate::traced(
-            || sock.set_only_v6(only),
-            |r| {
-                format!(
-                    "setsockopt(fd {}, IPPROTO_IPV6, IPV6_V6ONLY, {}) {}",
-                    socket::fd(&sock),
-                    u8::from(only),
-                    narrate::outcome(r)
-                )
-            },
-        )
-        .map_err(|e| Bind::Failed(anyhow!("setting IPV6_V6ONLY: {}", error::plain(&e))))?;
+    if let Err(e) = plan.apply(&sock, socket::target(&addr, SockKind::Udp), Stage::Early) {
+        socket::close(sock);
+        return Err(Bind::Failed(e));
     }
-    plan.apply(&sock, socket::target(&addr, SockKind::Udp), Stage::Early)
-        .map_err(Bind::Failed)?;
+    let dual = addr.is_ipv6() && plan.requested("IPV6_V6ONLY") == Some(&Value::Bool(false));
     let sa = SockAddr::from(addr);
     if let Err(e) = narrate::traced(
         || sock.bind(&sa),
@@ -127,11 +130,11 @@ fn bind_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Socket
             )
         },
     ) {
-        if addr.is_ipv6() && v6only == Some(false) && e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
-        {
+        let reuse = sock.reuse_address().unwrap_or(false);
+        socket::close(sock);
+        if dual && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
             return Err(Bind::NoIpv6(error::plain(&e)));
         }
-        let reuse = sock.reuse_address().unwrap_or(false);
         return Err(Bind::Failed(anyhow!(
             "{}",
             error::bind_failure(addr, &e, reuse)
