@@ -601,3 +601,45 @@ fn socat_gets_its_bytes_back() {
     assert_eq!(out.len(), data.len());
     assert!(out == data);
 }
+
+#[test]
+fn vv_narrates_accept_and_close_and_v_reports_each_client() {
+    let mut server = Server::start(&["-vv", "127.0.0.1", "0"]);
+    let mut s = connect(&server);
+    let me = s.local_addr().unwrap();
+    round_trip(&mut s, b"narrate me");
+    s.shutdown(Shutdown::Write).unwrap();
+    assert!(closed_by_peer(&mut s));
+    let accept = server.wait_for(&format!("from {me}"));
+    assert!(
+        accept.contains("accept(fd ") && accept.contains("-> ESTABLISHED"),
+        "{accept}"
+    );
+    let opened = server.wait_for(&format!("accepted {me}"));
+    let fd = opened
+        .split("(fd ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .expect("the accepted line names the fd");
+    let closed = server.wait_for(&format!("closed {me}"));
+    assert!(
+        closed.contains("client finished") && closed.contains("10 B in, 10 B out"),
+        "{closed}"
+    );
+    let close = server.wait_for(&format!("close(fd {fd})"));
+    assert!(close.contains("= 0"), "{close}");
+}
+
+#[test]
+fn ipv6_loopback_is_served() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipping: ::1 cannot be bound here");
+        return;
+    }
+    let mut server = Server::start(&["-6", "::1", "0"]);
+    let line = server.wait_for("listening on");
+    assert!(line.contains("[::1]:"), "{line}");
+    let data = Arc::new(stream_of(6, 300_000));
+    let got = echo_through(connect(&server), Arc::clone(&data), 4096);
+    assert!(got == *data);
+}
