@@ -513,7 +513,7 @@ fn sigterm_stops_gracefully_with_totals() {
         .lines()
         .find(|l| l.contains("stopped on SIGTERM"))
         .unwrap_or_else(|| panic!("no totals line:\n{log}"));
-    assert!(totals.contains("served 1 clients"), "{totals}");
+    assert!(totals.contains("served 1 client ("), "{totals}");
     assert!(totals.contains("5 B in, 5 B out"), "{totals}");
     assert!(log.contains("server stopping"), "{log}");
 }
@@ -542,7 +542,11 @@ fn udp_sends_each_datagram_back_to_its_sender() {
     }
     let status = server.stop(libc::SIGINT);
     assert!(status.success());
-    assert!(server.log().contains("stopped on SIGINT: answered"));
+    let log = server.log();
+    assert!(
+        log.contains("stopped on SIGINT: answered 5 datagrams"),
+        "{log}"
+    );
 }
 
 #[test]

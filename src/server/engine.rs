@@ -133,12 +133,12 @@ pub fn serve<S: Service>(
     if narrate::verbose() {
         let refused = sum.refused_denied + sum.refused_full;
         narrate::emit(format_args!(
-            "stopped{}: served {} clients ({} refused: {} by --allow/--deny, {} at --max-conns; \
+            "stopped{}: served {} ({} refused: {} by --allow/--deny, {} at --max-conns; \
              at most {} at once), {} in, {} out, up {}",
             seen.stopped_by
                 .map(|s| format!(" on {s}"))
                 .unwrap_or_default(),
-            sum.served,
+            counted(sum.served, "client"),
             refused,
             sum.refused_denied,
             sum.refused_full,
@@ -149,6 +149,11 @@ pub fn serve<S: Service>(
         ));
     }
     Ok(())
+}
+
+/// `1 client`, `2 clients`.
+pub(super) fn counted(n: u64, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// What the loops share: each one's inbox of handed-over clients, and the counts the acceptor

@@ -229,7 +229,8 @@ pub fn serve<S: Service>(listener: Listener, limits: &Limits, service: S) -> Res
     let _ = poll.registry().deregister(&mut sock);
     socket::close(Socket::from(std::os::fd::OwnedFd::from(sock)));
     narrate::info(format_args!(
-        "stopped on {stopped_by}: answered {answered} datagrams ({refused} refused, {dropped} replies dropped), {} in, {} out, up {}",
+        "stopped on {stopped_by}: answered {} ({refused} refused, {dropped} replies dropped), {} in, {} out, up {}",
+        super::engine::counted(answered, "datagram"),
         narrate::bytes(bytes_in),
         narrate::bytes(bytes_out),
         narrate::short(started.elapsed())
