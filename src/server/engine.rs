@@ -32,6 +32,8 @@ const WAKER: Token = Token(usize::MAX - 2);
 const READ_BUF: usize = 64 * 1024;
 /// Reads one client may do per turn before the others get theirs (fairness under load).
 const READS_PER_TURN: usize = 8;
+/// Clients accepted per turn, so a burst of connections does not stall the clients served.
+const ACCEPTS_PER_TURN: usize = 128;
 /// How long accept() rests after running out of descriptors or memory (EMFILE and friends),
 /// so the loop neither dies nor spins while the pending client waits in the backlog.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -85,6 +87,7 @@ pub fn serve<S: Service>(
         fd,
         stop,
         paused_until: None,
+        more: false,
         log: RateLog::default(),
         peak: 0,
         stopped_by: None,
@@ -187,6 +190,8 @@ struct Acceptor {
     fd: RawFd,
     stop: Stop,
     paused_until: Option<Instant>,
+    /// The last turn ended before accept() said EAGAIN: clients may still be queued.
+    more: bool,
     log: RateLog,
     peak: usize,
     stopped_by: Option<&'static str>,
@@ -315,6 +320,11 @@ impl<'a, S: Service> Worker<'a, S> {
     /// The loop. Returns this loop's totals, and from the first loop what the acceptor saw.
     fn run(mut self) -> Result<(Totals, Option<Seen>)> {
         let result = self.run_loop();
+        if result.is_err() {
+            // A loop that cannot wait for events can serve no one: stop the whole server
+            // rather than let the acceptor hand clients to a loop that is gone.
+            self.shared.stop_all();
+        }
         self.close_all();
         result?;
         let seen = self.accept.take().map(|mut a| {
@@ -383,7 +393,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 }
             }
             if let Some(a) = &self.accept
-                && a.paused_until.is_some_and(|t| now >= t)
+                && (a.more || a.paused_until.is_some_and(|t| now >= t))
             {
                 self.accept_all(now);
             }
@@ -396,7 +406,7 @@ impl<'a, S: Service> Worker<'a, S> {
     /// How long epoll_wait may sleep: not past the next idle sweep or the end of an accept
     /// pause, and not at all while some client still has input waiting.
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || self.accept.as_ref().is_some_and(|a| a.more) {
             return Some(Duration::ZERO);
         }
         let mut until = self.next_sweep;
@@ -439,7 +449,9 @@ impl<'a, S: Service> Worker<'a, S> {
             return;
         }
         a.paused_until = None;
-        loop {
+        // Until accept() says EAGAIN, more clients may be queued (no new event will say so).
+        a.more = true;
+        for _ in 0..ACCEPTS_PER_TURN {
             let t0 = narrate::narrating().then(Instant::now);
             let result = a.listener.accept();
             if let Some(t0) = t0 {
@@ -499,7 +511,10 @@ impl<'a, S: Service> Worker<'a, S> {
                         }
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    a.more = false;
+                    break;
+                }
                 // The client gave up before we got to it, or a signal, or a firewall: not ours.
                 Err(e)
                     if matches!(
@@ -514,6 +529,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 // queued) and instead of dying (the clients we have still deserve service).
                 Err(e) => {
                     a.paused_until = Some(now + ACCEPT_PAUSE);
+                    a.more = false;
                     let hint = if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
                         " (out of file descriptors: raise `ulimit -n` or lower --max-conns)"
                     } else {
