@@ -37,6 +37,8 @@ pub struct Conn<S> {
     /// The client closed or reset its side: read until read() says so, never assume drained.
     pub hangup: bool,
     pub phase: Phase,
+    /// The service, not the client, ended the session (for the `closed` line).
+    pub said_bye: bool,
 }
 
 /// Above this capacity a drained output buffer is given back, so a connection that once had
@@ -59,6 +61,7 @@ impl<S> Conn<S> {
             readable: false,
             hangup: false,
             phase: Phase::Open,
+            said_bye: false,
         }
     }
 

@@ -652,7 +652,12 @@ impl<'a, S: Service> Worker<'a, S> {
             if c.owed() == 0 {
                 match c.phase {
                     Phase::PeerDone => {
-                        return self.close(slot, "client finished, all echoed".to_string());
+                        let why = if c.said_bye {
+                            "the service ended the session"
+                        } else {
+                            "client finished, nothing left owed"
+                        };
+                        return self.close(slot, why.to_string());
                     }
                     Phase::Closing { shut: false } => {
                         // Our goodbye is all out: FIN, then wait for theirs.
@@ -714,7 +719,10 @@ impl<'a, S: Service> Worker<'a, S> {
                     }
                     match next {
                         Next::Continue => {}
-                        Next::Close => c.phase = Phase::Closing { shut: false },
+                        Next::Close => {
+                            c.phase = Phase::Closing { shut: false };
+                            c.said_bye = true;
+                        }
                         Next::Drop(why) => return self.drop_client(slot, why),
                     }
                 }
@@ -863,5 +871,115 @@ fn raise_fd_limit(max_conns: usize) {
              accepting pauses until clients leave",
             lim.rlim_cur
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine's handling of a service's decisions (`Next::Close`, `Next::Drop`), which the
+    //! echo service never makes: a small line service run in-process, stopped by SIGTERM.
+
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::addr::BindTarget;
+
+    /// Answers `ok` to each line, says `bye` and closes on `bye`, drops the client on `bad`.
+    struct Lines;
+
+    impl Service for Lines {
+        type Session = Vec<u8>;
+
+        fn open(&self, _peer: SocketAddr, out: &mut Vec<u8>) -> Vec<u8> {
+            out.extend_from_slice(b"hello\n");
+            Vec::new()
+        }
+
+        fn input(&self, line: &mut Vec<u8>, data: &[u8], out: &mut Vec<u8>) -> Next {
+            for &b in data {
+                if b != b'\n' {
+                    line.push(b);
+                    continue;
+                }
+                let said = std::mem::take(line);
+                match said.as_slice() {
+                    b"bye" => {
+                        out.extend_from_slice(b"bye\n");
+                        return Next::Close;
+                    }
+                    b"bad" => return Next::Drop("said bad".to_string()),
+                    _ => out.extend_from_slice(b"ok\n"),
+                }
+            }
+            Next::Continue
+        }
+    }
+
+    fn client(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let r = BufReader::new(s.try_clone().unwrap());
+        (s, r)
+    }
+
+    fn line(r: &mut BufReader<TcpStream>) -> String {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        l
+    }
+
+    #[test]
+    fn greeting_close_and_drop_then_sigterm_stops() {
+        let bind = BindTarget::Addr {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            v6only: false,
+        };
+        let plan = Plan::default();
+        let listener = socket::listen(bind, &plan).unwrap();
+        let addr = listener.local;
+        let limits = Limits {
+            max_conns: 10,
+            idle_timeout: None,
+            allow: vec![],
+            deny: vec![],
+            max_owed: super::super::DEFAULT_MAX_OWED,
+            threads: 2,
+        };
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(serve(listener, &plan, limits, Lines).map_err(|e| e.to_string()));
+        });
+
+        // Greeting first, then an answer per line.
+        let (mut s, mut r) = client(addr);
+        assert_eq!(line(&mut r), "hello\n");
+        s.write_all(b"one\ntwo\n").unwrap();
+        assert_eq!(line(&mut r), "ok\n");
+        assert_eq!(line(&mut r), "ok\n");
+        // Close: the last words arrive, then EOF (our side is shut), though we keep ours open.
+        s.write_all(b"bye\n").unwrap();
+        assert_eq!(line(&mut r), "bye\n");
+        assert_eq!(line(&mut r), "", "EOF after the goodbye");
+        // Input after the goodbye is discarded, not answered, and does not break anything.
+        let _ = s.write_all(b"anyone?\n");
+        drop((s, r));
+
+        // Drop: the connection ends at once, without an answer.
+        let (mut s, mut r) = client(addr);
+        assert_eq!(line(&mut r), "hello\n");
+        s.write_all(b"bad\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "no answer after a drop: {rest:?}");
+
+        // SIGTERM reaches the handler the engine installed and stops it cleanly.
+        // SAFETY: raise() sends a signal to this process, which signal-hook handles.
+        unsafe { libc::raise(libc::SIGTERM) };
+        let result = done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("serve() returned after SIGTERM");
+        assert_eq!(result, Ok(()));
     }
 }
