@@ -94,7 +94,9 @@ pub fn serve<S: Service>(
     };
     let (first, totals) = std::thread::scope(|scope| {
         let mut polls = polls.into_iter();
-        let poll0 = polls.next().expect("at least one loop");
+        let Some(poll0) = polls.next() else {
+            return (Err(anyhow!("no event loop to run")), vec![]);
+        };
         let mut handles = Vec::new();
         for (i, poll) in polls.enumerate() {
             let (shared, service, limits) = (&shared, &service, &limits);

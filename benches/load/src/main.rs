@@ -7,8 +7,9 @@
 //! Usage (from the repository root, after `cargo build --release`):
 //!   cargo run --release --manifest-path benches/load/Cargo.toml -- [OPTIONS]
 //! Options: --secs S (measured window per run, 3), --rounds R (3; medians are reported),
-//! --client-threads T (load generator threads, 1), --idle N (10000), --servers a,b,...
-//! (from: sockkit, sockkit-1t, tokio, tokio-64k), --skip-idle, --sockkit PATH, --addr HOST:PORT
+//! --client-threads T (load generator threads, 1), --idle N (10000), --scenarios 1,2,3
+//! (64 B x 100, 64 B x 1000, 16 KiB x 50), --servers a,b,...
+//! (from: sockkit, sockkit-1t, tokio, tokio-64k, tokio-nodelay), --skip-idle, --sockkit PATH, --addr HOST:PORT
 //! (drive a server started by hand, e.g. under perf; implies --skip-idle).
 
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ struct Opts {
     idle: usize,
     skip_idle: bool,
     servers: Vec<String>,
+    /// Which ping-pong scenarios to run, by number (1-3).
+    scenarios: Vec<usize>,
     sockkit: PathBuf,
     tokio: PathBuf,
     /// Drive a server started elsewhere (for profiling), under the name `external`.
@@ -44,6 +47,7 @@ fn opts() -> Opts {
         idle: 10_000,
         skip_idle: false,
         servers: vec!["sockkit".into(), "tokio".into()],
+        scenarios: vec![1, 2, 3],
         sockkit: root.join("target/release/sockkit"),
         tokio: dir.join("tokio-echo"),
         external: None,
@@ -63,6 +67,15 @@ fn opts() -> Opts {
             "--idle" => o.idle = val().parse().unwrap_or_else(|_| die("--idle: a number")),
             "--skip-idle" => o.skip_idle = true,
             "--servers" => o.servers = val().split(',').map(str::to_string).collect(),
+            "--scenarios" => {
+                o.scenarios = val()
+                    .split(',')
+                    .map(|n| {
+                        n.parse()
+                            .unwrap_or_else(|_| die("--scenarios: numbers 1-3"))
+                    })
+                    .collect()
+            }
             "--sockkit" => o.sockkit = PathBuf::from(val()),
             "--addr" => {
                 o.external = Some(val().parse().unwrap_or_else(|_| die("--addr: HOST:PORT")));
@@ -108,6 +121,11 @@ impl Server {
             "tokio-64k" => {
                 let mut c = Command::new(&o.tokio);
                 c.args(["--buf", "65536", "127.0.0.1:0"]);
+                c
+            }
+            "tokio-nodelay" => {
+                let mut c = Command::new(&o.tokio);
+                c.args(["--nodelay", "127.0.0.1:0"]);
                 c
             }
             "external" => {
@@ -439,10 +457,13 @@ fn main() {
     let mut results: BTreeMap<(usize, String), Vec<Run>> = BTreeMap::new();
     for round in 0..o.rounds {
         for (si, (_, conns, size)) in scenarios.iter().enumerate() {
+            if !o.scenarios.contains(&(si + 1)) {
+                continue;
+            }
             for s in &servers {
                 let r = pingpong(s.addr, *conns, *size, o.secs, o.client_threads);
                 eprintln!(
-                    "  round {} {:<28} {:<11} {:>10.0} msgs/s {:>8.1} MB/s p99 {:>8.1} us",
+                    "  round {} {:<28} {:<14} {:>10.0} msgs/s {:>8.1} MB/s p99 {:>8.1} us",
                     round + 1,
                     scenarios[si].0,
                     s.name,
@@ -457,9 +478,12 @@ fn main() {
         }
     }
     for (si, (title, _, size)) in scenarios.iter().enumerate() {
+        if !o.scenarios.contains(&(si + 1)) {
+            continue;
+        }
         println!("\n{title}:");
         println!(
-            "  {:<11} {:>12} {:>10} {:>10} {:>10} {:>8}",
+            "  {:<14} {:>12} {:>10} {:>10} {:>10} {:>8}",
             "server", "msgs/s", "MB/s", "p50 us", "p99 us", "RSS MiB"
         );
         let mut med: BTreeMap<String, (f64, f64, f64, f64)> = BTreeMap::new();
@@ -472,7 +496,7 @@ fn main() {
                 median(runs.iter().map(|r| r.p99_us).collect()),
             );
             println!(
-                "  {:<11} {:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>8.1}",
+                "  {:<14} {:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>8.1}",
                 s.name,
                 m.0,
                 m.1,
@@ -503,7 +527,7 @@ fn main() {
             o.idle
         );
         println!(
-            "  {:<11} {:>12} {:>12} {:>14} {:>14}",
+            "  {:<14} {:>12} {:>12} {:>14} {:>14}",
             "server", "RSS base MiB", "RSS held MiB", "KiB/idle conn", "after echo MiB"
         );
         let mut held_of: BTreeMap<String, u64> = BTreeMap::new();
@@ -511,7 +535,7 @@ fn main() {
             let server = Server::start(name, &o);
             let (base, held, after) = idle(&server, o.idle);
             println!(
-                "  {:<11} {:>12.1} {:>12.1} {:>14.2} {:>14.1}",
+                "  {:<14} {:>12.1} {:>12.1} {:>14.2} {:>14.1}",
                 name,
                 base as f64 / 1024.0,
                 held as f64 / 1024.0,

@@ -1,5 +1,6 @@
 //! The reference peer for the echo benchmark: the usual tokio echo server, one task per
-//! client running a read / write_all loop over its own buffer (8 KiB unless `--buf N`), on
+//! client running a read / write_all loop over its own buffer (8 KiB unless `--buf N`; Nagle's
+//! algorithm on unless `--nodelay`), on
 //! tokio's default multi-threaded runtime (one worker per core). It prints the same
 //! `listening on ADDR` line as sockkit so the driver treats both alike.
 
@@ -11,10 +12,12 @@ use tokio::net::TcpListener;
 fn main() -> io::Result<()> {
     let mut addr = "127.0.0.1:0".to_string();
     let mut buf_size = 8192usize;
+    let mut nodelay = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--buf" => buf_size = args.next().and_then(|v| v.parse().ok()).unwrap_or(8192),
+            "--nodelay" => nodelay = true,
             other => addr = other.to_string(),
         }
     }
@@ -33,6 +36,9 @@ fn main() -> io::Result<()> {
                 Ok(c) => c,
                 Err(_) => continue,
             };
+            if nodelay {
+                let _ = sock.set_nodelay(true);
+            }
             tokio::spawn(async move {
                 let mut buf = vec![0u8; buf_size];
                 loop {
