@@ -269,7 +269,8 @@ fn run_peer(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
 
 #[test]
 fn two_hundred_concurrent_clients_each_get_exactly_their_own_bytes() {
-    let server = Server::start(&["127.0.0.1", "0"]);
+    // Three loops whatever the core count, so clients are handed between loops.
+    let server = Server::start(&["--threads", "3", "127.0.0.1", "0"]);
     let clients: Vec<_> = (0..200u64)
         .map(|i| {
             let s = connect(&server);
@@ -343,7 +344,8 @@ fn a_client_that_floods_without_reading_neither_delays_others_nor_grows_the_serv
 
 #[test]
 fn half_close_gets_everything_owed_then_eof() {
-    let mut server = Server::start(&["-v", "127.0.0.1", "0"]);
+    // One loop: the acceptor serves the client itself, no hand-over.
+    let mut server = Server::start(&["-v", "--threads", "1", "127.0.0.1", "0"]);
     let s = connect(&server);
     // More than the kernel buffers hold, so the server still owes bytes when our EOF arrives.
     let data = Arc::new(stream_of(42, 4 << 20));
