@@ -107,6 +107,14 @@ pub struct ListenArgs {
 }
 
 /// Echo service (RFC 862): every byte a client sends comes back to it, many clients at once.
+///
+/// One event loop per CPU core serves thousands of clients. Each client is owed at most 64 KiB
+/// of echo before sockkit stops reading from it, so a client that sends but never reads costs
+/// the server little. When a client shuts its sending side, what it is owed is sent, then the
+/// connection closes. SIGINT or SIGTERM stops the server: no new clients, every client closed,
+/// totals with -v. With -u, UDP instead: each datagram goes back to its sender.
+///
+/// Example: sockkit echo -v 127.0.0.1 7007, then: echo hi | sockkit connect 127.0.0.1 7007
 #[derive(Args, Debug)]
 pub struct EchoArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
