@@ -484,7 +484,8 @@ fn running_out_of_descriptors_pauses_accept_without_spinning() {
         }
     });
     let mut clients: Vec<TcpStream> = (0..45).map(|_| connect(&server)).collect();
-    server.wait_for("too many open files");
+    let starved = server.wait_for("too many open files");
+    assert!(starved.contains("EMFILE"), "{starved}");
     let cpu0 = server.cpu_time();
     thread::sleep(Duration::from_millis(1000));
     let spent = server.cpu_time() - cpu0;
@@ -500,6 +501,9 @@ fn running_out_of_descriptors_pauses_accept_without_spinning() {
         round_trip(s, b"my turn");
     }
     assert_eq!(server.count("accepted "), 45);
+    server.wait_for("accept() works again");
+    // Said once when it starts and once when it ends, not at every retry.
+    assert_eq!(server.count("too many open files"), 1, "{}", server.log());
 }
 
 #[test]

@@ -39,7 +39,7 @@ const ACCEPTS_PER_TURN: usize = 128;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a client may take to close after the service said goodbye.
 const LINGER: Duration = Duration::from_secs(2);
-/// At most this many refusal/accept-error lines per second; the rest are counted.
+/// At most this many refusal lines per second; the rest are counted.
 const LOG_BURST: u32 = 5;
 
 /// Runs a TCP server until SIGINT or SIGTERM: accepts on `listener`, serves each client with
@@ -88,6 +88,7 @@ pub fn serve<S: Service>(
         stop,
         paused_until: None,
         more: false,
+        starved_since: None,
         log: RateLog::default(),
         peak: 0,
         stopped_by: None,
@@ -194,6 +195,8 @@ struct Acceptor {
     paused_until: Option<Instant>,
     /// The last turn ended before accept() said EAGAIN: clients may still be queued.
     more: bool,
+    /// accept() has been failing (EMFILE and the like) since then.
+    starved_since: Option<Instant>,
     log: RateLog,
     peak: usize,
     stopped_by: Option<&'static str>,
@@ -476,6 +479,13 @@ impl<'a, S: Service> Worker<'a, S> {
             }
             match result {
                 Ok((stream, from)) => {
+                    if let Some(since) = a.starved_since.take() {
+                        narrate::emit(format_args!(
+                            "accept() works again after {} ({} clients connected)",
+                            narrate::short(now.saturating_duration_since(since)),
+                            self.shared.open.load(Ordering::Relaxed)
+                        ));
+                    }
                     let peer = plain_addr(from);
                     if let Some(why) = self.limits.refuses(peer.ip()) {
                         self.totals.refused_denied += 1;
@@ -532,21 +542,24 @@ impl<'a, S: Service> Worker<'a, S> {
                 Err(e) => {
                     a.paused_until = Some(now + ACCEPT_PAUSE);
                     a.more = false;
-                    let hint = if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        " (out of file descriptors: raise `ulimit -n` or lower --max-conns)"
-                    } else {
-                        ""
-                    };
-                    a.log.say(
-                        now,
-                        format_args!(
-                            "accept(): {} {}{hint}; pausing accepts for {} with {} clients connected",
+                    // Said once when it starts and once when it ends, not every retry.
+                    if a.starved_since.is_none() {
+                        a.starved_since = Some(now);
+                        let hint = if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        {
+                            " (raise `ulimit -n` or lower --max-conns)"
+                        } else {
+                            ""
+                        };
+                        narrate::emit(format_args!(
+                            "accept() failed: {} ({}); retrying every {} while {} clients are \
+                             served{hint}",
                             crate::error::plain(&e),
-                            e.raw_os_error().map_or("", narrate::errno_name),
+                            e.raw_os_error().map_or("?", narrate::errno_name),
                             narrate::short(ACCEPT_PAUSE),
                             self.shared.open.load(Ordering::Relaxed)
-                        ),
-                    );
+                        ));
+                    }
                     break;
                 }
             }
