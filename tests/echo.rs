@@ -508,7 +508,23 @@ fn running_out_of_descriptors_pauses_accept_without_spinning() {
 
 #[test]
 fn sigterm_stops_gracefully_with_totals() {
-    let mut server = Server::start(&["-v", "127.0.0.1", "0"]);
+    // A soft descriptor limit below the hard one, which the server raises (and says so).
+    let mut server = Server::start_with(&["-v", "127.0.0.1", "0"], |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: getrlimit/setrlimit are async-signal-safe; this lowers the child's soft limit.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut lim = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+                lim.rlim_cur = lim.rlim_max.min(256);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                Ok(())
+            });
+        }
+    });
     let mut a = connect(&server);
     round_trip(&mut a, b"hello");
     let status = server.stop(libc::SIGTERM);
@@ -522,6 +538,21 @@ fn sigterm_stops_gracefully_with_totals() {
     assert!(totals.contains("served 1 client ("), "{totals}");
     assert!(totals.contains("5 B in, 5 B out"), "{totals}");
     assert!(log.contains("server stopping"), "{log}");
+    let hard = {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit fills the struct passed.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+        lim.rlim_max
+    };
+    if hard > 256 {
+        assert!(
+            log.contains(&format!("from 256 to {hard}")),
+            "the raised limit is said: {log}"
+        );
+    }
 }
 
 #[test]
