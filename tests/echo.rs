@@ -684,3 +684,25 @@ fn ipv6_loopback_is_served() {
     let got = echo_through(connect(&server), Arc::clone(&data), 4096);
     assert!(got == *data);
 }
+
+#[test]
+fn udp_ignores_datagrams_from_denied_senders() {
+    let mut server = Server::start(&["-u", "-v", "--deny", "127.0.0.2", "127.0.0.1", "0"]);
+    let denied = UdpSocket::bind("127.0.0.2:0").unwrap();
+    denied
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    denied.send_to(b"from the denied", server.addr).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        denied.recv_from(&mut buf).is_err(),
+        "a denied sender got an answer"
+    );
+    let line = server.wait_for("ignored a datagram from 127.0.0.2:");
+    assert!(line.contains("--deny 127.0.0.2/32"), "{line}");
+    let allowed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    allowed.set_read_timeout(Some(WAIT)).unwrap();
+    allowed.send_to(b"from the allowed", server.addr).unwrap();
+    let (n, _) = allowed.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"from the allowed");
+}
