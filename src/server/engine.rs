@@ -481,7 +481,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 Ok((stream, from)) => {
                     if let Some(since) = a.starved_since.take() {
                         narrate::emit(format_args!(
-                            "accept() works again after {} ({} clients connected)",
+                            "accept() works again after {} ({} connected)",
                             narrate::short(now.saturating_duration_since(since)),
                             self.shared.open.load(Ordering::Relaxed)
                         ));
@@ -499,7 +499,7 @@ impl<'a, S: Service> Worker<'a, S> {
                         a.log.say(
                             now,
                             format_args!(
-                                "refused {peer}: --max-conns {} reached ({open} clients connected)",
+                                "refused {peer}: --max-conns {} reached ({open} connected)",
                                 self.limits.max_conns
                             ),
                         );
@@ -552,12 +552,11 @@ impl<'a, S: Service> Worker<'a, S> {
                             ""
                         };
                         narrate::emit(format_args!(
-                            "accept() failed: {} ({}); retrying every {} while {} clients are \
-                             served{hint}",
+                            "accept() failed: {} ({}); retrying every {} while serving {}{hint}",
                             crate::error::plain(&e),
                             e.raw_os_error().map_or("?", narrate::errno_name),
                             narrate::short(ACCEPT_PAUSE),
-                            self.shared.open.load(Ordering::Relaxed)
+                            counted(self.shared.open.load(Ordering::Relaxed) as u64, "client")
                         ));
                     }
                     break;
