@@ -644,7 +644,7 @@ fn socat_gets_its_bytes_back() {
 }
 
 #[test]
-fn vv_narrates_accept_and_close_and_v_reports_each_client() {
+fn vv_narrates_accept_tcp_info_and_close_and_v_reports_each_client() {
     let mut server = Server::start(&["-vv", "127.0.0.1", "0"]);
     let mut s = connect(&server);
     let me = s.local_addr().unwrap();
@@ -656,7 +656,7 @@ fn vv_narrates_accept_and_close_and_v_reports_each_client() {
         accept.contains("accept(fd ") && accept.contains("-> ESTABLISHED"),
         "{accept}"
     );
-    let opened = server.wait_for(&format!("accepted {me}"));
+    let opened = server.wait_for(&format!("accepted {me} on {}", server.addr));
     let fd = opened
         .split("(fd ")
         .nth(1)
@@ -667,6 +667,8 @@ fn vv_narrates_accept_and_close_and_v_reports_each_client() {
         closed.contains("client finished") && closed.contains("10 B in, 10 B out"),
         "{closed}"
     );
+    let info = server.wait_for(&format!("{me} tcp_info:"));
+    assert!(info.contains("rtt"), "{info}");
     let close = server.wait_for(&format!("close(fd {fd})"));
     assert!(close.contains("= 0"), "{close}");
 }

@@ -640,10 +640,18 @@ impl<'a, S: Service> Worker<'a, S> {
         let session = self.service.open(peer, &mut self.out);
         let mut conn = Conn::new(stream, peer, session, now);
         self.totals.served += 1;
-        narrate::info(format_args!(
-            "accepted {peer} (fd {fd}; {} connected)",
-            self.shared.open.load(Ordering::Relaxed)
-        ));
+        if narrate::verbose() {
+            // Both ends, as `listen` says them; the local one is looked up only when shown.
+            let local = conn
+                .sock
+                .local_addr()
+                .map(|a| format!(" on {}", plain_addr(a)))
+                .unwrap_or_default();
+            narrate::emit(format_args!(
+                "accepted {peer}{local} (fd {fd}; {} connected)",
+                self.shared.open.load(Ordering::Relaxed)
+            ));
+        }
         let greeted = conn.send(&self.out, now);
         self.conns[slot] = Some(conn);
         if let Err(e) = greeted {
@@ -802,8 +810,14 @@ impl<'a, S: Service> Worker<'a, S> {
             narrate::bytes(c.bytes_out),
             narrate::short(c.opened.elapsed())
         ));
+        let sock = Socket::from(OwnedFd::from(c.sock));
+        if narrate::narrating()
+            && let Some(info) = socket::tcp_info_summary(&sock)
+        {
+            narrate::emit(format_args!("{} {info}", c.peer));
+        }
         // Closing the descriptor also takes it out of epoll: no deregister call needed.
-        socket::close(Socket::from(OwnedFd::from(c.sock)));
+        socket::close(sock);
     }
 
     /// At stop: one last try to send what each client is owed, then close them all.
