@@ -37,6 +37,7 @@ pub struct Cli {
 pub enum Command {
     Connect(ConnectArgs),
     Listen(ListenArgs),
+    Echo(EchoArgs),
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -106,6 +107,14 @@ pub struct ListenArgs {
 }
 
 /// Echo service (RFC 862): every byte a client sends comes back to it, many clients at once.
+///
+/// One event loop per CPU core serves thousands of clients. Each client is owed at most 64 KiB
+/// of echo before sockkit stops reading from it, so a client that sends but never reads costs
+/// the server little. When a client shuts its sending side, what it is owed is sent, then the
+/// connection closes. SIGINT or SIGTERM stops the server: no new clients, every client closed,
+/// totals with -v. With -u, UDP instead: each datagram goes back to its sender.
+///
+/// Example: sockkit echo -v 127.0.0.1 7007, then: echo hi | sockkit connect 127.0.0.1 7007
 #[derive(Args, Debug)]
 pub struct EchoArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
@@ -115,6 +124,10 @@ pub struct EchoArgs {
     /// Port to listen on; 0 lets the kernel choose a free one.
     #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<PortArg>,
+
+    /// Serve UDP instead of TCP: each datagram goes back to its sender.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -217,7 +230,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_conns: usize,
 
-    /// Close a client that has sent nothing for this long (0 turns the limit off).
+    /// Close a client once no byte has moved either way for this long (0 turns the limit off).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
     pub idle_timeout: Duration,
 
@@ -228,6 +241,10 @@ pub struct ServerArgs {
     /// Refuse clients from this network (CIDR); repeatable; checked before --allow.
     #[arg(long, value_name = "CIDR")]
     pub deny: Vec<crate::addr::Cidr>,
+
+    /// Event-loop threads (default: one per CPU core); each serves its share of the clients.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 /// `-o NAME[=VALUE]` and `--show-opts`, the same on every subcommand.
