@@ -18,6 +18,9 @@
 //! the tutorial's `println` does on Unix. A wrong answer gets one line saying what was
 //! expected, ending in `Knock! Knock!`: the same joke starts over. A line that is not UTF-8
 //! or holds a NUL byte is a wrong answer like any other; a line over 1 KiB ends the client.
+//! After `MAX_WRONG` wrong answers in a row the server says goodbye: each wrong answer costs
+//! a line of about 90 bytes, so without that a client pipelining empty lines would get back
+//! some 45 times what it sent.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -30,6 +33,9 @@ pub const KNOCK: &str = "Knock! Knock!";
 pub const WHOS_THERE: &str = "Who's there?";
 pub const WANT_ANOTHER: &str = "Want another? (y/n)";
 pub const BYE: &str = "Bye.";
+
+/// Wrong answers in a row after which the server gives up on a client.
+pub const MAX_WRONG: u32 = 16;
 
 /// `Who's there?` as [`fold`] leaves it, to compare answers with.
 const WHOS_THERE_KEY: &str = "who's there?";
@@ -124,6 +130,8 @@ pub struct Conversation {
     order: Order,
     /// How many jokes were started before the current one (position in `order`).
     position: u64,
+    /// Wrong answers since the last right one.
+    wrong: u32,
 }
 
 impl Conversation {
@@ -133,6 +141,7 @@ impl Conversation {
             state: State::Knocked,
             order,
             position: 0,
+            wrong: 0,
         };
         (c, KNOCK.to_string())
     }
@@ -157,6 +166,27 @@ impl Conversation {
         };
         let heard = heard.as_deref();
         let joke = jokes.get(self.current());
+        let right = match self.state {
+            State::Knocked => heard == Some(WHOS_THERE_KEY),
+            State::Clued => heard.is_some_and(|h| joke.is_answer(h)),
+            // At the offer there is no wrong answer: anything but `y` is a no.
+            State::Offered | State::Over => true,
+        };
+        if right {
+            self.wrong = 0;
+        } else {
+            self.wrong += 1;
+            if self.wrong >= MAX_WRONG {
+                self.state = State::Over;
+                return Reply {
+                    line: Some(format!(
+                        "That's {MAX_WRONG} wrong answers in a row; I'll save my jokes for later. {BYE}"
+                    )),
+                    close: true,
+                    told: None,
+                };
+            }
+        }
         match self.state {
             State::Knocked if heard == Some(WHOS_THERE_KEY) => {
                 self.state = State::Clued;
@@ -500,6 +530,32 @@ mod tests {
     }
 
     #[test]
+    fn too_many_wrong_answers_in_a_row_end_the_conversation() {
+        let j = two_jokes();
+        let mut c = conv();
+        // A right answer resets the count, at either step.
+        for _ in 0..MAX_WRONG - 1 {
+            assert!(!c.hear(&j, b"nope").close);
+        }
+        c.hear(&j, b"Who's there?");
+        for _ in 0..MAX_WRONG - 2 {
+            assert!(!c.hear(&j, b"nope").close);
+        }
+        c.hear(&j, b"Who's there?");
+        assert!(
+            !c.hear(&j, b"nope").close,
+            "the count restarted at the knock"
+        );
+        for _ in 0..MAX_WRONG - 2 {
+            assert!(!c.hear(&j, b"nope").close);
+        }
+        let r = c.hear(&j, b"nope");
+        assert!(r.close, "{r:?}");
+        assert!(said(&r).contains("16 wrong answers in a row") && said(&r).ends_with("Bye."));
+        assert_eq!(c.state(), State::Over);
+    }
+
+    #[test]
     fn over_says_nothing_more() {
         let j = two_jokes();
         let mut c = conv();
@@ -682,6 +738,16 @@ mod tests {
         assert!(matches!(feed(&k, &mut s, &junk).0, Next::Drop(_)));
         assert_eq!(s.pending(), 0, "nothing of the flood is kept");
         assert!(s.partial.capacity() <= 2 * (MAX_LINE + 1));
+    }
+
+    #[test]
+    fn service_output_stays_small_for_a_flood_of_empty_lines() {
+        let k = Knock::new(two_jokes(), false);
+        let (mut s, _) = open(&k);
+        let (next, out) = feed(&k, &mut s, &[b'\n'; 64 * 1024]);
+        assert_eq!(next, Next::Close);
+        assert_eq!(out.lines().count(), MAX_WRONG as usize);
+        assert!(out.len() < 2048, "{} bytes out", out.len());
     }
 
     #[test]
