@@ -1,5 +1,6 @@
-//! The services sockkit's servers offer, each the logic of one protocol and nothing else:
-//! bytes in, bytes out, through the `Service` trait of `server/`, which owns the sockets.
+//! The services sockkit's servers plug into the connection engine (`server::Service`): pure
+//! byte-in, byte-out logic that never touches a socket, so each can be tested alone.
 
+pub mod echo;
 pub mod jokes;
 pub mod knock;
