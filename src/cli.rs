@@ -35,6 +35,7 @@ pub enum Command {
     Connect(ConnectArgs),
     Listen(ListenArgs),
     Echo(EchoArgs),
+    Knock(KnockArgs),
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
