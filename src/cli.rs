@@ -146,7 +146,8 @@ pub struct KnockArgs {
     #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<PortArg>,
 
-    /// Tell your own jokes: one `clue<TAB>punchline` per line.
+    /// Tell your own jokes: one `clue<TAB>punchline` per line; blank lines and lines starting
+    /// with # are skipped. A malformed file is refused at start, naming the line.
     #[arg(long, value_name = "FILE")]
     pub jokes: Option<PathBuf>,
 
