@@ -277,10 +277,6 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn conversation(&self) -> &Conversation {
-        &self.conversation
-    }
-
     /// Buffered bytes of an unfinished line.
     pub fn pending(&self) -> usize {
         self.partial.len()
