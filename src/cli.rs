@@ -38,6 +38,7 @@ pub enum Command {
     Connect(ConnectArgs),
     Listen(ListenArgs),
     Echo(EchoArgs),
+    Knock(KnockArgs),
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -156,7 +157,8 @@ pub struct KnockArgs {
     #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<PortArg>,
 
-    /// Tell your own jokes: one `clue<TAB>punchline` per line.
+    /// Tell your own jokes: one `clue<TAB>punchline` per line; blank lines and lines starting
+    /// with # are skipped. A malformed file is refused at start, naming the line.
     #[arg(long, value_name = "FILE")]
     pub jokes: Option<PathBuf>,
 

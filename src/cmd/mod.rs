@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod echo;
+pub mod knock;
 pub mod listen;
 
 use std::io::Write;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Connect(a) => (a.verbosity, &a.sockopts),
         Command::Listen(a) => (a.verbosity, &a.sockopts),
         Command::Echo(a) => (a.verbosity, &a.sockopts),
+        Command::Knock(a) => (a.verbosity, &a.sockopts),
     };
     if wants_option_help(sockopts) {
         // Asked-for help is the command's output, so it goes to stdout like --help.
@@ -31,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Connect(args) => connect::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Echo(args) => echo::run(args),
+        Command::Knock(args) => knock::run(args),
     }
 }
 
