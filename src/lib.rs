@@ -10,3 +10,4 @@ pub mod relay;
 pub mod server;
 pub mod socket;
 pub mod sockopt;
+pub mod zerocopy;
