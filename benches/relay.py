@@ -213,26 +213,31 @@ def wait_listening(group, port, limit=10):
 # --- the tools ---------------------------------------------------------------------------
 
 def commands(tool, port, sockkit):
-    """(server argv, client argv, extra env) for a one-way transfer client -> server."""
+    """(server argv, client argv, server env, client env) for a one-way transfer client ->
+    server. `sockkit-rw` runs both ends with SOCKKIT_RELAY=buffered (read/write on every
+    path); `sockkit-rw-send` only the sending end, `sockkit-rw-recv` only the receiving end,
+    so each direction's zero-copy path is measured on its own."""
     p = str(port)
     if tool == "sockkit" or tool.startswith(("sockkit-", "sockkit+")):
-        env = dict(os.environ)
-        if tool == "sockkit-rw":
-            env["SOCKKIT_RELAY"] = "buffered"
-        # `sockkit+NAME=VALUE+...`: the same with extra environment, for trying a variant.
+        srv_env, cli_env = dict(os.environ), dict(os.environ)
+        if tool in ("sockkit-rw", "sockkit-rw-recv"):
+            srv_env["SOCKKIT_RELAY"] = "buffered"
+        if tool in ("sockkit-rw", "sockkit-rw-send"):
+            cli_env["SOCKKIT_RELAY"] = "buffered"
+        # `sockkit+NAME=VALUE+...`: both ends with extra environment, to try a variant.
         for assignment in tool.split("+")[1:]:
             name, _, value = assignment.partition("=")
-            env[name] = value
+            srv_env[name] = cli_env[name] = value
         return ([sockkit, "listen", "-v", "127.0.0.1", p],
-                [sockkit, "connect", "127.0.0.1", p], env)
+                [sockkit, "connect", "127.0.0.1", p], srv_env, cli_env)
     if tool == "nc":
-        return (["nc", "-l", "127.0.0.1", p], ["nc", "-N", "127.0.0.1", p], None)
+        return (["nc", "-l", "127.0.0.1", p], ["nc", "-N", "127.0.0.1", p], None, None)
     if tool == "ncat":
-        return (["ncat", "-l", "127.0.0.1", p], ["ncat", "127.0.0.1", p], None)
+        return (["ncat", "-l", "127.0.0.1", p], ["ncat", "127.0.0.1", p], None, None)
     if tool == "socat":
         # -u: one way. Without it socat ends 0.5 s after the server's stdin (/dev/null) EOF.
         return (["socat", "-u", f"TCP-LISTEN:{p},bind=127.0.0.1,reuseaddr", "STDOUT"],
-                ["socat", "-u", "STDIN", f"TCP:127.0.0.1:{p}"], None)
+                ["socat", "-u", "STDIN", f"TCP:127.0.0.1:{p}"], None, None)
     raise ValueError(tool)
 
 
@@ -276,13 +281,13 @@ def run_a(tool, path, n, sockkit, baseline):
                                            "-n", str(n), "-J"], stdin=null, stdout=cout.fileno(),
                              stderr=null)
         else:
-            srv, cli, env = commands(tool, port, sockkit)
+            srv, cli, srv_env, cli_env = commands(tool, port, sockkit)
             server = g.spawn(f"{tool} server", srv, stdin=null, stdout=null,
-                             stderr=err.fileno(), trace=True, env=env)
+                             stderr=err.fileno(), trace=True, env=srv_env)
             wait_listening(g, port)
             t0 = time.monotonic()
             client = g.spawn(f"{tool} client", cli, stdin=src.fileno(), stdout=null,
-                             stderr=null, env=env, trace=True)
+                             stderr=null, env=cli_env, trace=True)
         g.wait()
         os.close(null)
         seconds = max(k.end for k in g.kids.values()) - t0
@@ -322,12 +327,13 @@ def run_a_empty(tool, sockkit, empty):
     port = free_port()
     g = Group()
     null = devnull()
-    srv, cli, env = commands(tool, port, sockkit)
+    srv, cli, srv_env, cli_env = commands(tool, port, sockkit)
     with open(empty, "rb") as src:
         server = g.spawn(f"{tool} server", srv, stdin=null, stdout=null, stderr=null,
-                         trace=True, env=env)
+                         trace=True, env=srv_env)
         wait_listening(g, port)
-        g.spawn(f"{tool} client", cli, stdin=src.fileno(), stdout=null, stderr=null, env=env)
+        g.spawn(f"{tool} client", cli, stdin=src.fileno(), stdout=null, stderr=null,
+                env=cli_env)
         g.wait()
     os.close(null)
     return server.io["wchar"]
@@ -338,11 +344,11 @@ def run_b(tool, n, sockkit):
     port = free_port()
     g = Group()
     null = devnull()
-    srv, cli, env = commands(tool, port, sockkit)
+    srv, cli, srv_env, cli_env = commands(tool, port, sockkit)
     with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as count:
         to_wc_r, to_wc_w = os.pipe()
         server = g.spawn(f"{tool} server", srv, stdin=null, stdout=to_wc_w, stderr=err.fileno(),
-                         env=env, trace=True)
+                         env=srv_env, trace=True)
         g.spawn("wc -c", ["wc", "-c"], stdin=to_wc_r, stdout=count.fileno())
         os.close(to_wc_r)
         os.close(to_wc_w)
@@ -351,7 +357,7 @@ def run_b(tool, n, sockkit):
         from_head_r, from_head_w = os.pipe()
         g.spawn("head", ["head", "-c", str(n), "/dev/zero"], stdout=from_head_w)
         client = g.spawn(f"{tool} client", cli, stdin=from_head_r, stdout=null, stderr=null,
-                         env=env, trace=True)
+                         env=cli_env, trace=True)
         os.close(from_head_r)
         os.close(from_head_w)
         g.wait()
@@ -450,7 +456,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", required=True, help="where the 2 GiB file lives")
     ap.add_argument("--only", default="A,B,lat", help="A, B, lat, rss (comma-separated)")
-    ap.add_argument("--tools", default="sockkit,nc,ncat,socat,sockkit-rw")
+    ap.add_argument("--tools", default="sockkit,nc,ncat,socat,sockkit-rw,sockkit-rw-send,"
+                    "sockkit-rw-recv", help="B skips sockkit-rw-send: a stdin pipe is "
+                    "read/write either way")
     args = ap.parse_args()
     only = set(args.only.split(","))
     tools = args.tools.split(",")
@@ -484,8 +492,9 @@ def main():
                 print(f"A round {r + 1} {t:11} {res.seconds:6.3f} s  cpu {res.cpu:5.2f} s  "
                       f"[{res.verified}]", file=sys.stderr)
     if "B" in only:
+        b_tools = [t for t in tools if t != "sockkit-rw-send"]
         for r in range(args.rounds):
-            order = tools[r % len(tools):] + tools[:r % len(tools)]
+            order = b_tools[r % len(b_tools):] + b_tools[:r % len(b_tools)]
             for t in order:
                 res = run_b(t, B_BYTES, args.sockkit)
                 b.setdefault(t, []).append(res)

@@ -123,8 +123,9 @@ fn probe(fd: RawFd) -> (Kind, Duration) {
 /// Zero-copy paths are Linux system calls; elsewhere every direction is buffered.
 const ZERO_COPY: bool = cfg!(target_os = "linux");
 
-/// `SOCKKIT_RELAY=buffered` turns the zero-copy paths off, so the benchmark can measure what
-/// they buy and a suspected kernel quirk can be ruled out without a rebuild.
+/// `SOCKKIT_RELAY=buffered` turns the zero-copy paths off (pipes are still grown), so the
+/// benchmark can measure what each buys and a suspected kernel quirk can be ruled out without a
+/// rebuild.
 fn forced_buffered() -> bool {
     std::env::var_os("SOCKKIT_RELAY").is_some_and(|v| v == "buffered")
 }
@@ -368,7 +369,7 @@ impl Uplink {
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
-        if kind == Kind::Pipe && ZERO_COPY && !forced_buffered() {
+        if kind == Kind::Pipe && ZERO_COPY {
             // A bigger stdin pipe lets the writer run ahead and each read take 256 KiB.
             grow_narrated(STDIN);
         }
@@ -529,8 +530,9 @@ impl Sink {
             }
         }
         narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
-        if path == Path::Splice {
-            // A bigger stdout pipe lets each splice move more and wakes the reader less often.
+        if kind == Kind::Pipe && ZERO_COPY && !discard {
+            // A bigger stdout pipe lets each splice (or write) move more and wakes the reader
+            // less often.
             grow_narrated(STDOUT);
         }
         let buf = if matches!(path, Path::Buffered | Path::Discard) {
