@@ -4,9 +4,11 @@
 //! file or a device such as /dev/null by splice(2) through a pipe of our own; terminals,
 //! sockets, pipes on stdin (where splice measured slower than write(2), see benches/README.md)
 //! and any call the kernel refuses at run time (EINVAL, ENOSYS) use read(2)/write(2) through one
-//! fixed buffer. The session rules (half-close, EOF, timeouts, the stdin hand-off) stay in
-//! relay.rs: this file only moves bytes and says how many, and what it holds between calls
-//! never grows with the size of the transfer.
+//! fixed buffer. Pipes handed to us are grown to 1 MiB (F_SETPIPE_SZ): the writer runs ahead
+//! and each call moves more. `SOCKKIT_RELAY=buffered` turns sendfile and splice off, for the
+//! benchmark's comparison. The session rules (half-close, EOF, timeouts, the stdin hand-off)
+//! stay in relay.rs: this file only moves bytes and says how many, and what it holds between
+//! calls never grows with the size of the transfer.
 
 use std::fmt;
 use std::io;
@@ -297,7 +299,8 @@ mod sys {
 
 #[cfg(not(target_os = "linux"))]
 mod sys {
-    //! Never reached: ZERO_COPY is false here, so every path is Buffered.
+    //! Not reached but for recv_trunc: ZERO_COPY is false here, so every other path is
+    //! Buffered.
     use std::io;
     use std::os::fd::{OwnedFd, RawFd};
 
@@ -316,8 +319,9 @@ mod sys {
     pub fn grow_pipe(_: RawFd, _: i32) -> io::Result<usize> {
         Err(no())
     }
-    pub fn recv_trunc(_: RawFd, _: &mut [u8]) -> io::Result<usize> {
-        Err(no())
+    /// A plain read: the bytes land in the buffer and are dropped there.
+    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+        super::read_fd(fd, buf)
     }
 }
 
@@ -509,7 +513,7 @@ impl Sink {
         let (kind, took) = probe(STDOUT);
         let zc = ZERO_COPY && !forced_buffered();
         let mut path = match kind {
-            _ if discard && ZERO_COPY => Path::Discard,
+            _ if discard => Path::Discard,
             Kind::Pipe if zc => Path::Splice,
             Kind::File { .. } | Kind::DevNull | Kind::CharDevice | Kind::BlockDevice if zc => {
                 Path::SpliceVia
