@@ -24,9 +24,14 @@ use crate::narrate;
 /// as soon as it returns, however little it got.
 pub const CHUNK: usize = 256 * 1024;
 
-/// Bytes asked of one sendfile(2) or splice(2) call. The kernel returns what it could move
-/// (a splice from a socket returns whatever had arrived), so this bounds a call, not a wait.
+/// Bytes asked of one splice(2) from the socket. It returns whatever had arrived (and what fits
+/// in the pipe), so this bounds a call, not a wait.
 const ZC_CHUNK: usize = 1 << 20;
+
+/// Bytes asked of one sendfile(2): as much as one buffered write, so the byte count and the
+/// idle timer advance as often as on the read/write path even towards a slow peer (1 MiB or
+/// 16 MiB measured no faster, see benches/README.md).
+const SENDFILE_CHUNK: usize = CHUNK;
 
 /// The pipe capacity asked for (F_SETPIPE_SZ): our own pipe, and the stdout pipe we splice into.
 /// 1 MiB is the default /proc/sys/fs/pipe-max-size, what an unprivileged process may ask.
@@ -399,7 +404,7 @@ impl Uplink {
             activity.fetch_add(1, Ordering::Relaxed);
         };
         if self.path == Path::Sendfile {
-            match sys::sendfile(sock.as_raw_fd(), STDIN, ZC_CHUNK) {
+            match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => {
                     self.zc_moved += n as u64;
