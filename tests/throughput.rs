@@ -26,6 +26,9 @@ use util::*;
 /// 1 MiB pipes and 256 KiB buffer many times over with an odd tail.
 const SIZES: [usize; 6] = [0, 1, 65_535, 65_536, 65_537, (16 << 20) + 7];
 
+/// sockkit's read/write buffer (src/zerocopy.rs): the most one write can carry.
+const CHUNK: u64 = 256 * 1024;
+
 /// Waits at most `limit` for a thread's result; a hang fails the test.
 fn join_timeout<R>(h: JoinHandle<R>, limit: Duration, what: &str) -> R {
     let deadline = Instant::now() + limit;
@@ -389,11 +392,22 @@ fn terminal_to_socket_by_read_write_every_size() {
         assert_eq!(status.code(), Some(0), "{n} bytes: {stderr}");
         assert_bytes_eq(&got, &data, &format!("{n} bytes typed"));
         assert_eq!(join_within(out, T), b"");
-        assert_path(
-            &stderr,
-            "fstat(fd 0) = terminal: stdin -> socket by read(2)/write(2)",
+        if n > 0 {
+            // With nothing typed the session can end (the peer closed) before the stdin
+            // thread has looked at stdin; with bytes, they had to pass through it.
+            assert_path(
+                &stderr,
+                "fstat(fd 0) = terminal: stdin -> socket by read(2)/write(2)",
+            );
+        }
+        // With a terminal on stdin the session ends at the peer's close without waiting for
+        // the stdin thread, which may not yet have counted its last write (its bytes had
+        // reached the peer): -v may be short by that write, never over.
+        let sent = counts(&stderr).0;
+        assert!(
+            sent <= n as u64 && sent + CHUNK >= n as u64,
+            "-v sent {sent} of {n}"
         );
-        assert_eq!(counts(&stderr).0, n as u64, "-v sent");
     }
 }
 
