@@ -190,12 +190,17 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-/// Waits until `fd` can take bytes: stdout may be non-blocking when another process set
-/// O_NONBLOCK on a descriptor it shares with us.
+/// Waits until `fd` can take bytes.
 fn wait_writable(fd: RawFd) {
+    wait_ready(fd, libc::POLLOUT);
+}
+
+/// Waits until `fd` is ready for `events` (or hung up): stdin and stdout may be non-blocking
+/// when another process set O_NONBLOCK on a descriptor it shares with us.
+fn wait_ready(fd: RawFd, events: libc::c_short) {
     let mut p = libc::pollfd {
         fd,
-        events: libc::POLLOUT,
+        events,
         revents: 0,
     };
     // SAFETY: p is a valid pollfd for the duration of the call.
@@ -447,6 +452,10 @@ impl Uplink {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => self.pending = n,
                 Err(e) if interrupted(&e) => return Ok(Step::Moved),
+                Err(e) if would_block(&e) => {
+                    wait_ready(STDIN, libc::POLLIN);
+                    return Ok(Step::Moved);
+                }
                 Err(e) => return Err(UpError::Stdin(e)),
             }
             if cancelled.load(Ordering::SeqCst) {

@@ -705,3 +705,73 @@ fn run_cmd_keep_stdio(cmd: &mut Command) -> (Option<i32>, String) {
         String::from_utf8_lossy(&join_within(err, T)).into_owned(),
     )
 }
+
+/// A pipe whose read end (for sockkit's stdin) or write end (for its stdout) is O_NONBLOCK,
+/// as when another process shares the descriptor and set the flag: (read end, write end).
+fn pipe_nonblocking_at(read_end: bool) -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both were just created and are owned only here.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let fd = if read_end {
+        r.as_raw_fd()
+    } else {
+        w.as_raw_fd()
+    };
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
+    }
+    (r, w)
+}
+
+#[test]
+fn non_blocking_stdin_and_stdout_pipes_wait_instead_of_failing() {
+    // EAGAIN from stdin (nothing typed yet) or stdout (its reader is slow) means wait, not
+    // "resource temporarily unavailable".
+    let request = random_bytes(6000, (4 << 20) + 11);
+    let sent = request.clone();
+    let (addr, server) = peer(move |mut s| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(&sent).unwrap(); // the same bytes back
+        got
+    });
+    let (stdin_r, stdin_w) = pipe_nonblocking_at(true);
+    let (stdout_r, stdout_w) = pipe_nonblocking_at(false);
+    let mut cmd = sockkit(&["connect", "-v", "127.0.0.1", &addr.port().to_string()]);
+    cmd.stdin(Stdio::from(stdin_r))
+        .stdout(Stdio::from(stdout_w));
+    let mut child = ChildGuard::spawn(&mut cmd);
+    drop(cmd);
+    let err = collect(child.stderr());
+    let data = request.clone();
+    let writer = thread::spawn(move || {
+        let mut w = File::from(stdin_w);
+        thread::sleep(Duration::from_millis(200)); // sockkit meets an empty stdin first
+        w.write_all(&data)
+    });
+    let reader = thread::spawn(move || {
+        let mut r = File::from(stdout_r);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            // A slow reader: sockkit's writes to stdout meet a full pipe.
+            thread::sleep(Duration::from_micros(200));
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let status = child.status_within(Duration::from_secs(60), "connect");
+    let stderr = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+    join_timeout(writer, T, "writing stdin").expect("writing stdin");
+    let got = join_timeout(server, T, "peer");
+    let out = join_timeout(reader, T, "reading stdout");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_bytes_eq(&got, &request, "what the peer received");
+    assert_bytes_eq(&out, &request, "what came back on stdout");
+}
