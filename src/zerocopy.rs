@@ -162,14 +162,15 @@ fn grow_narrated(fd: RawFd) {
     );
 }
 
-fn narrate_fallback(call: &str, e: &io::Error, direction: &str) {
+/// `-vv`: a call the kernel refused (`since`: when it started), and the path taken instead.
+fn narrate_fallback(call: &str, e: &io::Error, since: Instant, direction: &str) {
     narrate::call(
         format_args!(
             "{call} {}: {direction} falls back to {}",
             narrate::errno_text(e),
             Path::Buffered
         ),
-        Duration::ZERO,
+        since.elapsed(),
     );
 }
 
@@ -409,6 +410,7 @@ impl Uplink {
             activity.fetch_add(1, Ordering::Relaxed);
         };
         if self.path == Path::Sendfile {
+            let t0 = Instant::now();
             match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => {
@@ -422,7 +424,7 @@ impl Uplink {
                     return Ok(Step::Moved);
                 }
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
-                    narrate_fallback("sendfile(fd 0)", &e, "stdin -> socket");
+                    narrate_fallback("sendfile(fd 0)", &e, t0, "stdin -> socket");
                     self.path = Path::Buffered;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(UpError::Stdin(e)),
@@ -536,13 +538,14 @@ impl Sink {
         };
         let mut pipe = None;
         if path == Path::SpliceVia {
+            let t0 = Instant::now();
             match sys::pipe() {
                 Ok(p) => {
                     sys::grow_pipe(p.1.as_raw_fd(), PIPE_SIZE).ok();
                     pipe = Some(p);
                 }
                 Err(e) => {
-                    narrate_fallback("pipe2()", &e, "socket -> stdout");
+                    narrate_fallback("pipe2()", &e, t0, "socket -> stdout");
                     path = Path::Buffered;
                 }
             }
@@ -570,6 +573,7 @@ impl Sink {
     /// Moves what the socket has (it polled readable) to stdout; blocks while stdout is full.
     pub fn step(&mut self, sock: &Socket) -> Result<Got, DownError> {
         let fd = sock.as_raw_fd();
+        let t0 = Instant::now();
         match self.path {
             Path::Splice => match sys::splice(fd, STDOUT, ZC_CHUNK, 0) {
                 Ok(0) => Ok(Got::Eof),
@@ -583,7 +587,7 @@ impl Sink {
                     Ok(Got::Nothing)
                 }
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
-                    narrate_fallback("splice(socket -> fd 1)", &e, "socket -> stdout");
+                    narrate_fallback("splice(socket -> fd 1)", &e, t0, "socket -> stdout");
                     self.fall_back_to_buffered();
                     Ok(Got::Nothing)
                 }
@@ -635,11 +639,12 @@ impl Sink {
             None => unreachable!("SpliceVia always has its pipe"),
         };
         let n = loop {
+            let t0 = Instant::now();
             match sys::splice(sock, pw, ZC_CHUNK, 0) {
                 Ok(n) => break n,
                 Err(e) if interrupted(&e) => {}
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
-                    narrate_fallback("splice(socket -> pipe)", &e, "socket -> stdout");
+                    narrate_fallback("splice(socket -> pipe)", &e, t0, "socket -> stdout");
                     self.fall_back_to_buffered();
                     return Ok(Got::Nothing);
                 }
@@ -651,6 +656,7 @@ impl Sink {
         }
         let mut left = n;
         while left > 0 {
+            let t0 = Instant::now();
             match sys::splice(pr, STDOUT, left, 0) {
                 Ok(0) => {
                     let err = io::ErrorKind::WriteZero.into();
@@ -665,7 +671,7 @@ impl Sink {
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
                     // e.g. stdout opened with O_APPEND (`>>`): the bytes already in our pipe
                     // go out by read/write, and so does everything after them.
-                    narrate_fallback("splice(pipe -> fd 1)", &e, "socket -> stdout");
+                    narrate_fallback("splice(pipe -> fd 1)", &e, t0, "socket -> stdout");
                     self.fall_back_to_buffered();
                     self.drain_pipe(pr, left)
                         .map_err(|err| DownError::Stdout { err, received: n })?;
