@@ -11,3 +11,4 @@ pub mod server;
 pub mod service;
 pub mod socket;
 pub mod sockopt;
+pub mod zerocopy;

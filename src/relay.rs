@@ -1,17 +1,16 @@
 //! The stdio <-> socket relay of `connect` and `listen`: stdin to the socket, the socket to
 //! stdout, binary-safe and unbuffered, with the ending rules of DESIGN.md (half-close on stdin
-//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere.
+//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere,
+//! and which system call moves the bytes (sendfile, splice, read/write) is zerocopy.rs's choice.
 //!
 //! Two threads: the caller's thread moves socket -> stdout and decides when the session ends;
 //! one stdin thread for the whole process moves stdin -> socket. The stdin thread outlives a
 //! session so that `listen -k` hands what is typed between clients to the next one, and never
 //! to a socket that has gone.
 
-use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::mem::ManuallyDrop;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,9 +25,7 @@ use crate::cli::RelayArgs;
 use crate::error;
 use crate::narrate;
 use crate::socket;
-
-/// Bytes moved per read: large enough for loopback speed, small enough to forward at once.
-const CHUNK: usize = 256 * 1024;
+use crate::zerocopy::{self, DownError, Got, Step, UpError};
 
 /// How one session ended, for `-v` and the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,13 +157,10 @@ impl Relay {
     }
 }
 
-/// The stdin thread: reads stdin and writes each chunk to the current session's socket. A
+/// The stdin thread: moves stdin to the current session's socket (zerocopy.rs picks how). A
 /// chunk read while no session is live waits for the next one.
 fn stdin_loop(jobs: Receiver<Job>) {
-    // fd 0 unbuffered: std's Stdin would add a buffer and a copy.
-    let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-    let mut buf = vec![0u8; CHUNK];
-    let mut pending = 0usize;
+    let mut uplink = zerocopy::Uplink::for_stdin();
     let mut at_eof = false;
     for job in jobs {
         let outcome = loop {
@@ -176,29 +170,18 @@ fn stdin_loop(jobs: Receiver<Job>) {
             if at_eof {
                 break Some(finish_stdin(&job));
             }
-            if pending == 0 {
-                match stdin.read(&mut buf) {
-                    Ok(0) => {
-                        at_eof = true;
-                        continue;
-                    }
-                    Ok(n) => pending = n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
-                    }
+            match uplink.step(&job.sock, &job.cancelled, &job.sent, &job.activity) {
+                Ok(Step::Moved) => {}
+                Ok(Step::Eof) => at_eof = true,
+                Ok(Step::Held) => break None, // keep the chunk for the next session
+                Err(UpError::Stdin(e)) => {
+                    break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
                 }
-                if job.cancelled.load(Ordering::SeqCst) {
-                    break None; // keep the chunk for the next session
-                }
-            }
-            match write_all_counted(&job.sock, &buf[..pending], &job.sent, &job.activity) {
-                Ok(()) => pending = 0,
-                Err((written, e)) => {
-                    let lost = pending - written;
-                    pending = 0;
-                    break Some(Up::Failed(undelivered(&e, lost)));
-                }
+                Err(UpError::Send {
+                    err,
+                    lost,
+                    from_file,
+                }) => break Some(Up::Failed(undelivered(&err, lost, from_file))),
             }
         };
         if let Some(up) = outcome {
@@ -219,36 +202,20 @@ fn finish_stdin(job: &Job) -> Up {
     Up::Eof
 }
 
-fn write_all_counted(
-    sock: &Socket,
-    mut data: &[u8],
-    sent: &AtomicU64,
-    activity: &AtomicU64,
-) -> Result<(), (usize, io::Error)> {
-    let mut written = 0;
-    while !data.is_empty() {
-        match (&*sock).write(data) {
-            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
-            Ok(n) => {
-                written += n;
-                data = &data[n..];
-                sent.fetch_add(n as u64, Ordering::Relaxed);
-                activity.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err((written, e)),
-        }
-    }
-    Ok(())
-}
-
-fn undelivered(e: &io::Error, lost: usize) -> anyhow::Error {
+/// The error for bytes that did not reach the peer: read from stdin and not sent, or (a file
+/// sent by sendfile) still in the file.
+fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
+    let what = if from_file {
+        "left in the stdin file"
+    } else {
+        "read from stdin"
+    };
     match e.raw_os_error() {
-        Some(libc::EPIPE) | Some(libc::ECONNRESET) => anyhow!(
-            "the peer closed the connection: {lost} bytes read from stdin were not delivered"
-        ),
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) => {
+            anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
+        }
         _ => anyhow!(
-            "sending to the peer: {} ({lost} bytes read from stdin were not delivered)",
+            "sending to the peer: {} ({lost} bytes {what} were not delivered)",
             error::plain(e)
         ),
     }
@@ -276,9 +243,7 @@ impl Downlink<'_> {
     }
 
     fn run(&mut self) -> Result<End> {
-        // fd 1 unbuffered: std's Stdout is line-buffered, which would hold binary data back.
-        let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-        let mut buf = vec![0u8; CHUNK];
+        let mut sink = zerocopy::Sink::for_stdout(self.opts.send_only);
         let mut last_activity = (Instant::now(), self.activity.load(Ordering::Relaxed));
         loop {
             while let Ok(up) = self.events.try_recv() {
@@ -330,36 +295,34 @@ impl Downlink<'_> {
             if !sock_ready {
                 continue;
             }
-            let n = match (&*self.sock).read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+            let n = match sink.step(self.sock) {
+                Ok(Got::Data(n)) => n,
+                Ok(Got::Nothing) => continue,
+                Ok(Got::Eof) => {
+                    narrate::info(format_args!(
+                        "the peer closed its sending side (EOF after {} bytes)",
+                        self.received
+                    ));
+                    self.peer_eof = true;
+                    continue;
+                }
+                Err(DownError::Recv(e)) => {
                     return Err(anyhow!(
                         "receiving from the peer: {} (after {} bytes)",
                         error::plain(&e),
                         self.received
                     ));
                 }
+                Err(DownError::Stdout { err, received }) => {
+                    self.received += received as u64;
+                    if error::is_broken_pipe(&err) {
+                        return Ok(End::StdoutClosed);
+                    }
+                    return Err(anyhow!("writing to stdout: {}", error::plain(&err)));
+                }
             };
-            if n == 0 {
-                narrate::info(format_args!(
-                    "the peer closed its sending side (EOF after {} bytes)",
-                    self.received
-                ));
-                self.peer_eof = true;
-                continue;
-            }
             self.received += n as u64;
             self.activity.fetch_add(1, Ordering::Relaxed);
-            if self.opts.send_only {
-                continue;
-            }
-            if let Err(e) = stdout.write_all(&buf[..n]) {
-                if error::is_broken_pipe(&e) {
-                    return Ok(End::StdoutClosed);
-                }
-                return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
-            }
         }
     }
 }
