@@ -59,7 +59,7 @@ pub struct ConnectArgs {
     pub port: PortArg,
 
     /// Give up on each address after this long (humantime: 2s, 500ms, 1m).
-    #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
     #[command(flatten)]
@@ -212,7 +212,8 @@ pub struct RelayArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub quit_after: Option<Duration>,
 
-    /// Only send stdin; ignore what the peer sends.
+    /// Only send stdin; discard what the peer sends. The session still ends at the peer's EOF
+    /// (or --quit-after), so nothing unread makes close() reset the connection.
     #[arg(long, conflicts_with = "recv_only")]
     pub send_only: bool,
 
@@ -279,7 +280,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+            return Duration::try_from_secs_f64(secs)
+                .map_err(|_| format!("'{s}' is too long a duration"));
         }
         return Err(format!(
             "'{s}' is not a duration (use e.g. 2s, 500ms, 1m30s)"
@@ -287,6 +289,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration ({e}; use e.g. 2s, 500ms, 1m30s)"))
+}
+
+/// A connect timeout: a duration, but not zero, which would give up before trying.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "a timeout of '{s}' gives up before the connection can start (use e.g. 2s)"
+        )),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]

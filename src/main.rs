@@ -1,7 +1,6 @@
 //! The `sockkit` binary: parse the command line, run the subcommand, and turn its error (if
 //! any) into one line on stderr and an exit status. Everything else lives in the library.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,8 +15,7 @@ fn main() -> ExitCode {
             if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
                 && sockopt::help_in_args(std::env::args_os()) =>
         {
-            // A reader that stops early (`| head`) is not an error for a listing.
-            let _ = std::io::stdout().write_all(sockopt::help_text().as_bytes());
+            sockopt::print_help();
             return ExitCode::from(error::EXIT_OK);
         }
         // A mistake gets one line; bare `sockkit` gets the usage (clap, stderr, exit 2).

@@ -36,8 +36,6 @@ pub enum End {
     QuitAfter,
     /// The reader of stdout went away (`| head`): a normal end for a filter.
     StdoutClosed,
-    /// `--send-only` and stdin is done.
-    SendDone,
 }
 
 /// What a session moved.
@@ -56,13 +54,39 @@ pub struct Relay {
     stdin_is_tty: bool,
 }
 
+/// When a byte last moved either way, shared by both threads for `--idle-timeout`: a
+/// timestamp, so the deadline counts from the byte and not from when it was noticed.
+pub struct Activity {
+    base: Instant,
+    nanos: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// A byte moved now.
+    pub fn touch(&self) {
+        let n = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_max(n, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
 /// One session's share of the stdin thread's work.
 struct Job {
     sock: Socket,
     no_shutdown: bool,
     cancelled: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
-    activity: Arc<AtomicU64>,
+    activity: Arc<Activity>,
     events: Sender<Up>,
     wake: UnixStream,
 }
@@ -71,6 +95,9 @@ struct Job {
 enum Up {
     /// stdin is at EOF and the socket's write side is shut (unless --no-shutdown).
     Eof,
+    /// shutdown(SHUT_WR) found the connection gone: the peer reset it, so bytes sent after
+    /// its close were thrown away. The session says how many.
+    Reset,
     Failed(anyhow::Error),
 }
 
@@ -91,7 +118,7 @@ impl Relay {
         let (events_tx, events) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let activity = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(Activity::new());
         let uplink = !self.opts.recv_only;
         if uplink {
             let dup = narrate::traced(
@@ -124,9 +151,11 @@ impl Relay {
             events,
             wake: wake_rx,
             activity: &activity,
+            sent: &sent,
             received: 0,
             stdin_eof_at: None,
-            peer_eof: false,
+            peer_eof: None,
+            hung_up: false,
         };
         let result = down.run();
         cancelled.store(true, Ordering::SeqCst);
@@ -195,8 +224,10 @@ fn stdin_loop(jobs: Receiver<Job>) {
 fn finish_stdin(job: &Job) -> Up {
     if !job.no_shutdown
         && let Err(e) = socket::shutdown(&job.sock, Shutdown::Write)
-        && e.kind() != io::ErrorKind::NotConnected
     {
+        if e.kind() == io::ErrorKind::NotConnected {
+            return Up::Reset;
+        }
         return Up::Failed(anyhow!("shutdown(SHUT_WR): {}", error::plain(&e)));
     }
     Up::Eof
@@ -229,11 +260,15 @@ struct Downlink<'a> {
     uplink: bool,
     events: Receiver<Up>,
     wake: UnixStream,
-    activity: &'a AtomicU64,
+    activity: &'a Activity,
+    sent: &'a AtomicU64,
     received: u64,
     /// When the stdin thread reported EOF (and the half-close).
     stdin_eof_at: Option<Instant>,
-    peer_eof: bool,
+    /// Bytes sent when the peer's EOF arrived: what it sends back after, it may not read.
+    peer_eof: Option<u64>,
+    /// poll reported POLLHUP without an error: both directions are done, stop polling.
+    hung_up: bool,
 }
 
 impl Downlink<'_> {
@@ -244,35 +279,31 @@ impl Downlink<'_> {
 
     fn run(&mut self) -> Result<End> {
         let mut sink = zerocopy::Sink::for_stdout(self.opts.send_only);
-        let mut last_activity = (Instant::now(), self.activity.load(Ordering::Relaxed));
         loop {
             while let Ok(up) = self.events.try_recv() {
                 match up {
                     Up::Eof => self.stdin_eof_at = Some(Instant::now()),
+                    Up::Reset => return Err(self.reset_error()),
                     Up::Failed(e) => return Err(e),
                 }
             }
-            if self.opts.send_only && self.uplink_done() {
-                return Ok(End::SendDone);
-            }
-            if self.peer_eof && (self.uplink_done() || self.stdin_is_tty) {
+            if self.peer_eof.is_some() && (self.uplink_done() || self.stdin_is_tty) {
                 return Ok(End::Closed);
             }
             let now = Instant::now();
+            // checked_add: a deadline too far to represent is no deadline.
             let quit_at = self
                 .stdin_eof_at
                 .zip(self.opts.quit_after)
-                .map(|(t, q)| t + q);
+                .and_then(|(t, q)| t.checked_add(q));
             if quit_at.is_some_and(|q| now >= q) {
                 narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
                 return Ok(End::QuitAfter);
             }
-            // Idle: no byte either way since the last check.
-            let seen = self.activity.load(Ordering::Relaxed);
-            if seen != last_activity.1 {
-                last_activity = (now, seen);
-            }
-            let idle_at = self.opts.idle_timeout.map(|t| last_activity.0 + t);
+            let idle_at = self
+                .opts
+                .idle_timeout
+                .and_then(|t| self.activity.last().checked_add(t));
             if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
                 && now >= at
             {
@@ -283,16 +314,30 @@ impl Downlink<'_> {
             }
             let deadline = [quit_at, idle_at].into_iter().flatten().min();
             let timeout = deadline.map(|d| d.saturating_duration_since(now));
-            let (sock_ready, wake_ready) = poll2(
-                (!self.peer_eof).then_some(self.sock.as_raw_fd()),
-                self.wake.as_raw_fd(),
-                timeout,
-            )?;
-            if wake_ready {
+            // After the peer's EOF there is nothing to read, but the socket is still watched
+            // for an error: a peer that fully closed answers what we send with a reset.
+            let watch = match (self.peer_eof, self.hung_up) {
+                (_, true) => None,
+                (None, false) => Some((self.sock.as_raw_fd(), libc::POLLIN)),
+                (Some(_), false) => Some((self.sock.as_raw_fd(), 0)),
+            };
+            let ready = poll2(watch, self.wake.as_raw_fd(), timeout)?;
+            if ready.wake {
                 let mut drain = [0u8; 64];
                 let _drained = (&self.wake).read(&mut drain);
             }
-            if !sock_ready {
+            if self.peer_eof.is_some() {
+                if ready.error {
+                    if let Ok(Some(_)) | Err(_) = self.sock.take_error() {
+                        return Err(self.reset_error());
+                    }
+                    self.hung_up = true;
+                } else if ready.hangup {
+                    self.hung_up = true;
+                }
+                continue;
+            }
+            if !ready.sock {
                 continue;
             }
             let n = match sink.step(self.sock) {
@@ -303,7 +348,7 @@ impl Downlink<'_> {
                         "the peer closed its sending side (EOF after {} bytes)",
                         self.received
                     ));
-                    self.peer_eof = true;
+                    self.peer_eof = Some(self.sent.load(Ordering::SeqCst));
                     continue;
                 }
                 Err(DownError::Recv(e)) => {
@@ -322,17 +367,49 @@ impl Downlink<'_> {
                 }
             };
             self.received += n as u64;
-            self.activity.fetch_add(1, Ordering::Relaxed);
+            self.activity.touch();
+        }
+    }
+
+    /// The peer reset the connection: what we sent after its close was thrown away.
+    fn reset_error(&self) -> anyhow::Error {
+        let sent = self.sent.load(Ordering::SeqCst);
+        match self.peer_eof {
+            Some(at_eof) => anyhow!(
+                "the peer closed the connection: {} bytes sent after its close were not delivered (it answered them with a reset)",
+                sent - at_eof
+            ),
+            None => anyhow!(
+                "the peer reset the connection: some of the {sent} bytes sent may not have been delivered"
+            ),
         }
     }
 }
 
-/// poll(2) on an optional socket and the wake pipe: which are readable (or hung up).
-fn poll2(sock: Option<i32>, wake: i32, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+/// What poll(2) reported.
+struct Ready {
+    /// The socket is readable (data, EOF or an error to collect with read).
+    sock: bool,
+    /// POLLERR on the socket: an error is pending (SO_ERROR).
+    error: bool,
+    /// POLLHUP on the socket: both directions are shut.
+    hangup: bool,
+    /// The stdin thread has news.
+    wake: bool,
+}
+
+/// poll(2) on the socket (with the events asked for; errors and hang-ups are always
+/// reported) and on the wake pipe.
+fn poll2(
+    sock: Option<(i32, libc::c_short)>,
+    wake: i32,
+    timeout: Option<Duration>,
+) -> io::Result<Ready> {
+    let (fd, events) = sock.unwrap_or((-1, 0));
     let mut fds = [
         libc::pollfd {
-            fd: sock.unwrap_or(-1),
-            events: libc::POLLIN,
+            fd,
+            events,
             revents: 0,
         },
         libc::pollfd {
@@ -348,15 +425,27 @@ fn poll2(sock: Option<i32>, wake: i32, timeout: Option<Duration>) -> io::Result<
     };
     // SAFETY: fds is a valid array of two pollfd for the duration of the call.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    let none = Ready {
+        sock: false,
+        error: false,
+        hangup: false,
+        wake: false,
+    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
-            return Ok((false, false));
+            return Ok(none);
         }
         return Err(e);
     }
-    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-    Ok((sock.is_some() && ready(&fds[0]), ready(&fds[1])))
+    let s = fds[0].revents;
+    let w = fds[1].revents;
+    Ok(Ready {
+        sock: s & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+        error: s & libc::POLLERR != 0,
+        hangup: s & libc::POLLHUP != 0,
+        wake: w & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+    })
 }
 
 /// `512 B`, or `64.00 MiB (67108864 B)` where the unit rounds.

@@ -1456,6 +1456,13 @@ impl Row {
     }
 }
 
+/// Prints `-o help` on stdout: asked-for help is the command's output, as `--help` is. A
+/// reader that stops early (`| head`) is not an error for a listing.
+pub fn print_help() {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(help_text().as_bytes());
+}
+
 /// `-o help`: every row grouped by level, with its names, value syntax, the sockets it
 /// applies to, when it is set, what it does and its caveats.
 pub fn help_text() -> String {

@@ -403,11 +403,11 @@ impl Uplink {
         sock: &Socket,
         cancelled: &AtomicBool,
         sent: &AtomicU64,
-        activity: &AtomicU64,
+        activity: &crate::relay::Activity,
     ) -> Result<Step, UpError> {
         let mut moved = |n: usize| {
             sent.fetch_add(n as u64, Ordering::Relaxed);
-            activity.fetch_add(1, Ordering::Relaxed);
+            activity.touch();
         };
         if self.path == Path::Sendfile {
             let t0 = Instant::now();

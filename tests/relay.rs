@@ -1015,3 +1015,98 @@ fn privileged_port_without_the_privilege() {
         out.stderr
     );
 }
+
+#[test]
+fn one_write_after_the_peer_fully_closed_then_eof_is_not_a_success() {
+    // The peer closes; we send once and end stdin. The write "succeeds" locally but the
+    // peer's kernel throws the bytes away with a reset: that must be exit 1, not 0.
+    let (addr, server) = serve_once(|mut s| {
+        s.write_all(b"bye\n").unwrap();
+    });
+    let mut client = ChildGuard::spawn(&mut sockkit(&connect_args(addr, &[])));
+    let mut stdin = client.stdin();
+    let err = collect(client.stderr());
+    let (got, _stdout) = read_n(client.stdout(), 4);
+    assert_eq!(got, b"bye\n");
+    join_timeout(server, T, "server");
+    stdin.write_all(b"late\n").unwrap();
+    drop(stdin);
+    let status = client.status_within(T, "connect");
+    let err = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_one_error_line(&err);
+    assert!(err.contains("not delivered"), "{err}");
+}
+
+#[test]
+fn send_only_delivers_everything_to_a_peer_that_keeps_talking() {
+    // --send-only discards what the peer says, but must not close() with unread bytes (that
+    // resets the connection and drops what is still queued for the peer).
+    let payload = random_bytes(41, 4 << 20);
+    let want = payload.len();
+    let (addr, server) = serve_once(move |s| {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut talker = s.try_clone().unwrap();
+        let stop = done.clone();
+        let chat = thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if talker.write_all(&[b'x'; 1024]).is_err() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut r = s;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => panic!("peer read failed after {got} bytes: {e}"),
+            }
+            // A slow reader, so the client's stdin ends while data is still queued.
+            if got % (256 * 1024) < 4096 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        chat.join().unwrap();
+        got
+    });
+    let out = run(&connect_args(addr, &["--send-only"]), &payload, T);
+    let got = join_timeout(server, T, "server");
+    assert_eq!(
+        got, want,
+        "the peer got {got} of {want} bytes; {}",
+        out.stderr
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"");
+}
+
+#[test]
+fn idle_timeout_counts_from_the_last_byte() {
+    // One byte at ~1.5 s, then silence: the 3 s idle limit ends the session ~3 s after that
+    // byte. (It once counted from when the byte was noticed, ending up to 3 s later.)
+    let (addr, server) = serve_once(|mut s| {
+        let mut buf = [0u8; 16];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    let started = Instant::now();
+    let mut client =
+        ChildGuard::spawn(&mut sockkit(&connect_args(addr, &["--idle-timeout", "3s"])));
+    let mut stdin = client.stdin();
+    let err = collect(client.stderr());
+    thread::sleep(Duration::from_millis(1500));
+    stdin.write_all(b"x").unwrap();
+    let status = client.status_within(T, "connect");
+    let took = started.elapsed();
+    drop(stdin);
+    let err = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("idle timeout"), "{err}");
+    assert!(took >= Duration::from_millis(4400), "ended early: {took:?}");
+    assert!(took < Duration::from_millis(5900), "ended late: {took:?}");
+    join_timeout(server, T, "server");
+}

@@ -6,8 +6,6 @@ pub mod echo;
 pub mod knock;
 pub mod listen;
 
-use std::io::Write;
-
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, SockOptArgs, Verbosity};
@@ -24,8 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Knock(a) => (a.verbosity, &a.sockopts),
     };
     if wants_option_help(sockopts) {
-        // Asked-for help is the command's output, so it goes to stdout like --help.
-        std::io::stdout().write_all(sockopt::help_text().as_bytes())?;
+        sockopt::print_help();
         return Ok(());
     }
     narrate::set_level(verbosity.verbose);
