@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::addr::{Family, PortArg};
 use crate::sockopt::SockOptRequest;
+use crate::unix::UnixAddr;
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
@@ -50,12 +51,24 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
     /// Host name or address to connect to (IPv6 literals with or without brackets).
-    #[arg(value_name = "HOST")]
-    pub host: String,
+    #[arg(value_name = "HOST", required_unless_present = "unix")]
+    pub host: Option<String>,
 
     /// Port to connect to (1-65535).
-    #[arg(value_name = "PORT", allow_negative_numbers = true)]
-    pub port: PortArg,
+    #[arg(
+        value_name = "PORT",
+        allow_negative_numbers = true,
+        required_unless_present = "unix"
+    )]
+    pub port: Option<PortArg>,
+
+    /// Connect to a Unix-domain socket at PATH instead of HOST PORT (`@name`: Linux's
+    /// abstract namespace, no file).
+    #[arg(short = 'U', long = "unix", value_name = "PATH", conflicts_with_all = ["host", "port", "ipv4", "ipv6"])]
+    pub unix: Option<UnixAddr>,
+
+    #[command(flatten)]
+    pub dgram: DgramArgs,
 
     /// Give up on each address after this long (humantime: 2s, 500ms, 1m).
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
@@ -94,6 +107,12 @@ pub struct ListenArgs {
     pub keep_open: bool,
 
     #[command(flatten)]
+    pub dgram: DgramArgs,
+
+    #[command(flatten)]
+    pub local: LocalArgs,
+
+    #[command(flatten)]
     pub net: NetArgs,
 
     #[command(flatten)]
@@ -120,6 +139,9 @@ pub struct EchoArgs {
     /// Serve UDP instead of TCP: each datagram goes back to its sender.
     #[arg(short = 'u', long)]
     pub udp: bool,
+
+    #[command(flatten)]
+    pub local: LocalArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -157,6 +179,9 @@ pub struct KnockArgs {
     pub shuffle: bool,
 
     #[command(flatten)]
+    pub local: LocalArgs,
+
+    #[command(flatten)]
     pub server: ServerArgs,
 
     #[command(flatten)]
@@ -191,6 +216,47 @@ impl NetArgs {
     }
 }
 
+impl ConnectArgs {
+    /// HOST and PORT, which clap requires unless `-U` is given.
+    pub fn host_port(&self) -> Result<(&str, PortArg), crate::error::UsageError> {
+        match (&self.host, self.port) {
+            (Some(h), Some(p)) => Ok((h, p)),
+            _ => Err(crate::error::UsageError::new(
+                "connect needs HOST and PORT (or -U PATH for a Unix socket)",
+            )),
+        }
+    }
+}
+
+/// `-u` and `--lines`: datagrams instead of a byte stream, for `connect` and `listen`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct DgramArgs {
+    /// Use datagrams (UDP; with -U a SOCK_DGRAM Unix socket): each stdin read is one
+    /// datagram, each datagram received is written to stdout. UDP has no EOF: after stdin
+    /// ends the session goes on until --quit-after, --idle-timeout (both end it with exit
+    /// 0) or Ctrl-C. `listen -u` answers the peer heard from last; each new peer is
+    /// announced on stderr.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
+
+    /// With -u, send one datagram per stdin line (newline included) instead of one per read.
+    #[arg(long, requires = "udp")]
+    pub lines: bool,
+}
+
+/// `-U PATH` and `--unlink` for servers: a Unix-domain socket instead of [ADDR] PORT.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LocalArgs {
+    /// Listen on a Unix-domain socket at PATH instead of [ADDR] PORT (`@name`: Linux's
+    /// abstract namespace, no file). A file at PATH that is not a socket is never deleted.
+    #[arg(short = 'U', long = "unix", value_name = "PATH", conflicts_with_all = ["addr", "port", "ipv4", "ipv6"])]
+    pub unix: Option<UnixAddr>,
+
+    /// Replace a stale socket file at the -U PATH (one nobody listens on any more).
+    #[arg(long, requires = "unix")]
+    pub unlink: bool,
+}
+
 /// How the stdio <-> socket relay of `connect` and `listen` ends.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct RelayArgs {
@@ -198,7 +264,8 @@ pub struct RelayArgs {
     #[arg(long)]
     pub no_shutdown: bool,
 
-    /// After stdin EOF wait at most this long for the peer to close, then end (exit 0).
+    /// After stdin EOF wait at most this long for the peer to close (with -u: keep printing
+    /// datagrams this long), then end (exit 0).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub quit_after: Option<Duration>,
 
@@ -210,7 +277,8 @@ pub struct RelayArgs {
     #[arg(long)]
     pub recv_only: bool,
 
-    /// End the session (exit 1) when no byte has moved either way for this long.
+    /// End the session (exit 1) when no byte has moved either way for this long. With -u it
+    /// is how a datagram session ends normally (exit 0): UDP has no EOF.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 }

@@ -11,6 +11,18 @@ use crate::socket;
 use crate::sockopt::{Plan, SockKind, Value};
 
 pub fn run(args: EchoArgs) -> Result<()> {
+    if let Some(path) = &args.local.unix {
+        super::socktype::no_unix_dgram_server("echo", args.udp)?;
+        let s = &args.sockopts;
+        return super::socktype::serve_unix(
+            path,
+            &args.local,
+            s,
+            args.verbosity,
+            &args.server,
+            Echo,
+        );
+    }
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
     // Servers restart without waiting out TIME_WAIT; `-o reuseaddr=0` turns it off.

@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod echo;
 pub mod listen;
+pub mod socktype;
 
 use std::io::Write;
 

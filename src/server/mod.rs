@@ -14,7 +14,8 @@ pub trait Service: Send + Sync + 'static {
     /// Per-connection state (a joke's progress; nothing for echo).
     type Session;
 
-    /// A client was accepted. Anything appended to `out` is sent first (a greeting).
+    /// A client was accepted. Anything appended to `out` is sent first (a greeting). A
+    /// Unix-domain client (`-U`) has no IP address: it comes as `0.0.0.0:0`.
     fn open(&self, peer: SocketAddr, out: &mut Vec<u8>) -> Self::Session;
 
     /// Bytes arrived from the client; append the reply to `out`.
@@ -40,9 +41,10 @@ pub enum Next {
 mod conn;
 mod engine;
 mod stop;
+pub mod stream;
 pub mod udp;
 
-pub use engine::serve;
+pub use engine::{serve, serve_unix};
 
 /// What every server puts on what its clients can cost it: how many at once, how long silent,
 /// from where, and how many unsent bytes one may be owed before the server stops reading it.
