@@ -46,7 +46,7 @@ fn announce(addr: &UnixAddr, ty: Type, verbosity: Verbosity) {
 pub fn connect(args: ConnectArgs) -> Result<()> {
     let plan = Plan::new(&args.sockopts.opts);
     let started = Instant::now();
-    let (sock, target) = match &args.unix {
+    let sock = match &args.unix {
         Some(path) => {
             let ty = unix_type(args.dgram.udp);
             let sock = unix::connect(path, ty, args.timeout, &plan)?;
@@ -56,7 +56,7 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
             ));
             let title = format!("fd {} (Unix -> {path})", socket::fd(&sock));
             show_opts(&args.sockopts, &plan, &sock, unix::target(), &title);
-            (sock, unix::target())
+            sock
         }
         None => {
             let (host, port) = args.host_port()?;
@@ -69,10 +69,9 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
             let target = socket::target(&peer, SockKind::Udp);
             let title = format!("UDP fd {} ({local} -> {peer})", socket::fd(&sock));
             show_opts(&args.sockopts, &plan, &sock, target, &title);
-            (sock, target)
+            sock
         }
     };
-    let _ = target;
     let result = if args.dgram.udp {
         let r = DgramRelay {
             sock: &sock,
