@@ -965,3 +965,23 @@ for _ in range(2):
     assert!(status.success(), "{err}");
     assert_eq!(out, b"ABC\nDEF\n");
 }
+
+#[test]
+fn dual_stack_listen_udp_answers_an_ipv4_peer_by_its_plain_address() {
+    let mut l = Proc::start(&["listen", "-u", "--idle-timeout", "2s", "0"]);
+    let line = l.wait_for("listening on ");
+    let port = l.port();
+    if !line.contains("IPv4 and IPv6") {
+        println!("skipped: no dual-stack socket here ({line})");
+        return;
+    }
+    let a = udp_peer();
+    a.send_to(b"v4 here\n", format!("127.0.0.1:{port}"))
+        .unwrap();
+    // Shown as 127.0.0.1:PORT, not [::ffff:127.0.0.1]:PORT.
+    l.wait_for(&format!("new peer {}", a.local_addr().unwrap()));
+    l.send(b"hello v4\n");
+    assert_eq!(recv(&a).0, b"hello v4\n");
+    assert!(l.wait().success(), "{}", l.log());
+    assert_eq!(l.out(), b"v4 here\n");
+}

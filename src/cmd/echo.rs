@@ -41,7 +41,7 @@ pub fn run(args: EchoArgs) -> Result<()> {
             listener.local
         );
         let target = socket::target(&listener.local, kind);
-        eprint!("{}", plan.show(&listener.socket, target, &title));
+        eprint!("{}", listener.plan.show(&listener.socket, target, &title));
     }
     super::announce(&listener, args.verbosity);
     if args.udp {

@@ -4,13 +4,12 @@
 //! other limits do not apply. Stops on SIGINT/SIGTERM like the TCP engine.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::Socket;
 
 use super::stop::Stop;
 use super::{Limits, Service, plain_addr};
@@ -18,127 +17,15 @@ use crate::addr::BindTarget;
 use crate::error;
 use crate::narrate;
 use crate::socket::{self, Listener};
-use crate::sockopt::{Plan, SockKind, Stage};
+use crate::sockopt::Plan;
 
 const DATAGRAMS: Token = Token(0);
 const SIGNAL: Token = Token(1);
 
-/// socket, setsockopt (the plan), bind: a UDP server socket. The dual-stack default falls back
-/// to `0.0.0.0` where the kernel has no IPv6, as for TCP.
+/// socket, setsockopt (the plan), bind: a UDP server socket, made by socket.rs like the TCP
+/// listeners (same dual-stack default, fallback and errors).
 pub fn bind(target: BindTarget, plan: &Plan) -> Result<Listener> {
-    let (sock, scope) = match target {
-        BindTarget::DualStack(port) => {
-            let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
-            match bind_on(v6, Some(false), plan) {
-                Ok(s) => (s, "(UDP, IPv4 and IPv6)"),
-                Err(Bind::NoIpv6(why)) => {
-                    narrate::info(format_args!("IPv6 unavailable ({why}); binding 0.0.0.0"));
-                    let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
-                    (
-                        bind_on(v4, None, plan).map_err(Bind::into_error)?,
-                        "(UDP, IPv4 only: no IPv6 here)",
-                    )
-                }
-                Err(Bind::Failed(e)) => return Err(e),
-            }
-        }
-        BindTarget::Addr { addr, v6only } => {
-            let v6only = addr.is_ipv6().then_some(v6only);
-            let sock = bind_on(addr, v6only, plan).map_err(Bind::into_error)?;
-            let scope = match (addr.is_ipv6(), v6only) {
-                (false, _) => "(UDP, IPv4)",
-                (true, Some(true)) => "(UDP, IPv6 only)",
-                (true, _) if addr.ip().is_unspecified() => "(UDP, IPv4 and IPv6)",
-                (true, _) => "(UDP, IPv6)",
-            };
-            (sock, scope)
-        }
-    };
-    let local = socket::local_addr(&sock)?;
-    Ok(Listener {
-        socket: sock,
-        local,
-        scope,
-        plan: plan.clone(),
-    })
-}
-
-enum Bind {
-    NoIpv6(String),
-    Failed(anyhow::Error),
-}
-
-impl Bind {
-    fn into_error(self) -> anyhow::Error {
-        match self {
-            Bind::NoIpv6(why) => anyhow!("IPv6 is not available: {why}"),
-            Bind::Failed(e) => e,
-        }
-    }
-}
-
-fn bind_on(addr: SocketAddr, v6only: Option<bool>, plan: &Plan) -> Result<Socket, Bind> {
-    let domain = Domain::for_address(addr);
-    let made = narrate::traced(
-        || Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
-        |r| {
-            let res = match r {
-                Ok(s) => format!("= fd {}", socket::fd(s)),
-                Err(e) => narrate::errno_text(e),
-            };
-            let fam = if addr.is_ipv6() {
-                "AF_INET6"
-            } else {
-                "AF_INET"
-            };
-            format!("socket({fam}, SOCK_DGRAM, IPPROTO_UDP) {res}")
-        },
-    );
-    let sock = match made {
-        Ok(s) => s,
-        Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-            return Err(Bind::NoIpv6(error::plain(&e)));
-        }
-        Err(e) => return Err(Bind::Failed(anyhow!("socket(): {}", error::plain(&e)))),
-    };
-    if let Some(only) = v6only {
-        narrate::traced(
-            || sock.set_only_v6(only),
-            |r| {
-                format!(
-                    "setsockopt(fd {}, IPPROTO_IPV6, IPV6_V6ONLY, {}) {}",
-                    socket::fd(&sock),
-                    u8::from(only),
-                    narrate::outcome(r)
-                )
-            },
-        )
-        .map_err(|e| Bind::Failed(anyhow!("setting IPV6_V6ONLY: {}", error::plain(&e))))?;
-    }
-    plan.apply(&sock, socket::target(&addr, SockKind::Udp), Stage::Early)
-        .map_err(Bind::Failed)?;
-    let sa = SockAddr::from(addr);
-    if let Err(e) = narrate::traced(
-        || sock.bind(&sa),
-        |r| {
-            format!(
-                "bind(fd {}, {addr}) {}",
-                socket::fd(&sock),
-                narrate::outcome(r)
-            )
-        },
-    ) {
-        if addr.is_ipv6() && v6only == Some(false) && e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
-        {
-            return Err(Bind::NoIpv6(error::plain(&e)));
-        }
-        let reuse = sock.reuse_address().unwrap_or(false);
-        return Err(Bind::Failed(anyhow!(
-            "{}",
-            error::bind_failure(addr, &e, reuse)
-        )));
-    }
-    Ok(sock)
+    socket::bind_udp(target, plan)
 }
 
 /// Answers datagrams on `listener` with `service` until SIGINT or SIGTERM. A reply the kernel
