@@ -16,7 +16,8 @@ use crate::unix::UnixAddr;
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
-/// sockkit connects, listens, echoes and tells Knock Knock jokes over TCP, and on the way
+/// sockkit connects, listens, echoes and tells Knock Knock jokes over TCP (UDP with -u,
+/// Unix-domain sockets with -U), and on the way
 /// shows the sockets API happening: `-vv` narrates each call (socket, setsockopt, bind,
 /// listen, accept, connect, shutdown, close) with its result and time, `-o` sets any socket
 /// option by its kernel name, and `--show-opts` prints what the kernel really set.
@@ -48,7 +49,13 @@ pub enum Command {
 /// sends until the peer closes: request/response over a pipe just works.
 ///
 /// Example: printf 'GET / HTTP/1.0\r\n\r\n' | sockkit connect example.org 80
+///
+/// With -u, a connected UDP socket: connect() sends nothing, it fixes the peer, so an ICMP
+/// port unreachable comes back as "connection refused" (reported, exit 1). With -U PATH, a
+/// Unix stream socket (-U PATH -u: a Unix datagram socket, autobound so replies can return).
 #[derive(Args, Debug)]
+#[command(override_usage = "sockkit connect [OPTIONS] HOST PORT\n       \
+                            sockkit connect [OPTIONS] -U PATH")]
 pub struct ConnectArgs {
     /// Host name or address to connect to (IPv6 literals with or without brackets).
     #[arg(value_name = "HOST", required_unless_present = "unix")]
@@ -92,7 +99,16 @@ pub struct ConnectArgs {
 /// Without ADDR sockkit binds [::] with IPV6_V6ONLY off, so one socket serves IPv4 and IPv6
 /// clients (0.0.0.0 where IPv6 is unavailable). PORT 0 asks the kernel for a free port. When
 /// ready it prints `listening on ADDR:PORT` on stderr with the real port.
+///
+/// With -u, a UDP socket that takes datagrams from anyone (recvfrom) and prints them. stdin
+/// waits for the first datagram, then goes (sendto) to the peer heard from last: when a
+/// datagram arrives from someone new, stdin follows it, and stderr says so (`new peer ...`).
+///
+/// With -U PATH, a Unix stream socket (`listening on PATH (Unix)`), removed again at exit; a
+/// stale socket file is replaced only with --unlink, and a file that is not a socket never.
 #[derive(Args, Debug)]
+#[command(override_usage = "sockkit listen [OPTIONS] [ADDR] PORT\n       \
+                            sockkit listen [OPTIONS] -U PATH")]
 pub struct ListenArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
     #[arg(value_name = "ADDR")]
@@ -126,6 +142,9 @@ pub struct ListenArgs {
 }
 
 /// Echo service (RFC 862): every byte a client sends comes back to it, many clients at once.
+///
+/// -u echoes UDP datagrams to their senders; -U PATH serves a Unix stream socket (its clients
+/// have no IP address, so --allow/--deny do not apply: the file's permissions decide).
 #[derive(Args, Debug)]
 pub struct EchoArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
@@ -232,10 +251,10 @@ impl ConnectArgs {
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct DgramArgs {
     /// Use datagrams (UDP; with -U a SOCK_DGRAM Unix socket): each stdin read is one
-    /// datagram, each datagram received is written to stdout. UDP has no EOF: after stdin
-    /// ends the session goes on until --quit-after, --idle-timeout (both end it with exit
-    /// 0) or Ctrl-C. `listen -u` answers the peer heard from last; each new peer is
-    /// announced on stderr.
+    /// datagram (at most 65,507 bytes over IPv4, 65,527 over IPv6), each datagram received is
+    /// written to stdout. UDP has no EOF: after stdin ends the session goes on until
+    /// --quit-after, --idle-timeout (both end it with exit 0) or Ctrl-C. `listen -u` sends
+    /// stdin to the peer heard from last and announces each new peer on stderr.
     #[arg(short = 'u', long)]
     pub udp: bool,
 
