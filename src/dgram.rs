@@ -251,7 +251,10 @@ impl DgramRelay<'_> {
             let (sock_ready, stdin_ready) =
                 poll(sfd, want_stdin.then(|| stdin.as_raw_fd()), timeout)?;
             if sock_ready {
-                let (n, from) = match self.sock.recv_from_with_flags(&mut rbuf, libc::MSG_TRUNC) {
+                let t0 = Instant::now();
+                let got = self.sock.recv_from_with_flags(&mut rbuf, libc::MSG_TRUNC);
+                let took = t0.elapsed();
+                let (n, from) = match got {
                     Ok(r) => r,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => match &connected_to {
@@ -274,10 +277,7 @@ impl DgramRelay<'_> {
                 };
                 let kept = n.min(RECV_BUF);
                 let who = show(&from);
-                narrate::call(
-                    format_args!("recvfrom(fd {sfd}) = {n} from {who}"),
-                    Duration::ZERO,
-                );
+                narrate::call(format_args!("recvfrom(fd {sfd}) = {n} from {who}"), took);
                 if n > RECV_BUF {
                     narrate::emit(format_args!(
                         "a datagram of {n} bytes from {who} was cut to {RECV_BUF} (sockkit's \

@@ -985,3 +985,24 @@ fn dual_stack_listen_udp_answers_an_ipv4_peer_by_its_plain_address() {
     assert!(l.wait().success(), "{}", l.log());
     assert_eq!(l.out(), b"v4 here\n");
 }
+
+#[test]
+fn ctrl_c_on_listen_unix_removes_the_socket_file() {
+    let dir = TempDir::new();
+    for extra in [None, Some("-u")] {
+        let path = dir.path("sigint.sock");
+        let mut args = vec!["listen", "-U", s(&path)];
+        args.extend(extra);
+        let mut l = Proc::start(&args);
+        l.wait_for("listening on ");
+        assert!(path.exists());
+        let status = l.signal(libc::SIGINT);
+        assert!(!status.success(), "{extra:?}: {status}");
+        assert!(!path.exists(), "{extra:?}: the socket file outlived Ctrl-C");
+        // So the next run needs no --unlink.
+        let mut again = Proc::start(&args);
+        again.wait_for("listening on ");
+        again.signal(libc::SIGTERM);
+        assert!(!path.exists());
+    }
+}

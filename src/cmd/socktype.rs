@@ -103,6 +103,9 @@ pub fn listen(args: ListenArgs) -> Result<()> {
     if let Some(path) = &args.local.unix {
         let ty = unix_type(args.dgram.udp);
         let l = unix::bind(path, ty, &plan, args.local.unlink)?;
+        if let Some(g) = &l.guard {
+            g.remove_on_signal()?;
+        }
         let title = format!(
             "{} fd {} ({path})",
             if ty == Type::DGRAM {
