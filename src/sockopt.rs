@@ -1951,4 +1951,34 @@ mod tests {
             assert!(!help_in_args(args(no)), "{no}");
         }
     }
+    #[test]
+    fn rows_say_which_socket_types_they_apply_to() {
+        let unix = Target {
+            kind: SockKind::Unix,
+            family: Fam::Unix,
+        };
+        let udp4 = Target {
+            kind: SockKind::Udp,
+            family: Fam::V4,
+        };
+        let tcp4 = Target {
+            kind: SockKind::Tcp,
+            family: Fam::V4,
+        };
+        assert!(row("SO_BROADCAST").applies.admits(udp4));
+        assert!(!row("SO_BROADCAST").applies.admits(tcp4));
+        assert!(row("SO_RCVBUF").applies.admits(unix));
+        assert!(!row("TCP_NODELAY").applies.admits(unix));
+        assert!(!row("SO_REUSEADDR").applies.admits(unix));
+        if cfg!(target_os = "linux") {
+            for name in ["SO_PASSCRED", "SO_PEERCRED"] {
+                assert!(row(name).applies.admits(unix), "{name}");
+                assert!(!row(name).applies.admits(tcp4), "{name}");
+                assert_eq!(row(name).applies.describe(), "Unix sockets");
+            }
+            let err = "peercred".parse::<SockOptRequest>().unwrap_err();
+            assert!(err.contains("read-only"), "{err}");
+            assert!("passcred".parse::<SockOptRequest>().is_ok());
+        }
+    }
 }

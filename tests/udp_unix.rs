@@ -1006,3 +1006,21 @@ fn ctrl_c_on_listen_unix_removes_the_socket_file() {
         assert!(!path.exists());
     }
 }
+
+#[test]
+fn socat_on_the_other_end_of_a_unix_datagram_socket() {
+    if peer_missing("socat") {
+        return;
+    }
+    let dir = TempDir::new();
+    let path = dir.path("sd.sock");
+    let client = dir.path("socat-client.sock");
+    let mut l = Proc::start(&["listen", "-U", s(&path), "-u", "--idle-timeout", "3s"]);
+    l.wait_for("listening on ");
+    let target = format!("UNIX-SENDTO:{},bind={}", s(&path), s(&client));
+    let peer = thread::spawn(move || run_peer("socat", &["-t", "3", "-", &target], b"hi\n"));
+    l.wait_for(&format!("new peer {}", s(&client)));
+    l.send(b"reply\n");
+    assert_eq!(peer.join().unwrap(), b"reply\n");
+    assert_eq!(l.wait_out(3), b"hi\n");
+}
