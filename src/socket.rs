@@ -252,10 +252,16 @@ fn listen_on(addr: SocketAddr, plan: &Plan, serve: Serve) -> Result<Socket, Atte
         }
         let reuse = sock.reuse_address().unwrap_or(false);
         close(sock);
-        return Err(Attempt::Failed(anyhow!(
-            "{}",
-            error::bind_failure(addr, &e, reuse)
-        )));
+        let why = match (serve, e.raw_os_error()) {
+            // UDP has no listening or TIME_WAIT: the port is simply bound by another socket.
+            (Serve::Datagram, Some(libc::EADDRINUSE)) => format!(
+                "address already in use: another socket is bound to UDP port {} ('ss -lunp' \
+                 shows which process)",
+                addr.port()
+            ),
+            _ => error::bind_failure(addr, &e, reuse),
+        };
+        return Err(Attempt::Failed(anyhow!("{why}")));
     }
     if serve == Serve::Datagram {
         return Ok(sock);

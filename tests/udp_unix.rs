@@ -1024,3 +1024,15 @@ fn socat_on_the_other_end_of_a_unix_datagram_socket() {
     assert_eq!(peer.join().unwrap(), b"reply\n");
     assert_eq!(l.wait_out(3), b"hi\n");
 }
+
+#[test]
+fn a_udp_port_in_use_is_named_as_udp() {
+    let holder = udp_peer();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let (status, _, err) = run(&["listen", "-u", "127.0.0.1", &port], b"");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("already in use") && err.contains("UDP port") && err.contains("ss -lunp"),
+        "{err}"
+    );
+}
