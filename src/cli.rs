@@ -144,7 +144,8 @@ pub struct ListenArgs {
 /// Echo service (RFC 862): every byte a client sends comes back to it, many clients at once.
 ///
 /// -u echoes UDP datagrams to their senders; -U PATH serves a Unix stream socket (its clients
-/// have no IP address, so --allow/--deny do not apply: the file's permissions decide).
+/// have no IP address, so --allow/--deny do not apply: the file's permissions decide); -U PATH
+/// -u echoes Unix datagrams to senders that bound an address.
 #[derive(Args, Debug)]
 pub struct EchoArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
@@ -155,7 +156,8 @@ pub struct EchoArgs {
     #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<PortArg>,
 
-    /// Serve UDP instead of TCP: each datagram goes back to its sender.
+    /// Serve UDP (with -U: Unix datagrams) instead of a stream: each datagram goes back to
+    /// its sender.
     #[arg(short = 'u', long)]
     pub udp: bool,
 

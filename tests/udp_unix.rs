@@ -743,13 +743,13 @@ fn echo_serves_unix_clients_and_removes_its_socket() {
 }
 
 #[test]
-fn unix_servers_refuse_ip_filters_and_datagram_echo() {
+fn unix_servers_refuse_ip_filters() {
     let dir = TempDir::new();
     let path = dir.path("x.sock");
     let (status, _, err) = run(&["echo", "-U", s(&path), "--allow", "127.0.0.1"], b"");
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("no IP address"), "{err}");
-    let (status, _, err) = run(&["echo", "-U", s(&path), "-u"], b"");
+    let (status, _, err) = run(&["echo", "-U", s(&path), "-u", "--deny", "::1"], b"");
     assert_eq!(status.code(), Some(2), "{err}");
     let (status, _, err) = run(&["connect", "-U", s(&path), "127.0.0.1", "80"], b"");
     assert_eq!(status.code(), Some(2), "{err}");
@@ -1035,4 +1035,48 @@ fn a_udp_port_in_use_is_named_as_udp() {
         err.contains("already in use") && err.contains("UDP port") && err.contains("ss -lunp"),
         "{err}"
     );
+}
+
+#[test]
+fn echo_answers_unix_datagrams_to_bound_senders_only() {
+    let dir = TempDir::new();
+    let path = dir.path("echo-d.sock");
+    let mut e = Proc::start(&["echo", "-U", s(&path), "-u", "-v"]);
+    let line = e.wait_for("listening on ");
+    assert!(line.contains("datagrams"), "{line}");
+    // sockkit's own datagram client (autobound, abstract) gets each line back whole.
+    let (status, out, err) = run(
+        &[
+            "connect",
+            "-U",
+            s(&path),
+            "-u",
+            "--lines",
+            "--quit-after",
+            "1s",
+        ],
+        b"one\ntwo two\n",
+    );
+    assert!(status.success(), "{err}");
+    assert_eq!(out, b"one\ntwo two\n");
+    // A client bound to a path.
+    let me = UnixDatagram::bind(dir.path("c.sock")).unwrap();
+    me.set_read_timeout(Some(WAIT)).unwrap();
+    let big = pattern(100_000, 5);
+    me.send_to(&big, &path).unwrap();
+    let mut buf = vec![0u8; 200_000];
+    let n = me.recv(&mut buf).unwrap();
+    assert!(buf[..n] == big[..], "got {n} bytes back");
+    // An unbound sender cannot be answered: said, not silently lost.
+    let anon = UnixDatagram::unbound().unwrap();
+    anon.send_to(b"who?", &path).unwrap();
+    e.wait_for("from an unbound socket");
+    let status = e.signal(libc::SIGTERM);
+    assert!(status.success(), "{}", e.log());
+    assert!(
+        e.log().contains("answered 3 datagrams (1 from unbound"),
+        "{}",
+        e.log()
+    );
+    assert!(!path.exists());
 }

@@ -12,16 +12,11 @@ use crate::sockopt::{Plan, SockKind, Value};
 
 pub fn run(args: EchoArgs) -> Result<()> {
     if let Some(path) = &args.local.unix {
-        super::socktype::no_unix_dgram_server("echo", args.udp)?;
-        let s = &args.sockopts;
-        return super::socktype::serve_unix(
-            path,
-            &args.local,
-            s,
-            args.verbosity,
-            &args.server,
-            Echo,
-        );
+        let (s, v) = (&args.sockopts, args.verbosity);
+        if args.udp {
+            return super::socktype::serve_unix_dgram(path, &args.local, s, v, &args.server, Echo);
+        }
+        return super::socktype::serve_unix(path, &args.local, s, v, &args.server, Echo);
     }
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;

@@ -1,7 +1,8 @@
 //! The glue for the socket types besides TCP: `connect`/`listen` with `-u` (UDP), `-U PATH`
-//! (Unix stream) and `-U PATH -u` (Unix datagram), and `serve_unix`, which puts any `Service`
-//! (echo, knock) on a Unix stream socket. connect.rs and listen.rs hand over here in one line;
-//! the sockets come from unix.rs and dgram.rs, the relays from relay.rs and dgram.rs.
+//! (Unix stream) and `-U PATH -u` (Unix datagram), and `serve_unix` / `serve_unix_dgram`,
+//! which put any `Service` (echo, knock) on a Unix stream or datagram socket. connect.rs and
+//! listen.rs hand over here in one line; the sockets come from unix.rs and dgram.rs, the
+//! relays from relay.rs and dgram.rs.
 
 use std::time::Instant;
 
@@ -221,18 +222,6 @@ fn unix_stream_listen(l: UnixListener, args: &ListenArgs) -> Result<()> {
     outcome
 }
 
-/// A usage error for `-U -u` on a server that has no datagram mode over Unix sockets.
-pub fn no_unix_dgram_server(command: &str, udp: bool) -> Result<()> {
-    if udp {
-        return Err(UsageError::new(format!(
-            "{command} -U -u is not offered: a Unix datagram {command} would need every client \
-             to bind an address to be answered; use -U for a Unix stream socket, or -u for UDP"
-        ))
-        .into());
-    }
-    Ok(())
-}
-
 /// Serves `service` on a Unix stream socket at `addr` through the connection engine, with the
 /// same limits as over TCP except `--allow`/`--deny` (Unix clients have no IP address: the
 /// socket file's permissions decide who may connect). The socket file is removed at the end.
@@ -245,13 +234,7 @@ pub fn serve_unix<S: Service>(
     server_args: &ServerArgs,
     service: S,
 ) -> Result<()> {
-    if !server_args.allow.is_empty() || !server_args.deny.is_empty() {
-        return Err(UsageError::new(
-            "--allow/--deny filter IP networks, and a Unix socket's clients have no IP address: \
-             the socket file's permissions (chmod) decide who may connect",
-        )
-        .into());
-    }
+    no_ip_filters(server_args)?;
     let plan = Plan::new(&sockopts.opts);
     let UnixListener {
         socket: lsock,
@@ -263,6 +246,45 @@ pub fn serve_unix<S: Service>(
     show_opts(sockopts, &plan, &lsock, unix::target(), &title);
     announce(addr, Type::STREAM, verbosity);
     let r = server::serve_unix(lsock, &plan, Limits::from_args(server_args), service);
+    drop(guard);
+    r
+}
+
+/// `--allow`/`--deny` with `-U`: a usage error, since they filter IP networks.
+fn no_ip_filters(server_args: &ServerArgs) -> Result<()> {
+    if !server_args.allow.is_empty() || !server_args.deny.is_empty() {
+        return Err(UsageError::new(
+            "--allow/--deny filter IP networks, and a Unix socket's clients have no IP address: \
+             the socket file's permissions (chmod) decide who may connect",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Serves `service` on a Unix datagram socket at `addr` (`echo -U PATH -u`): each datagram
+/// answered to its sender, who must have bound an address to be answerable. The connection
+/// limits do not apply (there are no connections). The socket file is removed at the end.
+pub fn serve_unix_dgram<S: Service>(
+    addr: &UnixAddr,
+    local: &LocalArgs,
+    sockopts: &SockOptArgs,
+    verbosity: Verbosity,
+    server_args: &ServerArgs,
+    service: S,
+) -> Result<()> {
+    no_ip_filters(server_args)?;
+    let plan = Plan::new(&sockopts.opts);
+    let UnixListener {
+        socket: sock,
+        plan,
+        guard,
+        ..
+    } = unix::bind(addr, Type::DGRAM, &plan, local.unlink)?;
+    let title = format!("Unix datagram fd {} ({addr})", socket::fd(&sock));
+    show_opts(sockopts, &plan, &sock, unix::target(), &title);
+    announce(addr, Type::DGRAM, verbosity);
+    let r = server::unix_dgram::serve(sock, service);
     drop(guard);
     r
 }

@@ -43,6 +43,7 @@ mod engine;
 mod stop;
 pub mod stream;
 pub mod udp;
+pub mod unix_dgram;
 
 pub use engine::{serve, serve_unix};
 
