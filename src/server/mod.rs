@@ -1,7 +1,8 @@
 //! The connection engine shared by sockkit's servers (echo, knock, broker): it owns the
 //! listening socket, accepts, reads and writes, and enforces the limits; a `Service` decides
 //! what bytes to answer with. Services never touch sockets. This file holds the contract
-//! (`Service`, `Next`) and the limits; `engine.rs` runs TCP, `udp.rs` datagrams.
+//! (`Service`, `Next`) and the limits; `engine.rs` runs TCP and Unix streams (`stream.rs`
+//! hides which), `udp.rs` UDP datagrams, `unix_dgram.rs` Unix datagrams.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
