@@ -197,6 +197,8 @@ impl DgramRelay<'_> {
     /// Relays until stdin EOF plus `--quit-after`, `--idle-timeout`, `--send-only` at stdin
     /// EOF, a closed stdout, or an error.
     pub fn run(&self) -> Result<Counts> {
+        // SAFETY: fds 0 and 1 are open for the whole process; ManuallyDrop never closes them.
+        // Unbuffered on purpose: one read is one datagram, and std's Stdin would merge reads.
         let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
         let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
         let connected_to = match self.peers {
@@ -380,9 +382,10 @@ impl DgramRelay<'_> {
         if target.as_ref().map(addr_key).as_deref() == Some(&key[..]) {
             return;
         }
-        let unnamed = from.as_socket().is_none() && from.as_pathname().is_none() && {
-            from.as_abstract_namespace().is_none()
-        };
+        // An unbound Unix socket: no path, no abstract name, so nothing to sendto.
+        let unnamed = from.as_socket().is_none()
+            && from.as_pathname().is_none()
+            && from.as_abstract_namespace().is_none();
         if unnamed {
             if !self.quiet {
                 narrate::emit(format_args!(
