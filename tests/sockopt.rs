@@ -131,16 +131,22 @@ fn socket_for(row: &sockopt::Row) -> Option<(Socket, Option<(TcpListener, Socket
         let (accepted, _) = l.accept().unwrap();
         return Some((s, Some((l, Socket::from(accepted)))));
     }
+    let unix = sockopt::Target {
+        kind: SockKind::Unix,
+        family: sockopt::Fam::Unix,
+    };
     let (domain, ty, proto) = if row.applies.admits(v4(SockKind::Tcp)) {
-        (Domain::IPV4, Type::STREAM, Protocol::TCP)
+        (Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
     } else if row.applies.admits(v6(SockKind::Tcp)) {
-        (Domain::IPV6, Type::STREAM, Protocol::TCP)
+        (Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
     } else if row.applies.admits(v4(SockKind::Udp)) {
-        (Domain::IPV4, Type::DGRAM, Protocol::UDP)
+        (Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+    } else if row.applies.admits(unix) {
+        (Domain::UNIX, Type::STREAM, None)
     } else {
         panic!("{}: no socket kind to round-trip it on", row.name);
     };
-    match Socket::new(domain, ty, Some(proto)) {
+    match Socket::new(domain, ty, proto) {
         Ok(s) => Some((s, None)),
         Err(e) if domain == Domain::IPV6 => {
             println!("{}: skipped, no IPv6 socket here ({e})", row.name);

@@ -21,10 +21,18 @@ pub fn run(args: KnockArgs) -> Result<()> {
         Some(path) => Jokes::load(path)?,
         None => Jokes::builtin(),
     };
+    let told = jokes.len();
+    let service = Knock::new(jokes, args.shuffle);
+    if let Some(path) = &args.local.unix {
+        let (s, v) = (&args.sockopts, args.verbosity);
+        return super::socktype::serve_unix(path, &args.local, s, v, &args.server, service);
+    }
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, Some(DEFAULT_PORT))?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
     let plan = Plan::new(&args.sockopts.opts).with_default("SO_REUSEADDR", Value::Bool(true));
     let listener = socket::listen(bind, &plan)?;
+    // The plan as applied, with the defaults binding added, so --show-opts shows them.
+    let plan = listener.plan.clone();
     if args.sockopts.show_opts {
         let title = format!(
             "listening fd {} ({})",
@@ -37,7 +45,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
     super::announce(&listener, args.verbosity);
     crate::narrate::info(format_args!(
         "knock: {} jokes{}, told {}",
-        jokes.len(),
+        told,
         match &args.jokes {
             Some(p) => format!(" from {}", p.display()),
             None => " (built in)".to_string(),
@@ -49,5 +57,5 @@ pub fn run(args: KnockArgs) -> Result<()> {
         }
     ));
     let limits = Limits::from_args(&args.server);
-    server::serve(listener, &plan, limits, Knock::new(jokes, args.shuffle))
+    server::serve(listener, &plan, limits, service)
 }

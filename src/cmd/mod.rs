@@ -5,6 +5,7 @@ pub mod connect;
 pub mod echo;
 pub mod knock;
 pub mod listen;
+pub mod socktype;
 
 use anyhow::Result;
 
