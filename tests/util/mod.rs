@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests: run the real `sockkit` binary with a bound on
 //! every wait, learn a server's port from its `listening on` line, kill what a test started
-//! when the test ends (pass or panic), make reproducible test data, and find external peers
-//! (nc, ncat, socat, python3, java) or skip without them. Test files include it with
+//! when the test ends (pass or panic), make reproducible test data and temporary directories,
+//! and find external peers (nc, ncat, socat, python3, java) or skip without them. Test files include it with
 //! `mod util;`; it holds no test of its own.
 //!
 //! A typical server test:
@@ -30,8 +30,9 @@ use std::env;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -199,6 +200,39 @@ impl LineTap {
         }
     }
 
+    /// Waits at most `limit` until some line read so far satisfies `want` and returns the
+    /// first such, whether or not an earlier wait already passed it: for log lines whose
+    /// order is not the point. Lines it waits through count as seen for `wait_for`.
+    pub fn wait_seen(
+        &mut self,
+        limit: Duration,
+        mut want: impl FnMut(&str) -> bool,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| want(l)) {
+                return Ok(line.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.fresh.recv_timeout(left) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "no such line within {limit:?}; got:\n{}",
+                        self.text()
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Everything is stored by now: one last look before giving up.
+                    if let Some(line) = self.lines.lock().unwrap().iter().find(|l| want(l)) {
+                        return Ok(line.clone());
+                    }
+                    return Err(format!("stream ended first; got:\n{}", self.text()));
+                }
+            }
+        }
+    }
+
     /// Everything read so far, one line per line.
     pub fn text(&self) -> String {
         let lines = self.lines.lock().unwrap();
@@ -306,6 +340,11 @@ impl Output {
     pub fn code(&self) -> Option<i32> {
         self.status.code()
     }
+
+    /// stdout as text (invalid UTF-8 shown as U+FFFD), for comparing with expected lines.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
 }
 
 /// Runs `sockkit ARGS` with `input` on stdin (then EOF) and waits at most `limit`; fails the
@@ -316,16 +355,30 @@ pub fn run<S: AsRef<OsStr>>(args: &[S], input: &[u8], limit: Duration) -> Output
 
 /// Runs `cmd` (its stdio are made pipes) with `input` on stdin, bounded by `limit`.
 pub fn run_cmd(cmd: &mut Command, input: &[u8], limit: Duration) -> Output {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped());
+    run_bounded(cmd, Some(input), limit)
+}
+
+/// Runs `cmd` with `stdin` (`Stdio::null()`, a `File`) instead of a pipe the test writes, for
+/// a check where what stdin *is* matters (a file read in one go, /dev/null rather than an
+/// empty pipe); stdout and stderr are pipes, the run is bounded by `limit`.
+pub fn run_cmd_from(cmd: &mut Command, stdin: impl Into<Stdio>, limit: Duration) -> Output {
+    cmd.stdin(stdin);
+    run_bounded(cmd, None, limit)
+}
+
+/// The body of `run_cmd` and `run_cmd_from`: `input` is written when stdin is a pipe.
+fn run_bounded(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = ChildGuard::spawn(cmd);
-    let stdin = child.stdin();
-    let input = input.to_vec();
-    // A writer thread, so a child that does not read its stdin cannot block the test.
-    let writer = thread::spawn(move || {
-        let mut stdin = stdin;
-        let _ = stdin.write_all(&input);
+    let writer = input.map(|input| {
+        let stdin = child.stdin();
+        let input = input.to_vec();
+        // A writer thread, so a child that does not read its stdin cannot block the test.
+        thread::spawn(move || {
+            let mut stdin = stdin;
+            let _ = stdin.write_all(&input);
+        })
     });
     let out = collect(child.stdout());
     let err = collect(child.stderr());
@@ -337,7 +390,9 @@ pub fn run_cmd(cmd: &mut Command, input: &[u8], limit: Duration) -> Output {
             panic!("{cmd:?}: still running after {limit:?} (killed); stderr:\n{said}");
         }
     };
-    let _ = writer.join();
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     Output {
         status,
         stdout: join_within(out, T),
@@ -405,6 +460,48 @@ pub fn first_difference(got: &[u8], want: &[u8]) -> Option<String> {
 pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
     if let Some(d) = first_difference(got, want) {
         panic!("{what}: {d}");
+    }
+}
+
+/// A fresh directory under the system temp dir (Unix socket paths, test files), removed with
+/// everything in it when dropped. Named by `tag`, the test process and a counter, so tests
+/// running in parallel never share one.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = env::temp_dir().join(format!(
+            "sockkit-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+
+    /// The path of `name` inside the directory (nothing is created).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to the file `name` inside the directory and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
