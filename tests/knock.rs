@@ -1,121 +1,64 @@
 //! `sockkit knock` driven through the real binary over loopback: whole conversations, wrong
 //! answers at each step, CRLF, pipelining, long lines, binary junk, fifty clients at once,
 //! `--jokes` files good and bad, and interop with a Java client and server written in the
-//! style of the Java sockets tutorial (tests/java/). Every wait has a deadline.
-//!
-//! The process and socket helpers at the top are private to this file until the shared
-//! tests/util module lands.
+//! style of the Java sockets tutorial (tests/java/). Every wait has a deadline. Process
+//! plumbing comes from tests/util; the knock client and the rendezvous below are this file's.
+
+mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use sockkit::service::jokes::Jokes;
-
-const BIN: &str = env!("CARGO_BIN_EXE_sockkit");
-/// Longest any single wait may take before the test fails instead of hanging.
-const WAIT: Duration = Duration::from_secs(10);
+use util::{ChildGuard, LineTap, Server, T, TempDir, peer_or_skip, run, run_cmd, sockkit};
 
 // ---------------------------------------------------------------------------------------
 // helpers
 
-/// A child process killed (by its own PID) when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts `sockkit knock 127.0.0.1 0 EXTRA...` (stdin and stdout at /dev/null: knock uses
+/// neither) and waits for its `listening on` line.
+fn knock(extra: &[&str]) -> Server {
+    let mut args = vec!["knock", "127.0.0.1", "0"];
+    args.extend(extra);
+    Server::start_with(sockkit(&args).stdin(Stdio::null()).stdout(Stdio::null()))
 }
 
-/// A running `sockkit knock` on 127.0.0.1, port 0, with its stderr collected.
-struct Server {
-    guard: Guard,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
+/// What the knock tests ask of a running server.
+trait KnockServer {
+    fn client(&self) -> Client;
+    fn wait_log(&mut self, words: &[&str]) -> String;
+    fn assert_alive(&mut self);
 }
 
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["knock", "127.0.0.1", "0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sockkit knock");
-        let stderr = child.stderr.take().unwrap();
-        let guard = Guard(child);
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let collected = Arc::clone(&lines);
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("sockkit: listening on ") {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-                collected.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!(
-                "no `listening on` line within {WAIT:?}; stderr: {:?}",
-                lines.lock().unwrap()
-            )
-        });
-        Server {
-            guard,
-            addr: addr.parse().expect("listening address"),
-            stderr: lines,
-        }
-    }
-
+impl KnockServer for Server {
     fn client(&self) -> Client {
         Client::connect(self.addr)
     }
 
-    /// Waits until a stderr line contains every one of `words`; returns that line.
-    fn wait_log(&self, words: &[&str]) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(l) = self
-                .stderr
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| words.iter().all(|w| l.contains(w)))
-            {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no stderr line with {words:?}; got {:?}",
-                self.stderr.lock().unwrap()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+    /// Waits until a stderr line (any so far, in any order) contains every one of `words`;
+    /// returns that line.
+    fn wait_log(&mut self, words: &[&str]) -> String {
+        self.stderr
+            .wait_seen(T, |l| words.iter().all(|w| l.contains(w)))
+            .unwrap_or_else(|e| panic!("no stderr line with {words:?}: {e}"))
     }
 
     /// The server process is still running (a bad client did not take it down).
     fn assert_alive(&mut self) {
         assert!(
-            self.guard.0.try_wait().unwrap().is_none(),
-            "server exited; stderr: {:?}",
-            self.stderr.lock().unwrap()
+            self.child.try_status().is_none(),
+            "server exited; stderr:\n{}",
+            self.stderr.text()
         );
     }
 }
 
-/// One TCP client with line reads, every read bounded by `WAIT`.
+/// One TCP client with line reads, every read bounded by `T`.
 struct Client {
     writer: TcpStream,
     reader: BufReader<TcpStream>,
@@ -123,9 +66,9 @@ struct Client {
 
 impl Client {
     fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.set_write_timeout(Some(WAIT)).unwrap();
+        let s = TcpStream::connect_timeout(&addr, T).expect("connect");
+        s.set_read_timeout(Some(T)).unwrap();
+        s.set_write_timeout(Some(T)).unwrap();
         Client {
             writer: s.try_clone().unwrap(),
             reader: BufReader::new(s),
@@ -185,79 +128,6 @@ impl Client {
     }
 }
 
-/// Runs a process to its end with `input` on stdin; kills it and fails after `limit`.
-fn run(cmd: &mut Command, input: &[u8], limit: Duration) -> (ExitStatus, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut guard = Guard(child);
-    let input = input.to_vec();
-    let w = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let o = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let e = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = guard.0.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = guard.0.kill();
-            let _ = guard.0.wait();
-            panic!(
-                "{cmd:?} still running after {limit:?}; stderr: {}",
-                e.join().unwrap()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let _ = w.join();
-    (status, o.join().unwrap(), e.join().unwrap())
-}
-
-/// A file in a fresh temporary directory, removed when the guard drops.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "sockkit-knock-{tag}-{}-{:?}",
-            std::process::id(),
-            thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A meeting point for threads that fails (instead of hanging) when one never arrives.
 struct Rendezvous {
     count: Mutex<usize>,
@@ -280,10 +150,7 @@ impl Rendezvous {
         let mut n = self.count.lock().unwrap();
         *n += 1;
         self.cv.notify_all();
-        let (n, timeout) = self
-            .cv
-            .wait_timeout_while(n, WAIT, |n| *n < target)
-            .unwrap();
+        let (n, timeout) = self.cv.wait_timeout_while(n, T, |n| *n < target).unwrap();
         assert!(
             !timeout.timed_out(),
             "only {}/{target} arrived at round {round}",
@@ -301,7 +168,7 @@ fn builtin() -> Jokes {
 
 #[test]
 fn a_whole_conversation_two_jokes_then_bye() {
-    let server = Server::start(&["-v"]);
+    let mut server = knock(&["-v"]);
     let jokes = builtin();
     let mut c = server.client();
     c.expect("Knock! Knock!");
@@ -328,7 +195,7 @@ fn a_whole_conversation_two_jokes_then_bye() {
 
 #[test]
 fn wrong_answers_at_each_step_restart_at_the_knock() {
-    let mut server = Server::start(&[]);
+    let mut server = knock(&[]);
     let clue = builtin().get(0).clue.clone();
     let mut c = server.client();
     c.expect("Knock! Knock!");
@@ -357,7 +224,7 @@ fn wrong_answers_at_each_step_restart_at_the_knock() {
 
 #[test]
 fn crlf_case_and_spaces_are_accepted() {
-    let server = Server::start(&[]);
+    let server = knock(&[]);
     let j = builtin();
     let mut c = server.client();
     c.expect("Knock! Knock!");
@@ -373,7 +240,7 @@ fn crlf_case_and_spaces_are_accepted() {
 
 #[test]
 fn pipelined_input_is_answered_in_order() {
-    let server = Server::start(&[]);
+    let server = knock(&[]);
     let j = builtin();
     let (a, b) = (j.get(0), j.get(1));
     let mut c = server.client();
@@ -397,7 +264,7 @@ fn pipelined_input_is_answered_in_order() {
 
 #[test]
 fn a_line_over_1_kib_ends_that_client_only() {
-    let mut server = Server::start(&["-v"]);
+    let mut server = knock(&["-v"]);
     let mut c = server.client();
     c.expect("Knock! Knock!");
     // 1024 bytes is still a line (a wrong answer)...
@@ -422,7 +289,7 @@ fn a_line_over_1_kib_ends_that_client_only() {
 
 #[test]
 fn binary_junk_is_a_wrong_answer_not_a_crash() {
-    let mut server = Server::start(&[]);
+    let mut server = knock(&[]);
     let mut c = server.client();
     c.expect("Knock! Knock!");
     c.send(b"\x00\xff\xfe\x01\x7f junk \xc3\x28\n");
@@ -444,7 +311,7 @@ fn binary_junk_is_a_wrong_answer_not_a_crash() {
 
 #[test]
 fn a_client_that_hangs_up_mid_joke_gets_its_answer_and_others_carry_on() {
-    let mut server = Server::start(&["-v"]);
+    let mut server = knock(&["-v"]);
     let j = builtin();
     let mut other = server.client();
     other.expect("Knock! Knock!");
@@ -469,7 +336,7 @@ fn a_client_that_hangs_up_mid_joke_gets_its_answer_and_others_carry_on() {
 
 #[test]
 fn a_silent_client_is_closed_after_the_idle_timeout() {
-    let server = Server::start(&["--idle-timeout", "300ms"]);
+    let server = knock(&["--idle-timeout", "300ms"]);
     let mut c = server.client();
     let t0 = Instant::now();
     c.expect("Knock! Knock!");
@@ -481,7 +348,7 @@ fn a_silent_client_is_closed_after_the_idle_timeout() {
 #[test]
 fn fifty_clients_at_once_each_at_its_own_point() {
     const N: usize = 50;
-    let mut server = Server::start(&[]);
+    let mut server = knock(&[]);
     let jokes = Arc::new(builtin());
     let meet = Rendezvous::new(N);
     let addr = server.addr;
@@ -535,12 +402,12 @@ fn fifty_clients_at_once_each_at_its_own_point() {
 
 #[test]
 fn jokes_file_is_told_in_order() {
-    let dir = TempDir::new("good");
+    let dir = TempDir::new("knock-good");
     let file = dir.file(
         "mine.tsv",
         "# my jokes\n\nTea\tTea for two, and two for TCP.\r\nOwl\tOwl be listening.\n",
     );
-    let server = Server::start(&["--jokes", file.to_str().unwrap()]);
+    let server = knock(&["--jokes", file.to_str().unwrap()]);
     let mut c = server.client();
     c.expect("Knock! Knock!");
     assert_eq!(
@@ -555,20 +422,19 @@ fn jokes_file_is_told_in_order() {
 
 #[test]
 fn a_malformed_jokes_file_is_refused_at_start_with_its_line() {
-    let dir = TempDir::new("bad");
+    let dir = TempDir::new("knock-bad");
     let file = dir.file(
         "bad.tsv",
         "# ok so far\nTea\tTea for two\nno tab on this line\n",
     );
-    let (status, stdout, stderr) = run(
-        Command::new(BIN)
-            .args(["knock", "127.0.0.1", "0", "--jokes"])
-            .arg(&file),
+    let out = run_cmd(
+        sockkit(&["knock", "127.0.0.1", "0", "--jokes"]).arg(&file),
         b"",
-        WAIT,
+        T,
     );
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert_eq!(stdout, "");
+    let stderr = &out.stderr;
+    assert_eq!(out.code(), Some(2), "{stderr}");
+    assert_eq!(out.stdout_text(), "");
     assert!(!stderr.contains("listening on"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -577,14 +443,13 @@ fn a_malformed_jokes_file_is_refused_at_start_with_its_line() {
     );
     assert!(stderr.contains("bad.tsv: line 3: no TAB"), "{stderr}");
 
-    let (status, _, stderr) = run(
-        Command::new(BIN)
-            .args(["knock", "127.0.0.1", "0", "--jokes"])
-            .arg(dir.0.join("none.tsv")),
+    let out = run_cmd(
+        sockkit(&["knock", "127.0.0.1", "0", "--jokes"]).arg(dir.path("none.tsv")),
         b"",
-        WAIT,
+        T,
     );
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("none.tsv") && !stderr.contains("listening on"),
         "{stderr}"
@@ -593,11 +458,11 @@ fn a_malformed_jokes_file_is_refused_at_start_with_its_line() {
 
 #[test]
 fn shuffle_tells_every_joke_once_per_round() {
-    let dir = TempDir::new("shuffle");
+    let dir = TempDir::new("knock-shuffle");
     let names = ["Ada", "Bit", "Cache", "Daemon", "Echo"];
     let text: String = names.iter().map(|n| format!("{n}\t{n} punch\n")).collect();
     let file = dir.file("five.tsv", &text);
-    let server = Server::start(&["--jokes", file.to_str().unwrap(), "--shuffle"]);
+    let server = knock(&["--jokes", file.to_str().unwrap(), "--shuffle"]);
     let mut c = server.client();
     c.expect("Knock! Knock!");
     let mut heard = Vec::new();
@@ -620,66 +485,46 @@ fn shuffle_tells_every_joke_once_per_round() {
 /// A directory with tests/java/*.java compiled into it, or None (after saying why) when this
 /// machine has no JDK; with CI set a missing JDK fails the test instead.
 fn java_classes() -> Option<TempDir> {
-    let has = |tool: &str| {
-        Command::new(tool)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has("javac") || !has("java") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but javac/java is not installed"
-        );
-        eprintln!("skipping: javac/java not found (install a JDK to run the Java interop test)");
-        return None;
-    }
-    let dir = TempDir::new("java");
+    let javac = peer_or_skip("javac")?;
+    peer_or_skip("java")?;
+    let dir = TempDir::new("knock-java");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java");
     let sources: Vec<PathBuf> = std::fs::read_dir(&src)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "java"))
         .collect();
-    let (status, _, stderr) = run(
-        Command::new("javac").arg("-d").arg(&dir.0).args(&sources),
+    // Longer than T: a cold JVM compiling on two busy cores.
+    let out = run_cmd(
+        Command::new(javac).arg("-d").arg(dir.root()).args(&sources),
         b"",
         Duration::from_secs(120),
     );
-    assert!(status.success(), "javac failed: {stderr}");
+    assert!(out.status.success(), "javac failed: {}", out.stderr);
     Some(dir)
 }
 
 /// Starts a Java server class on port 0 and reads the port it prints.
-fn java_server(classes: &Path, class: &str) -> (Guard, u16) {
-    let mut child = Command::new("java")
-        .arg("-cp")
-        .arg(classes)
-        .args([class, "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn java");
-    let stdout = child.stdout.take().unwrap();
-    let guard = Guard(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the Java server to print its port");
+fn java_server(classes: &Path, class: &str) -> (ChildGuard, u16) {
+    let mut child = ChildGuard::spawn(
+        Command::new("java")
+            .arg("-cp")
+            .arg(classes)
+            .args([class, "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    // Longer than T: JVM start-up on two busy cores.
+    let line = LineTap::new(child.stdout())
+        .wait_for(Duration::from_secs(60), |_| true)
+        .unwrap_or_else(|e| panic!("the Java server to print its port: {e}"));
     let port = line
         .trim()
         .strip_prefix("listening on port ")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line from {class}: {line:?}"));
-    (guard, port)
+    (child, port)
 }
 
 #[test]
@@ -695,11 +540,11 @@ fn java_tutorial_client_completes_a_conversation_with_sockkit() {
         "answers.txt",
         "who's there?\nTea who?\ny\nWho is it?\nWho's there?\nOwl who?\nn\n",
     );
-    let server = Server::start(&["--jokes", jokes.to_str().unwrap()]);
-    let (status, stdout, stderr) = run(
+    let server = knock(&["--jokes", jokes.to_str().unwrap()]);
+    let out = run_cmd(
         Command::new("java")
             .arg("-cp")
-            .arg(&classes.0)
+            .arg(classes.root())
             .arg("KnockKnockClient")
             .arg("127.0.0.1")
             .arg(server.addr.port().to_string())
@@ -707,7 +552,7 @@ fn java_tutorial_client_completes_a_conversation_with_sockkit() {
         b"",
         Duration::from_secs(60),
     );
-    assert!(status.success(), "{stderr}");
+    assert!(out.status.success(), "{}", out.stderr);
     let expected = "\
 Server: Knock! Knock!
 Client: who's there?
@@ -726,7 +571,7 @@ Client: n
 Server: Bye.
 (server closed)
 ";
-    assert_eq!(stdout, expected);
+    assert_eq!(out.stdout_text(), expected);
 }
 
 #[test]
@@ -745,45 +590,26 @@ Thread carefully: this server starts one per client. Want another? (y/n)
 Bye.
 ";
     // The tutorial's one-client server: it closes after "Bye." and exits.
-    let (mut java, port) = java_server(&classes.0, "KnockKnockServer");
-    let (status, stdout, stderr) = run(
-        Command::new(BIN).args(["connect", "127.0.0.1", &port.to_string()]),
+    let (mut java, port) = java_server(classes.root(), "KnockKnockServer");
+    let out = run(
+        &["connect", "127.0.0.1", &port.to_string()],
         answers.as_bytes(),
-        WAIT,
+        T,
     );
-    assert!(status.success(), "{stderr}");
-    assert_eq!(stdout, expected);
-    let deadline = Instant::now() + WAIT;
-    while java.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "KnockKnockServer did not exit after Bye."
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout_text(), expected);
+    java.status_within(T, "KnockKnockServer did not exit after Bye.");
 
     // The tutorial's many-client server, two sockkit clients at once.
-    let (_java, port) = java_server(&classes.0, "KKMultiServer");
+    let (_java, port) = java_server(classes.root(), "KKMultiServer");
     let port = port.to_string();
     thread::scope(|s| {
-        let a = s.spawn(|| {
-            run(
-                Command::new(BIN).args(["connect", "127.0.0.1", &port]),
-                answers.as_bytes(),
-                WAIT,
-            )
-        });
-        let b = s.spawn(|| {
-            run(
-                Command::new(BIN).args(["connect", "127.0.0.1", &port]),
-                answers.as_bytes(),
-                WAIT,
-            )
-        });
+        let a = s.spawn(|| run(&["connect", "127.0.0.1", &port], answers.as_bytes(), T));
+        let b = s.spawn(|| run(&["connect", "127.0.0.1", &port], answers.as_bytes(), T));
         for h in [a, b] {
-            let (status, stdout, stderr) = h.join().unwrap();
-            assert!(status.success(), "{stderr}");
-            assert_eq!(stdout, expected);
+            let out = h.join().unwrap();
+            assert!(out.status.success(), "{}", out.stderr);
+            assert_eq!(out.stdout_text(), expected);
         }
     });
 }
