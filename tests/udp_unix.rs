@@ -2,51 +2,43 @@
 //! boundaries, several peers on one `listen -u`, the size limit, ICMP refusals, byte-exact
 //! Unix relays through a path and an abstract name, the stale-file rules, echo over `-U`,
 //! SO_PEERCRED, narration, and python3 and socat on the other end of each socket type.
-//! Loopback and temporary directories only; every wait is bounded. The small helpers below are
-//! private until the shared tests/util module lands.
+//! Loopback and temporary directories only; every wait is bounded. Process plumbing comes from
+//! tests/util; `Proc` (a server the test feeds while it runs) and the UDP peer are this file's.
+
+mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sockkit");
-/// No single wait in these tests may take longer than this.
-const WAIT: Duration = Duration::from_secs(20);
+use util::{
+    ChildGuard, LineTap, T, TempDir, parse_listening, peer_or_skip, random_bytes, run_cmd,
+    run_cmd_from, sockkit,
+};
 
-/// A running `sockkit`: killed (by PID) when dropped; stdout and stderr collected as they come.
+/// A running `sockkit` the test talks to while it runs: stdin stays open for `send`, stdout
+/// is collected as it comes (for `wait_out`), stderr through a `LineTap`. Killed by PID when
+/// dropped.
 struct Proc {
-    child: Child,
+    child: ChildGuard,
     stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<String>>,
+    stdout_reader: Option<JoinHandle<()>>,
+    stderr: LineTap,
 }
 
 impl Proc {
     fn start(args: &[&str]) -> Proc {
-        Proc::start_in(args, None)
-    }
-
-    fn start_in(args: &[&str], dir: Option<&Path>) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(d) = dir {
-            cmd.current_dir(d);
-        }
-        let mut child = cmd.spawn().expect("spawn sockkit");
+        let mut child = ChildGuard::spawn(&mut sockkit(args));
         let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut out = child.stdout.take().unwrap();
+        let mut out = child.stdout();
         let sink = Arc::clone(&stdout);
-        thread::spawn(move || {
+        let stdout_reader = thread::spawn(move || {
             let mut buf = [0u8; 64 * 1024];
             while let Ok(n) = out.read(&mut buf) {
                 if n == 0 {
@@ -55,62 +47,34 @@ impl Proc {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        let err = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let stdin = child.stdin.take();
         Proc {
+            stdin: Some(child.stdin()),
+            stderr: LineTap::new(child.stderr()),
             child,
-            stdin,
             stdout,
-            stderr,
+            stdout_reader: Some(stdout_reader),
         }
     }
 
     fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     fn out(&self) -> Vec<u8> {
         self.stdout.lock().unwrap().clone()
     }
 
-    /// The first stderr line containing `what`, waiting for it (bounded).
+    /// The first stderr line containing `what`, waiting for it (bounded; fails at once if
+    /// sockkit closes stderr, that is exits, without saying it).
     fn wait_for(&mut self, what: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(what)) {
-                return line.to_string();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                thread::sleep(Duration::from_millis(100));
-                if let Some(line) = self.log().lines().find(|l| l.contains(what)) {
-                    return line.to_string();
-                }
-                panic!(
-                    "sockkit exited ({status}) before saying {what:?}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what:?} on stderr within {WAIT:?}:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.stderr
+            .wait_seen(T, |l| l.contains(what))
+            .unwrap_or_else(|e| panic!("no {what:?} on stderr: {e}"))
     }
 
     /// Waits (bounded) until stdout holds at least `n` bytes.
     fn wait_out(&self, n: usize) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + T;
         loop {
             let out = self.out();
             if out.len() >= n {
@@ -118,7 +82,7 @@ impl Proc {
             }
             assert!(
                 Instant::now() < deadline,
-                "stdout has {} of {n} bytes after {WAIT:?}; stderr:\n{}",
+                "stdout has {} of {n} bytes after {T:?}; stderr:\n{}",
                 out.len(),
                 self.log()
             );
@@ -129,9 +93,9 @@ impl Proc {
     /// The UDP port of a `listening on ADDR:PORT (...)` line.
     fn port(&mut self) -> u16 {
         let line = self.wait_for("listening on ");
-        let addr = line.split("listening on ").nth(1).unwrap();
-        let addr = addr.split(' ').next().unwrap();
-        addr.rsplit(':').next().unwrap().parse().expect("a port")
+        parse_listening(&line)
+            .unwrap_or_else(|| panic!("no ADDR:PORT in {line:?}"))
+            .port()
     }
 
     fn send(&mut self, data: &[u8]) {
@@ -143,71 +107,32 @@ impl Proc {
         self.stdin.take();
     }
 
-    /// Waits (bounded) for the exit status, giving the reader threads time to catch up.
+    /// Closes stdin and waits (bounded) for the exit status and for stdout and stderr to be
+    /// read to their end, so `out` and `log` are complete afterwards.
     fn wait(&mut self) -> ExitStatus {
         self.close_stdin();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(100));
-                return status;
+        let Some(status) = self.child.wait_timeout(T) else {
+            panic!("sockkit did not end within {T:?}; stderr:\n{}", self.log());
+        };
+        self.stderr.finish(T);
+        if let Some(h) = self.stdout_reader.take() {
+            let deadline = Instant::now() + T;
+            while !h.is_finished() {
+                assert!(
+                    Instant::now() < deadline,
+                    "stdout still open {T:?} after exit"
+                );
+                thread::sleep(Duration::from_millis(5));
             }
-            assert!(
-                Instant::now() < deadline,
-                "sockkit did not end within {WAIT:?}; stderr:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
+            let _ = h.join();
         }
+        status
     }
 
     fn signal(&mut self, sig: i32) -> ExitStatus {
         // SAFETY: kill() on our own child's PID.
         unsafe { libc::kill(self.child.id() as i32, sig) };
         self.wait()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `sockkit ARGS` to the end with `input` on stdin; bounded. sockkit may stop reading
-/// early on purpose (an oversized datagram ends it), so a broken pipe here is not a failure.
-fn run(args: &[&str], input: &[u8]) -> (ExitStatus, Vec<u8>, String) {
-    let mut p = Proc::start(args);
-    let _ = p.stdin.as_mut().unwrap().write_all(input);
-    let status = p.wait();
-    (status, p.out(), p.log())
-}
-
-/// A fresh temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sockkit-uu-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -222,7 +147,7 @@ fn s(p: &Path) -> &str {
 
 fn udp_peer() -> UdpSocket {
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    u.set_read_timeout(Some(WAIT)).unwrap();
+    u.set_read_timeout(Some(T)).unwrap();
     u
 }
 
@@ -233,70 +158,38 @@ fn recv(u: &UdpSocket) -> (Vec<u8>, std::net::SocketAddr) {
     (buf, from)
 }
 
-/// Bytes that differ at every position, so a lost or reordered chunk shows.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+/// `util::run` bounded by `T`, as (status, stdout, stderr) for destructuring. sockkit may
+/// stop reading early on purpose (an oversized datagram ends it): a broken pipe is no failure.
+fn run(args: &[&str], input: &[u8]) -> (ExitStatus, Vec<u8>, String) {
+    let out = util::run(args, input, T);
+    (out.status, out.stdout, out.stderr)
 }
 
-/// Whether an external peer may be skipped: yes, with a reason, unless CI is set.
-fn peer_missing(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg(if name == "socat" { "-V" } else { "--version" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return false;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{name} is required when CI is set"
-    );
-    println!("skipped: {name} is not installed");
-    true
-}
-
-/// Runs an external program with `input` on stdin, bounded; returns its stdout.
+/// Runs an external program with `input` on stdin, bounded; it must succeed. Its stdout.
 fn run_peer(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = Vec::new();
-            child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            assert!(status.success(), "{program} failed ({status}): {err}");
-            return out;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} did not finish within {WAIT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
+    let out = run_cmd(Command::new(program).args(args), input, T);
+    assert!(
+        out.status.success(),
+        "{program} failed ({}): {}",
+        out.status,
+        out.stderr
+    );
+    out.stdout
+}
+
+/// Starts `python3 -c SCRIPT PATH` and waits (bounded) for the script's `ready` line, which
+/// it prints once its socket is bound. Killed by PID when dropped.
+fn python3_server(script: &str, path: &Path) -> ChildGuard {
+    let mut py = ChildGuard::spawn(
+        Command::new("python3")
+            .args(["-c", script, s(path)])
+            .stdout(Stdio::piped()),
+    );
+    let ready = LineTap::new(py.stdout())
+        .wait_for(T, |_| true)
+        .unwrap_or_else(|e| panic!("python3's first line: {e}"));
+    assert_eq!(ready.trim(), "ready");
+    py
 }
 
 // ---------------------------------------------------------------- UDP
@@ -399,16 +292,16 @@ fn oversized_datagram_explains_the_limit() {
     let peer = udp_peer();
     let port = peer.local_addr().unwrap().port().to_string();
     let big = vec![b'x'; 70_000];
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let file = dir.path("big");
     std::fs::write(&file, &big).unwrap();
     // One read of a file bigger than any datagram.
-    let out = Command::new(BIN)
-        .args(["connect", "-u", "127.0.0.1", &port])
-        .stdin(std::fs::File::open(&file).unwrap())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run_cmd_from(
+        &mut sockkit(&["connect", "-u", "127.0.0.1", &port]),
+        std::fs::File::open(&file).unwrap(),
+        T,
+    );
+    let err = &out.stderr;
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("too big") && err.contains("65,507"), "{err}");
     assert!(err.contains("IPv4"), "{err}");
@@ -456,7 +349,7 @@ fn connected_udp_reports_icmp_port_unreachable() {
 
 #[test]
 fn udp_echo_answers_a_python3_client() {
-    if peer_missing("python3") {
+    if peer_or_skip("python3").is_none() {
         return;
     }
     let mut e = Proc::start(&["echo", "-u", "127.0.0.1", "0"]);
@@ -477,7 +370,7 @@ for msg in [b"one", b"two two", b"x" * 60000]:
 
 #[test]
 fn python3_talks_to_listen_udp() {
-    if peer_missing("python3") {
+    if peer_or_skip("python3").is_none() {
         return;
     }
     let mut l = Proc::start(&["listen", "-u", "127.0.0.1", "0"]);
@@ -498,7 +391,7 @@ sys.stdout.write(s.recvfrom(1000)[0].decode())
 
 #[test]
 fn socat_talks_to_listen_udp() {
-    if peer_missing("socat") {
+    if peer_or_skip("socat").is_none() {
         return;
     }
     let mut l = Proc::start(&["listen", "-u", "127.0.0.1", "0"]);
@@ -580,8 +473,8 @@ fn show_opts_on_udp_lists_so_broadcast() {
 
 /// `listen -U ADDR` and `connect -U ADDR` with different data each way: both arrive exactly.
 fn unix_relay_round_trip(addr: &str) {
-    let up = pattern(1 << 20, 7);
-    let down = pattern(300_000, 11);
+    let up = random_bytes(7, 1 << 20);
+    let down = random_bytes(11, 300_000);
     let mut l = Proc::start(&["listen", "-U", addr]);
     let line = l.wait_for("listening on ");
     assert!(line.contains(addr), "the announcement names {addr}: {line}");
@@ -605,7 +498,7 @@ fn unix_relay_round_trip(addr: &str) {
 
 #[test]
 fn unix_relay_is_byte_exact_through_a_path() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("relay.sock");
     unix_relay_round_trip(s(&path));
     assert!(
@@ -625,7 +518,7 @@ fn unix_relay_is_byte_exact_through_an_abstract_name() {
 
 #[test]
 fn a_stale_socket_file_is_replaced_only_with_unlink() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("stale.sock");
     // std does not unlink on drop: a stale socket file, as a killed server leaves.
     drop(UnixListener::bind(&path).unwrap());
@@ -649,7 +542,7 @@ fn a_stale_socket_file_is_replaced_only_with_unlink() {
 
 #[test]
 fn a_file_that_is_not_a_socket_is_never_deleted() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("precious.txt");
     std::fs::write(&path, b"keep me").unwrap();
     for args in [
@@ -669,7 +562,7 @@ fn a_file_that_is_not_a_socket_is_never_deleted() {
 
 #[test]
 fn a_live_listener_keeps_its_path_even_against_unlink() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("live.sock");
     let mut first = Proc::start(&["listen", "-U", s(&path)]);
     first.wait_for("listening on ");
@@ -686,7 +579,7 @@ fn a_live_listener_keeps_its_path_even_against_unlink() {
 
 #[test]
 fn connecting_to_nothing_says_why() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let missing = dir.path("missing.sock");
     let (status, _, err) = run(&["connect", "-U", s(&missing)], b"");
     assert_eq!(status.code(), Some(1), "{err}");
@@ -703,7 +596,7 @@ fn connecting_to_nothing_says_why() {
 
 #[test]
 fn echo_serves_unix_clients_and_removes_its_socket() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("echo.sock");
     let mut e = Proc::start(&["echo", "-U", s(&path), "-v"]);
     let line = e.wait_for("listening on ");
@@ -712,9 +605,9 @@ fn echo_serves_unix_clients_and_removes_its_socket() {
         .map(|i| {
             let path = path.clone();
             thread::spawn(move || {
-                let data = pattern(200_000 + i as usize * 1000, i + 1);
+                let data = random_bytes(i + 1, 200_000 + i as usize * 1000);
                 let mut c = UnixStream::connect(&path).unwrap();
-                c.set_read_timeout(Some(WAIT)).unwrap();
+                c.set_read_timeout(Some(T)).unwrap();
                 let mut w = c.try_clone().unwrap();
                 let sent = data.clone();
                 let writer = thread::spawn(move || {
@@ -745,7 +638,7 @@ fn echo_serves_unix_clients_and_removes_its_socket() {
 
 #[test]
 fn unix_servers_refuse_ip_filters() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("x.sock");
     let (status, _, err) = run(&["echo", "-U", s(&path), "--allow", "127.0.0.1"], b"");
     assert_eq!(status.code(), Some(2), "{err}");
@@ -759,7 +652,7 @@ fn unix_servers_refuse_ip_filters() {
 
 #[test]
 fn show_opts_on_unix_shows_peercred_of_the_client() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("cred.sock");
     let mut l = Proc::start(&["listen", "-U", s(&path), "--show-opts", "-o", "passcred"]);
     l.wait_for("listening on ");
@@ -793,7 +686,7 @@ fn show_opts_on_unix_shows_peercred_of_the_client() {
 
 #[test]
 fn unix_narration_shows_the_calls() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("n.sock");
     let mut l = Proc::start(&["listen", "-U", s(&path), "-vv"]);
     l.wait_for("listening on ");
@@ -817,10 +710,10 @@ fn unix_narration_shows_the_calls() {
 
 #[test]
 fn python3_and_socat_on_the_other_end_of_unix_stream_sockets() {
-    if peer_missing("python3") {
+    if peer_or_skip("python3").is_none() {
         return;
     }
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     // python3 serves, sockkit connects.
     let path = dir.path("py.sock");
     let script = r#"
@@ -837,18 +730,9 @@ while True:
     data += chunk
 c.sendall(data[::-1]); c.close()
 "#;
-    let mut py = Command::new("python3")
-        .args(["-c", script, s(&path)])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(py.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let mut py = python3_server(script, &path);
     let (status, out, err) = run(&["connect", "-U", s(&path)], b"abcdef");
-    let _ = py.wait();
+    py.wait_timeout(T);
     assert!(status.success(), "{err}");
     assert_eq!(out, b"fedcba");
 
@@ -875,7 +759,7 @@ sys.stdout.write(data.decode())
     assert!(l.wait().success());
     assert_eq!(l.out(), b"from python");
 
-    if peer_missing("socat") {
+    if peer_or_skip("socat").is_none() {
         return;
     }
     // socat connects to a path and to an abstract name.
@@ -900,7 +784,7 @@ sys.stdout.write(data.decode())
 
 #[test]
 fn unix_datagrams_keep_boundaries_and_answer_the_last_sender() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("dgram.sock");
     let mut l = Proc::start(&[
         "listen",
@@ -915,7 +799,7 @@ fn unix_datagrams_keep_boundaries_and_answer_the_last_sender() {
     assert!(line.contains("datagrams"), "{line}");
     let me_path = dir.path("client.sock");
     let me = UnixDatagram::bind(&me_path).unwrap();
-    me.set_read_timeout(Some(WAIT)).unwrap();
+    me.set_read_timeout(Some(T)).unwrap();
     me.send_to(b"one", &path).unwrap();
     me.send_to(b"two two", &path).unwrap();
     l.wait_for(&format!("new peer {}", s(&me_path)));
@@ -933,10 +817,10 @@ fn unix_datagrams_keep_boundaries_and_answer_the_last_sender() {
 
 #[test]
 fn connect_unix_datagram_to_python3() {
-    if peer_missing("python3") {
+    if peer_or_skip("python3").is_none() {
         return;
     }
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("pyd.sock");
     let script = r#"
 import socket, sys
@@ -948,16 +832,7 @@ for _ in range(2):
     data, addr = s.recvfrom(1000)
     s.sendto(data.upper(), addr)
 "#;
-    let mut py = Command::new("python3")
-        .args(["-c", script, s(&path)])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(py.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let mut py = python3_server(script, &path);
     let (status, out, err) = run(
         &[
             "connect",
@@ -970,7 +845,7 @@ for _ in range(2):
         ],
         b"abc\ndef\n",
     );
-    let _ = py.wait();
+    py.wait_timeout(T);
     assert!(status.success(), "{err}");
     assert_eq!(out, b"ABC\nDEF\n");
 }
@@ -997,7 +872,7 @@ fn dual_stack_listen_udp_answers_an_ipv4_peer_by_its_plain_address() {
 
 #[test]
 fn ctrl_c_on_listen_unix_removes_the_socket_file() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     for extra in [None, Some("-u")] {
         let path = dir.path("sigint.sock");
         let mut args = vec!["listen", "-U", s(&path)];
@@ -1018,10 +893,10 @@ fn ctrl_c_on_listen_unix_removes_the_socket_file() {
 
 #[test]
 fn socat_on_the_other_end_of_a_unix_datagram_socket() {
-    if peer_missing("socat") {
+    if peer_or_skip("socat").is_none() {
         return;
     }
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("sd.sock");
     let client = dir.path("socat-client.sock");
     let mut l = Proc::start(&["listen", "-U", s(&path), "-u"]);
@@ -1048,7 +923,7 @@ fn a_udp_port_in_use_is_named_as_udp() {
 
 #[test]
 fn echo_answers_unix_datagrams_to_bound_senders_only() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("echo-d.sock");
     let mut e = Proc::start(&["echo", "-U", s(&path), "-u", "-v"]);
     let line = e.wait_for("listening on ");
@@ -1070,8 +945,8 @@ fn echo_answers_unix_datagrams_to_bound_senders_only() {
     assert_eq!(out, b"one\ntwo two\n");
     // A client bound to a path.
     let me = UnixDatagram::bind(dir.path("c.sock")).unwrap();
-    me.set_read_timeout(Some(WAIT)).unwrap();
-    let big = pattern(100_000, 5);
+    me.set_read_timeout(Some(T)).unwrap();
+    let big = random_bytes(5, 100_000);
     me.send_to(&big, &path).unwrap();
     let mut buf = vec![0u8; 200_000];
     let n = me.recv(&mut buf).unwrap();
@@ -1112,12 +987,7 @@ fn idle_timeout_ends_a_udp_session_normally() {
 
 /// Whether this build has the `knock` subcommand (it comes from another branch).
 fn has_knock() -> bool {
-    Command::new(BIN)
-        .args(["knock", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    run(&["knock", "--help"], b"").0.success()
 }
 
 #[test]
@@ -1126,13 +996,13 @@ fn knock_tells_a_joke_over_a_unix_socket() {
         println!("skipped: this build has no knock subcommand yet (it lands from its branch)");
         return;
     }
-    let dir = TempDir::new();
+    let dir = TempDir::new("uu");
     let path = dir.path("knock.sock");
     let mut k = Proc::start(&["knock", "-U", s(&path)]);
     let line = k.wait_for("listening on ");
     assert!(line.contains(s(&path)), "{line}");
     let c = UnixStream::connect(&path).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
     let mut w = c.try_clone().unwrap();
     let mut r = BufReader::new(c);
     let mut next = || {
