@@ -208,28 +208,11 @@ impl LineTap {
         limit: Duration,
         mut want: impl FnMut(&str) -> bool,
     ) -> Result<String, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| want(l)) {
-                return Ok(line.clone());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.fresh.recv_timeout(left) {
-                Ok(_) => continue,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "no such line within {limit:?}; got:\n{}",
-                        self.text()
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    // Everything is stored by now: one last look before giving up.
-                    if let Some(line) = self.lines.lock().unwrap().iter().find(|l| want(l)) {
-                        return Ok(line.clone());
-                    }
-                    return Err(format!("stream ended first; got:\n{}", self.text()));
-                }
-            }
+        let seen = self.lines.lock().unwrap().iter().find(|l| want(l)).cloned();
+        match seen {
+            Some(line) => Ok(line),
+            // Lines stored after that look are still queued for wait_for.
+            None => self.wait_for(limit, want),
         }
     }
 
