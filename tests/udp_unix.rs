@@ -17,8 +17,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use util::{
-    ChildGuard, LineTap, T, TempDir, parse_listening, peer_or_skip, random_bytes, run_cmd,
-    run_cmd_from, sockkit,
+    ChildGuard, LineTap, T, TempDir, join_within, parse_listening, peer_or_skip, random_bytes,
+    run_cmd, run_cmd_from, sockkit,
 };
 
 /// A running `sockkit` the test talks to while it runs: stdin stays open for `send`, stdout
@@ -116,15 +116,7 @@ impl Proc {
         };
         self.stderr.finish(T);
         if let Some(h) = self.stdout_reader.take() {
-            let deadline = Instant::now() + T;
-            while !h.is_finished() {
-                assert!(
-                    Instant::now() < deadline,
-                    "stdout still open {T:?} after exit"
-                );
-                thread::sleep(Duration::from_millis(5));
-            }
-            let _ = h.join();
+            join_within(h, T);
         }
         status
     }

@@ -392,8 +392,9 @@ pub fn collect<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// The bytes a `collect` thread read, waiting at most `limit` for the stream to end.
-pub fn join_within(h: JoinHandle<Vec<u8>>, limit: Duration) -> Vec<u8> {
+/// The bytes a `collect` thread read (or what any stream-reading thread returns), waiting at
+/// most `limit` for the stream to end.
+pub fn join_within<R>(h: JoinHandle<R>, limit: Duration) -> R {
     let deadline = Instant::now() + limit;
     while !h.is_finished() {
         assert!(
