@@ -16,20 +16,6 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use util::*;
 
-/// Waits at most `limit` for a thread's result; a hang fails the test.
-fn join_timeout<R>(h: JoinHandle<R>, limit: Duration, what: &str) -> R {
-    let deadline = Instant::now() + limit;
-    while !h.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not done after {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-    h.join()
-        .unwrap_or_else(|_| panic!("{what}: the thread panicked"))
-}
-
 /// A one-client test server in this process on 127.0.0.1:0: `handle` gets the accepted
 /// stream (with read and write timeouts set) and its result comes back through the handle.
 /// The accept itself is bounded too, so a client that never comes fails the test.

@@ -395,15 +395,26 @@ pub fn collect<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
 /// The bytes a `collect` thread read (or what any stream-reading thread returns), waiting at
 /// most `limit` for the stream to end.
 pub fn join_within<R>(h: JoinHandle<R>, limit: Duration) -> R {
+    join_timeout(
+        h,
+        limit,
+        "a pipe that stayed open after its process ended (a grandchild holds it?)",
+    )
+}
+
+/// Waits at most `limit` for a thread's result; a hang or a panic fails the test, naming
+/// `what` the thread was doing.
+pub fn join_timeout<R>(h: JoinHandle<R>, limit: Duration, what: &str) -> R {
     let deadline = Instant::now() + limit;
     while !h.is_finished() {
         assert!(
             Instant::now() < deadline,
-            "a pipe stayed open {limit:?} after its process ended (a grandchild holds it?)"
+            "{what}: not done after {limit:?}"
         );
         thread::sleep(Duration::from_millis(5));
     }
-    h.join().expect("reader thread panicked")
+    h.join()
+        .unwrap_or_else(|_| panic!("{what}: the thread panicked"))
 }
 
 /// `len` reproducible pseudo-random bytes (xorshift64*), different for each `seed`: test data
