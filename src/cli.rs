@@ -37,6 +37,7 @@ pub struct Cli {
 pub enum Command {
     Connect(ConnectArgs),
     Listen(ListenArgs),
+    Echo(EchoArgs),
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -115,6 +116,10 @@ pub struct EchoArgs {
     /// Port to listen on; 0 lets the kernel choose a free one.
     #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<PortArg>,
+
+    /// Serve UDP instead of TCP: each datagram goes back to its sender.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -228,6 +233,10 @@ pub struct ServerArgs {
     /// Refuse clients from this network (CIDR); repeatable; checked before --allow.
     #[arg(long, value_name = "CIDR")]
     pub deny: Vec<crate::addr::Cidr>,
+
+    /// Event-loop threads (default: one per CPU core); each serves its share of the clients.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 /// `-o NAME[=VALUE]` and `--show-opts`, the same on every subcommand.

@@ -8,5 +8,6 @@ pub mod error;
 pub mod narrate;
 pub mod relay;
 pub mod server;
+pub mod service;
 pub mod socket;
 pub mod sockopt;

@@ -2,6 +2,7 @@
 //! socket, sockopt, relay, server). This file dispatches and holds what they all do alike.
 
 pub mod connect;
+pub mod echo;
 pub mod listen;
 
 use std::io::Write;
@@ -18,6 +19,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let (verbosity, sockopts) = match &cli.command {
         Command::Connect(a) => (a.verbosity, &a.sockopts),
         Command::Listen(a) => (a.verbosity, &a.sockopts),
+        Command::Echo(a) => (a.verbosity, &a.sockopts),
     };
     if wants_option_help(sockopts) {
         // Asked-for help is the command's output, so it goes to stdout like --help.
@@ -28,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Connect(args) => connect::run(args),
         Command::Listen(args) => listen::run(args),
+        Command::Echo(args) => echo::run(args),
     }
 }
 
