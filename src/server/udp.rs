@@ -59,6 +59,7 @@ pub fn bind(target: BindTarget, plan: &Plan) -> Result<Listener> {
         socket: sock,
         local,
         scope,
+        plan: plan.clone(),
     })
 }
 
