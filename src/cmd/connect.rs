@@ -11,7 +11,10 @@ use crate::socket;
 use crate::sockopt::{Plan, SockKind};
 
 pub fn run(args: ConnectArgs) -> Result<()> {
-    let port = addr::connect_port(args.port)?;
+    if args.scan.scan {
+        return crate::scan::connect_z(&args);
+    }
+    let port = addr::connect_port(args.port.single()?)?;
     let addrs = addr::resolve(&args.host, port, args.net.family())?;
     if narrate::verbose() {
         let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
@@ -22,7 +25,9 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         ));
     }
     let plan = Plan::new(&args.sockopts.opts);
-    let sock = socket::connect(&addrs, args.timeout, &plan)?;
+    let source = args.source.source();
+    let addrs = source.fitting(&args.host, addrs)?;
+    let sock = socket::connect_from(&addrs, args.timeout, &plan, &source)?;
     let local = socket::local_addr(&sock)?;
     let peer = socket::peer_addr(&sock)?;
     narrate::info(format_args!("connected: {local} -> {peer}"));
