@@ -279,7 +279,7 @@ pub struct BrokerArgs {
     pub chat: bool,
 
     /// With --broker or --chat, serve at most N clients at once (others are refused).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_conns: usize,
 }
 

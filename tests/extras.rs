@@ -94,14 +94,12 @@ fn run(args: &[&str], input: &[u8], limit: Duration) -> Out {
 
 /// A server started with sockkit, its port read from `listening on ADDR:PORT`, its stderr
 /// lines kept coming on a channel.
-#[allow(dead_code)] // used by the broker tests
 struct Server {
     guard: Guard,
     port: u16,
     lines: Receiver<String>,
 }
 
-#[allow(dead_code)]
 fn server(args: &[&str]) -> Server {
     let mut g = Guard(sockkit(args).spawn().expect("spawn server"));
     let stderr = g.0.stderr.take().unwrap();
@@ -131,7 +129,6 @@ fn server(args: &[&str]) -> Server {
     }
 }
 
-#[allow(dead_code)]
 impl Server {
     /// Waits for a stderr line containing `want`; returns it.
     fn line_with(&self, want: &str) -> String {
@@ -395,4 +392,197 @@ fn a_source_that_is_not_local_or_taken_is_a_clear_error() {
     let out = run(&["connect", "-s", "::1", "127.0.0.1", &port], b"", T);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("same family"), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// listen --broker / --chat
+
+/// Connects `n` clients to a broker and waits until it has accepted them all (so none misses
+/// bytes sent after this returns).
+fn join(srv: &Server, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let c = TcpStream::connect(loopback(srv.port)).unwrap();
+            c.set_read_timeout(Some(T)).unwrap();
+            let me = c.local_addr().unwrap();
+            srv.line_with(&format!("accepted {me}"));
+            c
+        })
+        .collect()
+}
+
+fn read_exact_n(c: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    c.read_exact(&mut buf)
+        .expect("reading what the broker passed on");
+    buf
+}
+
+#[test]
+fn broker_gives_each_client_the_others_bytes_and_not_its_own() {
+    let srv = server(&["listen", "--broker", "-v", "127.0.0.1", "0"]);
+    let mut cs = join(&srv, 3);
+    let msgs: [&[u8]; 3] = [b"from-a\n", b"from-b\n", b"\x00\xffc\n"];
+    for (c, m) in cs.iter_mut().zip(msgs) {
+        c.write_all(m).unwrap();
+    }
+    for (i, c) in cs.iter_mut().enumerate() {
+        let others: Vec<&[u8]> = (0..3).filter(|&j| j != i).map(|j| msgs[j]).collect();
+        let got = read_exact_n(c, others[0].len() + others[1].len());
+        // Each message went out in one piece; only their order between senders may vary.
+        let either = [
+            [others[0], others[1]].concat(),
+            [others[1], others[0]].concat(),
+        ];
+        assert!(either.contains(&got), "client {i} got {got:?}");
+    }
+    // Each half-closes; the broker then closes each one: nothing else (no echo) was queued.
+    for c in &cs {
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    for (i, c) in cs.iter_mut().enumerate() {
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "client {i} got more: {rest:?}");
+    }
+    drop(srv);
+}
+
+/// Reads everything a client is sent on a thread, counting bytes (all must be `b'z'`).
+fn counting_reader(mut c: TcpStream) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let count = std::sync::Arc::new(AtomicU64::new(0));
+    let n = count.clone();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(k) = c.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            assert!(buf[..k].iter().all(|&b| b == b'z'), "foreign bytes");
+            n.fetch_add(k as u64, Ordering::SeqCst);
+        }
+    });
+    count
+}
+
+#[test]
+fn broker_drops_a_client_that_does_not_read_and_the_others_get_everything() {
+    use socket2::{Domain, Socket, Type};
+    use std::sync::atomic::Ordering;
+    // A fixed server send buffer per client, so a non-reader fills up soon.
+    let srv = server(&[
+        "listen",
+        "--broker",
+        "-v",
+        "-o",
+        "sndbuf=64K",
+        "127.0.0.1",
+        "0",
+    ]);
+    let mut cs = join(&srv, 3);
+    // The non-reader: a small receive buffer, and it never calls read().
+    let lazy = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    lazy.set_recv_buffer_size(4096).unwrap();
+    lazy.connect(&loopback(srv.port).into()).unwrap();
+    let lazy_addr = lazy.local_addr().unwrap().as_socket().unwrap();
+    srv.line_with(&format!("accepted {lazy_addr}"));
+    let mut sender = cs.remove(0);
+    let counts: Vec<_> = cs.into_iter().map(counting_reader).collect();
+    // Flood until the broker says it dropped the lazy client, then a last burst to show the
+    // others are still served. The server's stderr is read on a thread meanwhile.
+    let Server {
+        guard: _guard,
+        lines,
+        ..
+    } = srv;
+    let want = format!("{lazy_addr}: not reading");
+    let watcher = thread::spawn(move || {
+        let until = Instant::now() + T;
+        while let Ok(l) = lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            if l.contains(&want) {
+                return Some(l);
+            }
+        }
+        None
+    });
+    let chunk = vec![b'z'; 64 * 1024];
+    let mut sent = 0u64;
+    while !watcher.is_finished() {
+        sender.write_all(&chunk).unwrap();
+        sent += chunk.len() as u64;
+    }
+    let line = watcher
+        .join()
+        .unwrap()
+        .expect("the lazy client was never dropped");
+    assert!(line.contains("waiting to be sent to it"), "{line}");
+    for _ in 0..16 {
+        sender.write_all(&chunk).unwrap();
+        sent += chunk.len() as u64;
+    }
+    let until = Instant::now() + T;
+    for (i, n) in counts.iter().enumerate() {
+        while n.load(Ordering::SeqCst) < sent {
+            assert!(
+                Instant::now() < until,
+                "reader {i} got {} of {sent} bytes",
+                n.load(Ordering::SeqCst)
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(n.load(Ordering::SeqCst), sent, "reader {i} got extra bytes");
+    }
+    // The lazy client's connection is gone: after what it had buffered, EOF or a reset.
+    lazy.set_read_timeout(Some(T)).unwrap();
+    let mut lazy = TcpStream::from(lazy);
+    let mut sink = Vec::new();
+    let ended = lazy.read_to_end(&mut sink);
+    assert!(
+        ended.is_ok() || ended.as_ref().unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
+        "{ended:?}"
+    );
+    assert!(
+        (sink.len() as u64) < sent,
+        "the lazy client was sent everything?"
+    );
+}
+
+#[test]
+fn chat_prefixes_lines_with_the_sender_and_announces_joins_and_leaves() {
+    let srv = server(&["listen", "--chat", "-v", "127.0.0.1", "0"]);
+    let mut a = join(&srv, 1).remove(0);
+    let pa = a.local_addr().unwrap();
+    let mut ra = BufReader::new(a.try_clone().unwrap());
+    let mut line = String::new();
+    ra.read_line(&mut line).unwrap();
+    assert_eq!(
+        line,
+        format!("* welcome, you are {pa}; nobody else is here yet\n")
+    );
+    let b = join(&srv, 1).remove(0);
+    let pb = b.local_addr().unwrap();
+    let mut rb = BufReader::new(b.try_clone().unwrap());
+    line.clear();
+    rb.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("* welcome, you are {pb}; 1 other is here\n"));
+    line.clear();
+    ra.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("* {pb} joined\n"));
+    // A line in two pieces goes out whole, once, with its sender; blank lines are not sent.
+    a.write_all(b"hel").unwrap();
+    a.write_all(b"lo there\n\n").unwrap();
+    line.clear();
+    rb.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("<{pa}> hello there\n"));
+    drop(rb);
+    b.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(b);
+    line.clear();
+    ra.read_line(&mut line).unwrap();
+    assert_eq!(line, format!("* {pb} left\n"));
+    // Nothing of its own came back to a: the next thing it sees is the end.
+    a.shutdown(std::net::Shutdown::Write).unwrap();
+    line.clear();
+    assert_eq!(ra.read_line(&mut line).unwrap(), 0, "{line}");
 }
