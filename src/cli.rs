@@ -138,6 +138,9 @@ pub struct EchoArgs {
     pub udp: bool,
 
     #[command(flatten)]
+    pub dump: DumpArgs,
+
+    #[command(flatten)]
     pub server: ServerArgs,
 
     #[command(flatten)]

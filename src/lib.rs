@@ -13,3 +13,4 @@ pub mod service;
 pub mod socket;
 pub mod sockopt;
 pub mod source;
+pub mod wire;

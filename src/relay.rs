@@ -26,6 +26,7 @@ use crate::cli::RelayArgs;
 use crate::error;
 use crate::narrate;
 use crate::socket;
+use crate::wire::{Crlf, Dir, Wire};
 
 /// Bytes moved per read: large enough for loopback speed, small enough to forward at once.
 const CHUNK: usize = 256 * 1024;
@@ -55,6 +56,8 @@ pub struct Totals {
 /// Runs relay sessions over sockets handed to it, one at a time.
 pub struct Relay {
     opts: RelayArgs,
+    /// `--crlf` and the hex dump: the relay then sees (and copies) every byte.
+    wire: Wire,
     stdin: Option<Sender<Job>>,
     stdin_is_tty: bool,
 }
@@ -68,6 +71,7 @@ struct Job {
     activity: Arc<AtomicU64>,
     events: Sender<Up>,
     wake: UnixStream,
+    wire: Wire,
 }
 
 /// What the stdin thread tells the session.
@@ -81,9 +85,16 @@ impl Relay {
     pub fn new(opts: RelayArgs) -> Self {
         Relay {
             opts,
+            wire: Wire::default(),
             stdin: None,
             stdin_is_tty: io::stdin().is_terminal(),
         }
+    }
+
+    /// The same relay, with `--crlf` and/or the hex dump on the way.
+    pub fn with_wire(mut self, wire: Wire) -> Self {
+        self.wire = wire;
+        self
     }
 
     /// Relays between stdio and `sock` until the session ends; the socket is left to the
@@ -116,6 +127,7 @@ impl Relay {
                 activity: activity.clone(),
                 events: events_tx,
                 wake: wake_tx.try_clone()?,
+                wire: self.wire.clone(),
             };
             self.stdin_thread().send(job).ok();
         }
@@ -127,6 +139,7 @@ impl Relay {
             events,
             wake: wake_rx,
             activity: &activity,
+            wire: &self.wire,
             received: 0,
             stdin_eof_at: None,
             peer_eof: false,
@@ -168,6 +181,9 @@ fn stdin_loop(jobs: Receiver<Job>) {
     let mut buf = vec![0u8; CHUNK];
     let mut pending = 0usize;
     let mut at_eof = false;
+    // --crlf state belongs to the stdin stream (a CR may end one chunk, its LF start the next).
+    let mut crlf = Crlf::default();
+    let mut converted = Vec::new();
     for job in jobs {
         let outcome = loop {
             if job.cancelled.load(Ordering::SeqCst) {
@@ -192,10 +208,21 @@ fn stdin_loop(jobs: Receiver<Job>) {
                     break None; // keep the chunk for the next session
                 }
             }
-            match write_all_counted(&job.sock, &buf[..pending], &job.sent, &job.activity) {
+            let data: &[u8] = if job.wire.crlf {
+                converted.clear();
+                crlf.convert(&buf[..pending], &mut converted);
+                &converted
+            } else {
+                &buf[..pending]
+            };
+            let offset = job.sent.load(Ordering::Relaxed);
+            let result = write_all_counted(&job.sock, data, &job.sent, &job.activity);
+            let went = result.as_ref().map_or_else(|(w, _)| *w, |()| data.len());
+            job.wire.record(Dir::Out, offset, &data[..went]);
+            match result {
                 Ok(()) => pending = 0,
                 Err((written, e)) => {
-                    let lost = pending - written;
+                    let lost = data.len() - written;
                     pending = 0;
                     break Some(Up::Failed(undelivered(&e, lost)));
                 }
@@ -263,6 +290,7 @@ struct Downlink<'a> {
     events: Receiver<Up>,
     wake: UnixStream,
     activity: &'a AtomicU64,
+    wire: &'a Wire,
     received: u64,
     /// When the stdin thread reported EOF (and the half-close).
     stdin_eof_at: Option<Instant>,
@@ -349,6 +377,7 @@ impl Downlink<'_> {
                 self.peer_eof = true;
                 continue;
             }
+            self.wire.record(Dir::In, self.received, &buf[..n]);
             self.received += n as u64;
             self.activity.fetch_add(1, Ordering::Relaxed);
             if self.opts.send_only {

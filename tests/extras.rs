@@ -586,3 +586,130 @@ fn chat_prefixes_lines_with_the_sender_and_announces_joins_and_leaves() {
     line.clear();
     assert_eq!(ra.read_line(&mut line).unwrap(), 0, "{line}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// --crlf and the hex dump
+
+/// A one-shot peer in the test: accepts one client, reads to its EOF, answers `reply`, closes.
+/// The thread's result is what the client sent.
+fn one_shot_peer(reply: &'static [u8]) -> (u16, thread::JoinHandle<Vec<u8>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        c.write_all(reply).unwrap();
+        got
+    });
+    (port, h)
+}
+
+#[test]
+fn crlf_sends_each_lf_as_crlf_and_leaves_crlf_alone() {
+    let (port, peer) = one_shot_peer(b"250 ok\r\n");
+    let out = run(
+        &["connect", "--crlf", "127.0.0.1", &port.to_string()],
+        b"HELO x\nMAIL FROM:<a@b>\r\n\nQUIT\n",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        peer.join().unwrap(),
+        b"HELO x\r\nMAIL FROM:<a@b>\r\n\r\nQUIT\r\n"
+    );
+    // Only what is sent changes: the reply reaches stdout as it came.
+    assert_eq!(out.stdout, b"250 ok\r\n");
+}
+
+#[test]
+fn listen_crlf_converts_what_it_sends() {
+    let mut g = Guard(
+        sockkit(&["listen", "--crlf", "127.0.0.1", "0"])
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(g.0.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    g.0.stdin.take().unwrap().write_all(b"a\nb\n").unwrap();
+    let mut c = TcpStream::connect(loopback(port)).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"a\r\nb\r\n");
+    drop(c);
+    assert!(g.wait_within(T).success());
+}
+
+/// The dump of the exchange in `crlf_and_hexdump_...`, as it must appear.
+const SENT_DUMP: &str =
+    "> 00000000  48 45 4c 4f 20 78 0d 0a  00 ff                    |HELO x....|\n";
+const RECV_DUMP: &str = "< 00000000  32 35 30 20 77 65 6c 63  6f 6d 65 20 74 6f 20 74  |250 welcome to t|\n\
+                         < 00000010  68 65 20 77 69 72 65 0d  0a 07                    |he wire...|\n";
+
+#[test]
+fn hexdump_shows_both_directions_with_offsets_and_keeps_stdout_clean() {
+    let (port, peer) = one_shot_peer(b"250 welcome to the wire\r\n\x07");
+    let out = run(
+        &["connect", "-x", "--crlf", "127.0.0.1", &port.to_string()],
+        b"HELO x\n\x00\xff",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(peer.join().unwrap(), b"HELO x\r\n\x00\xff");
+    assert_eq!(out.stdout, b"250 welcome to the wire\r\n\x07");
+    // The dump shows the bytes as they crossed the wire: after --crlf.
+    assert!(out.stderr.contains(SENT_DUMP), "{}", out.stderr);
+    assert!(out.stderr.contains(RECV_DUMP), "{}", out.stderr);
+
+    // --hexdump-file: the same lines in the file, none on stderr.
+    let file = std::env::temp_dir().join(format!("sockkit-extras-dump-{}", std::process::id()));
+    let (port, peer) = one_shot_peer(b"250 welcome to the wire\r\n\x07");
+    let out = run(
+        &[
+            "connect",
+            "--crlf",
+            "--hexdump-file",
+            file.to_str().unwrap(),
+            "127.0.0.1",
+            &port.to_string(),
+        ],
+        b"HELO x\n\x00\xff",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    peer.join().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(text, format!("{SENT_DUMP}{RECV_DUMP}"));
+    assert!(!out.stderr.contains("00000000"), "{}", out.stderr);
+}
+
+#[test]
+fn echo_hexdump_labels_each_client() {
+    let srv = server(&["echo", "-x", "127.0.0.1", "0"]);
+    let mut c = TcpStream::connect(loopback(srv.port)).unwrap();
+    let me = c.local_addr().unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"ping\n").unwrap();
+    let mut back = [0u8; 5];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping\n");
+    srv.line_with(&format!("< {me}: 5 bytes"));
+    let line = srv.line_with("< 00000000");
+    assert_eq!(
+        line,
+        "< 00000000  70 69 6e 67 0a                                    |ping.|"
+    );
+    srv.line_with(&format!("> {me}: 5 bytes"));
+    let line = srv.line_with("> 00000000");
+    assert!(line.ends_with("|ping.|"), "{line}");
+}

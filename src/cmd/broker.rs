@@ -10,8 +10,10 @@ use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::server::{self, Limits};
 use crate::service::broker::Broker;
+use crate::service::dumped::Dumped;
 use crate::socket;
 use crate::sockopt::{Plan, SockKind, Value};
+use crate::wire::Dump;
 
 /// What one client may be owed before the engine watches whether it reads at all (and 16 times
 /// this is the most it may ever be owed): a reader may fall this far behind a fast sender
@@ -46,5 +48,17 @@ pub fn run(args: ListenArgs) -> Result<()> {
         "{}: each client's bytes go to every other client; stdin is not read",
         if args.broker.chat { "chat" } else { "broker" }
     ));
-    server::serve(listener, &plan, limits, Broker::new(args.broker.chat))
+    let broker = Broker::new(args.broker.chat);
+    match Dump::open(&args.wire.dump)? {
+        Some(dump) => server::serve(
+            listener,
+            &plan,
+            limits,
+            Dumped {
+                inner: broker,
+                dump,
+            },
+        ),
+        None => server::serve(listener, &plan, limits, broker),
+    }
 }

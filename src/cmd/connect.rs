@@ -38,7 +38,8 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             plan.show(&sock, socket::target(&peer, SockKind::Tcp), &title)
         );
     }
-    let result = Relay::new(args.relay).session(&sock);
+    let wire = crate::wire::Wire::from_args(&args.wire)?;
+    let result = Relay::new(args.relay).with_wire(wire).session(&sock);
     if let Ok(totals) = &result {
         relay::report(&sock, totals);
     }

@@ -31,7 +31,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
         eprint!("{}", plan.show(&listener.socket, target, &title));
     }
     super::announce(&listener, args.verbosity);
-    let mut relay = Relay::new(args.relay);
+    let mut relay = Relay::new(args.relay).with_wire(crate::wire::Wire::from_args(&args.wire)?);
     let mut listening = Some(listener.socket);
     while let Some(lsock) = listening.as_ref() {
         let (conn, peer) = match socket::accept(lsock) {

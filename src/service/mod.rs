@@ -2,4 +2,5 @@
 //! byte-in, byte-out logic that never touches a socket, so each can be tested alone.
 
 pub mod broker;
+pub mod dumped;
 pub mod echo;
