@@ -855,13 +855,12 @@ impl<'a, S: Service> Worker<'a, S> {
         let Some(mut c) = self.conns[slot].take() else {
             return;
         };
-        if S::FAN_OUT {
+        // At stop nobody is told: everyone is leaving.
+        if S::FAN_OUT && !self.quiet_close {
             self.others.clear();
             self.service
                 .share(&mut c.session, Event::Left(&why), &mut self.others);
-            if !self.quiet_close {
-                self.broadcast(None, Instant::now());
-            }
+            self.broadcast(None, Instant::now());
         }
         self.generations[slot] = (self.generations[slot] + 1) & 0x7FFF_FFFF;
         self.free.push(slot);
