@@ -239,7 +239,9 @@ pub struct RelayArgs {
 pub struct ScanArgs {
     /// Port check: connect to each of PORTS without sending data; one line per port on stdout
     /// (open, closed, timed out), a summary on stderr; exit 0 if any port is open, 1 if none.
-    #[arg(short = 'z', long = "scan")]
+    #[arg(short = 'z', long = "scan", conflicts_with_all = [
+        "crlf", "hexdump", "hexdump_file", "send_only", "recv_only", "quit_after", "no_shutdown",
+    ])]
     pub scan: bool,
 
     /// With -z, check at most N ports at once.

@@ -157,9 +157,13 @@ pub fn connect_z(args: &ConnectArgs) -> Result<()> {
         source,
         plan: &plan,
     };
+    if check.timeout.is_zero() {
+        return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());
+    }
     narrate::info(format_args!(
-        "checking {} ports on {ip}, at most {} at once, each within {}",
+        "checking {} port{} on {ip}, at most {} at once, each within {}",
         ports.len(),
+        if ports.len() == 1 { "" } else { "s" },
         check.parallel,
         narrate::short(check.timeout)
     ));
@@ -337,8 +341,23 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
         socket::close(sock);
         return Err(e);
     }
-    sock.set_nonblocking(true)
-        .map_err(|e| anyhow!("making a socket non-blocking: {}", error::plain(&e)))?;
+    let nonblocking = narrate::traced(
+        || sock.set_nonblocking(true),
+        |r| {
+            format!(
+                "fcntl(fd {}, F_SETFL, O_NONBLOCK) {} (connect will not wait)",
+                socket::fd(&sock),
+                narrate::outcome(r)
+            )
+        },
+    );
+    if let Err(e) = nonblocking {
+        socket::close(sock);
+        return Err(anyhow!(
+            "making a socket non-blocking: {}",
+            error::plain(&e)
+        ));
+    }
     let result = narrate::traced(
         || sock.connect(&SockAddr::from(addr)),
         |r| {
