@@ -713,3 +713,95 @@ fn echo_hexdump_labels_each_client() {
     let line = srv.line_with("> 00000000");
     assert!(line.ends_with("|ping.|"), "{line}");
 }
+
+#[test]
+fn listen_hexdump_shows_what_the_client_sent_and_what_went_back() {
+    let mut g = Guard(
+        sockkit(&["listen", "-x", "127.0.0.1", "0"])
+            .spawn()
+            .unwrap(),
+    );
+    let err = g.0.stderr.take().unwrap();
+    let mut err = BufReader::new(err);
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    g.0.stdin.take().unwrap().write_all(b"ok\n").unwrap();
+    let mut c = TcpStream::connect(loopback(port)).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"GET\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"ok\n");
+    assert!(g.wait_within(T).success());
+    let rest = slurp(err).recv_timeout(T).unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains("> 00000000  6f 6b 0a                                          |ok.|\n"),
+        "{rest}"
+    );
+    assert!(
+        rest.contains("< 00000000  47 45 54 0a                                       |GET.|\n"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn port_check_and_source_work_over_ipv6() {
+    let Ok(l) = TcpListener::bind("[::1]:0") else {
+        println!("SKIPPED: ::1 cannot be bound here (no IPv6 loopback)");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    let closed = TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run(
+        &["connect", "-z", "::1", &format!("{port},{closed}")],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let text = out.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("[::1]:{port} open in ")),
+        "{text}"
+    );
+    assert_eq!(lines[1], format!("[::1]:{closed} closed"));
+    // -s ::1 -p: the server sees that source (a fresh listener: the check's probe still
+    // waits in the first one's accept queue).
+    let l = TcpListener::bind("[::1]:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let src = TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut g = Guard(
+        sockkit(&[
+            "connect",
+            "-s",
+            "[::1]",
+            "-p",
+            &src.to_string(),
+            "::1",
+            &port.to_string(),
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    drop(g.0.stdin.take());
+    let (c, peer) = l.accept().unwrap();
+    assert_eq!(peer, SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, src)));
+    drop(c);
+    assert!(g.wait_within(T).success());
+}
