@@ -84,9 +84,9 @@ pub struct ConnectArgs {
     pub verbosity: Verbosity,
 }
 
-/// Listen on [ADDR] PORT, accept one client and relay: stdin to it, it to stdout.
+/// Listen on `[ADDR] PORT`, accept one client and relay: stdin to it, it to stdout.
 ///
-/// Without ADDR sockkit binds [::] with IPV6_V6ONLY off, so one socket serves IPv4 and IPv6
+/// Without ADDR sockkit binds `[::]` with IPV6_V6ONLY off, so one socket serves IPv4 and IPv6
 /// clients (0.0.0.0 where IPv6 is unavailable). PORT 0 asks the kernel for a free port. When
 /// ready it prints `listening on ADDR:PORT` on stderr with the real port.
 #[derive(Args, Debug)]

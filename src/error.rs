@@ -131,6 +131,23 @@ mod tests {
     }
 
     #[test]
+    fn privileged_port_hint_only_below_1024() {
+        // Tests run as root, where the bind itself succeeds: the wording is checked here.
+        let e = err(libc::EACCES);
+        let low: SocketAddr = "127.0.0.1:1023".parse().unwrap();
+        assert_eq!(
+            message(&anyhow::anyhow!("{}", bind_failure(low, &e, true))),
+            "sockkit: permission denied binding 127.0.0.1:1023: ports below 1024 are privileged \
+             (run as root, grant CAP_NET_BIND_SERVICE, or use a port from 1024 up)"
+        );
+        let high: SocketAddr = "[::]:1024".parse().unwrap();
+        assert_eq!(
+            bind_failure(high, &e, true),
+            "cannot bind [::]:1024: permission denied"
+        );
+    }
+
+    #[test]
     fn hints_name_the_cause() {
         let a: SocketAddr = "127.0.0.1:4444".parse().unwrap();
         assert!(

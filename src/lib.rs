@@ -14,3 +14,4 @@ pub mod socket;
 pub mod sockopt;
 pub mod source;
 pub mod wire;
+pub mod zerocopy;

@@ -7,11 +7,9 @@
 //! session so that `listen -k` hands what is typed between clients to the next one, and never
 //! to a socket that has gone.
 
-use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::mem::ManuallyDrop;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,10 +24,8 @@ use crate::cli::RelayArgs;
 use crate::error;
 use crate::narrate;
 use crate::socket;
-use crate::wire::{Crlf, Dir, Wire};
-
-/// Bytes moved per read: large enough for loopback speed, small enough to forward at once.
-const CHUNK: usize = 256 * 1024;
+use crate::wire::Wire;
+use crate::zerocopy::{self, DownError, Got, Step, UpError};
 
 /// How one session ended, for `-v` and the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +67,6 @@ struct Job {
     activity: Arc<AtomicU64>,
     events: Sender<Up>,
     wake: UnixStream,
-    wire: Wire,
 }
 
 /// What the stdin thread tells the session.
@@ -127,7 +122,6 @@ impl Relay {
                 activity: activity.clone(),
                 events: events_tx,
                 wake: wake_tx.try_clone()?,
-                wire: self.wire.clone(),
             };
             self.stdin_thread().send(job).ok();
         }
@@ -162,28 +156,23 @@ impl Relay {
     }
 
     fn stdin_thread(&mut self) -> &Sender<Job> {
+        let wire = self.wire.clone();
         self.stdin.get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel::<Job>();
             thread::Builder::new()
                 .name("stdin".into())
-                .spawn(move || stdin_loop(rx))
+                .spawn(move || stdin_loop(rx, wire))
                 .expect("spawning the stdin thread");
             tx
         })
     }
 }
 
-/// The stdin thread: reads stdin and writes each chunk to the current session's socket. A
+/// The stdin thread: moves stdin to the current session's socket (zerocopy.rs picks how). A
 /// chunk read while no session is live waits for the next one.
-fn stdin_loop(jobs: Receiver<Job>) {
-    // fd 0 unbuffered: std's Stdin would add a buffer and a copy.
-    let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-    let mut buf = vec![0u8; CHUNK];
-    let mut pending = 0usize;
+fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
+    let mut uplink = zerocopy::Uplink::for_stdin_with(wire);
     let mut at_eof = false;
-    // --crlf state belongs to the stdin stream (a CR may end one chunk, its LF start the next).
-    let mut crlf = Crlf::default();
-    let mut converted = Vec::new();
     for job in jobs {
         let outcome = loop {
             if job.cancelled.load(Ordering::SeqCst) {
@@ -192,40 +181,18 @@ fn stdin_loop(jobs: Receiver<Job>) {
             if at_eof {
                 break Some(finish_stdin(&job));
             }
-            if pending == 0 {
-                match stdin.read(&mut buf) {
-                    Ok(0) => {
-                        at_eof = true;
-                        continue;
-                    }
-                    Ok(n) => pending = n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
-                    }
+            match uplink.step(&job.sock, &job.cancelled, &job.sent, &job.activity) {
+                Ok(Step::Moved) => {}
+                Ok(Step::Eof) => at_eof = true,
+                Ok(Step::Held) => break None, // keep the chunk for the next session
+                Err(UpError::Stdin(e)) => {
+                    break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
                 }
-                if job.cancelled.load(Ordering::SeqCst) {
-                    break None; // keep the chunk for the next session
-                }
-            }
-            let data: &[u8] = if job.wire.crlf {
-                converted.clear();
-                crlf.convert(&buf[..pending], &mut converted);
-                &converted
-            } else {
-                &buf[..pending]
-            };
-            let offset = job.sent.load(Ordering::Relaxed);
-            let result = write_all_counted(&job.sock, data, &job.sent, &job.activity);
-            let went = result.as_ref().map_or_else(|(w, _)| *w, |()| data.len());
-            job.wire.record(Dir::Out, offset, &data[..went]);
-            match result {
-                Ok(()) => pending = 0,
-                Err((written, e)) => {
-                    let lost = data.len() - written;
-                    pending = 0;
-                    break Some(Up::Failed(undelivered(&e, lost)));
-                }
+                Err(UpError::Send {
+                    err,
+                    lost,
+                    from_file,
+                }) => break Some(Up::Failed(undelivered(&err, lost, from_file))),
             }
         };
         if let Some(up) = outcome {
@@ -246,36 +213,20 @@ fn finish_stdin(job: &Job) -> Up {
     Up::Eof
 }
 
-fn write_all_counted(
-    sock: &Socket,
-    mut data: &[u8],
-    sent: &AtomicU64,
-    activity: &AtomicU64,
-) -> Result<(), (usize, io::Error)> {
-    let mut written = 0;
-    while !data.is_empty() {
-        match (&*sock).write(data) {
-            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
-            Ok(n) => {
-                written += n;
-                data = &data[n..];
-                sent.fetch_add(n as u64, Ordering::Relaxed);
-                activity.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err((written, e)),
-        }
-    }
-    Ok(())
-}
-
-fn undelivered(e: &io::Error, lost: usize) -> anyhow::Error {
+/// The error for bytes that did not reach the peer: read from stdin and not sent, or (a file
+/// sent by sendfile) still in the file.
+fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
+    let what = if from_file {
+        "left in the stdin file"
+    } else {
+        "read from stdin"
+    };
     match e.raw_os_error() {
-        Some(libc::EPIPE) | Some(libc::ECONNRESET) => anyhow!(
-            "the peer closed the connection: {lost} bytes read from stdin were not delivered"
-        ),
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) => {
+            anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
+        }
         _ => anyhow!(
-            "sending to the peer: {} ({lost} bytes read from stdin were not delivered)",
+            "sending to the peer: {} ({lost} bytes {what} were not delivered)",
             error::plain(e)
         ),
     }
@@ -304,9 +255,7 @@ impl Downlink<'_> {
     }
 
     fn run(&mut self) -> Result<End> {
-        // fd 1 unbuffered: std's Stdout is line-buffered, which would hold binary data back.
-        let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-        let mut buf = vec![0u8; CHUNK];
+        let mut sink = zerocopy::Sink::for_stdout_with(self.opts.send_only, self.wire.clone());
         let mut last_activity = (Instant::now(), self.activity.load(Ordering::Relaxed));
         loop {
             while let Ok(up) = self.events.try_recv() {
@@ -358,37 +307,34 @@ impl Downlink<'_> {
             if !sock_ready {
                 continue;
             }
-            let n = match (&*self.sock).read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+            let n = match sink.step(self.sock) {
+                Ok(Got::Data(n)) => n,
+                Ok(Got::Nothing) => continue,
+                Ok(Got::Eof) => {
+                    narrate::info(format_args!(
+                        "the peer closed its sending side (EOF after {} bytes)",
+                        self.received
+                    ));
+                    self.peer_eof = true;
+                    continue;
+                }
+                Err(DownError::Recv(e)) => {
                     return Err(anyhow!(
                         "receiving from the peer: {} (after {} bytes)",
                         error::plain(&e),
                         self.received
                     ));
                 }
+                Err(DownError::Stdout { err, received }) => {
+                    self.received += received as u64;
+                    if error::is_broken_pipe(&err) {
+                        return Ok(End::StdoutClosed);
+                    }
+                    return Err(anyhow!("writing to stdout: {}", error::plain(&err)));
+                }
             };
-            if n == 0 {
-                narrate::info(format_args!(
-                    "the peer closed its sending side (EOF after {} bytes)",
-                    self.received
-                ));
-                self.peer_eof = true;
-                continue;
-            }
-            self.wire.record(Dir::In, self.received, &buf[..n]);
             self.received += n as u64;
             self.activity.fetch_add(1, Ordering::Relaxed);
-            if self.opts.send_only {
-                continue;
-            }
-            if let Err(e) = stdout.write_all(&buf[..n]) {
-                if error::is_broken_pipe(&e) {
-                    return Ok(End::StdoutClosed);
-                }
-                return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
-            }
         }
     }
 }
