@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use sockkit::{cli::Cli, cmd, error, sockopt};
 
 fn main() -> ExitCode {
@@ -19,8 +20,16 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().write_all(sockopt::help_text().as_bytes());
             return ExitCode::from(error::EXIT_OK);
         }
+        // A mistake gets one line; bare `sockkit` gets the usage (clap, stderr, exit 2).
+        Err(e)
+            if e.use_stderr()
+                && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            eprintln!("{}", error::usage_line(&e));
+            return ExitCode::from(error::EXIT_USAGE);
+        }
         Err(e) => {
-            // clap prints help and version to stdout (exit 0) and usage errors to stderr (2).
+            // --help and --version go to stdout with exit 0; the bare usage to stderr, exit 2.
             let _ = e.print();
             return ExitCode::from(e.exit_code() as u8);
         }

@@ -14,10 +14,10 @@ use std::process::Command as Process;
 
 use clap::{Command, CommandFactory};
 use clap_mangen::Man;
-use clap_mangen::roff::{Roff, bold, italic, roman};
+use clap_mangen::roff::{Roff, bold, roman};
 use sockkit::cli::Cli;
 use sockkit::error::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
-use sockkit::sockopt::{Kind, TABLE};
+use sockkit::sockopt::TABLE;
 
 /// Worked examples per page: (what it does, the command line). Every page must have some;
 /// a new subcommand fails the test until its examples are added here.
@@ -144,57 +144,6 @@ fn exit_status_roff() -> Roff {
     r
 }
 
-/// The SOCKET OPTIONS section, from the rows of `sockkit::sockopt::TABLE`. When
-/// `sockkit::sockopt::man_roff()` lands (the sockopt work), it replaces this function.
-fn socket_options_roff() -> Roff {
-    let mut r = Roff::new();
-    r.control("SH", ["SOCKET OPTIONS"]);
-    r.text([
-        roman("Set with "),
-        bold("-o"),
-        roman(" "),
-        italic("NAME"),
-        roman("["),
-        bold("="),
-        italic("VALUE"),
-        roman("] before bind or connect; "),
-        bold("--show-opts"),
-        roman(" prints what the kernel reports back. "),
-        roman(
-            "NAME is the kernel's name, case-insensitive, with or without its prefix \
-             (SO_RCVBUF, so_rcvbuf and rcvbuf are the same); a bare NAME turns a switch on. ",
-        ),
-        bold("-o help"),
-        roman(" prints this list."),
-    ]);
-    for row in TABLE {
-        let mut names = vec![row.name.to_string()];
-        names.extend(row.aliases.iter().map(|a| a.to_string()));
-        r.control("TP", []);
-        r.text([
-            bold(row.name),
-            roman(format!(" ({}; {})", row.level, kind_text(row.kind))),
-        ]);
-        let mut text = row.doc.to_string();
-        if !row.aliases.is_empty() {
-            text.push_str(&format!(" Also spelled: {}.", row.aliases.join(", ")));
-        }
-        r.text([roman(text)]);
-    }
-    r
-}
-
-fn kind_text(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Bool => "on|off",
-        Kind::Bytes => "bytes such as 256K or 4MiB",
-        Kind::Duration => "a duration such as 30s or 500ms",
-        Kind::Toggle => "off, or a duration that turns it on",
-        Kind::Int => "an integer",
-        Kind::Name => "a name",
-    }
-}
-
 fn examples_roff(name: &str, examples: &[(&str, &str)]) -> Roff {
     let mut r = Roff::new();
     r.control("SH", ["EXAMPLES"]);
@@ -277,7 +226,9 @@ fn render_page(cmd: Command, page: &str, subs: &[String], examples: &[(&str, &st
         out += &piece(|w| man.render_subcommands_section(w));
     }
     if page == "sockkit" {
-        out += &socket_options_roff().to_roff();
+        // The rows render themselves (sockopt::man_roff), so the page cannot drift from -o help.
+        out += ".SH \"SOCKET OPTIONS\"\n";
+        out += &sockkit::sockopt::man_roff();
     } else if takes_sockopts {
         let mut r = Roff::new();
         r.control("SH", ["SOCKET OPTIONS"]);

@@ -521,15 +521,30 @@ fn without_quit_after_the_client_waits_for_the_peer() {
 
 #[test]
 fn send_only_prints_nothing_and_recv_only_sends_nothing() {
-    let (addr, server) = serve_once(|mut s| {
+    let (sent_tx, sent) = mpsc::channel();
+    let (addr, server) = serve_once(move |mut s| {
         s.write_all(b"you should not see this").unwrap();
+        sent_tx.send(()).unwrap();
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
         got
     });
-    let out = run(&connect_args(addr, &["--send-only"]), b"payload", T);
-    assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert_eq!(out.stdout, b"", "--send-only printed what the peer sent");
+    let mut client = ChildGuard::spawn(&mut sockkit(&connect_args(addr, &["--send-only"])));
+    let mut stdin = client.stdin();
+    let out = collect(client.stdout());
+    sent.recv_timeout(T).expect("the server sending");
+    stdin.write_all(b"payload").unwrap();
+    // Give the peer's bytes time to arrive while the session is still on (stdin is open), so
+    // that printing them would be caught; --send-only must drop them.
+    thread::sleep(Duration::from_millis(300));
+    drop(stdin);
+    let status = client.status_within(T, "connect --send-only");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        join_within(out, T),
+        b"",
+        "--send-only printed what the peer sent"
+    );
     assert_eq!(join_timeout(server, T, "server"), b"payload");
 
     let (addr, server) = serve_once(|mut s| {
