@@ -805,3 +805,27 @@ fn port_check_and_source_work_over_ipv6() {
     drop(c);
     assert!(g.wait_within(T).success());
 }
+
+#[test]
+fn crlf_and_dump_apply_when_stdin_is_a_file_too() {
+    // A regular file on stdin would go by sendfile(2), which never shows the bytes to sockkit:
+    // --crlf must still convert them.
+    let path = std::env::temp_dir().join(format!("sockkit-extras-crlf-{}", std::process::id()));
+    std::fs::write(&path, b"a\nb\n").unwrap();
+    let (port, peer) = one_shot_peer(b"");
+    let mut g = Guard(
+        sockkit(&["connect", "--crlf", "-x", "127.0.0.1", &port.to_string()])
+            .stdin(std::fs::File::open(&path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let err = slurp(g.0.stderr.take().unwrap());
+    assert!(g.wait_within(T).success());
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(peer.join().unwrap(), b"a\r\nb\r\n");
+    let err = String::from_utf8_lossy(&err.recv_timeout(T).unwrap()).into_owned();
+    assert!(
+        err.contains("> 00000000  61 0d 0a 62 0d 0a"),
+        "the dump shows the converted bytes:\n{err}"
+    );
+}
