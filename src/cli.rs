@@ -241,6 +241,7 @@ pub struct ScanArgs {
     /// (open, closed, timed out), a summary on stderr; exit 0 if any port is open, 1 if none.
     #[arg(short = 'z', long = "scan", conflicts_with_all = [
         "crlf", "hexdump", "hexdump_file", "send_only", "recv_only", "quit_after", "no_shutdown",
+        "show_opts",
     ])]
     pub scan: bool,
 
