@@ -488,6 +488,9 @@ fn broker_drops_a_client_that_does_not_read_and_the_others_get_everything() {
     let lazy_addr = lazy.local_addr().unwrap().as_socket().unwrap();
     srv.line_with(&format!("accepted {lazy_addr}"));
     let mut sender = cs.remove(0);
+    // A broker that never dropped the lazy client would hold the sender back for good: the
+    // write then times out and the test fails instead of hanging.
+    sender.set_write_timeout(Some(T)).unwrap();
     let counts: Vec<_> = cs.into_iter().map(counting_reader).collect();
     // Flood until the broker says it dropped the lazy client, then a last burst to show the
     // others are still served. The server's stderr is read on a thread meanwhile.
