@@ -148,6 +148,25 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
+/// accept(), but a client that never comes fails the test after `T` instead of hanging it.
+fn accept_within(l: &TcpListener) -> (TcpStream, SocketAddr) {
+    l.set_nonblocking(true).unwrap();
+    let until = Instant::now() + T;
+    loop {
+        match l.accept() {
+            Ok((c, peer)) => {
+                c.set_nonblocking(false).unwrap();
+                return (c, peer);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < until, "no client came within {T:?}");
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
 /// A port nothing listens on: bound, read, dropped (so the kernel answers with a RST).
 fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -335,8 +354,7 @@ fn the_server_sees_the_source_address_and_port() {
     );
     let err = slurp(g.0.stderr.take().unwrap());
     g.0.stdin.take().unwrap().write_all(b"hi").unwrap(); // dropped: EOF
-    listener.set_nonblocking(false).unwrap();
-    let (mut conn, peer) = listener.accept().unwrap();
+    let (mut conn, peer) = accept_within(&listener);
     assert_eq!(peer, SocketAddr::from(([127, 0, 0, 2], src_port)));
     conn.set_read_timeout(Some(T)).unwrap();
     let mut got = Vec::new();
@@ -599,7 +617,7 @@ fn one_shot_peer(reply: &'static [u8]) -> (u16, thread::JoinHandle<Vec<u8>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let h = thread::spawn(move || {
-        let (mut c, _) = l.accept().unwrap();
+        let (mut c, _) = accept_within(&l);
         c.set_read_timeout(Some(T)).unwrap();
         let mut got = Vec::new();
         c.read_to_end(&mut got).unwrap();
@@ -803,7 +821,7 @@ fn port_check_and_source_work_over_ipv6() {
         .unwrap(),
     );
     drop(g.0.stdin.take());
-    let (c, peer) = l.accept().unwrap();
+    let (c, peer) = accept_within(&l);
     assert_eq!(peer, SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, src)));
     drop(c);
     assert!(g.wait_within(T).success());
