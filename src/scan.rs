@@ -262,11 +262,11 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
         while next < ports.len() && inflight.len() < parallel {
             let addr = SocketAddr::new(ip, ports[next]);
             match start(addr, check) {
-                Ok(Started::Pending(sock)) => inflight.push(Probe {
+                Ok(Started::Pending(sock, started)) => inflight.push(Probe {
                     index: next,
                     addr,
                     sock,
-                    started: Instant::now(),
+                    started,
                 }),
                 Ok(Started::Done(state)) => {
                     done.insert(next, state);
@@ -318,7 +318,8 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
 }
 
 enum Started {
-    Pending(Socket),
+    /// In flight since this instant (taken just before connect()).
+    Pending(Socket, Instant),
     Done(State),
 }
 
@@ -358,6 +359,7 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
             error::plain(&e)
         ));
     }
+    let t0 = Instant::now();
     let result = narrate::traced(
         || sock.connect(&SockAddr::from(addr)),
         |r| {
@@ -371,10 +373,11 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
     );
     match result {
         Ok(()) => {
+            let took = t0.elapsed();
             socket::close(sock);
-            Ok(Started::Done(State::Open(Duration::ZERO)))
+            Ok(Started::Done(State::Open(took)))
         }
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Started::Pending(sock)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Started::Pending(sock, t0)),
         Err(e) => {
             socket::close(sock);
             Ok(Started::Done(refusal(&e)))
