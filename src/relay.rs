@@ -1,6 +1,7 @@
 //! The stdio <-> socket relay of `connect` and `listen`: stdin to the socket, the socket to
 //! stdout, binary-safe and unbuffered, with the ending rules of DESIGN.md (half-close on stdin
-//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere.
+//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere,
+//! and which system call moves the bytes (sendfile, splice, read/write) is zerocopy.rs's choice.
 //!
 //! Two threads: the caller's thread moves socket -> stdout and decides when the session ends;
 //! one stdin thread for the whole process moves stdin -> socket. The stdin thread outlives a

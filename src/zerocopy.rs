@@ -4,9 +4,11 @@
 //! file or a device such as /dev/null by splice(2) through a pipe of our own; terminals,
 //! sockets, pipes on stdin (where splice measured slower than write(2), see benches/README.md)
 //! and any call the kernel refuses at run time (EINVAL, ENOSYS) use read(2)/write(2) through one
-//! fixed buffer. The session rules (half-close, EOF, timeouts, the stdin hand-off) stay in
-//! relay.rs: this file only moves bytes and says how many, and what it holds between calls
-//! never grows with the size of the transfer.
+//! fixed buffer. Pipes handed to us are grown to 1 MiB (F_SETPIPE_SZ): the writer runs ahead
+//! and each call moves more. `SOCKKIT_RELAY=buffered` turns sendfile and splice off, for the
+//! benchmark's comparison. The session rules (half-close, EOF, timeouts, the stdin hand-off)
+//! stay in relay.rs: this file only moves bytes and says how many, and what it holds between
+//! calls never grows with the size of the transfer.
 
 use std::fmt;
 use std::io;
@@ -23,9 +25,14 @@ use crate::wire::{Crlf, Dir, Wire};
 /// as soon as it returns, however little it got.
 pub const CHUNK: usize = 256 * 1024;
 
-/// Bytes asked of one sendfile(2) or splice(2) call. The kernel returns what it could move
-/// (a splice from a socket returns whatever had arrived), so this bounds a call, not a wait.
+/// Bytes asked of one splice(2) from the socket. It returns whatever had arrived (and what fits
+/// in the pipe), so this bounds a call, not a wait.
 const ZC_CHUNK: usize = 1 << 20;
+
+/// Bytes asked of one sendfile(2): as much as one buffered write, so the byte count and the
+/// idle timer advance as often as on the read/write path even towards a slow peer (1 MiB or
+/// 16 MiB measured no faster, see benches/README.md).
+const SENDFILE_CHUNK: usize = CHUNK;
 
 /// The pipe capacity asked for (F_SETPIPE_SZ): our own pipe, and the stdout pipe we splice into.
 /// 1 MiB is the default /proc/sys/fs/pipe-max-size, what an unprivileged process may ask.
@@ -124,8 +131,9 @@ fn probe(fd: RawFd) -> (Kind, Duration) {
 /// Zero-copy paths are Linux system calls; elsewhere every direction is buffered.
 const ZERO_COPY: bool = cfg!(target_os = "linux");
 
-/// `SOCKKIT_RELAY=buffered` turns the zero-copy paths off, so the benchmark can measure what
-/// they buy and a suspected kernel quirk can be ruled out without a rebuild.
+/// `SOCKKIT_RELAY=buffered` turns the zero-copy paths off (pipes are still grown), so the
+/// benchmark can measure what each buys and a suspected kernel quirk can be ruled out without a
+/// rebuild.
 fn forced_buffered() -> bool {
     std::env::var_os("SOCKKIT_RELAY").is_some_and(|v| v == "buffered")
 }
@@ -183,12 +191,17 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-/// Waits until `fd` can take bytes: stdout may be non-blocking when another process set
-/// O_NONBLOCK on a descriptor it shares with us.
+/// Waits until `fd` can take bytes.
 fn wait_writable(fd: RawFd) {
+    wait_ready(fd, libc::POLLOUT);
+}
+
+/// Waits until `fd` is ready for `events` (or hung up): stdin and stdout may be non-blocking
+/// when another process set O_NONBLOCK on a descriptor it shares with us.
+fn wait_ready(fd: RawFd, events: libc::c_short) {
     let mut p = libc::pollfd {
         fd,
-        events: libc::POLLOUT,
+        events,
         revents: 0,
     };
     // SAFETY: p is a valid pollfd for the duration of the call.
@@ -297,7 +310,8 @@ mod sys {
 
 #[cfg(not(target_os = "linux"))]
 mod sys {
-    //! Never reached: ZERO_COPY is false here, so every path is Buffered.
+    //! Not reached but for recv_trunc: ZERO_COPY is false here, so every other path is
+    //! Buffered.
     use std::io;
     use std::os::fd::{OwnedFd, RawFd};
 
@@ -316,8 +330,9 @@ mod sys {
     pub fn grow_pipe(_: RawFd, _: i32) -> io::Result<usize> {
         Err(no())
     }
-    pub fn recv_trunc(_: RawFd, _: &mut [u8]) -> io::Result<usize> {
-        Err(no())
+    /// A plain read: the bytes land in the buffer and are dropped there.
+    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+        super::read_fd(fd, buf)
     }
 }
 
@@ -379,7 +394,7 @@ impl Uplink {
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
-        if kind == Kind::Pipe && ZERO_COPY && !forced_buffered() {
+        if kind == Kind::Pipe && ZERO_COPY {
             // A bigger stdin pipe lets the writer run ahead and each read take 256 KiB.
             grow_narrated(STDIN);
         }
@@ -408,7 +423,7 @@ impl Uplink {
             activity.fetch_add(1, Ordering::Relaxed);
         };
         if self.path == Path::Sendfile {
-            match sys::sendfile(sock.as_raw_fd(), STDIN, ZC_CHUNK) {
+            match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => {
                     self.zc_moved += n as u64;
@@ -454,6 +469,10 @@ impl Uplink {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => self.pending = n,
                 Err(e) if interrupted(&e) => return Ok(Step::Moved),
+                Err(e) if would_block(&e) => {
+                    wait_ready(STDIN, libc::POLLIN);
+                    return Ok(Step::Moved);
+                }
                 Err(e) => return Err(UpError::Stdin(e)),
             }
             if cancelled.load(Ordering::SeqCst) {
@@ -546,7 +565,7 @@ impl Sink {
         let zc = ZERO_COPY && !forced_buffered();
         let mut path = match kind {
             _ if wire.dump.is_some() => Path::Buffered,
-            _ if discard && ZERO_COPY => Path::Discard,
+            _ if discard => Path::Discard,
             Kind::Pipe if zc => Path::Splice,
             Kind::File { .. } | Kind::DevNull | Kind::CharDevice | Kind::BlockDevice if zc => {
                 Path::SpliceVia
@@ -567,8 +586,9 @@ impl Sink {
             }
         }
         narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
-        if path == Path::Splice {
-            // A bigger stdout pipe lets each splice move more and wakes the reader less often.
+        if kind == Kind::Pipe && ZERO_COPY && !discard {
+            // A bigger stdout pipe lets each splice (or write) move more and wakes the reader
+            // less often.
             grow_narrated(STDOUT);
         }
         let buf = if matches!(path, Path::Buffered | Path::Discard) {
