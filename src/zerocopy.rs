@@ -394,6 +394,11 @@ impl Uplink {
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
+        if wire.active() {
+            narrate::info(format_args!(
+                "stdin -> socket is copied through sockkit: --crlf and -x must see each byte"
+            ));
+        }
         if kind == Kind::Pipe && ZERO_COPY {
             // A bigger stdin pipe lets the writer run ahead and each read take 256 KiB.
             grow_narrated(STDIN);
@@ -586,6 +591,11 @@ impl Sink {
             }
         }
         narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
+        if wire.dump.is_some() {
+            narrate::info(format_args!(
+                "socket -> stdout is copied through sockkit: -x must see each byte"
+            ));
+        }
         if kind == Kind::Pipe && ZERO_COPY && !discard {
             // A bigger stdout pipe lets each splice (or write) move more and wakes the reader
             // less often.
