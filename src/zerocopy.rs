@@ -144,8 +144,41 @@ fn narrate_choice(fd: RawFd, kind: Kind, took: Duration, direction: &str, path: 
     );
 }
 
-/// Grows a pipe we were given to PIPE_SIZE (never shrinks it); a refusal (the per-user pipe
-/// limit) only costs speed.
+/// A call that moved this much filled a default-sized pipe: bulk data.
+const BULK: usize = 64 * 1024;
+
+/// Grows one pipe to PIPE_SIZE once bulk data shows up, and never for interactive traffic: a
+/// user's pipes share a soft limit (/proc/sys/fs/pipe-user-pages-soft, 64 MiB by default)
+/// past which that user's new pipes are made smaller, so sockkit takes the memory only where
+/// it pays.
+struct Grow {
+    fd: Option<RawFd>,
+}
+
+impl Grow {
+    fn pipe(fd: RawFd) -> Grow {
+        Grow {
+            fd: ZERO_COPY.then_some(fd),
+        }
+    }
+
+    fn never() -> Grow {
+        Grow { fd: None }
+    }
+
+    /// After a call that moved `n` bytes through the pipe (which must be empty by now if it
+    /// is ours: a pipe cannot shrink below what it holds, and ours only grows).
+    fn after(&mut self, n: usize) {
+        if n >= BULK
+            && let Some(fd) = self.fd.take()
+        {
+            grow_narrated(fd);
+        }
+    }
+}
+
+/// Grows a pipe to PIPE_SIZE (never shrinks it); a refusal (the per-user pipe limit) only
+/// costs speed.
 fn grow_narrated(fd: RawFd) {
     let t0 = Instant::now();
     let r = sys::grow_pipe(fd, PIPE_SIZE);
@@ -373,6 +406,8 @@ pub struct Uplink {
     pending: usize,
     /// Bytes sendfile has moved; an EINVAL before the first means "cannot", after it "failed".
     zc_moved: u64,
+    /// A stdin pipe grows once bulk data arrives: the writer runs ahead, reads take 256 KiB.
+    grow: Grow,
 }
 
 impl Uplink {
@@ -384,15 +419,16 @@ impl Uplink {
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
-        if kind == Kind::Pipe && ZERO_COPY {
-            // A bigger stdin pipe lets the writer run ahead and each read take 256 KiB.
-            grow_narrated(STDIN);
-        }
         Uplink {
             path,
             buf: Vec::new(),
             pending: 0,
             zc_moved: 0,
+            grow: if kind == Kind::Pipe {
+                Grow::pipe(STDIN)
+            } else {
+                Grow::never()
+            },
         }
     }
 
@@ -452,7 +488,10 @@ impl Uplink {
         if self.pending == 0 {
             match read_fd(STDIN, &mut self.buf) {
                 Ok(0) => return Ok(Step::Eof),
-                Ok(n) => self.pending = n,
+                Ok(n) => {
+                    self.pending = n;
+                    self.grow.after(n);
+                }
                 Err(e) if interrupted(&e) => return Ok(Step::Moved),
                 Err(e) if would_block(&e) => {
                     wait_ready(STDIN, libc::POLLIN);
@@ -520,6 +559,9 @@ pub struct Sink {
     pipe: Option<(OwnedFd, OwnedFd)>,
     /// Bytes the splice paths have moved; an EINVAL before the first means "cannot".
     zc_moved: u64,
+    /// A stdout pipe, or our own pipe, grows once bulk data arrives: each call moves more
+    /// and the reader is woken less often.
+    grow: Grow,
 }
 
 impl Sink {
@@ -537,11 +579,15 @@ impl Sink {
             _ => Path::Buffered,
         };
         let mut pipe = None;
+        let mut grow = match kind {
+            Kind::Pipe if !discard => Grow::pipe(STDOUT),
+            _ => Grow::never(),
+        };
         if path == Path::SpliceVia {
             let t0 = Instant::now();
             match sys::pipe() {
                 Ok(p) => {
-                    sys::grow_pipe(p.1.as_raw_fd(), PIPE_SIZE).ok();
+                    grow = Grow::pipe(p.1.as_raw_fd());
                     pipe = Some(p);
                 }
                 Err(e) => {
@@ -551,11 +597,6 @@ impl Sink {
             }
         }
         narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
-        if kind == Kind::Pipe && ZERO_COPY && !discard {
-            // A bigger stdout pipe lets each splice (or write) move more and wakes the reader
-            // less often.
-            grow_narrated(STDOUT);
-        }
         let buf = if matches!(path, Path::Buffered | Path::Discard) {
             // Discard never touches it: calloc'd pages that stay unmapped cost no memory.
             vec![0u8; CHUNK]
@@ -567,6 +608,7 @@ impl Sink {
             buf,
             pipe,
             zc_moved: 0,
+            grow,
         }
     }
 
@@ -579,6 +621,7 @@ impl Sink {
                 Ok(0) => Ok(Got::Eof),
                 Ok(n) => {
                     self.zc_moved += n as u64;
+                    self.grow.after(n);
                     Ok(Got::Data(n))
                 }
                 Err(e) if interrupted(&e) => Ok(Got::Nothing),
@@ -619,6 +662,7 @@ impl Sink {
                 }
                 write_all(STDOUT, &self.buf[..n], &mut |_| {})
                     .map_err(|(_, err)| DownError::Stdout { err, received: n })?;
+                self.grow.after(n);
                 Ok(Got::Data(n))
             }
         }
@@ -626,6 +670,9 @@ impl Sink {
 
     fn fall_back_to_buffered(&mut self) {
         self.path = Path::Buffered;
+        if self.pipe.is_some() {
+            self.grow = Grow::never(); // our pipe is out of use
+        }
         if self.buf.is_empty() {
             self.buf = vec![0u8; CHUNK];
         }
@@ -685,6 +732,7 @@ impl Sink {
                 }
             }
         }
+        self.grow.after(n);
         Ok(Got::Data(n))
     }
 
