@@ -145,8 +145,41 @@ fn narrate_choice(fd: RawFd, kind: Kind, took: Duration, direction: &str, path: 
     );
 }
 
-/// Grows a pipe we were given to PIPE_SIZE (never shrinks it); a refusal (the per-user pipe
-/// limit) only costs speed.
+/// A call that moved this much filled a default-sized pipe: bulk data.
+const BULK: usize = 64 * 1024;
+
+/// Grows one pipe to PIPE_SIZE once bulk data shows up, and never for interactive traffic: a
+/// user's pipes share a soft limit (/proc/sys/fs/pipe-user-pages-soft, 64 MiB by default)
+/// past which that user's new pipes are made smaller, so sockkit takes the memory only where
+/// it pays.
+struct Grow {
+    fd: Option<RawFd>,
+}
+
+impl Grow {
+    fn pipe(fd: RawFd) -> Grow {
+        Grow {
+            fd: ZERO_COPY.then_some(fd),
+        }
+    }
+
+    fn never() -> Grow {
+        Grow { fd: None }
+    }
+
+    /// After a call that moved `n` bytes through the pipe (which must be empty by now if it
+    /// is ours: a pipe cannot shrink below what it holds, and ours only grows).
+    fn after(&mut self, n: usize) {
+        if n >= BULK
+            && let Some(fd) = self.fd.take()
+        {
+            grow_narrated(fd);
+        }
+    }
+}
+
+/// Grows a pipe to PIPE_SIZE (never shrinks it); a refusal (the per-user pipe limit) only
+/// costs speed.
 fn grow_narrated(fd: RawFd) {
     let t0 = Instant::now();
     let r = sys::grow_pipe(fd, PIPE_SIZE);
@@ -163,14 +196,15 @@ fn grow_narrated(fd: RawFd) {
     );
 }
 
-fn narrate_fallback(call: &str, e: &io::Error, direction: &str) {
+/// `-vv`: a call the kernel refused (`since`: when it started), and the path taken instead.
+fn narrate_fallback(call: &str, e: &io::Error, since: Instant, direction: &str) {
     narrate::call(
         format_args!(
             "{call} {}: {direction} falls back to {}",
             narrate::errno_text(e),
             Path::Buffered
         ),
-        Duration::ZERO,
+        since.elapsed(),
     );
 }
 
@@ -377,6 +411,8 @@ pub struct Uplink {
     converted: Vec<u8>,
     /// Bytes sendfile has moved; an EINVAL before the first means "cannot", after it "failed".
     zc_moved: u64,
+    /// A stdin pipe grows once bulk data arrives: the writer runs ahead, reads take 256 KiB.
+    grow: Grow,
 }
 
 impl Uplink {
@@ -399,10 +435,6 @@ impl Uplink {
                 "stdin -> socket is copied through sockkit: --crlf and -x must see each byte"
             ));
         }
-        if kind == Kind::Pipe && ZERO_COPY {
-            // A bigger stdin pipe lets the writer run ahead and each read take 256 KiB.
-            grow_narrated(STDIN);
-        }
         Uplink {
             path,
             buf: Vec::new(),
@@ -411,6 +443,11 @@ impl Uplink {
             crlf: Crlf::default(),
             converted: Vec::new(),
             zc_moved: 0,
+            grow: if kind == Kind::Pipe {
+                Grow::pipe(STDIN)
+            } else {
+                Grow::never()
+            },
         }
     }
 
@@ -428,6 +465,7 @@ impl Uplink {
             activity.fetch_add(1, Ordering::Relaxed);
         };
         if self.path == Path::Sendfile {
+            let t0 = Instant::now();
             match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => {
@@ -441,7 +479,7 @@ impl Uplink {
                     return Ok(Step::Moved);
                 }
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
-                    narrate_fallback("sendfile(fd 0)", &e, "stdin -> socket");
+                    narrate_fallback("sendfile(fd 0)", &e, t0, "stdin -> socket");
                     self.path = Path::Buffered;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(UpError::Stdin(e)),
@@ -472,7 +510,10 @@ impl Uplink {
         if self.pending == 0 {
             match read_fd(STDIN, &mut self.buf) {
                 Ok(0) => return Ok(Step::Eof),
-                Ok(n) => self.pending = n,
+                Ok(n) => {
+                    self.pending = n;
+                    self.grow.after(n);
+                }
                 Err(e) if interrupted(&e) => return Ok(Step::Moved),
                 Err(e) if would_block(&e) => {
                     wait_ready(STDIN, libc::POLLIN);
@@ -555,6 +596,9 @@ pub struct Sink {
     pipe: Option<(OwnedFd, OwnedFd)>,
     /// Bytes the splice paths have moved; an EINVAL before the first means "cannot".
     zc_moved: u64,
+    /// A stdout pipe, or our own pipe, grows once bulk data arrives: each call moves more
+    /// and the reader is woken less often.
+    grow: Grow,
 }
 
 impl Sink {
@@ -578,14 +622,19 @@ impl Sink {
             _ => Path::Buffered,
         };
         let mut pipe = None;
+        let mut grow = match kind {
+            Kind::Pipe if !discard => Grow::pipe(STDOUT),
+            _ => Grow::never(),
+        };
         if path == Path::SpliceVia {
+            let t0 = Instant::now();
             match sys::pipe() {
                 Ok(p) => {
-                    sys::grow_pipe(p.1.as_raw_fd(), PIPE_SIZE).ok();
+                    grow = Grow::pipe(p.1.as_raw_fd());
                     pipe = Some(p);
                 }
                 Err(e) => {
-                    narrate_fallback("pipe2()", &e, "socket -> stdout");
+                    narrate_fallback("pipe2()", &e, t0, "socket -> stdout");
                     path = Path::Buffered;
                 }
             }
@@ -595,11 +644,6 @@ impl Sink {
             narrate::info(format_args!(
                 "socket -> stdout is copied through sockkit: -x must see each byte"
             ));
-        }
-        if kind == Kind::Pipe && ZERO_COPY && !discard {
-            // A bigger stdout pipe lets each splice (or write) move more and wakes the reader
-            // less often.
-            grow_narrated(STDOUT);
         }
         let buf = if matches!(path, Path::Buffered | Path::Discard) {
             // Discard never touches it: calloc'd pages that stay unmapped cost no memory.
@@ -615,17 +659,20 @@ impl Sink {
             discard,
             pipe,
             zc_moved: 0,
+            grow,
         }
     }
 
     /// Moves what the socket has (it polled readable) to stdout; blocks while stdout is full.
     pub fn step(&mut self, sock: &Socket) -> Result<Got, DownError> {
         let fd = sock.as_raw_fd();
+        let t0 = Instant::now();
         match self.path {
             Path::Splice => match sys::splice(fd, STDOUT, ZC_CHUNK, 0) {
                 Ok(0) => Ok(Got::Eof),
                 Ok(n) => {
                     self.zc_moved += n as u64;
+                    self.grow.after(n);
                     Ok(Got::Data(n))
                 }
                 Err(e) if interrupted(&e) => Ok(Got::Nothing),
@@ -634,7 +681,7 @@ impl Sink {
                     Ok(Got::Nothing)
                 }
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
-                    narrate_fallback("splice(socket -> fd 1)", &e, "socket -> stdout");
+                    narrate_fallback("splice(socket -> fd 1)", &e, t0, "socket -> stdout");
                     self.fall_back_to_buffered();
                     Ok(Got::Nothing)
                 }
@@ -671,6 +718,7 @@ impl Sink {
                 }
                 write_all(STDOUT, &self.buf[..n], &mut |_| {})
                     .map_err(|(_, err)| DownError::Stdout { err, received: n })?;
+                self.grow.after(n);
                 Ok(Got::Data(n))
             }
         }
@@ -678,6 +726,9 @@ impl Sink {
 
     fn fall_back_to_buffered(&mut self) {
         self.path = Path::Buffered;
+        if self.pipe.is_some() {
+            self.grow = Grow::never(); // our pipe is out of use
+        }
         if self.buf.is_empty() {
             self.buf = vec![0u8; CHUNK];
         }
@@ -691,11 +742,12 @@ impl Sink {
             None => unreachable!("SpliceVia always has its pipe"),
         };
         let n = loop {
+            let t0 = Instant::now();
             match sys::splice(sock, pw, ZC_CHUNK, 0) {
                 Ok(n) => break n,
                 Err(e) if interrupted(&e) => {}
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
-                    narrate_fallback("splice(socket -> pipe)", &e, "socket -> stdout");
+                    narrate_fallback("splice(socket -> pipe)", &e, t0, "socket -> stdout");
                     self.fall_back_to_buffered();
                     return Ok(Got::Nothing);
                 }
@@ -707,6 +759,7 @@ impl Sink {
         }
         let mut left = n;
         while left > 0 {
+            let t0 = Instant::now();
             match sys::splice(pr, STDOUT, left, 0) {
                 Ok(0) => {
                     let err = io::ErrorKind::WriteZero.into();
@@ -721,7 +774,7 @@ impl Sink {
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
                     // e.g. stdout opened with O_APPEND (`>>`): the bytes already in our pipe
                     // go out by read/write, and so does everything after them.
-                    narrate_fallback("splice(pipe -> fd 1)", &e, "socket -> stdout");
+                    narrate_fallback("splice(pipe -> fd 1)", &e, t0, "socket -> stdout");
                     self.fall_back_to_buffered();
                     self.drain_pipe(pr, left)
                         .map_err(|err| DownError::Stdout { err, received: n })?;
@@ -735,6 +788,7 @@ impl Sink {
                 }
             }
         }
+        self.grow.after(n);
         Ok(Got::Data(n))
     }
 
