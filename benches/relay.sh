@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Finds each peer, installing the Debian/Ubuntu package when it is missing.
 missing=()
-command -v nc >/dev/null && nc -h 2>&1 | grep -q OpenBSD || missing+=(netcat-openbsd)
+is_openbsd_nc() { command -v nc >/dev/null && [[ "$(nc -h 2>&1)" == *OpenBSD* ]]; }
+is_openbsd_nc || missing+=(netcat-openbsd)
 command -v ncat >/dev/null || missing+=(ncat)
 command -v socat >/dev/null || missing+=(socat)
 command -v iperf3 >/dev/null || missing+=(iperf3)
@@ -19,7 +20,7 @@ if ((${#missing[@]})); then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" ||
         { $sudo apt-get update && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; }
 fi
-nc -h 2>&1 | grep -q OpenBSD || { echo "bench: nc is not OpenBSD netcat (update-alternatives --config nc)" >&2; exit 1; }
+is_openbsd_nc || { echo "bench: nc is not OpenBSD netcat (update-alternatives --config nc)" >&2; exit 1; }
 
 cargo build --release --quiet
 exec python3 benches/relay.py --sockkit "$PWD/target/release/sockkit" --workdir "$PWD/target/bench" "$@"

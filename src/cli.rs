@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::addr::{Family, PortArg};
+use crate::scan::PortList;
 use crate::sockopt::SockOptRequest;
 use crate::unix::UnixAddr;
 
@@ -62,13 +63,13 @@ pub struct ConnectArgs {
     #[arg(value_name = "HOST", required_unless_present = "unix")]
     pub host: Option<String>,
 
-    /// Port to connect to (1-65535).
+    /// Port to connect to (1-65535); with -z also a list: 80, 8000-8100, 22,80,8000-8010.
     #[arg(
         value_name = "PORT",
         allow_negative_numbers = true,
         required_unless_present = "unix"
     )]
-    pub port: Option<PortArg>,
+    pub port: Option<PortList>,
 
     /// Connect to a Unix-domain socket at PATH instead of HOST PORT (`@name`: Linux's
     /// abstract namespace, no file).
@@ -78,15 +79,24 @@ pub struct ConnectArgs {
     #[command(flatten)]
     pub dgram: DgramArgs,
 
-    /// Give up on each address after this long (humantime: 2s, 500ms, 1m).
+    /// Give up on each address after this long (humantime: 2s, 500ms, 1m; with -z: 3s).
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+
+    #[command(flatten)]
+    pub scan: ScanArgs,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     #[command(flatten)]
     pub net: NetArgs,
 
     #[command(flatten)]
     pub relay: RelayArgs,
+
+    #[command(flatten)]
+    pub wire: WireArgs,
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
@@ -130,10 +140,16 @@ pub struct ListenArgs {
     pub local: LocalArgs,
 
     #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    #[command(flatten)]
     pub net: NetArgs,
 
     #[command(flatten)]
     pub relay: RelayArgs,
+
+    #[command(flatten)]
+    pub wire: WireArgs,
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
@@ -172,6 +188,9 @@ pub struct EchoArgs {
 
     #[command(flatten)]
     pub local: LocalArgs,
+
+    #[command(flatten)]
+    pub dump: DumpArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -249,8 +268,8 @@ impl NetArgs {
 
 impl ConnectArgs {
     /// HOST and PORT, which clap requires unless `-U` is given.
-    pub fn host_port(&self) -> Result<(&str, PortArg), crate::error::UsageError> {
-        match (&self.host, self.port) {
+    pub fn host_port(&self) -> Result<(&str, &PortList), crate::error::UsageError> {
+        match (&self.host, &self.port) {
             (Some(h), Some(p)) => Ok((h, p)),
             _ => Err(crate::error::UsageError::new(
                 "connect needs HOST and PORT (or -U PATH for a Unix socket)",
@@ -313,6 +332,97 @@ pub struct RelayArgs {
     /// is how a datagram session ends normally (exit 0): UDP has no EOF.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+}
+
+/// `connect -z`: the port check.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ScanArgs {
+    /// Port check: connect to each of PORTS without sending data; one line per port on stdout
+    /// (open, closed, timed out), a summary on stderr; exit 0 if any port is open, 1 if none.
+    #[arg(short = 'z', long = "scan", conflicts_with_all = [
+        "crlf", "hexdump", "hexdump_file", "send_only", "recv_only", "quit_after", "no_shutdown",
+        "show_opts",
+    ])]
+    pub scan: bool,
+
+    /// With -z, check at most N ports at once.
+    #[arg(long, value_name = "N", default_value_t = crate::scan::DEFAULT_PARALLEL as u16,
+          value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan")]
+    pub parallel: u16,
+}
+
+/// `-s`/`-p`: the local end of a client's connection, bound before connect.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct SourceArgs {
+    /// Connect from this local address (one of this machine's: 127.0.0.2, ::1, a LAN address).
+    #[arg(short = 's', long = "source", value_name = "ADDR", value_parser = parse_ip)]
+    pub source: Option<std::net::IpAddr>,
+
+    /// Connect from this local port (the kernel picks one otherwise).
+    #[arg(short = 'p', long = "source-port", value_name = "PORT")]
+    pub source_port: Option<PortArg>,
+}
+
+impl SourceArgs {
+    pub fn source(&self) -> crate::source::Source {
+        crate::source::Source {
+            ip: self.source,
+            port: self.source_port.map(|p| p.0).filter(|&p| p != 0),
+        }
+    }
+}
+
+/// `--broker`/`--chat`: listen as a hub for many clients instead of relaying with one.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct BrokerArgs {
+    /// Serve many clients at once; each client's bytes go to all the others (not back to it).
+    #[arg(long, conflicts_with_all = ["keep_open", "crlf"])]
+    pub broker: bool,
+
+    /// Broker for people: each line goes out as `<ADDR:PORT> line`; joins and leaves are
+    /// announced (implies --broker).
+    #[arg(long, conflicts_with_all = ["keep_open", "crlf"])]
+    pub chat: bool,
+
+    /// With --broker or --chat, serve at most N clients at once (others are refused).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_conns: usize,
+}
+
+/// What the relay does to the bytes on the way: `--crlf` and the hex view.
+#[derive(Args, Debug, Clone)]
+pub struct WireArgs {
+    /// Send each LF typed on stdin as CRLF (for SMTP, HTTP and other line protocols by hand).
+    #[arg(long)]
+    pub crlf: bool,
+
+    #[command(flatten)]
+    pub dump: DumpArgs,
+}
+
+/// `-x`/`--hexdump-file`: a hex + ASCII view of every byte that crosses the wire.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DumpArgs {
+    /// Show each direction's bytes as a hex + ASCII dump on stderr (`>` sent, `<` received,
+    /// with the offset in that direction).
+    #[arg(short = 'x', long)]
+    pub hexdump: bool,
+
+    /// Write the hex dump to FILE instead of stderr (implies -x).
+    #[arg(long, value_name = "FILE")]
+    pub hexdump_file: Option<PathBuf>,
+}
+
+/// An IP address for `-s`, with or without the brackets of `[::1]`.
+fn parse_ip(s: &str) -> Result<std::net::IpAddr, String> {
+    let t = s.trim();
+    let bare = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
+    bare.parse().map_err(|_| {
+        format!("'{s}' is not an IP address: give one of this machine's, e.g. 127.0.0.1 or ::1")
+    })
 }
 
 /// Limits every server puts on what clients can cost it.

@@ -25,6 +25,7 @@ use crate::cli::RelayArgs;
 use crate::error;
 use crate::narrate;
 use crate::socket;
+use crate::wire::Wire;
 use crate::zerocopy::{self, DownError, Got, Step, UpError};
 
 /// How one session ended, for `-v` and the exit status.
@@ -50,6 +51,8 @@ pub struct Totals {
 /// Runs relay sessions over sockets handed to it, one at a time.
 pub struct Relay {
     opts: RelayArgs,
+    /// `--crlf` and the hex dump: the relay then sees (and copies) every byte.
+    wire: Wire,
     stdin: Option<Sender<Job>>,
     stdin_is_tty: bool,
 }
@@ -105,9 +108,16 @@ impl Relay {
     pub fn new(opts: RelayArgs) -> Self {
         Relay {
             opts,
+            wire: Wire::default(),
             stdin: None,
             stdin_is_tty: io::stdin().is_terminal(),
         }
+    }
+
+    /// The same relay, with `--crlf` and/or the hex dump on the way.
+    pub fn with_wire(mut self, wire: Wire) -> Self {
+        self.wire = wire;
+        self
     }
 
     /// Relays between stdio and `sock` until the session ends; the socket is left to the
@@ -152,6 +162,7 @@ impl Relay {
             wake: wake_rx,
             activity: &activity,
             sent: &sent,
+            wire: &self.wire,
             received: 0,
             stdin_eof_at: None,
             peer_eof: None,
@@ -175,11 +186,12 @@ impl Relay {
     }
 
     fn stdin_thread(&mut self) -> &Sender<Job> {
+        let wire = self.wire.clone();
         self.stdin.get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel::<Job>();
             thread::Builder::new()
                 .name("stdin".into())
-                .spawn(move || stdin_loop(rx))
+                .spawn(move || stdin_loop(rx, wire))
                 .expect("spawning the stdin thread");
             tx
         })
@@ -188,8 +200,8 @@ impl Relay {
 
 /// The stdin thread: moves stdin to the current session's socket (zerocopy.rs picks how). A
 /// chunk read while no session is live waits for the next one.
-fn stdin_loop(jobs: Receiver<Job>) {
-    let mut uplink = zerocopy::Uplink::for_stdin();
+fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
+    let mut uplink = zerocopy::Uplink::for_stdin_with(wire);
     let mut at_eof = false;
     for job in jobs {
         let outcome = loop {
@@ -262,6 +274,7 @@ struct Downlink<'a> {
     wake: UnixStream,
     activity: &'a Activity,
     sent: &'a AtomicU64,
+    wire: &'a Wire,
     received: u64,
     /// When the stdin thread reported EOF (and the half-close).
     stdin_eof_at: Option<Instant>,
@@ -278,7 +291,7 @@ impl Downlink<'_> {
     }
 
     fn run(&mut self) -> Result<End> {
-        let mut sink = zerocopy::Sink::for_stdout(self.opts.send_only);
+        let mut sink = zerocopy::Sink::for_stdout_with(self.opts.send_only, self.wire.clone());
         loop {
             while let Ok(up) = self.events.try_recv() {
                 match up {

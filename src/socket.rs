@@ -14,6 +14,7 @@ use crate::addr::BindTarget;
 use crate::error;
 use crate::narrate;
 use crate::sockopt::{Fam, Plan, SockKind, Stage, Target, Value};
+use crate::source::Source;
 
 /// The listen() backlog sockkit's servers ask for (the kernel caps it at somaxconn).
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -61,12 +62,29 @@ pub fn tcp_socket(domain: Domain) -> io::Result<Socket> {
 /// Connects to the first of `addrs` that accepts, each attempt bounded by `timeout`. When all
 /// fail, the error lists every address and why.
 pub fn connect(addrs: &[SocketAddr], timeout: Option<Duration>, plan: &Plan) -> Result<Socket> {
+    connect_from(addrs, timeout, plan, &Source::default())
+}
+
+/// `connect`, from a chosen local address and/or port (`-s`, `-p`): bound before each attempt.
+/// A bind failure is local (not this host's address, port taken) and ends the attempts at once.
+pub fn connect_from(
+    addrs: &[SocketAddr],
+    timeout: Option<Duration>,
+    plan: &Plan,
+    source: &Source,
+) -> Result<Socket> {
     let mut failures: Vec<(SocketAddr, String)> = Vec::new();
     for addr in addrs {
         let sock = tcp_socket(Domain::for_address(*addr))
             .map_err(|e| anyhow!("socket() for {addr}: {}", error::plain(&e)))?;
         let tgt = target(addr, SockKind::Tcp);
         if let Err(e) = plan.apply(&sock, tgt, Stage::Early) {
+            close(sock);
+            return Err(e);
+        }
+        if let Some(src) = source.bind_addr(addr)
+            && let Err(e) = crate::source::bind_source(&sock, src)
+        {
             close(sock);
             return Err(e);
         }

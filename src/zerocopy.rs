@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::narrate;
+use crate::wire::{Crlf, Dir, Wire};
 
 /// The read(2)/write(2) buffer: large enough for loopback speed, and a read is still forwarded
 /// as soon as it returns, however little it got.
@@ -144,8 +145,41 @@ fn narrate_choice(fd: RawFd, kind: Kind, took: Duration, direction: &str, path: 
     );
 }
 
-/// Grows a pipe we were given to PIPE_SIZE (never shrinks it); a refusal (the per-user pipe
-/// limit) only costs speed.
+/// A call that moved this much filled a default-sized pipe: bulk data.
+const BULK: usize = 64 * 1024;
+
+/// Grows one pipe to PIPE_SIZE once bulk data shows up, and never for interactive traffic: a
+/// user's pipes share a soft limit (/proc/sys/fs/pipe-user-pages-soft, 64 MiB by default)
+/// past which that user's new pipes are made smaller, so sockkit takes the memory only where
+/// it pays.
+struct Grow {
+    fd: Option<RawFd>,
+}
+
+impl Grow {
+    fn pipe(fd: RawFd) -> Grow {
+        Grow {
+            fd: ZERO_COPY.then_some(fd),
+        }
+    }
+
+    fn never() -> Grow {
+        Grow { fd: None }
+    }
+
+    /// After a call that moved `n` bytes through the pipe (which must be empty by now if it
+    /// is ours: a pipe cannot shrink below what it holds, and ours only grows).
+    fn after(&mut self, n: usize) {
+        if n >= BULK
+            && let Some(fd) = self.fd.take()
+        {
+            grow_narrated(fd);
+        }
+    }
+}
+
+/// Grows a pipe to PIPE_SIZE (never shrinks it); a refusal (the per-user pipe limit) only
+/// costs speed.
 fn grow_narrated(fd: RawFd) {
     let t0 = Instant::now();
     let r = sys::grow_pipe(fd, PIPE_SIZE);
@@ -371,28 +405,49 @@ pub struct Uplink {
     path: Path,
     buf: Vec<u8>,
     pending: usize,
+    /// `--crlf` and the dump: only the buffered path sees the bytes, so they force it.
+    wire: Wire,
+    crlf: Crlf,
+    converted: Vec<u8>,
     /// Bytes sendfile has moved; an EINVAL before the first means "cannot", after it "failed".
     zc_moved: u64,
+    /// A stdin pipe grows once bulk data arrives: the writer runs ahead, reads take 256 KiB.
+    grow: Grow,
 }
 
 impl Uplink {
     /// Looks at stdin (fstat) and picks its path; narrated at `-vv`.
     pub fn for_stdin() -> Uplink {
+        Uplink::for_stdin_with(Wire::default())
+    }
+
+    /// `for_stdin`, with `--crlf` and/or the dump applied on the way (buffered path only).
+    pub fn for_stdin_with(wire: Wire) -> Uplink {
         let (kind, took) = probe(STDIN);
         let path = match kind {
+            _ if wire.active() => Path::Buffered,
             Kind::File { .. } if ZERO_COPY && !forced_buffered() => Path::Sendfile,
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
-        if kind == Kind::Pipe && ZERO_COPY {
-            // A bigger stdin pipe lets the writer run ahead and each read take 256 KiB.
-            grow_narrated(STDIN);
+        if wire.active() {
+            narrate::info(format_args!(
+                "stdin -> socket is copied through sockkit: --crlf and -x must see each byte"
+            ));
         }
         Uplink {
             path,
             buf: Vec::new(),
             pending: 0,
+            wire,
+            crlf: Crlf::default(),
+            converted: Vec::new(),
             zc_moved: 0,
+            grow: if kind == Kind::Pipe {
+                Grow::pipe(STDIN)
+            } else {
+                Grow::never()
+            },
         }
     }
 
@@ -437,13 +492,16 @@ impl Uplink {
                 }
             }
         }
-        self.buffered_step(sock, cancelled, &mut moved)
+        let offset = sent.load(Ordering::Relaxed);
+        self.buffered_step(sock, cancelled, offset, &mut moved)
     }
 
+    /// `offset`: bytes this session has sent so far, where the dump of this chunk starts.
     fn buffered_step(
         &mut self,
         sock: &Socket,
         cancelled: &AtomicBool,
+        offset: u64,
         moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
         if self.buf.is_empty() {
@@ -452,7 +510,10 @@ impl Uplink {
         if self.pending == 0 {
             match read_fd(STDIN, &mut self.buf) {
                 Ok(0) => return Ok(Step::Eof),
-                Ok(n) => self.pending = n,
+                Ok(n) => {
+                    self.pending = n;
+                    self.grow.after(n);
+                }
                 Err(e) if interrupted(&e) => return Ok(Step::Moved),
                 Err(e) if would_block(&e) => {
                     wait_ready(STDIN, libc::POLLIN);
@@ -465,13 +526,23 @@ impl Uplink {
             }
         }
         let pending = self.pending;
-        let result = write_all(sock.as_raw_fd(), &self.buf[..pending], moved);
+        let data: &[u8] = if self.wire.crlf {
+            self.converted.clear();
+            self.crlf.convert(&self.buf[..pending], &mut self.converted);
+            &self.converted
+        } else {
+            &self.buf[..pending]
+        };
+        let result = write_all(sock.as_raw_fd(), data, moved);
         self.pending = 0;
+        // The dump shows what the socket took: after --crlf, and only as far as it got.
+        let went = result.as_ref().map_or_else(|(w, _)| *w, |()| data.len());
+        self.wire.record(Dir::Out, offset, &data[..went]);
         match result {
             Ok(()) => Ok(Step::Moved),
             Err((written, err)) => Err(UpError::Send {
                 err,
-                lost: (pending - written) as u64,
+                lost: (data.len() - written) as u64,
                 from_file: false,
             }),
         }
@@ -516,19 +587,33 @@ pub enum DownError {
 pub struct Sink {
     path: Path,
     buf: Vec<u8>,
+    /// The dump (only the buffered path sees the bytes, so it forces it), where this
+    /// session's received bytes have got to, and `--send-only` on that path.
+    wire: Wire,
+    dumped: u64,
+    discard: bool,
     /// Our own pipe (read end, write end) for SpliceVia.
     pipe: Option<(OwnedFd, OwnedFd)>,
     /// Bytes the splice paths have moved; an EINVAL before the first means "cannot".
     zc_moved: u64,
+    /// A stdout pipe, or our own pipe, grows once bulk data arrives: each call moves more
+    /// and the reader is woken less often.
+    grow: Grow,
 }
 
 impl Sink {
     /// Looks at stdout (fstat) and picks its path; `discard` is `--send-only`. Narrated at
     /// `-vv`.
     pub fn for_stdout(discard: bool) -> Sink {
+        Sink::for_stdout_with(discard, Wire::default())
+    }
+
+    /// `for_stdout`, with the received bytes dumped (buffered path only).
+    pub fn for_stdout_with(discard: bool, wire: Wire) -> Sink {
         let (kind, took) = probe(STDOUT);
         let zc = ZERO_COPY && !forced_buffered();
         let mut path = match kind {
+            _ if wire.dump.is_some() => Path::Buffered,
             _ if discard => Path::Discard,
             Kind::Pipe if zc => Path::Splice,
             Kind::File { .. } | Kind::DevNull | Kind::CharDevice | Kind::BlockDevice if zc => {
@@ -537,11 +622,15 @@ impl Sink {
             _ => Path::Buffered,
         };
         let mut pipe = None;
+        let mut grow = match kind {
+            Kind::Pipe if !discard => Grow::pipe(STDOUT),
+            _ => Grow::never(),
+        };
         if path == Path::SpliceVia {
             let t0 = Instant::now();
             match sys::pipe() {
                 Ok(p) => {
-                    sys::grow_pipe(p.1.as_raw_fd(), PIPE_SIZE).ok();
+                    grow = Grow::pipe(p.1.as_raw_fd());
                     pipe = Some(p);
                 }
                 Err(e) => {
@@ -551,10 +640,10 @@ impl Sink {
             }
         }
         narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
-        if kind == Kind::Pipe && ZERO_COPY && !discard {
-            // A bigger stdout pipe lets each splice (or write) move more and wakes the reader
-            // less often.
-            grow_narrated(STDOUT);
+        if wire.dump.is_some() {
+            narrate::info(format_args!(
+                "socket -> stdout is copied through sockkit: -x must see each byte"
+            ));
         }
         let buf = if matches!(path, Path::Buffered | Path::Discard) {
             // Discard never touches it: calloc'd pages that stay unmapped cost no memory.
@@ -565,8 +654,12 @@ impl Sink {
         Sink {
             path,
             buf,
+            wire,
+            dumped: 0,
+            discard,
             pipe,
             zc_moved: 0,
+            grow,
         }
     }
 
@@ -579,6 +672,7 @@ impl Sink {
                 Ok(0) => Ok(Got::Eof),
                 Ok(n) => {
                     self.zc_moved += n as u64;
+                    self.grow.after(n);
                     Ok(Got::Data(n))
                 }
                 Err(e) if interrupted(&e) => Ok(Got::Nothing),
@@ -617,8 +711,14 @@ impl Sink {
                 if n == 0 {
                     return Ok(Got::Eof);
                 }
+                self.wire.record(Dir::In, self.dumped, &self.buf[..n]);
+                self.dumped += n as u64;
+                if self.discard {
+                    return Ok(Got::Data(n));
+                }
                 write_all(STDOUT, &self.buf[..n], &mut |_| {})
                     .map_err(|(_, err)| DownError::Stdout { err, received: n })?;
+                self.grow.after(n);
                 Ok(Got::Data(n))
             }
         }
@@ -626,6 +726,9 @@ impl Sink {
 
     fn fall_back_to_buffered(&mut self) {
         self.path = Path::Buffered;
+        if self.pipe.is_some() {
+            self.grow = Grow::never(); // our pipe is out of use
+        }
         if self.buf.is_empty() {
             self.buf = vec![0u8; CHUNK];
         }
@@ -685,6 +788,7 @@ impl Sink {
                 }
             }
         }
+        self.grow.after(n);
         Ok(Got::Data(n))
     }
 

@@ -64,6 +64,21 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "Wait at most one second for the answer after sending.",
                 "echo ping | sockkit connect --quit-after 1s localhost 4444",
             ),
+            (
+                "Port check: which of these ports are open? One line per port on stdout; exit \
+                 0 if any is open, 1 if none.",
+                "sockkit connect -z localhost 22,80,8000-8010",
+            ),
+            (
+                "Connect from a chosen local address and port; -vv shows the bind before the \
+                 connect.",
+                "sockkit connect -vv -s 127.0.0.2 -p 40000 127.0.0.1 4444",
+            ),
+            (
+                "Speak a line protocol by hand: each LF typed goes out as CRLF, and -x shows \
+                 every byte both ways in hex on stderr.",
+                "sockkit connect --crlf -x mail.example.org 25",
+            ),
         ],
     ),
     (
@@ -86,6 +101,20 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "Serve clients one after another, and watch TCP's states change.",
                 "sockkit listen -k -vv 127.0.0.1 4444",
             ),
+            (
+                "A chat room: each line a client types goes to every other client, with its \
+                 sender in front; joins and leaves are announced.",
+                "sockkit listen --chat 4444",
+            ),
+            (
+                "A broker: each client's bytes go to all the others, unchanged (at most 50 \
+                 clients).",
+                "sockkit listen --broker --max-conns 50 4444",
+            ),
+            (
+                "Keep a hex dump of one session in a file.",
+                "sockkit listen --hexdump-file session.hex 4444",
+            ),
         ],
     ),
     (
@@ -98,6 +127,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             (
                 "Bound what clients can cost: at most 100 at once, idle ones closed after 30s.",
                 "sockkit echo --max-conns 100 --idle-timeout 30s 127.0.0.1 7777",
+            ),
+            (
+                "See each client's bytes in hex, labelled with its address.",
+                "sockkit echo -x 127.0.0.1 7777",
             ),
         ],
     ),

@@ -775,3 +775,66 @@ fn non_blocking_stdin_and_stdout_pipes_wait_instead_of_failing() {
     assert_bytes_eq(&got, &request, "what the peer received");
     assert_bytes_eq(&out, &request, "what came back on stdout");
 }
+
+#[test]
+fn small_writes_cross_at_once_on_the_zero_copy_paths() {
+    // Interactive traffic: one byte typed reaches the peer, and one byte from the peer reaches
+    // stdout (a pipe: splice; a file: splice through sockkit's pipe), while both stay open.
+    for output in [Output::Pipe, Output::File] {
+        let (addr, server) = peer(|mut s| {
+            for round in 0..20u8 {
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).expect("a byte from sockkit");
+                assert_eq!(b[0], round);
+                s.write_all(&[round ^ 0xff]).unwrap();
+            }
+        });
+        let out_file = TempFile::new("interactive");
+        let mut cmd = sockkit(&["connect", "-vv", "127.0.0.1", &addr.port().to_string()]);
+        if output == Output::File {
+            cmd.stdout(File::create(&out_file.0).unwrap());
+        }
+        let mut child = ChildGuard::spawn(&mut cmd);
+        let mut stdin = child.stdin();
+        // Bytes from a stdout pipe come through a thread, so each wait can be bounded.
+        let stdout = (output == Output::Pipe).then(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let mut out = child.stdout();
+            thread::spawn(move || {
+                let mut b = [0u8; 1];
+                while out.read_exact(&mut b).is_ok() && tx.send(b[0]).is_ok() {}
+            });
+            rx
+        });
+        let err = collect(child.stderr());
+        for round in 0..20u8 {
+            stdin.write_all(&[round]).unwrap();
+            let deadline = Instant::now() + T;
+            let got = loop {
+                if let Some(rx) = &stdout {
+                    break rx.recv_timeout(T).expect("a byte on stdout within T");
+                }
+                let now = fs::read(&out_file.0).unwrap();
+                if now.len() > round as usize {
+                    break now[round as usize];
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: nothing on stdout"
+                );
+                thread::sleep(Duration::from_millis(1));
+            };
+            assert_eq!(got, round ^ 0xff, "{output:?}, round {round}");
+        }
+        join_timeout(server, T, "peer");
+        drop(stdin);
+        let status = child.status_within(T, "connect");
+        let stderr = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        assert_path(&stderr, stdout_path(output, 1));
+        assert!(
+            !stderr.contains("F_SETPIPE_SZ"),
+            "one byte at a time is not bulk; no pipe should grow:\n{stderr}"
+        );
+    }
+}

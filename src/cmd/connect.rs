@@ -11,18 +11,23 @@ use crate::socket;
 use crate::sockopt::{Plan, SockKind};
 
 pub fn run(args: ConnectArgs) -> Result<()> {
+    if args.scan.scan {
+        return crate::scan::connect_z(&args);
+    }
     if args.unix.is_some() || args.dgram.udp {
         return super::socktype::connect(args);
     }
     let (host, port) = args.host_port()?;
-    let port = addr::connect_port(port)?;
+    let port = addr::connect_port(port.single()?)?;
     let addrs = addr::resolve(host, port, args.net.family())?;
     if narrate::verbose() {
         let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         narrate::info(format_args!("{} resolves to {}", host, list.join(", ")));
     }
     let plan = Plan::new(&args.sockopts.opts);
-    let sock = socket::connect(&addrs, args.timeout, &plan)?;
+    let source = args.source.source();
+    let addrs = source.fitting(host, addrs)?;
+    let sock = socket::connect_from(&addrs, args.timeout, &plan, &source)?;
     let local = socket::local_addr(&sock)?;
     let peer = socket::peer_addr(&sock)?;
     narrate::info(format_args!("connected: {local} -> {peer}"));
@@ -33,7 +38,8 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             plan.show(&sock, socket::target(&peer, SockKind::Tcp), &title)
         );
     }
-    let result = Relay::new(args.relay).session(&sock);
+    let wire = crate::wire::Wire::from_args(&args.wire)?;
+    let result = Relay::new(args.relay).with_wire(wire).session(&sock);
     if let Ok(totals) = &result {
         relay::report(&sock, totals);
     }

@@ -5,10 +5,12 @@ use anyhow::Result;
 
 use crate::addr;
 use crate::cli::EchoArgs;
-use crate::server::{self, Limits, udp};
+use crate::server::{self, Limits, Service, udp};
+use crate::service::dumped::Dumped;
 use crate::service::echo::Echo;
-use crate::socket;
+use crate::socket::{self, Listener};
 use crate::sockopt::{Plan, SockKind, Value};
+use crate::wire::Dump;
 
 pub fn run(args: EchoArgs) -> Result<()> {
     if let Some(path) = &args.local.unix {
@@ -41,9 +43,29 @@ pub fn run(args: EchoArgs) -> Result<()> {
         eprint!("{}", listener.plan.show(&listener.socket, target, &title));
     }
     super::announce(&listener, args.verbosity);
-    if args.udp {
-        udp::serve(listener, &limits, Echo)
+    match Dump::open(&args.dump)? {
+        Some(dump) => serve(
+            args.udp,
+            listener,
+            &plan,
+            limits,
+            Dumped { inner: Echo, dump },
+        ),
+        None => serve(args.udp, listener, &plan, limits, Echo),
+    }
+}
+
+/// The engine for TCP, or the datagram loop for `-u`, with the service as it was built.
+fn serve<S: Service>(
+    udp: bool,
+    listener: Listener,
+    plan: &Plan,
+    limits: Limits,
+    service: S,
+) -> Result<()> {
+    if udp {
+        udp::serve(listener, &limits, service)
     } else {
-        server::serve(listener, &plan, limits, Echo)
+        server::serve(listener, plan, limits, service)
     }
 }

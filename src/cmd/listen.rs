@@ -14,6 +14,9 @@ pub fn run(args: ListenArgs) -> Result<()> {
     if args.local.unix.is_some() || args.dgram.udp {
         return super::socktype::listen(args);
     }
+    if args.broker.broker || args.broker.chat {
+        return super::broker::run(args);
+    }
     let family = args.net.family();
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, family)?;
@@ -31,7 +34,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
         eprint!("{}", plan.show(&listener.socket, target, &title));
     }
     super::announce(&listener, args.verbosity);
-    let mut relay = Relay::new(args.relay);
+    let mut relay = Relay::new(args.relay).with_wire(crate::wire::Wire::from_args(&args.wire)?);
     let mut listening = Some(listener.socket);
     while let Some(lsock) = listening.as_ref() {
         let (conn, peer) = match socket::accept(lsock) {

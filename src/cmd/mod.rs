@@ -1,6 +1,7 @@
 //! One module per subcommand, each the glue from its parsed arguments to the parts (addr,
 //! socket, sockopt, relay, server). This file dispatches and holds what they all do alike.
 
+pub mod broker;
 pub mod connect;
 pub mod echo;
 pub mod knock;

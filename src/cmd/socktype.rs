@@ -61,7 +61,7 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
         }
         None => {
             let (host, port) = args.host_port()?;
-            let port = addr::connect_port(port)?;
+            let port = addr::connect_port(port.single()?)?;
             let addrs = addr::resolve(host, port, args.net.family())?;
             let sock = dgram::connect_udp(&addrs, &plan)?;
             let local = socket::local_addr(&sock)?;

@@ -31,6 +31,9 @@ pub struct Conn<S> {
     pub bytes_out: u64,
     pub opened: Instant,
     pub last_active: Instant,
+    /// When the kernel last took bytes for this client: a fan-out recipient that is owed much
+    /// and has taken nothing for a while is not reading.
+    pub last_drained: Instant,
     /// The kernel may hold unread input (epoll is edge-triggered: no new event will say so).
     pub readable: bool,
     /// The client closed or reset its side: read until read() says so, never assume drained.
@@ -56,6 +59,7 @@ impl<S> Conn<S> {
             bytes_out: 0,
             opened: now,
             last_active: now,
+            last_drained: now,
             // Registration reports input already waiting, so nothing is assumed here.
             readable: false,
             hangup: false,
@@ -127,6 +131,7 @@ impl<S> Conn<S> {
         if done > 0 {
             self.bytes_out += done as u64;
             self.last_active = now;
+            self.last_drained = now;
         }
         Ok(done)
     }

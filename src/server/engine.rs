@@ -19,7 +19,7 @@ use socket2::{SockRef, Socket};
 use super::conn::{Conn, Phase};
 use super::stop::Stop;
 use super::stream::{Listen, Peer, Stream};
-use super::{Limits, Next, Service, plain_addr};
+use super::{Event, Limits, Next, Service, plain_addr};
 use crate::narrate;
 use crate::socket::{self, Listener};
 use crate::sockopt::{Plan, SockKind, Stage};
@@ -39,6 +39,9 @@ const ACCEPTS_PER_TURN: usize = 128;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a client may take to close after the service said goodbye.
 const LINGER: Duration = Duration::from_secs(2);
+/// Fan-out: how long a client owed `max_owed` or more (holding every sender back) may take
+/// nothing before it is dropped as not reading. The others wait at most about this long.
+const FAN_OUT_STALL: Duration = Duration::from_secs(2);
 /// At most this many refusal lines per second; the rest are counted.
 const LOG_BURST: u32 = 5;
 
@@ -87,7 +90,12 @@ fn serve_on<S: Service>(
             std::net::TcpListener::from(listener),
         ))
     };
-    let threads = limits.threads.clamp(1, limits.max_conns.max(1));
+    // Fan-out services reach every client from one loop (no cross-thread hand-off of bytes).
+    let threads = if S::FAN_OUT {
+        1
+    } else {
+        limits.threads.clamp(1, limits.max_conns.max(1))
+    };
     let mut polls = Vec::with_capacity(threads);
     let mut lanes = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -313,6 +321,15 @@ struct Worker<'a, S: Service> {
     accept: Option<Acceptor>,
     sweep_every: Duration,
     next_sweep: Instant,
+    /// Fan-out: what `share` wrote for the other clients, and deliveries still to make (a
+    /// delivery can end a client whose `Left` then queues one more; a queue, not recursion).
+    others: Vec<u8>,
+    fanout: std::collections::VecDeque<(Option<usize>, Vec<u8>)>,
+    fanning: bool,
+    /// Fan-out: clients not read from while some client is owed `max_owed` (backpressure).
+    held: Vec<Token>,
+    /// Set at stop: clients closed then are not announced to the others.
+    quiet_close: bool,
 }
 
 impl<'a, S: Service> Worker<'a, S> {
@@ -347,6 +364,11 @@ impl<'a, S: Service> Worker<'a, S> {
             accept,
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
+            others: Vec::new(),
+            fanout: std::collections::VecDeque::new(),
+            fanning: false,
+            held: Vec::new(),
+            quiet_close: false,
         }
     }
 
@@ -433,7 +455,20 @@ impl<'a, S: Service> Worker<'a, S> {
             if now >= self.next_sweep {
                 self.sweep(now);
             }
+            if !self.held.is_empty() && !self.fan_out_full() {
+                self.again.append(&mut self.held);
+            }
         }
+    }
+
+    /// Fan-out backpressure: some client is owed `max_owed` or more, so no sender is read.
+    fn fan_out_full(&self) -> bool {
+        S::FAN_OUT
+            && self
+                .conns
+                .iter()
+                .flatten()
+                .any(|c| c.owed() >= self.limits.max_owed)
     }
 
     /// How long epoll_wait may sleep: not past the next idle sweep or the end of an accept
@@ -690,8 +725,56 @@ impl<'a, S: Service> Worker<'a, S> {
         let greeted = conn.send(&self.out, now);
         self.conns[slot] = Some(conn);
         if let Err(e) = greeted {
-            self.close(slot, io_reason("write", &e));
+            return self.close(slot, io_reason("write", &e));
         }
+        self.share(slot, Event::Joined, now);
+    }
+
+    /// Fan-out: tells the service what client `slot` did and delivers what it wrote for the
+    /// others. A no-op for services without `FAN_OUT`.
+    fn share(&mut self, slot: usize, event: Event, now: Instant) {
+        if !S::FAN_OUT {
+            return;
+        }
+        let Some(c) = self.conns[slot].as_mut() else {
+            return;
+        };
+        self.others.clear();
+        self.service.share(&mut c.session, event, &mut self.others);
+        self.broadcast(Some(slot), now);
+    }
+
+    /// Sends `self.others` to every client but `from`. What a client cannot take yet waits in
+    /// its owed bytes; `fan_out_full` then holds the senders back (backpressure, as TCP does),
+    /// and `sweep` drops a client that takes nothing for `FAN_OUT_STALL` (not reading).
+    fn broadcast(&mut self, from: Option<usize>, now: Instant) {
+        if self.others.is_empty() {
+            return;
+        }
+        self.fanout
+            .push_back((from, std::mem::take(&mut self.others)));
+        if self.fanning {
+            return;
+        }
+        self.fanning = true;
+        while let Some((from, data)) = self.fanout.pop_front() {
+            for slot in 0..self.conns.len() {
+                let Some(c) = self.conns[slot].as_mut() else {
+                    continue;
+                };
+                if Some(slot) == from || matches!(c.phase, Phase::Closing { .. }) {
+                    continue;
+                }
+                if c.owed() == 0 {
+                    // Nothing was waiting: the stall clock starts with this delivery.
+                    c.last_drained = now;
+                }
+                if let Err(e) = c.send(&data, now) {
+                    self.close(slot, io_reason("write", &e));
+                }
+            }
+        }
+        self.fanning = false;
     }
 
     /// Moves one client along as far as it can go now: send what it is owed, read what it
@@ -700,6 +783,8 @@ impl<'a, S: Service> Worker<'a, S> {
         let cap = self.limits.max_owed;
         let mut reads = 0;
         loop {
+            // Fan-out backpressure, looked at before this client is borrowed.
+            let full = self.fan_out_full();
             let Some(c) = self.conns[slot].as_mut() else {
                 return;
             };
@@ -727,6 +812,11 @@ impl<'a, S: Service> Worker<'a, S> {
             if !c.readable || c.phase == Phase::PeerDone || c.owed() >= cap {
                 return;
             }
+            if full {
+                // Its bytes would go to a client that cannot take them: wait for that one.
+                self.held.push(token(slot, self.generations[slot]));
+                return;
+            }
             if reads == READS_PER_TURN {
                 self.again.push(token(slot, self.generations[slot]));
                 return;
@@ -746,6 +836,7 @@ impl<'a, S: Service> Worker<'a, S> {
                     if let Err(e) = c.send(&self.out, now) {
                         return self.close(slot, io_reason("write", &e));
                     }
+                    self.share(slot, Event::Eof, now);
                     if let Next::Drop(why) = next {
                         return self.drop_client(slot, why);
                     }
@@ -782,6 +873,15 @@ impl<'a, S: Service> Worker<'a, S> {
                         }
                         Next::Drop(why) => return self.drop_client(slot, why),
                     }
+                    if S::FAN_OUT {
+                        self.others.clear();
+                        self.service.share(
+                            &mut c.session,
+                            Event::Data(&self.rbuf[..n]),
+                            &mut self.others,
+                        );
+                        self.broadcast(Some(slot), now);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     c.readable = false;
@@ -808,6 +908,17 @@ impl<'a, S: Service> Worker<'a, S> {
         for slot in 0..self.conns.len() {
             let Some(c) = &self.conns[slot] else { continue };
             let quiet = now.saturating_duration_since(c.last_active);
+            let stalled = now.saturating_duration_since(c.last_drained);
+            if S::FAN_OUT && c.owed() >= self.limits.max_owed && stalled >= FAN_OUT_STALL {
+                // It holds every sender back and takes nothing: a rule broken, always said.
+                let why = format!(
+                    "not reading: {} waiting to be sent to it, none taken for {}",
+                    narrate::bytes(c.owed() as u64),
+                    narrate::short(stalled)
+                );
+                self.drop_client(slot, why);
+                continue;
+            }
             let why = match (c.phase, self.limits.idle_timeout) {
                 (Phase::Closing { shut: true }, _) if quiet >= LINGER => format!(
                     "did not close within {} of our goodbye",
@@ -827,9 +938,16 @@ impl<'a, S: Service> Worker<'a, S> {
 
     /// Ends a client: its `-v` line, its counts given back, close() narrated.
     fn close(&mut self, slot: usize, why: String) {
-        let Some(c) = self.conns[slot].take() else {
+        let Some(mut c) = self.conns[slot].take() else {
             return;
         };
+        // At stop nobody is told: everyone is leaving.
+        if S::FAN_OUT && !self.quiet_close {
+            self.others.clear();
+            self.service
+                .share(&mut c.session, Event::Left(&why), &mut self.others);
+            self.broadcast(None, Instant::now());
+        }
         self.generations[slot] = (self.generations[slot] + 1) & 0x7FFF_FFFF;
         self.free.push(slot);
         self.shared.open.fetch_sub(1, Ordering::SeqCst);
@@ -858,6 +976,7 @@ impl<'a, S: Service> Worker<'a, S> {
     /// At stop: one last try to send what each client is owed, then close them all.
     fn close_all(&mut self) {
         let now = Instant::now();
+        self.quiet_close = true;
         let incoming = std::mem::take(
             &mut *self.shared.lanes[self.id]
                 .inbox

@@ -26,6 +26,29 @@ pub trait Service: Send + Sync + 'static {
     fn eof(&self, _session: &mut Self::Session, _out: &mut Vec<u8>) -> Next {
         Next::Close
     }
+
+    /// True for services whose clients talk to each other (broker, chat). The engine then runs
+    /// a single event loop, so every client is within reach of every other, and calls `share`.
+    const FAN_OUT: bool = false;
+
+    /// Fan-out (only when `FAN_OUT`): what the other clients get when this one does something.
+    /// Bytes appended to `others` go to every other client, never back to this one; a client
+    /// that is owed more than `Limits::max_owed` by then is dropped (it is not reading), so one
+    /// slow reader neither holds the others back nor grows the server's memory.
+    fn share(&self, _session: &mut Self::Session, _event: Event, _others: &mut Vec<u8>) {}
+}
+
+/// What happened to a client, as told to a fan-out service's `share`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Accepted (after `open`).
+    Joined,
+    /// These bytes arrived from it (after `input`).
+    Data(&'a [u8]),
+    /// It shut its sending side (after `eof`).
+    Eof,
+    /// The connection is gone, for this reason; the session ends with this call.
+    Left(&'a str),
 }
 
 /// What the engine does with a connection after a service call.

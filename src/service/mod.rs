@@ -1,6 +1,8 @@
 //! The services sockkit's servers plug into the connection engine (`server::Service`): pure
 //! byte-in, byte-out logic that never touches a socket, so each can be tested alone.
 
+pub mod broker;
+pub mod dumped;
 pub mod echo;
 pub mod jokes;
 pub mod knock;

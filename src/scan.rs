@@ -1,0 +1,553 @@
+//! `connect -z`: the port check. It owns the port list a user types (`80`, `8000-8100`,
+//! `22,80,8000-8010`) and the check itself: a non-blocking connect per port, several in flight
+//! at once (at most `--parallel`), each bounded by `-w`, no data sent. One line per port goes
+//! to stdout, because with `-z` the ports' states are the data the user asked for (nc -zv puts
+//! them on stderr only because its stdout belongs to the socket, and here no socket data
+//! exists); the summary is status, so it goes to stderr. Socket setup is shared with
+//! `socket.rs`; the connect state machine (EINPROGRESS, poll for POLLOUT, SO_ERROR) lives here,
+//! narrated with `-vv` so the learner sees how a non-blocking connect completes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use socket2::{Domain, SockAddr, Socket};
+
+use crate::addr::{self, PortArg};
+use crate::cli::ConnectArgs;
+use crate::error::{self, UsageError};
+use crate::narrate;
+use crate::socket;
+use crate::sockopt::{Plan, SockKind, Stage};
+use crate::source::{self, Source};
+
+/// How long each port may take to answer when `-w` is not given: long enough for a far host,
+/// short enough that a filtered port does not hold the check up for the kernel's ~2 minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Ports checked at once unless `--parallel` says otherwise: fast on a LAN, gentle on a host.
+pub const DEFAULT_PARALLEL: usize = 32;
+
+/// PORT or PORTS as typed after HOST: one port, a range `FIRST-LAST`, or a comma-separated
+/// list of both. Ports keep the order given; a port listed twice is checked once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortList {
+    ports: Vec<u16>,
+    /// True when the text was exactly one port (no comma, no range): a relay target.
+    single: bool,
+}
+
+impl PortList {
+    /// The one port of a plain `PORT` (for the relay), or a usage error naming `-z`.
+    pub fn single(&self) -> Result<PortArg> {
+        if self.single {
+            return Ok(PortArg(self.ports[0]));
+        }
+        Err(UsageError::new(format!(
+            "a port list ({} ports) needs -z: connect relays with one port; -z checks many",
+            self.ports.len()
+        ))
+        .into())
+    }
+
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+}
+
+impl FromStr for PortList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        // One bare port keeps PortArg's wording (and its port 0 rule, checked by the caller).
+        if !t.contains([',', '-']) || t.parse::<i64>().is_ok() {
+            let p: PortArg = t.parse()?;
+            return Ok(PortList {
+                ports: vec![p.0],
+                single: true,
+            });
+        }
+        let mut ports = Vec::new();
+        let mut seen = vec![false; 65536];
+        for item in t.split(',') {
+            let item = item.trim();
+            let (first, last) = match item.split_once('-') {
+                _ if item.is_empty() => {
+                    return Err(format!(
+                        "'{t}' has an empty item: list ports as 22,80,8000-8010"
+                    ));
+                }
+                None => {
+                    let p = list_port(item, t)?;
+                    (p, p)
+                }
+                Some((a, b)) => {
+                    if a.trim().is_empty() || b.trim().is_empty() {
+                        return Err(format!(
+                            "'{item}' is not a port range: give both ends, FIRST-LAST (e.g. 8000-8100)"
+                        ));
+                    }
+                    let (a, b) = (list_port(a, t)?, list_port(b, t)?);
+                    if a > b {
+                        return Err(format!(
+                            "port range {a}-{b} runs backwards: write the lower port first ({b}-{a})"
+                        ));
+                    }
+                    (a, b)
+                }
+            };
+            for p in first..=last {
+                if !seen[usize::from(p)] {
+                    seen[usize::from(p)] = true;
+                    ports.push(p);
+                }
+            }
+        }
+        Ok(PortList {
+            ports,
+            single: false,
+        })
+    }
+}
+
+/// A port inside a list or range: 1-65535 (0 cannot be connected to).
+fn list_port(s: &str, whole: &str) -> Result<u16, String> {
+    let p: PortArg = s.trim().parse()?;
+    if p.0 == 0 {
+        return Err(format!(
+            "port 0 in '{whole}' cannot be checked: it only means 'any free port' when listening"
+        ));
+    }
+    Ok(p.0)
+}
+
+/// `connect -z HOST PORTS`: from the parsed arguments to the check.
+pub fn connect_z(args: &ConnectArgs) -> Result<()> {
+    if args.dgram.udp || args.unix.is_some() {
+        return Err(UsageError::new(
+            "-z checks TCP ports only: a UDP check cannot tell open from filtered without \
+             sending payload, and a Unix socket has no ports",
+        )
+        .into());
+    }
+    let (host, list) = args.host_port()?;
+    if list.single {
+        addr::connect_port(PortArg(list.ports[0]))?;
+    }
+    if args.source.source_port.is_some_and(|p| p.0 != 0) {
+        return Err(UsageError::new(
+            "-p/--source-port cannot be used with -z: each check needs a source port of its \
+             own (-s still chooses the source address)",
+        )
+        .into());
+    }
+    let ports = list.ports();
+    let addrs = addr::resolve(host, ports[0], args.net.family())?;
+    let source = args.source.source();
+    let addrs = source.fitting(host, addrs)?;
+    let ip = addrs[0].ip();
+    if addrs.len() > 1 {
+        narrate::info(format_args!(
+            "{} resolves to {} addresses; checking the first, {ip}",
+            host,
+            addrs.len()
+        ));
+    }
+    let plan = Plan::new(&args.sockopts.opts);
+    let check = Check {
+        parallel: usize::from(args.scan.parallel),
+        timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        source,
+        plan: &plan,
+    };
+    if check.timeout.is_zero() {
+        return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());
+    }
+    narrate::info(format_args!(
+        "checking {} port{} on {ip}, at most {} at once, each within {}",
+        ports.len(),
+        if ports.len() == 1 { "" } else { "s" },
+        check.parallel,
+        narrate::short(check.timeout)
+    ));
+    run(ip, ports, &check).map(drop)
+}
+
+/// What one port said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// The three-way handshake completed, in this long.
+    Open(Duration),
+    /// RST: nothing listens there.
+    Closed,
+    /// No answer within `-w` (a firewall dropping packets, a full backlog, a host gone).
+    TimedOut(Duration),
+    /// Anything else the kernel said (unreachable, permission, ...).
+    Failed(String),
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Open(t) => write!(f, "open in {}", narrate::short(*t)),
+            State::Closed => f.write_str("closed"),
+            State::TimedOut(t) => write!(f, "timed out (no answer in {})", narrate::short(*t)),
+            State::Failed(why) => write!(f, "error: {why}"),
+        }
+    }
+}
+
+/// How the check runs.
+pub struct Check<'a> {
+    pub parallel: usize,
+    pub timeout: Duration,
+    /// Bind this before each connect (`-s`; a fixed `-p` is refused earlier).
+    pub source: Source,
+    pub plan: &'a Plan,
+}
+
+/// Counts for the summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub open: usize,
+    pub closed: usize,
+    pub timed_out: usize,
+    pub failed: usize,
+}
+
+impl Tally {
+    fn add(&mut self, s: &State) {
+        match s {
+            State::Open(_) => self.open += 1,
+            State::Closed => self.closed += 1,
+            State::TimedOut(_) => self.timed_out += 1,
+            State::Failed(_) => self.failed += 1,
+        }
+    }
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} open, {} closed", self.open, self.closed)?;
+        if self.timed_out > 0 {
+            write!(f, ", {} timed out", self.timed_out)?;
+        }
+        if self.failed > 0 {
+            write!(f, ", {} failed", self.failed)?;
+        }
+        Ok(())
+    }
+}
+
+/// One connect in flight.
+struct Probe {
+    index: usize,
+    addr: SocketAddr,
+    sock: Socket,
+    started: Instant,
+}
+
+/// Checks every port of `ports` on `ip`, printing one line per port to stdout in the order
+/// given, and a summary on stderr. Ok when at least one port is open; otherwise the error is
+/// the summary (exit status 1).
+pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
+    let started = Instant::now();
+    let parallel = check.parallel.max(1);
+    let mut stdout = io::stdout().lock();
+    let mut next = 0usize; // next port to start
+    let mut printed = 0usize; // next port to print
+    let mut done: BTreeMap<usize, State> = BTreeMap::new();
+    let mut inflight: Vec<Probe> = Vec::with_capacity(parallel);
+    let mut tally = Tally::default();
+    let mut reader_gone = false;
+    while printed < ports.len() {
+        // Start connects until `parallel` are in flight (or descriptors run out for now).
+        while next < ports.len() && inflight.len() < parallel {
+            let addr = SocketAddr::new(ip, ports[next]);
+            match start(addr, check) {
+                Ok(Started::Pending(sock, started)) => inflight.push(Probe {
+                    index: next,
+                    addr,
+                    sock,
+                    started,
+                }),
+                Ok(Started::Done(state)) => {
+                    done.insert(next, state);
+                }
+                Err(e) if is_out_of_fds(&e) && !inflight.is_empty() => break,
+                Err(e) => return Err(e),
+            }
+            next += 1;
+        }
+        if !inflight.is_empty() {
+            wait(&mut inflight, &mut done, check.timeout)?;
+        }
+        while let Some(state) = done.remove(&printed) {
+            tally.add(&state);
+            let line = format!("{} {state}\n", SocketAddr::new(ip, ports[printed]));
+            printed += 1;
+            if reader_gone {
+                continue;
+            }
+            if let Err(e) = stdout
+                .write_all(line.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                if !error::is_broken_pipe(&e) {
+                    return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
+                }
+                // `| head -3`: the reader has what it wanted; finish quietly.
+                reader_gone = true;
+            }
+        }
+        if reader_gone {
+            for p in inflight.drain(..) {
+                socket::close(p.sock);
+            }
+            return Ok(tally);
+        }
+    }
+    let summary = format!(
+        "{} {} on {ip} checked in {}: {tally}",
+        ports.len(),
+        if ports.len() == 1 { "port" } else { "ports" },
+        narrate::short(started.elapsed())
+    );
+    if tally.open == 0 {
+        return Err(anyhow!("no open port: {summary}"));
+    }
+    narrate::emit(format_args!("{summary}"));
+    Ok(tally)
+}
+
+enum Started {
+    /// In flight since this instant (taken just before connect()).
+    Pending(Socket, Instant),
+    Done(State),
+}
+
+fn is_out_of_fds(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .and_then(io::Error::raw_os_error)
+        .is_some_and(|c| c == libc::EMFILE || c == libc::ENFILE)
+}
+
+/// socket, options, optional bind, non-blocking connect: usually EINPROGRESS, sometimes an
+/// answer at once (loopback can refuse immediately).
+fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
+    let sock = socket::tcp_socket(Domain::for_address(addr)).map_err(anyhow::Error::new)?;
+    check
+        .plan
+        .apply(&sock, socket::target(&addr, SockKind::Tcp), Stage::Early)?;
+    if let Some(src) = check.source.bind_addr(&addr)
+        && let Err(e) = source::bind_source(&sock, src)
+    {
+        socket::close(sock);
+        return Err(e);
+    }
+    let nonblocking = narrate::traced(
+        || sock.set_nonblocking(true),
+        |r| {
+            format!(
+                "fcntl(fd {}, F_SETFL, O_NONBLOCK) {} (connect will not wait)",
+                socket::fd(&sock),
+                narrate::outcome(r)
+            )
+        },
+    );
+    if let Err(e) = nonblocking {
+        socket::close(sock);
+        return Err(anyhow!(
+            "making a socket non-blocking: {}",
+            error::plain(&e)
+        ));
+    }
+    let t0 = Instant::now();
+    let result = narrate::traced(
+        || sock.connect(&SockAddr::from(addr)),
+        |r| {
+            format!(
+                "connect(fd {}, {addr}) {}{}",
+                socket::fd(&sock),
+                narrate::outcome(r),
+                socket::state_suffix(&sock)
+            )
+        },
+    );
+    match result {
+        Ok(()) => {
+            let took = t0.elapsed();
+            socket::close(sock);
+            Ok(Started::Done(State::Open(took)))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(Started::Pending(sock, t0)),
+        Err(e) => {
+            socket::close(sock);
+            Ok(Started::Done(refusal(&e)))
+        }
+    }
+}
+
+/// What a failed connect means for the port.
+fn refusal(e: &io::Error) -> State {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => State::Closed,
+        Some(code) => State::Failed(format!(
+            "{} ({})",
+            error::plain(e),
+            narrate::errno_name(code)
+        )),
+        None => State::Failed(error::plain(e)),
+    }
+}
+
+/// One poll(2) over every connect in flight: writable means the handshake ended one way or
+/// the other (SO_ERROR says which); past its deadline a probe is given up.
+fn wait(
+    inflight: &mut Vec<Probe>,
+    done: &mut BTreeMap<usize, State>,
+    timeout: Duration,
+) -> Result<()> {
+    let now = Instant::now();
+    let soonest = inflight
+        .iter()
+        .map(|p| p.started + timeout)
+        .min()
+        .unwrap_or(now);
+    let mut fds: Vec<libc::pollfd> = inflight
+        .iter()
+        .map(|p| libc::pollfd {
+            fd: p.sock.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        })
+        .collect();
+    // Round up so a deadline is not polled a hair early and spun on.
+    let ms =
+        i32::try_from(soonest.saturating_duration_since(now).as_millis() + 1).unwrap_or(i32::MAX);
+    // SAFETY: fds is a valid, initialised array of pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(());
+        }
+        return Err(anyhow!("poll(): {}", error::plain(&e)));
+    }
+    let now = Instant::now();
+    let mut keep = Vec::with_capacity(inflight.len());
+    for (p, pfd) in inflight.drain(..).zip(&fds) {
+        let took = now.saturating_duration_since(p.started);
+        let state = if pfd.revents != 0 {
+            let err = p.sock.take_error();
+            let state = match &err {
+                Ok(None) => State::Open(took),
+                Ok(Some(e)) | Err(e) => refusal(e),
+            };
+            narrate::call(
+                format_args!(
+                    "poll: fd {} writable; getsockopt(fd {}, SOL_SOCKET, SO_ERROR) = {}{}",
+                    socket::fd(&p.sock),
+                    socket::fd(&p.sock),
+                    match &err {
+                        Ok(None) => "0".to_string(),
+                        Ok(Some(e)) | Err(e) => e
+                            .raw_os_error()
+                            .map_or_else(|| e.to_string(), |c| narrate::errno_name(c).into()),
+                    },
+                    socket::state_suffix(&p.sock)
+                ),
+                took,
+            );
+            state
+        } else if took >= timeout {
+            narrate::info(format_args!(
+                "{}: no answer in {}; giving up",
+                p.addr,
+                narrate::short(timeout)
+            ));
+            State::TimedOut(timeout)
+        } else {
+            keep.push(p);
+            continue;
+        };
+        socket::close(p.sock);
+        done.insert(p.index, state);
+    }
+    *inflight = keep;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(s: &str) -> Result<Vec<u16>, String> {
+        s.parse::<PortList>().map(|l| l.ports)
+    }
+
+    #[test]
+    fn lists_take_ports_ranges_and_both() {
+        assert_eq!(list("80"), Ok(vec![80]));
+        assert_eq!(list("8000-8003"), Ok(vec![8000, 8001, 8002, 8003]));
+        assert_eq!(list("22,80,8000-8002"), Ok(vec![22, 80, 8000, 8001, 8002]));
+        assert_eq!(
+            list(" 7 , 7-8 "),
+            Ok(vec![7, 8]),
+            "repeats are checked once"
+        );
+        assert_eq!(list("1-65535").unwrap().len(), 65535);
+        assert!("80".parse::<PortList>().unwrap().single);
+        assert!(!"80,81".parse::<PortList>().unwrap().single);
+    }
+
+    #[test]
+    fn bad_lists_say_what_is_wrong() {
+        assert!(list("100-80").unwrap_err().contains("runs backwards"));
+        assert!(list("80-").unwrap_err().contains("FIRST-LAST"));
+        assert!(list("22,,80").unwrap_err().contains("empty item"));
+        assert!(list("1-70000").unwrap_err().contains("out of range"));
+        assert!(list("0-10").unwrap_err().contains("port 0"));
+        assert!(list("http").unwrap_err().contains("not a port number"));
+        assert!(list("-1").unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn a_list_is_not_a_relay_target() {
+        let l: PortList = "22,80".parse().unwrap();
+        let e = l.single().unwrap_err();
+        assert_eq!(error::exit_status(&e), error::EXIT_USAGE);
+        assert!(e.to_string().contains("-z"));
+        assert_eq!(
+            "80".parse::<PortList>().unwrap().single().unwrap(),
+            PortArg(80)
+        );
+    }
+
+    #[test]
+    fn states_read_as_words() {
+        assert_eq!(
+            State::Open(Duration::from_micros(250)).to_string(),
+            "open in 250µs"
+        );
+        assert_eq!(State::Closed.to_string(), "closed");
+        assert!(
+            State::TimedOut(Duration::from_secs(3))
+                .to_string()
+                .starts_with("timed out")
+        );
+        let t = Tally {
+            open: 1,
+            closed: 2,
+            timed_out: 0,
+            failed: 0,
+        };
+        assert_eq!(t.to_string(), "1 open, 2 closed");
+    }
+}

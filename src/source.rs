@@ -1,0 +1,148 @@
+//! Where a client's connection comes from: `-s/--source ADDR` and `-p/--source-port PORT`,
+//! bound before connect (narrated like every socket call), with errors that say whether the
+//! address is not this machine's or the port is taken. `socket.rs` calls it on each attempt.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use anyhow::{Result, anyhow};
+use socket2::{SockAddr, Socket};
+
+use crate::error;
+use crate::narrate;
+use crate::socket;
+
+/// The local end a client asked for; either part may be left to the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Source {
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+}
+
+impl Source {
+    /// True when nothing was asked: the kernel picks address and port at connect.
+    pub fn is_any(&self) -> bool {
+        self.ip.is_none() && self.port.is_none()
+    }
+
+    /// Whether a connection to `target` can come from this source (same address family).
+    pub fn fits(&self, target: &SocketAddr) -> bool {
+        self.ip.is_none_or(|ip| ip.is_ipv4() == target.is_ipv4())
+    }
+
+    /// The address to bind before connecting to `target`, or `None` to leave it to connect.
+    pub fn bind_addr(&self, target: &SocketAddr) -> Option<SocketAddr> {
+        if self.is_any() {
+            return None;
+        }
+        let ip = self.ip.unwrap_or(if target.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        });
+        Some(SocketAddr::new(ip, self.port.unwrap_or(0)))
+    }
+
+    /// The addresses of `host` a connection from here can reach (same family as `-s`).
+    pub fn fitting(&self, host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>> {
+        if addrs.iter().any(|a| self.fits(a)) {
+            Ok(addrs.into_iter().filter(|a| self.fits(a)).collect())
+        } else {
+            Err(self.mismatch(host, &addrs))
+        }
+    }
+
+    /// The error when no address of the host fits the source's family.
+    fn mismatch(&self, host: &str, addrs: &[SocketAddr]) -> anyhow::Error {
+        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
+        let got: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        anyhow!(
+            "source address {ip} is {} but '{host}' resolves only to {} ({}): give a source of \
+             the same family",
+            if self.ip.is_some_and(|i| i.is_ipv4()) {
+                "IPv4"
+            } else {
+                "IPv6"
+            },
+            if self.ip.is_some_and(|i| i.is_ipv4()) {
+                "IPv6"
+            } else {
+                "IPv4"
+            },
+            got.join(", ")
+        )
+    }
+}
+
+/// `bind(fd 3, 127.0.0.1:40000) = 0` before connect, with a learner's error when it fails.
+pub fn bind_source(sock: &Socket, addr: SocketAddr) -> Result<()> {
+    let result = narrate::traced(
+        || sock.bind(&SockAddr::from(addr)),
+        |r| {
+            format!(
+                "bind(fd {}, {addr}) {} (source for the connect)",
+                socket::fd(sock),
+                narrate::outcome(r)
+            )
+        },
+    );
+    result.map_err(|e| anyhow!("{}", failure(addr, &e)))
+}
+
+/// Why the source could not be bound, worded for a learner.
+pub fn failure(addr: SocketAddr, e: &std::io::Error) -> String {
+    let port = addr.port();
+    match e.raw_os_error() {
+        Some(libc::EADDRNOTAVAIL) => format!(
+            "cannot use source address {}: it is not an address of this machine ('ip addr' \
+             lists the ones that are)",
+            addr.ip()
+        ),
+        Some(libc::EADDRINUSE) => format!(
+            "cannot use source port {port}: another socket holds {addr} ('ss -tanp' shows \
+             which; a recent connection from it may still be in TIME_WAIT)"
+        ),
+        Some(libc::EACCES) if port < 1024 => format!(
+            "cannot use source port {port}: ports below 1024 are privileged (root or \
+             CAP_NET_BIND_SERVICE)"
+        ),
+        _ => format!("cannot bind source {addr}: {}", error::plain(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bind_address_fills_in_what_was_not_asked() {
+        let v4: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(Source::default().bind_addr(&v4), None);
+        let port_only = Source {
+            ip: None,
+            port: Some(4000),
+        };
+        assert_eq!(
+            port_only.bind_addr(&v4),
+            Some("0.0.0.0:4000".parse().unwrap())
+        );
+        assert_eq!(port_only.bind_addr(&v6), Some("[::]:4000".parse().unwrap()));
+        let ip_only = Source {
+            ip: Some("127.0.0.2".parse().unwrap()),
+            port: None,
+        };
+        assert_eq!(ip_only.bind_addr(&v4), Some("127.0.0.2:0".parse().unwrap()));
+        assert!(ip_only.fits(&v4) && !ip_only.fits(&v6));
+        assert!(ip_only.mismatch("h", &[v6]).to_string().contains("IPv4"));
+    }
+
+    #[test]
+    fn failures_name_the_cause() {
+        let a: SocketAddr = "192.0.2.1:0".parse().unwrap();
+        let e = std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
+        assert!(failure(a, &e).contains("not an address of this machine"));
+        let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let e = std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+        assert!(failure(a, &e).contains("source port 5000"));
+    }
+}

@@ -1,0 +1,221 @@
+//! What the relay may do to bytes on their way, and how it shows them: `--crlf` (LF typed on
+//! stdin goes out as CRLF) and the hex view of `-x`/`--hexdump-file` (offset, hex and ASCII per
+//! direction, as `hexdump -C` lays it out). The transforms are pure functions over byte
+//! slices, tested here; `Dump` is only the sink the lines go to (stderr or a file). Where the
+//! bytes come from is the relay's and the engine's business.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+
+use crate::cli::DumpArgs;
+
+/// `--crlf`: LF becomes CRLF; an LF that already follows a CR is left alone (so CRLF input is
+/// not doubled), even when the CR ended the previous chunk.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Crlf {
+    after_cr: bool,
+}
+
+impl Crlf {
+    /// Appends `input`, with every bare LF as CRLF, to `out`.
+    pub fn convert(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.reserve(input.len() + input.len() / 16);
+        for &b in input {
+            if b == b'\n' && !self.after_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            self.after_cr = b == b'\r';
+        }
+    }
+}
+
+/// Which way bytes crossed the wire, from this end's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Sent to the peer: `>`.
+    Out,
+    /// Received from the peer: `<`.
+    In,
+}
+
+impl Dir {
+    pub fn mark(self) -> char {
+        match self {
+            Dir::Out => '>',
+            Dir::In => '<',
+        }
+    }
+}
+
+/// Bytes per dump line.
+const WIDTH: usize = 16;
+
+/// `data`, which starts `offset` bytes into this direction's stream, as `hexdump -C` lines
+/// with the direction in front:
+///
+/// ```text
+/// > 00000000  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 0a           |Hello, world.|
+/// ```
+pub fn hexdump(dir: Dir, offset: u64, data: &[u8]) -> String {
+    let mut s = String::with_capacity(data.len().div_ceil(WIDTH) * 80);
+    for (i, row) in data.chunks(WIDTH).enumerate() {
+        let _ = write!(s, "{} {:08x}  ", dir.mark(), offset + (i * WIDTH) as u64);
+        for col in 0..WIDTH {
+            match row.get(col) {
+                Some(b) => {
+                    let _ = write!(s, "{b:02x} ");
+                }
+                None => s.push_str("   "),
+            }
+            if col == WIDTH / 2 - 1 {
+                s.push(' ');
+            }
+        }
+        s.push_str(" |");
+        s.extend(row.iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        s.push_str("|\n");
+    }
+    s
+}
+
+/// Where the hex dump goes: stderr, or the file of `--hexdump-file`. Shared by threads and
+/// connections; each call writes whole lines at once, so dumps never interleave mid-line.
+#[derive(Clone)]
+pub struct Dump {
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl std::fmt::Debug for Dump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dump")
+    }
+}
+
+impl Dump {
+    /// The sink `-x`/`--hexdump-file` asked for, or `None` when no dump was asked for.
+    pub fn open(args: &DumpArgs) -> Result<Option<Dump>> {
+        let out: Box<dyn Write + Send> = match (&args.hexdump_file, args.hexdump) {
+            (Some(path), _) => Box::new(
+                File::create(path)
+                    .with_context(|| format!("creating the hex dump file {}", path.display()))?,
+            ),
+            (None, true) => Box::new(io::stderr()),
+            (None, false) => return Ok(None),
+        };
+        Ok(Some(Dump {
+            out: Arc::new(Mutex::new(out)),
+        }))
+    }
+
+    /// Dumps `data`, `offset` bytes into direction `dir`, with `label` (a client's address on
+    /// a server) in front of the block when given.
+    pub fn record(&self, label: Option<&str>, dir: Dir, offset: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let mut text = String::new();
+        if let Some(l) = label {
+            let _ = writeln!(text, "{} {l}: {} bytes", dir.mark(), data.len());
+        }
+        text.push_str(&hexdump(dir, offset, data));
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        // A dump that cannot be written (disk full) must not end the session it watches.
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+/// What the relay does on the way: `--crlf` and the dump. When either is on, the relay copies
+/// through user space (no zero-copy path), since it has to see the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Wire {
+    pub crlf: bool,
+    pub dump: Option<Dump>,
+}
+
+impl Wire {
+    pub fn from_args(args: &crate::cli::WireArgs) -> Result<Wire> {
+        Ok(Wire {
+            crlf: args.crlf,
+            dump: Dump::open(&args.dump)?,
+        })
+    }
+
+    /// True when the relay must see every byte.
+    pub fn active(&self) -> bool {
+        self.crlf || self.dump.is_some()
+    }
+
+    /// Dumps one direction's bytes, if a dump was asked for.
+    pub fn record(&self, dir: Dir, offset: u64, data: &[u8]) {
+        if let Some(d) = &self.dump {
+            d.record(None, dir, offset, data);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crlf(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut c = Crlf::default();
+        let mut out = Vec::new();
+        for ch in chunks {
+            c.convert(ch, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn crlf_turns_bare_lf_into_crlf_only() {
+        assert_eq!(crlf(&[b"HELO x\nQUIT\n"]), b"HELO x\r\nQUIT\r\n");
+        assert_eq!(crlf(&[b"a\r\nb\n"]), b"a\r\nb\r\n", "CRLF is not doubled");
+        assert_eq!(
+            crlf(&[b"a\r", b"\nb"]),
+            b"a\r\nb",
+            "a CR at a chunk's end counts"
+        );
+        assert_eq!(crlf(&[b"\n\n"]), b"\r\n\r\n");
+        assert_eq!(crlf(&[b"\r\r\n"]), b"\r\r\n");
+        assert_eq!(crlf(&[b"no newline"]), b"no newline");
+    }
+
+    #[test]
+    fn hexdump_lays_out_offset_hex_and_ascii() {
+        let text = hexdump(Dir::Out, 0, b"Hello, world!\n\x00\xff\x7fABC");
+        assert_eq!(
+            text,
+            "> 00000000  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 21 0a 00 ff  |Hello, world!...|\n\
+             > 00000010  7f 41 42 43                                       |.ABC|\n"
+        );
+        let text = hexdump(Dir::In, 0x1f0, b"hi");
+        assert_eq!(
+            text,
+            "< 000001f0  68 69                                             |hi|\n"
+        );
+        assert_eq!(hexdump(Dir::In, 0, b""), "");
+    }
+
+    #[test]
+    fn every_dump_line_has_the_same_width() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        for n in [1, 7, 8, 9, 15, 16, 17, 200] {
+            let text = hexdump(Dir::Out, 0, &data[..n]);
+            for line in text.lines() {
+                let bar = line.find('|').unwrap();
+                assert_eq!(bar, 62, "n={n}: {line}");
+            }
+        }
+    }
+}
