@@ -1014,3 +1014,21 @@ fn knock_tells_a_joke_over_a_unix_socket() {
     assert!(k.signal(libc::SIGTERM).success(), "{}", k.log());
     assert!(!path.exists());
 }
+
+#[test]
+fn a_port_check_refuses_udp_and_unix_instead_of_checking_tcp() {
+    // -z checks TCP; asked for UDP it must say so, never quietly check TCP ports instead.
+    for args in [
+        &["connect", "-z", "-u", "127.0.0.1", "1-3"][..],
+        &["connect", "-z", "-U", "/nonexistent/sock"][..],
+    ] {
+        let out = util::run(args, b"", util::T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("-z checks TCP ports only"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, b"");
+    }
+}
