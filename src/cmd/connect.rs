@@ -1,10 +1,11 @@
 //! `sockkit connect HOST PORT`: the client. Resolve the name, try each address until one
 //! connects, then relay stdin and stdout over the socket until the session ends.
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 
 use crate::addr;
 use crate::cli::ConnectArgs;
+use crate::error;
 use crate::narrate;
 use crate::relay::{self, Relay};
 use crate::socket;
@@ -29,7 +30,19 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     let addrs = source.fitting(host, addrs)?;
     let sock = socket::connect_from(&addrs, args.timeout, &plan, &source)?;
     let local = socket::local_addr(&sock)?;
-    let peer = socket::peer_addr(&sock)?;
+    let peer = match socket::peer_addr(&sock) {
+        Ok(peer) => peer,
+        // A peer that accepts and resets at once leaves nobody to name: say what happened.
+        Err(e) => match sock.take_error() {
+            Ok(Some(why)) => {
+                return Err(anyhow!(
+                    "{}: the peer ended the connection as soon as it was made",
+                    error::plain(&why)
+                ));
+            }
+            _ => return Err(e),
+        },
+    };
     narrate::info(format_args!("connected: {local} -> {peer}"));
     if args.sockopts.show_opts {
         let title = format!("fd {} ({local} -> {peer})", socket::fd(&sock));
