@@ -229,6 +229,9 @@ pub struct KnockArgs {
     pub shuffle: bool,
 
     #[command(flatten)]
+    pub dump: DumpArgs,
+
+    #[command(flatten)]
     pub local: LocalArgs,
 
     #[command(flatten)]

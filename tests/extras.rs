@@ -825,3 +825,24 @@ fn crlf_and_dump_apply_when_stdin_is_a_file_too() {
         "the dump shows the converted bytes:\n{err}"
     );
 }
+
+#[test]
+fn knock_hexdump_shows_the_greeting_it_sends() {
+    let srv = server(&["knock", "-x", "127.0.0.1", "0"]);
+    let c = TcpStream::connect(loopback(srv.port)).unwrap();
+    let me = c.local_addr().unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    let mut first = String::new();
+    BufReader::new(&c).read_line(&mut first).unwrap();
+    assert_eq!(first.trim_end(), "Knock! Knock!");
+    srv.line_with(&format!("> {me}: "));
+    let line = srv.line_with("> 00000000");
+    assert!(
+        line.starts_with("> 00000000  4b 6e 6f 63 6b 21 20 4b  6e 6f 63 6b 21"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("|Knock! Knock!..|") || line.ends_with("|Knock! Knock!.|"),
+        "{line}"
+    );
+}

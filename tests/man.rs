@@ -145,6 +145,10 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "Tell your own jokes (one clue<TAB>punchline per line), in random order.",
                 "sockkit knock --jokes my-jokes.tsv --shuffle 0",
             ),
+            (
+                "Watch the protocol byte by byte: each client's lines in hex on stderr.",
+                "sockkit knock -x 127.0.0.1 4444",
+            ),
         ],
     ),
 ];

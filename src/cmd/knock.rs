@@ -7,10 +7,12 @@ use anyhow::Result;
 use crate::addr;
 use crate::cli::KnockArgs;
 use crate::server::{self, Limits};
+use crate::service::dumped::Dumped;
 use crate::service::jokes::Jokes;
 use crate::service::knock::Knock;
 use crate::socket;
 use crate::sockopt::{Plan, SockKind, Value};
+use crate::wire::Dump;
 
 /// The tutorial's port, so its KnockKnockClient finds sockkit where it looks.
 pub const DEFAULT_PORT: u16 = 4444;
@@ -23,9 +25,20 @@ pub fn run(args: KnockArgs) -> Result<()> {
     };
     let told = jokes.len();
     let service = Knock::new(jokes, args.shuffle);
+    // -x: the same service, with each client's bytes shown in hex on the way.
+    let dump = Dump::open(&args.dump)?;
     if let Some(path) = &args.local.unix {
         let (s, v) = (&args.sockopts, args.verbosity);
-        return super::socktype::serve_unix(path, &args.local, s, v, &args.server, service);
+        return match dump {
+            Some(dump) => {
+                let service = Dumped {
+                    inner: service,
+                    dump,
+                };
+                super::socktype::serve_unix(path, &args.local, s, v, &args.server, service)
+            }
+            None => super::socktype::serve_unix(path, &args.local, s, v, &args.server, service),
+        };
     }
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, Some(DEFAULT_PORT))?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
@@ -57,5 +70,16 @@ pub fn run(args: KnockArgs) -> Result<()> {
         }
     ));
     let limits = Limits::from_args(&args.server);
-    server::serve(listener, &plan, limits, service)
+    match dump {
+        Some(dump) => server::serve(
+            listener,
+            &plan,
+            limits,
+            Dumped {
+                inner: service,
+                dump,
+            },
+        ),
+        None => server::serve(listener, &plan, limits, service),
+    }
 }
