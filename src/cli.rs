@@ -12,10 +12,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::addr::{Family, PortArg};
 use crate::sockopt::SockOptRequest;
+use crate::unix::UnixAddr;
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
-/// sockkit connects, listens, echoes and tells Knock Knock jokes over TCP, and on the way
+/// sockkit connects, listens, echoes and tells Knock Knock jokes over TCP (UDP with -u,
+/// Unix-domain sockets with -U), and on the way
 /// shows the sockets API happening: `-vv` narrates each call (socket, setsockopt, bind,
 /// listen, accept, connect, shutdown, close) with its result and time, `-o` sets any socket
 /// option by its kernel name, and `--show-opts` prints what the kernel really set.
@@ -38,6 +40,7 @@ pub enum Command {
     Connect(ConnectArgs),
     Listen(ListenArgs),
     Echo(EchoArgs),
+    Knock(KnockArgs),
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -47,18 +50,36 @@ pub enum Command {
 /// sends until the peer closes: request/response over a pipe just works.
 ///
 /// Example: printf 'GET / HTTP/1.0\r\n\r\n' | sockkit connect example.org 80
+///
+/// With -u, a connected UDP socket: connect() sends nothing, it fixes the peer, so an ICMP
+/// port unreachable comes back as "connection refused" (reported, exit 1). With -U PATH, a
+/// Unix stream socket (-U PATH -u: a Unix datagram socket, autobound so replies can return).
 #[derive(Args, Debug)]
+#[command(override_usage = "sockkit connect [OPTIONS] HOST PORT\n       \
+                            sockkit connect [OPTIONS] -U PATH")]
 pub struct ConnectArgs {
     /// Host name or address to connect to (IPv6 literals with or without brackets).
-    #[arg(value_name = "HOST")]
-    pub host: String,
+    #[arg(value_name = "HOST", required_unless_present = "unix")]
+    pub host: Option<String>,
 
     /// Port to connect to (1-65535).
-    #[arg(value_name = "PORT", allow_negative_numbers = true)]
-    pub port: PortArg,
+    #[arg(
+        value_name = "PORT",
+        allow_negative_numbers = true,
+        required_unless_present = "unix"
+    )]
+    pub port: Option<PortArg>,
+
+    /// Connect to a Unix-domain socket at PATH instead of HOST PORT (`@name`: Linux's
+    /// abstract namespace, no file).
+    #[arg(short = 'U', long = "unix", value_name = "PATH", conflicts_with_all = ["host", "port", "ipv4", "ipv6"])]
+    pub unix: Option<UnixAddr>,
+
+    #[command(flatten)]
+    pub dgram: DgramArgs,
 
     /// Give up on each address after this long (humantime: 2s, 500ms, 1m).
-    #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
     #[command(flatten)]
@@ -74,12 +95,21 @@ pub struct ConnectArgs {
     pub verbosity: Verbosity,
 }
 
-/// Listen on [ADDR] PORT, accept one client and relay: stdin to it, it to stdout.
+/// Listen on `[ADDR] PORT`, accept one client and relay: stdin to it, it to stdout.
 ///
-/// Without ADDR sockkit binds [::] with IPV6_V6ONLY off, so one socket serves IPv4 and IPv6
+/// Without ADDR sockkit binds `[::]` with IPV6_V6ONLY off, so one socket serves IPv4 and IPv6
 /// clients (0.0.0.0 where IPv6 is unavailable). PORT 0 asks the kernel for a free port. When
 /// ready it prints `listening on ADDR:PORT` on stderr with the real port.
+///
+/// With -u, a UDP socket that takes datagrams from anyone (recvfrom) and prints them. stdin
+/// waits for the first datagram, then goes (sendto) to the peer heard from last: when a
+/// datagram arrives from someone new, stdin follows it, and stderr says so (`new peer ...`).
+///
+/// With -U PATH, a Unix stream socket (`listening on PATH (Unix)`), removed again at exit; a
+/// stale socket file is replaced only with --unlink, and a file that is not a socket never.
 #[derive(Args, Debug)]
+#[command(override_usage = "sockkit listen [OPTIONS] [ADDR] PORT\n       \
+                            sockkit listen [OPTIONS] -U PATH")]
 pub struct ListenArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
     #[arg(value_name = "ADDR")]
@@ -92,6 +122,12 @@ pub struct ListenArgs {
     /// After a client leaves, accept the next one (one at a time).
     #[arg(short = 'k', long)]
     pub keep_open: bool,
+
+    #[command(flatten)]
+    pub dgram: DgramArgs,
+
+    #[command(flatten)]
+    pub local: LocalArgs,
 
     #[command(flatten)]
     pub net: NetArgs,
@@ -115,6 +151,10 @@ pub struct ListenArgs {
 /// totals with -v. With -u, UDP instead: each datagram goes back to its sender.
 ///
 /// Example: sockkit echo -v 127.0.0.1 7007, then: echo hi | sockkit connect 127.0.0.1 7007
+///
+/// -u echoes UDP datagrams to their senders; -U PATH serves a Unix stream socket (its clients
+/// have no IP address, so --allow/--deny do not apply: the file's permissions decide); -U PATH
+/// -u echoes Unix datagrams to senders that bound an address.
 #[derive(Args, Debug)]
 pub struct EchoArgs {
     /// Address to bind (default: every address, IPv4 and IPv6), then PORT.
@@ -125,9 +165,13 @@ pub struct EchoArgs {
     #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<PortArg>,
 
-    /// Serve UDP instead of TCP: each datagram goes back to its sender.
+    /// Serve UDP (with -U: Unix datagrams) instead of a stream: each datagram goes back to
+    /// its sender.
     #[arg(short = 'u', long)]
     pub udp: bool,
+
+    #[command(flatten)]
+    pub local: LocalArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -156,13 +200,17 @@ pub struct KnockArgs {
     #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<PortArg>,
 
-    /// Tell your own jokes: one `clue<TAB>punchline` per line.
+    /// Tell your own jokes: one `clue<TAB>punchline` per line; blank lines and lines starting
+    /// with # are skipped. A malformed file is refused at start, naming the line.
     #[arg(long, value_name = "FILE")]
     pub jokes: Option<PathBuf>,
 
     /// Tell the jokes in a random order for each client instead of in file order.
     #[arg(long)]
     pub shuffle: bool,
+
+    #[command(flatten)]
+    pub local: LocalArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -199,6 +247,47 @@ impl NetArgs {
     }
 }
 
+impl ConnectArgs {
+    /// HOST and PORT, which clap requires unless `-U` is given.
+    pub fn host_port(&self) -> Result<(&str, PortArg), crate::error::UsageError> {
+        match (&self.host, self.port) {
+            (Some(h), Some(p)) => Ok((h, p)),
+            _ => Err(crate::error::UsageError::new(
+                "connect needs HOST and PORT (or -U PATH for a Unix socket)",
+            )),
+        }
+    }
+}
+
+/// `-u` and `--lines`: datagrams instead of a byte stream, for `connect` and `listen`.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct DgramArgs {
+    /// Use datagrams (UDP; with -U a SOCK_DGRAM Unix socket): each stdin read is one
+    /// datagram (at most 65,507 bytes over IPv4, 65,527 over IPv6), each datagram received is
+    /// written to stdout. UDP has no EOF: after stdin ends the session goes on until
+    /// --quit-after, --idle-timeout (both end it with exit 0) or Ctrl-C. `listen -u` sends
+    /// stdin to the peer heard from last and announces each new peer on stderr.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
+
+    /// With -u, send one datagram per stdin line (newline included) instead of one per read.
+    #[arg(long, requires = "udp")]
+    pub lines: bool,
+}
+
+/// `-U PATH` and `--unlink` for servers: a Unix-domain socket instead of [ADDR] PORT.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LocalArgs {
+    /// Listen on a Unix-domain socket at PATH instead of [ADDR] PORT (`@name`: Linux's
+    /// abstract namespace, no file). A file at PATH that is not a socket is never deleted.
+    #[arg(short = 'U', long = "unix", value_name = "PATH", conflicts_with_all = ["addr", "port", "ipv4", "ipv6"])]
+    pub unix: Option<UnixAddr>,
+
+    /// Replace a stale socket file at the -U PATH (one nobody listens on any more).
+    #[arg(long, requires = "unix")]
+    pub unlink: bool,
+}
+
 /// How the stdio <-> socket relay of `connect` and `listen` ends.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct RelayArgs {
@@ -206,11 +295,13 @@ pub struct RelayArgs {
     #[arg(long)]
     pub no_shutdown: bool,
 
-    /// After stdin EOF wait at most this long for the peer to close, then end (exit 0).
+    /// After stdin EOF wait at most this long for the peer to close (with -u: keep printing
+    /// datagrams this long), then end (exit 0).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub quit_after: Option<Duration>,
 
-    /// Only send stdin; ignore what the peer sends.
+    /// Only send stdin; discard what the peer sends. The session still ends at the peer's EOF
+    /// (or --quit-after), so nothing unread makes close() reset the connection.
     #[arg(long, conflicts_with = "recv_only")]
     pub send_only: bool,
 
@@ -218,7 +309,8 @@ pub struct RelayArgs {
     #[arg(long)]
     pub recv_only: bool,
 
-    /// End the session (exit 1) when no byte has moved either way for this long.
+    /// End the session (exit 1) when no byte has moved either way for this long. With -u it
+    /// is how a datagram session ends normally (exit 0): UDP has no EOF.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 }
@@ -277,7 +369,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
+            return Duration::try_from_secs_f64(secs)
+                .map_err(|_| format!("'{s}' is too long a duration"));
         }
         return Err(format!(
             "'{s}' is not a duration (use e.g. 2s, 500ms, 1m30s)"
@@ -285,6 +378,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration ({e}; use e.g. 2s, 500ms, 1m30s)"))
+}
+
+/// A connect timeout: a duration, but not zero, which would give up before trying.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!(
+            "a timeout of '{s}' gives up before the connection can start (use e.g. 2s)"
+        )),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]

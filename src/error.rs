@@ -45,6 +45,43 @@ pub fn message(err: &anyhow::Error) -> String {
     format!("sockkit: {err:#}")
 }
 
+/// The one `sockkit: ...` line for a usage error clap found, with where to read more. clap's
+/// own rendering spans several lines; the first says it all.
+pub fn usage_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    // Because `-4` and `-6` are flags, clap reads a negative number where a port should be
+    // (`listen -1`) as an unknown flag. The user meant a port: say why it is not one.
+    if e.kind() == ErrorKind::UnknownArgument
+        && let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+        && arg.len() > 1
+        && arg.starts_with('-')
+        && arg[1..].bytes().all(|b| b.is_ascii_digit())
+    {
+        return format!("sockkit: port {arg} is out of range: ports go from 0 to 65535");
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    if first.ends_with(':') {
+        // "the following required arguments were not provided:" lists them on the next lines.
+        let listed: Vec<&str> = lines
+            .clone()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        first = format!("{first} {}", listed.join(" "));
+    }
+    // "a similar argument exists" helps; "to pass X as a value, use -- X" misleads a learner.
+    let tip = lines
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("tip: "))
+        .find(|t| !t.starts_with("to pass"))
+        .map(|t| format!("; {t}"))
+        .unwrap_or_default();
+    format!("sockkit: {first}{tip} (--help shows the usage)")
+}
+
 /// Why a connect failed, worded for a learner.
 pub fn connect_failure(addr: SocketAddr, e: &io::Error) -> String {
     match e.raw_os_error() {
@@ -128,6 +165,44 @@ mod tests {
             message(&e),
             "sockkit: reading from the socket: Connection reset by peer (os error 104)"
         );
+    }
+
+    #[test]
+    fn privileged_port_hint_only_below_1024() {
+        // Tests run as root, where the bind itself succeeds: the wording is checked here.
+        let e = err(libc::EACCES);
+        let low: SocketAddr = "127.0.0.1:1023".parse().unwrap();
+        assert_eq!(
+            message(&anyhow::anyhow!("{}", bind_failure(low, &e, true))),
+            "sockkit: permission denied binding 127.0.0.1:1023: ports below 1024 are privileged \
+             (run as root, grant CAP_NET_BIND_SERVICE, or use a port from 1024 up)"
+        );
+        let high: SocketAddr = "[::]:1024".parse().unwrap();
+        assert_eq!(
+            bind_failure(high, &e, true),
+            "cannot bind [::]:1024: permission denied"
+        );
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        use clap::Parser;
+        let line = |args: &[&str]| {
+            let e = crate::cli::Cli::try_parse_from(args).unwrap_err();
+            usage_line(&e)
+        };
+        let l = line(&["sockkit", "listen", "-1"]);
+        assert_eq!(
+            l,
+            "sockkit: port -1 is out of range: ports go from 0 to 65535"
+        );
+        let l = line(&["sockkit", "connect", "localhost", "65536"]);
+        assert!(
+            l.starts_with("sockkit: invalid value '65536'") && !l.contains('\n'),
+            "{l}"
+        );
+        let l = line(&["sockkit", "connect", "--bogus", "h", "1"]);
+        assert!(l.contains("--bogus") && !l.contains('\n'), "{l}");
     }
 
     #[test]

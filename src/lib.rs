@@ -4,6 +4,7 @@
 pub mod addr;
 pub mod cli;
 pub mod cmd;
+pub mod dgram;
 pub mod error;
 pub mod narrate;
 pub mod relay;
@@ -11,3 +12,5 @@ pub mod server;
 pub mod service;
 pub mod socket;
 pub mod sockopt;
+pub mod unix;
+pub mod zerocopy;

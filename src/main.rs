@@ -1,10 +1,10 @@
 //! The `sockkit` binary: parse the command line, run the subcommand, and turn its error (if
 //! any) into one line on stderr and an exit status. Everything else lives in the library.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use sockkit::{cli::Cli, cmd, error, sockopt};
 
 fn main() -> ExitCode {
@@ -15,12 +15,19 @@ fn main() -> ExitCode {
             if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
                 && sockopt::help_in_args(std::env::args_os()) =>
         {
-            // A reader that stops early (`| head`) is not an error for a listing.
-            let _ = std::io::stdout().write_all(sockopt::help_text().as_bytes());
+            sockopt::print_help();
             return ExitCode::from(error::EXIT_OK);
         }
+        // A mistake gets one line; bare `sockkit` gets the usage (clap, stderr, exit 2).
+        Err(e)
+            if e.use_stderr()
+                && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            eprintln!("{}", error::usage_line(&e));
+            return ExitCode::from(error::EXIT_USAGE);
+        }
         Err(e) => {
-            // clap prints help and version to stdout (exit 0) and usage errors to stderr (2).
+            // --help and --version go to stdout with exit 0; the bare usage to stderr, exit 2.
             let _ = e.print();
             return ExitCode::from(e.exit_code() as u8);
         }

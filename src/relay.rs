@@ -1,17 +1,16 @@
 //! The stdio <-> socket relay of `connect` and `listen`: stdin to the socket, the socket to
 //! stdout, binary-safe and unbuffered, with the ending rules of DESIGN.md (half-close on stdin
-//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere.
+//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere,
+//! and which system call moves the bytes (sendfile, splice, read/write) is zerocopy.rs's choice.
 //!
 //! Two threads: the caller's thread moves socket -> stdout and decides when the session ends;
 //! one stdin thread for the whole process moves stdin -> socket. The stdin thread outlives a
 //! session so that `listen -k` hands what is typed between clients to the next one, and never
 //! to a socket that has gone.
 
-use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
-use std::mem::ManuallyDrop;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,9 +25,7 @@ use crate::cli::RelayArgs;
 use crate::error;
 use crate::narrate;
 use crate::socket;
-
-/// Bytes moved per read: large enough for loopback speed, small enough to forward at once.
-const CHUNK: usize = 256 * 1024;
+use crate::zerocopy::{self, DownError, Got, Step, UpError};
 
 /// How one session ended, for `-v` and the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +36,6 @@ pub enum End {
     QuitAfter,
     /// The reader of stdout went away (`| head`): a normal end for a filter.
     StdoutClosed,
-    /// `--send-only` and stdin is done.
-    SendDone,
 }
 
 /// What a session moved.
@@ -59,13 +54,39 @@ pub struct Relay {
     stdin_is_tty: bool,
 }
 
+/// When a byte last moved either way, shared by both threads for `--idle-timeout`: a
+/// timestamp, so the deadline counts from the byte and not from when it was noticed.
+pub struct Activity {
+    base: Instant,
+    nanos: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// A byte moved now.
+    pub fn touch(&self) {
+        let n = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_max(n, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
 /// One session's share of the stdin thread's work.
 struct Job {
     sock: Socket,
     no_shutdown: bool,
     cancelled: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
-    activity: Arc<AtomicU64>,
+    activity: Arc<Activity>,
     events: Sender<Up>,
     wake: UnixStream,
 }
@@ -74,6 +95,9 @@ struct Job {
 enum Up {
     /// stdin is at EOF and the socket's write side is shut (unless --no-shutdown).
     Eof,
+    /// shutdown(SHUT_WR) found the connection gone: the peer reset it, so bytes sent after
+    /// its close were thrown away. The session says how many.
+    Reset,
     Failed(anyhow::Error),
 }
 
@@ -94,7 +118,7 @@ impl Relay {
         let (events_tx, events) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
-        let activity = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(Activity::new());
         let uplink = !self.opts.recv_only;
         if uplink {
             let dup = narrate::traced(
@@ -127,9 +151,11 @@ impl Relay {
             events,
             wake: wake_rx,
             activity: &activity,
+            sent: &sent,
             received: 0,
             stdin_eof_at: None,
-            peer_eof: false,
+            peer_eof: None,
+            hung_up: false,
         };
         let result = down.run();
         cancelled.store(true, Ordering::SeqCst);
@@ -160,13 +186,10 @@ impl Relay {
     }
 }
 
-/// The stdin thread: reads stdin and writes each chunk to the current session's socket. A
+/// The stdin thread: moves stdin to the current session's socket (zerocopy.rs picks how). A
 /// chunk read while no session is live waits for the next one.
 fn stdin_loop(jobs: Receiver<Job>) {
-    // fd 0 unbuffered: std's Stdin would add a buffer and a copy.
-    let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-    let mut buf = vec![0u8; CHUNK];
-    let mut pending = 0usize;
+    let mut uplink = zerocopy::Uplink::for_stdin();
     let mut at_eof = false;
     for job in jobs {
         let outcome = loop {
@@ -176,29 +199,18 @@ fn stdin_loop(jobs: Receiver<Job>) {
             if at_eof {
                 break Some(finish_stdin(&job));
             }
-            if pending == 0 {
-                match stdin.read(&mut buf) {
-                    Ok(0) => {
-                        at_eof = true;
-                        continue;
-                    }
-                    Ok(n) => pending = n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
-                    }
+            match uplink.step(&job.sock, &job.cancelled, &job.sent, &job.activity) {
+                Ok(Step::Moved) => {}
+                Ok(Step::Eof) => at_eof = true,
+                Ok(Step::Held) => break None, // keep the chunk for the next session
+                Err(UpError::Stdin(e)) => {
+                    break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
                 }
-                if job.cancelled.load(Ordering::SeqCst) {
-                    break None; // keep the chunk for the next session
-                }
-            }
-            match write_all_counted(&job.sock, &buf[..pending], &job.sent, &job.activity) {
-                Ok(()) => pending = 0,
-                Err((written, e)) => {
-                    let lost = pending - written;
-                    pending = 0;
-                    break Some(Up::Failed(undelivered(&e, lost)));
-                }
+                Err(UpError::Send {
+                    err,
+                    lost,
+                    from_file,
+                }) => break Some(Up::Failed(undelivered(&err, lost, from_file))),
             }
         };
         if let Some(up) = outcome {
@@ -212,43 +224,29 @@ fn stdin_loop(jobs: Receiver<Job>) {
 fn finish_stdin(job: &Job) -> Up {
     if !job.no_shutdown
         && let Err(e) = socket::shutdown(&job.sock, Shutdown::Write)
-        && e.kind() != io::ErrorKind::NotConnected
     {
+        if e.kind() == io::ErrorKind::NotConnected {
+            return Up::Reset;
+        }
         return Up::Failed(anyhow!("shutdown(SHUT_WR): {}", error::plain(&e)));
     }
     Up::Eof
 }
 
-fn write_all_counted(
-    sock: &Socket,
-    mut data: &[u8],
-    sent: &AtomicU64,
-    activity: &AtomicU64,
-) -> Result<(), (usize, io::Error)> {
-    let mut written = 0;
-    while !data.is_empty() {
-        match (&*sock).write(data) {
-            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
-            Ok(n) => {
-                written += n;
-                data = &data[n..];
-                sent.fetch_add(n as u64, Ordering::Relaxed);
-                activity.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err((written, e)),
-        }
-    }
-    Ok(())
-}
-
-fn undelivered(e: &io::Error, lost: usize) -> anyhow::Error {
+/// The error for bytes that did not reach the peer: read from stdin and not sent, or (a file
+/// sent by sendfile) still in the file.
+fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
+    let what = if from_file {
+        "left in the stdin file"
+    } else {
+        "read from stdin"
+    };
     match e.raw_os_error() {
-        Some(libc::EPIPE) | Some(libc::ECONNRESET) => anyhow!(
-            "the peer closed the connection: {lost} bytes read from stdin were not delivered"
-        ),
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) => {
+            anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
+        }
         _ => anyhow!(
-            "sending to the peer: {} ({lost} bytes read from stdin were not delivered)",
+            "sending to the peer: {} ({lost} bytes {what} were not delivered)",
             error::plain(e)
         ),
     }
@@ -262,11 +260,15 @@ struct Downlink<'a> {
     uplink: bool,
     events: Receiver<Up>,
     wake: UnixStream,
-    activity: &'a AtomicU64,
+    activity: &'a Activity,
+    sent: &'a AtomicU64,
     received: u64,
     /// When the stdin thread reported EOF (and the half-close).
     stdin_eof_at: Option<Instant>,
-    peer_eof: bool,
+    /// Bytes sent when the peer's EOF arrived: what it sends back after, it may not read.
+    peer_eof: Option<u64>,
+    /// poll reported POLLHUP without an error: both directions are done, stop polling.
+    hung_up: bool,
 }
 
 impl Downlink<'_> {
@@ -276,38 +278,32 @@ impl Downlink<'_> {
     }
 
     fn run(&mut self) -> Result<End> {
-        // fd 1 unbuffered: std's Stdout is line-buffered, which would hold binary data back.
-        let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-        let mut buf = vec![0u8; CHUNK];
-        let mut last_activity = (Instant::now(), self.activity.load(Ordering::Relaxed));
+        let mut sink = zerocopy::Sink::for_stdout(self.opts.send_only);
         loop {
             while let Ok(up) = self.events.try_recv() {
                 match up {
                     Up::Eof => self.stdin_eof_at = Some(Instant::now()),
+                    Up::Reset => return Err(self.reset_error()),
                     Up::Failed(e) => return Err(e),
                 }
             }
-            if self.opts.send_only && self.uplink_done() {
-                return Ok(End::SendDone);
-            }
-            if self.peer_eof && (self.uplink_done() || self.stdin_is_tty) {
+            if self.peer_eof.is_some() && (self.uplink_done() || self.stdin_is_tty) {
                 return Ok(End::Closed);
             }
             let now = Instant::now();
+            // checked_add: a deadline too far to represent is no deadline.
             let quit_at = self
                 .stdin_eof_at
                 .zip(self.opts.quit_after)
-                .map(|(t, q)| t + q);
+                .and_then(|(t, q)| t.checked_add(q));
             if quit_at.is_some_and(|q| now >= q) {
                 narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
                 return Ok(End::QuitAfter);
             }
-            // Idle: no byte either way since the last check.
-            let seen = self.activity.load(Ordering::Relaxed);
-            if seen != last_activity.1 {
-                last_activity = (now, seen);
-            }
-            let idle_at = self.opts.idle_timeout.map(|t| last_activity.0 + t);
+            let idle_at = self
+                .opts
+                .idle_timeout
+                .and_then(|t| self.activity.last().checked_add(t));
             if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
                 && now >= at
             {
@@ -318,58 +314,102 @@ impl Downlink<'_> {
             }
             let deadline = [quit_at, idle_at].into_iter().flatten().min();
             let timeout = deadline.map(|d| d.saturating_duration_since(now));
-            let (sock_ready, wake_ready) = poll2(
-                (!self.peer_eof).then_some(self.sock.as_raw_fd()),
-                self.wake.as_raw_fd(),
-                timeout,
-            )?;
-            if wake_ready {
+            // After the peer's EOF there is nothing to read, but the socket is still watched
+            // for an error: a peer that fully closed answers what we send with a reset.
+            let watch = match (self.peer_eof, self.hung_up) {
+                (_, true) => None,
+                (None, false) => Some((self.sock.as_raw_fd(), libc::POLLIN)),
+                (Some(_), false) => Some((self.sock.as_raw_fd(), 0)),
+            };
+            let ready = poll2(watch, self.wake.as_raw_fd(), timeout)?;
+            if ready.wake {
                 let mut drain = [0u8; 64];
                 let _drained = (&self.wake).read(&mut drain);
             }
-            if !sock_ready {
+            if self.peer_eof.is_some() {
+                if ready.error {
+                    if let Ok(Some(_)) | Err(_) = self.sock.take_error() {
+                        return Err(self.reset_error());
+                    }
+                    self.hung_up = true;
+                } else if ready.hangup {
+                    self.hung_up = true;
+                }
                 continue;
             }
-            let n = match (&*self.sock).read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+            if !ready.sock {
+                continue;
+            }
+            let n = match sink.step(self.sock) {
+                Ok(Got::Data(n)) => n,
+                Ok(Got::Nothing) => continue,
+                Ok(Got::Eof) => {
+                    narrate::info(format_args!(
+                        "the peer closed its sending side (EOF after {} bytes)",
+                        self.received
+                    ));
+                    self.peer_eof = Some(self.sent.load(Ordering::SeqCst));
+                    continue;
+                }
+                Err(DownError::Recv(e)) => {
                     return Err(anyhow!(
                         "receiving from the peer: {} (after {} bytes)",
                         error::plain(&e),
                         self.received
                     ));
                 }
-            };
-            if n == 0 {
-                narrate::info(format_args!(
-                    "the peer closed its sending side (EOF after {} bytes)",
-                    self.received
-                ));
-                self.peer_eof = true;
-                continue;
-            }
-            self.received += n as u64;
-            self.activity.fetch_add(1, Ordering::Relaxed);
-            if self.opts.send_only {
-                continue;
-            }
-            if let Err(e) = stdout.write_all(&buf[..n]) {
-                if error::is_broken_pipe(&e) {
-                    return Ok(End::StdoutClosed);
+                Err(DownError::Stdout { err, received }) => {
+                    self.received += received as u64;
+                    if error::is_broken_pipe(&err) {
+                        return Ok(End::StdoutClosed);
+                    }
+                    return Err(anyhow!("writing to stdout: {}", error::plain(&err)));
                 }
-                return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
-            }
+            };
+            self.received += n as u64;
+            self.activity.touch();
+        }
+    }
+
+    /// The peer reset the connection: what we sent after its close was thrown away.
+    fn reset_error(&self) -> anyhow::Error {
+        let sent = self.sent.load(Ordering::SeqCst);
+        match self.peer_eof {
+            Some(at_eof) => anyhow!(
+                "the peer closed the connection: {} bytes sent after its close were not delivered (it answered them with a reset)",
+                sent - at_eof
+            ),
+            None => anyhow!(
+                "the peer reset the connection: some of the {sent} bytes sent may not have been delivered"
+            ),
         }
     }
 }
 
-/// poll(2) on an optional socket and the wake pipe: which are readable (or hung up).
-fn poll2(sock: Option<i32>, wake: i32, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
+/// What poll(2) reported.
+struct Ready {
+    /// The socket is readable (data, EOF or an error to collect with read).
+    sock: bool,
+    /// POLLERR on the socket: an error is pending (SO_ERROR).
+    error: bool,
+    /// POLLHUP on the socket: both directions are shut.
+    hangup: bool,
+    /// The stdin thread has news.
+    wake: bool,
+}
+
+/// poll(2) on the socket (with the events asked for; errors and hang-ups are always
+/// reported) and on the wake pipe.
+fn poll2(
+    sock: Option<(i32, libc::c_short)>,
+    wake: i32,
+    timeout: Option<Duration>,
+) -> io::Result<Ready> {
+    let (fd, events) = sock.unwrap_or((-1, 0));
     let mut fds = [
         libc::pollfd {
-            fd: sock.unwrap_or(-1),
-            events: libc::POLLIN,
+            fd,
+            events,
             revents: 0,
         },
         libc::pollfd {
@@ -385,15 +425,27 @@ fn poll2(sock: Option<i32>, wake: i32, timeout: Option<Duration>) -> io::Result<
     };
     // SAFETY: fds is a valid array of two pollfd for the duration of the call.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    let none = Ready {
+        sock: false,
+        error: false,
+        hangup: false,
+        wake: false,
+    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
-            return Ok((false, false));
+            return Ok(none);
         }
         return Err(e);
     }
-    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-    Ok((sock.is_some() && ready(&fds[0]), ready(&fds[1])))
+    let s = fds[0].revents;
+    let w = fds[1].revents;
+    Ok(Ready {
+        sock: s & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+        error: s & libc::POLLERR != 0,
+        hangup: s & libc::POLLHUP != 0,
+        wake: w & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+    })
 }
 
 /// `512 B`, or `64.00 MiB (67108864 B)` where the unit rounds.

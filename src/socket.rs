@@ -1,5 +1,5 @@
 //! Making TCP sockets with socket2: socket, bind, listen, accept, connect over candidate
-//! addresses, shutdown and close. Every call goes through the narrator, so `-vv` shows the
+//! addresses, shutdown and close; and binding UDP server sockets the same way. Every call goes through the narrator, so `-vv` shows the
 //! sockets API in the order it happens; options come from the plan in `sockopt.rs`.
 
 use std::io;
@@ -140,17 +140,40 @@ pub fn listen(bind: BindTarget, plan: &Plan) -> Result<Listener> {
     let plan = plan
         .clone()
         .with_default("backlog", Value::Int(i64::from(DEFAULT_BACKLOG)));
+    server_socket(bind, plan, Serve::Stream)
+}
+
+/// socket, setsockopt (the plan), bind: a UDP server's socket. The same dual-stack default,
+/// fallback and errors as `listen`, without listen(), which datagram sockets do not have.
+pub fn bind_udp(bind: BindTarget, plan: &Plan) -> Result<Listener> {
+    server_socket(bind, plan.clone(), Serve::Datagram)
+}
+
+/// Which kind of server socket `server_socket` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    /// TCP: socket, bind, listen.
+    Stream,
+    /// UDP: socket, bind.
+    Datagram,
+}
+
+fn server_socket(bind: BindTarget, plan: Plan, serve: Serve) -> Result<Listener> {
     match bind {
         BindTarget::DualStack(port) => {
             let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
             let plan6 = plan.clone().with_default("IPV6_V6ONLY", Value::Bool(false));
-            match listen_on(v6, &plan6) {
-                Ok(sock) => finish(sock, scope(&v6, &plan6), plan6),
+            match listen_on(v6, &plan6, serve) {
+                Ok(sock) => finish(sock, scope(&v6, &plan6, serve), plan6),
                 Err(Attempt::NoIpv6(why)) => {
                     narrate::info(format_args!("IPv6 unavailable ({why}); binding 0.0.0.0"));
                     let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
-                    let sock = listen_on(v4, &plan).map_err(Attempt::into_error)?;
-                    finish(sock, "(IPv4 only: no IPv6 here)", plan)
+                    let sock = listen_on(v4, &plan, serve).map_err(Attempt::into_error)?;
+                    let scope = match serve {
+                        Serve::Stream => "(IPv4 only: no IPv6 here)",
+                        Serve::Datagram => "(UDP, IPv4 only: no IPv6 here)",
+                    };
+                    finish(sock, scope, plan)
                 }
                 Err(other) => Err(other.into_error()),
             }
@@ -161,20 +184,25 @@ pub fn listen(bind: BindTarget, plan: &Plan) -> Result<Listener> {
             } else {
                 plan
             };
-            let sock = listen_on(addr, &plan).map_err(Attempt::into_error)?;
-            finish(sock, scope(&addr, &plan), plan)
+            let sock = listen_on(addr, &plan, serve).map_err(Attempt::into_error)?;
+            finish(sock, scope(&addr, &plan, serve), plan)
         }
     }
 }
 
-/// Which families a listener bound to `addr` serves, from the IPV6_V6ONLY it was given.
-fn scope(addr: &SocketAddr, plan: &Plan) -> &'static str {
+/// Which families a server socket bound to `addr` serves, from the IPV6_V6ONLY it was given.
+fn scope(addr: &SocketAddr, plan: &Plan, serve: Serve) -> &'static str {
     let v6only = matches!(plan.requested("IPV6_V6ONLY"), Some(Value::Bool(true)));
-    match (addr.is_ipv6(), v6only) {
-        (false, _) => "(IPv4)",
-        (true, true) => "(IPv6 only)",
-        (true, false) if addr.ip().is_unspecified() => "(IPv4 and IPv6)",
-        (true, false) => "(IPv6)",
+    let udp = serve == Serve::Datagram;
+    match (addr.is_ipv6(), v6only, udp) {
+        (false, _, false) => "(IPv4)",
+        (false, _, true) => "(UDP, IPv4)",
+        (true, true, false) => "(IPv6 only)",
+        (true, true, true) => "(UDP, IPv6 only)",
+        (true, false, false) if addr.ip().is_unspecified() => "(IPv4 and IPv6)",
+        (true, false, true) if addr.ip().is_unspecified() => "(UDP, IPv4 and IPv6)",
+        (true, false, false) => "(IPv6)",
+        (true, false, true) => "(UDP, IPv6)",
     }
 }
 
@@ -193,15 +221,22 @@ impl Attempt {
     }
 }
 
-fn listen_on(addr: SocketAddr, plan: &Plan) -> Result<Socket, Attempt> {
-    let sock = match tcp_socket(Domain::for_address(addr)) {
+fn listen_on(addr: SocketAddr, plan: &Plan, serve: Serve) -> Result<Socket, Attempt> {
+    let (made, kind) = match serve {
+        Serve::Stream => (tcp_socket(Domain::for_address(addr)), SockKind::TcpListener),
+        Serve::Datagram => (
+            crate::dgram::udp_socket(Domain::for_address(addr)),
+            SockKind::Udp,
+        ),
+    };
+    let sock = match made {
         Ok(s) => s,
         Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
             return Err(Attempt::NoIpv6(error::plain(&e)));
         }
         Err(e) => return Err(Attempt::Failed(anyhow!("socket(): {}", error::plain(&e)))),
     };
-    if let Err(e) = plan.apply(&sock, target(&addr, SockKind::TcpListener), Stage::Early) {
+    if let Err(e) = plan.apply(&sock, target(&addr, kind), Stage::Early) {
         close(sock);
         return Err(Attempt::Failed(e));
     }
@@ -217,10 +252,19 @@ fn listen_on(addr: SocketAddr, plan: &Plan) -> Result<Socket, Attempt> {
         }
         let reuse = sock.reuse_address().unwrap_or(false);
         close(sock);
-        return Err(Attempt::Failed(anyhow!(
-            "{}",
-            error::bind_failure(addr, &e, reuse)
-        )));
+        let why = match (serve, e.raw_os_error()) {
+            // UDP has no listening or TIME_WAIT: the port is simply bound by another socket.
+            (Serve::Datagram, Some(libc::EADDRINUSE)) => format!(
+                "address already in use: another socket is bound to UDP port {} ('ss -lunp' \
+                 shows which process)",
+                addr.port()
+            ),
+            _ => error::bind_failure(addr, &e, reuse),
+        };
+        return Err(Attempt::Failed(anyhow!("{why}")));
+    }
+    if serve == Serve::Datagram {
+        return Ok(sock);
     }
     let backlog = plan.backlog().unwrap_or(DEFAULT_BACKLOG);
     let listened = narrate::traced(

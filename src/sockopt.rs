@@ -176,6 +176,9 @@ impl Applies {
             .filter(|(a, _)| self.0 & a.0 != 0)
             .map(|(_, n)| *n)
             .collect();
+        if fams.is_empty() {
+            return format!("{} sockets", kinds.join(", "));
+        }
         format!("{} sockets over {}", kinds.join(", "), fams.join(" and "))
     }
 }
@@ -590,6 +593,45 @@ pub static TABLE: &[Row] = &[
     },
     #[cfg(target_os = "linux")]
     Row {
+        name: "SO_PASSCRED",
+        aliases: &[],
+        level: Level::Socket,
+        kind: Kind::Bool,
+        valid: "",
+        applies: Applies::UNIX,
+        stage: Stage::Early,
+        doc: "Asks the kernel to attach the sender's credentials (pid, uid, gid) to every \
+              message received, as an SCM_CREDENTIALS control message.",
+        notes: "Linux, Unix-domain sockets. sockkit reads data with read(), which drops control \
+                messages, so it only shows the flag; SO_PEERCRED tells who the peer is.",
+        set: Some(|s, v| s.set_passcred(as_bool(v))),
+        get: |s| s.passcred().map(Value::Bool),
+        adjust: Adjust::Exact,
+        probe: Probe::Set("on"),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
+        name: "SO_PEERCRED",
+        aliases: &[],
+        level: Level::Socket,
+        kind: Kind::Name,
+        valid: "read-only",
+        applies: Applies::UNIX,
+        stage: Stage::Connected,
+        doc: "The peer's credentials (pid, uid, gid) as the kernel recorded them at connect() \
+              or listen(): who is at the other end of a Unix socket, which no address says.",
+        notes: "Linux, Unix-domain stream sockets; read-only (--show-opts shows it). On a \
+                listening socket it is the listener's own, on a datagram socket it is empty.",
+        set: None,
+        get: |s| peercred_of(&s),
+        adjust: Adjust::Exact,
+        probe: Probe::Skip(
+            "read-only: tests/udp_unix.rs checks the pid/uid/gid it shows on a connected \
+             Unix socket",
+        ),
+    },
+    #[cfg(target_os = "linux")]
+    Row {
         name: "SO_PRIORITY",
         aliases: &[],
         level: Level::Socket,
@@ -912,6 +954,20 @@ pub static TABLE: &[Row] = &[
     },
 ];
 
+/// SO_PEERCRED as `pid 1234, uid 1000, gid 1000`; no peer (pid 0) reads as "(none)".
+#[cfg(target_os = "linux")]
+fn peercred_of(s: &SockRef<'_>) -> io::Result<Value> {
+    use std::os::fd::AsRawFd;
+    let c = crate::unix::peer_cred(s.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
+    if c.pid == 0 {
+        return Ok(Value::Name(String::new()));
+    }
+    Ok(Value::Name(format!(
+        "pid {}, uid {}, gid {}",
+        c.pid, c.uid, c.gid
+    )))
+}
+
 /// A listening socket's backlog as the kernel keeps it: TCP_INFO's tcpi_sacked (Linux reuses
 /// the field for listeners).
 #[cfg(target_os = "linux")]
@@ -1138,6 +1194,12 @@ impl FromStr for SockOptRequest {
                 )
             });
         };
+        if row.set.is_none() && !matches!(row.level, Level::Call(_)) {
+            return Err(format!(
+                "{} is read-only: it cannot be set, only read (--show-opts shows it)",
+                row.name
+            ));
+        }
         let value = parse_value(row.kind, value).map_err(|why| {
             let valid = if row.valid.is_empty() {
                 String::new()
@@ -1454,6 +1516,13 @@ impl Row {
     fn other_names(&self) -> Vec<String> {
         names_of(self).skip(1).collect()
     }
+}
+
+/// Prints `-o help` on stdout: asked-for help is the command's output, as `--help` is. A
+/// reader that stops early (`| head`) is not an error for a listing.
+pub fn print_help() {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(help_text().as_bytes());
 }
 
 /// `-o help`: every row grouped by level, with its names, value syntax, the sockets it
@@ -1887,6 +1956,36 @@ mod tests {
         }
         for no in ["sockkit connect help 80", "sockkit connect -o nodelay"] {
             assert!(!help_in_args(args(no)), "{no}");
+        }
+    }
+    #[test]
+    fn rows_say_which_socket_types_they_apply_to() {
+        let unix = Target {
+            kind: SockKind::Unix,
+            family: Fam::Unix,
+        };
+        let udp4 = Target {
+            kind: SockKind::Udp,
+            family: Fam::V4,
+        };
+        let tcp4 = Target {
+            kind: SockKind::Tcp,
+            family: Fam::V4,
+        };
+        assert!(row("SO_BROADCAST").applies.admits(udp4));
+        assert!(!row("SO_BROADCAST").applies.admits(tcp4));
+        assert!(row("SO_RCVBUF").applies.admits(unix));
+        assert!(!row("TCP_NODELAY").applies.admits(unix));
+        assert!(!row("SO_REUSEADDR").applies.admits(unix));
+        if cfg!(target_os = "linux") {
+            for name in ["SO_PASSCRED", "SO_PEERCRED"] {
+                assert!(row(name).applies.admits(unix), "{name}");
+                assert!(!row(name).applies.admits(tcp4), "{name}");
+                assert_eq!(row(name).applies.describe(), "Unix sockets");
+            }
+            let err = "peercred".parse::<SockOptRequest>().unwrap_err();
+            assert!(err.contains("read-only"), "{err}");
+            assert!("passcred".parse::<SockOptRequest>().is_ok());
         }
     }
 }

@@ -3,84 +3,23 @@
 //! adjustment, as socket2's tests/socket.rs does), and the real binary shows requested and
 //! effective values (`--show-opts`), narrates its calls in order (`-vv`), reports TCP_INFO
 //! (`-v`) and refuses bad options before any data moves. Loopback only, port 0, every wait
-//! bounded. The small process helpers are private to this file until tests/util lands.
+//! bounded; the process plumbing comes from tests/util.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+mod util;
+
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use sockkit::sockopt::{self, Probe, SockKind, Stage, TABLE, Value};
+use util::{Output, Server, T, join_within, run_cmd_from, sockkit};
 
-const LIMIT: Duration = Duration::from_secs(10);
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn sockkit() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sockkit"))
-}
-
-/// Runs sockkit with stdin at EOF, bounded by LIMIT.
+/// Runs `sockkit ARGS` with stdin at /dev/null (EOF at once), bounded by `T`.
 fn run(args: &[&str]) -> Output {
-    let child = sockkit()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sockkit");
-    finish(Guard(child))
-}
-
-/// Waits for the child (at most LIMIT) and collects its output.
-fn finish(mut guard: Guard) -> Output {
-    let out = drain(guard.0.stdout.take());
-    let err = drain(guard.0.stderr.take());
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sockkit did not finish in {LIMIT:?}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        code: status.code(),
-        stdout: out.recv_timeout(LIMIT).unwrap_or_default(),
-        stderr: err.recv_timeout(LIMIT).unwrap_or_default(),
-    }
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(mut p) = pipe {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = p.read_to_string(&mut s);
-            let _ = tx.send(s);
-        });
-    }
-    rx
+    run_cmd_from(&mut sockkit(args), Stdio::null(), T)
 }
 
 /// A loopback listener in the test process that accepts one client, reads to EOF, sends
@@ -93,7 +32,7 @@ fn peer(reply: &'static [u8]) -> (SocketAddr, mpsc::Receiver<Vec<u8>>) {
         let Ok((mut conn, _)) = listener.accept() else {
             return;
         };
-        conn.set_read_timeout(Some(LIMIT)).unwrap();
+        conn.set_read_timeout(Some(T)).unwrap();
         let _ = conn.write_all(reply);
         let mut got = Vec::new();
         let _ = conn.read_to_end(&mut got);
@@ -126,21 +65,27 @@ fn socket_for(row: &sockopt::Row) -> Option<(Socket, Option<(TcpListener, Socket
         // A connected pair: connect() on our side, the listener's accepted socket kept open.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-        s.connect_timeout(&l.local_addr().unwrap().into(), LIMIT)
+        s.connect_timeout(&l.local_addr().unwrap().into(), T)
             .unwrap();
         let (accepted, _) = l.accept().unwrap();
         return Some((s, Some((l, Socket::from(accepted)))));
     }
+    let unix = sockopt::Target {
+        kind: SockKind::Unix,
+        family: sockopt::Fam::Unix,
+    };
     let (domain, ty, proto) = if row.applies.admits(v4(SockKind::Tcp)) {
-        (Domain::IPV4, Type::STREAM, Protocol::TCP)
+        (Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
     } else if row.applies.admits(v6(SockKind::Tcp)) {
-        (Domain::IPV6, Type::STREAM, Protocol::TCP)
+        (Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
     } else if row.applies.admits(v4(SockKind::Udp)) {
-        (Domain::IPV4, Type::DGRAM, Protocol::UDP)
+        (Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+    } else if row.applies.admits(unix) {
+        (Domain::UNIX, Type::STREAM, None)
     } else {
         panic!("{}: no socket kind to round-trip it on", row.name);
     };
-    match Socket::new(domain, ty, Some(proto)) {
+    match Socket::new(domain, ty, proto) {
         Ok(s) => Some((s, None)),
         Err(e) if domain == Domain::IPV6 => {
             println!("{}: skipped, no IPv6 socket here ({e})", row.name);
@@ -201,69 +146,35 @@ fn every_settable_row_round_trips_on_a_real_socket() {
     assert!(tried >= probes - 3, "only {tried} of {probes} rows ran");
 }
 
-/// Starts `sockkit listen ARGS` and waits for its `listening on` line; returns the guard, the
-/// port and the stderr lines seen so far plus a channel for the rest.
-fn start_listen(args: &[&str]) -> (Guard, u16, Vec<String>, mpsc::Receiver<String>) {
-    let mut child = sockkit()
-        .arg("listen")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sockkit listen");
-    let stderr = child.stderr.take().unwrap();
-    let guard = Guard(child);
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no `listening on` line; stderr so far:\n{seen:#?}"));
-        let port = line
-            .split_once("listening on ")
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .and_then(|addr| addr.rsplit(':').next())
-            .and_then(|p| p.parse::<u16>().ok());
-        seen.push(line);
-        if let Some(port) = port {
-            return (guard, port, seen, rx);
-        }
-    }
+/// Starts `sockkit listen ARGS` (stdin at /dev/null) and waits for its `listening on` line.
+fn start_listen(args: &[&str]) -> Server {
+    let mut argv = vec!["listen"];
+    argv.extend(args);
+    Server::start_with(sockkit(&argv).stdin(Stdio::null()))
 }
 
-/// Collects the rest of a child's stderr until it closes (bounded).
-fn rest_of(rx: mpsc::Receiver<String>) -> Vec<String> {
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + LIMIT;
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        lines.push(line);
-    }
-    lines
+/// `stderr` split after its `listening on` line: what the server said up to and including
+/// its announcement (its calls, the listening socket's table), and what came after.
+fn split_at_listening(stderr: &str) -> (&str, &str) {
+    let at = stderr
+        .find("listening on ")
+        .unwrap_or_else(|| panic!("no `listening on` line in:\n{stderr}"));
+    let end = stderr[at..].find('\n').map_or(stderr.len(), |i| at + i + 1);
+    stderr.split_at(end)
 }
 
 #[test]
 fn listen_shows_the_backlog_it_asked_for_and_the_defaults_it_added() {
-    let (guard, _port, seen, _rx) =
-        start_listen(&["--show-opts", "-o", "backlog=7", "127.0.0.1", "0"]);
-    let text = seen.join("\n");
-    assert_eq!(show_line(&text, "backlog")[2..4], ["7", "7"], "{text}");
+    let server = start_listen(&["--show-opts", "-o", "backlog=7", "127.0.0.1", "0"]);
+    let said = server.stderr.text();
+    let (text, _) = split_at_listening(&said);
+    assert_eq!(show_line(text, "backlog")[2..4], ["7", "7"], "{text}");
     assert_eq!(
-        show_line(&text, "SO_REUSEADDR")[2..5],
+        show_line(text, "SO_REUSEADDR")[2..5],
         ["on", "(default)", "on"],
         "{text}"
     );
-    drop(guard);
+    drop(server);
 }
 
 #[test]
@@ -282,10 +193,8 @@ fn connect_show_opts_has_requested_and_kernel_values() {
         "127.0.0.1",
         &port,
     ]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let peer_read = got
-        .recv_timeout(LIMIT)
-        .expect("the peer saw the connection");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let peer_read = got.recv_timeout(T).expect("the peer saw the connection");
     assert!(peer_read.is_empty());
     let rcvbuf = show_line(&out.stderr, "SO_RCVBUF");
     assert_eq!(rcvbuf[1..3], ["SOL_SOCKET", "65536"], "{}", out.stderr);
@@ -343,9 +252,9 @@ fn connect_narrates_its_calls_in_order() {
     let (addr, got) = peer(b"pong");
     let port = addr.port().to_string();
     let out = run(&["connect", "-vv", "-o", "nodelay", "127.0.0.1", &port]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert_eq!(out.stdout, "pong");
-    got.recv_timeout(LIMIT).unwrap();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"pong");
+    got.recv_timeout(T).unwrap();
     let seq = calls(&out.stderr);
     let want = [
         "socket",
@@ -384,19 +293,20 @@ fn assert_in_order(seq: &[String], want: &[&str], context: &str) {
 
 #[test]
 fn listen_narrates_its_calls_in_order() {
-    let (guard, port, seen, rx) = start_listen(&["-vv", "0"]);
+    let mut server = start_listen(&["-vv", "0"]);
+    let port = server.port();
+    let stdout = util::collect(server.child.stdout());
     let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect to sockkit");
-    client.set_read_timeout(Some(LIMIT)).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
     client.write_all(b"ping").unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let mut reply = Vec::new();
     client.read_to_end(&mut reply).unwrap();
-    let mut lines = seen;
-    lines.extend(rest_of(rx));
-    let out = finish(guard);
-    assert_eq!(out.code, Some(0), "{lines:#?}");
-    assert_eq!(out.stdout, "ping");
-    let text = lines.join("\n");
+    let text = server.stderr.finish(T);
+    let lines: Vec<&str> = text.lines().collect();
+    let status = server.child.status_within(T, "sockkit listen");
+    assert_eq!(status.code(), Some(0), "{lines:#?}");
+    assert_eq!(join_within(stdout, T), b"ping");
     let seq = calls(&text);
     let dual = text.contains("AF_INET6");
     let mut want = vec!["socket", "setsockopt SO_REUSEADDR"];
@@ -436,13 +346,14 @@ fn a_user_v6only_replaces_the_dual_stack_default() {
         println!("skipped: no IPv6 sockets here");
         return;
     }
-    let (guard, _port, seen, _rx) = start_listen(&["-vv", "-o", "v6only", "0"]);
-    let text = seen.join("\n");
-    let sets: Vec<&String> = seen.iter().filter(|l| l.contains("IPV6_V6ONLY")).collect();
+    let server = start_listen(&["-vv", "-o", "v6only", "0"]);
+    let said = server.stderr.text();
+    let (text, _) = split_at_listening(&said);
+    let sets: Vec<&str> = text.lines().filter(|l| l.contains("IPV6_V6ONLY")).collect();
     assert_eq!(sets.len(), 1, "one setsockopt, the user's: {text}");
     assert!(sets[0].contains("IPV6_V6ONLY, 1) = 0"), "{text}");
     assert!(text.contains("(IPv6 only)"), "{text}");
-    drop(guard);
+    drop(server);
 }
 
 #[cfg(target_os = "linux")]
@@ -451,9 +362,9 @@ fn verbose_end_of_connection_reports_tcp_info() {
     let (addr, got) = peer(b"0123456789");
     let port = addr.port().to_string();
     let out = run(&["connect", "-v", "127.0.0.1", &port]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert_eq!(out.stdout, "0123456789");
-    got.recv_timeout(LIMIT).unwrap();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"0123456789");
+    got.recv_timeout(T).unwrap();
     let line = out
         .stderr
         .lines()
@@ -478,7 +389,7 @@ fn refused_before_connecting(opt: &str, code: i32, words: &[&str]) -> String {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let out = run(&["connect", "-o", opt, "127.0.0.1", &port]);
-    assert_eq!(out.code, Some(code), "-o {opt}: {}", out.stderr);
+    assert_eq!(out.code(), Some(code), "-o {opt}: {}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
     for w in words {
         assert!(
@@ -498,7 +409,7 @@ fn refused_before_connecting(opt: &str, code: i32, words: &[&str]) -> String {
 #[test]
 fn an_unknown_option_is_a_usage_error_with_suggestions() {
     let out = run(&["connect", "-o", "rcvbfu=64K", "127.0.0.1", "9"]);
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("'rcvbfu'"), "{}", out.stderr);
     assert!(
         out.stderr.contains("did you mean SO_RCVBUF"),
@@ -519,7 +430,7 @@ fn a_wrong_value_type_is_a_usage_error_naming_option_and_value() {
         ),
     ] {
         let out = run(&["connect", "-o", opt, "127.0.0.1", "9"]);
-        assert_eq!(out.code, Some(2), "-o {opt}: {}", out.stderr);
+        assert_eq!(out.code(), Some(2), "-o {opt}: {}", out.stderr);
         for w in words {
             assert!(
                 out.stderr.contains(w),
@@ -604,28 +515,19 @@ fn option_help_lists_every_row_without_host_or_port() {
         &["listen", "-o", "help"][..],
     ] {
         let out = run(args);
-        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        assert_eq!(out.code(), Some(0), "{args:?}: {}", out.stderr);
+        let stdout = out.stdout_text();
         for row in TABLE {
-            assert!(
-                out.stdout.contains(row.name),
-                "{args:?}: {} missing",
-                row.name
-            );
-            assert!(
-                out.stdout
-                    .contains(row.doc.split_whitespace().next().unwrap())
-            );
+            assert!(stdout.contains(row.name), "{args:?}: {} missing", row.name);
+            assert!(stdout.contains(row.doc.split_whitespace().next().unwrap()));
         }
-        assert!(
-            out.stdout.contains("SO_RCVTIMEO"),
-            "the decision is explained"
-        );
+        assert!(stdout.contains("SO_RCVTIMEO"), "the decision is explained");
     }
 }
 
 #[test]
 fn requested_values_are_applied_to_accepted_sockets() {
-    let (guard, port, _seen, rx) = start_listen(&[
+    let mut server = start_listen(&[
         "--show-opts",
         "-o",
         "sndbuf=96K",
@@ -634,13 +536,13 @@ fn requested_values_are_applied_to_accepted_sockets() {
         "127.0.0.1",
         "0",
     ]);
-    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
-    client.set_read_timeout(Some(LIMIT)).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
     let _ = client.read_to_end(&mut Vec::new());
-    let lines = rest_of(rx);
-    drop(guard);
-    let text = lines.join("\n");
+    let said = server.stderr.finish(T);
+    drop(server);
+    let (_, text) = split_at_listening(&said);
     // The accepted socket's table comes after `accept`; SO_SNDBUF was inherited from the
     // listener, TCP_QUICKACK set after accept (Stage::Connected).
     let (_, accepted) = text
@@ -689,8 +591,8 @@ fn show_opts_explains_what_the_kernel_changed() {
         "127.0.0.1",
         &port,
     ]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    got.recv_timeout(LIMIT).unwrap();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    got.recv_timeout(T).unwrap();
     let line = show_line(&out.stderr, "SO_RCVBUF").join(" ");
     if max * 4 <= 1 << 30 {
         // The note quotes the sysctl's actual value, read from /proc.

@@ -11,15 +11,15 @@ use crate::socket;
 use crate::sockopt::{Plan, SockKind};
 
 pub fn run(args: ConnectArgs) -> Result<()> {
-    let port = addr::connect_port(args.port)?;
-    let addrs = addr::resolve(&args.host, port, args.net.family())?;
+    if args.unix.is_some() || args.dgram.udp {
+        return super::socktype::connect(args);
+    }
+    let (host, port) = args.host_port()?;
+    let port = addr::connect_port(port)?;
+    let addrs = addr::resolve(host, port, args.net.family())?;
     if narrate::verbose() {
         let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-        narrate::info(format_args!(
-            "{} resolves to {}",
-            args.host,
-            list.join(", ")
-        ));
+        narrate::info(format_args!("{} resolves to {}", host, list.join(", ")));
     }
     let plan = Plan::new(&args.sockopts.opts);
     let sock = socket::connect(&addrs, args.timeout, &plan)?;

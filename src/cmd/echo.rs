@@ -11,6 +11,13 @@ use crate::socket;
 use crate::sockopt::{Plan, SockKind, Value};
 
 pub fn run(args: EchoArgs) -> Result<()> {
+    if let Some(path) = &args.local.unix {
+        let (s, v) = (&args.sockopts, args.verbosity);
+        if args.udp {
+            return super::socktype::serve_unix_dgram(path, &args.local, s, v, &args.server, Echo);
+        }
+        return super::socktype::serve_unix(path, &args.local, s, v, &args.server, Echo);
+    }
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
     // Servers restart without waiting out TIME_WAIT; `-o reuseaddr=0` turns it off.
@@ -31,7 +38,7 @@ pub fn run(args: EchoArgs) -> Result<()> {
             listener.local
         );
         let target = socket::target(&listener.local, kind);
-        eprint!("{}", plan.show(&listener.socket, target, &title));
+        eprint!("{}", listener.plan.show(&listener.socket, target, &title));
     }
     super::announce(&listener, args.verbosity);
     if args.udp {

@@ -11,6 +11,9 @@ use crate::socket;
 use crate::sockopt::{Plan, SockKind, Stage, Value};
 
 pub fn run(args: ListenArgs) -> Result<()> {
+    if args.local.unix.is_some() || args.dgram.udp {
+        return super::socktype::listen(args);
+    }
     let family = args.net.family();
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, family)?;

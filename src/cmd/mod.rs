@@ -3,9 +3,9 @@
 
 pub mod connect;
 pub mod echo;
+pub mod knock;
 pub mod listen;
-
-use std::io::Write;
+pub mod socktype;
 
 use anyhow::Result;
 
@@ -20,10 +20,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Connect(a) => (a.verbosity, &a.sockopts),
         Command::Listen(a) => (a.verbosity, &a.sockopts),
         Command::Echo(a) => (a.verbosity, &a.sockopts),
+        Command::Knock(a) => (a.verbosity, &a.sockopts),
     };
     if wants_option_help(sockopts) {
-        // Asked-for help is the command's output, so it goes to stdout like --help.
-        std::io::stdout().write_all(sockopt::help_text().as_bytes())?;
+        sockopt::print_help();
         return Ok(());
     }
     narrate::set_level(verbosity.verbose);
@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Connect(args) => connect::run(args),
         Command::Listen(args) => listen::run(args),
         Command::Echo(args) => echo::run(args),
+        Command::Knock(args) => knock::run(args),
     }
 }
 

@@ -4,10 +4,9 @@
 //! thousand idle clients cost a few hundred bytes each. The event loop lives in `engine.rs`.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::net::TcpStream;
+use super::stream::{Peer, Stream};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +21,8 @@ pub enum Phase {
 }
 
 pub struct Conn<S> {
-    pub sock: TcpStream,
-    pub peer: SocketAddr,
+    pub sock: Stream,
+    pub peer: Peer,
     pub session: S,
     /// Bytes the service produced that the kernel has not taken yet, from `sent` on.
     owed: Vec<u8>,
@@ -46,7 +45,7 @@ pub struct Conn<S> {
 const KEEP_CAPACITY: usize = 4096;
 
 impl<S> Conn<S> {
-    pub fn new(sock: TcpStream, peer: SocketAddr, session: S, now: Instant) -> Self {
+    pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
         Conn {
             sock,
             peer,

@@ -6,19 +6,19 @@
 //! costs is bounded by `Limits`; the per-connection state lives in `conn.rs`.
 
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockRef, Socket};
 
 use super::conn::{Conn, Phase};
 use super::stop::Stop;
+use super::stream::{Listen, Peer, Stream};
 use super::{Limits, Next, Service, plain_addr};
 use crate::narrate;
 use crate::socket::{self, Listener};
@@ -51,14 +51,42 @@ pub fn serve<S: Service>(
     limits: Limits,
     service: S,
 ) -> Result<()> {
+    serve_on(listener.socket, false, plan, limits, service)
+}
+
+/// `serve` for a listening Unix stream socket (`-U PATH`): the same loops, the same limits
+/// but `--allow`/`--deny`, which filter IP addresses a Unix client does not have.
+pub fn serve_unix<S: Service>(
+    listener: Socket,
+    plan: &Plan,
+    limits: Limits,
+    service: S,
+) -> Result<()> {
+    serve_on(listener, true, plan, limits, service)
+}
+
+fn serve_on<S: Service>(
+    listener: Socket,
+    unix: bool,
+    plan: &Plan,
+    limits: Limits,
+    service: S,
+) -> Result<()> {
     raise_fd_limit(limits.max_conns);
     let stop = Stop::install()?;
     listener
-        .socket
         .set_nonblocking(true)
         .context("making the listening socket non-blocking")?;
-    let fd = socket::fd(&listener.socket);
-    let listener = TcpListener::from_std(std::net::TcpListener::from(listener.socket));
+    let fd = socket::fd(&listener);
+    let listener = if unix {
+        Listen::Unix(mio::net::UnixListener::from_std(
+            std::os::unix::net::UnixListener::from(OwnedFd::from(listener)),
+        ))
+    } else {
+        Listen::Tcp(mio::net::TcpListener::from_std(
+            std::net::TcpListener::from(listener),
+        ))
+    };
     let threads = limits.threads.clamp(1, limits.max_conns.max(1));
     let mut polls = Vec::with_capacity(threads);
     let mut lanes = Vec::with_capacity(threads);
@@ -181,7 +209,7 @@ impl Shared {
 }
 
 struct Lane {
-    inbox: Mutex<Vec<(TcpStream, SocketAddr)>>,
+    inbox: Mutex<Vec<(Stream, Peer)>>,
     waker: Waker,
     /// Clients this loop serves (including those still in its inbox).
     load: AtomicUsize,
@@ -189,7 +217,7 @@ struct Lane {
 
 /// The first loop's extra duties: the listening socket and the signal pipe.
 struct Acceptor {
-    listener: TcpListener,
+    listener: Listen,
     fd: RawFd,
     stop: Stop,
     paused_until: Option<Instant>,
@@ -478,7 +506,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 }
             }
             match result {
-                Ok((stream, from)) => {
+                Ok((stream, peer)) => {
                     if let Some(since) = a.starved_since.take() {
                         narrate::emit(format_args!(
                             "accept() works again after {} ({} connected)",
@@ -486,8 +514,9 @@ impl<'a, S: Service> Worker<'a, S> {
                             self.shared.open.load(Ordering::Relaxed)
                         ));
                     }
-                    let peer = plain_addr(from);
-                    if let Some(why) = self.limits.refuses(peer.ip()) {
+                    if let Peer::Ip(ip) = &peer
+                        && let Some(why) = self.limits.refuses(ip.ip())
+                    {
                         self.totals.refused_denied += 1;
                         a.log.say(now, format_args!("refused {peer}: {why}"));
                         close_stream(stream);
@@ -598,7 +627,7 @@ impl<'a, S: Service> Worker<'a, S> {
     }
 
     /// A client that never became a connection here: give back its counts and close it.
-    fn forget(&mut self, stream: TcpStream) {
+    fn forget(&mut self, stream: Stream) {
         self.shared.open.fetch_sub(1, Ordering::SeqCst);
         self.shared.lanes[self.id]
             .load
@@ -608,8 +637,11 @@ impl<'a, S: Service> Worker<'a, S> {
 
     /// Takes on an admitted client: its socket options, its slot, its registration, the
     /// service's greeting.
-    fn open_conn(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
-        let target = socket::target(&peer, SockKind::Tcp);
+    fn open_conn(&mut self, mut stream: Stream, peer: Peer, now: Instant) {
+        let target = match &peer {
+            Peer::Ip(a) => socket::target(a, SockKind::Tcp),
+            Peer::Unix(_) => crate::unix::target(),
+        };
         if let Err(e) = self
             .plan
             .apply(&SockRef::from(&stream), target, Stage::Connected)
@@ -637,18 +669,21 @@ impl<'a, S: Service> Worker<'a, S> {
         }
         let fd = stream.as_raw_fd();
         self.out.clear();
-        let session = self.service.open(peer, &mut self.out);
-        let mut conn = Conn::new(stream, peer, session, now);
+        let session = self.service.open(peer.sock_addr(), &mut self.out);
         self.totals.served += 1;
+        let mut conn = Conn::new(stream, peer, session, now);
         if narrate::verbose() {
             // Both ends, as `listen` says them; the local one is looked up only when shown.
-            let local = conn
-                .sock
-                .local_addr()
-                .map(|a| format!(" on {}", plain_addr(a)))
-                .unwrap_or_default();
+            let local = match &conn.sock {
+                Stream::Tcp(s) => s
+                    .local_addr()
+                    .map(|a| format!(" on {}", plain_addr(a)))
+                    .unwrap_or_default(),
+                Stream::Unix(_) => String::new(),
+            };
             narrate::emit(format_args!(
-                "accepted {peer}{local} (fd {fd}; {} connected)",
+                "accepted {}{local} (fd {fd}; {} connected)",
+                conn.peer,
                 self.shared.open.load(Ordering::Relaxed)
             ));
         }
@@ -842,7 +877,7 @@ impl<'a, S: Service> Worker<'a, S> {
 }
 
 /// Closes a socket the engine never served (refused), narrated like any close.
-fn close_stream(stream: TcpStream) {
+fn close_stream(stream: Stream) {
     socket::close(Socket::from(OwnedFd::from(stream)));
 }
 
@@ -908,7 +943,7 @@ mod tests {
     //! echo service never makes: a small line service run in-process, stopped by SIGTERM.
 
     use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpStream;
+    use std::net::{SocketAddr, TcpStream};
     use std::sync::mpsc;
 
     use super::*;

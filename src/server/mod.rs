@@ -1,7 +1,8 @@
 //! The connection engine shared by sockkit's servers (echo, knock, broker): it owns the
 //! listening socket, accepts, reads and writes, and enforces the limits; a `Service` decides
 //! what bytes to answer with. Services never touch sockets. This file holds the contract
-//! (`Service`, `Next`) and the limits; `engine.rs` runs TCP, `udp.rs` datagrams.
+//! (`Service`, `Next`) and the limits; `engine.rs` runs TCP and Unix streams (`stream.rs`
+//! hides which), `udp.rs` UDP datagrams, `unix_dgram.rs` Unix datagrams.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -14,7 +15,8 @@ pub trait Service: Send + Sync + 'static {
     /// Per-connection state (a joke's progress; nothing for echo).
     type Session;
 
-    /// A client was accepted. Anything appended to `out` is sent first (a greeting).
+    /// A client was accepted. Anything appended to `out` is sent first (a greeting). A
+    /// Unix-domain client (`-U`) has no IP address: it comes as `0.0.0.0:0`.
     fn open(&self, peer: SocketAddr, out: &mut Vec<u8>) -> Self::Session;
 
     /// Bytes arrived from the client; append the reply to `out`.
@@ -40,9 +42,11 @@ pub enum Next {
 mod conn;
 mod engine;
 mod stop;
+pub mod stream;
 pub mod udp;
+pub mod unix_dgram;
 
-pub use engine::serve;
+pub use engine::{serve, serve_unix};
 
 /// What every server puts on what its clients can cost it: how many at once, how long silent,
 /// from where, and how many unsent bytes one may be owed before the server stops reading it.

@@ -4,13 +4,12 @@
 //! other limits do not apply. Stops on SIGINT/SIGTERM like the TCP engine.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::Socket;
 
 use super::stop::Stop;
 use super::{Limits, Service, plain_addr};
@@ -18,129 +17,15 @@ use crate::addr::BindTarget;
 use crate::error;
 use crate::narrate;
 use crate::socket::{self, Listener};
-use crate::sockopt::{Plan, SockKind, Stage, Value};
+use crate::sockopt::Plan;
 
 const DATAGRAMS: Token = Token(0);
 const SIGNAL: Token = Token(1);
 
-/// socket, setsockopt (the plan), bind: a UDP server socket. The dual-stack default falls back
-/// to `0.0.0.0` where the kernel has no IPv6, as for TCP; IPV6_V6ONLY goes through the plan as
-/// a default, so `-o v6only` replaces it and `--show-opts` shows it.
+/// socket, setsockopt (the plan), bind: a UDP server socket, made by socket.rs like the TCP
+/// listeners (same dual-stack default, fallback and errors).
 pub fn bind(target: BindTarget, plan: &Plan) -> Result<Listener> {
-    match target {
-        BindTarget::DualStack(port) => {
-            let v6 = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port);
-            let plan6 = plan.clone().with_default("IPV6_V6ONLY", Value::Bool(false));
-            match bind_on(v6, &plan6) {
-                Ok(s) => finish(s, scope(&v6, &plan6), plan6),
-                Err(Bind::NoIpv6(why)) => {
-                    narrate::info(format_args!("IPv6 unavailable ({why}); binding 0.0.0.0"));
-                    let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port);
-                    let s = bind_on(v4, plan).map_err(Bind::into_error)?;
-                    finish(s, "(UDP, IPv4 only: no IPv6 here)", plan.clone())
-                }
-                Err(Bind::Failed(e)) => Err(e),
-            }
-        }
-        BindTarget::Addr { addr, v6only } => {
-            let plan = if addr.is_ipv6() {
-                plan.clone()
-                    .with_default("IPV6_V6ONLY", Value::Bool(v6only))
-            } else {
-                plan.clone()
-            };
-            let s = bind_on(addr, &plan).map_err(Bind::into_error)?;
-            finish(s, scope(&addr, &plan), plan)
-        }
-    }
-}
-
-/// Which families a UDP socket bound to `addr` serves, from the IPV6_V6ONLY it was given.
-fn scope(addr: &SocketAddr, plan: &Plan) -> &'static str {
-    let v6only = matches!(plan.requested("IPV6_V6ONLY"), Some(Value::Bool(true)));
-    match (addr.is_ipv6(), v6only) {
-        (false, _) => "(UDP, IPv4)",
-        (true, true) => "(UDP, IPv6 only)",
-        (true, false) if addr.ip().is_unspecified() => "(UDP, IPv4 and IPv6)",
-        (true, false) => "(UDP, IPv6)",
-    }
-}
-
-fn finish(sock: Socket, scope: &'static str, plan: Plan) -> Result<Listener> {
-    let local = socket::local_addr(&sock)?;
-    Ok(Listener {
-        socket: sock,
-        local,
-        scope,
-        plan,
-    })
-}
-
-enum Bind {
-    NoIpv6(String),
-    Failed(anyhow::Error),
-}
-
-impl Bind {
-    fn into_error(self) -> anyhow::Error {
-        match self {
-            Bind::NoIpv6(why) => anyhow!("IPv6 is not available: {why}"),
-            Bind::Failed(e) => e,
-        }
-    }
-}
-
-fn bind_on(addr: SocketAddr, plan: &Plan) -> Result<Socket, Bind> {
-    let domain = Domain::for_address(addr);
-    let made = narrate::traced(
-        || Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
-        |r| {
-            let res = match r {
-                Ok(s) => format!("= fd {}", socket::fd(s)),
-                Err(e) => narrate::errno_text(e),
-            };
-            let fam = if addr.is_ipv6() {
-                "AF_INET6"
-            } else {
-                "AF_INET"
-            };
-            format!("socket({fam}, SOCK_DGRAM, IPPROTO_UDP) {res}")
-        },
-    );
-    let sock = match made {
-        Ok(s) => s,
-        Err(e) if addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-            return Err(Bind::NoIpv6(error::plain(&e)));
-        }
-        Err(e) => return Err(Bind::Failed(anyhow!("socket(): {}", error::plain(&e)))),
-    };
-    if let Err(e) = plan.apply(&sock, socket::target(&addr, SockKind::Udp), Stage::Early) {
-        socket::close(sock);
-        return Err(Bind::Failed(e));
-    }
-    let dual = addr.is_ipv6() && plan.requested("IPV6_V6ONLY") == Some(&Value::Bool(false));
-    let sa = SockAddr::from(addr);
-    if let Err(e) = narrate::traced(
-        || sock.bind(&sa),
-        |r| {
-            format!(
-                "bind(fd {}, {addr}) {}",
-                socket::fd(&sock),
-                narrate::outcome(r)
-            )
-        },
-    ) {
-        let reuse = sock.reuse_address().unwrap_or(false);
-        socket::close(sock);
-        if dual && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
-            return Err(Bind::NoIpv6(error::plain(&e)));
-        }
-        return Err(Bind::Failed(anyhow!(
-            "{}",
-            error::bind_failure(addr, &e, reuse)
-        )));
-    }
-    Ok(sock)
+    socket::bind_udp(target, plan)
 }
 
 /// Answers datagrams on `listener` with `service` until SIGINT or SIGTERM. A reply the kernel

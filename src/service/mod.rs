@@ -2,3 +2,5 @@
 //! byte-in, byte-out logic that never touches a socket, so each can be tested alone.
 
 pub mod echo;
+pub mod jokes;
+pub mod knock;

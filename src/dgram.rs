@@ -1,0 +1,552 @@
+//! The datagram relay of `connect -u` and `listen -u` (UDP, and SOCK_DGRAM Unix sockets with
+//! `-U -u`): each stdin read (or line, with `--lines`) becomes one datagram, each datagram
+//! received is written to stdout, one thread polling both. It lives apart from relay.rs
+//! because datagrams have no stream to half-close, no EOF and a size limit, and an unconnected
+//! socket has many peers: it answers the one heard from last and announces every new one.
+//! Also here: making UDP sockets (narrated) and connecting them.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::cli::RelayArgs;
+use crate::error;
+use crate::narrate;
+use crate::server::plain_addr;
+use crate::socket::{self, fd};
+use crate::sockopt::{Plan, SockKind, Stage};
+use crate::unix;
+
+/// The largest UDP payload over IPv4: 65,535 (the IPv4 total length field) less the 20-byte
+/// IPv4 header and the 8-byte UDP header.
+pub const MAX_UDP4: usize = 65_507;
+/// The largest UDP payload over IPv6: 65,535 (the payload length field, which excludes the
+/// 40-byte IPv6 header) less the 8-byte UDP header. Jumbograms aside.
+pub const MAX_UDP6: usize = 65_527;
+
+/// One receive buffer, larger than any UDP datagram and than a Unix datagram under the
+/// default socket buffer sizes; a larger one is reported as truncated, never silently cut.
+const RECV_BUF: usize = 256 * 1024;
+
+/// The most peers `listen -u` remembers (to tell a new peer from a returning one); past it the
+/// oldest are forgotten, so a flood of senders costs bounded memory.
+const MAX_KNOWN_PEERS: usize = 4096;
+
+/// `socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) = fd 3`.
+pub fn udp_socket(domain: Domain) -> io::Result<Socket> {
+    narrate::traced(
+        || Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
+        |r| {
+            let res = match r {
+                Ok(s) => format!("= fd {}", fd(s)),
+                Err(e) => narrate::errno_text(e),
+            };
+            let fam = if domain == Domain::IPV6 {
+                "AF_INET6"
+            } else {
+                "AF_INET"
+            };
+            format!("socket({fam}, SOCK_DGRAM, IPPROTO_UDP) {res}")
+        },
+    )
+}
+
+/// A connected UDP socket to the first of `addrs` the kernel has a route to. connect() on UDP
+/// sends nothing: it only fixes the peer, so that send() needs no address, only its datagrams
+/// are received, and an ICMP port unreachable comes back as ECONNREFUSED.
+pub fn connect_udp(addrs: &[SocketAddr], plan: &Plan) -> Result<Socket> {
+    let mut failures = Vec::new();
+    for addr in addrs {
+        let sock = udp_socket(Domain::for_address(*addr))
+            .map_err(|e| anyhow!("socket() for {addr}: {}", error::plain(&e)))?;
+        let tgt = socket::target(addr, SockKind::Udp);
+        plan.apply(&sock, tgt, Stage::Early)?;
+        let sa = SockAddr::from(*addr);
+        let r = narrate::traced(
+            || sock.connect(&sa),
+            |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
+        );
+        match r {
+            Ok(()) => {
+                plan.apply(&sock, tgt, Stage::Connected)?;
+                narrate::info(format_args!(
+                    "UDP connect() sent nothing: it only fixed the peer ({addr}); nothing says \
+                     yet that anyone is there"
+                ));
+                return Ok(sock);
+            }
+            Err(e) => {
+                failures.push(error::connect_failure(*addr, &e));
+                socket::close(sock);
+            }
+        }
+    }
+    Err(anyhow!("{}", failures.join("; ")))
+}
+
+/// Whom a datagram relay talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peers {
+    /// A connected socket: send() and recv(), one peer.
+    Connected,
+    /// An unconnected (listening) socket: recvfrom() from anyone, stdin goes by sendto() to
+    /// the peer heard from last.
+    AnswerLast,
+}
+
+/// A datagram session's settings.
+pub struct DgramRelay<'a> {
+    pub sock: &'a Socket,
+    pub opts: RelayArgs,
+    pub lines: bool,
+    pub peers: Peers,
+    /// Whether `-q` was given: quiet servers do not announce peers either.
+    pub quiet: bool,
+}
+
+/// What a session moved, for `-v`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub sent: u64,
+    pub sent_bytes: u64,
+    pub received: u64,
+    pub received_bytes: u64,
+}
+
+/// How a peer's address reads: `127.0.0.1:5000` (IPv4 on a dual-stack socket unmapped), a
+/// path, `@name`.
+pub fn show(a: &SockAddr) -> String {
+    match a.as_socket() {
+        Some(s) => plain_addr(s).to_string(),
+        None => unix::show(a),
+    }
+}
+
+/// The size limit for one datagram to `to` and its explanation, or `None` where the kernel's
+/// send buffer is the only limit (Unix datagrams).
+fn limit_for(to: &SockAddr) -> Option<(usize, &'static str)> {
+    let s = to.as_socket()?;
+    let v4 = match s.ip() {
+        std::net::IpAddr::V4(_) => true,
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+    };
+    Some(if v4 {
+        (
+            MAX_UDP4,
+            "a UDP datagram over IPv4 carries at most 65,507 bytes (65,535 less the 20-byte IPv4 \
+             and 8-byte UDP headers)",
+        )
+    } else {
+        (
+            MAX_UDP6,
+            "a UDP datagram over IPv6 carries at most 65,527 bytes (65,535 less the 8-byte UDP \
+             header)",
+        )
+    })
+}
+
+/// The error for a datagram too big to send, with what the limit is and why.
+/// `at_least`: sockkit stopped reading at one byte over the limit, so `len` is a lower bound.
+fn too_big(len: usize, at_least: bool, to: &SockAddr, sock: &Socket, lines: bool) -> anyhow::Error {
+    let len = if at_least {
+        format!("at least {len}")
+    } else {
+        len.to_string()
+    };
+    let how = if lines {
+        "shorten the line"
+    } else {
+        "send less per write, or use --lines to send one datagram per line"
+    };
+    match limit_for(to) {
+        Some((_, why)) => anyhow!("datagram of {len} bytes is too big: {why}; {how}"),
+        None => {
+            let sndbuf = sock
+                .send_buffer_size()
+                .map(|n| format!(" ({n} bytes now)"))
+                .unwrap_or_default();
+            anyhow!(
+                "datagram of {len} bytes is too big: a Unix datagram must fit the socket's send \
+                 buffer, SO_SNDBUF{sndbuf}; raise it with -o sndbuf=SIZE or {how}"
+            )
+        }
+    }
+}
+
+fn refused(peer: &SockAddr) -> anyhow::Error {
+    match peer.as_socket() {
+        Some(a) => anyhow!(
+            "connection refused: nothing is listening on UDP {a} (its host answered with ICMP \
+             port unreachable)"
+        ),
+        None => anyhow!(
+            "connection refused: nothing is bound to {} any more (its server has gone)",
+            unix::show(peer)
+        ),
+    }
+}
+
+impl DgramRelay<'_> {
+    /// Relays until stdin EOF plus `--quit-after`, `--idle-timeout`, `--send-only` at stdin
+    /// EOF, a closed stdout, or an error.
+    pub fn run(&self) -> Result<Counts> {
+        // SAFETY: fds 0 and 1 are open for the whole process; ManuallyDrop never closes them.
+        // Unbuffered on purpose: one read is one datagram, and std's Stdin would merge reads.
+        let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+        let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+        let connected_to = match self.peers {
+            Peers::Connected => Some(
+                self.sock
+                    .peer_addr()
+                    .map_err(|e| anyhow!("getpeername(): {}", error::plain(&e)))?,
+            ),
+            Peers::AnswerLast => None,
+        };
+        // Where stdin goes: the connected peer, or the last one heard from.
+        let mut target: Option<SockAddr> = connected_to.clone();
+        let mut known: HashSet<Vec<u8>> = HashSet::new();
+        let mut known_order: std::collections::VecDeque<Vec<u8>> = Default::default();
+        let read_max = match connected_to.as_ref().and_then(limit_for) {
+            // One more than the limit, so an oversized read is seen as such.
+            Some((max, _)) => max + 1,
+            None => RECV_BUF,
+        };
+        let mut inbuf = vec![0u8; read_max];
+        let mut line: Vec<u8> = Vec::new();
+        let mut rbuf = vec![MaybeUninit::<u8>::uninit(); RECV_BUF];
+        let mut counts = Counts::default();
+        let mut stdin_open = !self.opts.recv_only;
+        let mut stdin_eof_at: Option<Instant> = None;
+        let mut last_activity = Instant::now();
+        let sfd = fd(self.sock);
+        loop {
+            let now = Instant::now();
+            let quit_at = stdin_eof_at.zip(self.opts.quit_after).map(|(t, q)| t + q);
+            if quit_at.is_some_and(|q| now >= q) {
+                narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
+                return Ok(counts);
+            }
+            let idle_at = self.opts.idle_timeout.map(|t| last_activity + t);
+            if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
+                && now >= at
+            {
+                narrate::info(format_args!(
+                    "no datagram either way for {} (--idle-timeout): ending",
+                    humantime::format_duration(t)
+                ));
+                return Ok(counts);
+            }
+            let timeout = [quit_at, idle_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|d| d.saturating_duration_since(now));
+            // stdin waits until there is someone to send it to.
+            let want_stdin = stdin_open && target.is_some();
+            let (sock_ready, stdin_ready) =
+                poll(sfd, want_stdin.then(|| stdin.as_raw_fd()), timeout)?;
+            if sock_ready {
+                let t0 = Instant::now();
+                let got = self.sock.recv_from_with_flags(&mut rbuf, libc::MSG_TRUNC);
+                let took = t0.elapsed();
+                let (n, from) = match got {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => match &connected_to {
+                        Some(p) => return Err(refused(p)),
+                        None => {
+                            narrate::emit(format_args!(
+                                "an earlier datagram bounced: the peer's port is closed \
+                                     (ICMP port unreachable)"
+                            ));
+                            continue;
+                        }
+                    },
+                    Err(e) => {
+                        return Err(anyhow!(
+                            "recvfrom(fd {sfd}): {} (after {} datagrams)",
+                            error::plain(&e),
+                            counts.received
+                        ));
+                    }
+                };
+                let kept = n.min(RECV_BUF);
+                let who = show(&from);
+                narrate::call(format_args!("recvfrom(fd {sfd}) = {n} from {who}"), took);
+                if n > RECV_BUF {
+                    narrate::emit(format_args!(
+                        "a datagram of {n} bytes from {who} was cut to {RECV_BUF} (sockkit's \
+                         receive buffer)"
+                    ));
+                }
+                counts.received += 1;
+                counts.received_bytes += kept as u64;
+                last_activity = Instant::now();
+                if self.peers == Peers::AnswerLast {
+                    self.note_peer(&from, &who, &mut target, &mut known, &mut known_order);
+                }
+                narrate::info(format_args!("datagram of {n} B from {who}"));
+                if !self.opts.send_only {
+                    // SAFETY: recvfrom initialised the first `kept` bytes.
+                    let data: &[u8] =
+                        unsafe { std::slice::from_raw_parts(rbuf.as_ptr().cast(), kept) };
+                    if let Err(e) = stdout.write_all(data) {
+                        if error::is_broken_pipe(&e) {
+                            return Ok(counts);
+                        }
+                        return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
+                    }
+                }
+            }
+            if !stdin_ready {
+                continue;
+            }
+            let Some(to) = target.clone() else { continue };
+            let n = match stdin.read(&mut inbuf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow!("reading stdin: {}", error::plain(&e))),
+            };
+            if n == 0 {
+                stdin_open = false;
+                stdin_eof_at = Some(Instant::now());
+                if self.lines && !line.is_empty() {
+                    let rest = std::mem::take(&mut line);
+                    self.send(&rest, &to, &mut counts)?;
+                }
+                narrate::info(format_args!(
+                    "stdin ended after {} datagrams; a datagram socket has no EOF to send, so {}",
+                    counts.sent,
+                    match (
+                        self.opts.send_only,
+                        self.opts.quit_after,
+                        self.opts.idle_timeout
+                    ) {
+                        (true, _, _) => "ending (--send-only)".to_string(),
+                        (_, Some(q), _) => format!(
+                            "still printing datagrams for {} (--quit-after)",
+                            humantime::format_duration(q)
+                        ),
+                        (_, None, Some(_)) => "ending after --idle-timeout of silence".into(),
+                        _ => "still printing datagrams until Ctrl-C (see --quit-after)".into(),
+                    }
+                ));
+                if self.opts.send_only {
+                    return Ok(counts);
+                }
+                continue;
+            }
+            last_activity = Instant::now();
+            if !self.lines {
+                self.send(&inbuf[..n], &to, &mut counts)?;
+                continue;
+            }
+            line.extend_from_slice(&inbuf[..n]);
+            let mut start = 0;
+            while let Some(pos) = line[start..].iter().position(|&b| b == b'\n') {
+                let end = start + pos + 1;
+                self.send(&line[start..end], &to, &mut counts)?;
+                start = end;
+            }
+            line.drain(..start);
+            // A line longer than any datagram can never be sent: say so now, not at its end.
+            if let Some((max, _)) = limit_for(&to)
+                && line.len() > max
+            {
+                return Err(too_big(line.len(), true, &to, self.sock, true));
+            }
+            if line.len() > RECV_BUF {
+                return Err(too_big(line.len(), true, &to, self.sock, true));
+            }
+        }
+    }
+
+    /// `listen -u`: remembers who sent the last datagram (stdin goes there) and announces a
+    /// new peer, or a change back to an earlier one, so no peer goes unnoticed.
+    fn note_peer(
+        &self,
+        from: &SockAddr,
+        who: &str,
+        target: &mut Option<SockAddr>,
+        known: &mut HashSet<Vec<u8>>,
+        order: &mut std::collections::VecDeque<Vec<u8>>,
+    ) {
+        let key = addr_key(from);
+        if target.as_ref().map(addr_key).as_deref() == Some(&key[..]) {
+            return;
+        }
+        // An unbound Unix socket: no path, no abstract name, so nothing to sendto.
+        let unnamed = from.as_socket().is_none()
+            && from.as_pathname().is_none()
+            && from.as_abstract_namespace().is_none();
+        if unnamed {
+            if !self.quiet {
+                narrate::emit(format_args!(
+                    "a datagram came from an unbound Unix socket: it has no address, so it \
+                     cannot be answered (stdin still goes to {})",
+                    target.as_ref().map(show).unwrap_or_else(|| "nobody".into())
+                ));
+            }
+            return;
+        }
+        let new = known.insert(key.clone());
+        if new {
+            order.push_back(key);
+            if order.len() > MAX_KNOWN_PEERS
+                && let Some(old) = order.pop_front()
+            {
+                known.remove(&old);
+            }
+        }
+        if !self.quiet {
+            if new {
+                narrate::emit(format_args!("new peer {who}: stdin now goes to it"));
+            } else {
+                narrate::emit(format_args!(
+                    "stdin now goes to {who} again (heard from last)"
+                ));
+            }
+        }
+        *target = Some(from.clone());
+    }
+
+    /// Sends one datagram to the connected peer or by sendto to `to`.
+    fn send(&self, data: &[u8], to: &SockAddr, counts: &mut Counts) -> Result<()> {
+        if let Some((max, _)) = limit_for(to)
+            && data.len() > max
+        {
+            return Err(too_big(data.len(), !self.lines, to, self.sock, self.lines));
+        }
+        let sfd = fd(self.sock);
+        let who = show(to);
+        let r = loop {
+            let r = narrate::traced(
+                || match self.peers {
+                    Peers::Connected => self.sock.send(data),
+                    Peers::AnswerLast => self.sock.send_to(data, to),
+                },
+                |r| match (self.peers, r) {
+                    (Peers::Connected, Ok(n)) => format!("send(fd {sfd}, {} B) = {n}", data.len()),
+                    (Peers::Connected, Err(e)) => {
+                        format!(
+                            "send(fd {sfd}, {} B) {}",
+                            data.len(),
+                            narrate::errno_text(e)
+                        )
+                    }
+                    (_, Ok(n)) => format!("sendto(fd {sfd}, {} B, {who}) = {n}", data.len()),
+                    (_, Err(e)) => format!(
+                        "sendto(fd {sfd}, {} B, {who}) {}",
+                        data.len(),
+                        narrate::errno_text(e)
+                    ),
+                },
+            );
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match r {
+            Ok(_) => {
+                counts.sent += 1;
+                counts.sent_bytes += data.len() as u64;
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                Err(too_big(data.len(), false, to, self.sock, self.lines))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => match self.peers {
+                Peers::Connected => Err(refused(to)),
+                Peers::AnswerLast => {
+                    narrate::emit(format_args!(
+                        "{who} is gone: {} bytes from stdin were not delivered",
+                        data.len()
+                    ));
+                    Ok(())
+                }
+            },
+            Err(e) => Err(anyhow!(
+                "sending {} bytes to {who}: {}",
+                data.len(),
+                error::plain(&e)
+            )),
+        }
+    }
+}
+
+/// A peer's address as bytes, to tell peers apart.
+fn addr_key(a: &SockAddr) -> Vec<u8> {
+    match a.as_socket() {
+        Some(s) => plain_addr(s).to_string().into_bytes(),
+        None => unix::show(a).into_bytes(),
+    }
+}
+
+/// poll(2) on the socket and, when wanted, stdin: which are readable (or hung up / in error).
+fn poll(sock: i32, stdin: Option<i32>, timeout: Option<Duration>) -> Result<(bool, bool)> {
+    let mut fds = [
+        libc::pollfd {
+            fd: sock,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stdin.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = match timeout {
+        None => -1,
+        // Round up so a deadline is never checked a hair early and spun on.
+        Some(t) => i32::try_from(t.as_millis() + 1).unwrap_or(i32::MAX),
+    };
+    // SAFETY: fds is a valid array of two pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok((false, false));
+        }
+        return Err(anyhow!("poll(): {}", error::plain(&e)));
+    }
+    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    Ok((ready(&fds[0]), stdin.is_some() && ready(&fds[1])))
+}
+
+/// The `-v` end-of-session line.
+pub fn report(c: &Counts, elapsed: Duration) {
+    narrate::info(format_args!(
+        "closed: sent {} datagrams ({}), received {} datagrams ({}) in {}",
+        c.sent,
+        narrate::bytes(c.sent_bytes),
+        c.received,
+        narrate::bytes(c.received_bytes),
+        narrate::short(elapsed)
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_family_and_mapped_ipv4_counts_as_ipv4() {
+        let v4 = SockAddr::from("127.0.0.1:9".parse::<SocketAddr>().unwrap());
+        let v6 = SockAddr::from("[::1]:9".parse::<SocketAddr>().unwrap());
+        let mapped = SockAddr::from("[::ffff:127.0.0.1]:9".parse::<SocketAddr>().unwrap());
+        assert_eq!(limit_for(&v4).unwrap().0, 65_507);
+        assert_eq!(limit_for(&v6).unwrap().0, 65_527);
+        assert_eq!(limit_for(&mapped).unwrap().0, 65_507);
+        let unix = SockAddr::unix("/tmp/x").unwrap();
+        assert!(limit_for(&unix).is_none());
+    }
+}

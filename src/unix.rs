@@ -1,0 +1,528 @@
+//! Unix-domain sockets: the `-U PATH` address (a file path, or `@name` in Linux's abstract
+//! namespace), making, binding, connecting and accepting them narrated like the TCP ones, the
+//! rules for a path that is already taken (a stale socket file is replaced only with
+//! `--unlink`; a file that is not a socket is never deleted), and the peer's credentials
+//! (SO_PEERCRED), which stand in for the address a Unix client does not have. No relaying here.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::error;
+use crate::narrate;
+use crate::socket::{self, fd};
+use crate::sockopt::{Fam, Plan, SockKind, Stage, Target};
+
+/// Room in `sockaddr_un.sun_path` (108 bytes on Linux), less the terminating NUL of a path.
+const SUN_PATH_MAX: usize = 107;
+
+/// Where a Unix-domain socket lives: a file in the file system, or (Linux) a name in the
+/// abstract namespace, which has no file and vanishes with the last socket using it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnixAddr {
+    Path(PathBuf),
+    Abstract(Vec<u8>),
+}
+
+impl FromStr for UnixAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("a Unix socket needs a path (or @name for the abstract namespace)".into());
+        }
+        if let Some(name) = s.strip_prefix('@') {
+            if !cfg!(target_os = "linux") {
+                return Err(format!(
+                    "'{s}': the abstract namespace (@name) exists only on Linux; give a path"
+                ));
+            }
+            if name.is_empty() || name.len() > SUN_PATH_MAX {
+                return Err(format!(
+                    "'{s}': an abstract name takes 1 to {SUN_PATH_MAX} bytes after the @"
+                ));
+            }
+            return Ok(UnixAddr::Abstract(name.as_bytes().to_vec()));
+        }
+        if s.len() > SUN_PATH_MAX {
+            return Err(format!(
+                "'{s}' is {} bytes long: a Unix socket path holds at most {SUN_PATH_MAX} \
+                 (sockaddr_un.sun_path); use a shorter path or a relative one",
+                s.len()
+            ));
+        }
+        Ok(UnixAddr::Path(PathBuf::from(s)))
+    }
+}
+
+impl fmt::Display for UnixAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnixAddr::Path(p) => write!(f, "{}", p.display()),
+            UnixAddr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
+impl UnixAddr {
+    /// The `sockaddr_un` for bind/connect: the path, or a NUL then the name (abstract).
+    pub fn sockaddr(&self) -> io::Result<SockAddr> {
+        match self {
+            UnixAddr::Path(p) => SockAddr::unix(p),
+            UnixAddr::Abstract(name) => {
+                let mut bytes = vec![0u8];
+                bytes.extend_from_slice(name);
+                SockAddr::unix(OsStr::from_bytes(&bytes))
+            }
+        }
+    }
+
+    /// What `listening on` prints: the path, or `@name (abstract namespace)`.
+    pub fn announce(&self) -> String {
+        match self {
+            UnixAddr::Path(_) => format!("{self} (Unix)"),
+            UnixAddr::Abstract(_) => format!("{self} (Unix, abstract namespace)"),
+        }
+    }
+}
+
+/// The option-table target for a Unix-domain socket (stream or datagram).
+pub fn target() -> Target {
+    Target {
+        kind: SockKind::Unix,
+        family: Fam::Unix,
+    }
+}
+
+fn type_name(ty: Type) -> &'static str {
+    if ty == Type::DGRAM {
+        "SOCK_DGRAM"
+    } else {
+        "SOCK_STREAM"
+    }
+}
+
+/// A Unix address as narration and `-v` show it: the path, `@name`, or `(unnamed)` for a
+/// socket that never bound (every client that only connects).
+pub fn show(a: &SockAddr) -> String {
+    if let Some(p) = a.as_pathname() {
+        return p.display().to_string();
+    }
+    if let Some(name) = a.as_abstract_namespace() {
+        return format!("@{}", String::from_utf8_lossy(name));
+    }
+    "(unnamed)".to_string()
+}
+
+/// `socket(AF_UNIX, SOCK_STREAM, 0) = fd 3`.
+pub fn new_socket(ty: Type) -> io::Result<Socket> {
+    narrate::traced(
+        || Socket::new(Domain::UNIX, ty, None),
+        |r| {
+            let res = match r {
+                Ok(s) => format!("= fd {}", fd(s)),
+                Err(e) => narrate::errno_text(e),
+            };
+            format!("socket(AF_UNIX, {}, 0) {res}", type_name(ty))
+        },
+    )
+}
+
+fn bind_call(sock: &Socket, sa: &SockAddr, shown: &str) -> io::Result<()> {
+    narrate::traced(
+        || sock.bind(sa),
+        |r| format!("bind(fd {}, {shown}) {}", fd(sock), narrate::outcome(r)),
+    )
+}
+
+/// Connects a Unix socket of type `ty` to `addr`. A datagram client first binds an
+/// autobound abstract name (Linux) so that replies have somewhere to go.
+pub fn connect(
+    addr: &UnixAddr,
+    ty: Type,
+    timeout: Option<Duration>,
+    plan: &Plan,
+) -> Result<Socket> {
+    let sock = new_socket(ty).map_err(|e| anyhow!("socket(AF_UNIX): {}", error::plain(&e)))?;
+    plan.apply(&sock, target(), Stage::Early)?;
+    if ty == Type::DGRAM && cfg!(target_os = "linux") {
+        // An address of only the family field asks Linux for a unique abstract name.
+        let auto = SockAddr::unix("")?;
+        bind_call(
+            &sock,
+            &auto,
+            "\"\" (autobind: the kernel picks an abstract name)",
+        )
+        .map_err(|e| anyhow!("binding a reply address: {}", error::plain(&e)))?;
+    }
+    let sa = addr
+        .sockaddr()
+        .map_err(|e| anyhow!("{addr}: {}", error::plain(&e)))?;
+    narrate::info(format_args!(
+        "connecting to {addr} (Unix, {})",
+        type_name(ty)
+    ));
+    let result = narrate::traced(
+        || match timeout {
+            Some(t) => sock.connect_timeout(&sa, t),
+            None => sock.connect(&sa),
+        },
+        |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
+    );
+    if let Err(e) = result {
+        socket::close(sock);
+        return Err(anyhow!("{}", connect_failure(addr, ty, &e)));
+    }
+    plan.apply(&sock, target(), Stage::Connected)?;
+    Ok(sock)
+}
+
+/// Why connecting to a Unix socket failed, worded for a learner.
+fn connect_failure(addr: &UnixAddr, ty: Type, e: &io::Error) -> String {
+    let abstract_ = matches!(addr, UnixAddr::Abstract(_));
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => {
+            format!("no socket at {addr}: nothing has bound that path (is the server running?)")
+        }
+        Some(libc::ECONNREFUSED) if abstract_ => {
+            format!("connection refused: nothing is bound to {addr} (abstract namespace)")
+        }
+        Some(libc::ECONNREFUSED) => format!(
+            "connection refused: {addr} is a socket file nobody listens on (a stale file left \
+             by a server that exited)"
+        ),
+        Some(libc::EPROTOTYPE) if ty == Type::DGRAM => {
+            format!("{addr} is a stream socket, not a datagram one: drop -u")
+        }
+        Some(libc::EPROTOTYPE) => format!("{addr} is a datagram socket: add -u"),
+        Some(libc::EACCES) => format!(
+            "permission denied connecting to {addr}: connecting needs write permission on the \
+             socket file and search permission on its directories"
+        ),
+        Some(libc::ENOTSOCK) | Some(libc::ENOTDIR) => {
+            format!("{addr} is not a socket: a file that is not a socket cannot be connected to")
+        }
+        _ => format!("cannot connect to {addr}: {}", error::plain(e)),
+    }
+}
+
+/// Removes the socket file a server bound when the server is done with it, but only if the
+/// file is still the one it bound (same device and inode): another server may have replaced it.
+pub struct PathGuard {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        if self.ours() {
+            let path = self.path.display().to_string();
+            let _ = narrate::traced(
+                || std::fs::remove_file(&self.path),
+                |r| format!("unlink(\"{path}\") {}", narrate::outcome(r)),
+            );
+        }
+    }
+}
+
+impl PathGuard {
+    fn ours(&self) -> bool {
+        std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+    }
+
+    /// Also removes the socket file on SIGINT, SIGTERM or SIGHUP, then lets the signal end the
+    /// process as it would have: a `listen -U` stopped with Ctrl-C would otherwise leave a
+    /// stale file, and the next run would need --unlink. Not for the engine, which stops
+    /// gracefully on those signals and drops the guard itself.
+    pub fn remove_on_signal(&self) -> Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        let guard = PathGuard {
+            path: self.path.clone(),
+            dev: self.dev,
+            ino: self.ino,
+        };
+        std::thread::Builder::new()
+            .name("unlink-on-signal".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    // Dropping the guard unlinks the file if it is still ours.
+                    drop(guard);
+                    let _ = signal_hook::low_level::emulate_default_handler(sig);
+                }
+            })?;
+        Ok(())
+    }
+}
+
+/// A bound Unix socket (listening, for a stream one), and what to announce about it.
+pub struct UnixListener {
+    pub socket: Socket,
+    pub addr: UnixAddr,
+    /// The plan as applied, with the backlog default, for `--show-opts`.
+    pub plan: Plan,
+    /// Unlinks the socket file when dropped (none for an abstract name).
+    pub guard: Option<PathGuard>,
+}
+
+/// socket, setsockopt, bind, listen (stream only): a Unix server socket. A path that is taken
+/// is diagnosed: a server still listening, a stale socket file (replaced with `unlink`), or a
+/// file that is not a socket (never touched).
+pub fn bind(addr: &UnixAddr, ty: Type, plan: &Plan, unlink: bool) -> Result<UnixListener> {
+    let plan = plan.clone();
+    let sock = new_socket(ty).map_err(|e| anyhow!("socket(AF_UNIX): {}", error::plain(&e)))?;
+    plan.apply(&sock, target(), Stage::Early)?;
+    let sa = addr
+        .sockaddr()
+        .map_err(|e| anyhow!("{addr}: {}", error::plain(&e)))?;
+    let shown = addr.to_string();
+    if let Err(e) = bind_call(&sock, &sa, &shown) {
+        if e.raw_os_error() != Some(libc::EADDRINUSE) {
+            return Err(anyhow!("{}", bind_failure(addr, &e)));
+        }
+        match (taken(addr, ty), addr) {
+            (Taken::Stale, UnixAddr::Path(path)) if unlink => {
+                narrate::info(format_args!(
+                    "{addr} is a stale socket file (nobody listens on it): replacing it (--unlink)"
+                ));
+                let p = path.display().to_string();
+                narrate::traced(
+                    || std::fs::remove_file(path),
+                    |r| format!("unlink(\"{p}\") {}", narrate::outcome(r)),
+                )
+                .map_err(|e| anyhow!("removing the stale socket {addr}: {}", error::plain(&e)))?;
+                bind_call(&sock, &sa, &shown).map_err(|e| anyhow!("{}", bind_failure(addr, &e)))?;
+            }
+            (Taken::Stale, _) => {
+                return Err(anyhow!(
+                    "cannot bind {addr}: a stale socket file is in the way (nobody listens on \
+                     it: a server exited without removing it); pass --unlink to replace it, or \
+                     remove it with rm"
+                ));
+            }
+            (Taken::NotSocket(what), _) => {
+                return Err(anyhow!(
+                    "cannot bind {addr}: it exists and is {what}, not a socket; sockkit never \
+                     deletes it (choose another path)"
+                ));
+            }
+            (Taken::InUse, _) => {
+                return Err(anyhow!(
+                    "address already in use: a server is listening on {addr} ('ss -xlp' shows \
+                     which process)"
+                ));
+            }
+        }
+    }
+    if ty == Type::STREAM {
+        let backlog = plan.backlog().unwrap_or(socket::DEFAULT_BACKLOG);
+        narrate::traced(
+            || sock.listen(backlog),
+            |r| {
+                format!(
+                    "listen(fd {}, backlog {backlog}) {}",
+                    fd(&sock),
+                    narrate::outcome(r)
+                )
+            },
+        )
+        .map_err(|e| anyhow!("listen(): {}", error::plain(&e)))?;
+    }
+    let guard = match addr {
+        UnixAddr::Path(path) => std::fs::symlink_metadata(path).ok().map(|m| PathGuard {
+            path: path.clone(),
+            dev: m.dev(),
+            ino: m.ino(),
+        }),
+        UnixAddr::Abstract(_) => None,
+    };
+    Ok(UnixListener {
+        socket: sock,
+        addr: addr.clone(),
+        plan,
+        guard,
+    })
+}
+
+fn bind_failure(addr: &UnixAddr, e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => {
+            format!("cannot bind {addr}: its directory does not exist")
+        }
+        Some(libc::EACCES) => format!(
+            "permission denied binding {addr}: creating the socket file needs write permission \
+             on its directory"
+        ),
+        _ => format!("cannot bind {addr}: {}", error::plain(e)),
+    }
+}
+
+/// Why a Unix address is taken.
+enum Taken {
+    /// A socket file whose server is gone: connecting to it is refused.
+    Stale,
+    /// Someone is bound (and listening) there.
+    InUse,
+    /// A regular file, directory, ...: never deleted.
+    NotSocket(&'static str),
+}
+
+/// Looks at what holds `addr`: the file's type, the kernel's list of bound Unix sockets
+/// (/proc/net/unix, so a live server is not disturbed), and last a probe connect with a socket
+/// of the same type (refused means nobody is listening). An abstract name is never stale: it
+/// goes with its last socket.
+fn taken(addr: &UnixAddr, ty: Type) -> Taken {
+    let UnixAddr::Path(path) = addr else {
+        return Taken::InUse;
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => return Taken::NotSocket(file_kind(&m)),
+        Ok(_) => {}
+        Err(_) => return Taken::InUse,
+    }
+    if bound_in_proc(path) {
+        return Taken::InUse;
+    }
+    let probe = new_socket(ty).and_then(|s| {
+        let sa = addr.sockaddr()?;
+        let r = narrate::traced(
+            || s.connect(&sa),
+            |r| {
+                format!(
+                    "connect(fd {}, {addr}) {} (is anyone there?)",
+                    fd(&s),
+                    narrate::outcome(r)
+                )
+            },
+        );
+        socket::close(s);
+        r
+    });
+    match probe {
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Taken::Stale,
+        _ => Taken::InUse,
+    }
+}
+
+/// True when /proc/net/unix lists a socket bound to `path` (as given, or made absolute).
+/// Linux shows the path as it was passed to bind(), so a relative one from another directory
+/// is missed; the probe connect covers that case.
+fn bound_in_proc(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let given = path.as_os_str().as_bytes();
+    let absolute = std::env::current_dir().ok().map(|d| d.join(path));
+    table.lines().skip(1).any(|line| {
+        line.split_whitespace().nth(7).is_some_and(|p| {
+            p.as_bytes() == given || absolute.as_deref().is_some_and(|a| Path::new(p) == a)
+        })
+    })
+}
+
+fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a named pipe"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "a device or other special file"
+    }
+}
+
+/// `accept()` on a Unix listener: the client's socket and who it is (its pid, uid and gid,
+/// since a Unix client has no address worth showing).
+pub fn accept(listener: &Socket) -> io::Result<(Socket, String)> {
+    let (sock, _) = narrate::traced(
+        || listener.accept(),
+        |r| match r {
+            Ok((s, a)) => format!(
+                "accept(fd {}) = fd {} from {}",
+                fd(listener),
+                fd(s),
+                show(a)
+            ),
+            Err(e) => format!("accept(fd {}) {}", fd(listener), narrate::errno_text(e)),
+        },
+    )?;
+    let who = describe_peer(fd(&sock));
+    Ok((sock, who))
+}
+
+/// The peer's credentials as the kernel recorded them at connect() (SO_PEERCRED, Linux).
+#[cfg(target_os = "linux")]
+pub fn peer_cred(fd: RawFd) -> Option<libc::ucred> {
+    // SAFETY: ucred is plain old data; the kernel writes at most `len` bytes into it.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn peer_cred(_fd: RawFd) -> Option<()> {
+    None
+}
+
+/// `pid 1234 (uid 1000, gid 1000)`: who a Unix peer is.
+pub fn describe_peer(fd: RawFd) -> String {
+    #[cfg(target_os = "linux")]
+    if let Some(c) = peer_cred(fd) {
+        return format!("pid {} (uid {}, gid {})", c.pid, c.uid, c.gid);
+    }
+    let _ = fd;
+    "a local peer".to_string()
+}
+
+/// True when `path` names a socket file (for tests and the stale-file rules).
+pub fn is_socket_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_abstract_names_parse() {
+        assert_eq!(
+            "/tmp/s".parse::<UnixAddr>().unwrap(),
+            UnixAddr::Path("/tmp/s".into())
+        );
+        if cfg!(target_os = "linux") {
+            let a = "@sockkit".parse::<UnixAddr>().unwrap();
+            assert_eq!(a, UnixAddr::Abstract(b"sockkit".to_vec()));
+            assert_eq!(a.to_string(), "@sockkit");
+            let sa = a.sockaddr().unwrap();
+            assert_eq!(sa.as_abstract_namespace(), Some(&b"sockkit"[..]));
+        }
+        assert!("".parse::<UnixAddr>().is_err());
+        assert!("@".parse::<UnixAddr>().is_err());
+        let long = "x".repeat(200);
+        assert!(long.parse::<UnixAddr>().unwrap_err().contains("sun_path"));
+    }
+}

@@ -1,0 +1,706 @@
+//! How the relay's bytes move: for each direction, the system call that carries them, chosen
+//! at run time from what stdin and stdout are (fstat). On Linux a regular file on stdin goes to
+//! the socket by sendfile(2); the socket goes to a stdout pipe by splice(2), and to a regular
+//! file or a device such as /dev/null by splice(2) through a pipe of our own; terminals,
+//! sockets, pipes on stdin (where splice measured slower than write(2), see benches/README.md)
+//! and any call the kernel refuses at run time (EINVAL, ENOSYS) use read(2)/write(2) through one
+//! fixed buffer. Pipes handed to us are grown to 1 MiB (F_SETPIPE_SZ): the writer runs ahead
+//! and each call moves more. `SOCKKIT_RELAY=buffered` turns sendfile and splice off, for the
+//! benchmark's comparison. The session rules (half-close, EOF, timeouts, the stdin hand-off)
+//! stay in relay.rs: this file only moves bytes and says how many, and what it holds between
+//! calls never grows with the size of the transfer.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+use crate::narrate;
+
+/// The read(2)/write(2) buffer: large enough for loopback speed, and a read is still forwarded
+/// as soon as it returns, however little it got.
+pub const CHUNK: usize = 256 * 1024;
+
+/// Bytes asked of one splice(2) from the socket. It returns whatever had arrived (and what fits
+/// in the pipe), so this bounds a call, not a wait.
+const ZC_CHUNK: usize = 1 << 20;
+
+/// Bytes asked of one sendfile(2): as much as one buffered write, so the byte count and the
+/// idle timer advance as often as on the read/write path even towards a slow peer (1 MiB or
+/// 16 MiB measured no faster, see benches/README.md).
+const SENDFILE_CHUNK: usize = CHUNK;
+
+/// The pipe capacity asked for (F_SETPIPE_SZ): our own pipe, and the stdout pipe we splice into.
+/// 1 MiB is the default /proc/sys/fs/pipe-max-size, what an unprivileged process may ask.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// The descriptors the relay works on.
+const STDIN: RawFd = 0;
+const STDOUT: RawFd = 1;
+
+/// How one direction moves its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// sendfile(2): the file's pages go to the socket without a copy through user space.
+    Sendfile,
+    /// splice(2) from the socket straight into the stdout pipe.
+    Splice,
+    /// splice(2) from the socket into a pipe of ours, then from it into stdout.
+    SpliceVia,
+    /// read(2) into one fixed buffer, write(2) out of it.
+    Buffered,
+    /// recv(2) with MSG_TRUNC: `--send-only` drops what the peer sends without copying it.
+    Discard,
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Path::Sendfile => "sendfile(2), no copy through user space",
+            Path::Splice => "splice(2), no copy through user space",
+            Path::SpliceVia => "splice(2) through a pipe of its own, no copy through user space",
+            Path::Buffered => "read(2)/write(2) through a 256 KiB buffer",
+            Path::Discard => "recv(2, MSG_TRUNC): received and dropped without a copy",
+        })
+    }
+}
+
+/// What fstat(2) says a descriptor is, as far as choosing a path goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File { size: u64 },
+    Pipe,
+    Socket,
+    Terminal,
+    DevNull,
+    CharDevice,
+    BlockDevice,
+    Other,
+    Unknown,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::File { size } => write!(f, "regular file, {}", narrate::bytes(*size)),
+            Kind::Pipe => f.write_str("pipe"),
+            Kind::Socket => f.write_str("socket"),
+            Kind::Terminal => f.write_str("terminal"),
+            Kind::DevNull => f.write_str("/dev/null"),
+            Kind::CharDevice => f.write_str("character device"),
+            Kind::BlockDevice => f.write_str("block device"),
+            Kind::Other => f.write_str("neither file, pipe nor socket"),
+            Kind::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// fstat(2) on `fd`, and how long it took (for the narration).
+fn probe(fd: RawFd) -> (Kind, Duration) {
+    let t0 = Instant::now();
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a valid, writable stat for the duration of the call.
+    let rc = unsafe { libc::fstat(fd, &mut st) };
+    let kind = if rc != 0 {
+        Kind::Unknown
+    } else {
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File {
+                size: st.st_size.max(0) as u64,
+            },
+            libc::S_IFIFO => Kind::Pipe,
+            libc::S_IFSOCK => Kind::Socket,
+            // SAFETY: isatty only inspects the descriptor.
+            libc::S_IFCHR if unsafe { libc::isatty(fd) } == 1 => Kind::Terminal,
+            libc::S_IFCHR if libc::major(st.st_rdev) == 1 && libc::minor(st.st_rdev) == 3 => {
+                Kind::DevNull
+            }
+            libc::S_IFCHR => Kind::CharDevice,
+            libc::S_IFBLK => Kind::BlockDevice,
+            _ => Kind::Other,
+        }
+    };
+    (kind, t0.elapsed())
+}
+
+/// Zero-copy paths are Linux system calls; elsewhere every direction is buffered.
+const ZERO_COPY: bool = cfg!(target_os = "linux");
+
+/// `SOCKKIT_RELAY=buffered` turns the zero-copy paths off (pipes are still grown), so the
+/// benchmark can measure what each buys and a suspected kernel quirk can be ruled out without a
+/// rebuild.
+fn forced_buffered() -> bool {
+    std::env::var_os("SOCKKIT_RELAY").is_some_and(|v| v == "buffered")
+}
+
+fn narrate_choice(fd: RawFd, kind: Kind, took: Duration, direction: &str, path: Path) {
+    narrate::call(
+        format_args!("fstat(fd {fd}) = {kind}: {direction} by {path}"),
+        took,
+    );
+}
+
+/// Grows a pipe we were given to PIPE_SIZE (never shrinks it); a refusal (the per-user pipe
+/// limit) only costs speed.
+fn grow_narrated(fd: RawFd) {
+    let t0 = Instant::now();
+    let r = sys::grow_pipe(fd, PIPE_SIZE);
+    narrate::call(
+        format_args!(
+            "fcntl(fd {fd}, F_SETPIPE_SZ, {}) {}",
+            narrate::bytes(PIPE_SIZE as u64),
+            match &r {
+                Ok(n) => format!("= {}", narrate::bytes(*n as u64)),
+                Err(e) => narrate::errno_text(e),
+            }
+        ),
+        t0.elapsed(),
+    );
+}
+
+/// `-vv`: a call the kernel refused (`since`: when it started), and the path taken instead.
+fn narrate_fallback(call: &str, e: &io::Error, since: Instant, direction: &str) {
+    narrate::call(
+        format_args!(
+            "{call} {}: {direction} falls back to {}",
+            narrate::errno_text(e),
+            Path::Buffered
+        ),
+        since.elapsed(),
+    );
+}
+
+/// Errors that mean "this pair of descriptors cannot do that call", not "the transfer failed":
+/// the bytes are still where they were, and read/write will move them.
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EXDEV)
+    )
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Waits until `fd` can take bytes.
+fn wait_writable(fd: RawFd) {
+    wait_ready(fd, libc::POLLOUT);
+}
+
+/// Waits until `fd` is ready for `events` (or hung up): stdin and stdout may be non-blocking
+/// when another process set O_NONBLOCK on a descriptor it shares with us.
+fn wait_ready(fd: RawFd, events: libc::c_short) {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: p is a valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut p, 1, -1) };
+}
+
+fn cvt(rc: isize) -> io::Result<usize> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for reads of buf.len() bytes.
+    cvt(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+/// Writes all of `data` to `fd`, calling `moved` after each write; on failure says how much
+/// had been written.
+fn write_all(
+    fd: RawFd,
+    mut data: &[u8],
+    moved: &mut dyn FnMut(usize),
+) -> Result<(), (usize, io::Error)> {
+    let mut written = 0;
+    while !data.is_empty() {
+        match write_fd(fd, data) {
+            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                written += n;
+                data = &data[n..];
+                moved(n);
+            }
+            Err(e) if interrupted(&e) => {}
+            Err(e) if would_block(&e) => wait_writable(fd),
+            Err(e) => return Err((written, e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::io;
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+    pub fn sendfile(out: RawFd, inp: RawFd, count: usize) -> io::Result<usize> {
+        // SAFETY: a null offset makes the kernel use and advance inp's file position.
+        super::cvt(unsafe { libc::sendfile(out, inp, std::ptr::null_mut(), count) })
+    }
+
+    pub fn splice(inp: RawFd, out: RawFd, len: usize, flags: u32) -> io::Result<usize> {
+        // SAFETY: null offsets: both descriptors use (or, for pipes and sockets, have no) position.
+        super::cvt(unsafe {
+            libc::splice(
+                inp,
+                std::ptr::null_mut(),
+                out,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | flags,
+            )
+        })
+    }
+
+    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0; 2];
+        // SAFETY: fds has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are fresh descriptors nobody else owns.
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    }
+
+    /// Grows a pipe to `size` bytes if it is smaller; returns the capacity it has.
+    pub fn grow_pipe(fd: RawFd, size: i32) -> io::Result<usize> {
+        // SAFETY: F_GETPIPE_SZ/F_SETPIPE_SZ only inspect or resize the pipe.
+        let now = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+        if now < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if now >= size {
+            return Ok(now as usize);
+        }
+        // SAFETY: as above.
+        let set = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) };
+        if set < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(set as usize)
+    }
+
+    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: buf is valid for buf.len() bytes; with MSG_TRUNC TCP does not even write it.
+        super::cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) })
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    //! Not reached but for recv_trunc: ZERO_COPY is false here, so every other path is
+    //! Buffered.
+    use std::io;
+    use std::os::fd::{OwnedFd, RawFd};
+
+    fn no() -> io::Error {
+        io::Error::from_raw_os_error(libc::ENOSYS)
+    }
+    pub fn sendfile(_: RawFd, _: RawFd, _: usize) -> io::Result<usize> {
+        Err(no())
+    }
+    pub fn splice(_: RawFd, _: RawFd, _: usize, _: u32) -> io::Result<usize> {
+        Err(no())
+    }
+    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        Err(no())
+    }
+    pub fn grow_pipe(_: RawFd, _: i32) -> io::Result<usize> {
+        Err(no())
+    }
+    /// A plain read: the bytes land in the buffer and are dropped there.
+    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+        super::read_fd(fd, buf)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// stdin -> socket
+
+/// What one uplink step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Some bytes went to the socket (or a call was interrupted): call again.
+    Moved,
+    /// stdin is at EOF.
+    Eof,
+    /// A chunk was read from stdin but the session was cancelled before it could be sent: it
+    /// stays here for the next session.
+    Held,
+}
+
+/// Why the uplink stopped.
+#[derive(Debug)]
+pub enum UpError {
+    /// Reading stdin failed.
+    Stdin(io::Error),
+    /// The socket refused bytes; `lost` of them had been read from stdin (or, for a file sent
+    /// by sendfile, were left in it) and did not reach the peer.
+    Send {
+        err: io::Error,
+        lost: u64,
+        from_file: bool,
+    },
+}
+
+/// stdin -> socket for the whole process: what is held here (a chunk read but not yet sent)
+/// carries over from one `listen -k` session to the next.
+pub struct Uplink {
+    path: Path,
+    buf: Vec<u8>,
+    pending: usize,
+    /// Bytes sendfile has moved; an EINVAL before the first means "cannot", after it "failed".
+    zc_moved: u64,
+}
+
+impl Uplink {
+    /// Looks at stdin (fstat) and picks its path; narrated at `-vv`.
+    pub fn for_stdin() -> Uplink {
+        let (kind, took) = probe(STDIN);
+        let path = match kind {
+            Kind::File { .. } if ZERO_COPY && !forced_buffered() => Path::Sendfile,
+            _ => Path::Buffered,
+        };
+        narrate_choice(STDIN, kind, took, "stdin -> socket", path);
+        if kind == Kind::Pipe && ZERO_COPY {
+            // A bigger stdin pipe lets the writer run ahead and each read take 256 KiB.
+            grow_narrated(STDIN);
+        }
+        Uplink {
+            path,
+            buf: Vec::new(),
+            pending: 0,
+            zc_moved: 0,
+        }
+    }
+
+    /// Moves the next bytes from stdin to `sock`, counting them in `sent` and `activity` as
+    /// they go; blocks until stdin has something (or EOF) and the socket took it.
+    pub fn step(
+        &mut self,
+        sock: &Socket,
+        cancelled: &AtomicBool,
+        sent: &AtomicU64,
+        activity: &crate::relay::Activity,
+    ) -> Result<Step, UpError> {
+        let mut moved = |n: usize| {
+            sent.fetch_add(n as u64, Ordering::Relaxed);
+            activity.touch();
+        };
+        if self.path == Path::Sendfile {
+            let t0 = Instant::now();
+            match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
+                Ok(0) => return Ok(Step::Eof),
+                Ok(n) => {
+                    self.zc_moved += n as u64;
+                    moved(n);
+                    return Ok(Step::Moved);
+                }
+                Err(e) if interrupted(&e) => return Ok(Step::Moved),
+                Err(e) if would_block(&e) => {
+                    wait_writable(sock.as_raw_fd());
+                    return Ok(Step::Moved);
+                }
+                Err(e) if self.zc_moved == 0 && unsupported(&e) => {
+                    narrate_fallback("sendfile(fd 0)", &e, t0, "stdin -> socket");
+                    self.path = Path::Buffered;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(UpError::Stdin(e)),
+                Err(e) => {
+                    return Err(UpError::Send {
+                        err: e,
+                        lost: file_left(STDIN),
+                        from_file: true,
+                    });
+                }
+            }
+        }
+        self.buffered_step(sock, cancelled, &mut moved)
+    }
+
+    fn buffered_step(
+        &mut self,
+        sock: &Socket,
+        cancelled: &AtomicBool,
+        moved: &mut dyn FnMut(usize),
+    ) -> Result<Step, UpError> {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; CHUNK];
+        }
+        if self.pending == 0 {
+            match read_fd(STDIN, &mut self.buf) {
+                Ok(0) => return Ok(Step::Eof),
+                Ok(n) => self.pending = n,
+                Err(e) if interrupted(&e) => return Ok(Step::Moved),
+                Err(e) if would_block(&e) => {
+                    wait_ready(STDIN, libc::POLLIN);
+                    return Ok(Step::Moved);
+                }
+                Err(e) => return Err(UpError::Stdin(e)),
+            }
+            if cancelled.load(Ordering::SeqCst) {
+                return Ok(Step::Held);
+            }
+        }
+        let pending = self.pending;
+        let result = write_all(sock.as_raw_fd(), &self.buf[..pending], moved);
+        self.pending = 0;
+        match result {
+            Ok(()) => Ok(Step::Moved),
+            Err((written, err)) => Err(UpError::Send {
+                err,
+                lost: (pending - written) as u64,
+                from_file: false,
+            }),
+        }
+    }
+}
+
+/// What is left of a regular file on `fd` past its position: the bytes sendfile did not send.
+fn file_left(fd: RawFd) -> u64 {
+    // SAFETY: lseek with SEEK_CUR and offset 0 only reads the position.
+    let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    match probe(fd).0 {
+        Kind::File { size } if pos >= 0 => size.saturating_sub(pos as u64),
+        _ => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// socket -> stdout
+
+/// What one downlink step got from the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Got {
+    /// This many bytes were received and written to stdout (or dropped, `--send-only`).
+    Data(usize),
+    /// The peer closed its sending side.
+    Eof,
+    /// Nothing this time (a signal, a full non-blocking stdout): poll again.
+    Nothing,
+}
+
+/// Why the downlink stopped.
+#[derive(Debug)]
+pub enum DownError {
+    /// Receiving from the socket failed.
+    Recv(io::Error),
+    /// Writing to stdout failed after `received` bytes had been taken from the socket in this
+    /// step (they count as received: the peer sent them).
+    Stdout { err: io::Error, received: usize },
+}
+
+/// socket -> stdout for one session.
+pub struct Sink {
+    path: Path,
+    buf: Vec<u8>,
+    /// Our own pipe (read end, write end) for SpliceVia.
+    pipe: Option<(OwnedFd, OwnedFd)>,
+    /// Bytes the splice paths have moved; an EINVAL before the first means "cannot".
+    zc_moved: u64,
+}
+
+impl Sink {
+    /// Looks at stdout (fstat) and picks its path; `discard` is `--send-only`. Narrated at
+    /// `-vv`.
+    pub fn for_stdout(discard: bool) -> Sink {
+        let (kind, took) = probe(STDOUT);
+        let zc = ZERO_COPY && !forced_buffered();
+        let mut path = match kind {
+            _ if discard => Path::Discard,
+            Kind::Pipe if zc => Path::Splice,
+            Kind::File { .. } | Kind::DevNull | Kind::CharDevice | Kind::BlockDevice if zc => {
+                Path::SpliceVia
+            }
+            _ => Path::Buffered,
+        };
+        let mut pipe = None;
+        if path == Path::SpliceVia {
+            let t0 = Instant::now();
+            match sys::pipe() {
+                Ok(p) => {
+                    sys::grow_pipe(p.1.as_raw_fd(), PIPE_SIZE).ok();
+                    pipe = Some(p);
+                }
+                Err(e) => {
+                    narrate_fallback("pipe2()", &e, t0, "socket -> stdout");
+                    path = Path::Buffered;
+                }
+            }
+        }
+        narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
+        if kind == Kind::Pipe && ZERO_COPY && !discard {
+            // A bigger stdout pipe lets each splice (or write) move more and wakes the reader
+            // less often.
+            grow_narrated(STDOUT);
+        }
+        let buf = if matches!(path, Path::Buffered | Path::Discard) {
+            // Discard never touches it: calloc'd pages that stay unmapped cost no memory.
+            vec![0u8; CHUNK]
+        } else {
+            Vec::new()
+        };
+        Sink {
+            path,
+            buf,
+            pipe,
+            zc_moved: 0,
+        }
+    }
+
+    /// Moves what the socket has (it polled readable) to stdout; blocks while stdout is full.
+    pub fn step(&mut self, sock: &Socket) -> Result<Got, DownError> {
+        let fd = sock.as_raw_fd();
+        let t0 = Instant::now();
+        match self.path {
+            Path::Splice => match sys::splice(fd, STDOUT, ZC_CHUNK, 0) {
+                Ok(0) => Ok(Got::Eof),
+                Ok(n) => {
+                    self.zc_moved += n as u64;
+                    Ok(Got::Data(n))
+                }
+                Err(e) if interrupted(&e) => Ok(Got::Nothing),
+                Err(e) if would_block(&e) => {
+                    wait_writable(STDOUT);
+                    Ok(Got::Nothing)
+                }
+                Err(e) if self.zc_moved == 0 && unsupported(&e) => {
+                    narrate_fallback("splice(socket -> fd 1)", &e, t0, "socket -> stdout");
+                    self.fall_back_to_buffered();
+                    Ok(Got::Nothing)
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => Err(DownError::Stdout {
+                    err: e,
+                    received: 0,
+                }),
+                Err(e) => Err(DownError::Recv(e)),
+            },
+            Path::SpliceVia => self.splice_via(fd),
+            Path::Discard => loop {
+                match sys::recv_trunc(fd, &mut self.buf) {
+                    Ok(0) => return Ok(Got::Eof),
+                    Ok(n) => return Ok(Got::Data(n)),
+                    Err(e) if interrupted(&e) => {}
+                    Err(e) => return Err(DownError::Recv(e)),
+                }
+            },
+            Path::Buffered | Path::Sendfile => {
+                let n = loop {
+                    match read_fd(fd, &mut self.buf) {
+                        Ok(n) => break n,
+                        Err(e) if interrupted(&e) => {}
+                        Err(e) => return Err(DownError::Recv(e)),
+                    }
+                };
+                if n == 0 {
+                    return Ok(Got::Eof);
+                }
+                write_all(STDOUT, &self.buf[..n], &mut |_| {})
+                    .map_err(|(_, err)| DownError::Stdout { err, received: n })?;
+                Ok(Got::Data(n))
+            }
+        }
+    }
+
+    fn fall_back_to_buffered(&mut self) {
+        self.path = Path::Buffered;
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; CHUNK];
+        }
+    }
+
+    /// socket -> our pipe -> stdout. The pipe is empty between steps, so the first splice
+    /// never waits for room and a failed step leaves nothing behind for a later one.
+    fn splice_via(&mut self, sock: RawFd) -> Result<Got, DownError> {
+        let (pr, pw) = match &self.pipe {
+            Some((r, w)) => (r.as_raw_fd(), w.as_raw_fd()),
+            None => unreachable!("SpliceVia always has its pipe"),
+        };
+        let n = loop {
+            let t0 = Instant::now();
+            match sys::splice(sock, pw, ZC_CHUNK, 0) {
+                Ok(n) => break n,
+                Err(e) if interrupted(&e) => {}
+                Err(e) if self.zc_moved == 0 && unsupported(&e) => {
+                    narrate_fallback("splice(socket -> pipe)", &e, t0, "socket -> stdout");
+                    self.fall_back_to_buffered();
+                    return Ok(Got::Nothing);
+                }
+                Err(e) => return Err(DownError::Recv(e)),
+            }
+        };
+        if n == 0 {
+            return Ok(Got::Eof);
+        }
+        let mut left = n;
+        while left > 0 {
+            let t0 = Instant::now();
+            match sys::splice(pr, STDOUT, left, 0) {
+                Ok(0) => {
+                    let err = io::ErrorKind::WriteZero.into();
+                    return Err(DownError::Stdout { err, received: n });
+                }
+                Ok(m) => {
+                    left -= m;
+                    self.zc_moved += m as u64;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) if would_block(&e) => wait_writable(STDOUT),
+                Err(e) if self.zc_moved == 0 && unsupported(&e) => {
+                    // e.g. stdout opened with O_APPEND (`>>`): the bytes already in our pipe
+                    // go out by read/write, and so does everything after them.
+                    narrate_fallback("splice(pipe -> fd 1)", &e, t0, "socket -> stdout");
+                    self.fall_back_to_buffered();
+                    self.drain_pipe(pr, left)
+                        .map_err(|err| DownError::Stdout { err, received: n })?;
+                    left = 0;
+                }
+                Err(e) => {
+                    return Err(DownError::Stdout {
+                        err: e,
+                        received: n,
+                    });
+                }
+            }
+        }
+        Ok(Got::Data(n))
+    }
+
+    /// Copies `left` bytes out of our pipe into stdout by read/write.
+    fn drain_pipe(&mut self, pr: RawFd, mut left: usize) -> io::Result<()> {
+        while left > 0 {
+            let want = left.min(self.buf.len());
+            let n = match read_fd(pr, &mut self.buf[..want]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => n,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            write_all(STDOUT, &self.buf[..n], &mut |_| {}).map_err(|(_, e)| e)?;
+            left -= n;
+        }
+        Ok(())
+    }
+}
