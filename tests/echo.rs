@@ -2,24 +2,26 @@
 //! bounded. Covers many concurrent clients, backpressure against a client that never reads,
 //! half-close, resets, the limits (--max-conns, --idle-timeout, --allow/--deny, descriptors
 //! running out), graceful stop, UDP, and clients nobody here wrote (python3, nc, socat).
-//! The small helpers below are private until the shared tests/util module lands.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+mod util;
+
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sockkit");
-/// No single wait in these tests may take longer than this.
-const WAIT: Duration = Duration::from_secs(20);
+use util::{T, peer_or_skip, random_bytes, run_cmd, sockkit};
 
-/// A running `sockkit` server: killed (by PID) when dropped; its stderr collected as it comes.
+/// No single wait in these tests may take longer than this.
+const WAIT: Duration = T;
+
+/// `sockkit echo ARGS` started and announced (tests/util's `Server`), with the looks at its
+/// stderr and /proc that these tests need. Killed by PID when dropped.
 struct Server {
-    child: Child,
+    inner: util::Server,
     addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -28,40 +30,12 @@ impl Server {
     }
 
     fn start_with(args: &[&str], setup: impl FnOnce(&mut Command)) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("echo")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut cmd = sockkit(&[&["echo"], args].concat());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
         setup(&mut cmd);
-        let mut child = cmd.spawn().expect("spawn sockkit");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            stderr,
-        };
-        let line = server.wait_for("listening on ");
-        let text = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap();
-        server.addr = text.parse().expect("listening address");
-        server
+        let inner = util::Server::start_with(&mut cmd);
+        let addr = inner.addr;
+        Server { inner, addr }
     }
 
     fn port(&self) -> u16 {
@@ -69,39 +43,24 @@ impl Server {
     }
 
     fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.inner.stderr.text()
     }
 
-    /// The first stderr line containing `what`, waiting for it (bounded).
+    /// The first stderr line containing `what`, said already or waited for (bounded).
     fn wait_for(&mut self, what: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(what)) {
-                return line.to_string();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                thread::sleep(Duration::from_millis(50));
-                panic!(
-                    "sockkit exited ({status}) before saying {what:?}:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what:?} on stderr within {WAIT:?}:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.inner
+            .stderr
+            .wait_seen(WAIT, |l| l.contains(what))
+            .unwrap_or_else(|e| panic!("waiting for {what:?} on stderr: {e}"))
     }
 
-    /// How many stderr lines contain `what` (no waiting).
+    /// How many stderr lines so far contain `what` (no waiting).
     fn count(&self, what: &str) -> usize {
         self.log().lines().filter(|l| l.contains(what)).count()
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.inner.child.id()
     }
 
     /// VmRSS from /proc, in KiB.
@@ -126,26 +85,16 @@ impl Server {
         Duration::from_millis(ticks * 1000 / hz)
     }
 
-    /// Sends `signal` and waits (bounded) for the exit status.
+    /// Sends `signal`, waits (bounded) for the exit status and for the rest of stderr.
     fn stop(&mut self, signal: i32) -> std::process::ExitStatus {
         // SAFETY: kill() on our own child's PID.
         unsafe { libc::kill(self.pid() as i32, signal) };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(50)); // let the stderr thread catch up
-                return status;
-            }
-            assert!(Instant::now() < deadline, "sockkit did not stop on signal");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self
+            .inner
+            .child
+            .status_within(WAIT, "sockkit after the signal");
+        self.inner.stderr.finish(WAIT);
+        status
     }
 }
 
@@ -165,20 +114,6 @@ fn connect_from(server: &Server, from: &str) -> TcpStream {
     let s: TcpStream = sock.into();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s
-}
-
-/// Deterministic, distinct pseudo-random bytes per seed (xorshift64*).
-fn stream_of(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Reads until EOF (bounded by the socket's read timeout).
@@ -220,51 +155,11 @@ fn round_trip(s: &mut TcpStream, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 
-/// Whether an external peer may be skipped: yes, with a reason, unless CI is set.
-fn peer_missing(name: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if found {
-        return false;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{name} is required when CI is set"
-    );
-    eprintln!("skipping: {name} is not installed");
-    true
-}
-
-/// Runs a program with stdin from `input`, bounded in time; returns its stdout.
-fn run_peer(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        let _ = tx.send(out);
-    });
-    let out = rx.recv_timeout(WAIT);
-    let _ = child.kill();
-    let _ = child.wait();
-    feeder.join().unwrap();
-    out.unwrap_or_else(|_| panic!("{program} did not finish within {WAIT:?}"))
+/// Runs an external client with `input` on stdin, bounded in time; returns its stdout.
+fn run_peer(program: &std::path::Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    let out = run_cmd(Command::new(program).args(args), input, WAIT);
+    assert!(out.status.success(), "{program:?} failed: {}", out.stderr);
+    out.stdout
 }
 
 #[test]
@@ -275,7 +170,10 @@ fn two_hundred_concurrent_clients_each_get_exactly_their_own_bytes() {
         .map(|i| {
             let s = connect(&server);
             // Several hundred KiB each, every stream different, in uneven chunks.
-            let data = Arc::new(stream_of(i + 1, 256 * 1024 + (i as usize * 1031) % 65536));
+            let data = Arc::new(random_bytes(
+                i + 1,
+                256 * 1024 + (i as usize * 1031) % 65536,
+            ));
             thread::spawn(move || {
                 let got = echo_through(s, Arc::clone(&data), 1000 + (i as usize * 97) % 20000);
                 assert_eq!(got.len(), data.len(), "client {i}: length");
@@ -300,7 +198,7 @@ fn a_client_that_floods_without_reading_neither_delays_others_nor_grows_the_serv
         flooders.push(thread::spawn(move || {
             // Write until the kernel buffers on both sides are full and the server has stopped
             // reading (the write times out), at most 256 MiB.
-            let block = stream_of(100 + i, 1 << 20);
+            let block = random_bytes(100 + i, 1 << 20);
             let mut sent = 0usize;
             while sent < 256 << 20 {
                 match s.write(&block) {
@@ -317,7 +215,7 @@ fn a_client_that_floods_without_reading_neither_delays_others_nor_grows_the_serv
     let mut polite = connect(&server);
     let mut worst = Duration::ZERO;
     for i in 0..50u64 {
-        let msg = stream_of(7 + i, 64);
+        let msg = random_bytes(7 + i, 64);
         let t0 = Instant::now();
         round_trip(&mut polite, &msg);
         worst = worst.max(t0.elapsed());
@@ -348,7 +246,7 @@ fn half_close_gets_everything_owed_then_eof() {
     let mut server = Server::start(&["-v", "--threads", "1", "127.0.0.1", "0"]);
     let s = connect(&server);
     // More than the kernel buffers hold, so the server still owes bytes when our EOF arrives.
-    let data = Arc::new(stream_of(42, 4 << 20));
+    let data = Arc::new(random_bytes(42, 4 << 20));
     let got = echo_through(s, Arc::clone(&data), 1 << 20);
     assert_eq!(got.len(), data.len());
     assert!(got == *data);
@@ -361,7 +259,7 @@ fn half_close_gets_everything_owed_then_eof() {
 fn a_reset_mid_stream_ends_only_that_client() {
     let mut server = Server::start(&["-v", "127.0.0.1", "0"]);
     let mut s = connect(&server);
-    s.write_all(&stream_of(1, 512 * 1024)).unwrap();
+    s.write_all(&random_bytes(1, 512 * 1024)).unwrap();
     // SO_LINGER 0: close() sends RST instead of FIN, with echoed data still unread.
     socket2::SockRef::from(&s)
         .set_linger(Some(Duration::ZERO))
@@ -564,7 +462,7 @@ fn udp_sends_each_datagram_back_to_its_sender() {
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = vec![0u8; 65536];
     for (i, len) in [1usize, 100, 1400, 9000, 60000].into_iter().enumerate() {
-        let msg = stream_of(i as u64, len);
+        let msg = random_bytes(i as u64, len);
         // UDP may drop; on loopback it does not, but retry a couple of times all the same.
         let mut got = None;
         for _ in 0..3 {
@@ -588,9 +486,9 @@ fn udp_sends_each_datagram_back_to_its_sender() {
 
 #[test]
 fn python3_socket_client_gets_its_bytes_back() {
-    if peer_missing("python3") {
+    let Some(python3) = peer_or_skip("python3") else {
         return;
-    }
+    };
     let server = Server::start(&["127.0.0.1", "0"]);
     let script = format!(
         r#"
@@ -609,36 +507,32 @@ print(len(got), got == data)
 "#,
         port = server.port()
     );
-    let out = run_peer("python3", &["-c", &script], b"");
+    let out = run_peer(&python3, &["-c", &script], b"");
     assert_eq!(String::from_utf8_lossy(&out).trim(), "300000 True");
 }
 
 #[test]
 fn nc_gets_its_bytes_back() {
-    if peer_missing("nc") {
+    let Some(nc) = peer_or_skip("nc") else {
         return;
-    }
+    };
     let server = Server::start(&["127.0.0.1", "0"]);
-    let data = stream_of(9, 200_000);
+    let data = random_bytes(9, 200_000);
     // -N: shut the socket down at stdin EOF (OpenBSD nc), so the echo ends with ours.
-    let out = run_peer(
-        "nc",
-        &["-N", "127.0.0.1", &server.port().to_string()],
-        &data,
-    );
+    let out = run_peer(&nc, &["-N", "127.0.0.1", &server.port().to_string()], &data);
     assert_eq!(out.len(), data.len());
     assert!(out == data);
 }
 
 #[test]
 fn socat_gets_its_bytes_back() {
-    if peer_missing("socat") {
+    let Some(socat) = peer_or_skip("socat") else {
         return;
-    }
+    };
     let server = Server::start(&["127.0.0.1", "0"]);
-    let data = stream_of(10, 200_000);
+    let data = random_bytes(10, 200_000);
     let target = format!("TCP:127.0.0.1:{}", server.port());
-    let out = run_peer("socat", &["-t", "10", "-", &target], &data);
+    let out = run_peer(&socat, &["-t", "10", "-", &target], &data);
     assert_eq!(out.len(), data.len());
     assert!(out == data);
 }
@@ -675,14 +569,14 @@ fn vv_narrates_accept_tcp_info_and_close_and_v_reports_each_client() {
 
 #[test]
 fn ipv6_loopback_is_served() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
+    if !util::ipv6_loopback_works() {
         eprintln!("skipping: ::1 cannot be bound here");
         return;
     }
     let mut server = Server::start(&["-6", "::1", "0"]);
     let line = server.wait_for("listening on");
     assert!(line.contains("[::1]:"), "{line}");
-    let data = Arc::new(stream_of(6, 300_000));
+    let data = Arc::new(random_bytes(6, 300_000));
     let got = echo_through(connect(&server), Arc::clone(&data), 4096);
     assert!(got == *data);
 }

@@ -4,8 +4,9 @@
 //! sockkit/tokio ratios. Scenarios: 64-byte ping-pong over 100 and 1000 connections, 16 KiB
 //! ping-pong, and 10,000 idle connections that must each still echo at the end.
 //!
-//! Usage (from the repository root, after `cargo build --release`):
-//!   cargo run --release --manifest-path benches/load/Cargo.toml -- [OPTIONS]
+//! Usage (from the repository root, after `cargo build --release` here and in benches/load,
+//! which builds tokio-echo beside this program):
+//!   benches/load/target/release/echo-bench [OPTIONS]
 //! Options: --secs S (measured window per run, 3), --rounds R (3; medians are reported),
 //! --client-threads T (load generator threads, 1), --idle N (10000), --scenarios 1,2,3
 //! (64 B x 100, 64 B x 1000, 16 KiB x 50), --servers a,b,...
