@@ -129,12 +129,8 @@ fn list_port(s: &str, whole: &str) -> Result<u16, String> {
 
 /// `connect -z HOST PORTS`: from the parsed arguments to the check.
 pub fn connect_z(args: &ConnectArgs) -> Result<()> {
-    if args.dgram.udp || args.unix.is_some() {
-        return Err(UsageError::new(
-            "-z checks TCP ports only: a UDP check cannot tell open from filtered without \
-             sending payload, and a Unix socket has no ports",
-        )
-        .into());
+    if args.unix.is_some() {
+        return Err(UsageError::new("-z checks ports, and a Unix socket has none").into());
     }
     let (host, list) = args.host_port()?;
     if list.single {
@@ -169,6 +165,13 @@ pub fn connect_z(args: &ConnectArgs) -> Result<()> {
     if check.timeout.is_zero() {
         return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());
     }
+    if args.dgram.udp {
+        narrate::info(format_args!(
+            "UDP: each port gets one empty datagram (no payload bytes); an ICMP port \
+             unreachable says closed, silence says only open|filtered"
+        ));
+        return run_udp(ip, ports, &check).map(drop);
+    }
     narrate::info(format_args!(
         "checking {} port{} on {ip}, at most {} at once, each within {}",
         ports.len(),
@@ -190,6 +193,11 @@ pub enum State {
     TimedOut(Duration),
     /// Anything else the kernel said (unreachable, permission, ...).
     Failed(String),
+    /// UDP: a datagram came back, so something is there.
+    Answered(Duration),
+    /// UDP: no answer and no ICMP port unreachable within `-w`. UDP cannot tell an open port
+    /// that ignores an empty datagram from a firewall that drops it.
+    OpenFiltered(Duration),
 }
 
 impl fmt::Display for State {
@@ -199,6 +207,12 @@ impl fmt::Display for State {
             State::Closed => f.write_str("closed"),
             State::TimedOut(t) => write!(f, "timed out (no answer in {})", narrate::short(*t)),
             State::Failed(why) => write!(f, "error: {why}"),
+            State::Answered(t) => write!(f, "open (answered in {})", narrate::short(*t)),
+            State::OpenFiltered(t) => write!(
+                f,
+                "open|filtered (no answer and no ICMP refusal in {})",
+                narrate::short(*t)
+            ),
         }
     }
 }
@@ -216,6 +230,8 @@ pub struct Check<'a> {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     pub open: usize,
+    /// UDP ports that neither answered nor were refused.
+    pub maybe: usize,
     pub closed: usize,
     pub timed_out: usize,
     pub failed: usize,
@@ -228,6 +244,8 @@ impl Tally {
             State::Closed => self.closed += 1,
             State::TimedOut(_) => self.timed_out += 1,
             State::Failed(_) => self.failed += 1,
+            State::Answered(_) => self.open += 1,
+            State::OpenFiltered(_) => self.maybe += 1,
         }
     }
 }
@@ -235,6 +253,9 @@ impl Tally {
 impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} open, {} closed", self.open, self.closed)?;
+        if self.maybe > 0 {
+            write!(f, ", {} open|filtered", self.maybe)?;
+        }
         if self.timed_out > 0 {
             write!(f, ", {} timed out", self.timed_out)?;
         }
@@ -324,6 +345,124 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
     }
     narrate::emit(format_args!("{summary}"));
     Ok(tally)
+}
+
+/// `-z -u`: one empty datagram per port from a connected UDP socket, `parallel` ports at a
+/// time. A closed port answers with ICMP port unreachable, which the kernel reports on the
+/// connected socket as ECONNREFUSED; anything else is open|filtered, and said to be. Exit 0
+/// when some port is not known closed, 1 when all are.
+pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
+    let started = Instant::now();
+    let mut out = io::stdout().lock();
+    let mut tally = Tally::default();
+    for batch in ports.chunks(check.parallel.max(1)) {
+        let mut probes: Vec<(u16, Option<Socket>, Instant, Option<State>)> = Vec::new();
+        for &port in batch {
+            let addr = SocketAddr::new(ip, port);
+            let t0 = Instant::now();
+            match udp_probe(addr, check) {
+                Ok(sock) => probes.push((port, Some(sock), t0, None)),
+                Err(e) => probes.push((port, None, t0, Some(State::Failed(format!("{e:#}"))))),
+            }
+        }
+        let deadline = Instant::now() + check.timeout;
+        loop {
+            let mut fds: Vec<libc::pollfd> = probes
+                .iter()
+                .filter(|p| p.3.is_none())
+                .filter_map(|p| p.1.as_ref())
+                .map(|s| libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if fds.is_empty() || left.is_zero() {
+                break;
+            }
+            let ms = i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX);
+            // SAFETY: fds is a valid array of pollfd for the duration of the call.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return Err(anyhow!(
+                    "poll(): {}",
+                    error::plain(&io::Error::last_os_error())
+                ));
+            }
+            for pfd in fds.iter().filter(|f| f.revents != 0) {
+                let Some(p) = probes
+                    .iter_mut()
+                    .find(|p| p.1.as_ref().is_some_and(|s| s.as_raw_fd() == pfd.fd))
+                else {
+                    continue;
+                };
+                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
+                let sock = p.1.as_ref().map(|s| s.recv(&mut buf));
+                p.3 = Some(match sock {
+                    Some(Ok(_)) => State::Answered(p.2.elapsed()),
+                    Some(Err(e)) => refusal(&e),
+                    None => continue,
+                });
+            }
+        }
+        for (port, sock, _, state) in probes {
+            let state = state.unwrap_or(State::OpenFiltered(check.timeout));
+            if let Some(s) = sock {
+                socket::close(s);
+            }
+            tally.add(&state);
+            let line = format!("{} {state}\n", SocketAddr::new(ip, port));
+            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+                if error::is_broken_pipe(&e) {
+                    return Ok(tally);
+                }
+                return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
+            }
+        }
+    }
+    let summary = format!(
+        "{} UDP {} on {ip} checked in {}: {tally}",
+        ports.len(),
+        if ports.len() == 1 { "port" } else { "ports" },
+        narrate::short(started.elapsed())
+    );
+    if tally.open + tally.maybe == 0 {
+        return Err(anyhow!("no UDP port open or unanswered: {summary}"));
+    }
+    narrate::emit(format_args!("{summary}"));
+    Ok(tally)
+}
+
+/// A connected, non-blocking UDP socket to `addr` that has sent one empty datagram.
+fn udp_probe(addr: SocketAddr, check: &Check) -> Result<Socket> {
+    let sock = narrate::traced(
+        || Socket::new(Domain::for_address(addr), socket2::Type::DGRAM, None),
+        |r| match r {
+            Ok(s) => format!("socket(SOCK_DGRAM) = fd {}", socket::fd(s)),
+            Err(e) => format!("socket(SOCK_DGRAM) {}", narrate::errno_text(e)),
+        },
+    )?;
+    check
+        .plan
+        .apply(&sock, socket::target(&addr, SockKind::Udp), Stage::Early)?;
+    if let Some(src) = check.source.bind_addr(&addr) {
+        source::bind_source(&sock, src)?;
+    }
+    sock.set_nonblocking(true)?;
+    let fd = socket::fd(&sock);
+    narrate::traced(
+        || sock.connect(&SockAddr::from(addr)),
+        |r| format!("connect(fd {fd}, {addr}) {}", narrate::outcome(r)),
+    )?;
+    narrate::traced(
+        || sock.send(&[]),
+        |r| match r {
+            Ok(n) => format!("send(fd {fd}, 0 bytes: an empty datagram) = {n}"),
+            Err(e) => format!("send(fd {fd}, 0 bytes) {}", narrate::errno_text(e)),
+        },
+    )?;
+    Ok(sock)
 }
 
 enum Started {
@@ -545,9 +684,19 @@ mod tests {
         let t = Tally {
             open: 1,
             closed: 2,
-            timed_out: 0,
-            failed: 0,
+            ..Tally::default()
         };
         assert_eq!(t.to_string(), "1 open, 2 closed");
+        let udp = Tally {
+            closed: 1,
+            maybe: 2,
+            ..Tally::default()
+        };
+        assert_eq!(udp.to_string(), "0 open, 1 closed, 2 open|filtered");
+        assert!(
+            State::OpenFiltered(Duration::from_secs(1))
+                .to_string()
+                .starts_with("open|filtered")
+        );
     }
 }

@@ -1016,19 +1016,54 @@ fn knock_tells_a_joke_over_a_unix_socket() {
 }
 
 #[test]
-fn a_port_check_refuses_udp_and_unix_instead_of_checking_tcp() {
-    // -z checks TCP; asked for UDP it must say so, never quietly check TCP ports instead.
-    for args in [
-        &["connect", "-z", "-u", "127.0.0.1", "1-3"][..],
-        &["connect", "-z", "-U", "/nonexistent/sock"][..],
-    ] {
-        let out = util::run(args, b"", util::T);
-        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
-        assert!(
-            out.stderr.contains("-z checks TCP ports only"),
-            "{}",
-            out.stderr
-        );
-        assert_eq!(out.stdout, b"");
-    }
+fn a_port_check_refuses_a_unix_socket() {
+    let out = util::run(&["connect", "-z", "-U", "/nonexistent/sock"], b"", util::T);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a Unix socket has none"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, b"");
+}
+
+#[test]
+fn a_udp_port_check_says_closed_or_open_filtered_and_never_open_without_an_answer() {
+    // A bound UDP socket that never answers, and a port nobody holds (bound, then freed).
+    let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let open = quiet.local_addr().unwrap().port();
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let list = format!("{open},{closed}");
+    let out = util::run(
+        &["connect", "-z", "-u", "-w", "300ms", "127.0.0.1", &list],
+        b"",
+        util::T,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!("127.0.0.1:{open} open|filtered")),
+        "{text}"
+    );
+    assert_eq!(lines[1], format!("127.0.0.1:{closed} closed"), "{text}");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    // The empty datagram carried no payload: what the quiet socket got is zero bytes.
+    quiet.set_read_timeout(Some(util::T)).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = quiet.recv_from(&mut buf).expect("the probe datagram");
+    assert_eq!(n, 0);
+    // All closed: exit 1, the summary as the error.
+    let only = closed.to_string();
+    let out = util::run(
+        &["connect", "-z", "-u", "-w", "300ms", "127.0.0.1", &only],
+        b"",
+        util::T,
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("1 closed"), "{}", out.stderr);
 }
