@@ -5,14 +5,11 @@
 
 use anyhow::Result;
 
-use crate::addr;
 use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::server::{self, Limits};
 use crate::service::broker::Broker;
 use crate::service::dumped::Dumped;
-use crate::socket;
-use crate::sockopt::{Plan, SockKind, Value};
 use crate::wire::Dump;
 
 /// What one client may be owed before the engine watches whether it reads at all (and 16 times
@@ -21,20 +18,14 @@ use crate::wire::Dump;
 pub const MAX_OWED: usize = 256 * 1024;
 
 pub fn run(args: ListenArgs) -> Result<()> {
-    let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
-    let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
-    let plan = Plan::new(&args.sockopts.opts).with_default("SO_REUSEADDR", Value::Bool(true));
-    let listener = socket::listen(bind, &plan)?;
+    let listener = super::tcp_server(
+        args.addr.as_deref(),
+        args.port,
+        None,
+        args.net.family(),
+        &args.sockopts,
+    )?;
     let plan = listener.plan.clone();
-    if args.sockopts.show_opts {
-        let title = format!(
-            "listening fd {} ({})",
-            socket::fd(&listener.socket),
-            listener.local
-        );
-        let target = socket::target(&listener.local, SockKind::TcpListener);
-        eprint!("{}", plan.show(&listener.socket, target, &title));
-    }
     let limits = Limits {
         max_conns: args.broker.max_conns.max(1),
         idle_timeout: args.relay.idle_timeout,

@@ -9,7 +9,7 @@ use crate::server::{self, Limits, Service, udp};
 use crate::service::dumped::Dumped;
 use crate::service::echo::Echo;
 use crate::socket::{self, Listener};
-use crate::sockopt::{Plan, SockKind, Value};
+use crate::sockopt::{Plan, SockKind};
 use crate::wire::Dump;
 
 pub fn run(args: EchoArgs) -> Result<()> {
@@ -22,8 +22,7 @@ pub fn run(args: EchoArgs) -> Result<()> {
     }
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
-    // Servers restart without waiting out TIME_WAIT; `-o reuseaddr=0` turns it off.
-    let plan = Plan::new(&args.sockopts.opts).with_default("SO_REUSEADDR", Value::Bool(true));
+    let plan = super::server_plan(&args.sockopts);
     let limits = Limits::from_args(&args.server);
     let (listener, kind) = if args.udp {
         (udp::bind(bind, &plan)?, SockKind::Udp)
@@ -32,16 +31,7 @@ pub fn run(args: EchoArgs) -> Result<()> {
     };
     // The plan as applied, with the defaults binding added, so --show-opts shows them.
     let plan = listener.plan.clone();
-    if args.sockopts.show_opts {
-        let title = format!(
-            "{} fd {} ({})",
-            if args.udp { "UDP" } else { "listening" },
-            socket::fd(&listener.socket),
-            listener.local
-        );
-        let target = socket::target(&listener.local, kind);
-        eprint!("{}", listener.plan.show(&listener.socket, target, &title));
-    }
+    super::show_listener(&listener, kind, &args.sockopts);
     super::announce(&listener, args.verbosity);
     match Dump::open(&args.dump)? {
         Some(dump) => serve(

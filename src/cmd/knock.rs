@@ -4,14 +4,11 @@
 
 use anyhow::Result;
 
-use crate::addr;
 use crate::cli::KnockArgs;
 use crate::server::{self, Limits};
 use crate::service::dumped::Dumped;
 use crate::service::jokes::Jokes;
 use crate::service::knock::Knock;
-use crate::socket;
-use crate::sockopt::{Plan, SockKind, Value};
 use crate::wire::Dump;
 
 /// The tutorial's port, so its KnockKnockClient finds sockkit where it looks.
@@ -40,21 +37,14 @@ pub fn run(args: KnockArgs) -> Result<()> {
             None => super::socktype::serve_unix(path, &args.local, s, v, &args.server, service),
         };
     }
-    let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, Some(DEFAULT_PORT))?;
-    let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
-    let plan = Plan::new(&args.sockopts.opts).with_default("SO_REUSEADDR", Value::Bool(true));
-    let listener = socket::listen(bind, &plan)?;
-    // The plan as applied, with the defaults binding added, so --show-opts shows them.
+    let listener = super::tcp_server(
+        args.addr.as_deref(),
+        args.port,
+        Some(DEFAULT_PORT),
+        args.net.family(),
+        &args.sockopts,
+    )?;
     let plan = listener.plan.clone();
-    if args.sockopts.show_opts {
-        let title = format!(
-            "listening fd {} ({})",
-            socket::fd(&listener.socket),
-            listener.local
-        );
-        let target = socket::target(&listener.local, SockKind::TcpListener);
-        eprint!("{}", plan.show(&listener.socket, target, &title));
-    }
     super::announce(&listener, args.verbosity);
     crate::narrate::info(format_args!(
         "knock: {} jokes{}, told {}",

@@ -3,12 +3,11 @@
 
 use anyhow::{Context, Result};
 
-use crate::addr;
 use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::relay::{self, End, Relay};
 use crate::socket;
-use crate::sockopt::{Plan, SockKind, Stage, Value};
+use crate::sockopt::{SockKind, Stage};
 
 pub fn run(args: ListenArgs) -> Result<()> {
     if args.local.unix.is_some() || args.dgram.udp {
@@ -17,22 +16,14 @@ pub fn run(args: ListenArgs) -> Result<()> {
     if args.broker.broker || args.broker.chat {
         return super::broker::run(args);
     }
-    let family = args.net.family();
-    let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
-    let bind = addr::bind_target(host.as_deref(), port, family)?;
-    let plan = Plan::new(&args.sockopts.opts).with_default("SO_REUSEADDR", Value::Bool(true));
-    let listener = socket::listen(bind, &plan)?;
-    // The plan as applied, with the defaults listening added, so --show-opts shows them.
+    let listener = super::tcp_server(
+        args.addr.as_deref(),
+        args.port,
+        None,
+        args.net.family(),
+        &args.sockopts,
+    )?;
     let plan = listener.plan.clone();
-    if args.sockopts.show_opts {
-        let title = format!(
-            "listening fd {} ({})",
-            socket::fd(&listener.socket),
-            listener.local
-        );
-        let target = socket::target(&listener.local, SockKind::TcpListener);
-        eprint!("{}", plan.show(&listener.socket, target, &title));
-    }
     super::announce(&listener, args.verbosity);
     let mut relay = Relay::new(args.relay).with_wire(crate::wire::Wire::from_args(&args.wire)?);
     let mut listening = Some(listener.socket);

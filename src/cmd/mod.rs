@@ -10,10 +10,11 @@ pub mod socktype;
 
 use anyhow::Result;
 
+use crate::addr::{self, Family, PortArg};
 use crate::cli::{Cli, Command, SockOptArgs, Verbosity};
 use crate::narrate;
-use crate::socket::Listener;
-use crate::sockopt::{self, SockOptRequest};
+use crate::socket::{self, Listener};
+use crate::sockopt::{self, Plan, SockKind, SockOptRequest, Value};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -49,4 +50,46 @@ pub fn announce(listener: &Listener, verbosity: Verbosity) {
             listener.local, listener.scope
         ));
     }
+}
+
+/// The socket plan of every server: the user's `-o`, plus SO_REUSEADDR on so a restarted
+/// server need not wait out TIME_WAIT (`-o reuseaddr=0` turns it off).
+pub fn server_plan(sockopts: &SockOptArgs) -> Plan {
+    Plan::new(&sockopts.opts).with_default("SO_REUSEADDR", Value::Bool(true))
+}
+
+/// What every TCP server does before it serves: sort out `[ADDR] [PORT]`, then socket,
+/// setsockopt, bind and listen with the server plan, and `--show-opts` if asked.
+pub fn tcp_server(
+    addr: Option<&str>,
+    port: Option<PortArg>,
+    default_port: Option<u16>,
+    family: Family,
+    sockopts: &SockOptArgs,
+) -> Result<Listener> {
+    let (host, port) = addr::server_endpoint(addr, port, default_port)?;
+    let bind = addr::bind_target(host.as_deref(), port, family)?;
+    let listener = socket::listen(bind, &server_plan(sockopts))?;
+    show_listener(&listener, SockKind::TcpListener, sockopts);
+    Ok(listener)
+}
+
+/// `--show-opts` for a server's socket, from the plan as applied (so the defaults binding
+/// added show as defaults).
+pub fn show_listener(listener: &Listener, kind: SockKind, sockopts: &SockOptArgs) {
+    if !sockopts.show_opts {
+        return;
+    }
+    let what = if kind == SockKind::Udp {
+        "UDP"
+    } else {
+        "listening"
+    };
+    let title = format!(
+        "{what} fd {} ({})",
+        socket::fd(&listener.socket),
+        listener.local
+    );
+    let target = socket::target(&listener.local, kind);
+    eprint!("{}", listener.plan.show(&listener.socket, target, &title));
 }
