@@ -10,40 +10,11 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
 use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use util::*;
-
-/// A one-client test server in this process on 127.0.0.1:0: `handle` gets the accepted
-/// stream (with read and write timeouts set) and its result comes back through the handle.
-/// The accept itself is bounded too, so a client that never comes fails the test.
-fn serve_once<R: Send + 'static>(
-    handle: impl FnOnce(TcpStream) -> R + Send + 'static,
-) -> (SocketAddr, JoinHandle<R>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let h = thread::spawn(move || {
-        let deadline = Instant::now() + T;
-        let stream = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "no client came within {T:?}");
-                    thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        stream.set_nonblocking(false).unwrap();
-        stream.set_read_timeout(Some(T)).unwrap();
-        stream.set_write_timeout(Some(T)).unwrap();
-        handle(stream)
-    });
-    (addr, h)
-}
 
 /// `connect 127.0.0.1 PORT` plus extra flags, as argument strings.
 fn connect_args(addr: SocketAddr, extra: &[&str]) -> Vec<String> {

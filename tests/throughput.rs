@@ -11,12 +11,12 @@ mod util;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -28,48 +28,6 @@ const SIZES: [usize; 6] = [0, 1, 65_535, 65_536, 65_537, (16 << 20) + 7];
 
 /// sockkit's read/write buffer (src/zerocopy.rs): the most one write can carry.
 const CHUNK: u64 = 256 * 1024;
-
-/// Waits at most `limit` for a thread's result; a hang fails the test.
-fn join_timeout<R>(h: JoinHandle<R>, limit: Duration, what: &str) -> R {
-    let deadline = Instant::now() + limit;
-    while !h.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not done after {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-    h.join()
-        .unwrap_or_else(|_| panic!("{what}: the thread panicked"))
-}
-
-/// A one-client peer in this process on 127.0.0.1:0; `handle` gets the accepted stream (read
-/// and write timeouts set) and its result comes back through the handle. Accept is bounded.
-fn peer<R: Send + 'static>(
-    handle: impl FnOnce(TcpStream) -> R + Send + 'static,
-) -> (SocketAddr, JoinHandle<R>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let h = thread::spawn(move || {
-        let deadline = Instant::now() + T;
-        let stream = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "no client came within {T:?}");
-                    thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        stream.set_nonblocking(false).unwrap();
-        stream.set_read_timeout(Some(T)).unwrap();
-        stream.set_write_timeout(Some(T)).unwrap();
-        handle(stream)
-    });
-    (addr, h)
-}
 
 /// A file in the temp directory, removed when dropped.
 struct TempFile(PathBuf);
@@ -311,7 +269,7 @@ fn exchange(input: Input, output: Output, reply: Vec<u8>, extra: &[&str]) {
     };
     let path_in = stdin_path(&input);
     let sent_reply = reply.clone();
-    let (addr, server) = peer(move |mut s| {
+    let (addr, server) = serve_once(move |mut s| {
         let mut got = Vec::new();
         s.read_to_end(&mut got).expect("reading to sockkit's EOF");
         // sockkit's half-close: it still reads what we send after its EOF.
@@ -366,7 +324,7 @@ fn terminal_to_socket_by_read_write_every_size() {
             return;
         };
         let data = random_bytes(300 + i as u64, n);
-        let (addr, server) = peer(move |mut s| {
+        let (addr, server) = serve_once(move |mut s| {
             let mut got = vec![0u8; n];
             s.read_exact(&mut got).expect("reading what was typed");
             got
@@ -454,7 +412,7 @@ fn send_only_drops_what_arrives_and_counts_it() {
     for (i, &n) in SIZES.iter().enumerate() {
         let reply = random_bytes(900 + i as u64, n);
         let request = random_bytes(950 + i as u64, 1000);
-        let (addr, server) = peer(move |mut s| {
+        let (addr, server) = serve_once(move |mut s| {
             s.write_all(&reply).unwrap();
             s.shutdown(Shutdown::Write).unwrap();
             let mut got = Vec::new();
@@ -530,7 +488,7 @@ fn peer_half_close_first_keeps_sending_stdin_on_every_path() {
             let request = random_bytes(seed, (4 << 20) + 1);
             let reply = random_bytes(seed + 5, (1 << 20) + 9);
             let sent_reply = reply.clone();
-            let (addr, server) = peer(move |mut s| {
+            let (addr, server) = serve_once(move |mut s| {
                 s.write_all(&sent_reply).unwrap();
                 s.shutdown(Shutdown::Write).unwrap();
                 let mut got = Vec::new();
@@ -574,7 +532,7 @@ fn peer_full_close_ends_with_1_and_says_what_was_not_delivered_on_every_path() {
     // reset reaches the reading side first, says the connection was reset).
     for output in [Output::Pipe, Output::File, Output::DevNull] {
         for file in [true, false] {
-            let (addr, server) = peer(|mut s| {
+            let (addr, server) = serve_once(|mut s| {
                 s.write_all(b"bye\n").unwrap();
                 // Unread data in our receive queue makes the close an RST.
             });
@@ -667,7 +625,7 @@ fn buffered_override_carries_a_file_both_ways() {
     let request = random_bytes(5000, (16 << 20) + 7);
     let reply = random_bytes(5001, (16 << 20) + 7);
     let sent_reply = reply.clone();
-    let (addr, server) = peer(move |mut s| {
+    let (addr, server) = serve_once(move |mut s| {
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
         s.write_all(&sent_reply).unwrap();
@@ -733,7 +691,7 @@ fn non_blocking_stdin_and_stdout_pipes_wait_instead_of_failing() {
     // "resource temporarily unavailable".
     let request = random_bytes(6000, (4 << 20) + 11);
     let sent = request.clone();
-    let (addr, server) = peer(move |mut s| {
+    let (addr, server) = serve_once(move |mut s| {
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
         s.write_all(&sent).unwrap(); // the same bytes back
@@ -781,7 +739,7 @@ fn small_writes_cross_at_once_on_the_zero_copy_paths() {
     // Interactive traffic: one byte typed reaches the peer, and one byte from the peer reaches
     // stdout (a pipe: splice; a file: splice through sockkit's pipe), while both stay open.
     for output in [Output::Pipe, Output::File] {
-        let (addr, server) = peer(|mut s| {
+        let (addr, server) = serve_once(|mut s| {
             for round in 0..20u8 {
                 let mut b = [0u8; 1];
                 s.read_exact(&mut b).expect("a byte from sockkit");

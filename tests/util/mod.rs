@@ -29,7 +29,7 @@
 use std::env;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -589,4 +589,33 @@ fn listening_port_now(pid: u32) -> Option<u16> {
         }
     }
     None
+}
+
+/// A one-client test server in this process on 127.0.0.1:0: `handle` gets the accepted
+/// stream (with read and write timeouts set) and its result comes back through the handle.
+/// The accept itself is bounded too, so a client that never comes fails the test.
+pub fn serve_once<R: Send + 'static>(
+    handle: impl FnOnce(TcpStream) -> R + Send + 'static,
+) -> (SocketAddr, JoinHandle<R>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let h = thread::spawn(move || {
+        let deadline = Instant::now() + T;
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no client came within {T:?}");
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream.set_read_timeout(Some(T)).unwrap();
+        stream.set_write_timeout(Some(T)).unwrap();
+        handle(stream)
+    });
+    (addr, h)
 }
