@@ -166,7 +166,6 @@ impl Relay {
             received: 0,
             stdin_eof_at: None,
             peer_eof: None,
-            hung_up: false,
         };
         let result = down.run();
         cancelled.store(true, Ordering::SeqCst);
@@ -280,8 +279,6 @@ struct Downlink<'a> {
     stdin_eof_at: Option<Instant>,
     /// Bytes sent when the peer's EOF arrived: what it sends back after, it may not read.
     peer_eof: Option<u64>,
-    /// poll reported POLLHUP without an error: both directions are done, stop polling.
-    hung_up: bool,
 }
 
 impl Downlink<'_> {
@@ -327,28 +324,14 @@ impl Downlink<'_> {
             }
             let deadline = [quit_at, idle_at].into_iter().flatten().min();
             let timeout = deadline.map(|d| d.saturating_duration_since(now));
-            // After the peer's EOF there is nothing to read, but the socket is still watched
-            // for an error: a peer that fully closed answers what we send with a reset.
-            let watch = match (self.peer_eof, self.hung_up) {
-                (_, true) => None,
-                (None, false) => Some((self.sock.as_raw_fd(), libc::POLLIN)),
-                (Some(_), false) => Some((self.sock.as_raw_fd(), 0)),
-            };
+            // After the peer's EOF there is nothing to read. A reset the peer answers our later
+            // bytes with reaches the stdin thread, whose next write or shutdown reports it with
+            // the exact count (Up::Failed / Up::Reset): one reporter, no race between two.
+            let watch = self.peer_eof.is_none().then(|| self.sock.as_raw_fd());
             let ready = poll2(watch, self.wake.as_raw_fd(), timeout)?;
             if ready.wake {
                 let mut drain = [0u8; 64];
                 let _drained = (&self.wake).read(&mut drain);
-            }
-            if self.peer_eof.is_some() {
-                if ready.error {
-                    if let Ok(Some(_)) | Err(_) = self.sock.take_error() {
-                        return Err(self.reset_error());
-                    }
-                    self.hung_up = true;
-                } else if ready.hangup {
-                    self.hung_up = true;
-                }
-                continue;
             }
             if !ready.sock {
                 continue;
@@ -388,9 +371,12 @@ impl Downlink<'_> {
     fn reset_error(&self) -> anyhow::Error {
         let sent = self.sent.load(Ordering::SeqCst);
         match self.peer_eof {
-            Some(at_eof) => anyhow!(
+            Some(at_eof) if sent > at_eof => anyhow!(
                 "the peer closed the connection: {} bytes sent after its close were not delivered (it answered them with a reset)",
                 sent - at_eof
+            ),
+            Some(_) => anyhow!(
+                "the peer closed the connection and reset it: bytes sent as it closed may not have been delivered"
             ),
             None => anyhow!(
                 "the peer reset the connection: some of the {sent} bytes sent may not have been delivered"
@@ -403,26 +389,16 @@ impl Downlink<'_> {
 struct Ready {
     /// The socket is readable (data, EOF or an error to collect with read).
     sock: bool,
-    /// POLLERR on the socket: an error is pending (SO_ERROR).
-    error: bool,
-    /// POLLHUP on the socket: both directions are shut.
-    hangup: bool,
     /// The stdin thread has news.
     wake: bool,
 }
 
-/// poll(2) on the socket (with the events asked for; errors and hang-ups are always
-/// reported) and on the wake pipe.
-fn poll2(
-    sock: Option<(i32, libc::c_short)>,
-    wake: i32,
-    timeout: Option<Duration>,
-) -> io::Result<Ready> {
-    let (fd, events) = sock.unwrap_or((-1, 0));
+/// poll(2) on the socket (while there is anything to read from it) and on the wake pipe.
+fn poll2(sock: Option<i32>, wake: i32, timeout: Option<Duration>) -> io::Result<Ready> {
     let mut fds = [
         libc::pollfd {
-            fd,
-            events,
+            fd: sock.unwrap_or(-1),
+            events: libc::POLLIN,
             revents: 0,
         },
         libc::pollfd {
@@ -438,26 +414,20 @@ fn poll2(
     };
     // SAFETY: fds is a valid array of two pollfd for the duration of the call.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-    let none = Ready {
-        sock: false,
-        error: false,
-        hangup: false,
-        wake: false,
-    };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(none);
+            return Ok(Ready {
+                sock: false,
+                wake: false,
+            });
         }
         return Err(e);
     }
-    let s = fds[0].revents;
-    let w = fds[1].revents;
+    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
     Ok(Ready {
-        sock: s & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
-        error: s & libc::POLLERR != 0,
-        hangup: s & libc::POLLHUP != 0,
-        wake: w & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+        sock: sock.is_some() && ready(&fds[0]),
+        wake: ready(&fds[1]),
     })
 }
 
