@@ -250,8 +250,10 @@ impl DgramRelay<'_> {
                 .map(|d| d.saturating_duration_since(now));
             // stdin waits until there is someone to send it to.
             let want_stdin = stdin_open && target.is_some();
-            let (sock_ready, stdin_ready) =
-                poll(sfd, want_stdin.then(|| stdin.as_raw_fd()), timeout)?;
+            let ready =
+                socket::poll_readable(&[Some(sfd), want_stdin.then(|| stdin.as_raw_fd())], timeout)
+                    .map_err(|e| anyhow!("poll(): {}", error::plain(&e)))?;
+            let (sock_ready, stdin_ready) = (ready[0], ready[1]);
             if sock_ready {
                 let t0 = Instant::now();
                 let got = self.sock.recv_from_with_flags(&mut rbuf, libc::MSG_TRUNC);
@@ -488,38 +490,6 @@ fn addr_key(a: &SockAddr) -> Vec<u8> {
         Some(s) => plain_addr(s).to_string().into_bytes(),
         None => unix::show(a).into_bytes(),
     }
-}
-
-/// poll(2) on the socket and, when wanted, stdin: which are readable (or hung up / in error).
-fn poll(sock: i32, stdin: Option<i32>, timeout: Option<Duration>) -> Result<(bool, bool)> {
-    let mut fds = [
-        libc::pollfd {
-            fd: sock,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stdin.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms = match timeout {
-        None => -1,
-        // Round up so a deadline is never checked a hair early and spun on.
-        Some(t) => i32::try_from(t.as_millis() + 1).unwrap_or(i32::MAX),
-    };
-    // SAFETY: fds is a valid array of two pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok((false, false));
-        }
-        return Err(anyhow!("poll(): {}", error::plain(&e)));
-    }
-    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-    Ok((ready(&fds[0]), stdin.is_some() && ready(&fds[1])))
 }
 
 /// The `-v` end-of-session line.

@@ -328,12 +328,12 @@ impl Downlink<'_> {
             // bytes with reaches the stdin thread, whose next write or shutdown reports it with
             // the exact count (Up::Failed / Up::Reset): one reporter, no race between two.
             let watch = self.peer_eof.is_none().then(|| self.sock.as_raw_fd());
-            let ready = poll2(watch, self.wake.as_raw_fd(), timeout)?;
-            if ready.wake {
+            let ready = socket::poll_readable(&[watch, Some(self.wake.as_raw_fd())], timeout)?;
+            if ready[1] {
                 let mut drain = [0u8; 64];
                 let _drained = (&self.wake).read(&mut drain);
             }
-            if !ready.sock {
+            if !ready[0] {
                 continue;
             }
             let n = match sink.step(self.sock) {
@@ -383,52 +383,6 @@ impl Downlink<'_> {
             ),
         }
     }
-}
-
-/// What poll(2) reported.
-struct Ready {
-    /// The socket is readable (data, EOF or an error to collect with read).
-    sock: bool,
-    /// The stdin thread has news.
-    wake: bool,
-}
-
-/// poll(2) on the socket (while there is anything to read from it) and on the wake pipe.
-fn poll2(sock: Option<i32>, wake: i32, timeout: Option<Duration>) -> io::Result<Ready> {
-    let mut fds = [
-        libc::pollfd {
-            fd: sock.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: wake,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms = match timeout {
-        None => -1,
-        // Round up so a deadline is never checked a hair early and spun on.
-        Some(t) => i32::try_from(t.as_millis() + 1).unwrap_or(i32::MAX),
-    };
-    // SAFETY: fds is a valid array of two pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(Ready {
-                sock: false,
-                wake: false,
-            });
-        }
-        return Err(e);
-    }
-    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
-    Ok(Ready {
-        sock: sock.is_some() && ready(&fds[0]),
-        wake: ready(&fds[1]),
-    })
 }
 
 /// `512 B`, or `64.00 MiB (67108864 B)` where the unit rounds.

@@ -503,3 +503,36 @@ fn bits_per_second(bytes_per_sec: u64) -> String {
 pub fn tcp_info_summary(_sock: &Socket) -> Option<String> {
     None
 }
+
+/// poll(2) for readability: one answer per descriptor (`None` is not watched). A hang-up or
+/// an error counts as readable, since the next read reports it; EINTR reads as nothing
+/// ready, so callers simply re-check their deadlines. One helper for the relay, the datagram
+/// relay and the UDP port check, which all wait on "a socket or a pipe, until a deadline".
+pub fn poll_readable(fds: &[Option<RawFd>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut polled: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = match timeout {
+        None => -1,
+        // Round up so a deadline is never checked a hair early and spun on.
+        Some(t) => i32::try_from(t.as_millis() + 1).unwrap_or(i32::MAX),
+    };
+    // SAFETY: `polled` is a valid array of pollfd for the duration of the call.
+    let rc = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(polled
+        .iter()
+        .map(|p| p.fd >= 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect())
+}
