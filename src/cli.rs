@@ -480,18 +480,27 @@ pub struct Verbosity {
 /// Durations in humantime form: `30s`, `500ms`, `1m30s`; a bare number means seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Duration::try_from_secs_f64(secs)
-                .map_err(|_| format!("'{s}' is too long a duration"));
+    let d = if let Ok(secs) = s.parse::<f64>() {
+        if !(secs.is_finite() && secs >= 0.0) {
+            return Err(format!(
+                "'{s}' is not a duration (use e.g. 2s, 500ms, 1m30s)"
+            ));
         }
-        return Err(format!(
-            "'{s}' is not a duration (use e.g. 2s, 500ms, 1m30s)"
-        ));
+        Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long a duration"))?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("'{s}' is not a duration ({e}; use e.g. 2s, 500ms, 1m30s)"))?
+    };
+    // Every duration becomes a deadline (now + d); one past the clock's range would panic
+    // wherever it is added, so the edge refuses it once for all of them.
+    if d > MAX_DURATION {
+        return Err(format!("'{s}' is too long a duration (at most 100 years)"));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}; use e.g. 2s, 500ms, 1m30s)"))
+    Ok(d)
 }
+
+/// The longest wait sockkit takes: far beyond any use, far within `Instant`'s range.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// A connect timeout: a duration, but not zero, which would give up before trying.
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {

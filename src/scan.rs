@@ -367,43 +367,27 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
         }
         let deadline = Instant::now() + check.timeout;
         loop {
-            let mut fds: Vec<libc::pollfd> = probes
-                .iter()
-                .filter(|p| p.3.is_none())
-                .filter_map(|p| p.1.as_ref())
-                .map(|s| libc::pollfd {
-                    fd: s.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
+            let waiting: Vec<usize> = (0..probes.len())
+                .filter(|&i| probes[i].3.is_none() && probes[i].1.is_some())
                 .collect();
             let left = deadline.saturating_duration_since(Instant::now());
-            if fds.is_empty() || left.is_zero() {
+            if waiting.is_empty() || left.is_zero() {
                 break;
             }
-            let ms = i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX);
-            // SAFETY: fds is a valid array of pollfd for the duration of the call.
-            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-            if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return Err(anyhow!(
-                    "poll(): {}",
-                    error::plain(&io::Error::last_os_error())
-                ));
-            }
-            for pfd in fds.iter().filter(|f| f.revents != 0) {
-                let Some(p) = probes
-                    .iter_mut()
-                    .find(|p| p.1.as_ref().is_some_and(|s| s.as_raw_fd() == pfd.fd))
-                else {
-                    continue;
-                };
+            let fds: Vec<Option<i32>> = waiting
+                .iter()
+                .map(|&i| probes[i].1.as_ref().map(|s| s.as_raw_fd()))
+                .collect();
+            let ready = socket::poll_readable(&fds, Some(left))
+                .map_err(|e| anyhow!("poll(): {}", error::plain(&e)))?;
+            for (&i, _) in waiting.iter().zip(ready).filter(|(_, r)| *r) {
+                let p = &mut probes[i];
                 let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
-                let sock = p.1.as_ref().map(|s| s.recv(&mut buf));
-                p.3 = Some(match sock {
-                    Some(Ok(_)) => State::Answered(p.2.elapsed()),
-                    Some(Err(e)) => refusal(&e),
-                    None => continue,
-                });
+                p.3 = match p.1.as_ref().map(|s| s.recv(&mut buf)) {
+                    Some(Ok(_)) => Some(State::Answered(p.2.elapsed())),
+                    Some(Err(e)) => Some(refusal(&e)),
+                    None => None,
+                };
             }
         }
         for (port, sock, _, state) in probes {
