@@ -197,10 +197,9 @@ impl DgramRelay<'_> {
     /// Relays until stdin EOF plus `--quit-after`, `--idle-timeout`, `--send-only` at stdin
     /// EOF, a closed stdout, or an error.
     pub fn run(&self) -> Result<Counts> {
-        // SAFETY: fds 0 and 1 are open for the whole process; ManuallyDrop never closes them.
         // Unbuffered on purpose: one read is one datagram, and std's Stdin would merge reads.
-        let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-        let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+        let mut stdout = crate::sys::stdio_file(1);
+        let mut stdin = crate::sys::stdio_file(0);
         let connected_to = match self.peers {
             Peers::Connected => Some(
                 self.sock
@@ -296,9 +295,7 @@ impl DgramRelay<'_> {
                 }
                 narrate::info(format_args!("datagram of {n} B from {who}"));
                 if !self.opts.send_only {
-                    // SAFETY: recvfrom initialised the first `kept` bytes.
-                    let data: &[u8] =
-                        unsafe { std::slice::from_raw_parts(rbuf.as_ptr().cast(), kept) };
+                    let data = crate::sys::received(&rbuf, kept);
                     if let Err(e) = stdout.write_all(data) {
                         if error::is_broken_pipe(&e) {
                             return Ok(counts);

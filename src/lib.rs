@@ -14,6 +14,7 @@ pub mod service;
 pub mod socket;
 pub mod sockopt;
 pub mod source;
+pub mod sys;
 pub mod unix;
 pub mod wire;
 pub mod zerocopy;

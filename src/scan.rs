@@ -554,14 +554,10 @@ fn wait(
     // Round up so a deadline is not polled a hair early and spun on.
     let ms =
         i32::try_from(soonest.saturating_duration_since(now).as_millis() + 1).unwrap_or(i32::MAX);
-    // SAFETY: fds is a valid, initialised array of pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(());
-        }
-        return Err(anyhow!("poll(): {}", error::plain(&e)));
+    match crate::sys::poll(&mut fds, ms) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+        Err(e) => return Err(anyhow!("poll(): {}", error::plain(&e))),
+        Ok(_) => {}
     }
     let now = Instant::now();
     let mut keep = Vec::with_capacity(inflight.len());

@@ -422,7 +422,7 @@ pub fn state_suffix(sock: &Socket) -> String {
 /// TCP_INFO's state, by name as in the RFC 793 diagram.
 #[cfg(target_os = "linux")]
 pub fn tcp_state(fd: RawFd) -> Option<&'static str> {
-    let info = tcp_info(fd)?;
+    let info = crate::sys::tcp_info(fd)?;
     Some(match info.tcpi_state {
         1 => "ESTABLISHED",
         2 => "SYN_SENT",
@@ -444,30 +444,12 @@ pub fn tcp_state(_fd: RawFd) -> Option<&'static str> {
     None
 }
 
-/// getsockopt(TCP_INFO): the kernel's own view of a TCP connection (Linux; socket2 lacks it).
-#[cfg(target_os = "linux")]
-pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
-    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes of it.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(info)
-}
-
 /// The `-v` end-of-connection TCP_INFO line, in `ss -ti`'s words and units so the two can be
 /// compared: rtt/rttvar in ms, retrans as current/total, cwnd in segments, delivery_rate in
 /// bits per second. bytes_acked and bytes_received count the SYN and FIN too, as the kernel does.
 #[cfg(target_os = "linux")]
 pub fn tcp_info_summary(sock: &Socket) -> Option<String> {
-    let i = tcp_info(fd(sock))?;
+    let i = crate::sys::tcp_info(fd(sock))?;
     Some(format!(
         "tcp_info: rtt:{}/{} ms, retrans:{}/{}, cwnd:{}, mss:{}, bytes_sent:{}, bytes_acked:{}, \
          bytes_received:{}, delivery_rate {} (compare with ss -ti)",
@@ -522,14 +504,10 @@ pub fn poll_readable(fds: &[Option<RawFd>], timeout: Option<Duration>) -> io::Re
         // Round up so a deadline is never checked a hair early and spun on.
         Some(t) => i32::try_from(t.as_millis() + 1).unwrap_or(i32::MAX),
     };
-    // SAFETY: `polled` is a valid array of pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
-        }
-        return Err(e);
+    match crate::sys::poll(&mut polled, ms) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(vec![false; fds.len()]),
+        Err(e) => return Err(e),
+        Ok(_) => {}
     }
     Ok(polled
         .iter()

@@ -416,44 +416,14 @@ fn as_name(v: &Value) -> &str {
 #[cfg(target_os = "linux")]
 fn set_c_int(s: &SockRef<'_>, level: libc::c_int, name: libc::c_int, v: i32) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: the kernel reads exactly size_of::<c_int>() bytes from a live local.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            (&v as *const i32).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::setsockopt(s.as_raw_fd(), level, name, &v)
 }
 
 /// `getsockopt(fd, level, name, &int, &len)`.
 #[cfg(target_os = "linux")]
 fn get_c_int(s: &SockRef<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<i32> {
     use std::os::fd::AsRawFd;
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into a live local of that size.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            (&mut v as *mut i32).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(v)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::getsockopt(s.as_raw_fd(), level, name)
 }
 
 /// Why SO_RCVTIMEO and SO_SNDTIMEO have no row; `-o help` and the man page print it.
@@ -958,7 +928,7 @@ pub static TABLE: &[Row] = &[
 #[cfg(target_os = "linux")]
 fn peercred_of(s: &SockRef<'_>) -> io::Result<Value> {
     use std::os::fd::AsRawFd;
-    let c = crate::unix::peer_cred(s.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
+    let c = crate::sys::peer_cred(s.as_raw_fd()).ok_or_else(io::Error::last_os_error)?;
     if c.pid == 0 {
         return Ok(Value::Name(String::new()));
     }
@@ -973,7 +943,7 @@ fn peercred_of(s: &SockRef<'_>) -> io::Result<Value> {
 #[cfg(target_os = "linux")]
 fn backlog_of(s: &SockRef<'_>) -> io::Result<Value> {
     use std::os::fd::AsRawFd;
-    crate::socket::tcp_info(s.as_raw_fd())
+    crate::sys::tcp_info(s.as_raw_fd())
         .map(|i| Value::Int(i64::from(i.tcpi_sacked)))
         .ok_or_else(io::Error::last_os_error)
 }

@@ -465,33 +465,10 @@ pub fn accept(listener: &Socket) -> io::Result<(Socket, String)> {
     Ok((sock, who))
 }
 
-/// The peer's credentials as the kernel recorded them at connect() (SO_PEERCRED, Linux).
-#[cfg(target_os = "linux")]
-pub fn peer_cred(fd: RawFd) -> Option<libc::ucred> {
-    // SAFETY: ucred is plain old data; the kernel writes at most `len` bytes into it.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred)
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn peer_cred(_fd: RawFd) -> Option<()> {
-    None
-}
-
 /// `pid 1234 (uid 1000, gid 1000)`: who a Unix peer is.
 pub fn describe_peer(fd: RawFd) -> String {
     #[cfg(target_os = "linux")]
-    if let Some(c) = peer_cred(fd) {
+    if let Some(c) = crate::sys::peer_cred(fd) {
         return format!("pid {} (uid {}, gid {})", c.pid, c.uid, c.gid);
     }
     let _ = fd;

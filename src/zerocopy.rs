@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::narrate;
+use crate::sys;
 use crate::wire::{Crlf, Dir, Wire};
 
 /// The read(2)/write(2) buffer: large enough for loopback speed, and a read is still forwarded
@@ -102,28 +103,22 @@ impl fmt::Display for Kind {
 /// fstat(2) on `fd`, and how long it took (for the narration).
 fn probe(fd: RawFd) -> (Kind, Duration) {
     let t0 = Instant::now();
-    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: st is a valid, writable stat for the duration of the call.
-    let rc = unsafe { libc::fstat(fd, &mut st) };
-    let kind = if rc != 0 {
-        Kind::Unknown
-    } else {
-        match st.st_mode & libc::S_IFMT {
+    let kind = match sys::fstat(fd) {
+        Err(_) => Kind::Unknown,
+        Ok(st) => match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File {
                 size: st.st_size.max(0) as u64,
             },
             libc::S_IFIFO => Kind::Pipe,
             libc::S_IFSOCK => Kind::Socket,
-            // SAFETY: isatty only inspects the descriptor.
-            libc::S_IFCHR if unsafe { libc::isatty(fd) } == 1 => Kind::Terminal,
+            libc::S_IFCHR if sys::isatty(fd) => Kind::Terminal,
             libc::S_IFCHR if libc::major(st.st_rdev) == 1 && libc::minor(st.st_rdev) == 3 => {
                 Kind::DevNull
             }
             libc::S_IFCHR => Kind::CharDevice,
             libc::S_IFBLK => Kind::BlockDevice,
             _ => Kind::Other,
-        }
+        },
     };
     (kind, t0.elapsed())
 }
@@ -238,26 +233,15 @@ fn wait_ready(fd: RawFd, events: libc::c_short) {
         events,
         revents: 0,
     };
-    // SAFETY: p is a valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut p, 1, -1) };
-}
-
-fn cvt(rc: isize) -> io::Result<usize> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as usize)
-    }
+    let _ = sys::poll(std::slice::from_mut(&mut p), -1);
 }
 
 fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for writes of buf.len() bytes.
-    cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    sys::read(fd, buf)
 }
 
 fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for reads of buf.len() bytes.
-    cvt(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+    sys::write(fd, buf)
 }
 
 /// Writes all of `data` to `fd`, calling `moved` after each write; on failure says how much
@@ -282,92 +266,6 @@ fn write_all(
         }
     }
     Ok(())
-}
-
-#[cfg(target_os = "linux")]
-mod sys {
-    use std::io;
-    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-
-    pub fn sendfile(out: RawFd, inp: RawFd, count: usize) -> io::Result<usize> {
-        // SAFETY: a null offset makes the kernel use and advance inp's file position.
-        super::cvt(unsafe { libc::sendfile(out, inp, std::ptr::null_mut(), count) })
-    }
-
-    pub fn splice(inp: RawFd, out: RawFd, len: usize, flags: u32) -> io::Result<usize> {
-        // SAFETY: null offsets: both descriptors use (or, for pipes and sockets, have no) position.
-        super::cvt(unsafe {
-            libc::splice(
-                inp,
-                std::ptr::null_mut(),
-                out,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | flags,
-            )
-        })
-    }
-
-    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: fds has room for the two descriptors pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both are fresh descriptors nobody else owns.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-    }
-
-    /// Grows a pipe to `size` bytes if it is smaller; returns the capacity it has.
-    pub fn grow_pipe(fd: RawFd, size: i32) -> io::Result<usize> {
-        // SAFETY: F_GETPIPE_SZ/F_SETPIPE_SZ only inspect or resize the pipe.
-        let now = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
-        if now < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if now >= size {
-            return Ok(now as usize);
-        }
-        // SAFETY: as above.
-        let set = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) };
-        if set < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(set as usize)
-    }
-
-    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is valid for buf.len() bytes; with MSG_TRUNC TCP does not even write it.
-        super::cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) })
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod sys {
-    //! Not reached but for recv_trunc: ZERO_COPY is false here, so every other path is
-    //! Buffered.
-    use std::io;
-    use std::os::fd::{OwnedFd, RawFd};
-
-    fn no() -> io::Error {
-        io::Error::from_raw_os_error(libc::ENOSYS)
-    }
-    pub fn sendfile(_: RawFd, _: RawFd, _: usize) -> io::Result<usize> {
-        Err(no())
-    }
-    pub fn splice(_: RawFd, _: RawFd, _: usize, _: u32) -> io::Result<usize> {
-        Err(no())
-    }
-    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        Err(no())
-    }
-    pub fn grow_pipe(_: RawFd, _: i32) -> io::Result<usize> {
-        Err(no())
-    }
-    /// A plain read: the bytes land in the buffer and are dropped there.
-    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-        super::read_fd(fd, buf)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,10 +449,8 @@ impl Uplink {
 
 /// What is left of a regular file on `fd` past its position: the bytes sendfile did not send.
 fn file_left(fd: RawFd) -> u64 {
-    // SAFETY: lseek with SEEK_CUR and offset 0 only reads the position.
-    let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
-    match probe(fd).0 {
-        Kind::File { size } if pos >= 0 => size.saturating_sub(pos as u64),
+    match (probe(fd).0, sys::position(fd)) {
+        (Kind::File { size }, Ok(pos)) => size.saturating_sub(pos),
         _ => 0,
     }
 }

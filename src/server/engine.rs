@@ -1024,34 +1024,20 @@ fn io_reason(op: &str, e: &io::Error) -> String {
 /// Servers hold a descriptor per client: raise the soft RLIMIT_NOFILE to the hard limit, and
 /// say when `--max-conns` still exceeds it (accept will then pause on EMFILE, not fail).
 fn raise_fd_limit(max_conns: usize) {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    let Ok((mut soft, hard)) = crate::sys::nofile_limit() else {
         return;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let old = lim.rlim_cur;
-        let want = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-            lim = want;
-            narrate::info(format_args!(
-                "raised the open-file limit (RLIMIT_NOFILE) from {old} to {}: one descriptor per client",
-                lim.rlim_cur
-            ));
-        }
+    };
+    if soft < hard && crate::sys::set_nofile_limit(hard, hard).is_ok() {
+        narrate::info(format_args!(
+            "raised the open-file limit (RLIMIT_NOFILE) from {soft} to {hard}: one descriptor per client"
+        ));
+        soft = hard;
     }
     let needed = max_conns as u64 + 16;
-    if lim.rlim_cur < needed {
+    if soft < needed {
         narrate::info(format_args!(
-            "--max-conns {max_conns} is more than the open-file limit ({}) allows; past that, \
-             accepting pauses until clients leave",
-            lim.rlim_cur
+            "--max-conns {max_conns} is more than the open-file limit ({soft}) allows; past that, \
+             accepting pauses until clients leave"
         ));
     }
 }
@@ -1157,8 +1143,7 @@ mod tests {
         assert!(rest.is_empty(), "no answer after a drop: {rest:?}");
 
         // SIGTERM reaches the handler the engine installed and stops it cleanly.
-        // SAFETY: raise() sends a signal to this process, which signal-hook handles.
-        unsafe { libc::raise(libc::SIGTERM) };
+        crate::sys::raise(libc::SIGTERM).unwrap();
         let result = done_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("serve() returned after SIGTERM");

@@ -84,9 +84,7 @@ pub fn serve<S: Service>(sock: Socket, service: S) -> Result<()> {
                     ));
                     continue;
                 }
-                // SAFETY: recvfrom initialised the first `n` bytes (at most the buffer).
-                let data: &[u8] =
-                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), n.min(buf.len())) };
+                let data = crate::sys::received(&buf, n);
                 out.clear();
                 let mut session = service.open(nobody, &mut out);
                 let _ = service.input(&mut session, data, &mut out);
