@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::addr::{Family, PortArg};
-use crate::scan::PortList;
+use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
 use crate::sockopt::SockOptRequest;
-use crate::unix::UnixAddr;
+use crate::value::{parse_duration, parse_timeout};
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
@@ -367,8 +366,8 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn source(&self) -> crate::source::Source {
-        crate::source::Source {
+    pub fn source(&self) -> crate::addr::Source {
+        crate::addr::Source {
             ip: self.source,
             port: self.source_port.map(|p| p.0).filter(|&p| p != 0),
         }
@@ -414,18 +413,6 @@ pub struct DumpArgs {
     /// Write the hex dump to FILE instead of stderr (implies -x).
     #[arg(long, value_name = "FILE")]
     pub hexdump_file: Option<PathBuf>,
-}
-
-/// An IP address for `-s`, with or without the brackets of `[::1]`.
-fn parse_ip(s: &str) -> Result<std::net::IpAddr, String> {
-    let t = s.trim();
-    let bare = t
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(t);
-    bare.parse().map_err(|_| {
-        format!("'{s}' is not an IP address: give one of this machine's, e.g. 127.0.0.1 or ::1")
-    })
 }
 
 /// Limits every server puts on what clients can cost it.
@@ -477,41 +464,6 @@ pub struct Verbosity {
     pub quiet: bool,
 }
 
-/// Durations in humantime form: `30s`, `500ms`, `1m30s`; a bare number means seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let d = if let Ok(secs) = s.parse::<f64>() {
-        if !(secs.is_finite() && secs >= 0.0) {
-            return Err(format!(
-                "'{s}' is not a duration (use e.g. 2s, 500ms, 1m30s)"
-            ));
-        }
-        Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long a duration"))?
-    } else {
-        humantime::parse_duration(s)
-            .map_err(|e| format!("'{s}' is not a duration ({e}; use e.g. 2s, 500ms, 1m30s)"))?
-    };
-    // Every duration becomes a deadline (now + d); one past the clock's range would panic
-    // wherever it is added, so the edge refuses it once for all of them.
-    if d > MAX_DURATION {
-        return Err(format!("'{s}' is too long a duration (at most 100 years)"));
-    }
-    Ok(d)
-}
-
-/// The longest wait sockkit takes: far beyond any use, far within `Instant`'s range.
-const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
-
-/// A connect timeout: a duration, but not zero, which would give up before trying.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err(format!(
-            "a timeout of '{s}' gives up before the connection can start (use e.g. 2s)"
-        )),
-        d => Ok(d),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,16 +475,22 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_humantime_and_bare_seconds() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("-1").is_err());
-        assert!(
-            parse_duration("soon")
-                .unwrap_err()
-                .contains("not a duration")
+    fn usage_errors_are_one_line() {
+        let line = |args: &[&str]| {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            crate::error::usage_line(&e)
+        };
+        let l = line(&["sockkit", "listen", "-1"]);
+        assert_eq!(
+            l,
+            "sockkit: port -1 is out of range: ports go from 0 to 65535"
         );
+        let l = line(&["sockkit", "connect", "localhost", "65536"]);
+        assert!(
+            l.starts_with("sockkit: invalid value '65536'") && !l.contains('\n'),
+            "{l}"
+        );
+        let l = line(&["sockkit", "connect", "--bogus", "h", "1"]);
+        assert!(l.contains("--bogus") && !l.contains('\n'), "{l}");
     }
 }

@@ -185,27 +185,6 @@ mod tests {
     }
 
     #[test]
-    fn usage_errors_are_one_line() {
-        use clap::Parser;
-        let line = |args: &[&str]| {
-            let e = crate::cli::Cli::try_parse_from(args).unwrap_err();
-            usage_line(&e)
-        };
-        let l = line(&["sockkit", "listen", "-1"]);
-        assert_eq!(
-            l,
-            "sockkit: port -1 is out of range: ports go from 0 to 65535"
-        );
-        let l = line(&["sockkit", "connect", "localhost", "65536"]);
-        assert!(
-            l.starts_with("sockkit: invalid value '65536'") && !l.contains('\n'),
-            "{l}"
-        );
-        let l = line(&["sockkit", "connect", "--bogus", "h", "1"]);
-        assert!(l.contains("--bogus") && !l.contains('\n'), "{l}");
-    }
-
-    #[test]
     fn hints_name_the_cause() {
         let a: SocketAddr = "127.0.0.1:4444".parse().unwrap();
         assert!(

@@ -4,7 +4,6 @@
 pub mod addr;
 pub mod cli;
 pub mod cmd;
-pub mod dgram;
 pub mod error;
 pub mod narrate;
 pub mod relay;
@@ -13,8 +12,5 @@ pub mod server;
 pub mod service;
 pub mod socket;
 pub mod sockopt;
-pub mod source;
 pub mod sys;
-pub mod unix;
-pub mod wire;
-pub mod zerocopy;
+pub mod value;

@@ -1027,7 +1027,7 @@ fn is_off(text: &str) -> bool {
 
 /// A duration the kernel keeps in whole seconds (it takes a C int of seconds).
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let d = crate::cli::parse_duration(text)?;
+    let d = crate::value::parse_duration(text)?;
     if d.subsec_nanos() != 0 {
         return Err(format!(
             "'{text}' is not a whole number of seconds (the kernel keeps seconds)"
@@ -1067,7 +1067,7 @@ pub fn parse_value(kind: Kind, text: Option<&str>) -> Result<Value, String> {
         Kind::Linger => parse_seconds(text).map(|d| Value::Toggle(Some(d))),
         Kind::Millis if is_off(text) => Ok(Value::Toggle(None)),
         Kind::Millis => {
-            let d = crate::cli::parse_duration(text)?;
+            let d = crate::value::parse_duration(text)?;
             if d.subsec_nanos() % 1_000_000 != 0 {
                 return Err(format!(
                     "'{text}' is finer than a millisecond (the kernel keeps milliseconds)"
@@ -1294,7 +1294,7 @@ impl Plan {
                 ));
             }
             let Some(set) = row.set else { continue };
-            let fd = crate::socket::fd(sock);
+            let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
             narrate::traced(
                 || set(SockRef::from(sock), value),
                 |r| {
@@ -1323,7 +1323,7 @@ impl Plan {
             "NOTE".to_string(),
         ]];
         let rows: Vec<&Row> = TABLE.iter().filter(|r| r.applies.admits(target)).collect();
-        let fd = crate::socket::fd(sock);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
         let got: Vec<io::Result<Value>> = narrate::traced(
             || Ok(rows.iter().map(|r| (r.get)(SockRef::from(sock))).collect()),
             |_| {

@@ -10,7 +10,6 @@ use crate::narrate;
 use crate::server::{self, Limits};
 use crate::service::broker::Broker;
 use crate::service::dumped::Dumped;
-use crate::wire::Dump;
 
 /// What one client may be owed before the engine watches whether it reads at all (and 16 times
 /// this is the most it may ever be owed): a reader may fall this far behind a fast sender
@@ -40,7 +39,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
         if args.broker.chat { "chat" } else { "broker" }
     ));
     let broker = Broker::new(args.broker.chat);
-    match Dump::open(&args.wire.dump)? {
+    match super::dump(&args.wire.dump)? {
         Some(dump) => server::serve(
             listener,
             &plan,

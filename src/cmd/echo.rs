@@ -10,7 +10,6 @@ use crate::service::dumped::Dumped;
 use crate::service::echo::Echo;
 use crate::socket::{self, Listener};
 use crate::sockopt::{Plan, SockKind};
-use crate::wire::Dump;
 
 pub fn run(args: EchoArgs) -> Result<()> {
     if let Some(path) = &args.local.unix {
@@ -23,9 +22,9 @@ pub fn run(args: EchoArgs) -> Result<()> {
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
     let plan = super::server_plan(&args.sockopts);
-    let limits = Limits::from_args(&args.server);
+    let limits = super::limits(&args.server);
     let (listener, kind) = if args.udp {
-        (udp::bind(bind, &plan)?, SockKind::Udp)
+        (socket::bind_udp(bind, &plan)?, SockKind::Udp)
     } else {
         (socket::listen(bind, &plan)?, SockKind::TcpListener)
     };
@@ -33,7 +32,7 @@ pub fn run(args: EchoArgs) -> Result<()> {
     let plan = listener.plan.clone();
     super::show_listener(&listener, kind, &args.sockopts);
     super::announce(&listener, args.verbosity);
-    match Dump::open(&args.dump)? {
+    match super::dump(&args.dump)? {
         Some(dump) => serve(
             args.udp,
             listener,

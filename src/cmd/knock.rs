@@ -5,11 +5,10 @@
 use anyhow::Result;
 
 use crate::cli::KnockArgs;
-use crate::server::{self, Limits};
+use crate::server::{self};
 use crate::service::dumped::Dumped;
 use crate::service::jokes::Jokes;
 use crate::service::knock::Knock;
-use crate::wire::Dump;
 
 /// The tutorial's port, so its KnockKnockClient finds sockkit where it looks.
 pub const DEFAULT_PORT: u16 = 4444;
@@ -23,7 +22,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let told = jokes.len();
     let service = Knock::new(jokes, args.shuffle);
     // -x: the same service, with each client's bytes shown in hex on the way.
-    let dump = Dump::open(&args.dump)?;
+    let dump = super::dump(&args.dump)?;
     if let Some(path) = &args.local.unix {
         let (s, v) = (&args.sockopts, args.verbosity);
         return match dump {
@@ -59,7 +58,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    let limits = Limits::from_args(&args.server);
+    let limits = super::limits(&args.server);
     match dump {
         Some(dump) => server::serve(
             listener,

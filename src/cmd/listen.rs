@@ -25,7 +25,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
     )?;
     let plan = listener.plan.clone();
     super::announce(&listener, args.verbosity);
-    let mut relay = Relay::new(args.relay).with_wire(crate::wire::Wire::from_args(&args.wire)?);
+    let mut relay = Relay::new(super::ending(&args.relay)).with_wire(super::wire(&args.wire)?);
     let mut listening = Some(listener.socket);
     while let Some(lsock) = listening.as_ref() {
         let (conn, peer) = match socket::accept(lsock) {

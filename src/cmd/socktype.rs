@@ -9,16 +9,16 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use socket2::{Socket, Type};
 
-use crate::addr;
+use crate::addr::{self, UnixAddr};
 use crate::cli::{ConnectArgs, ListenArgs, LocalArgs, ServerArgs, SockOptArgs, Verbosity};
-use crate::dgram::{self, DgramRelay, Peers};
 use crate::error::UsageError;
 use crate::narrate;
+use crate::relay::dgram::{self, DgramRelay, Peers};
 use crate::relay::{self, End, Relay};
-use crate::server::{self, Limits, Service, udp};
+use crate::server::{self, Service};
 use crate::socket;
+use crate::socket::unix::{self, UnixListener};
 use crate::sockopt::{Plan, SockKind, Stage, Target, Value};
-use crate::unix::{self, UnixAddr, UnixListener};
 
 fn unix_type(udp: bool) -> Type {
     if udp { Type::DGRAM } else { Type::STREAM }
@@ -63,7 +63,7 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
             let (host, port) = args.host_port()?;
             let port = addr::connect_port(port.single()?)?;
             let addrs = addr::resolve(host, port, args.net.family())?;
-            let sock = dgram::connect_udp(&addrs, &plan)?;
+            let sock = crate::socket::udp::connect_udp(&addrs, &plan)?;
             let local = socket::local_addr(&sock)?;
             let peer = socket::peer_addr(&sock)?;
             narrate::info(format_args!("UDP socket {local} -> {peer}"));
@@ -76,7 +76,7 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
     let result = if args.dgram.udp {
         let r = DgramRelay {
             sock: &sock,
-            opts: args.relay,
+            opts: super::ending(&args.relay),
             lines: args.dgram.lines,
             peers: Peers::Connected,
             quiet: args.verbosity.quiet,
@@ -87,7 +87,7 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
         }
         r.map(drop)
     } else {
-        let r = Relay::new(args.relay).session(&sock);
+        let r = Relay::new(super::ending(&args.relay)).session(&sock);
         if let Ok(t) = &r {
             relay::report(&sock, t);
         }
@@ -129,7 +129,7 @@ pub fn listen(args: ListenArgs) -> Result<()> {
     let (host, port) = addr::server_endpoint(args.addr.as_deref(), args.port, None)?;
     let bind = addr::bind_target(host.as_deref(), port, args.net.family())?;
     let plan = plan.with_default("SO_REUSEADDR", Value::Bool(true));
-    let listener = udp::bind(bind, &plan)?;
+    let listener = socket::bind_udp(bind, &plan)?;
     let title = format!(
         "UDP fd {} ({})",
         socket::fd(&listener.socket),
@@ -152,7 +152,7 @@ pub fn listen(args: ListenArgs) -> Result<()> {
 fn dgram_session(sock: &Socket, args: &ListenArgs, started: Instant) -> Result<()> {
     let r = DgramRelay {
         sock,
-        opts: args.relay,
+        opts: super::ending(&args.relay),
         lines: args.dgram.lines,
         peers: Peers::AnswerLast,
         quiet: args.verbosity.quiet,
@@ -172,7 +172,7 @@ fn unix_stream_listen(l: UnixListener, args: &ListenArgs) -> Result<()> {
         plan,
         guard,
     } = l;
-    let mut relay = Relay::new(args.relay);
+    let mut relay = Relay::new(super::ending(&args.relay));
     let mut listening = Some(lsock);
     let outcome = loop {
         let Some(lsock) = listening.as_ref() else {
@@ -245,7 +245,7 @@ pub fn serve_unix<S: Service>(
     let title = format!("listening Unix fd {} ({addr})", socket::fd(&lsock));
     show_opts(sockopts, &plan, &lsock, unix::target(), &title);
     announce(addr, Type::STREAM, verbosity);
-    let r = server::serve_unix(lsock, &plan, Limits::from_args(server_args), service);
+    let r = server::serve_unix(lsock, &plan, super::limits(server_args), service);
     drop(guard);
     r
 }

@@ -675,7 +675,7 @@ impl<'a, S: Service> Worker<'a, S> {
     fn open_conn(&mut self, mut stream: Stream, peer: Peer, now: Instant) {
         let target = match &peer {
             Peer::Ip(a) => socket::target(a, SockKind::Tcp),
-            Peer::Unix(_) => crate::unix::target(),
+            Peer::Unix(_) => crate::socket::unix::target(),
         };
         if let Err(e) = self
             .plan

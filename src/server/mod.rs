@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::addr::Cidr;
-use crate::cli::ServerArgs;
 
 /// What a server does with one connection's bytes. The engine calls it; it only computes.
 pub trait Service: Send + Sync + 'static {
@@ -91,18 +90,6 @@ pub struct Limits {
 pub const DEFAULT_MAX_OWED: usize = 64 * 1024;
 
 impl Limits {
-    pub fn from_args(args: &ServerArgs) -> Limits {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Limits {
-            max_conns: args.max_conns,
-            idle_timeout: (!args.idle_timeout.is_zero()).then_some(args.idle_timeout),
-            allow: args.allow.clone(),
-            deny: args.deny.clone(),
-            max_owed: DEFAULT_MAX_OWED,
-            threads: args.threads.map_or(cores, usize::from).max(1),
-        }
-    }
-
     /// Why a client at `ip` is refused by `--deny`/`--allow`, or `None` when it may come in.
     /// Deny rules are checked first, so a denied host inside an allowed network stays out.
     pub fn refuses(&self, ip: IpAddr) -> Option<String> {
@@ -153,24 +140,5 @@ mod tests {
                 .contains("--allow")
         );
         assert_eq!(limits(&[], &[]).refuses("::1".parse().unwrap()), None);
-    }
-
-    #[test]
-    fn zero_idle_timeout_means_none() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct T {
-            #[command(flatten)]
-            s: ServerArgs,
-        }
-        let t = T::parse_from(["t", "--idle-timeout", "0", "--threads", "3"]);
-        let l = Limits::from_args(&t.s);
-        assert_eq!(l.idle_timeout, None);
-        assert_eq!(l.threads, 3);
-        let t = T::parse_from(["t", "--idle-timeout", "2s"]);
-        assert_eq!(
-            Limits::from_args(&t.s).idle_timeout,
-            Some(Duration::from_secs(2))
-        );
     }
 }

@@ -13,7 +13,7 @@ use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use super::plain_addr;
-use crate::unix;
+use crate::socket::unix;
 
 /// A listening socket the engine accepts on.
 pub enum Listen {

@@ -13,20 +13,12 @@ use socket2::Socket;
 
 use super::stop::Stop;
 use super::{Limits, Service, plain_addr};
-use crate::addr::BindTarget;
 use crate::error;
 use crate::narrate;
 use crate::socket::{self, Listener};
-use crate::sockopt::Plan;
 
 const DATAGRAMS: Token = Token(0);
 const SIGNAL: Token = Token(1);
-
-/// socket, setsockopt (the plan), bind: a UDP server socket, made by socket.rs like the TCP
-/// listeners (same dual-stack default, fallback and errors).
-pub fn bind(target: BindTarget, plan: &Plan) -> Result<Listener> {
-    socket::bind_udp(target, plan)
-}
 
 /// Answers datagrams on `listener` with `service` until SIGINT or SIGTERM. A reply the kernel
 /// cannot queue right now is dropped, as UDP may drop any datagram; the totals count them.

@@ -21,7 +21,7 @@ use super::stop::Stop;
 use crate::error;
 use crate::narrate;
 use crate::socket;
-use crate::unix;
+use crate::socket::unix;
 
 const DATAGRAMS: Token = Token(0);
 const SIGNAL: Token = Token(1);

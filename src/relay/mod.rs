@@ -8,6 +8,10 @@
 //! session so that `listen -k` hands what is typed between clients to the next one, and never
 //! to a socket that has gone.
 
+pub mod dgram;
+pub mod wire;
+pub mod zerocopy;
+
 use std::io::{self, IsTerminal, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
@@ -21,12 +25,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use socket2::Socket;
 
-use crate::cli::RelayArgs;
 use crate::error;
 use crate::narrate;
+use crate::relay::wire::Wire;
 use crate::socket;
-use crate::wire::Wire;
-use crate::zerocopy::{self, DownError, Got, Step, UpError};
+use zerocopy::{DownError, Got, Step, UpError};
 
 /// How one session ended, for `-v` and the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,22 @@ pub enum End {
     QuitAfter,
     /// The reader of stdout went away (`| head`): a normal end for a filter.
     StdoutClosed,
+}
+
+/// How a session ends, and which directions it moves: the relay's own options, filled in by
+/// `cmd` from the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ending {
+    /// At stdin EOF keep the sending side open instead of shutdown(SHUT_WR).
+    pub no_shutdown: bool,
+    /// After stdin EOF wait at most this long for the peer's EOF.
+    pub quit_after: Option<Duration>,
+    /// Discard what the peer sends (the session still ends at the peer's EOF).
+    pub send_only: bool,
+    /// Do not read stdin.
+    pub recv_only: bool,
+    /// End the session when nothing has moved either way for this long.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What a session moved.
@@ -50,7 +69,7 @@ pub struct Totals {
 
 /// Runs relay sessions over sockets handed to it, one at a time.
 pub struct Relay {
-    opts: RelayArgs,
+    opts: Ending,
     /// `--crlf` and the hex dump: the relay then sees (and copies) every byte.
     wire: Wire,
     stdin: Option<Sender<Job>>,
@@ -105,7 +124,7 @@ enum Up {
 }
 
 impl Relay {
-    pub fn new(opts: RelayArgs) -> Self {
+    pub fn new(opts: Ending) -> Self {
         Relay {
             opts,
             wire: Wire::default(),
@@ -266,7 +285,7 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
 /// The session's own thread: socket -> stdout, and the decision when it ends.
 struct Downlink<'a> {
     sock: &'a Socket,
-    opts: &'a RelayArgs,
+    opts: &'a Ending,
     stdin_is_tty: bool,
     uplink: bool,
     events: Receiver<Up>,

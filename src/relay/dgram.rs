@@ -6,23 +6,20 @@
 //! Also here: making UDP sockets (narrated) and connecting them.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::mem::{ManuallyDrop, MaybeUninit};
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{SockAddr, Socket};
 
-use crate::cli::RelayArgs;
+use super::Ending;
 use crate::error;
 use crate::narrate;
 use crate::server::plain_addr;
+use crate::socket::unix;
 use crate::socket::{self, fd};
-use crate::sockopt::{Plan, SockKind, Stage};
-use crate::unix;
 
 /// The largest UDP payload over IPv4: 65,535 (the IPv4 total length field) less the 20-byte
 /// IPv4 header and the 8-byte UDP header.
@@ -39,58 +36,6 @@ const RECV_BUF: usize = 256 * 1024;
 /// oldest are forgotten, so a flood of senders costs bounded memory.
 const MAX_KNOWN_PEERS: usize = 4096;
 
-/// `socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) = fd 3`.
-pub fn udp_socket(domain: Domain) -> io::Result<Socket> {
-    narrate::traced(
-        || Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
-        |r| {
-            let res = match r {
-                Ok(s) => format!("= fd {}", fd(s)),
-                Err(e) => narrate::errno_text(e),
-            };
-            let fam = if domain == Domain::IPV6 {
-                "AF_INET6"
-            } else {
-                "AF_INET"
-            };
-            format!("socket({fam}, SOCK_DGRAM, IPPROTO_UDP) {res}")
-        },
-    )
-}
-
-/// A connected UDP socket to the first of `addrs` the kernel has a route to. connect() on UDP
-/// sends nothing: it only fixes the peer, so that send() needs no address, only its datagrams
-/// are received, and an ICMP port unreachable comes back as ECONNREFUSED.
-pub fn connect_udp(addrs: &[SocketAddr], plan: &Plan) -> Result<Socket> {
-    let mut failures = Vec::new();
-    for addr in addrs {
-        let sock = udp_socket(Domain::for_address(*addr))
-            .map_err(|e| anyhow!("socket() for {addr}: {}", error::plain(&e)))?;
-        let tgt = socket::target(addr, SockKind::Udp);
-        plan.apply(&sock, tgt, Stage::Early)?;
-        let sa = SockAddr::from(*addr);
-        let r = narrate::traced(
-            || sock.connect(&sa),
-            |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
-        );
-        match r {
-            Ok(()) => {
-                plan.apply(&sock, tgt, Stage::Connected)?;
-                narrate::info(format_args!(
-                    "UDP connect() sent nothing: it only fixed the peer ({addr}); nothing says \
-                     yet that anyone is there"
-                ));
-                return Ok(sock);
-            }
-            Err(e) => {
-                failures.push(error::connect_failure(*addr, &e));
-                socket::close(sock);
-            }
-        }
-    }
-    Err(anyhow!("{}", failures.join("; ")))
-}
-
 /// Whom a datagram relay talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peers {
@@ -104,7 +49,7 @@ pub enum Peers {
 /// A datagram session's settings.
 pub struct DgramRelay<'a> {
     pub sock: &'a Socket,
-    pub opts: RelayArgs,
+    pub opts: Ending,
     pub lines: bool,
     pub peers: Peers,
     /// Whether `-q` was given: quiet servers do not announce peers either.

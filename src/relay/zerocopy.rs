@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use crate::narrate;
+use crate::relay::wire::{Crlf, Dir, Wire};
 use crate::sys;
-use crate::wire::{Crlf, Dir, Wire};
 
 /// The read(2)/write(2) buffer: large enough for loopback speed, and a read is still forwarded
 /// as soon as it returns, however little it got.

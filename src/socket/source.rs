@@ -2,7 +2,7 @@
 //! bound before connect (narrated like every socket call), with errors that say whether the
 //! address is not this machine's or the port is taken. `socket.rs` calls it on each attempt.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use anyhow::{Result, anyhow};
 use socket2::{SockAddr, Socket};
@@ -10,68 +10,6 @@ use socket2::{SockAddr, Socket};
 use crate::error;
 use crate::narrate;
 use crate::socket;
-
-/// The local end a client asked for; either part may be left to the kernel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Source {
-    pub ip: Option<IpAddr>,
-    pub port: Option<u16>,
-}
-
-impl Source {
-    /// True when nothing was asked: the kernel picks address and port at connect.
-    pub fn is_any(&self) -> bool {
-        self.ip.is_none() && self.port.is_none()
-    }
-
-    /// Whether a connection to `target` can come from this source (same address family).
-    pub fn fits(&self, target: &SocketAddr) -> bool {
-        self.ip.is_none_or(|ip| ip.is_ipv4() == target.is_ipv4())
-    }
-
-    /// The address to bind before connecting to `target`, or `None` to leave it to connect.
-    pub fn bind_addr(&self, target: &SocketAddr) -> Option<SocketAddr> {
-        if self.is_any() {
-            return None;
-        }
-        let ip = self.ip.unwrap_or(if target.is_ipv4() {
-            Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            Ipv6Addr::UNSPECIFIED.into()
-        });
-        Some(SocketAddr::new(ip, self.port.unwrap_or(0)))
-    }
-
-    /// The addresses of `host` a connection from here can reach (same family as `-s`).
-    pub fn fitting(&self, host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>> {
-        if addrs.iter().any(|a| self.fits(a)) {
-            Ok(addrs.into_iter().filter(|a| self.fits(a)).collect())
-        } else {
-            Err(self.mismatch(host, &addrs))
-        }
-    }
-
-    /// The error when no address of the host fits the source's family.
-    fn mismatch(&self, host: &str, addrs: &[SocketAddr]) -> anyhow::Error {
-        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
-        let got: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        anyhow!(
-            "source address {ip} is {} but '{host}' resolves only to {} ({}): give a source of \
-             the same family",
-            if self.ip.is_some_and(|i| i.is_ipv4()) {
-                "IPv4"
-            } else {
-                "IPv6"
-            },
-            if self.ip.is_some_and(|i| i.is_ipv4()) {
-                "IPv6"
-            } else {
-                "IPv4"
-            },
-            got.join(", ")
-        )
-    }
-}
 
 /// `bind(fd 3, 127.0.0.1:40000) = 0` before connect, with a learner's error when it fails.
 pub fn bind_source(sock: &Socket, addr: SocketAddr) -> Result<()> {

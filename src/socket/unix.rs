@@ -4,96 +4,21 @@
 //! `--unlink`; a file that is not a socket is never deleted), and the peer's credentials
 //! (SO_PEERCRED), which stand in for the address a Unix client does not have. No relaying here.
 
-use std::ffi::OsStr;
-use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::addr::UnixAddr;
 use crate::error;
 use crate::narrate;
 use crate::socket::{self, fd};
 use crate::sockopt::{Fam, Plan, SockKind, Stage, Target};
-
-/// Room in `sockaddr_un.sun_path` (108 bytes on Linux), less the terminating NUL of a path.
-const SUN_PATH_MAX: usize = 107;
-
-/// Where a Unix-domain socket lives: a file in the file system, or (Linux) a name in the
-/// abstract namespace, which has no file and vanishes with the last socket using it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnixAddr {
-    Path(PathBuf),
-    Abstract(Vec<u8>),
-}
-
-impl FromStr for UnixAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() {
-            return Err("a Unix socket needs a path (or @name for the abstract namespace)".into());
-        }
-        if let Some(name) = s.strip_prefix('@') {
-            if !cfg!(target_os = "linux") {
-                return Err(format!(
-                    "'{s}': the abstract namespace (@name) exists only on Linux; give a path"
-                ));
-            }
-            if name.is_empty() || name.len() > SUN_PATH_MAX {
-                return Err(format!(
-                    "'{s}': an abstract name takes 1 to {SUN_PATH_MAX} bytes after the @"
-                ));
-            }
-            return Ok(UnixAddr::Abstract(name.as_bytes().to_vec()));
-        }
-        if s.len() > SUN_PATH_MAX {
-            return Err(format!(
-                "'{s}' is {} bytes long: a Unix socket path holds at most {SUN_PATH_MAX} \
-                 (sockaddr_un.sun_path); use a shorter path or a relative one",
-                s.len()
-            ));
-        }
-        Ok(UnixAddr::Path(PathBuf::from(s)))
-    }
-}
-
-impl fmt::Display for UnixAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            UnixAddr::Path(p) => write!(f, "{}", p.display()),
-            UnixAddr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
-        }
-    }
-}
-
-impl UnixAddr {
-    /// The `sockaddr_un` for bind/connect: the path, or a NUL then the name (abstract).
-    pub fn sockaddr(&self) -> io::Result<SockAddr> {
-        match self {
-            UnixAddr::Path(p) => SockAddr::unix(p),
-            UnixAddr::Abstract(name) => {
-                let mut bytes = vec![0u8];
-                bytes.extend_from_slice(name);
-                SockAddr::unix(OsStr::from_bytes(&bytes))
-            }
-        }
-    }
-
-    /// What `listening on` prints: the path, or `@name (abstract namespace)`.
-    pub fn announce(&self) -> String {
-        match self {
-            UnixAddr::Path(_) => format!("{self} (Unix)"),
-            UnixAddr::Abstract(_) => format!("{self} (Unix, abstract namespace)"),
-        }
-    }
-}
 
 /// The option-table target for a Unix-domain socket (stream or datagram).
 pub fn target() -> Target {

@@ -2,6 +2,10 @@
 //! addresses, shutdown and close; and binding UDP server sockets the same way. Every call goes through the narrator, so `-vv` shows the
 //! sockets API in the order it happens; options come from the plan in `sockopt.rs`.
 
+pub mod source;
+pub mod udp;
+pub mod unix;
+
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -11,10 +15,10 @@ use anyhow::{Result, anyhow};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::addr::BindTarget;
+use crate::addr::Source;
 use crate::error;
 use crate::narrate;
 use crate::sockopt::{Fam, Plan, SockKind, Stage, Target, Value};
-use crate::source::Source;
 
 /// The listen() backlog sockkit's servers ask for (the kernel caps it at somaxconn).
 pub const DEFAULT_BACKLOG: i32 = 1024;
@@ -83,7 +87,7 @@ pub fn connect_from(
             return Err(e);
         }
         if let Some(src) = source.bind_addr(addr)
-            && let Err(e) = crate::source::bind_source(&sock, src)
+            && let Err(e) = crate::socket::source::bind_source(&sock, src)
         {
             close(sock);
             return Err(e);
@@ -243,7 +247,7 @@ fn listen_on(addr: SocketAddr, plan: &Plan, serve: Serve) -> Result<Socket, Atte
     let (made, kind) = match serve {
         Serve::Stream => (tcp_socket(Domain::for_address(addr)), SockKind::TcpListener),
         Serve::Datagram => (
-            crate::dgram::udp_socket(Domain::for_address(addr)),
+            crate::socket::udp::udp_socket(Domain::for_address(addr)),
             SockKind::Udp,
         ),
     };

@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use crate::cli::DumpArgs;
-
 /// `--crlf`: LF becomes CRLF; an LF that already follows a CR is left alone (so CRLF input is
 /// not doubled), even when the CR ended the previous chunk.
 #[derive(Debug, Default, Clone, Copy)]
@@ -104,8 +102,8 @@ impl std::fmt::Debug for Dump {
 
 impl Dump {
     /// The sink `-x`/`--hexdump-file` asked for, or `None` when no dump was asked for.
-    pub fn open(args: &DumpArgs) -> Result<Option<Dump>> {
-        let out: Box<dyn Write + Send> = match (&args.hexdump_file, args.hexdump) {
+    pub fn open(hexdump: bool, file: Option<&std::path::Path>) -> Result<Option<Dump>> {
+        let out: Box<dyn Write + Send> = match (file, hexdump) {
             (Some(path), _) => Box::new(
                 File::create(path)
                     .with_context(|| format!("creating the hex dump file {}", path.display()))?,
@@ -144,13 +142,6 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub fn from_args(args: &crate::cli::WireArgs) -> Result<Wire> {
-        Ok(Wire {
-            crlf: args.crlf,
-            dump: Dump::open(&args.dump)?,
-        })
-    }
-
     /// True when the relay must see every byte.
     pub fn active(&self) -> bool {
         self.crlf || self.dump.is_some()
