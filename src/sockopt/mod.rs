@@ -5,7 +5,6 @@
 //! adding a row (and its probe value, which the round-trip test in tests/sockopt.rs uses).
 
 use std::ffi::OsString;
-use std::fmt;
 use std::io;
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,253 +14,12 @@ use socket2::{SockRef, Socket};
 
 use crate::narrate;
 
-/// The protocol level an option lives at, as `setsockopt(2)` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Socket,
-    Tcp,
-    Ip,
-    Ipv6,
-    /// Not a setsockopt at all: an argument of another call (the `listen()` backlog).
-    Call(&'static str),
-}
+mod types;
 
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Level::Socket => "SOL_SOCKET",
-            Level::Tcp => "IPPROTO_TCP",
-            Level::Ip => "IPPROTO_IP",
-            Level::Ipv6 => "IPPROTO_IPV6",
-            Level::Call(name) => name,
-        })
-    }
-}
-
-/// What kind of value an option takes, which decides how `-o NAME=VALUE` is parsed and how
-/// narration spells the value as C would pass it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// on/off, 1/0, true/false, yes/no; a bare NAME means on.
-    Bool,
-    /// SO_KEEPALIVE: on/off, or an idle time that also sets TCP_KEEPIDLE (`keepalive=30s`).
-    Keepalive,
-    /// A byte count with an optional binary unit: 65536, 256K, 4MiB.
-    Bytes,
-    /// A duration the kernel keeps in whole seconds: 30s, 2m, 45.
-    Seconds,
-    /// SO_LINGER: `off`, or whole seconds; 0 is the abortive close.
-    Linger,
-    /// `off` (or 0), or a duration the kernel keeps in milliseconds.
-    Millis,
-    /// A whole number (decimal, or hex with 0x).
-    Int,
-    /// A name, such as a congestion control algorithm or an interface.
-    Name,
-}
-
-impl Kind {
-    /// The value syntax, for `-o help`, the man page and parse errors.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Kind::Bool => "on|off",
-            Kind::Keepalive => "on|off|idle time (30s)",
-            Kind::Bytes => "bytes (256K, 4MiB)",
-            Kind::Seconds => "seconds (30s, 2m, 45)",
-            Kind::Linger => "off|seconds (0 = reset on close)",
-            Kind::Millis => "off|duration (10s, 1500ms)",
-            Kind::Int => "integer",
-            Kind::Name => "name",
-        }
-    }
-}
-
-/// A typed option value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Bool(bool),
-    Bytes(u64),
-    Duration(Duration),
-    /// `None` is off; `Some(d)` is on with that time (SO_LINGER, TCP_USER_TIMEOUT).
-    Toggle(Option<Duration>),
-    Int(i64),
-    /// An empty name is "none" (no interface bound).
-    Name(String),
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Bool(b) => f.write_str(if *b { "on" } else { "off" }),
-            Value::Bytes(n) => write!(f, "{n}"),
-            Value::Duration(d) => write!(f, "{}", humantime::format_duration(*d)),
-            Value::Toggle(None) => f.write_str("off"),
-            Value::Toggle(Some(d)) => write!(f, "{}", humantime::format_duration(*d)),
-            Value::Int(n) => write!(f, "{n}"),
-            Value::Name(s) if s.is_empty() => f.write_str("(none)"),
-            Value::Name(s) => f.write_str(s),
-        }
-    }
-}
-
-impl Value {
-    /// The value as the C call passes it, for `-vv`: `1`, `30`, `{l_onoff=1, l_linger=0}`.
-    pub fn c_arg(&self, kind: Kind) -> String {
-        match (self, kind) {
-            (Value::Bool(b), _) => u8::from(*b).to_string(),
-            (Value::Duration(d), _) => d.as_secs().to_string(),
-            (Value::Toggle(t), Kind::Linger) => format!(
-                "{{l_onoff={}, l_linger={}}}",
-                u8::from(t.is_some()),
-                t.map_or(0, |d| d.as_secs())
-            ),
-            (Value::Toggle(t), _) => t.map_or(0, |d| d.as_millis()).to_string(),
-            (Value::Name(s), _) => format!("\"{s}\""),
-            (other, _) => other.to_string(),
-        }
-    }
-}
-
-/// Which sockets a row applies to: a set of socket kinds and address families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applies(u8);
-
-impl Applies {
-    pub const TCP: Applies = Applies(1);
-    pub const TCP_LISTENER: Applies = Applies(2);
-    pub const UDP: Applies = Applies(4);
-    pub const UNIX: Applies = Applies(8);
-    pub const IPV4: Applies = Applies(16);
-    pub const IPV6: Applies = Applies(32);
-    pub const ANY_TCP: Applies = Applies(1 | 2 | 16 | 32);
-    pub const ANY_INET: Applies = Applies(1 | 2 | 4 | 16 | 32);
-    pub const ALL: Applies = Applies(1 | 2 | 4 | 8 | 16 | 32);
-    /// Every IPv6 socket (TCP, listening TCP, UDP).
-    pub const INET6: Applies = Applies(1 | 2 | 4 | 32);
-
-    pub const fn or(self, other: Applies) -> Applies {
-        Applies(self.0 | other.0)
-    }
-
-    /// True when every bit of `target` (one kind plus one family) is admitted.
-    pub fn admits(self, target: Target) -> bool {
-        let kind = match target.kind {
-            SockKind::Tcp => Self::TCP,
-            SockKind::TcpListener => Self::TCP_LISTENER,
-            SockKind::Udp => Self::UDP,
-            SockKind::Unix => Self::UNIX,
-        };
-        let family = match target.family {
-            Fam::V4 => Some(Self::IPV4),
-            Fam::V6 => Some(Self::IPV6),
-            Fam::Unix => None,
-        };
-        self.0 & kind.0 != 0 && family.is_none_or(|f| self.0 & f.0 != 0)
-    }
-
-    /// `TCP, listening TCP, UDP; IPv4, IPv6`: for help and the "does not apply" error.
-    pub fn describe(self) -> String {
-        let kinds: Vec<&str> = [
-            (Self::TCP, "TCP"),
-            (Self::TCP_LISTENER, "listening TCP"),
-            (Self::UDP, "UDP"),
-            (Self::UNIX, "Unix"),
-        ]
-        .iter()
-        .filter(|(a, _)| self.0 & a.0 != 0)
-        .map(|(_, n)| *n)
-        .collect();
-        let fams: Vec<&str> = [(Self::IPV4, "IPv4"), (Self::IPV6, "IPv6")]
-            .iter()
-            .filter(|(a, _)| self.0 & a.0 != 0)
-            .map(|(_, n)| *n)
-            .collect();
-        if fams.is_empty() {
-            return format!("{} sockets", kinds.join(", "));
-        }
-        format!("{} sockets over {}", kinds.join(", "), fams.join(" and "))
-    }
-}
-
-/// The kind of socket an option is applied to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SockKind {
-    Tcp,
-    TcpListener,
-    Udp,
-    Unix,
-}
-
-/// The address family of the socket an option is applied to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fam {
-    V4,
-    V6,
-    Unix,
-}
-
-/// A concrete socket: which rows apply to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    pub kind: SockKind,
-    pub family: Fam,
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            SockKind::Tcp => "TCP",
-            SockKind::TcpListener => "listening TCP",
-            SockKind::Udp => "UDP",
-            SockKind::Unix => "Unix",
-        };
-        let fam = match self.family {
-            Fam::V4 => " IPv4",
-            Fam::V6 => " IPv6",
-            Fam::Unix => "",
-        };
-        write!(f, "{kind}{fam} socket")
-    }
-}
-
-/// When a row's option is set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Right after socket(), before bind/connect: most options, some of which (buffer sizes,
-    /// window scaling, the MSS announced in the SYN, IPV6_V6ONLY) only take effect if set this
-    /// early. A listening socket's options are inherited by the sockets accept() returns.
-    Early,
-    /// On the connected socket, after connect() or accept(): options that mean nothing before.
-    Connected,
-}
-
-impl Stage {
-    fn describe(self) -> &'static str {
-        match self {
-            Stage::Early => "set before bind/connect",
-            Stage::Connected => "set after connect/accept",
-        }
-    }
-}
-
-/// What the kernel does to a value it is given: what the round-trip test expects to read
-/// back, and what `--show-opts` says when requested and effective values differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Adjust {
-    /// The kernel reports what it was given.
-    Exact,
-    /// Linux doubles buffer sizes (half is bookkeeping, socket(7)) after clamping the request
-    /// to this sysctl, and raises tiny ones to a minimum.
-    Doubled(&'static str),
-    /// On TCP the kernel keeps the two low (ECN) bits of the TOS/traffic class byte itself.
-    EcnMasked,
-    /// Capped at this sysctl (the listen backlog and net.core.somaxconn).
-    Capped(&'static str),
-    /// Set before connect; once connected the kernel reports what the handshake negotiated.
-    Negotiated,
-    /// A hint the kernel acts on and then forgets (TCP_QUICKACK).
-    Transient,
-}
+pub use types::{
+    Adjust, Applies, Fam, GetFn, Kind, Level, Probe, Row, SetFn, SockKind, SockOptRequest, Stage,
+    Target, Value,
+};
 
 impl Adjust {
     /// What getsockopt should report right after `req` was set on a socket that is not
@@ -330,88 +88,6 @@ fn read_sysctl_text(name: &str) -> Option<String> {
     std::fs::read_to_string(format!("/proc/sys/{}", name.replace('.', "/"))).ok()
 }
 
-/// How the round-trip test exercises a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Probe {
-    /// Set this value (which must differ from the kernel's default), read it back, and compare
-    /// with `Adjust::expected`.
-    Set(&'static str),
-    /// Not round-tripped by the generic test, and why.
-    Skip(&'static str),
-}
-
-/// A row's setter: applies a typed value to the socket.
-pub type SetFn = fn(SockRef<'_>, &Value) -> io::Result<()>;
-/// A row's getter: reads the kernel's value back.
-pub type GetFn = fn(SockRef<'_>) -> io::Result<Value>;
-
-/// One socket option.
-pub struct Row {
-    /// The kernel's name, as in `man 7 socket`/`man 7 ip`/`man 7 tcp`.
-    pub name: &'static str,
-    /// Short spellings accepted besides the name and the name without its prefix.
-    pub aliases: &'static [&'static str],
-    pub level: Level,
-    pub kind: Kind,
-    /// The values the kernel accepts, where the kind alone does not say (`1-255`).
-    pub valid: &'static str,
-    pub applies: Applies,
-    pub stage: Stage,
-    /// One or two sentences: what the option does.
-    pub doc: &'static str,
-    /// Caveats, as socket2's `# Notes`: platform limits, privileges, kernel adjustments.
-    pub notes: &'static str,
-    /// Sets the option; `None` for options set by another call (the backlog).
-    pub set: Option<SetFn>,
-    /// Reads the option back from the kernel.
-    pub get: GetFn,
-    pub adjust: Adjust,
-    pub probe: Probe,
-}
-
-impl fmt::Debug for Row {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
-fn as_bool(v: &Value) -> bool {
-    matches!(v, Value::Bool(true))
-}
-
-fn as_bytes(v: &Value) -> usize {
-    match v {
-        Value::Bytes(n) => usize::try_from(*n).unwrap_or(usize::MAX),
-        _ => 0,
-    }
-}
-
-/// The integer as the C `int` the kernel receives; parsing keeps values within `i32`, and
-/// the `as u32` casts socket2's setters need give the kernel back the same bits (`-1` stays
-/// `-1`, which IP_TTL reads as "the default").
-fn as_int(v: &Value) -> i32 {
-    match v {
-        Value::Int(n) => i32::try_from(*n).unwrap_or(i32::MAX),
-        Value::Bytes(n) => i32::try_from(*n).unwrap_or(i32::MAX),
-        Value::Duration(d) => i32::try_from(d.as_secs()).unwrap_or(i32::MAX),
-        _ => 0,
-    }
-}
-
-fn as_toggle(v: &Value) -> Option<Duration> {
-    match v {
-        Value::Toggle(t) => *t,
-        _ => None,
-    }
-}
-
-fn as_name(v: &Value) -> &str {
-    match v {
-        Value::Name(s) => s,
-        _ => "",
-    }
-}
-
 /// `setsockopt(fd, level, name, &int, sizeof int)`, for options socket2 has no single call for.
 #[cfg(target_os = "linux")]
 fn set_c_int(s: &SockRef<'_>, level: libc::c_int, name: libc::c_int, v: i32) -> io::Result<()> {
@@ -448,7 +124,7 @@ pub static TABLE: &[Row] = &[
               TIME_WAIT.",
         notes: "On by default for sockkit's servers (-o reuseaddr=0 turns it off). On Linux it \
                 does not let two sockets listen on one port: SO_REUSEPORT does.",
-        set: Some(|s, v| s.set_reuse_address(as_bool(v))),
+        set: Some(|s, v| s.set_reuse_address(v.as_bool())),
         get: |s| s.reuse_address().map(Value::Bool),
         adjust: Adjust::Exact,
         probe: Probe::Set("on"),
@@ -466,7 +142,7 @@ pub static TABLE: &[Row] = &[
               connections (or datagrams) across them.",
         notes: "Linux semantics (BSDs differ). Every socket sharing the port must set it, and \
                 all must belong to the same user.",
-        set: Some(|s, v| s.set_reuse_port(as_bool(v))),
+        set: Some(|s, v| s.set_reuse_port(v.as_bool())),
         get: |s| s.reuse_port().map(Value::Bool),
         adjust: Adjust::Exact,
         probe: Probe::Set("on"),
@@ -484,7 +160,7 @@ pub static TABLE: &[Row] = &[
         notes: "A duration is shorthand: -o keepalive=30s sets SO_KEEPALIVE on and TCP_KEEPIDLE \
                 to 30 seconds, two setsockopt calls. Otherwise the first probe waits \
                 net.ipv4.tcp_keepalive_time (7200 s by default).",
-        set: Some(|s, v| s.set_keepalive(as_bool(v))),
+        set: Some(|s, v| s.set_keepalive(v.as_bool())),
         get: |s| s.keepalive().map(Value::Bool),
         adjust: Adjust::Exact,
         probe: Probe::Set("on"),
@@ -501,7 +177,7 @@ pub static TABLE: &[Row] = &[
         notes: "Set before connect/listen so window scaling matches. Linux doubles the value \
                 (half is bookkeeping), clamps the request to net.core.rmem_max, and stops \
                 autotuning the buffer once it is set.",
-        set: Some(|s, v| s.set_recv_buffer_size(as_bytes(v))),
+        set: Some(|s, v| s.set_recv_buffer_size(v.as_bytes())),
         get: |s| s.recv_buffer_size().map(|n| Value::Bytes(n as u64)),
         adjust: Adjust::Doubled("net.core.rmem_max"),
         // Not 64K: on Linux that doubles to 131072, tcp_rmem's default, so it would not
@@ -520,7 +196,7 @@ pub static TABLE: &[Row] = &[
               unacknowledged before write() blocks.",
         notes: "Linux doubles the value, clamps the request to net.core.wmem_max, and stops \
                 autotuning the buffer once it is set.",
-        set: Some(|s, v| s.set_send_buffer_size(as_bytes(v))),
+        set: Some(|s, v| s.set_send_buffer_size(v.as_bytes())),
         get: |s| s.send_buffer_size().map(|n| Value::Bytes(n as u64)),
         adjust: Adjust::Doubled("net.core.wmem_max"),
         probe: Probe::Set("96K"),
@@ -539,7 +215,7 @@ pub static TABLE: &[Row] = &[
         notes: "0 is special: close() discards unsent data and sends a RST instead of a FIN \
                 (an abortive close: the peer sees ECONNRESET, no TIME_WAIT is left). Off is \
                 not the same as 0. The kernel keeps whole seconds.",
-        set: Some(|s, v| s.set_linger(as_toggle(v))),
+        set: Some(|s, v| s.set_linger(v.as_toggle())),
         get: |s| s.linger().map(Value::Toggle),
         adjust: Adjust::Exact,
         probe: Probe::Set("3s"),
@@ -556,7 +232,7 @@ pub static TABLE: &[Row] = &[
               broadcast address).",
         notes: "UDP over IPv4 only: TCP cannot broadcast, and IPv6 has no broadcast (it uses \
                 multicast).",
-        set: Some(|s, v| s.set_broadcast(as_bool(v))),
+        set: Some(|s, v| s.set_broadcast(v.as_bool())),
         get: |s| s.broadcast().map(Value::Bool),
         adjust: Adjust::Exact,
         probe: Probe::Set("on"),
@@ -574,7 +250,7 @@ pub static TABLE: &[Row] = &[
               message received, as an SCM_CREDENTIALS control message.",
         notes: "Linux, Unix-domain sockets. sockkit reads data with read(), which drops control \
                 messages, so it only shows the flag; SO_PEERCRED tells who the peer is.",
-        set: Some(|s, v| s.set_passcred(as_bool(v))),
+        set: Some(|s, v| s.set_passcred(v.as_bool())),
         get: |s| s.passcred().map(Value::Bool),
         adjust: Adjust::Exact,
         probe: Probe::Set("on"),
@@ -613,7 +289,7 @@ pub static TABLE: &[Row] = &[
               send them first; it also sets the VLAN priority.",
         notes: "Linux only. Values above 6 need CAP_NET_ADMIN (EPERM otherwise). Setting IP_TOS \
                 changes it too.",
-        set: Some(|s, v| s.set_priority(as_int(v) as u32)),
+        set: Some(|s, v| s.set_priority(v.as_int() as u32)),
         get: |s| s.priority().map(|p| Value::Int(i64::from(p as i32))),
         adjust: Adjust::Exact,
         probe: Probe::Set("3"),
@@ -631,7 +307,7 @@ pub static TABLE: &[Row] = &[
               that interface, whatever the routing table says.",
         notes: "Linux only. Changing an existing binding needs CAP_NET_RAW. An unknown name \
                 fails with ENODEV; 'ip link' lists the interfaces.",
-        set: Some(|s, v| s.bind_device(Some(as_name(v).as_bytes()))),
+        set: Some(|s, v| s.bind_device(Some(v.as_name().as_bytes()))),
         get: |s| {
             s.device().map(|d| {
                 Value::Name(d.map_or_else(String::new, |b| {
@@ -657,7 +333,7 @@ pub static TABLE: &[Row] = &[
               it is dropped (the field traceroute plays with).",
         notes: "On an IPv6 socket it applies only to IPv4-mapped traffic (a dual-stack \
                 server's IPv4 clients); IPv6 packets use IPV6_UNICAST_HOPS.",
-        set: Some(|s, v| s.set_ttl_v4(as_int(v) as u32)),
+        set: Some(|s, v| s.set_ttl_v4(v.as_int() as u32)),
         get: |s| s.ttl_v4().map(|n| Value::Int(i64::from(n as i32))),
         adjust: Adjust::Exact,
         probe: Probe::Set("9"),
@@ -675,7 +351,7 @@ pub static TABLE: &[Row] = &[
         notes: "On TCP the kernel keeps the two low (ECN) bits for itself. On Linux it also \
                 sets SO_PRIORITY. On an IPv6 socket it applies only to IPv4-mapped traffic; \
                 use IPV6_TCLASS.",
-        set: Some(|s, v| s.set_tos_v4(as_int(v) as u32)),
+        set: Some(|s, v| s.set_tos_v4(v.as_int() as u32)),
         get: |s| s.tos_v4().map(|n| Value::Int(i64::from(n as i32))),
         adjust: Adjust::EcnMasked,
         probe: Probe::Set("0x10"),
@@ -694,7 +370,7 @@ pub static TABLE: &[Row] = &[
         notes: "Must be set before bind. sockkit's servers turn it off for their default [::] \
                 bind and on with -6; -o v6only takes precedence over both, and the 'listening \
                 on' line says which families are served.",
-        set: Some(|s, v| s.set_only_v6(as_bool(v))),
+        set: Some(|s, v| s.set_only_v6(v.as_bool())),
         get: |s| s.only_v6().map(Value::Bool),
         adjust: Adjust::Exact,
         probe: Probe::Set("on"),
@@ -709,7 +385,7 @@ pub static TABLE: &[Row] = &[
         stage: Stage::Early,
         doc: "Hop limit of outgoing IPv6 unicast packets: IPv6's time to live.",
         notes: "",
-        set: Some(|s, v| s.set_unicast_hops_v6(as_int(v) as u32)),
+        set: Some(|s, v| s.set_unicast_hops_v6(v.as_int() as u32)),
         get: |s| s.unicast_hops_v6().map(|n| Value::Int(i64::from(n as i32))),
         adjust: Adjust::Exact,
         probe: Probe::Set("9"),
@@ -725,7 +401,7 @@ pub static TABLE: &[Row] = &[
         doc: "The Traffic Class byte of outgoing IPv6 packets: IPv6's TOS, with the same DSCP \
               bits.",
         notes: "On TCP the kernel keeps the two low (ECN) bits for itself.",
-        set: Some(|s, v| s.set_tclass_v6(as_int(v) as u32)),
+        set: Some(|s, v| s.set_tclass_v6(v.as_int() as u32)),
         get: |s| s.tclass_v6().map(|n| Value::Int(i64::from(n as i32))),
         adjust: Adjust::EcnMasked,
         probe: Probe::Set("0x20"),
@@ -743,7 +419,7 @@ pub static TABLE: &[Row] = &[
               be coalesced while earlier data is unacknowledged.",
         notes: "Nagle and the peer's delayed ACKs together can stall a request/response \
                 exchange by up to 40 ms (Linux's delayed-ACK timer).",
-        set: Some(|s, v| s.set_tcp_nodelay(as_bool(v))),
+        set: Some(|s, v| s.set_tcp_nodelay(v.as_bool())),
         get: |s| s.tcp_nodelay().map(Value::Bool),
         adjust: Adjust::Exact,
         probe: Probe::Set("on"),
@@ -761,7 +437,7 @@ pub static TABLE: &[Row] = &[
         notes: "Set before connect/listen. Once connected the kernel reports the MSS in use: \
                 the smaller of both sides', less TCP options (12 bytes of timestamps), so it \
                 reads back lower.",
-        set: Some(|s, v| s.set_tcp_mss(as_int(v) as u32)),
+        set: Some(|s, v| s.set_tcp_mss(v.as_int() as u32)),
         get: |s| s.tcp_mss().map(|n| Value::Int(i64::from(n))),
         adjust: Adjust::Negotiated,
         probe: Probe::Set("1000"),
@@ -778,7 +454,7 @@ pub static TABLE: &[Row] = &[
         doc: "How long a connection must be idle before the first keepalive probe.",
         notes: "Only matters while SO_KEEPALIVE is on (-o keepalive=30s sets both). Set \
                 with setsockopt directly: socket2's call would also turn SO_KEEPALIVE on.",
-        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, as_int(v))),
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, v.as_int())),
         get: |s| s.tcp_keepalive_time().map(Value::Duration),
         adjust: Adjust::Exact,
         probe: Probe::Set("45s"),
@@ -794,7 +470,7 @@ pub static TABLE: &[Row] = &[
         stage: Stage::Early,
         doc: "Time between keepalive probes once the first one went unanswered.",
         notes: "Only matters while SO_KEEPALIVE is on.",
-        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, as_int(v))),
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, v.as_int())),
         get: |s| s.tcp_keepalive_interval().map(Value::Duration),
         adjust: Adjust::Exact,
         probe: Probe::Set("7s"),
@@ -810,7 +486,7 @@ pub static TABLE: &[Row] = &[
         stage: Stage::Early,
         doc: "How many unanswered keepalive probes end the connection (with ETIMEDOUT).",
         notes: "Only matters while SO_KEEPALIVE is on.",
-        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, as_int(v))),
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, v.as_int())),
         get: |s| s.tcp_keepalive_retries().map(|n| Value::Int(i64::from(n))),
         adjust: Adjust::Exact,
         probe: Probe::Set("4"),
@@ -829,7 +505,7 @@ pub static TABLE: &[Row] = &[
               (net.ipv4.tcp_retries2).",
         notes: "Linux only; millisecond precision; off restores the default. It also bounds \
                 keepalive: probes unanswered for this long end the connection.",
-        set: Some(|s, v| s.set_tcp_user_timeout(as_toggle(v))),
+        set: Some(|s, v| s.set_tcp_user_timeout(v.as_toggle())),
         get: |s| s.tcp_user_timeout().map(Value::Toggle),
         adjust: Adjust::Exact,
         probe: Probe::Set("10s"),
@@ -849,7 +525,7 @@ pub static TABLE: &[Row] = &[
                 net.ipv4.tcp_available_congestion_control; modprobe tcp_bbr loads bbr); \
                 without CAP_NET_ADMIN only those in net.ipv4.tcp_allowed_congestion_control \
                 may be chosen.",
-        set: Some(|s, v| s.set_tcp_congestion(as_name(v).as_bytes())),
+        set: Some(|s, v| s.set_tcp_congestion(v.as_name().as_bytes())),
         get: |s| {
             s.tcp_congestion().map(|b| {
                 let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
@@ -873,7 +549,7 @@ pub static TABLE: &[Row] = &[
               it the socket stops being writable, which keeps latency low for interactive \
               streams.",
         notes: "Linux only; 0 means net.ipv4.tcp_notsent_lowat applies (unlimited by default).",
-        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, as_int(v))),
+        set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, v.as_int())),
         get: |s| {
             get_c_int(&s, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT)
                 .map(|n| Value::Bytes(u64::from(n as u32)))
@@ -895,7 +571,7 @@ pub static TABLE: &[Row] = &[
         notes: "Linux only, and not permanent: the kernel drops in and out of quick-ack mode by \
                 itself, so it is set after connect/accept and reads back what the kernel is \
                 doing now.",
-        set: Some(|s, v| s.set_tcp_quickack(as_bool(v))),
+        set: Some(|s, v| s.set_tcp_quickack(v.as_bool())),
         get: |s| s.tcp_quickack().map(Value::Bool),
         adjust: Adjust::Transient,
         // A fresh socket is already in quick-ack mode, so the test turns it off.
@@ -1123,25 +799,6 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 /// One `-o NAME[=VALUE]` as typed, parsed against the table.
-#[derive(Clone)]
-pub enum SockOptRequest {
-    Set {
-        row: &'static Row,
-        value: Value,
-    },
-    /// `-o help`: list every row instead of running.
-    Help,
-}
-
-impl fmt::Debug for SockOptRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SockOptRequest::Set { row, value } => write!(f, "{}={value}", row.name),
-            SockOptRequest::Help => f.write_str("help"),
-        }
-    }
-}
-
 impl FromStr for SockOptRequest {
     type Err = String;
 
