@@ -316,6 +316,7 @@ pub type SetFn = fn(SockRef<'_>, &Value) -> io::Result<()>;
 pub type GetFn = fn(SockRef<'_>) -> io::Result<Value>;
 
 /// One socket option.
+#[derive(Clone, Copy)]
 pub struct Row {
     /// The kernel's name, as in `man 7 socket`/`man 7 ip`/`man 7 tcp`.
     pub name: &'static str,
