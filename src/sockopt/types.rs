@@ -346,6 +346,7 @@ impl fmt::Debug for Row {
     }
 }
 
+/// One `-o NAME[=VALUE]` as typed, parsed against the table.
 #[derive(Clone)]
 pub enum SockOptRequest {
     Set {
