@@ -79,3 +79,137 @@ pub fn names_of(row: &Row) -> impl Iterator<Item = String> + '_ {
     }
     names.into_iter()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sockopt::parse::parse_value;
+    use crate::sockopt::types::{Fam, Probe, SockKind, SockOptRequest, Target};
+
+    fn row(name: &str) -> &'static Row {
+        find(name).unwrap_or_else(|| panic!("{name} is not a row"))
+    }
+
+    #[test]
+    fn names_are_unique_and_every_row_is_documented() {
+        let mut seen = std::collections::HashSet::new();
+        for row in TABLE {
+            for n in names_of(row) {
+                assert!(seen.insert(n.clone()), "{n} names two rows");
+            }
+            assert!(
+                row.doc.ends_with('.'),
+                "{}: doc is not a sentence",
+                row.name
+            );
+            let sentences = row.doc.matches(". ").count() + 1;
+            assert!(
+                sentences <= 2,
+                "{}: doc has {sentences} sentences",
+                row.name
+            );
+            assert!(
+                row.notes.is_empty() || row.notes.ends_with('.'),
+                "{}: notes are not sentences",
+                row.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_row_round_trips_or_says_why_not() {
+        for row in TABLE {
+            match row.probe {
+                Probe::Set(text) => {
+                    assert!(row.set.is_some(), "{}: probe but no setter", row.name);
+                    let v = parse_value(row.kind, Some(text));
+                    assert!(v.is_ok(), "{}: probe {text:?}: {v:?}", row.name);
+                }
+                Probe::Skip(why) => assert!(why.len() > 20, "{}: say why", row.name),
+            }
+        }
+    }
+
+    #[test]
+    fn the_rows_the_issue_names_are_all_there() {
+        let mut want = vec![
+            "SO_REUSEADDR",
+            "SO_KEEPALIVE",
+            "SO_RCVBUF",
+            "SO_SNDBUF",
+            "SO_LINGER",
+            "SO_BROADCAST",
+            "IP_TTL",
+            "IPV6_UNICAST_HOPS",
+            "IP_TOS",
+            "IPV6_TCLASS",
+            "IPV6_V6ONLY",
+            "TCP_NODELAY",
+            "TCP_MAXSEG",
+            "backlog",
+        ];
+        if cfg!(target_os = "linux") {
+            want.extend([
+                "SO_REUSEPORT",
+                "TCP_KEEPIDLE",
+                "TCP_KEEPINTVL",
+                "TCP_KEEPCNT",
+                "SO_PRIORITY",
+                "TCP_CONGESTION",
+                "TCP_USER_TIMEOUT",
+                "TCP_QUICKACK",
+                "TCP_NOTSENT_LOWAT",
+                "SO_BINDTODEVICE",
+            ]);
+        }
+        for name in want {
+            assert_eq!(row(name).name, name);
+        }
+        assert!(find("SO_RCVTIMEO").is_none() && NOT_OFFERED.contains("SO_RCVTIMEO"));
+    }
+
+    #[test]
+    fn every_spelling_finds_the_row() {
+        for n in ["SO_RCVBUF", "so_rcvbuf", "rcvbuf", "RCVBUF"] {
+            assert_eq!(find(n).map(|r| r.name), Some("SO_RCVBUF"), "{n}");
+        }
+        assert_eq!(find("nodelay").map(|r| r.name), Some("TCP_NODELAY"));
+        assert_eq!(find("ttl").map(|r| r.name), Some("IP_TTL"));
+        assert_eq!(find("v6only").map(|r| r.name), Some("IPV6_V6ONLY"));
+        assert_eq!(
+            find("unicast-hops").map(|r| r.name),
+            Some("IPV6_UNICAST_HOPS")
+        );
+    }
+
+    #[test]
+    fn rows_say_which_socket_types_they_apply_to() {
+        let unix = Target {
+            kind: SockKind::Unix,
+            family: Fam::Unix,
+        };
+        let udp4 = Target {
+            kind: SockKind::Udp,
+            family: Fam::V4,
+        };
+        let tcp4 = Target {
+            kind: SockKind::Tcp,
+            family: Fam::V4,
+        };
+        assert!(row("SO_BROADCAST").applies.admits(udp4));
+        assert!(!row("SO_BROADCAST").applies.admits(tcp4));
+        assert!(row("SO_RCVBUF").applies.admits(unix));
+        assert!(!row("TCP_NODELAY").applies.admits(unix));
+        assert!(!row("SO_REUSEADDR").applies.admits(unix));
+        if cfg!(target_os = "linux") {
+            for name in ["SO_PASSCRED", "SO_PEERCRED"] {
+                assert!(row(name).applies.admits(unix), "{name}");
+                assert!(!row(name).applies.admits(tcp4), "{name}");
+                assert_eq!(row(name).applies.describe(), "Unix sockets");
+            }
+            let err = "peercred".parse::<SockOptRequest>().unwrap_err();
+            assert!(err.contains("read-only"), "{err}");
+            assert!("passcred".parse::<SockOptRequest>().is_ok());
+        }
+    }
+}
