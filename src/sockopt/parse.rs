@@ -6,12 +6,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::table::{TABLE, find, names_of};
+use super::table::{TABLE, find, names_of, spelling};
 use super::types::{Kind, Level, SockOptRequest, Value};
 
 /// The names closest to a mistyped one, for "did you mean".
 fn suggest(name: &str) -> Vec<&'static str> {
-    let want = name.trim().to_ascii_lowercase().replace('-', "_");
+    let want = spelling(name);
     let mut scored: Vec<(usize, &'static str)> = TABLE
         .iter()
         .map(|row| {

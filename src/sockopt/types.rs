@@ -315,7 +315,7 @@ pub type SetFn = fn(SockRef<'_>, &Value) -> io::Result<()>;
 /// A row's getter: reads the kernel's value back.
 pub type GetFn = fn(SockRef<'_>) -> io::Result<Value>;
 
-/// One socket option.
+/// One socket option. `Copy` because the table joins its per-level arrays at compile time.
 #[derive(Clone, Copy)]
 pub struct Row {
     /// The kernel's name, as in `man 7 socket`/`man 7 ip`/`man 7 tcp`.
@@ -332,7 +332,8 @@ pub struct Row {
     pub doc: &'static str,
     /// Caveats, as socket2's `# Notes`: platform limits, privileges, kernel adjustments.
     pub notes: &'static str,
-    /// Sets the option; `None` for options set by another call (the backlog).
+    /// Sets the option; `None` for read-only options (SO_PEERCRED) and for those set by
+    /// another call (the backlog).
     pub set: Option<SetFn>,
     /// Reads the option back from the kernel.
     pub get: GetFn,

@@ -57,8 +57,14 @@ const fn concat<const N: usize>(levels: &[&[Row]]) -> [Row; N] {
 
 /// Finds the row for a name as typed: `SO_RCVBUF`, `so_rcvbuf`, `rcvbuf`, `RCVBUF`.
 pub fn find(name: &str) -> Option<&'static Row> {
-    let want = name.trim().to_ascii_lowercase().replace('-', "_");
+    let want = spelling(name);
     TABLE.iter().find(|row| names_of(row).any(|n| n == want))
+}
+
+/// A name as typed, in the form `names_of` lists: lowercase, `-` as `_`. The suggestions for
+/// a mistyped name compare in this form too, so they rank what `find` would have matched.
+pub(super) fn spelling(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('-', "_")
 }
 
 /// Every spelling a row answers to, lowercase: the name, the name without its prefix, aliases.
@@ -166,6 +172,33 @@ mod tests {
             assert_eq!(row(name).name, name);
         }
         assert!(find("SO_RCVTIMEO").is_none() && NOT_OFFERED.contains("SO_RCVTIMEO"));
+    }
+
+    #[test]
+    fn every_row_sits_in_the_file_of_its_level() {
+        let files = [
+            (socket::ROWS, "SOL_SOCKET"),
+            (ip::ROWS, "IPPROTO_IP"),
+            (ipv6::ROWS, "IPPROTO_IPV6"),
+            (tcp::ROWS, "IPPROTO_TCP"),
+            (listen::ROWS, "listen()"),
+        ];
+        for (rows, level) in files {
+            for row in rows {
+                assert_eq!(
+                    row.level.to_string(),
+                    level,
+                    "{} is filed under {level}",
+                    row.name
+                );
+            }
+        }
+        let joined: Vec<&str> = files
+            .iter()
+            .flat_map(|(r, _)| r.iter().map(|r| r.name))
+            .collect();
+        let table: Vec<&str> = TABLE.iter().map(|r| r.name).collect();
+        assert_eq!(joined, table, "TABLE is the levels' rows in order");
     }
 
     #[test]
