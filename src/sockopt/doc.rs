@@ -25,6 +25,7 @@ fn level_groups() -> Vec<(String, Vec<&'static Row>)> {
     groups
 }
 
+/// The paragraph that opens both `-o help` and the man page section: how NAME is read.
 const INTRO: &str = "NAME is the kernel's name in any case, with or without its prefix: \
     SO_RCVBUF, so_rcvbuf and rcvbuf are the same option. A bare NAME means on. -o is \
     repeatable; options are set in the order given, before bind/connect unless the option says \

@@ -51,7 +51,7 @@ impl Plan {
     /// Adds a default (such as SO_REUSEADDR on for servers) unless the user set that option.
     pub fn with_default(mut self, name: &str, value: Value) -> Self {
         let row = find(name).expect("default names a row of the table");
-        if !self.requests.iter().any(|(r, _, _)| std::ptr::eq(*r, row)) {
+        if self.last_for(row).is_none() {
             self.requests.push((row, value, Origin::Default));
         }
         self
@@ -67,12 +67,17 @@ impl Plan {
 
     /// The value requested for a row, if any: the last one given wins, as it would in C.
     pub fn requested(&self, name: &str) -> Option<&Value> {
-        let row = find(name)?;
+        self.last_for(find(name)?).map(|(v, _)| v)
+    }
+
+    /// The request that decides `row`'s value (the last one, as setsockopt calls in that order
+    /// would) and where it came from. Rows are compared by address: each is one static.
+    fn last_for(&self, row: &Row) -> Option<(&Value, Origin)> {
         self.requests
             .iter()
             .rev()
             .find(|(r, _, _)| std::ptr::eq(*r, row))
-            .map(|(_, v, _)| v)
+            .map(|(_, v, o)| (v, *o))
     }
 
     /// Sets every requested option of `stage` on `sock`, narrating each setsockopt. An option
@@ -135,21 +140,15 @@ impl Plan {
         )
         .unwrap_or_default();
         for (row, got) in rows.iter().zip(got) {
-            let requested = self
-                .requests
-                .iter()
-                .rev()
-                .find(|(r, _, _)| std::ptr::eq(*r, *row));
+            let requested = self.last_for(row);
             let (kernel, note) = match (&got, requested) {
-                (Ok(g), Some((_, req, _))) if g != req => {
-                    (g.to_string(), row.adjust.explain(req, g))
-                }
+                (Ok(g), Some((req, _))) if g != req => (g.to_string(), row.adjust.explain(req, g)),
                 (Ok(g), _) => (g.to_string(), String::new()),
                 (Err(e), _) => ("?".to_string(), kernel::errno_note(e).to_string()),
             };
             let req_text = match requested {
-                Some((_, v, Origin::User)) => v.to_string(),
-                Some((_, v, Origin::Default)) => format!("{v} (default)"),
+                Some((v, Origin::User)) => v.to_string(),
+                Some((v, Origin::Default)) => format!("{v} (default)"),
                 None => "-".to_string(),
             };
             lines.push([
@@ -181,11 +180,11 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[cfg(target_os = "linux")]
     #[test]
     fn keepalive_with_a_duration_also_sets_keepidle() {
+        use std::time::Duration;
         let req: SockOptRequest = "keepalive=30s".parse().unwrap();
         let plan = Plan::new(&[req]);
         assert_eq!(plan.requested("SO_KEEPALIVE"), Some(&Value::Bool(true)));
