@@ -1,8 +1,10 @@
 //! The SOL_SOCKET rows (socket(7)): options every socket has, whatever its protocol, and
 //! the reader of SO_PEERCRED. Which sockets each applies to is in its `applies`.
 
+#[cfg(target_os = "linux")]
 use std::io;
 
+#[cfg(target_os = "linux")]
 use socket2::SockRef;
 
 use crate::sockopt::types::{Adjust, Applies, Kind, Level, Probe, Row, Stage, Value};
