@@ -119,7 +119,8 @@ impl Value {
 }
 
 /// What a row's setter passes to socket2: the value as the C argument the kernel receives.
-/// Parsing gave the value the row's kind, so the fallbacks (0, off, "") are never taken.
+/// A setter is handed a value of its row's kind (parse and Plan make sure), so the fallbacks
+/// (0, off, "") only complete the match.
 impl Value {
     pub(super) fn as_bool(&self) -> bool {
         matches!(self, Value::Bool(true))
