@@ -9,153 +9,6 @@ use std::time::Duration;
 use super::table::{TABLE, find, names_of, spelling};
 use super::types::{Kind, Level, SockOptRequest, Value};
 
-/// The names closest to a mistyped one, for "did you mean".
-fn suggest(name: &str) -> Vec<&'static str> {
-    let want = spelling(name);
-    let mut scored: Vec<(usize, &'static str)> = TABLE
-        .iter()
-        .map(|row| {
-            let best = names_of(row)
-                .map(|n| edit_distance(&want, &n))
-                .min()
-                .unwrap_or(usize::MAX);
-            (best, row.name)
-        })
-        .filter(|(d, _)| *d <= 3.max(want.len() / 3))
-        .collect();
-    scored.sort();
-    scored.into_iter().take(3).map(|(_, n)| n).collect()
-}
-
-/// Levenshtein distance, for ranking the suggestions.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The spellings of on and off a learner might type.
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "1" | "on" | "true" | "yes" => Some(true),
-        "0" | "off" | "false" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-/// Off for the kinds whose on takes a value (SO_LINGER, TCP_USER_TIMEOUT).
-fn is_off(text: &str) -> bool {
-    matches!(
-        text.to_ascii_lowercase().as_str(),
-        "off" | "false" | "no" | "none"
-    )
-}
-
-/// A duration the kernel keeps in whole seconds (it takes a C int of seconds).
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let d = crate::value::parse_duration(text)?;
-    if d.subsec_nanos() != 0 {
-        return Err(format!(
-            "'{text}' is not a whole number of seconds (the kernel keeps seconds)"
-        ));
-    }
-    if d.as_secs() > i32::MAX as u64 {
-        return Err(format!("'{text}' is too long"));
-    }
-    Ok(d)
-}
-
-/// Parses a value for a row of the given kind. `None` is a bare `-o NAME`.
-pub fn parse_value(kind: Kind, text: Option<&str>) -> Result<Value, String> {
-    let Some(text) = text.map(str::trim) else {
-        return match kind {
-            Kind::Bool | Kind::Keepalive => Ok(Value::Bool(true)),
-            _ => Err(format!("needs a value: {}", kind.describe())),
-        };
-    };
-    match kind {
-        Kind::Bool => parse_bool(text)
-            .map(Value::Bool)
-            .ok_or_else(|| format!("'{text}' is not on or off")),
-        Kind::Keepalive => match parse_bool(text) {
-            Some(b) => Ok(Value::Bool(b)),
-            None if find("TCP_KEEPIDLE").is_none() => Err(format!(
-                "'{text}' is not on or off (an idle time needs TCP_KEEPIDLE, which this \
-                 system lacks)"
-            )),
-            None => parse_seconds(text)
-                .map_err(|_| format!("'{text}' is neither on/off nor an idle time"))
-                .map(Value::Duration),
-        },
-        Kind::Bytes => parse_bytes(text).map(Value::Bytes),
-        Kind::Seconds => parse_seconds(text).map(Value::Duration),
-        Kind::Linger if is_off(text) => Ok(Value::Toggle(None)),
-        Kind::Linger => parse_seconds(text).map(|d| Value::Toggle(Some(d))),
-        Kind::Millis if is_off(text) => Ok(Value::Toggle(None)),
-        Kind::Millis => {
-            let d = crate::value::parse_duration(text)?;
-            if d.subsec_nanos() % 1_000_000 != 0 {
-                return Err(format!(
-                    "'{text}' is finer than a millisecond (the kernel keeps milliseconds)"
-                ));
-            }
-            Ok(Value::Toggle((!d.is_zero()).then_some(d)))
-        }
-        Kind::Int => parse_int(text).map(Value::Int),
-        Kind::Name if text.is_empty() => Err("needs a name".to_string()),
-        Kind::Name => Ok(Value::Name(text.to_string())),
-    }
-}
-
-/// Whole numbers as C's `int`: decimal, negative, or hex with 0x (TOS bytes are written so).
-fn parse_int(text: &str) -> Result<i64, String> {
-    let (neg, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let parsed = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        Some(hex) => i64::from_str_radix(hex, 16),
-        None => digits.parse::<i64>(),
-    };
-    let n = parsed.map_err(|_| format!("'{text}' is not a whole number"))?;
-    let n = if neg { -n } else { n };
-    if i32::try_from(n).is_err() {
-        return Err(format!("'{text}' does not fit in a C int"));
-    }
-    Ok(n)
-}
-
-/// Byte sizes: `65536`, `256K`, `256KiB`, `4M`, `4MiB`, `1G` (binary units, as buffers are).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size (use e.g. 65536, 256K, 4MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("'{text}': unknown size unit (use K, M or G)")),
-    };
-    n.checked_mul(mult)
-        .filter(|v| *v <= i32::MAX as u64)
-        .ok_or_else(|| format!("'{text}' is too large (at most 2GiB)"))
-}
-
 /// `-o NAME[=VALUE]` against the table: the row by any spelling (or "did you mean"), then the
 /// value by the row's kind. The error is clap's message, so it names the option and its syntax.
 impl FromStr for SockOptRequest {
@@ -206,6 +59,153 @@ impl FromStr for SockOptRequest {
 /// `-o help` and `-o list` ask for the listing instead of naming an option.
 pub(super) fn is_help_word(name: &str) -> bool {
     name.eq_ignore_ascii_case("help") || name.eq_ignore_ascii_case("list")
+}
+
+/// Parses a value for a row of the given kind. `None` is a bare `-o NAME`.
+pub fn parse_value(kind: Kind, text: Option<&str>) -> Result<Value, String> {
+    let Some(text) = text.map(str::trim) else {
+        return match kind {
+            Kind::Bool | Kind::Keepalive => Ok(Value::Bool(true)),
+            _ => Err(format!("needs a value: {}", kind.describe())),
+        };
+    };
+    match kind {
+        Kind::Bool => parse_bool(text)
+            .map(Value::Bool)
+            .ok_or_else(|| format!("'{text}' is not on or off")),
+        Kind::Keepalive => match parse_bool(text) {
+            Some(b) => Ok(Value::Bool(b)),
+            None if find("TCP_KEEPIDLE").is_none() => Err(format!(
+                "'{text}' is not on or off (an idle time needs TCP_KEEPIDLE, which this \
+                 system lacks)"
+            )),
+            None => parse_seconds(text)
+                .map_err(|_| format!("'{text}' is neither on/off nor an idle time"))
+                .map(Value::Duration),
+        },
+        Kind::Bytes => parse_bytes(text).map(Value::Bytes),
+        Kind::Seconds => parse_seconds(text).map(Value::Duration),
+        Kind::Linger if is_off(text) => Ok(Value::Toggle(None)),
+        Kind::Linger => parse_seconds(text).map(|d| Value::Toggle(Some(d))),
+        Kind::Millis if is_off(text) => Ok(Value::Toggle(None)),
+        Kind::Millis => {
+            let d = crate::value::parse_duration(text)?;
+            if d.subsec_nanos() % 1_000_000 != 0 {
+                return Err(format!(
+                    "'{text}' is finer than a millisecond (the kernel keeps milliseconds)"
+                ));
+            }
+            Ok(Value::Toggle((!d.is_zero()).then_some(d)))
+        }
+        Kind::Int => parse_int(text).map(Value::Int),
+        Kind::Name if text.is_empty() => Err("needs a name".to_string()),
+        Kind::Name => Ok(Value::Name(text.to_string())),
+    }
+}
+
+/// The spellings of on and off a learner might type.
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "on" | "true" | "yes" => Some(true),
+        "0" | "off" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Off for the kinds whose on takes a value (SO_LINGER, TCP_USER_TIMEOUT).
+fn is_off(text: &str) -> bool {
+    matches!(
+        text.to_ascii_lowercase().as_str(),
+        "off" | "false" | "no" | "none"
+    )
+}
+
+/// A duration the kernel keeps in whole seconds (it takes a C int of seconds).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let d = crate::value::parse_duration(text)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "'{text}' is not a whole number of seconds (the kernel keeps seconds)"
+        ));
+    }
+    if d.as_secs() > i32::MAX as u64 {
+        return Err(format!("'{text}' is too long"));
+    }
+    Ok(d)
+}
+
+/// Whole numbers as C's `int`: decimal, negative, or hex with 0x (TOS bytes are written so).
+fn parse_int(text: &str) -> Result<i64, String> {
+    let (neg, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let parsed = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16),
+        None => digits.parse::<i64>(),
+    };
+    let n = parsed.map_err(|_| format!("'{text}' is not a whole number"))?;
+    let n = if neg { -n } else { n };
+    if i32::try_from(n).is_err() {
+        return Err(format!("'{text}' does not fit in a C int"));
+    }
+    Ok(n)
+}
+
+/// Byte sizes: `65536`, `256K`, `256KiB`, `4M`, `4MiB`, `1G` (binary units, as buffers are).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (use e.g. 65536, 256K, 4MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{text}': unknown size unit (use K, M or G)")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v <= i32::MAX as u64)
+        .ok_or_else(|| format!("'{text}' is too large (at most 2GiB)"))
+}
+
+/// The names closest to a mistyped one, for "did you mean".
+fn suggest(name: &str) -> Vec<&'static str> {
+    let want = spelling(name);
+    let mut scored: Vec<(usize, &'static str)> = TABLE
+        .iter()
+        .map(|row| {
+            let best = names_of(row)
+                .map(|n| edit_distance(&want, &n))
+                .min()
+                .unwrap_or(usize::MAX);
+            (best, row.name)
+        })
+        .filter(|(d, _)| *d <= 3.max(want.len() / 3))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// Levenshtein distance, for ranking the suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 #[cfg(test)]
