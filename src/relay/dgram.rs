@@ -449,6 +449,7 @@ pub fn report(c: &Counts, elapsed: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn limits_follow_the_family_and_mapped_ipv4_counts_as_ipv4() {

@@ -52,29 +52,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bind_address_fills_in_what_was_not_asked() {
-        let v4: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        let v6: SocketAddr = "[::1]:80".parse().unwrap();
-        assert_eq!(Source::default().bind_addr(&v4), None);
-        let port_only = Source {
-            ip: None,
-            port: Some(4000),
-        };
-        assert_eq!(
-            port_only.bind_addr(&v4),
-            Some("0.0.0.0:4000".parse().unwrap())
-        );
-        assert_eq!(port_only.bind_addr(&v6), Some("[::]:4000".parse().unwrap()));
-        let ip_only = Source {
-            ip: Some("127.0.0.2".parse().unwrap()),
-            port: None,
-        };
-        assert_eq!(ip_only.bind_addr(&v4), Some("127.0.0.2:0".parse().unwrap()));
-        assert!(ip_only.fits(&v4) && !ip_only.fits(&v6));
-        assert!(ip_only.mismatch("h", &[v6]).to_string().contains("IPv4"));
-    }
-
-    #[test]
     fn failures_name_the_cause() {
         let a: SocketAddr = "192.0.2.1:0".parse().unwrap();
         let e = std::io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
