@@ -1,9 +1,10 @@
 //! The errno -> sentence table: what a failed call means for a learner, worded for the
-//! situation it failed in (connecting to an IP address or to a Unix path, binding a server, a
-//! Unix path or a connection's source, resolving a name). One table, `sentence`, keyed by the
-//! situation and the errno; one small function per situation for the call sites. Deciding
-//! what to do about a failure (retry, fall back, give up) is the caller's; only the words
-//! live here.
+//! situation it failed in (connecting to an IP address or to a Unix path; binding a server, a
+//! Unix path or a connection's source; resolving a name; a datagram peer that is gone; bytes
+//! a stream peer never took; a server's I/O on one client). One table, `sentence`, keyed by
+//! the situation and the errno; one small function per situation for the call sites.
+//! Deciding what to do about a failure (retry, fall back, give up) is the caller's; only the
+//! words live here.
 
 use std::fmt;
 use std::io;
@@ -37,6 +38,17 @@ enum Doing<'a> {
     BindSource(SocketAddr),
     /// getaddrinfo() for a host name.
     Resolve { host: &'a str },
+    /// send() or recv() on a datagram socket: `ip` is the peer's IP address (UDP), none for a
+    /// Unix peer, shown as `shown`.
+    Datagram {
+        ip: Option<SocketAddr>,
+        shown: &'a dyn fmt::Display,
+    },
+    /// Sending what stdin gave to a stream peer: `lost` bytes, `what` says where they are
+    /// (`read from stdin`, `left in the stdin file`).
+    Deliver { lost: u64, what: &'a str },
+    /// A server's read or write (`op`) on one client's connection.
+    Client { op: &'a str },
 }
 
 /// Who holds a Unix path that bind() found taken (EADDRINUSE). The socket layer finds out;
@@ -54,10 +66,12 @@ pub enum PathHolder {
 /// The table: one arm per (situation, errno) that deserves more than the errno's own words,
 /// and a last arm per situation for the rest.
 fn sentence(doing: &Doing, e: &io::Error) -> String {
-    use Doing::{Bind, BindSource, BindUnix, Connect, ConnectUnix, Resolve};
+    use Doing::{
+        Bind, BindSource, BindUnix, Client, Connect, ConnectUnix, Datagram, Deliver, Resolve,
+    };
     use libc::{
-        EACCES, EADDRINUSE, EADDRNOTAVAIL, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOENT,
-        ENOTDIR, ENOTSOCK, EPROTOTYPE, ETIMEDOUT,
+        EACCES, EADDRINUSE, EADDRNOTAVAIL, ECONNREFUSED, ECONNRESET, EHOSTUNREACH, ENETUNREACH,
+        ENOENT, ENOTDIR, ENOTSOCK, EPIPE, EPROTOTYPE, ETIMEDOUT,
     };
     match (doing, e.raw_os_error()) {
         (Connect(addr), Some(ECONNREFUSED)) => {
@@ -215,6 +229,32 @@ fn sentence(doing: &Doing, e: &io::Error) -> String {
                 .to_lowercase();
             format!("cannot resolve host '{host}': {text} (check the name, or give an IP address)")
         }
+
+        // A connected UDP socket hears of ICMP port unreachable as ECONNREFUSED.
+        (Datagram { ip: Some(a), .. }, Some(ECONNREFUSED)) => format!(
+            "connection refused: nothing is listening on UDP {a} (its host answered with ICMP \
+             port unreachable)"
+        ),
+        (Datagram { shown, .. }, Some(ECONNREFUSED)) => {
+            format!(
+                "connection refused: nothing is bound to {shown} any more (its server has gone)"
+            )
+        }
+        (Datagram { shown, .. }, _) => format!("{shown}: {}", plain(e)),
+
+        (Deliver { lost, what }, Some(EPIPE | ECONNRESET)) => {
+            format!("the peer closed the connection: {lost} bytes {what} were not delivered")
+        }
+        (Deliver { lost, what }, _) => format!(
+            "sending to the peer: {} ({lost} bytes {what} were not delivered)",
+            plain(e)
+        ),
+
+        (Client { .. }, Some(ECONNRESET)) => "reset by the client (ECONNRESET)".to_string(),
+        (Client { .. }, Some(EPIPE)) => {
+            "client went away before taking its answer (EPIPE)".to_string()
+        }
+        (Client { op }, _) => format!("{op} failed: {}", plain_named(e)),
     }
 }
 
@@ -283,6 +323,25 @@ pub fn source_failure(addr: SocketAddr, e: &io::Error) -> String {
 /// Why `host` did not resolve, in the resolver's words.
 pub fn resolve_failure(host: &str, e: &io::Error) -> String {
     sentence(&Doing::Resolve { host }, e)
+}
+
+/// Why a datagram peer cannot be reached: for ECONNREFUSED, that no one listens on the UDP
+/// port (`ip`) or that the Unix peer `shown` has gone. Not called yet: for `relay::dgram`'s
+/// `refused`, which still words it itself.
+pub fn datagram_failure(ip: Option<SocketAddr>, shown: &dyn fmt::Display, e: &io::Error) -> String {
+    sentence(&Doing::Datagram { ip, shown }, e)
+}
+
+/// Why `lost` bytes (`what`: `read from stdin`, `left in the stdin file`) did not reach a
+/// stream peer. Not called yet: for `relay`'s `undelivered`, which still words it itself.
+pub fn undelivered(e: &io::Error, lost: u64, what: &str) -> String {
+    sentence(&Doing::Deliver { lost, what }, e)
+}
+
+/// Why a server's `op` (`read`, `write`) ended a client, for its `closed` line. Not called
+/// yet: for `server::engine`'s `io_reason`, which still words it itself.
+pub fn client_io_failure(op: &str, e: &io::Error) -> String {
+    sentence(&Doing::Client { op }, e)
 }
 
 /// An io::Error as words, without std's " (os error N)" tail: for a failure no sentence in
@@ -388,6 +447,26 @@ mod tests {
         assert_eq!(
             unix_bind_failure(&p, &inuse),
             "cannot bind /tmp/s: address already in use"
+        );
+    }
+
+    #[test]
+    fn peers_that_went_away_are_named() {
+        let refused = err(libc::ECONNREFUSED);
+        let a: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(datagram_failure(Some(a), &a, &refused).contains("ICMP port unreachable"));
+        assert!(datagram_failure(None, &"/tmp/d", &refused).contains("/tmp/d any more"));
+        assert_eq!(
+            undelivered(&err(libc::EPIPE), 3, "read from stdin"),
+            "the peer closed the connection: 3 bytes read from stdin were not delivered"
+        );
+        assert_eq!(
+            client_io_failure("write", &err(libc::EPIPE)),
+            "client went away before taking its answer (EPIPE)"
+        );
+        assert_eq!(
+            client_io_failure("read", &err(libc::ETIMEDOUT)),
+            "read failed: connection timed out (ETIMEDOUT)"
         );
     }
 
