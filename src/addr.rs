@@ -2,7 +2,7 @@
 //! (names, IPv4 and IPv6 literals with or without brackets), the server's `[ADDR] PORT` pair,
 //! the address-family policy, CIDR networks for `--allow`/`--deny`, Unix socket addresses
 //! (`-U PATH`, `@name`) and a client's source (`-s`, `-p`); and resolution. No sockets are
-//! made here.
+//! made here, and the words for a name that does not resolve come from `error`.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -617,5 +617,24 @@ mod tests {
         assert_eq!(ip_only.bind_addr(&v4), Some("127.0.0.2:0".parse().unwrap()));
         assert!(ip_only.fits(&v4) && !ip_only.fits(&v6));
         assert!(ip_only.mismatch("h", &[v6]).to_string().contains("IPv4"));
+    }
+
+    #[test]
+    fn paths_and_abstract_names_parse() {
+        assert_eq!(
+            "/tmp/s".parse::<UnixAddr>().unwrap(),
+            UnixAddr::Path("/tmp/s".into())
+        );
+        if cfg!(target_os = "linux") {
+            let a = "@sockkit".parse::<UnixAddr>().unwrap();
+            assert_eq!(a, UnixAddr::Abstract(b"sockkit".to_vec()));
+            assert_eq!(a.to_string(), "@sockkit");
+            let sa = a.sockaddr().unwrap();
+            assert_eq!(sa.as_abstract_namespace(), Some(&b"sockkit"[..]));
+        }
+        assert!("".parse::<UnixAddr>().is_err());
+        assert!("@".parse::<UnixAddr>().is_err());
+        let long = "x".repeat(200);
+        assert!(long.parse::<UnixAddr>().unwrap_err().contains("sun_path"));
     }
 }

@@ -1,9 +1,9 @@
-//! Unix-domain sockets: the `-U PATH` address (a file path, or `@name` in Linux's abstract
-//! namespace), making, binding, connecting and accepting them narrated like the TCP ones, the
-//! rules for a path that is already taken (a stale socket file is replaced only with
-//! `--unlink`; a file that is not a socket is never deleted), and the peer's credentials
-//! (SO_PEERCRED), which stand in for the address a Unix client does not have. The calls
-//! themselves are `call.rs`'s, the words for a failure `error`'s; no relaying here.
+//! Unix-domain sockets at a `-U PATH` address (`addr::UnixAddr`: a file path, or `@name` in
+//! Linux's abstract namespace): making, binding, connecting and accepting them, the rules for
+//! a path that is already taken (a stale socket file is replaced only with `--unlink`; a file
+//! that is not a socket is never deleted), and the peer's credentials (SO_PEERCRED), which
+//! stand in for the address a Unix client does not have. The calls themselves are
+//! `call.rs`'s, the words for a failure `error`'s; no relaying here.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -293,28 +293,4 @@ pub fn describe_peer(fd: RawFd) -> String {
 /// True when `path` names a socket file (for tests and the stale-file rules).
 pub fn is_socket_file(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_and_abstract_names_parse() {
-        assert_eq!(
-            "/tmp/s".parse::<UnixAddr>().unwrap(),
-            UnixAddr::Path("/tmp/s".into())
-        );
-        if cfg!(target_os = "linux") {
-            let a = "@sockkit".parse::<UnixAddr>().unwrap();
-            assert_eq!(a, UnixAddr::Abstract(b"sockkit".to_vec()));
-            assert_eq!(a.to_string(), "@sockkit");
-            let sa = a.sockaddr().unwrap();
-            assert_eq!(sa.as_abstract_namespace(), Some(&b"sockkit"[..]));
-        }
-        assert!("".parse::<UnixAddr>().is_err());
-        assert!("@".parse::<UnixAddr>().is_err());
-        let long = "x".repeat(200);
-        assert!(long.parse::<UnixAddr>().unwrap_err().contains("sun_path"));
-    }
 }
