@@ -2,7 +2,7 @@
 //! (names, IPv4 and IPv6 literals with or without brackets), the server's `[ADDR] PORT` pair,
 //! the address-family policy, CIDR networks for `--allow`/`--deny`, Unix socket addresses
 //! (`-U PATH`, `@name`) and a client's source (`-s`, `-p`); and resolution. No sockets are
-//! made here.
+//! made here, and the words for a name that does not resolve come from `error`.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -128,12 +128,7 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>>
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => (bare, port)
             .to_socket_addrs()
-            .map_err(|e| {
-                anyhow!(
-                    "cannot resolve host '{host}': {} (check the name, or give an IP address)",
-                    resolver_text(&e)
-                )
-            })?
+            .map_err(|e| anyhow!("{}", crate::error::resolve_failure(host, &e)))?
             .collect(),
     };
     let mut wanted: Vec<SocketAddr> = Vec::new();
@@ -156,15 +151,6 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>>
         ));
     }
     Ok(wanted)
-}
-
-/// getaddrinfo's message without std's "failed to lookup address information:" prefix.
-fn resolver_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = text
-        .strip_prefix("failed to lookup address information: ")
-        .unwrap_or(&text);
-    text.to_lowercase()
 }
 
 /// Where a server binds. `DualStack` is `[::]` with IPV6_V6ONLY off, one socket for both
@@ -234,10 +220,7 @@ impl FromStr for Cidr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ip, prefix) = match s.split_once('/') {
-            Some((ip, p)) => (ip, Some(p)),
-            None => (s, None),
-        };
+        let (ip, prefix) = s.split_once('/').map_or((s, None), |(ip, p)| (ip, Some(p)));
         let net: IpAddr = unbracket(ip)
             .parse()
             .map_err(|_| format!("'{s}' is not a network: write it as 10.0.0.0/8 or fd00::/8"))?;
@@ -509,29 +492,15 @@ mod tests {
     fn ports_parse_with_reasons() {
         assert_eq!("4444".parse::<PortArg>(), Ok(PortArg(4444)));
         assert_eq!("0".parse::<PortArg>(), Ok(PortArg(0)));
-        assert!(
-            "65536"
-                .parse::<PortArg>()
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(
-            "99999999999999999999"
-                .parse::<PortArg>()
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(
-            "-1".parse::<PortArg>()
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(
-            "abc"
-                .parse::<PortArg>()
-                .unwrap_err()
-                .contains("not a port number")
-        );
+        for (bad, why) in [
+            ("65536", "out of range"),
+            ("99999999999999999999", "out of range"),
+            ("-1", "out of range"),
+            ("abc", "not a port number"),
+        ] {
+            let e = bad.parse::<PortArg>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -648,5 +617,24 @@ mod tests {
         assert_eq!(ip_only.bind_addr(&v4), Some("127.0.0.2:0".parse().unwrap()));
         assert!(ip_only.fits(&v4) && !ip_only.fits(&v6));
         assert!(ip_only.mismatch("h", &[v6]).to_string().contains("IPv4"));
+    }
+
+    #[test]
+    fn paths_and_abstract_names_parse() {
+        assert_eq!(
+            "/tmp/s".parse::<UnixAddr>().unwrap(),
+            UnixAddr::Path("/tmp/s".into())
+        );
+        if cfg!(target_os = "linux") {
+            let a = "@sockkit".parse::<UnixAddr>().unwrap();
+            assert_eq!(a, UnixAddr::Abstract(b"sockkit".to_vec()));
+            assert_eq!(a.to_string(), "@sockkit");
+            let sa = a.sockaddr().unwrap();
+            assert_eq!(sa.as_abstract_namespace(), Some(&b"sockkit"[..]));
+        }
+        assert!("".parse::<UnixAddr>().is_err());
+        assert!("@".parse::<UnixAddr>().is_err());
+        let long = "x".repeat(200);
+        assert!(long.parse::<UnixAddr>().unwrap_err().contains("sun_path"));
     }
 }

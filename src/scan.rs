@@ -1,11 +1,12 @@
-//! `connect -z`: the port check. It owns the port list a user types (`80`, `8000-8100`,
-//! `22,80,8000-8010`) and the check itself: a non-blocking connect per port, several in flight
-//! at once (at most `--parallel`), each bounded by `-w`, no data sent. One line per port goes
-//! to stdout, because with `-z` the ports' states are the data the user asked for (nc -zv puts
-//! them on stderr only because its stdout belongs to the socket, and here no socket data
-//! exists); the summary is status, so it goes to stderr. Socket setup is shared with
-//! `socket.rs`; the connect state machine (EINPROGRESS, poll for POLLOUT, SO_ERROR) lives here,
-//! narrated with `-vv` so the learner sees how a non-blocking connect completes.
+//! `connect -z`: the port check, over the ports `addr::PortList` parsed (`80`, `8000-8100`,
+//! `22,80,8000-8010`): a non-blocking connect per port, several in flight at once (at most
+//! `--parallel`), each bounded by `-w`, no data sent. One line per port goes to stdout,
+//! because with `-z` the ports' states are the data the user asked for (nc -zv puts them on
+//! stderr only because its stdout belongs to the socket, and here no socket data exists); the
+//! summary is status, so it goes to stderr. Socket setup is shared with `socket/`, the words
+//! for a failure with `error`; the connect state machine (EINPROGRESS, poll for POLLOUT,
+//! SO_ERROR) lives here, narrated with `-vv` so the learner sees how a non-blocking connect
+//! completes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +19,7 @@ use anyhow::{Result, anyhow};
 use socket2::{Domain, SockAddr, Socket};
 
 use crate::addr::Source;
-use crate::error::{self};
+use crate::error;
 use crate::narrate;
 use crate::socket;
 use crate::socket::source;
@@ -306,8 +307,7 @@ enum Started {
 
 fn is_out_of_fds(e: &anyhow::Error) -> bool {
     e.downcast_ref::<io::Error>()
-        .and_then(io::Error::raw_os_error)
-        .is_some_and(|c| c == libc::EMFILE || c == libc::ENFILE)
+        .is_some_and(error::is_out_of_fds)
 }
 
 /// socket, options, optional bind, non-blocking connect: usually EINPROGRESS, sometimes an
@@ -370,12 +370,7 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
 fn refusal(e: &io::Error) -> State {
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => State::Closed,
-        Some(code) => State::Failed(format!(
-            "{} ({})",
-            error::plain(e),
-            narrate::errno_name(code)
-        )),
-        None => State::Failed(error::plain(e)),
+        _ => State::Failed(error::plain_named(e)),
     }
 }
 

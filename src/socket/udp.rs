@@ -1,6 +1,7 @@
-//! UDP sockets: made and connected, narrated like the TCP ones. A connected UDP socket sends
-//! nothing at connect(): it fixes the peer, so an ICMP port unreachable comes back as
-//! ECONNREFUSED on the next call. Server sockets are bound by `socket::bind_udp`.
+//! UDP client sockets: made and connected, narrated like the TCP ones. A connected UDP socket
+//! sends nothing at connect(): it fixes the peer, so an ICMP port unreachable comes back as
+//! ECONNREFUSED on the next call. Server sockets are bound by `listener.rs` (`bind_udp`);
+//! datagrams are relayed elsewhere.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,29 +9,15 @@ use std::net::SocketAddr;
 use anyhow::{Result, anyhow};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::fd;
+use super::call;
+use super::state::After;
 use crate::error;
 use crate::narrate;
-use crate::socket;
 use crate::sockopt::{Plan, SockKind, Stage};
 
 /// `socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) = fd 3`.
 pub fn udp_socket(domain: Domain) -> io::Result<Socket> {
-    narrate::traced(
-        || Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
-        |r| {
-            let res = match r {
-                Ok(s) => format!("= fd {}", fd(s)),
-                Err(e) => narrate::errno_text(e),
-            };
-            let fam = if domain == Domain::IPV6 {
-                "AF_INET6"
-            } else {
-                "AF_INET"
-            };
-            format!("socket({fam}, SOCK_DGRAM, IPPROTO_UDP) {res}")
-        },
-    )
+    call::open(domain, Type::DGRAM, Some(Protocol::UDP))
 }
 
 /// A connected UDP socket to the first of `addrs` the kernel has a route to. connect() on UDP
@@ -41,14 +28,9 @@ pub fn connect_udp(addrs: &[SocketAddr], plan: &Plan) -> Result<Socket> {
     for addr in addrs {
         let sock = udp_socket(Domain::for_address(*addr))
             .map_err(|e| anyhow!("socket() for {addr}: {}", error::plain(&e)))?;
-        let tgt = socket::target(addr, SockKind::Udp);
+        let tgt = call::target(addr, SockKind::Udp);
         plan.apply(&sock, tgt, Stage::Early)?;
-        let sa = SockAddr::from(*addr);
-        let r = narrate::traced(
-            || sock.connect(&sa),
-            |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
-        );
-        match r {
+        match call::connect(&sock, &SockAddr::from(*addr), addr, None, After::Nothing) {
             Ok(()) => {
                 plan.apply(&sock, tgt, Stage::Connected)?;
                 narrate::info(format_args!(
@@ -59,7 +41,7 @@ pub fn connect_udp(addrs: &[SocketAddr], plan: &Plan) -> Result<Socket> {
             }
             Err(e) => {
                 failures.push(error::connect_failure(*addr, &e));
-                socket::close(sock);
+                call::close(sock);
             }
         }
     }

@@ -1,8 +1,9 @@
-//! Unix-domain sockets: the `-U PATH` address (a file path, or `@name` in Linux's abstract
-//! namespace), making, binding, connecting and accepting them narrated like the TCP ones, the
-//! rules for a path that is already taken (a stale socket file is replaced only with
-//! `--unlink`; a file that is not a socket is never deleted), and the peer's credentials
-//! (SO_PEERCRED), which stand in for the address a Unix client does not have. No relaying here.
+//! Unix-domain sockets at a `-U PATH` address (`addr::UnixAddr`: a file path, or `@name` in
+//! Linux's abstract namespace): making, binding, connecting and accepting them, the rules for
+//! a path that is already taken (a stale socket file is replaced only with `--unlink`; a file
+//! that is not a socket is never deleted), and the peer's credentials (SO_PEERCRED), which
+//! stand in for the address a Unix client does not have. The calls themselves are
+//! `call.rs`'s, the words for a failure `error`'s; no relaying here.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -14,10 +15,11 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use super::call::{self, DEFAULT_BACKLOG, fd};
+use super::state::After;
 use crate::addr::UnixAddr;
-use crate::error;
+use crate::error::{self, PathHolder};
 use crate::narrate;
-use crate::socket::{self, fd};
 use crate::sockopt::{Fam, Plan, SockKind, Stage, Target};
 
 /// The option-table target for a Unix-domain socket (stream or datagram).
@@ -25,14 +27,6 @@ pub fn target() -> Target {
     Target {
         kind: SockKind::Unix,
         family: Fam::Unix,
-    }
-}
-
-fn type_name(ty: Type) -> &'static str {
-    if ty == Type::DGRAM {
-        "SOCK_DGRAM"
-    } else {
-        "SOCK_STREAM"
     }
 }
 
@@ -50,23 +44,7 @@ pub fn show(a: &SockAddr) -> String {
 
 /// `socket(AF_UNIX, SOCK_STREAM, 0) = fd 3`.
 pub fn new_socket(ty: Type) -> io::Result<Socket> {
-    narrate::traced(
-        || Socket::new(Domain::UNIX, ty, None),
-        |r| {
-            let res = match r {
-                Ok(s) => format!("= fd {}", fd(s)),
-                Err(e) => narrate::errno_text(e),
-            };
-            format!("socket(AF_UNIX, {}, 0) {res}", type_name(ty))
-        },
-    )
-}
-
-fn bind_call(sock: &Socket, sa: &SockAddr, shown: &str) -> io::Result<()> {
-    narrate::traced(
-        || sock.bind(sa),
-        |r| format!("bind(fd {}, {shown}) {}", fd(sock), narrate::outcome(r)),
-    )
+    call::open(Domain::UNIX, ty, None)
 }
 
 /// Connects a Unix socket of type `ty` to `addr`. A datagram client first binds an
@@ -82,10 +60,11 @@ pub fn connect(
     if ty == Type::DGRAM && cfg!(target_os = "linux") {
         // An address of only the family field asks Linux for a unique abstract name.
         let auto = SockAddr::unix("")?;
-        bind_call(
+        call::bind(
             &sock,
             &auto,
-            "\"\" (autobind: the kernel picks an abstract name)",
+            &"\"\" (autobind: the kernel picks an abstract name)",
+            "",
         )
         .map_err(|e| anyhow!("binding a reply address: {}", error::plain(&e)))?;
     }
@@ -94,7 +73,7 @@ pub fn connect(
         .map_err(|e| anyhow!("{addr}: {}", error::plain(&e)))?;
     narrate::info(format_args!(
         "connecting to {addr} (Unix, {})",
-        type_name(ty)
+        call::type_name(ty)
     ));
     let result = narrate::traced(
         || match timeout {
@@ -104,40 +83,13 @@ pub fn connect(
         |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
     );
     if let Err(e) = result {
-        socket::close(sock);
-        return Err(anyhow!("{}", connect_failure(addr, ty, &e)));
+        call::close(sock);
+        let abstract_name = matches!(addr, UnixAddr::Abstract(_));
+        let why = error::unix_connect_failure(addr, abstract_name, ty == Type::DGRAM, &e);
+        return Err(anyhow!("{why}"));
     }
     plan.apply(&sock, target(), Stage::Connected)?;
     Ok(sock)
-}
-
-/// Why connecting to a Unix socket failed, worded for a learner.
-fn connect_failure(addr: &UnixAddr, ty: Type, e: &io::Error) -> String {
-    let abstract_ = matches!(addr, UnixAddr::Abstract(_));
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => {
-            format!("no socket at {addr}: nothing has bound that path (is the server running?)")
-        }
-        Some(libc::ECONNREFUSED) if abstract_ => {
-            format!("connection refused: nothing is bound to {addr} (abstract namespace)")
-        }
-        Some(libc::ECONNREFUSED) => format!(
-            "connection refused: {addr} is a socket file nobody listens on (a stale file left \
-             by a server that exited)"
-        ),
-        Some(libc::EPROTOTYPE) if ty == Type::DGRAM => {
-            format!("{addr} is a stream socket, not a datagram one: drop -u")
-        }
-        Some(libc::EPROTOTYPE) => format!("{addr} is a datagram socket: add -u"),
-        Some(libc::EACCES) => format!(
-            "permission denied connecting to {addr}: connecting needs write permission on the \
-             socket file and search permission on its directories"
-        ),
-        Some(libc::ENOTSOCK) | Some(libc::ENOTDIR) => {
-            format!("{addr} is not a socket: a file that is not a socket cannot be connected to")
-        }
-        _ => format!("cannot connect to {addr}: {}", error::plain(e)),
-    }
 }
 
 /// Removes the socket file a server bound when the server is done with it, but only if the
@@ -211,13 +163,12 @@ pub fn bind(addr: &UnixAddr, ty: Type, plan: &Plan, unlink: bool) -> Result<Unix
     let sa = addr
         .sockaddr()
         .map_err(|e| anyhow!("{addr}: {}", error::plain(&e)))?;
-    let shown = addr.to_string();
-    if let Err(e) = bind_call(&sock, &sa, &shown) {
+    if let Err(e) = call::bind(&sock, &sa, addr, "") {
         if e.raw_os_error() != Some(libc::EADDRINUSE) {
-            return Err(anyhow!("{}", bind_failure(addr, &e)));
+            return Err(anyhow!("{}", error::unix_bind_failure(addr, &e)));
         }
         match (taken(addr, ty), addr) {
-            (Taken::Stale, UnixAddr::Path(path)) if unlink => {
+            (PathHolder::Stale, UnixAddr::Path(path)) if unlink => {
                 narrate::info(format_args!(
                     "{addr} is a stale socket file (nobody listens on it): replacing it (--unlink)"
                 ));
@@ -227,42 +178,15 @@ pub fn bind(addr: &UnixAddr, ty: Type, plan: &Plan, unlink: bool) -> Result<Unix
                     |r| format!("unlink(\"{p}\") {}", narrate::outcome(r)),
                 )
                 .map_err(|e| anyhow!("removing the stale socket {addr}: {}", error::plain(&e)))?;
-                bind_call(&sock, &sa, &shown).map_err(|e| anyhow!("{}", bind_failure(addr, &e)))?;
+                call::bind(&sock, &sa, addr, "")
+                    .map_err(|e| anyhow!("{}", error::unix_bind_failure(addr, &e)))?;
             }
-            (Taken::Stale, _) => {
-                return Err(anyhow!(
-                    "cannot bind {addr}: a stale socket file is in the way (nobody listens on \
-                     it: a server exited without removing it); pass --unlink to replace it, or \
-                     remove it with rm"
-                ));
-            }
-            (Taken::NotSocket(what), _) => {
-                return Err(anyhow!(
-                    "cannot bind {addr}: it exists and is {what}, not a socket; sockkit never \
-                     deletes it (choose another path)"
-                ));
-            }
-            (Taken::InUse, _) => {
-                return Err(anyhow!(
-                    "address already in use: a server is listening on {addr} ('ss -xlp' shows \
-                     which process)"
-                ));
-            }
+            (holder, _) => return Err(anyhow!("{}", error::unix_path_taken(addr, holder))),
         }
     }
     if ty == Type::STREAM {
-        let backlog = plan.backlog().unwrap_or(socket::DEFAULT_BACKLOG);
-        narrate::traced(
-            || sock.listen(backlog),
-            |r| {
-                format!(
-                    "listen(fd {}, backlog {backlog}) {}",
-                    fd(&sock),
-                    narrate::outcome(r)
-                )
-            },
-        )
-        .map_err(|e| anyhow!("listen(): {}", error::plain(&e)))?;
+        let backlog = plan.backlog().unwrap_or(DEFAULT_BACKLOG);
+        call::listen(&sock, backlog, After::Nothing)?;
     }
     let guard = match addr {
         UnixAddr::Path(path) => std::fs::symlink_metadata(path).ok().map(|m| PathGuard {
@@ -280,44 +204,21 @@ pub fn bind(addr: &UnixAddr, ty: Type, plan: &Plan, unlink: bool) -> Result<Unix
     })
 }
 
-fn bind_failure(addr: &UnixAddr, e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => {
-            format!("cannot bind {addr}: its directory does not exist")
-        }
-        Some(libc::EACCES) => format!(
-            "permission denied binding {addr}: creating the socket file needs write permission \
-             on its directory"
-        ),
-        _ => format!("cannot bind {addr}: {}", error::plain(e)),
-    }
-}
-
-/// Why a Unix address is taken.
-enum Taken {
-    /// A socket file whose server is gone: connecting to it is refused.
-    Stale,
-    /// Someone is bound (and listening) there.
-    InUse,
-    /// A regular file, directory, ...: never deleted.
-    NotSocket(&'static str),
-}
-
 /// Looks at what holds `addr`: the file's type, the kernel's list of bound Unix sockets
 /// (/proc/net/unix, so a live server is not disturbed), and last a probe connect with a socket
 /// of the same type (refused means nobody is listening). An abstract name is never stale: it
 /// goes with its last socket.
-fn taken(addr: &UnixAddr, ty: Type) -> Taken {
+fn taken(addr: &UnixAddr, ty: Type) -> PathHolder {
     let UnixAddr::Path(path) = addr else {
-        return Taken::InUse;
+        return PathHolder::Listening;
     };
     match std::fs::symlink_metadata(path) {
-        Ok(m) if !m.file_type().is_socket() => return Taken::NotSocket(file_kind(&m)),
+        Ok(m) if !m.file_type().is_socket() => return PathHolder::NotSocket(file_kind(&m)),
         Ok(_) => {}
-        Err(_) => return Taken::InUse,
+        Err(_) => return PathHolder::Listening,
     }
     if bound_in_proc(path) {
-        return Taken::InUse;
+        return PathHolder::Listening;
     }
     let probe = new_socket(ty).and_then(|s| {
         let sa = addr.sockaddr()?;
@@ -331,12 +232,12 @@ fn taken(addr: &UnixAddr, ty: Type) -> Taken {
                 )
             },
         );
-        socket::close(s);
+        call::close(s);
         r
     });
     match probe {
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Taken::Stale,
-        _ => Taken::InUse,
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => PathHolder::Stale,
+        _ => PathHolder::Listening,
     }
 }
 
@@ -374,18 +275,7 @@ fn file_kind(m: &std::fs::Metadata) -> &'static str {
 /// `accept()` on a Unix listener: the client's socket and who it is (its pid, uid and gid,
 /// since a Unix client has no address worth showing).
 pub fn accept(listener: &Socket) -> io::Result<(Socket, String)> {
-    let (sock, _) = narrate::traced(
-        || listener.accept(),
-        |r| match r {
-            Ok((s, a)) => format!(
-                "accept(fd {}) = fd {} from {}",
-                fd(listener),
-                fd(s),
-                show(a)
-            ),
-            Err(e) => format!("accept(fd {}) {}", fd(listener), narrate::errno_text(e)),
-        },
-    )?;
+    let (sock, _) = call::accept(listener, show, After::Nothing)?;
     let who = describe_peer(fd(&sock));
     Ok((sock, who))
 }
@@ -403,28 +293,4 @@ pub fn describe_peer(fd: RawFd) -> String {
 /// True when `path` names a socket file (for tests and the stale-file rules).
 pub fn is_socket_file(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_and_abstract_names_parse() {
-        assert_eq!(
-            "/tmp/s".parse::<UnixAddr>().unwrap(),
-            UnixAddr::Path("/tmp/s".into())
-        );
-        if cfg!(target_os = "linux") {
-            let a = "@sockkit".parse::<UnixAddr>().unwrap();
-            assert_eq!(a, UnixAddr::Abstract(b"sockkit".to_vec()));
-            assert_eq!(a.to_string(), "@sockkit");
-            let sa = a.sockaddr().unwrap();
-            assert_eq!(sa.as_abstract_namespace(), Some(&b"sockkit"[..]));
-        }
-        assert!("".parse::<UnixAddr>().is_err());
-        assert!("@".parse::<UnixAddr>().is_err());
-        let long = "x".repeat(200);
-        assert!(long.parse::<UnixAddr>().unwrap_err().contains("sun_path"));
-    }
 }
