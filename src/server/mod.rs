@@ -2,7 +2,7 @@
 //! listening socket, accepts, reads and writes, and enforces the limits; a `Service` decides
 //! what bytes to answer with. Services never touch sockets. This file holds the contract
 //! (`Service`, `Next`) and the limits; `engine.rs` runs TCP and Unix streams (`stream.rs`
-//! hides which), `udp.rs` UDP datagrams, `unix_dgram.rs` Unix datagrams.
+//! hides which), `dgram.rs` UDP and Unix datagrams.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -62,12 +62,12 @@ pub enum Next {
 }
 
 mod conn;
+mod dgram;
 mod engine;
 mod stop;
 pub mod stream;
-pub mod udp;
-pub mod unix_dgram;
 
+pub use dgram::serve_datagrams;
 pub use engine::{serve, serve_unix};
 
 /// What every server puts on what its clients can cost it: how many at once, how long silent,
