@@ -6,7 +6,8 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use super::stream::{Peer, Stream};
+use super::peer::Peer;
+use super::stream::Stream;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

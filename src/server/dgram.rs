@@ -17,10 +17,11 @@ use mio::net::{UdpSocket, UnixDatagram};
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, SockAddr, SockRef, Socket};
 
-use super::engine::counted;
+use super::limits::Limits;
+use super::peer::{Peer, plain_addr};
+use super::report::counted;
+use super::service::Service;
 use super::stop::Stop;
-use super::stream::Peer;
-use super::{Limits, Service, plain_addr};
 use crate::error;
 use crate::narrate;
 use crate::socket::{self, unix};

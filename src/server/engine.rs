@@ -17,9 +17,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{SockRef, Socket};
 
 use super::conn::{Conn, Phase};
+use super::limits::Limits;
+use super::peer::{Peer, plain_addr};
+use super::report::{counted, io_reason};
+use super::service::{Event, Next, Service};
 use super::stop::Stop;
-use super::stream::{Listen, Peer, Stream};
-use super::{Event, Limits, Next, Service, plain_addr};
+use super::stream::{Listen, Stream};
 use crate::narrate;
 use crate::socket::{self, Listener};
 use crate::sockopt::{Plan, SockKind, Stage};
@@ -191,11 +194,6 @@ fn serve_on<S: Service>(
         ));
     }
     Ok(())
-}
-
-/// `1 client`, `2 clients`.
-pub(super) fn counted(n: u64, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// What the loops share: each one's inbox of handed-over clients, and the counts the acceptor
@@ -1007,20 +1005,6 @@ fn state_suffix(fd: RawFd) -> String {
         .unwrap_or_default()
 }
 
-/// Why an I/O error ended a client, worded for the `closed` line.
-fn io_reason(op: &str, e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(libc::ECONNRESET) => "reset by the client (ECONNRESET)".to_string(),
-        Some(libc::EPIPE) => "client went away before taking its answer (EPIPE)".to_string(),
-        Some(code) => format!(
-            "{op} failed: {} ({})",
-            crate::error::plain(e),
-            narrate::errno_name(code)
-        ),
-        None => format!("{op} failed: {}", crate::error::plain(e)),
-    }
-}
-
 /// Servers hold a descriptor per client: raise the soft RLIMIT_NOFILE to the hard limit, and
 /// say when `--max-conns` still exceeds it (accept will then pause on EMFILE, not fail).
 fn raise_fd_limit(max_conns: usize) {
@@ -1112,7 +1096,7 @@ mod tests {
             idle_timeout: None,
             allow: vec![],
             deny: vec![],
-            max_owed: super::super::DEFAULT_MAX_OWED,
+            max_owed: crate::server::DEFAULT_MAX_OWED,
             threads: 2,
         };
         let (done_tx, done_rx) = mpsc::channel();

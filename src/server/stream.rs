@@ -1,18 +1,15 @@
 //! The two kinds of stream socket the engine serves, TCP and Unix-domain, behind one type each
-//! (`Listen`, `Stream`) so the event loop, the connection state and the services do not care
-//! which; and `Peer`, who a client is: an IP address, or for a Unix client (which has none
-//! worth showing) its credentials. Nothing here decides anything; engine.rs does.
+//! (`Listen`, `Stream`) so the event loop and the connection state do not care which. Who a
+//! client is lives in `peer.rs`; nothing here decides anything; engine.rs does.
 
-use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use super::plain_addr;
+use super::peer::{Peer, plain_addr};
 use crate::socket::unix;
 
 /// A listening socket the engine accepts on.
@@ -129,31 +126,3 @@ macro_rules! delegate_source {
 
 delegate_source!(Listen);
 delegate_source!(Stream);
-
-/// Who a client is, for log lines, `--allow`/`--deny` and the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
-    Ip(SocketAddr),
-    /// A Unix-domain client: `pid 1234 (uid 1000, gid 1000)` from SO_PEERCRED.
-    Unix(String),
-}
-
-impl Peer {
-    /// The address a `Service` is given. A Unix client has no IP address, so it gets the
-    /// unspecified one (`0.0.0.0:0`), as the `Service` contract documents.
-    pub fn sock_addr(&self) -> SocketAddr {
-        match self {
-            Peer::Ip(a) => *a,
-            Peer::Unix(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-        }
-    }
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Peer::Ip(a) => write!(f, "{a}"),
-            Peer::Unix(who) => write!(f, "Unix client {who}"),
-        }
-    }
-}
