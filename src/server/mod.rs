@@ -3,21 +3,27 @@
 //! what bytes to answer with. Services never touch sockets.
 //!
 //! The parts, each in its own file: the contract with services (`service.rs`) and the limits
-//! (`limits.rs`); for streams (TCP and Unix, `stream.rs` hides which) the event loops
-//! (`engine.rs`) and one connection (`conn.rs`); one loop for datagrams, UDP or Unix
-//! (`dgram.rs`); who a
+//! (`limits.rs`); for streams (TCP and Unix, `stream.rs` hides which) the server put together
+//! (`engine.rs`), the way in (`acceptor.rs`), what the loops share (`lanes.rs`), one event
+//! loop (`worker.rs`), its table of clients (`slots.rs`), one connection (`conn.rs`) and the
+//! broker's fan-out (`fanout.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`); who a
 //! client is (`peer.rs`), how a server is told to stop (`stop.rs`), shared wording
 //! (`report.rs`). This file only names what the rest of sockkit may use.
 
+mod acceptor;
 mod conn;
 mod dgram;
 mod engine;
+mod fanout;
+mod lanes;
 mod limits;
 mod peer;
 mod report;
 mod service;
+mod slots;
 mod stop;
 mod stream;
+mod worker;
 
 pub use dgram::serve_datagrams;
 pub use engine::{serve, serve_unix};

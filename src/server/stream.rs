@@ -1,6 +1,6 @@
 //! The two kinds of stream socket the engine serves, TCP and Unix-domain, behind one type each
-//! (`Listen`, `Stream`) so the event loop and the connection state do not care which. Who a
-//! client is lives in `peer.rs`; nothing here decides anything; engine.rs does.
+//! (`Listen`, `Stream`) so the acceptor, the event loop and the connection do not care which.
+//! Who a client is lives in `peer.rs`; nothing here decides anything.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -9,8 +9,10 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use socket2::Socket;
+
 use super::peer::{Peer, plain_addr};
-use crate::socket::unix;
+use crate::socket::{self, unix};
 
 /// A listening socket the engine accepts on.
 pub enum Listen {
@@ -19,6 +21,19 @@ pub enum Listen {
 }
 
 impl Listen {
+    /// Wraps a bound, listening socket for mio (made non-blocking first, as edge-triggered
+    /// epoll needs): a Unix-domain one when `unix`, TCP otherwise.
+    pub fn new(listener: Socket, unix: bool) -> io::Result<Listen> {
+        listener.set_nonblocking(true)?;
+        Ok(if unix {
+            Listen::Unix(UnixListener::from_std(
+                std::os::unix::net::UnixListener::from(OwnedFd::from(listener)),
+            ))
+        } else {
+            Listen::Tcp(TcpListener::from_std(std::net::TcpListener::from(listener)))
+        })
+    }
+
     /// accept(): the client's socket and who it is.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
@@ -30,6 +45,13 @@ impl Listen {
                 (Stream::Unix(s), Peer::Unix(who))
             }),
         }
+    }
+}
+
+impl Listen {
+    /// close(), narrated: the server accepts no more.
+    pub fn close(self) {
+        socket::close(Socket::from(OwnedFd::from(self)));
     }
 }
 
@@ -46,6 +68,25 @@ impl From<Listen> for OwnedFd {
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+impl Stream {
+    /// ` on 127.0.0.1:7`: our end, for the `accepted` line (a Unix socket's is its path,
+    /// already announced, so nothing).
+    pub fn local_shown(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s
+                .local_addr()
+                .map(|a| format!(" on {}", plain_addr(a)))
+                .unwrap_or_default(),
+            Stream::Unix(_) => String::new(),
+        }
+    }
+
+    /// close(), narrated like every close; the descriptor also leaves epoll with it.
+    pub fn close(self) {
+        socket::close(Socket::from(OwnedFd::from(self)));
+    }
 }
 
 impl Read for &Stream {
