@@ -38,7 +38,8 @@ pub struct Acceptor {
     paused_until: Option<Instant>,
     /// The last turn ended before accept() said EAGAIN: clients may still be queued.
     more: bool,
-    /// accept() has been failing (EMFILE and the like) since then.
+    /// accept() has been failing (EMFILE and the like) since then, and has not yet caught
+    /// up with the backlog.
     starved_since: Option<Instant>,
     log: RateLog,
     seen: Seen,
@@ -118,13 +119,6 @@ impl Acceptor {
         for _ in 0..ACCEPTS_PER_TURN {
             match self.accept() {
                 Ok((stream, peer)) => {
-                    if let Some(since) = self.starved_since.take() {
-                        narrate::emit(format_args!(
-                            "accept() works again after {} ({} connected)",
-                            narrate::short(now.saturating_duration_since(since)),
-                            lanes.open()
-                        ));
-                    }
                     if !self.admits(&peer, lanes, limits, now) {
                         stream.close();
                         continue;
@@ -139,6 +133,16 @@ impl Acceptor {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.more = false;
+                    // Caught up: only now is a shortage over. A success before this may
+                    // have taken the last free descriptor again (other loops close their
+                    // clients at their own pace), which is the same shortage, not a new one.
+                    if let Some(since) = self.starved_since.take() {
+                        narrate::emit(format_args!(
+                            "accept() works again after {} ({} connected)",
+                            narrate::short(now.saturating_duration_since(since)),
+                            lanes.open()
+                        ));
+                    }
                     break;
                 }
                 // The client gave up before we got to it, or a signal, or a firewall: not ours.
