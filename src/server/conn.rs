@@ -373,3 +373,72 @@ impl<S> Conn<S> {
         (self.bytes_in, self.bytes_out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to a Unix stream pair's other end, which the test reads when it likes.
+    fn pair() -> (Conn<()>, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let sock = Stream::Unix(mio::net::UnixStream::from_std(ours));
+        let peer = Peer::Unix("test".to_string());
+        (Conn::new(sock, peer, (), Instant::now()), theirs)
+    }
+
+    #[test]
+    fn at_cap_counts_each_crossing_of_the_line_and_the_close() {
+        let mut at_cap = AtCap::new(4096);
+        let (mut a, mut reader) = pair();
+        let (b, _keep) = pair();
+        let now = Instant::now();
+        // More than the kernel's buffer: the rest is owed, far past the cap.
+        a.send(&vec![7u8; 4 << 20], now, &mut at_cap).unwrap();
+        assert!(a.owed() >= 4096 && at_cap.any());
+        // Sending more while full does not count it twice.
+        a.send(b"more", now, &mut at_cap).unwrap();
+        assert_eq!(at_cap.count, 1);
+        // The client reads; what it is owed drains below the cap, and the count follows.
+        let mut buf = vec![0u8; 1 << 20];
+        while a.owed() > 0 {
+            let _ = std::io::Read::read(&mut reader, &mut buf).unwrap();
+            a.flush(now, &mut at_cap).unwrap();
+            assert_eq!(at_cap.any(), a.owed() >= 4096);
+        }
+        assert!(!at_cap.any());
+        // A full connection that closes gives its place back.
+        a.send(&vec![7u8; 4 << 20], now, &mut at_cap).unwrap();
+        assert!(at_cap.any());
+        let _ = a.close("test", &mut at_cap);
+        assert!(!at_cap.any());
+        let _ = b.close("test", &mut at_cap);
+        assert_eq!(at_cap.count, 0);
+    }
+
+    #[test]
+    fn a_goodbye_shuts_our_side_once_all_is_sent_and_their_eof_ends_it() {
+        let mut at_cap = AtCap::new(4096);
+        let (mut c, mut client) = pair();
+        let now = Instant::now();
+        c.send(b"bye\n", now, &mut at_cap).unwrap();
+        assert_eq!(c.follow(Next::Close), None);
+        assert!(c.is_closing());
+        // Nothing owed: pump shuts our side; the client reads the goodbye, then EOF.
+        assert_eq!(c.pump(&mut at_cap, now), Ok(false));
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut got).unwrap();
+        assert_eq!(got, b"bye\n");
+        // Their input is discarded, then their EOF ends the connection.
+        std::io::Write::write_all(&mut client, b"late").unwrap();
+        drop(client);
+        c.woken(true, true);
+        let mut buf = [0u8; 64];
+        assert!(matches!(c.read(&mut buf, 4096, now), Input::Nothing));
+        assert!(matches!(c.read(&mut buf, 4096, now), Input::Nothing));
+        assert_eq!(
+            c.pump(&mut at_cap, now),
+            Err("the service ended the session".to_string())
+        );
+    }
+}
