@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use crate::addr;
 use crate::cli::EchoArgs;
-use crate::server::{self, Limits, Service, udp};
+use crate::server::{self, Limits, Service};
 use crate::service::dumped::Dumped;
 use crate::service::echo::Echo;
 use crate::socket::{self, Listener};
@@ -53,7 +53,7 @@ fn serve<S: Service>(
     service: S,
 ) -> Result<()> {
     if udp {
-        udp::serve(listener, &limits, service)
+        server::serve_datagrams(listener.socket, &limits, service)
     } else {
         server::serve(listener, plan, limits, service)
     }

@@ -284,7 +284,7 @@ pub fn serve_unix_dgram<S: Service>(
     let title = format!("Unix datagram fd {} ({addr})", socket::fd(&sock));
     show_opts(sockopts, &plan, &sock, unix::target(), &title);
     announce(addr, Type::DGRAM, verbosity);
-    let r = server::unix_dgram::serve(sock, service);
+    let r = server::serve_datagrams(sock, &super::limits(server_args), service);
     drop(guard);
     r
 }
