@@ -338,8 +338,7 @@ pub fn undelivered(e: &io::Error, lost: u64, what: &str) -> String {
     sentence(&Doing::Deliver { lost, what }, e)
 }
 
-/// Why a server's `op` (`read`, `write`) ended a client, for its `closed` line. Not called
-/// yet: for `server::engine`'s `io_reason`, which still words it itself.
+/// Why a server's `op` (`read`, `write`) ended a client, for its `closed` line.
 pub fn client_io_failure(op: &str, e: &io::Error) -> String {
     sentence(&Doing::Client { op }, e)
 }

@@ -221,7 +221,7 @@ impl Acceptor {
             return;
         }
         self.starved_since = Some(now);
-        let hint = if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        let hint = if crate::error::is_out_of_fds(e) {
             " (raise `ulimit -n` or lower --max-conns)"
         } else {
             ""

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 
 use super::peer::Peer;
-use super::report::io_reason;
 use super::service::Next;
 use super::stream::Stream;
 use crate::narrate;
@@ -170,7 +169,7 @@ impl<S> Conn<S> {
     /// may be waiting, and it is owed less than its cap: the backpressure rule).
     pub fn pump(&mut self, at_cap: &mut AtCap, now: Instant) -> Result<bool, String> {
         if let Err(e) = self.flush(now, at_cap) {
-            return Err(io_reason("write", &e));
+            return Err(crate::error::client_io_failure("write", &e));
         }
         if self.owed() == 0 {
             match self.phase {

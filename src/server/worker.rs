@@ -19,7 +19,6 @@ use super::fanout::{FAN_OUT_STALL, FanOut};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
 use super::peer::Peer;
-use super::report::io_reason;
 use super::service::{Event, Next, Service};
 use super::slots::Slots;
 use super::stream::Stream;
@@ -269,7 +268,7 @@ impl<'a, S: Service> Worker<'a, S> {
         let greeted = conn.send(&self.out, now, &mut self.at_cap);
         self.conns.fill(slot, conn);
         if let Err(e) = greeted {
-            return self.close(slot, io_reason("write", &e));
+            return self.close(slot, crate::error::client_io_failure("write", &e));
         }
         self.share(slot, Event::Joined, now);
     }
@@ -299,12 +298,14 @@ impl<'a, S: Service> Worker<'a, S> {
             match c.read(&mut self.rbuf, self.at_cap.cap(), now) {
                 Input::Nothing => {}
                 Input::Drained => return,
-                Input::Failed(e) => return self.close(slot, io_reason("read", &e)),
+                Input::Failed(e) => {
+                    return self.close(slot, crate::error::client_io_failure("read", &e));
+                }
                 Input::Eof => {
                     self.out.clear();
                     let next = service.eof(&mut c.session, &mut self.out);
                     if let Err(e) = c.send(&self.out, now, &mut self.at_cap) {
-                        return self.close(slot, io_reason("write", &e));
+                        return self.close(slot, crate::error::client_io_failure("write", &e));
                     }
                     self.share(slot, Event::Eof, now);
                     if let Next::Drop(why) = next {
@@ -321,7 +322,7 @@ impl<'a, S: Service> Worker<'a, S> {
                         self.out = Vec::with_capacity(READ_BUF);
                     }
                     if let Err(e) = sent {
-                        return self.close(slot, io_reason("write", &e));
+                        return self.close(slot, crate::error::client_io_failure("write", &e));
                     }
                     if let Some(why) = c.follow(next) {
                         return self.drop_client(slot, why);
@@ -356,7 +357,7 @@ impl<'a, S: Service> Worker<'a, S> {
         }
         while let Some(failed) = self.fan.deliver(&mut self.conns, &mut self.at_cap, now) {
             for (slot, e) in failed {
-                self.close(slot, io_reason("write", &e));
+                self.close(slot, crate::error::client_io_failure("write", &e));
             }
         }
     }
