@@ -168,6 +168,8 @@ const CHAT_UNIX_DGRAM: &str = "--chat needs a stream socket: a Unix datagram soc
                                connections to relay between";
 const CHAT_UNIX: &str = "--chat names each line's sender by its address, and a Unix socket's \
                          clients have none: use --broker";
+const UNLINK_IP: &str = "--unlink replaces a stale socket file at the -U PATH, and [ADDR] PORT \
+                         has no file";
 const SCAN_UNIX: &str = "-z checks ports, and a Unix socket has none";
 const LINES_SCAN: &str = "--lines splits stdin into datagrams, and -z sends no stdin";
 const KEEP_OPEN_DGRAM: &str = "-k accepts the next client when one leaves, and a datagram \
@@ -223,7 +225,7 @@ const LINES: &[Rule] = &[
     parser(RELAY_ARGS, STREAMS),
     refuse(&[Check], DGRAMS, LINES_SCAN),
 ];
-const UNLINK: &[Rule] = &[parser(SERVERS, IP)];
+const UNLINK: &[Rule] = &[refuse(SERVERS, IP, UNLINK_IP)];
 const KEEP_OPEN: &[Rule] = &[
     parser(&[Broker], ANY),
     refuse(&[Listen], DGRAMS, KEEP_OPEN_DGRAM),
