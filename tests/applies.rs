@@ -375,3 +375,24 @@ fn broker_runs_on_a_unix_stream_socket() {
     b.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"to everyone\n");
 }
+
+/// `echo -U PATH -x` used to drop the dump: the Unix stream server now shows each client's
+/// bytes as the TCP one does.
+#[test]
+fn echo_on_a_unix_socket_shows_the_hex_view() {
+    let dir = TempDir::new("applies-eU");
+    let path = dir.path("echo").display().to_string();
+    let (_server, mut err) = start_unix(&["echo", "-x", "-U", &path]);
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"hi\n").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"hi\n");
+    for mark in ['<', '>'] {
+        let want = format!("{mark} 00000000  68 69 0a");
+        err.wait_seen(T, |l| l.starts_with(&want))
+            .unwrap_or_else(|e| panic!("{want}: {e}"));
+    }
+}
