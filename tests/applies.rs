@@ -1,7 +1,9 @@
 //! Every option on every transport and subcommand, from the table in `src/cmd/applies.rs`:
 //! each cell is run through the real binary. A refused cell must be a usage error (exit 2)
 //! whose one line is the table's reason; a cell clap refuses must be a one-line usage error;
-//! an applying cell must get past the check to its first socket call (`-vv` narrates it).
+//! an applying cell must get past the check to its first socket call (`-vv` narrates it) and,
+//! where an option shows without traffic (a setsockopt, a bind, a line of `-v`, a file), show
+//! its effect there.
 //! What the wire stages do on the transports that used to miss them (UDP, Unix) is checked
 //! byte for byte below, with `--broker -U` and `--max-conns` on a plain listen.
 
@@ -108,8 +110,6 @@ fn expected_refusal(id: &str, mode: Mode, transport: Transport) -> Option<&'stat
 
 #[test]
 fn every_cell_of_the_table_is_honoured_or_refused() {
-    let dir = TempDir::new("applies");
-    dir.file("jokes", "Lettuce\tLettuce in, it's cold out here!\n");
     let mut cells = 0;
     for (n, row) in TABLE.iter().enumerate() {
         for &mode in row.modes {
@@ -118,6 +118,8 @@ fn every_cell_of_the_table_is_honoured_or_refused() {
                     continue;
                 }
                 cells += 1;
+                let dir = TempDir::new("applies");
+                dir.file("jokes", "Lettuce\tLettuce in, it's cold out here!\n");
                 let sock = dir.path(&format!("s{n}-{mode:?}-{transport:?}"));
                 let extra = sample(row.sample, &dir);
                 let args = cell_args(mode, transport, &extra, &sock);
@@ -139,7 +141,13 @@ fn every_cell_of_the_table_is_honoured_or_refused() {
                         assert_eq!(out.code(), Some(2), "{what}: {}", out.stderr);
                         assert_eq!(out.stderr, format!("sockkit: {why}\n"), "{what}");
                     }
-                    None => gets_to_its_first_socket(&args, &what),
+                    None => {
+                        let shows = effect(row.id, mode, transport);
+                        gets_to_its_first_socket(&args, shows, &what);
+                        if row.id == "hexdump_file" {
+                            assert!(dir.path("dump").exists(), "{what}: no dump file");
+                        }
+                    }
                 }
             }
         }
@@ -147,18 +155,46 @@ fn every_cell_of_the_table_is_honoured_or_refused() {
     println!("{cells} cells checked");
 }
 
+/// What an applying option shows on stderr at `-vv` before any byte moves, where it shows
+/// without a peer: the call it causes or the line it adds. `None`: its effect needs traffic
+/// (the wire stages, the endings, `-k`), proven by the tests below and in relay.rs,
+/// udp_unix.rs, echo.rs.
+fn effect(id: &str, mode: Mode, transport: Transport) -> Option<&'static str> {
+    let server = !matches!(mode, Mode::Connect | Mode::Check);
+    let scan_udp = mode == Mode::Check && transport == Transport::Udp;
+    Some(match id {
+        "opts" => "SO_RCVBUF, 65536",
+        "udp" => "SOCK_DGRAM",
+        "unix" => "socket(AF_UNIX",
+        "ipv4" if !scan_udp => "socket(AF_INET,",
+        "ipv6" if !scan_udp => "socket(AF_INET6",
+        "source" => "(source for the connect)",
+        "scan" if transport == Transport::Udp => "each port gets one empty datagram",
+        "scan" => "checking 1 port",
+        "show_opts" if server => "socket options of ",
+        "threads" => "serving with 2 event-loop threads",
+        "jokes" => "1 jokes from",
+        "shuffle" => "in a random order per client",
+        "broker" => "broker: each client's bytes go to every other client",
+        "chat" => "chat: each client's bytes go to every other client",
+        _ => return None,
+    })
+}
+
 /// An applying cell: past the table check, the program makes its socket (`-vv` narrates the
-/// call), whatever happens next (a refused port is fine: the flag was not).
-fn gets_to_its_first_socket(args: &[String], what: &str) {
+/// call) and shows `effect` if given, whatever happens next (a refused port is fine: the flag
+/// was not).
+fn gets_to_its_first_socket(args: &[String], effect: Option<&str>, what: &str) {
     let mut all = vec!["-vv".to_string()];
     all.extend(args.iter().cloned());
     // The subcommand stays first.
     all.swap(0, 1);
     let mut child = ChildGuard::spawn(&mut sockkit(&all));
     let mut err = LineTap::new(child.stderr());
-    let seen = err.wait_for(T, |l| l.contains(" socket("));
+    let want = effect.unwrap_or(" socket(");
+    let seen = err.wait_seen(T, |l| l.contains(want));
     if let Err(e) = seen {
-        panic!("{what}: no socket call: {e}");
+        panic!("{what}: no `{want}`: {e}");
     }
     if let Some(status) = child.try_status() {
         assert_ne!(status.code(), Some(2), "{what}: {}", err.text());
