@@ -432,3 +432,49 @@ fn echo_on_a_unix_socket_shows_the_hex_view() {
             .unwrap_or_else(|e| panic!("{want}: {e}"));
     }
 }
+
+/// The fourth transport, a Unix datagram socket (`connect -U PATH -u`), through the same
+/// stages: one datagram converted and dumped on its own.
+#[test]
+fn connect_unix_datagrams_send_crlf_and_dump_each_datagram() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("applies-cUu");
+    let path = dir.path("d");
+    let peer = UnixDatagram::bind(&path).unwrap();
+    peer.set_read_timeout(Some(T)).unwrap();
+    let path = path.display().to_string();
+    let args = [
+        "connect",
+        "-u",
+        "--crlf",
+        "-x",
+        "--quit-after",
+        "0s",
+        "-U",
+        &path,
+    ];
+    let mut child = ChildGuard::spawn(&mut sockkit(&args));
+    let mut stdin = child.stdin();
+    let mut out = LineTap::new(child.stdout());
+    let mut err = LineTap::new(child.stderr());
+    stdin.write_all(b"abc\n").unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = peer.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"abc\r\n", "--crlf on connect -U -u");
+    // sockkit autobinds an abstract name so that replies can come back.
+    peer.send_to_addr(b"hi\n", &from).unwrap();
+    out.wait_for(T, |l| l == "hi").unwrap();
+    drop(stdin);
+    assert!(
+        child.status_within(T, "connect -U -u").success(),
+        "{}",
+        err.text()
+    );
+    assert_eq!(
+        err.finish(T),
+        "> datagram: 5 bytes\n\
+         > 00000000  61 62 63 0d 0a                                    |abc..|\n\
+         < datagram: 3 bytes\n\
+         < 00000000  68 69 0a                                          |hi.|\n"
+    );
+}
