@@ -606,6 +606,37 @@ mod tests {
     }
 
     #[test]
+    fn parse_sees_typed_options_not_defaults() {
+        let ParseResult::Run(run) = parse_from(["sockkit", "listen", "--broker", "0"]) else {
+            panic!("listen --broker 0 should parse");
+        };
+        assert!(run.given.has("broker"));
+        assert!(!run.given.has("max_conns"), "100 is only the default");
+        let ParseResult::Run(run) = parse_from(["sockkit", "listen", "--max-conns", "5", "0"])
+        else {
+            panic!("listen --max-conns 5 0 should parse");
+        };
+        assert!(run.given.has("max_conns"));
+    }
+
+    #[test]
+    fn option_help_needs_no_host() {
+        for args in [
+            &["sockkit", "connect", "-o", "help"][..],
+            &["sockkit", "connect", "-o", "help", "localhost", "80"],
+        ] {
+            assert!(
+                matches!(parse_from(args), ParseResult::Special(Special::OptionHelp)),
+                "{args:?}"
+            );
+        }
+        assert!(matches!(
+            parse_from(["sockkit", "connect", "--bogus"]),
+            ParseResult::Special(Special::Usage(_))
+        ));
+    }
+
+    #[test]
     fn usage_errors_are_one_line() {
         let line = |args: &[&str]| {
             let e = Cli::try_parse_from(args).unwrap_err();
