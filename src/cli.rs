@@ -1,18 +1,149 @@
 //! Every command-line type sockkit has, as clap derive structs: the subcommands and the option
 //! groups they share (flattened, so `-o`, `-v`, `-4` are spelled the same everywhere). Values
-//! are parsed to real types here, at the edge; nothing in this file does I/O.
+//! are parsed to real types here, at the edge. `parse()` owns the parser's special exits
+//! (`--help`, `-o help` without HOST, clap's usage errors as one line), so main never looks at
+//! argv; whether an option applies to the transport chosen is cmd's check, not the parser's.
 //!
 //! Doc comments here are `--help` text, not rustdoc: `[ADDR]` is usage syntax, not a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
-use crate::sockopt::SockOptRequest;
+use crate::error;
+use crate::sockopt::{self, SockOptRequest};
 use crate::value::{parse_duration, parse_timeout};
+
+/// What the command line asks for.
+#[derive(Debug)]
+// Made once per run and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum ParseResult {
+    /// A subcommand to run.
+    Run(Invocation),
+    /// An exit the parser handles itself: print, then exit with the status `finish` returns.
+    Special(Special),
+}
+
+/// A subcommand to run, with which options were typed (not defaulted), so cmd can refuse one
+/// that does not apply.
+#[derive(Debug)]
+pub struct Invocation {
+    pub command: Command,
+    pub given: Given,
+}
+
+/// The clap ids of the options given on the command line.
+#[derive(Debug, Default)]
+pub struct Given(BTreeSet<String>);
+
+impl Given {
+    pub fn has(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+}
+
+/// The parser's own exits.
+#[derive(Debug)]
+pub enum Special {
+    /// `-o help`: the socket option list on stdout (even without HOST and PORT), exit 0.
+    OptionHelp,
+    /// A mistake on the command line, as one `sockkit: ...` line on stderr, exit 2.
+    Usage(String),
+    /// `--help`, `--version` (stdout, exit 0), or bare `sockkit` (the usage, stderr, exit 2).
+    Clap(clap::Error),
+}
+
+impl Special {
+    /// Prints what this exit shows; returns the exit status.
+    pub fn finish(self) -> u8 {
+        match self {
+            Special::OptionHelp => {
+                sockopt::print_help();
+                error::EXIT_OK
+            }
+            Special::Usage(line) => {
+                eprintln!("{line}");
+                error::EXIT_USAGE
+            }
+            Special::Clap(e) => {
+                let _ = e.print();
+                u8::try_from(e.exit_code()).unwrap_or(error::EXIT_USAGE)
+            }
+        }
+    }
+}
+
+/// Parses the process's command line.
+pub fn parse() -> ParseResult {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `args` (the program name first).
+pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseResult {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let matches = match Cli::command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return ParseResult::Special(special(e, &args)),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return ParseResult::Special(special(e, &args)),
+    };
+    let sockopts = match &cli.command {
+        Command::Connect(a) => &a.sockopts,
+        Command::Listen(a) => &a.sockopts,
+        Command::Echo(a) => &a.sockopts,
+        Command::Knock(a) => &a.sockopts,
+    };
+    if sockopts
+        .opts
+        .iter()
+        .any(|o| matches!(o, SockOptRequest::Help))
+    {
+        return ParseResult::Special(Special::OptionHelp);
+    }
+    let mut given = Given::default();
+    if let Some((name, sub)) = matches.subcommand() {
+        let command = Cli::command();
+        let options = command
+            .find_subcommand(name)
+            .into_iter()
+            .flat_map(|c| c.get_arguments());
+        for arg in options {
+            let id = arg.get_id().as_str();
+            if sub.value_source(id) == Some(ValueSource::CommandLine) {
+                given.0.insert(id.to_string());
+            }
+        }
+    }
+    ParseResult::Run(Invocation {
+        command: cli.command,
+        given,
+    })
+}
+
+/// What a clap error means for the user.
+fn special(e: clap::Error, args: &[OsString]) -> Special {
+    match e.kind() {
+        // `sockkit connect -o help` lists the options although HOST and PORT are missing.
+        ErrorKind::MissingRequiredArgument if sockopt::help_in_args(args.iter().cloned()) => {
+            Special::OptionHelp
+        }
+        // A mistake gets one line; bare `sockkit` gets the usage (clap, stderr, exit 2).
+        kind if e.use_stderr() && kind != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Special::Usage(error::usage_line(&e))
+        }
+        _ => Special::Clap(e),
+    }
+}
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
@@ -472,6 +603,37 @@ mod tests {
     #[test]
     fn cli_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parse_sees_typed_options_not_defaults() {
+        let ParseResult::Run(run) = parse_from(["sockkit", "listen", "--broker", "0"]) else {
+            panic!("listen --broker 0 should parse");
+        };
+        assert!(run.given.has("broker"));
+        assert!(!run.given.has("max_conns"), "100 is only the default");
+        let ParseResult::Run(run) = parse_from(["sockkit", "listen", "--max-conns", "5", "0"])
+        else {
+            panic!("listen --max-conns 5 0 should parse");
+        };
+        assert!(run.given.has("max_conns"));
+    }
+
+    #[test]
+    fn option_help_needs_no_host() {
+        for args in [
+            &["sockkit", "connect", "-o", "help"][..],
+            &["sockkit", "connect", "-o", "help", "localhost", "80"],
+        ] {
+            assert!(
+                matches!(parse_from(args), ParseResult::Special(Special::OptionHelp)),
+                "{args:?}"
+            );
+        }
+        assert!(matches!(
+            parse_from(["sockkit", "connect", "--bogus"]),
+            ParseResult::Special(Special::Usage(_))
+        ));
     }
 
     #[test]

@@ -363,3 +363,36 @@ fn unsafe_lives_in_sys_alone_and_says_why() {
         }
     }
 }
+
+#[test]
+fn no_cycle_runs_through_the_relay_or_cmd() {
+    let g = graph();
+    let ours = |m: &String| {
+        m == "relay" || m.starts_with("relay::") || m == "cmd" || m.starts_with("cmd::")
+    };
+    let found: Vec<Vec<String>> = cycles(&g)
+        .into_iter()
+        .filter(|c| c.iter().any(ours))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn the_relay_is_an_engine_below_cli_cmd_and_server() {
+    // relay/ may use sys, narrate, error, value, addr, sockopt, socket: never what sits above
+    // it or beside it.
+    let g = graph();
+    for (m, to) in &g.edges {
+        if m == "relay" || m.starts_with("relay::") {
+            let bad: Vec<&String> = to
+                .iter()
+                .filter(|t| {
+                    ["cli", "cmd", "server", "service", "scan"]
+                        .iter()
+                        .any(|top| *t == top || t.starts_with(&format!("{top}::")))
+                })
+                .collect();
+            assert!(bad.is_empty(), "{m} imports {bad:?}");
+        }
+    }
+}

@@ -1,9 +1,9 @@
-//! The datagram relay of `connect -u` and `listen -u` (UDP, and SOCK_DGRAM Unix sockets with
+//! The datagram session of `connect -u` and `listen -u` (UDP, and SOCK_DGRAM Unix sockets with
 //! `-U -u`): each stdin read (or line, with `--lines`) becomes one datagram, each datagram
-//! received is written to stdout, one thread polling both. It lives apart from relay.rs
-//! because datagrams have no stream to half-close, no EOF and a size limit, and an unconnected
-//! socket has many peers: it answers the one heard from last and announces every new one.
-//! Also here: making UDP sockets (narrated) and connecting them.
+//! received is written to stdout, one thread polling both, every datagram through the wire
+//! stages of wire.rs. It lives apart from stream.rs because datagrams have no stream to
+//! half-close, no EOF and a size limit, and an unconnected socket has many peers: it answers
+//! the one heard from last and announces every new one. The sockets are made in `socket`.
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use socket2::{SockAddr, Socket};
 
-use super::Ending;
+use super::ending::{End, Ending};
+use super::wire::{Framing, Outbound, Wire};
 use crate::error;
 use crate::narrate;
-use crate::server::plain_addr;
 use crate::socket::unix;
 use crate::socket::{self, fd};
 
@@ -54,6 +54,8 @@ pub struct DgramRelay<'a> {
     pub peers: Peers,
     /// Whether `-q` was given: quiet servers do not announce peers either.
     pub quiet: bool,
+    /// `--crlf` and the dump, applied to each datagram.
+    pub wire: &'a Wire,
 }
 
 /// What a session moved, for `-v`.
@@ -69,9 +71,14 @@ pub struct Counts {
 /// path, `@name`.
 pub fn show(a: &SockAddr) -> String {
     match a.as_socket() {
-        Some(s) => plain_addr(s).to_string(),
+        Some(s) => plain(s).to_string(),
         None => unix::show(a),
     }
+}
+
+/// An IPv4 peer of a dual-stack socket as `127.0.0.1:5000`, not `[::ffff:127.0.0.1]:5000`.
+fn plain(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// The size limit for one datagram to `to` and its explanation, or `None` where the kernel's
@@ -141,7 +148,9 @@ fn refused(peer: &SockAddr) -> anyhow::Error {
 impl DgramRelay<'_> {
     /// Relays until stdin EOF plus `--quit-after`, `--idle-timeout`, `--send-only` at stdin
     /// EOF, a closed stdout, or an error.
-    pub fn run(&self) -> Result<Counts> {
+    pub fn run(&self) -> Result<(Counts, End)> {
+        let mut out = self.wire.outbound(Framing::Datagrams);
+        let mut inb = self.wire.inbound(Framing::Datagrams);
         // Unbuffered on purpose: one read is one datagram, and std's Stdin would merge reads.
         let mut stdout = crate::sys::stdio_file(1);
         let mut stdin = crate::sys::stdio_file(0);
@@ -175,7 +184,7 @@ impl DgramRelay<'_> {
             let quit_at = stdin_eof_at.zip(self.opts.quit_after).map(|(t, q)| t + q);
             if quit_at.is_some_and(|q| now >= q) {
                 narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
-                return Ok(counts);
+                return Ok((counts, End::QuitAfter));
             }
             let idle_at = self.opts.idle_timeout.map(|t| last_activity + t);
             if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
@@ -185,7 +194,7 @@ impl DgramRelay<'_> {
                     "no datagram either way for {} (--idle-timeout): ending",
                     humantime::format_duration(t)
                 ));
-                return Ok(counts);
+                return Ok((counts, End::Closed));
             }
             let timeout = [quit_at, idle_at]
                 .into_iter()
@@ -239,14 +248,15 @@ impl DgramRelay<'_> {
                     self.note_peer(&from, &who, &mut target, &mut known, &mut known_order);
                 }
                 narrate::info(format_args!("datagram of {n} B from {who}"));
-                if !self.opts.send_only {
-                    let data = crate::sys::received(&rbuf, kept);
-                    if let Err(e) = stdout.write_all(data) {
-                        if error::is_broken_pipe(&e) {
-                            return Ok(counts);
-                        }
-                        return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
+                let data = crate::sys::received(&rbuf, kept);
+                inb.received(data);
+                if !self.opts.send_only
+                    && let Err(e) = stdout.write_all(data)
+                {
+                    if error::is_broken_pipe(&e) {
+                        return Ok((counts, End::StdoutClosed));
                     }
+                    return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
                 }
             }
             if !stdin_ready {
@@ -263,7 +273,7 @@ impl DgramRelay<'_> {
                 stdin_eof_at = Some(Instant::now());
                 if self.lines && !line.is_empty() {
                     let rest = std::mem::take(&mut line);
-                    self.send(&rest, &to, &mut counts)?;
+                    self.send(&mut out, &rest, &to, &mut counts)?;
                 }
                 narrate::info(format_args!(
                     "stdin ended after {} datagrams; a datagram socket has no EOF to send, so {}",
@@ -283,20 +293,20 @@ impl DgramRelay<'_> {
                     }
                 ));
                 if self.opts.send_only {
-                    return Ok(counts);
+                    return Ok((counts, End::Closed));
                 }
                 continue;
             }
             last_activity = Instant::now();
             if !self.lines {
-                self.send(&inbuf[..n], &to, &mut counts)?;
+                self.send(&mut out, &inbuf[..n], &to, &mut counts)?;
                 continue;
             }
             line.extend_from_slice(&inbuf[..n]);
             let mut start = 0;
             while let Some(pos) = line[start..].iter().position(|&b| b == b'\n') {
                 let end = start + pos + 1;
-                self.send(&line[start..end], &to, &mut counts)?;
+                self.send(&mut out, &line[start..end], &to, &mut counts)?;
                 start = end;
             }
             line.drain(..start);
@@ -361,8 +371,23 @@ impl DgramRelay<'_> {
         *target = Some(from.clone());
     }
 
-    /// Sends one datagram to the connected peer or by sendto to `to`.
-    fn send(&self, data: &[u8], to: &SockAddr, counts: &mut Counts) -> Result<()> {
+    /// Sends one datagram, through the wire stages, to the connected peer or by sendto to `to`.
+    fn send(
+        &self,
+        stages: &mut Outbound,
+        data: &[u8],
+        to: &SockAddr,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        // The dump shows a datagram only if it went (a gone `listen -u` peer is skipped).
+        let before = counts.sent;
+        stages.pass(data, |data| {
+            let r = self.send_one(data, to, counts);
+            (if counts.sent > before { data.len() } else { 0 }, r)
+        })
+    }
+
+    fn send_one(&self, data: &[u8], to: &SockAddr, counts: &mut Counts) -> Result<()> {
         if let Some((max, _)) = limit_for(to)
             && data.len() > max
         {
@@ -429,13 +454,13 @@ impl DgramRelay<'_> {
 /// A peer's address as bytes, to tell peers apart.
 fn addr_key(a: &SockAddr) -> Vec<u8> {
     match a.as_socket() {
-        Some(s) => plain_addr(s).to_string().into_bytes(),
+        Some(s) => plain(s).to_string().into_bytes(),
         None => unix::show(a).into_bytes(),
     }
 }
 
 /// The `-v` end-of-session line.
-pub fn report(c: &Counts, elapsed: Duration) {
+pub(crate) fn report(c: &Counts, elapsed: Duration) {
     narrate::info(format_args!(
         "closed: sent {} datagrams ({}), received {} datagrams ({}) in {}",
         c.sent,

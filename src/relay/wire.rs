@@ -1,8 +1,11 @@
-//! What the relay may do to bytes on their way, and how it shows them: `--crlf` (LF typed on
-//! stdin goes out as CRLF) and the hex view of `-x`/`--hexdump-file` (offset, hex and ASCII per
-//! direction, as `hexdump -C` lays it out). The transforms are pure functions over byte
-//! slices, tested here; `Dump` is only the sink the lines go to (stderr or a file). Where the
-//! bytes come from is the relay's and the engine's business.
+//! The wire stages every relay session goes through, whatever its transport: `--crlf` (LF
+//! typed on stdin goes out as CRLF) and the hex view of `-x`/`--hexdump-file` (offset, hex and
+//! ASCII per direction, as `hexdump -C` lays it out). `Wire` is what the command line asked
+//! for; `Outbound` and `Inbound` are its two halves as a session applies them, framed as a
+//! byte stream (TCP, Unix stream) or as datagrams (UDP, Unix datagram), so a stage is written
+//! once and no transport can miss it. The transforms are pure functions over byte slices,
+//! tested here; `Dump` is only the sink the lines go to (stderr or a file). Moving the bytes is
+//! the relays' business (stream.rs with zerocopy.rs, dgram.rs) and the engine's.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -141,17 +144,122 @@ pub struct Wire {
     pub dump: Option<Dump>,
 }
 
+/// What one unit of a session is, which decides what a stage works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A byte stream: `--crlf` carries a CR over from one read to the next, the dump counts
+    /// offsets through the whole session.
+    Stream,
+    /// Datagrams: each is converted on its own and dumped as its own block from offset 0, so
+    /// its boundaries show.
+    Datagrams,
+}
+
 impl Wire {
-    /// True when the relay must see every byte.
-    pub fn active(&self) -> bool {
-        self.crlf || self.dump.is_some()
+    /// The stages for bytes going to the peer.
+    pub fn outbound(&self, framing: Framing) -> Outbound {
+        Outbound {
+            crlf: self.crlf.then(Crlf::default),
+            dump: self.dump.clone(),
+            framing,
+            offset: 0,
+            converted: Vec::new(),
+        }
     }
 
-    /// Dumps one direction's bytes, if a dump was asked for.
-    pub fn record(&self, dir: Dir, offset: u64, data: &[u8]) {
-        if let Some(d) = &self.dump {
-            d.record(None, dir, offset, data);
+    /// The stages for bytes coming from the peer (the dump; `--crlf` is for what is typed).
+    pub fn inbound(&self, framing: Framing) -> Inbound {
+        Inbound {
+            dump: self.dump.clone(),
+            framing,
+            offset: 0,
         }
+    }
+}
+
+/// The label of a datagram's dump block: one block per datagram.
+const DATAGRAM: &str = "datagram";
+
+/// stdin -> peer: `--crlf`, then the dump of what the socket took.
+#[derive(Debug)]
+pub struct Outbound {
+    crlf: Option<Crlf>,
+    dump: Option<Dump>,
+    framing: Framing,
+    offset: u64,
+    converted: Vec<u8>,
+}
+
+impl Outbound {
+    /// True when a stage must see each byte, so the caller has to copy them through a buffer.
+    pub fn sees_bytes(&self) -> bool {
+        self.crlf.is_some() || self.dump.is_some()
+    }
+
+    /// A new session on the same stdin (`listen -k`): its dump counts from offset 0.
+    pub fn restart(&mut self) {
+        self.offset = 0;
+    }
+
+    /// Puts `data` (read from stdin: a chunk of the stream, or one datagram) through the
+    /// stages and hands the result to `send`, which says how many of those bytes the socket
+    /// took; those are dumped. Returns what `send` returned.
+    pub fn pass<R>(&mut self, data: &[u8], send: impl FnOnce(&[u8]) -> (usize, R)) -> R {
+        let bytes: &[u8] = match &mut self.crlf {
+            Some(state) => {
+                if self.framing == Framing::Datagrams {
+                    *state = Crlf::default();
+                }
+                self.converted.clear();
+                state.convert(data, &mut self.converted);
+                &self.converted
+            }
+            None => data,
+        };
+        let (went, result) = send(bytes);
+        if let Some(dump) = &self.dump {
+            record(
+                dump,
+                self.framing,
+                Dir::Out,
+                &mut self.offset,
+                &bytes[..went],
+            );
+        }
+        result
+    }
+}
+
+/// peer -> stdout: the dump of what arrived.
+#[derive(Debug)]
+pub struct Inbound {
+    dump: Option<Dump>,
+    framing: Framing,
+    offset: u64,
+}
+
+impl Inbound {
+    /// True when a stage must see each byte received.
+    pub fn sees_bytes(&self) -> bool {
+        self.dump.is_some()
+    }
+
+    /// `data` arrived from the peer (a chunk of the stream, or one datagram).
+    pub fn received(&mut self, data: &[u8]) {
+        if let Some(dump) = &self.dump {
+            record(dump, self.framing, Dir::In, &mut self.offset, data);
+        }
+    }
+}
+
+/// One direction's bytes to the dump, as the framing lays them out.
+fn record(dump: &Dump, framing: Framing, dir: Dir, offset: &mut u64, data: &[u8]) {
+    match framing {
+        Framing::Stream => {
+            dump.record(None, dir, *offset, data);
+            *offset += data.len() as u64;
+        }
+        Framing::Datagrams => dump.record(Some(DATAGRAM), dir, 0, data),
     }
 }
 
@@ -208,5 +316,71 @@ mod tests {
                 assert_eq!(bar, 62, "n={n}: {line}");
             }
         }
+    }
+
+    /// Stages dumping into memory, to read back what they wrote.
+    fn dumping(crlf: bool) -> (Wire, Arc<Mutex<Vec<u8>>>) {
+        #[derive(Clone)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mem = Arc::new(Mutex::new(Vec::new()));
+        let out: Box<dyn Write + Send> = Box::new(Shared(mem.clone()));
+        let dump = Dump {
+            out: Arc::new(Mutex::new(out)),
+        };
+        let wire = Wire {
+            crlf,
+            dump: Some(dump),
+        };
+        (wire, mem)
+    }
+
+    #[test]
+    fn datagrams_are_converted_and_dumped_one_by_one() {
+        let (wire, mem) = dumping(true);
+        let mut out = wire.outbound(Framing::Datagrams);
+        let mut sent = Vec::new();
+        for d in [&b"a\r"[..], b"\nb\n"] {
+            out.pass(d, |bytes| {
+                sent.push(bytes.to_vec());
+                (bytes.len(), ())
+            });
+        }
+        // A CR ending one datagram does not join the LF starting the next.
+        assert_eq!(sent, vec![b"a\r".to_vec(), b"\r\nb\r\n".to_vec()]);
+        wire.inbound(Framing::Datagrams).received(b"hi");
+        let text = String::from_utf8(mem.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "> datagram: 2 bytes\n\
+             > 00000000  61 0d                                             |a.|\n\
+             > datagram: 5 bytes\n\
+             > 00000000  0d 0a 62 0d 0a                                    |..b..|\n\
+             < datagram: 2 bytes\n\
+             < 00000000  68 69                                             |hi|\n"
+        );
+    }
+
+    #[test]
+    fn a_stream_dump_counts_offsets_and_shows_only_what_went() {
+        let (wire, mem) = dumping(false);
+        let mut out = wire.outbound(Framing::Stream);
+        out.pass(b"abc", |b| (b.len(), ()));
+        out.pass(b"defg", |_| (2, ()));
+        let text = String::from_utf8(mem.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "> 00000000  61 62 63                                          |abc|\n\
+             > 00000003  64 65                                             |de|\n"
+        );
+        assert!(!Wire::default().outbound(Framing::Stream).sees_bytes());
     }
 }

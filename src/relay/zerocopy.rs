@@ -6,20 +6,21 @@
 //! and any call the kernel refuses at run time (EINVAL, ENOSYS) use read(2)/write(2) through one
 //! fixed buffer. Pipes handed to us are grown to 1 MiB (F_SETPIPE_SZ): the writer runs ahead
 //! and each call moves more. `SOCKKIT_RELAY=buffered` turns sendfile and splice off, for the
-//! benchmark's comparison. The session rules (half-close, EOF, timeouts, the stdin hand-off)
-//! stay in relay.rs: this file only moves bytes and says how many, and what it holds between
-//! calls never grows with the size of the transfer.
+//! benchmark's comparison. The wire stages (`--crlf`, the dump) come from wire.rs and force
+//! the copying path, since they must see each byte. The session rules (half-close, EOF,
+//! timeouts, the stdin hand-off) stay in stream.rs: this file only moves bytes and says how
+//! many, and what it holds between calls never grows with the size of the transfer.
 
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+use super::wire::{Inbound, Outbound};
 use crate::narrate;
-use crate::relay::wire::{Crlf, Dir, Wire};
 use crate::sys;
 
 /// The read(2)/write(2) buffer: large enough for loopback speed, and a read is still forwarded
@@ -304,9 +305,7 @@ pub struct Uplink {
     buf: Vec<u8>,
     pending: usize,
     /// `--crlf` and the dump: only the buffered path sees the bytes, so they force it.
-    wire: Wire,
-    crlf: Crlf,
-    converted: Vec<u8>,
+    stages: Outbound,
     /// Bytes sendfile has moved; an EINVAL before the first means "cannot", after it "failed".
     zc_moved: u64,
     /// A stdin pipe grows once bulk data arrives: the writer runs ahead, reads take 256 KiB.
@@ -314,21 +313,17 @@ pub struct Uplink {
 }
 
 impl Uplink {
-    /// Looks at stdin (fstat) and picks its path; narrated at `-vv`.
-    pub fn for_stdin() -> Uplink {
-        Uplink::for_stdin_with(Wire::default())
-    }
-
-    /// `for_stdin`, with `--crlf` and/or the dump applied on the way (buffered path only).
-    pub fn for_stdin_with(wire: Wire) -> Uplink {
+    /// Looks at stdin (fstat) and picks its path, with the wire stages applied on the way
+    /// (they force the buffered path); narrated at `-vv`.
+    pub fn for_stdin(stages: Outbound) -> Uplink {
         let (kind, took) = probe(STDIN);
         let path = match kind {
-            _ if wire.active() => Path::Buffered,
+            _ if stages.sees_bytes() => Path::Buffered,
             Kind::File { .. } if ZERO_COPY && !forced_buffered() => Path::Sendfile,
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
-        if wire.active() {
+        if stages.sees_bytes() {
             narrate::info(format_args!(
                 "stdin -> socket is copied through sockkit: --crlf and -x must see each byte"
             ));
@@ -337,9 +332,7 @@ impl Uplink {
             path,
             buf: Vec::new(),
             pending: 0,
-            wire,
-            crlf: Crlf::default(),
-            converted: Vec::new(),
+            stages,
             zc_moved: 0,
             grow: if kind == Kind::Pipe {
                 Grow::pipe(STDIN)
@@ -349,19 +342,19 @@ impl Uplink {
         }
     }
 
-    /// Moves the next bytes from stdin to `sock`, counting them in `sent` and `activity` as
-    /// they go; blocks until stdin has something (or EOF) and the socket took it.
+    /// A new session takes over (`listen -k`): what is held goes to it, its dump starts at 0.
+    pub fn restart(&mut self) {
+        self.stages.restart();
+    }
+
+    /// Moves the next bytes from stdin to `sock`, calling `moved` with each count as the
+    /// socket takes them; blocks until stdin has something (or EOF) and the socket took it.
     pub fn step(
         &mut self,
         sock: &Socket,
         cancelled: &AtomicBool,
-        sent: &AtomicU64,
-        activity: &crate::relay::Activity,
+        moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
-        let mut moved = |n: usize| {
-            sent.fetch_add(n as u64, Ordering::Relaxed);
-            activity.touch();
-        };
         if self.path == Path::Sendfile {
             let t0 = Instant::now();
             match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
@@ -390,16 +383,13 @@ impl Uplink {
                 }
             }
         }
-        let offset = sent.load(Ordering::Relaxed);
-        self.buffered_step(sock, cancelled, offset, &mut moved)
+        self.buffered_step(sock, cancelled, moved)
     }
 
-    /// `offset`: bytes this session has sent so far, where the dump of this chunk starts.
     fn buffered_step(
         &mut self,
         sock: &Socket,
         cancelled: &AtomicBool,
-        offset: u64,
         moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
         if self.buf.is_empty() {
@@ -423,27 +413,23 @@ impl Uplink {
                 return Ok(Step::Held);
             }
         }
-        let pending = self.pending;
-        let data: &[u8] = if self.wire.crlf {
-            self.converted.clear();
-            self.crlf.convert(&self.buf[..pending], &mut self.converted);
-            &self.converted
-        } else {
-            &self.buf[..pending]
-        };
-        let result = write_all(sock.as_raw_fd(), data, moved);
-        self.pending = 0;
+        let fd = sock.as_raw_fd();
         // The dump shows what the socket took: after --crlf, and only as far as it got.
-        let went = result.as_ref().map_or_else(|(w, _)| *w, |()| data.len());
-        self.wire.record(Dir::Out, offset, &data[..went]);
-        match result {
-            Ok(()) => Ok(Step::Moved),
-            Err((written, err)) => Err(UpError::Send {
-                err,
-                lost: (data.len() - written) as u64,
-                from_file: false,
-            }),
-        }
+        let result = self.stages.pass(&self.buf[..self.pending], |data| {
+            match write_all(fd, data, moved) {
+                Ok(()) => (data.len(), Ok(Step::Moved)),
+                Err((written, err)) => (
+                    written,
+                    Err(UpError::Send {
+                        err,
+                        lost: (data.len() - written) as u64,
+                        from_file: false,
+                    }),
+                ),
+            }
+        });
+        self.pending = 0;
+        result
     }
 }
 
@@ -483,10 +469,9 @@ pub enum DownError {
 pub struct Sink {
     path: Path,
     buf: Vec<u8>,
-    /// The dump (only the buffered path sees the bytes, so it forces it), where this
-    /// session's received bytes have got to, and `--send-only` on that path.
-    wire: Wire,
-    dumped: u64,
+    /// The dump (only the buffered path sees the bytes, so it forces it), and `--send-only`
+    /// on that path.
+    stages: Inbound,
     discard: bool,
     /// Our own pipe (read end, write end) for SpliceVia.
     pipe: Option<(OwnedFd, OwnedFd)>,
@@ -498,18 +483,13 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Looks at stdout (fstat) and picks its path; `discard` is `--send-only`. Narrated at
-    /// `-vv`.
-    pub fn for_stdout(discard: bool) -> Sink {
-        Sink::for_stdout_with(discard, Wire::default())
-    }
-
-    /// `for_stdout`, with the received bytes dumped (buffered path only).
-    pub fn for_stdout_with(discard: bool, wire: Wire) -> Sink {
+    /// Looks at stdout (fstat) and picks its path; `discard` is `--send-only`, `stages` the
+    /// dump of what arrives (it forces the buffered path). Narrated at `-vv`.
+    pub fn for_stdout(discard: bool, stages: Inbound) -> Sink {
         let (kind, took) = probe(STDOUT);
         let zc = ZERO_COPY && !forced_buffered();
         let mut path = match kind {
-            _ if wire.dump.is_some() => Path::Buffered,
+            _ if stages.sees_bytes() => Path::Buffered,
             _ if discard => Path::Discard,
             Kind::Pipe if zc => Path::Splice,
             Kind::File { .. } | Kind::DevNull | Kind::CharDevice | Kind::BlockDevice if zc => {
@@ -536,7 +516,7 @@ impl Sink {
             }
         }
         narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
-        if wire.dump.is_some() {
+        if stages.sees_bytes() {
             narrate::info(format_args!(
                 "socket -> stdout is copied through sockkit: -x must see each byte"
             ));
@@ -550,8 +530,7 @@ impl Sink {
         Sink {
             path,
             buf,
-            wire,
-            dumped: 0,
+            stages,
             discard,
             pipe,
             zc_moved: 0,
@@ -607,8 +586,7 @@ impl Sink {
                 if n == 0 {
                     return Ok(Got::Eof);
                 }
-                self.wire.record(Dir::In, self.dumped, &self.buf[..n]);
-                self.dumped += n as u64;
+                self.stages.received(&self.buf[..n]);
                 if self.discard {
                     return Ok(Got::Data(n));
                 }

@@ -1,0 +1,404 @@
+//! The byte-stream session (TCP, Unix stream) between stdio and a socket: stdin to the
+//! socket, the socket to stdout, binary-safe and unbuffered, with the ending rules of
+//! DESIGN.md (half-close on stdin EOF, peer EOF, `--quit-after`, idle timeout, a closed
+//! stdout). Sockets are made elsewhere; which system call moves the bytes (sendfile, splice,
+//! read/write) is zerocopy.rs's choice, and what the wire stages do to them is wire.rs's.
+//!
+//! Two threads: the caller's thread moves socket -> stdout and decides when the session ends;
+//! one stdin thread for the whole process moves stdin -> socket. The stdin thread outlives a
+//! session so that `listen -k` hands what is typed between clients to the next one, and never
+//! to a socket that has gone.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use socket2::Socket;
+
+use super::ending::{End, Ending};
+use super::wire::{Framing, Wire};
+use super::zerocopy::{self, DownError, Got, Step, UpError};
+use crate::error;
+use crate::narrate;
+use crate::socket;
+
+/// What a session moved.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    pub sent: u64,
+    pub received: u64,
+    pub elapsed: Duration,
+    pub end: End,
+}
+
+/// Runs byte-stream sessions over sockets handed to it, one at a time.
+pub struct ByteRelay {
+    opts: Ending,
+    /// `--crlf` and the hex dump: the relay then sees (and copies) every byte.
+    wire: Wire,
+    stdin: Option<Sender<Job>>,
+    stdin_is_tty: bool,
+}
+
+/// When a byte last moved either way, shared by both threads for `--idle-timeout`: a
+/// timestamp, so the deadline counts from the byte and not from when it was noticed.
+struct Activity {
+    base: Instant,
+    nanos: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// A byte moved now.
+    fn touch(&self) {
+        let n = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_max(n, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// One session's share of the stdin thread's work.
+struct Job {
+    sock: Socket,
+    no_shutdown: bool,
+    cancelled: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    activity: Arc<Activity>,
+    events: Sender<Up>,
+    wake: UnixStream,
+}
+
+/// What the stdin thread tells the session.
+enum Up {
+    /// stdin is at EOF and the socket's write side is shut (unless --no-shutdown).
+    Eof,
+    /// shutdown(SHUT_WR) found the connection gone: the peer reset it, so bytes sent after
+    /// its close were thrown away. The session says how many.
+    Reset,
+    Failed(anyhow::Error),
+}
+
+impl ByteRelay {
+    /// A relay ending as `opts` says, with the wire stages `wire` on the way.
+    pub fn new(opts: Ending, wire: Wire) -> Self {
+        ByteRelay {
+            opts,
+            wire,
+            stdin: None,
+            stdin_is_tty: io::stdin().is_terminal(),
+        }
+    }
+
+    /// Relays between stdio and `sock` until the session ends; the socket is left to the
+    /// caller to close.
+    pub fn session(&mut self, sock: &Socket) -> Result<Totals> {
+        let started = Instant::now();
+        let (wake_rx, wake_tx) = UnixStream::pair()?;
+        let (events_tx, events) = mpsc::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(Activity::new());
+        let uplink = !self.opts.recv_only;
+        if uplink {
+            let dup = narrate::traced(
+                || sock.try_clone(),
+                |r| match r {
+                    Ok(d) => format!(
+                        "dup(fd {}) = fd {} (for the stdin thread)",
+                        socket::fd(sock),
+                        socket::fd(d)
+                    ),
+                    Err(e) => format!("dup(fd {}) {}", socket::fd(sock), narrate::errno_text(e)),
+                },
+            )?;
+            let job = Job {
+                sock: dup,
+                no_shutdown: self.opts.no_shutdown,
+                cancelled: cancelled.clone(),
+                sent: sent.clone(),
+                activity: activity.clone(),
+                events: events_tx,
+                wake: wake_tx.try_clone()?,
+            };
+            self.stdin_thread().send(job).ok();
+        }
+        let mut down = Downlink {
+            sock,
+            opts: &self.opts,
+            stdin_is_tty: self.stdin_is_tty,
+            uplink,
+            events,
+            wake: wake_rx,
+            activity: &activity,
+            sent: &sent,
+            wire: &self.wire,
+            received: 0,
+            stdin_eof_at: None,
+            peer_eof: None,
+        };
+        let result = down.run();
+        cancelled.store(true, Ordering::SeqCst);
+        let received = down.received;
+        // The stdin thread may still hold a dup of the socket while it waits on stdin; shut
+        // the connection so the peer sees it end now, not at the next keystroke.
+        if uplink && !down.uplink_done() {
+            socket::shutdown(sock, Shutdown::Both).ok();
+        }
+        let end = result?;
+        Ok(Totals {
+            sent: sent.load(Ordering::SeqCst),
+            received,
+            elapsed: started.elapsed(),
+            end,
+        })
+    }
+
+    fn stdin_thread(&mut self) -> &Sender<Job> {
+        let wire = self.wire.clone();
+        self.stdin.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            thread::Builder::new()
+                .name("stdin".into())
+                .spawn(move || stdin_loop(rx, wire))
+                .expect("spawning the stdin thread");
+            tx
+        })
+    }
+}
+
+/// The stdin thread: moves stdin to the current session's socket (zerocopy.rs picks how). A
+/// chunk read while no session is live waits for the next one.
+fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
+    let mut uplink = zerocopy::Uplink::for_stdin(wire.outbound(Framing::Stream));
+    let mut at_eof = false;
+    for job in jobs {
+        uplink.restart();
+        let mut moved = |n: usize| {
+            job.sent.fetch_add(n as u64, Ordering::Relaxed);
+            job.activity.touch();
+        };
+        let outcome = loop {
+            if job.cancelled.load(Ordering::SeqCst) {
+                break None;
+            }
+            if at_eof {
+                break Some(finish_stdin(&job));
+            }
+            match uplink.step(&job.sock, &job.cancelled, &mut moved) {
+                Ok(Step::Moved) => {}
+                Ok(Step::Eof) => at_eof = true,
+                Ok(Step::Held) => break None, // keep the chunk for the next session
+                Err(UpError::Stdin(e)) => {
+                    break Some(Up::Failed(anyhow!("reading stdin: {}", error::plain(&e))));
+                }
+                Err(UpError::Send {
+                    err,
+                    lost,
+                    from_file,
+                }) => break Some(Up::Failed(undelivered(&err, lost, from_file))),
+            }
+        };
+        if let Some(up) = outcome {
+            job.events.send(up).ok();
+            (&job.wake).write_all(b"!").ok();
+        }
+    }
+}
+
+/// stdin is done: half-close so the peer reads EOF, unless told to keep the side open.
+fn finish_stdin(job: &Job) -> Up {
+    if !job.no_shutdown
+        && let Err(e) = socket::shutdown(&job.sock, Shutdown::Write)
+    {
+        if e.kind() == io::ErrorKind::NotConnected {
+            return Up::Reset;
+        }
+        return Up::Failed(anyhow!("shutdown(SHUT_WR): {}", error::plain(&e)));
+    }
+    Up::Eof
+}
+
+/// The error for bytes that did not reach the peer: read from stdin and not sent, or (a file
+/// sent by sendfile) still in the file.
+fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
+    let what = if from_file {
+        "left in the stdin file"
+    } else {
+        "read from stdin"
+    };
+    match e.raw_os_error() {
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) => {
+            anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
+        }
+        _ => anyhow!(
+            "sending to the peer: {} ({lost} bytes {what} were not delivered)",
+            error::plain(e)
+        ),
+    }
+}
+
+/// The session's own thread: socket -> stdout, and the decision when it ends.
+struct Downlink<'a> {
+    sock: &'a Socket,
+    opts: &'a Ending,
+    stdin_is_tty: bool,
+    uplink: bool,
+    events: Receiver<Up>,
+    wake: UnixStream,
+    activity: &'a Activity,
+    sent: &'a AtomicU64,
+    wire: &'a Wire,
+    received: u64,
+    /// When the stdin thread reported EOF (and the half-close).
+    stdin_eof_at: Option<Instant>,
+    /// Bytes sent when the peer's EOF arrived: what it sends back after, it may not read.
+    peer_eof: Option<u64>,
+}
+
+impl Downlink<'_> {
+    /// True once the stdin thread is finished with this session's socket.
+    fn uplink_done(&self) -> bool {
+        !self.uplink || self.stdin_eof_at.is_some()
+    }
+
+    fn run(&mut self) -> Result<End> {
+        let stages = self.wire.inbound(Framing::Stream);
+        let mut sink = zerocopy::Sink::for_stdout(self.opts.send_only, stages);
+        loop {
+            while let Ok(up) = self.events.try_recv() {
+                match up {
+                    Up::Eof => self.stdin_eof_at = Some(Instant::now()),
+                    Up::Reset => return Err(self.reset_error()),
+                    Up::Failed(e) => return Err(e),
+                }
+            }
+            if self.peer_eof.is_some() && (self.uplink_done() || self.stdin_is_tty) {
+                return Ok(End::Closed);
+            }
+            let now = Instant::now();
+            // checked_add: a deadline too far to represent is no deadline.
+            let quit_at = self
+                .stdin_eof_at
+                .zip(self.opts.quit_after)
+                .and_then(|(t, q)| t.checked_add(q));
+            if quit_at.is_some_and(|q| now >= q) {
+                narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
+                return Ok(End::QuitAfter);
+            }
+            let idle_at = self
+                .opts
+                .idle_timeout
+                .and_then(|t| self.activity.last().checked_add(t));
+            if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
+                && now >= at
+            {
+                return Err(anyhow!(
+                    "idle timeout: no data moved either way for {}",
+                    humantime::format_duration(t)
+                ));
+            }
+            let deadline = [quit_at, idle_at].into_iter().flatten().min();
+            let timeout = deadline.map(|d| d.saturating_duration_since(now));
+            // After the peer's EOF there is nothing to read. A reset the peer answers our later
+            // bytes with reaches the stdin thread, whose next write or shutdown reports it with
+            // the exact count (Up::Failed / Up::Reset): one reporter, no race between two.
+            let watch = self.peer_eof.is_none().then(|| self.sock.as_raw_fd());
+            let ready = socket::poll_readable(&[watch, Some(self.wake.as_raw_fd())], timeout)?;
+            if ready[1] {
+                let mut drain = [0u8; 64];
+                let _drained = (&self.wake).read(&mut drain);
+            }
+            if !ready[0] {
+                continue;
+            }
+            let n = match sink.step(self.sock) {
+                Ok(Got::Data(n)) => n,
+                Ok(Got::Nothing) => continue,
+                Ok(Got::Eof) => {
+                    narrate::info(format_args!(
+                        "the peer closed its sending side (EOF after {} bytes)",
+                        self.received
+                    ));
+                    self.peer_eof = Some(self.sent.load(Ordering::SeqCst));
+                    continue;
+                }
+                Err(DownError::Recv(e)) => {
+                    return Err(anyhow!(
+                        "receiving from the peer: {} (after {} bytes)",
+                        error::plain(&e),
+                        self.received
+                    ));
+                }
+                Err(DownError::Stdout { err, received }) => {
+                    self.received += received as u64;
+                    if error::is_broken_pipe(&err) {
+                        return Ok(End::StdoutClosed);
+                    }
+                    return Err(anyhow!("writing to stdout: {}", error::plain(&err)));
+                }
+            };
+            self.received += n as u64;
+            self.activity.touch();
+        }
+    }
+
+    /// The peer reset the connection: what we sent after its close was thrown away.
+    fn reset_error(&self) -> anyhow::Error {
+        let sent = self.sent.load(Ordering::SeqCst);
+        match self.peer_eof {
+            Some(at_eof) if sent > at_eof => anyhow!(
+                "the peer closed the connection: {} bytes sent after its close were not delivered (it answered them with a reset)",
+                sent - at_eof
+            ),
+            Some(_) => anyhow!(
+                "the peer closed the connection and reset it: bytes sent as it closed may not have been delivered"
+            ),
+            None => anyhow!(
+                "the peer reset the connection: some of the {sent} bytes sent may not have been delivered"
+            ),
+        }
+    }
+}
+
+/// `512 B`, or `64.00 MiB (67108864 B)` where the unit rounds.
+fn exact(n: u64) -> String {
+    if n < 1024 {
+        narrate::bytes(n)
+    } else {
+        format!("{} ({n} B)", narrate::bytes(n))
+    }
+}
+
+/// The `-v` end-of-session lines: bytes each way, duration, rate, and TCP_INFO on Linux.
+pub(crate) fn report(sock: &Socket, t: &Totals) {
+    if !narrate::verbose() {
+        return;
+    }
+    narrate::info(format_args!(
+        "closed: sent {}, received {} in {} ({} up, {} down)",
+        exact(t.sent),
+        exact(t.received),
+        narrate::short(t.elapsed),
+        narrate::rate(t.sent, t.elapsed),
+        narrate::rate(t.received, t.elapsed),
+    ));
+    if let Some(info) = socket::tcp_info_summary(sock) {
+        narrate::info(format_args!("{info}"));
+    }
+}
