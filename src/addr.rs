@@ -195,8 +195,8 @@ impl Cidr {
     /// socket matches IPv4 networks, as the user meant.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
         };
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {

@@ -116,7 +116,7 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         let options = command
             .find_subcommand(name)
             .into_iter()
-            .flat_map(|c| c.get_arguments());
+            .flat_map(clap::Command::get_arguments);
         for arg in options {
             let id = arg.get_id().as_str();
             if sub.value_source(id) == Some(ValueSource::CommandLine) {

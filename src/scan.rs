@@ -226,7 +226,7 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
             }
             let fds: Vec<Option<i32>> = waiting
                 .iter()
-                .map(|&i| probes[i].1.as_ref().map(|s| s.as_raw_fd()))
+                .map(|&i| probes[i].1.as_ref().map(std::os::fd::AsRawFd::as_raw_fd))
                 .collect();
             let ready = socket::poll_readable(&fds, Some(left))
                 .map_err(|e| anyhow!("poll(): {}", error::plain(&e)))?;

@@ -57,7 +57,7 @@ pub fn getsockopt<T: Pod>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> i
     let mut len = socklen_of::<T>();
     // SAFETY: `value` is writable for `len` bytes, the size of T, and the kernel writes at
     // most `len`; T is Pod, so the zeroed bytes it leaves are a valid T too.
-    cvt(unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) })?;
+    cvt(unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &raw mut len) })?;
     // SAFETY: zeroed then (partly) overwritten by the kernel: every byte is initialised.
     Ok(unsafe { value.assume_init() })
 }
@@ -159,7 +159,7 @@ pub fn nofile_limit() -> io::Result<(u64, u64)> {
         rlim_max: 0,
     };
     // SAFETY: getrlimit only writes the struct passed.
-    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) })?;
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
@@ -170,10 +170,11 @@ pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
         rlim_max: hard,
     };
     // SAFETY: setrlimit only reads the struct passed.
-    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }).map(drop)
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) }).map(drop)
 }
 
 /// raise(3): sends `sig` to this process (tests of the signal paths).
+#[cfg(test)]
 pub fn raise(sig: libc::c_int) -> io::Result<()> {
     // SAFETY: raise only delivers a signal to the calling thread.
     cvt(unsafe { libc::raise(sig) }).map(drop)

@@ -22,7 +22,7 @@ pub const MAX_OWED: usize = 256 * 1024;
 pub fn run(args: &ListenArgs) -> Result<()> {
     let dump = options::dump(&args.wire.dump)?;
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
-    let place = Place::new(args.addr.as_deref(), args.port, &args.net, &args.local);
+    let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let limits = Limits {
         max_conns: args.broker.max_conns.max(1),

@@ -28,7 +28,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let dump = options::dump(&args.dump)?;
     let place = Place {
         default_port: Some(DEFAULT_PORT),
-        ..Place::new(args.addr.as_deref(), args.port, &args.net, &args.local)
+        ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
     };
     let transport = Transport::of(args.local.unix.is_some(), false);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;

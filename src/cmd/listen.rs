@@ -19,10 +19,10 @@ pub fn run(args: ListenArgs) -> Result<()> {
     // The relay ends with the process on Ctrl-C: the socket file must not outlive it.
     let place = Place {
         unlink_on_signal: true,
-        ..Place::new(args.addr.as_deref(), args.port, &args.net, &args.local)
+        ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
     };
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
-    let channel = options::channel(&args.dgram, Peers::AnswerLast, args.verbosity);
+    let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
     if transport.is_stream() {
         one_client_at_a_time(bound, relay, &args)
     } else {

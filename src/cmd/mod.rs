@@ -6,12 +6,12 @@
 
 pub mod applies;
 mod broker;
-pub mod connect;
-pub mod echo;
-pub mod knock;
-pub mod listen;
-pub mod options;
-pub mod setup;
+mod connect;
+mod echo;
+mod knock;
+mod listen;
+mod options;
+mod setup;
 
 use anyhow::Result;
 

@@ -36,7 +36,7 @@ pub fn wire(args: &WireArgs) -> Result<Wire> {
 
 /// What a relay session carries: bytes, or datagrams (`-u`) to one connected peer or, on a
 /// server, to the peer heard from last.
-pub fn channel(dgram: &DgramArgs, peers: Peers, verbosity: Verbosity) -> Channel {
+pub fn channel(dgram: DgramArgs, peers: Peers, verbosity: Verbosity) -> Channel {
     if dgram.udp {
         Channel::Datagrams {
             lines: dgram.lines,

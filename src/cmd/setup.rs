@@ -38,7 +38,7 @@ impl<'a> Place<'a> {
     pub fn new(
         addr: Option<&'a str>,
         port: Option<PortArg>,
-        net: &NetArgs,
+        net: NetArgs,
         local: &'a LocalArgs,
     ) -> Self {
         Place {
@@ -93,40 +93,37 @@ pub fn bind(
     verbosity: Verbosity,
 ) -> Result<Bound> {
     let plan = server_plan(sockopts, place.unix.is_some());
-    let bound = match place.unix {
-        Some(path) => {
-            let ty = if transport.is_stream() {
-                Type::STREAM
-            } else {
-                Type::DGRAM
-            };
-            let l: UnixListener = unix::bind(path, ty, &plan, place.unlink)?;
-            Bound {
-                socket: l.socket,
-                transport,
-                plan: l.plan,
-                local: Local::Unix(l.addr),
-                guard: l.guard,
-            }
+    let bound = if let Some(path) = place.unix {
+        let ty = if transport.is_stream() {
+            Type::STREAM
+        } else {
+            Type::DGRAM
+        };
+        let l: UnixListener = unix::bind(path, ty, &plan, place.unlink)?;
+        Bound {
+            socket: l.socket,
+            transport,
+            plan: l.plan,
+            local: Local::Unix(l.addr),
+            guard: l.guard,
         }
-        None => {
-            let (host, port) = addr::server_endpoint(place.addr, place.port, place.default_port)?;
-            let bind = addr::bind_target(host.as_deref(), port, place.family)?;
-            let l = if transport.is_stream() {
-                socket::listen(bind, &plan)?
-            } else {
-                socket::bind_udp(bind, &plan)?
-            };
-            Bound {
-                socket: l.socket,
-                transport,
-                plan: l.plan,
-                local: Local::Ip {
-                    addr: l.local,
-                    scope: l.scope,
-                },
-                guard: None,
-            }
+    } else {
+        let (host, port) = addr::server_endpoint(place.addr, place.port, place.default_port)?;
+        let bind = addr::bind_target(host.as_deref(), port, place.family)?;
+        let l = if transport.is_stream() {
+            socket::listen(bind, &plan)?
+        } else {
+            socket::bind_udp(bind, &plan)?
+        };
+        Bound {
+            socket: l.socket,
+            transport,
+            plan: l.plan,
+            local: Local::Ip {
+                addr: l.local,
+                scope: l.scope,
+            },
+            guard: None,
         }
     };
     if let Some(g) = &bound.guard

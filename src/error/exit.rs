@@ -32,7 +32,10 @@ impl std::error::Error for UsageError {}
 
 /// The exit status for an error that ended the command.
 pub fn exit_status(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.is::<UsageError>()) {
+    if err
+        .chain()
+        .any(<dyn std::error::Error + 'static>::is::<UsageError>)
+    {
         EXIT_USAGE
     } else {
         EXIT_FAILURE

@@ -117,18 +117,17 @@ fn too_big(len: usize, at_least: bool, to: &SockAddr, sock: &Socket, lines: bool
     } else {
         "send less per write, or use --lines to send one datagram per line"
     };
-    match limit_for(to) {
-        Some((_, why)) => anyhow!("datagram of {len} bytes is too big: {why}; {how}"),
-        None => {
-            let sndbuf = sock
-                .send_buffer_size()
-                .map(|n| format!(" ({n} bytes now)"))
-                .unwrap_or_default();
-            anyhow!(
-                "datagram of {len} bytes is too big: a Unix datagram must fit the socket's send \
-                 buffer, SO_SNDBUF{sndbuf}; raise it with -o sndbuf=SIZE or {how}"
-            )
-        }
+    if let Some((_, why)) = limit_for(to) {
+        anyhow!("datagram of {len} bytes is too big: {why}; {how}")
+    } else {
+        let sndbuf = sock
+            .send_buffer_size()
+            .map(|n| format!(" ({n} bytes now)"))
+            .unwrap_or_default();
+        anyhow!(
+            "datagram of {len} bytes is too big: a Unix datagram must fit the socket's send \
+             buffer, SO_SNDBUF{sndbuf}; raise it with -o sndbuf=SIZE or {how}"
+        )
     }
 }
 
@@ -165,7 +164,7 @@ impl DgramRelay<'_> {
         // Where stdin goes: the connected peer, or the last one heard from.
         let mut target: Option<SockAddr> = connected_to.clone();
         let mut known: HashSet<Vec<u8>> = HashSet::new();
-        let mut known_order: std::collections::VecDeque<Vec<u8>> = Default::default();
+        let mut known_order = std::collections::VecDeque::<Vec<u8>>::new();
         let read_max = match connected_to.as_ref().and_then(limit_for) {
             // One more than the limit, so an oversized read is seen as such.
             Some((max, _)) => max + 1,
@@ -214,16 +213,16 @@ impl DgramRelay<'_> {
                 let (n, from) = match got {
                     Ok(r) => r,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => match &connected_to {
-                        Some(p) => return Err(refused(p)),
-                        None => {
-                            narrate::emit(format_args!(
-                                "an earlier datagram bounced: the peer's port is closed \
-                                     (ICMP port unreachable)"
-                            ));
-                            continue;
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                        if let Some(p) = &connected_to {
+                            return Err(refused(p));
                         }
-                    },
+                        narrate::emit(format_args!(
+                            "an earlier datagram bounced: the peer's port is closed \
+                             (ICMP port unreachable)"
+                        ));
+                        continue;
+                    }
                     Err(e) => {
                         return Err(anyhow!(
                             "recvfrom(fd {sfd}): {} (after {} datagrams)",
@@ -345,7 +344,7 @@ impl DgramRelay<'_> {
                 narrate::emit(format_args!(
                     "a datagram came from an unbound Unix socket: it has no address, so it \
                      cannot be answered (stdin still goes to {})",
-                    target.as_ref().map(show).unwrap_or_else(|| "nobody".into())
+                    target.as_ref().map_or_else(|| "nobody".into(), show)
                 ));
             }
             return;
@@ -419,7 +418,7 @@ impl DgramRelay<'_> {
                 },
             );
             match r {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => break other,
             }
         };

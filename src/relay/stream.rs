@@ -243,7 +243,7 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
         "read from stdin"
     };
     match e.raw_os_error() {
-        Some(libc::EPIPE) | Some(libc::ECONNRESET) => {
+        Some(libc::EPIPE | libc::ECONNRESET) => {
             anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
         }
         _ => anyhow!(

@@ -130,7 +130,10 @@ impl Dump {
             let _ = writeln!(text, "{} {l}: {} bytes", dir.mark(), data.len());
         }
         text.push_str(&hexdump(dir, offset, data));
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A dump that cannot be written (disk full) must not end the session it watches.
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     }

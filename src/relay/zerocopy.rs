@@ -209,7 +209,7 @@ fn narrate_fallback(call: &str, e: &io::Error, since: Instant, direction: &str) 
 fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EXDEV)
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EXDEV)
     )
 }
 

@@ -71,7 +71,7 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
             }
             return Err(e).context("waiting for events (epoll_wait)");
         }
-        for ev in events.iter() {
+        for ev in &events {
             if ev.token() == SIGNAL {
                 if let Some(sig) = stop.take() {
                     break 'serve sig;

@@ -87,7 +87,7 @@ impl Lanes {
         let l = &self.lanes[lane];
         l.inbox
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((stream, peer));
         if let Err(e) = l.waker.wake() {
             crate::narrate::emit(format_args!("waking event loop {lane}: {e}"));
@@ -100,7 +100,7 @@ impl Lanes {
             &mut *self.lanes[me]
                 .inbox
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()),
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
     }
 

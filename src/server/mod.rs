@@ -28,5 +28,4 @@ mod worker;
 pub use dgram::serve_datagrams;
 pub use engine::{serve, serve_unix};
 pub use limits::{DEFAULT_MAX_OWED, Limits};
-pub use peer::plain_addr;
 pub use service::{Event, Next, Service};

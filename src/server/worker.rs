@@ -130,7 +130,7 @@ impl<'a, S: Service> Worker<'a, S> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.timeout(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -138,7 +138,7 @@ impl<'a, S: Service> Worker<'a, S> {
             }
             let now = Instant::now();
             let mut stop = false;
-            for ev in events.iter() {
+            for ev in &events {
                 match ev.token() {
                     LISTENER => self.accept_all(now),
                     SIGNAL => stop |= self.signalled(),
@@ -177,15 +177,15 @@ impl<'a, S: Service> Worker<'a, S> {
 
     /// How long epoll_wait may sleep: not past the next idle sweep or the end of an accept
     /// pause, and not at all while some client still has input waiting.
-    fn timeout(&self, now: Instant) -> Option<Duration> {
+    fn timeout(&self, now: Instant) -> Duration {
         if !self.again.is_empty() || self.accept.as_ref().is_some_and(Acceptor::behind) {
-            return Some(Duration::ZERO);
+            return Duration::ZERO;
         }
         let mut until = self.next_sweep;
         if let Some(t) = self.accept.as_ref().and_then(Acceptor::paused_until) {
             until = until.min(t);
         }
-        Some(until.saturating_duration_since(now))
+        until.saturating_duration_since(now)
     }
 
     /// A wake-up on the signal pipe: true when it was SIGINT or SIGTERM.

@@ -168,8 +168,7 @@ pub fn accept(
 /// An IP address as narration shows it; `(not IP)` for anything else.
 pub fn show_ip(a: &SockAddr) -> String {
     a.as_socket()
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "(not IP)".to_string())
+        .map_or_else(|| "(not IP)".to_string(), |s| s.to_string())
 }
 
 /// `getsockname()`: where the socket is bound (the real port after binding port 0).

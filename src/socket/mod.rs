@@ -23,9 +23,7 @@ mod tcp;
 pub mod udp;
 pub mod unix;
 
-pub use call::{
-    DEFAULT_BACKLOG, close, fd, local_addr, peer_addr, poll_readable, shutdown, target,
-};
+pub use call::{close, fd, local_addr, peer_addr, poll_readable, shutdown, target};
 pub use listener::{Listener, bind_udp, listen};
 pub use state::{state_suffix, tcp_info_summary, tcp_state};
-pub use tcp::{accept, connect, connect_from, tcp_socket};
+pub use tcp::{accept, connect_from, tcp_socket};

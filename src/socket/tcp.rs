@@ -23,13 +23,9 @@ pub fn tcp_socket(domain: Domain) -> io::Result<Socket> {
     call::open(domain, Type::STREAM, Some(Protocol::TCP))
 }
 
-/// Connects to the first of `addrs` that accepts, each attempt bounded by `timeout`. When all
-/// fail, the error lists every address and why.
-pub fn connect(addrs: &[SocketAddr], timeout: Option<Duration>, plan: &Plan) -> Result<Socket> {
-    connect_from(addrs, timeout, plan, &Source::default())
-}
-
-/// `connect`, from a chosen local address and/or port (`-s`, `-p`): bound before each attempt.
+/// Connects to the first of `addrs` that accepts, each attempt bounded by `timeout`, from a
+/// chosen local address and/or port (`-s`, `-p`) bound before each attempt. When all fail, the
+/// error lists every address and why.
 /// A bind failure is local (not this host's address, port taken) and ends the attempts at once.
 pub fn connect_from(
     addrs: &[SocketAddr],

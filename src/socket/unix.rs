@@ -289,8 +289,3 @@ pub fn describe_peer(fd: RawFd) -> String {
     let _ = fd;
     "a local peer".to_string()
 }
-
-/// True when `path` names a socket file (for tests and the stale-file rules).
-pub fn is_socket_file(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
-}

@@ -19,12 +19,14 @@ mod plan;
 mod table;
 mod types;
 
-pub use doc::{help_in_args, help_text, man_roff, print_help};
-pub use kernel::{read_sysctl, refusal};
-pub use parse::{parse_bytes, parse_value};
-pub use plan::{Origin, Plan};
-pub use table::{NOT_OFFERED, TABLE, find, names_of};
-pub use types::{
-    Adjust, Applies, Fam, GetFn, Kind, Level, Probe, Row, SetFn, SockKind, SockOptRequest, Stage,
-    Target, Value,
-};
+// What tests/sockopt.rs and tests/man.rs read: the rows, their probe values and the man page
+// section. The rest is the crate's own.
+pub use doc::man_roff;
+pub use kernel::read_sysctl;
+pub use parse::parse_value;
+pub use table::{TABLE, find};
+pub use types::{Fam, Probe, Row, SockKind, Stage, Target, Value};
+
+pub(crate) use doc::{help_in_args, print_help};
+pub(crate) use plan::Plan;
+pub(crate) use types::SockOptRequest;

@@ -171,7 +171,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         _ => return Err(format!("'{text}': unknown size unit (use K, M or G)")),
     };
     n.checked_mul(mult)
-        .filter(|v| *v <= i32::MAX as u64)
+        .filter(|v| i32::try_from(*v).is_ok())
         .ok_or_else(|| format!("'{text}' is too large (at most 2GiB)"))
 }
 
@@ -189,7 +189,7 @@ fn suggest(name: &str) -> Vec<&'static str> {
         })
         .filter(|(d, _)| *d <= 3.max(want.len() / 3))
         .collect();
-    scored.sort();
+    scored.sort_unstable();
     scored.into_iter().take(3).map(|(_, n)| n).collect()
 }
 
@@ -233,7 +233,7 @@ mod tests {
         assert!(parse_value(Kind::Int, Some("3000000000")).is_err());
         assert_eq!(
             parse_value(Kind::Seconds, Some("2m")),
-            Ok(Value::Duration(Duration::from_secs(120)))
+            Ok(Value::Duration(Duration::from_mins(2)))
         );
         assert!(parse_value(Kind::Seconds, Some("1.5s")).is_err());
     }
