@@ -1,10 +1,18 @@
-//! Turning what the user typed into socket addresses: ports, hosts (names, IPv4 and IPv6
-//! literals with or without brackets), the server's `[ADDR] PORT` pair, the address-family
-//! policy, and CIDR networks for `--allow`/`--deny`. No sockets are made here.
+//! Every address a user types, as a value: ports and port lists (`80`, `8000-8100`), hosts
+//! (names, IPv4 and IPv6 literals with or without brackets), the server's `[ADDR] PORT` pair,
+//! the address-family policy, CIDR networks for `--allow`/`--deny`, Unix socket addresses
+//! (`-U PATH`, `@name`) and a client's source (`-s`, `-p`); and resolution. No sockets are
+//! made here, and the words for a name that does not resolve come from `error`.
 
+use std::ffi::OsStr;
 use std::fmt;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::str::FromStr;
+
+use socket2::SockAddr;
 
 use anyhow::{Result, anyhow};
 
@@ -120,12 +128,7 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>>
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => (bare, port)
             .to_socket_addrs()
-            .map_err(|e| {
-                anyhow!(
-                    "cannot resolve host '{host}': {} (check the name, or give an IP address)",
-                    resolver_text(&e)
-                )
-            })?
+            .map_err(|e| anyhow!("{}", crate::error::resolve_failure(host, &e)))?
             .collect(),
     };
     let mut wanted: Vec<SocketAddr> = Vec::new();
@@ -148,15 +151,6 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>>
         ));
     }
     Ok(wanted)
-}
-
-/// getaddrinfo's message without std's "failed to lookup address information:" prefix.
-fn resolver_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = text
-        .strip_prefix("failed to lookup address information: ")
-        .unwrap_or(&text);
-    text.to_lowercase()
 }
 
 /// Where a server binds. `DualStack` is `[::]` with IPV6_V6ONLY off, one socket for both
@@ -201,8 +195,8 @@ impl Cidr {
     /// socket matches IPv4 networks, as the user meant.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
         };
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
@@ -226,10 +220,7 @@ impl FromStr for Cidr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ip, prefix) = match s.split_once('/') {
-            Some((ip, p)) => (ip, Some(p)),
-            None => (s, None),
-        };
+        let (ip, prefix) = s.split_once('/').map_or((s, None), |(ip, p)| (ip, Some(p)));
         let net: IpAddr = unbracket(ip)
             .parse()
             .map_err(|_| format!("'{s}' is not a network: write it as 10.0.0.0/8 or fd00::/8"))?;
@@ -251,37 +242,265 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// Room in `sockaddr_un.sun_path` (108 bytes on Linux), less the terminating NUL of a path.
+const SUN_PATH_MAX: usize = 107;
+
+/// Where a Unix-domain socket lives: a file in the file system, or (Linux) a name in the
+/// abstract namespace, which has no file and vanishes with the last socket using it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnixAddr {
+    Path(PathBuf),
+    Abstract(Vec<u8>),
+}
+
+impl FromStr for UnixAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("a Unix socket needs a path (or @name for the abstract namespace)".into());
+        }
+        if let Some(name) = s.strip_prefix('@') {
+            if !cfg!(target_os = "linux") {
+                return Err(format!(
+                    "'{s}': the abstract namespace (@name) exists only on Linux; give a path"
+                ));
+            }
+            if name.is_empty() || name.len() > SUN_PATH_MAX {
+                return Err(format!(
+                    "'{s}': an abstract name takes 1 to {SUN_PATH_MAX} bytes after the @"
+                ));
+            }
+            return Ok(UnixAddr::Abstract(name.as_bytes().to_vec()));
+        }
+        if s.len() > SUN_PATH_MAX {
+            return Err(format!(
+                "'{s}' is {} bytes long: a Unix socket path holds at most {SUN_PATH_MAX} \
+                 (sockaddr_un.sun_path); use a shorter path or a relative one",
+                s.len()
+            ));
+        }
+        Ok(UnixAddr::Path(PathBuf::from(s)))
+    }
+}
+
+impl fmt::Display for UnixAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnixAddr::Path(p) => write!(f, "{}", p.display()),
+            UnixAddr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
+impl UnixAddr {
+    /// The `sockaddr_un` for bind/connect: the path, or a NUL then the name (abstract).
+    pub fn sockaddr(&self) -> io::Result<SockAddr> {
+        match self {
+            UnixAddr::Path(p) => SockAddr::unix(p),
+            UnixAddr::Abstract(name) => {
+                let mut bytes = vec![0u8];
+                bytes.extend_from_slice(name);
+                SockAddr::unix(OsStr::from_bytes(&bytes))
+            }
+        }
+    }
+
+    /// What `listening on` prints: the path, or `@name (abstract namespace)`.
+    pub fn announce(&self) -> String {
+        match self {
+            UnixAddr::Path(_) => format!("{self} (Unix)"),
+            UnixAddr::Abstract(_) => format!("{self} (Unix, abstract namespace)"),
+        }
+    }
+}
+
+/// The local end a client asked for; either part may be left to the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Source {
+    pub ip: Option<IpAddr>,
+    pub port: Option<u16>,
+}
+
+impl Source {
+    /// True when nothing was asked: the kernel picks address and port at connect.
+    pub fn is_any(&self) -> bool {
+        self.ip.is_none() && self.port.is_none()
+    }
+
+    /// Whether a connection to `target` can come from this source (same address family).
+    pub fn fits(&self, target: &SocketAddr) -> bool {
+        self.ip.is_none_or(|ip| ip.is_ipv4() == target.is_ipv4())
+    }
+
+    /// The address to bind before connecting to `target`, or `None` to leave it to connect.
+    pub fn bind_addr(&self, target: &SocketAddr) -> Option<SocketAddr> {
+        if self.is_any() {
+            return None;
+        }
+        let ip = self.ip.unwrap_or(if target.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        });
+        Some(SocketAddr::new(ip, self.port.unwrap_or(0)))
+    }
+
+    /// The addresses of `host` a connection from here can reach (same family as `-s`).
+    pub fn fitting(&self, host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>> {
+        if addrs.iter().any(|a| self.fits(a)) {
+            Ok(addrs.into_iter().filter(|a| self.fits(a)).collect())
+        } else {
+            Err(self.mismatch(host, &addrs))
+        }
+    }
+
+    /// The error when no address of the host fits the source's family.
+    fn mismatch(&self, host: &str, addrs: &[SocketAddr]) -> anyhow::Error {
+        let ip = self.ip.map(|i| i.to_string()).unwrap_or_default();
+        let got: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        anyhow!(
+            "source address {ip} is {} but '{host}' resolves only to {} ({}): give a source of \
+             the same family",
+            if self.ip.is_some_and(|i| i.is_ipv4()) {
+                "IPv4"
+            } else {
+                "IPv6"
+            },
+            if self.ip.is_some_and(|i| i.is_ipv4()) {
+                "IPv6"
+            } else {
+                "IPv4"
+            },
+            got.join(", ")
+        )
+    }
+}
+
+/// PORT or PORTS as typed after HOST: one port, a range `FIRST-LAST`, or a comma-separated
+/// list of both. Ports keep the order given; a port listed twice is checked once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortList {
+    ports: Vec<u16>,
+    /// True when the text was exactly one port (no comma, no range): a relay target.
+    single: bool,
+}
+
+impl PortList {
+    /// The one port of a plain `PORT` (for the relay), or a usage error naming `-z`.
+    pub fn single(&self) -> Result<PortArg> {
+        if self.single {
+            return Ok(PortArg(self.ports[0]));
+        }
+        Err(UsageError::new(format!(
+            "a port list ({} ports) needs -z: connect relays with one port; -z checks many",
+            self.ports.len()
+        ))
+        .into())
+    }
+
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+}
+
+impl FromStr for PortList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        // One bare port keeps PortArg's wording (and its port 0 rule, checked by the caller).
+        if !t.contains([',', '-']) || t.parse::<i64>().is_ok() {
+            let p: PortArg = t.parse()?;
+            return Ok(PortList {
+                ports: vec![p.0],
+                single: true,
+            });
+        }
+        let mut ports = Vec::new();
+        let mut seen = vec![false; 65536];
+        for item in t.split(',') {
+            let item = item.trim();
+            let (first, last) = match item.split_once('-') {
+                _ if item.is_empty() => {
+                    return Err(format!(
+                        "'{t}' has an empty item: list ports as 22,80,8000-8010"
+                    ));
+                }
+                None => {
+                    let p = list_port(item, t)?;
+                    (p, p)
+                }
+                Some((a, b)) => {
+                    if a.trim().is_empty() || b.trim().is_empty() {
+                        return Err(format!(
+                            "'{item}' is not a port range: give both ends, FIRST-LAST (e.g. 8000-8100)"
+                        ));
+                    }
+                    let (a, b) = (list_port(a, t)?, list_port(b, t)?);
+                    if a > b {
+                        return Err(format!(
+                            "port range {a}-{b} runs backwards: write the lower port first ({b}-{a})"
+                        ));
+                    }
+                    (a, b)
+                }
+            };
+            for p in first..=last {
+                if !seen[usize::from(p)] {
+                    seen[usize::from(p)] = true;
+                    ports.push(p);
+                }
+            }
+        }
+        Ok(PortList {
+            ports,
+            single: false,
+        })
+    }
+}
+
+/// A port inside a list or range: 1-65535 (0 cannot be connected to).
+fn list_port(s: &str, whole: &str) -> Result<u16, String> {
+    let p: PortArg = s.trim().parse()?;
+    if p.0 == 0 {
+        return Err(format!(
+            "port 0 in '{whole}' cannot be checked: it only means 'any free port' when listening"
+        ));
+    }
+    Ok(p.0)
+}
+
+/// An IP address for `-s`, with or without the brackets of `[::1]`.
+pub fn parse_ip(s: &str) -> Result<std::net::IpAddr, String> {
+    let t = s.trim();
+    let bare = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
+    bare.parse().map_err(|_| {
+        format!("'{s}' is not an IP address: give one of this machine's, e.g. 127.0.0.1 or ::1")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error;
 
     #[test]
     fn ports_parse_with_reasons() {
         assert_eq!("4444".parse::<PortArg>(), Ok(PortArg(4444)));
         assert_eq!("0".parse::<PortArg>(), Ok(PortArg(0)));
-        assert!(
-            "65536"
-                .parse::<PortArg>()
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(
-            "99999999999999999999"
-                .parse::<PortArg>()
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(
-            "-1".parse::<PortArg>()
-                .unwrap_err()
-                .contains("out of range")
-        );
-        assert!(
-            "abc"
-                .parse::<PortArg>()
-                .unwrap_err()
-                .contains("not a port number")
-        );
+        for (bad, why) in [
+            ("65536", "out of range"),
+            ("99999999999999999999", "out of range"),
+            ("-1", "out of range"),
+            ("abc", "not a port number"),
+        ] {
+            let e = bad.parse::<PortArg>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -333,5 +552,89 @@ mod tests {
         assert!(all.contains("192.0.2.1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    fn list(s: &str) -> Result<Vec<u16>, String> {
+        s.parse::<PortList>().map(|l| l.ports)
+    }
+
+    #[test]
+    fn lists_take_ports_ranges_and_both() {
+        assert_eq!(list("80"), Ok(vec![80]));
+        assert_eq!(list("8000-8003"), Ok(vec![8000, 8001, 8002, 8003]));
+        assert_eq!(list("22,80,8000-8002"), Ok(vec![22, 80, 8000, 8001, 8002]));
+        assert_eq!(
+            list(" 7 , 7-8 "),
+            Ok(vec![7, 8]),
+            "repeats are checked once"
+        );
+        assert_eq!(list("1-65535").unwrap().len(), 65535);
+        assert!("80".parse::<PortList>().unwrap().single);
+        assert!(!"80,81".parse::<PortList>().unwrap().single);
+    }
+
+    #[test]
+    fn bad_lists_say_what_is_wrong() {
+        assert!(list("100-80").unwrap_err().contains("runs backwards"));
+        assert!(list("80-").unwrap_err().contains("FIRST-LAST"));
+        assert!(list("22,,80").unwrap_err().contains("empty item"));
+        assert!(list("1-70000").unwrap_err().contains("out of range"));
+        assert!(list("0-10").unwrap_err().contains("port 0"));
+        assert!(list("http").unwrap_err().contains("not a port number"));
+        assert!(list("-1").unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn a_list_is_not_a_relay_target() {
+        let l: PortList = "22,80".parse().unwrap();
+        let e = l.single().unwrap_err();
+        assert_eq!(error::exit_status(&e), error::EXIT_USAGE);
+        assert!(e.to_string().contains("-z"));
+        assert_eq!(
+            "80".parse::<PortList>().unwrap().single().unwrap(),
+            PortArg(80)
+        );
+    }
+
+    #[test]
+    fn the_bind_address_fills_in_what_was_not_asked() {
+        let v4: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(Source::default().bind_addr(&v4), None);
+        let port_only = Source {
+            ip: None,
+            port: Some(4000),
+        };
+        assert_eq!(
+            port_only.bind_addr(&v4),
+            Some("0.0.0.0:4000".parse().unwrap())
+        );
+        assert_eq!(port_only.bind_addr(&v6), Some("[::]:4000".parse().unwrap()));
+        let ip_only = Source {
+            ip: Some("127.0.0.2".parse().unwrap()),
+            port: None,
+        };
+        assert_eq!(ip_only.bind_addr(&v4), Some("127.0.0.2:0".parse().unwrap()));
+        assert!(ip_only.fits(&v4) && !ip_only.fits(&v6));
+        assert!(ip_only.mismatch("h", &[v6]).to_string().contains("IPv4"));
+    }
+
+    #[test]
+    fn paths_and_abstract_names_parse() {
+        assert_eq!(
+            "/tmp/s".parse::<UnixAddr>().unwrap(),
+            UnixAddr::Path("/tmp/s".into())
+        );
+        if cfg!(target_os = "linux") {
+            let a = "@sockkit".parse::<UnixAddr>().unwrap();
+            assert_eq!(a, UnixAddr::Abstract(b"sockkit".to_vec()));
+            assert_eq!(a.to_string(), "@sockkit");
+            let sa = a.sockaddr().unwrap();
+            assert_eq!(sa.as_abstract_namespace(), Some(&b"sockkit"[..]));
+        }
+        assert!("".parse::<UnixAddr>().is_err());
+        assert!("@".parse::<UnixAddr>().is_err());
+        let long = "x".repeat(200);
+        assert!(long.parse::<UnixAddr>().unwrap_err().contains("sun_path"));
     }
 }

@@ -1,19 +1,149 @@
 //! Every command-line type sockkit has, as clap derive structs: the subcommands and the option
 //! groups they share (flattened, so `-o`, `-v`, `-4` are spelled the same everywhere). Values
-//! are parsed to real types here, at the edge; nothing in this file does I/O.
+//! are parsed to real types here, at the edge. `parse()` owns the parser's special exits
+//! (`--help`, `-o help` without HOST, clap's usage errors as one line), so main never looks at
+//! argv; whether an option applies to the transport chosen is cmd's check, not the parser's.
 //!
 //! Doc comments here are `--help` text, not rustdoc: `[ADDR]` is usage syntax, not a link.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::addr::{Family, PortArg};
-use crate::scan::PortList;
-use crate::sockopt::SockOptRequest;
-use crate::unix::UnixAddr;
+use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
+use crate::error;
+use crate::sockopt::{self, SockOptRequest};
+use crate::value::{parse_duration, parse_timeout};
+
+/// What the command line asks for.
+#[derive(Debug)]
+// Made once per run and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum ParseResult {
+    /// A subcommand to run.
+    Run(Invocation),
+    /// An exit the parser handles itself: print, then exit with the status `finish` returns.
+    Special(Special),
+}
+
+/// A subcommand to run, with which options were typed (not defaulted), so cmd can refuse one
+/// that does not apply.
+#[derive(Debug)]
+pub struct Invocation {
+    pub command: Command,
+    pub given: Given,
+}
+
+/// The clap ids of the options given on the command line.
+#[derive(Debug, Default)]
+pub struct Given(BTreeSet<String>);
+
+impl Given {
+    pub fn has(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+}
+
+/// The parser's own exits.
+#[derive(Debug)]
+pub enum Special {
+    /// `-o help`: the socket option list on stdout (even without HOST and PORT), exit 0.
+    OptionHelp,
+    /// A mistake on the command line, as one `sockkit: ...` line on stderr, exit 2.
+    Usage(String),
+    /// `--help`, `--version` (stdout, exit 0), or bare `sockkit` (the usage, stderr, exit 2).
+    Clap(clap::Error),
+}
+
+impl Special {
+    /// Prints what this exit shows; returns the exit status.
+    pub fn finish(self) -> u8 {
+        match self {
+            Special::OptionHelp => {
+                sockopt::print_help();
+                error::EXIT_OK
+            }
+            Special::Usage(line) => {
+                eprintln!("{line}");
+                error::EXIT_USAGE
+            }
+            Special::Clap(e) => {
+                let _ = e.print();
+                u8::try_from(e.exit_code()).unwrap_or(error::EXIT_USAGE)
+            }
+        }
+    }
+}
+
+/// Parses the process's command line.
+pub fn parse() -> ParseResult {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `args` (the program name first).
+pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseResult {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let matches = match Cli::command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) => return ParseResult::Special(special(e, &args)),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return ParseResult::Special(special(e, &args)),
+    };
+    let sockopts = match &cli.command {
+        Command::Connect(a) => &a.sockopts,
+        Command::Listen(a) => &a.sockopts,
+        Command::Echo(a) => &a.sockopts,
+        Command::Knock(a) => &a.sockopts,
+    };
+    if sockopts
+        .opts
+        .iter()
+        .any(|o| matches!(o, SockOptRequest::Help))
+    {
+        return ParseResult::Special(Special::OptionHelp);
+    }
+    let mut given = Given::default();
+    if let Some((name, sub)) = matches.subcommand() {
+        let command = Cli::command();
+        let options = command
+            .find_subcommand(name)
+            .into_iter()
+            .flat_map(clap::Command::get_arguments);
+        for arg in options {
+            let id = arg.get_id().as_str();
+            if sub.value_source(id) == Some(ValueSource::CommandLine) {
+                given.0.insert(id.to_string());
+            }
+        }
+    }
+    ParseResult::Run(Invocation {
+        command: cli.command,
+        given,
+    })
+}
+
+/// What a clap error means for the user.
+fn special(e: clap::Error, args: &[OsString]) -> Special {
+    match e.kind() {
+        // `sockkit connect -o help` lists the options although HOST and PORT are missing.
+        ErrorKind::MissingRequiredArgument if sockopt::help_in_args(args.iter().cloned()) => {
+            Special::OptionHelp
+        }
+        // A mistake gets one line; bare `sockkit` gets the usage (clap, stderr, exit 2).
+        kind if e.use_stderr() && kind != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Special::Usage(error::usage_line(&e))
+        }
+        _ => Special::Clap(e),
+    }
+}
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
@@ -367,8 +497,8 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn source(&self) -> crate::source::Source {
-        crate::source::Source {
+    pub fn source(&self) -> crate::addr::Source {
+        crate::addr::Source {
             ip: self.source,
             port: self.source_port.map(|p| p.0).filter(|&p| p != 0),
         }
@@ -414,18 +544,6 @@ pub struct DumpArgs {
     /// Write the hex dump to FILE instead of stderr (implies -x).
     #[arg(long, value_name = "FILE")]
     pub hexdump_file: Option<PathBuf>,
-}
-
-/// An IP address for `-s`, with or without the brackets of `[::1]`.
-fn parse_ip(s: &str) -> Result<std::net::IpAddr, String> {
-    let t = s.trim();
-    let bare = t
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(t);
-    bare.parse().map_err(|_| {
-        format!("'{s}' is not an IP address: give one of this machine's, e.g. 127.0.0.1 or ::1")
-    })
 }
 
 /// Limits every server puts on what clients can cost it.
@@ -477,41 +595,6 @@ pub struct Verbosity {
     pub quiet: bool,
 }
 
-/// Durations in humantime form: `30s`, `500ms`, `1m30s`; a bare number means seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let d = if let Ok(secs) = s.parse::<f64>() {
-        if !(secs.is_finite() && secs >= 0.0) {
-            return Err(format!(
-                "'{s}' is not a duration (use e.g. 2s, 500ms, 1m30s)"
-            ));
-        }
-        Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long a duration"))?
-    } else {
-        humantime::parse_duration(s)
-            .map_err(|e| format!("'{s}' is not a duration ({e}; use e.g. 2s, 500ms, 1m30s)"))?
-    };
-    // Every duration becomes a deadline (now + d); one past the clock's range would panic
-    // wherever it is added, so the edge refuses it once for all of them.
-    if d > MAX_DURATION {
-        return Err(format!("'{s}' is too long a duration (at most 100 years)"));
-    }
-    Ok(d)
-}
-
-/// The longest wait sockkit takes: far beyond any use, far within `Instant`'s range.
-const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
-
-/// A connect timeout: a duration, but not zero, which would give up before trying.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err(format!(
-            "a timeout of '{s}' gives up before the connection can start (use e.g. 2s)"
-        )),
-        d => Ok(d),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,16 +606,53 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_humantime_and_bare_seconds() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("-1").is_err());
-        assert!(
-            parse_duration("soon")
-                .unwrap_err()
-                .contains("not a duration")
+    fn parse_sees_typed_options_not_defaults() {
+        let ParseResult::Run(run) = parse_from(["sockkit", "listen", "--broker", "0"]) else {
+            panic!("listen --broker 0 should parse");
+        };
+        assert!(run.given.has("broker"));
+        assert!(!run.given.has("max_conns"), "100 is only the default");
+        let ParseResult::Run(run) = parse_from(["sockkit", "listen", "--max-conns", "5", "0"])
+        else {
+            panic!("listen --max-conns 5 0 should parse");
+        };
+        assert!(run.given.has("max_conns"));
+    }
+
+    #[test]
+    fn option_help_needs_no_host() {
+        for args in [
+            &["sockkit", "connect", "-o", "help"][..],
+            &["sockkit", "connect", "-o", "help", "localhost", "80"],
+        ] {
+            assert!(
+                matches!(parse_from(args), ParseResult::Special(Special::OptionHelp)),
+                "{args:?}"
+            );
+        }
+        assert!(matches!(
+            parse_from(["sockkit", "connect", "--bogus"]),
+            ParseResult::Special(Special::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let line = |args: &[&str]| {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            crate::error::usage_line(&e)
+        };
+        let l = line(&["sockkit", "listen", "-1"]);
+        assert_eq!(
+            l,
+            "sockkit: port -1 is out of range: ports go from 0 to 65535"
         );
+        let l = line(&["sockkit", "connect", "localhost", "65536"]);
+        assert!(
+            l.starts_with("sockkit: invalid value '65536'") && !l.contains('\n'),
+            "{l}"
+        );
+        let l = line(&["sockkit", "connect", "--bogus", "h", "1"]);
+        assert!(l.contains("--bogus") && !l.contains('\n'), "{l}");
     }
 }

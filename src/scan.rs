@@ -1,30 +1,29 @@
-//! `connect -z`: the port check. It owns the port list a user types (`80`, `8000-8100`,
-//! `22,80,8000-8010`) and the check itself: a non-blocking connect per port, several in flight
-//! at once (at most `--parallel`), each bounded by `-w`, no data sent. One line per port goes
-//! to stdout, because with `-z` the ports' states are the data the user asked for (nc -zv puts
-//! them on stderr only because its stdout belongs to the socket, and here no socket data
-//! exists); the summary is status, so it goes to stderr. Socket setup is shared with
-//! `socket.rs`; the connect state machine (EINPROGRESS, poll for POLLOUT, SO_ERROR) lives here,
-//! narrated with `-vv` so the learner sees how a non-blocking connect completes.
+//! `connect -z`: the port check, over the ports `addr::PortList` parsed (`80`, `8000-8100`,
+//! `22,80,8000-8010`): a non-blocking connect per port, several in flight at once (at most
+//! `--parallel`), each bounded by `-w`, no data sent. One line per port goes to stdout,
+//! because with `-z` the ports' states are the data the user asked for (nc -zv puts them on
+//! stderr only because its stdout belongs to the socket, and here no socket data exists); the
+//! summary is status, so it goes to stderr. Socket setup is shared with `socket/`, the words
+//! for a failure with `error`; the connect state machine (EINPROGRESS, poll for POLLOUT,
+//! SO_ERROR) lives here, narrated with `-vv` so the learner sees how a non-blocking connect
+//! completes.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use socket2::{Domain, SockAddr, Socket};
 
-use crate::addr::{self, PortArg};
-use crate::cli::ConnectArgs;
-use crate::error::{self, UsageError};
+use crate::addr::Source;
+use crate::error;
 use crate::narrate;
 use crate::socket;
+use crate::socket::source;
 use crate::sockopt::{Plan, SockKind, Stage};
-use crate::source::{self, Source};
 
 /// How long each port may take to answer when `-w` is not given: long enough for a far host,
 /// short enough that a filtered port does not hold the check up for the kernel's ~2 minutes.
@@ -32,155 +31,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Ports checked at once unless `--parallel` says otherwise: fast on a LAN, gentle on a host.
 pub const DEFAULT_PARALLEL: usize = 32;
-
-/// PORT or PORTS as typed after HOST: one port, a range `FIRST-LAST`, or a comma-separated
-/// list of both. Ports keep the order given; a port listed twice is checked once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortList {
-    ports: Vec<u16>,
-    /// True when the text was exactly one port (no comma, no range): a relay target.
-    single: bool,
-}
-
-impl PortList {
-    /// The one port of a plain `PORT` (for the relay), or a usage error naming `-z`.
-    pub fn single(&self) -> Result<PortArg> {
-        if self.single {
-            return Ok(PortArg(self.ports[0]));
-        }
-        Err(UsageError::new(format!(
-            "a port list ({} ports) needs -z: connect relays with one port; -z checks many",
-            self.ports.len()
-        ))
-        .into())
-    }
-
-    pub fn ports(&self) -> &[u16] {
-        &self.ports
-    }
-}
-
-impl FromStr for PortList {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        // One bare port keeps PortArg's wording (and its port 0 rule, checked by the caller).
-        if !t.contains([',', '-']) || t.parse::<i64>().is_ok() {
-            let p: PortArg = t.parse()?;
-            return Ok(PortList {
-                ports: vec![p.0],
-                single: true,
-            });
-        }
-        let mut ports = Vec::new();
-        let mut seen = vec![false; 65536];
-        for item in t.split(',') {
-            let item = item.trim();
-            let (first, last) = match item.split_once('-') {
-                _ if item.is_empty() => {
-                    return Err(format!(
-                        "'{t}' has an empty item: list ports as 22,80,8000-8010"
-                    ));
-                }
-                None => {
-                    let p = list_port(item, t)?;
-                    (p, p)
-                }
-                Some((a, b)) => {
-                    if a.trim().is_empty() || b.trim().is_empty() {
-                        return Err(format!(
-                            "'{item}' is not a port range: give both ends, FIRST-LAST (e.g. 8000-8100)"
-                        ));
-                    }
-                    let (a, b) = (list_port(a, t)?, list_port(b, t)?);
-                    if a > b {
-                        return Err(format!(
-                            "port range {a}-{b} runs backwards: write the lower port first ({b}-{a})"
-                        ));
-                    }
-                    (a, b)
-                }
-            };
-            for p in first..=last {
-                if !seen[usize::from(p)] {
-                    seen[usize::from(p)] = true;
-                    ports.push(p);
-                }
-            }
-        }
-        Ok(PortList {
-            ports,
-            single: false,
-        })
-    }
-}
-
-/// A port inside a list or range: 1-65535 (0 cannot be connected to).
-fn list_port(s: &str, whole: &str) -> Result<u16, String> {
-    let p: PortArg = s.trim().parse()?;
-    if p.0 == 0 {
-        return Err(format!(
-            "port 0 in '{whole}' cannot be checked: it only means 'any free port' when listening"
-        ));
-    }
-    Ok(p.0)
-}
-
-/// `connect -z HOST PORTS`: from the parsed arguments to the check.
-pub fn connect_z(args: &ConnectArgs) -> Result<()> {
-    if args.unix.is_some() {
-        return Err(UsageError::new("-z checks ports, and a Unix socket has none").into());
-    }
-    let (host, list) = args.host_port()?;
-    if list.single {
-        addr::connect_port(PortArg(list.ports[0]))?;
-    }
-    if args.source.source_port.is_some_and(|p| p.0 != 0) {
-        return Err(UsageError::new(
-            "-p/--source-port cannot be used with -z: each check needs a source port of its \
-             own (-s still chooses the source address)",
-        )
-        .into());
-    }
-    let ports = list.ports();
-    let addrs = addr::resolve(host, ports[0], args.net.family())?;
-    let source = args.source.source();
-    let addrs = source.fitting(host, addrs)?;
-    let ip = addrs[0].ip();
-    if addrs.len() > 1 {
-        narrate::info(format_args!(
-            "{} resolves to {} addresses; checking the first, {ip}",
-            host,
-            addrs.len()
-        ));
-    }
-    let plan = Plan::new(&args.sockopts.opts);
-    let check = Check {
-        parallel: usize::from(args.scan.parallel),
-        timeout: args.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        source,
-        plan: &plan,
-    };
-    if check.timeout.is_zero() {
-        return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());
-    }
-    if args.dgram.udp {
-        narrate::info(format_args!(
-            "UDP: each port gets one empty datagram (no payload bytes); an ICMP port \
-             unreachable says closed, silence says only open|filtered"
-        ));
-        return run_udp(ip, ports, &check).map(drop);
-    }
-    narrate::info(format_args!(
-        "checking {} port{} on {ip}, at most {} at once, each within {}",
-        ports.len(),
-        if ports.len() == 1 { "" } else { "s" },
-        check.parallel,
-        narrate::short(check.timeout)
-    ));
-    run(ip, ports, &check).map(drop)
-}
 
 /// What one port said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,7 +226,7 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
             }
             let fds: Vec<Option<i32>> = waiting
                 .iter()
-                .map(|&i| probes[i].1.as_ref().map(|s| s.as_raw_fd()))
+                .map(|&i| probes[i].1.as_ref().map(std::os::fd::AsRawFd::as_raw_fd))
                 .collect();
             let ready = socket::poll_readable(&fds, Some(left))
                 .map_err(|e| anyhow!("poll(): {}", error::plain(&e)))?;
@@ -457,8 +307,7 @@ enum Started {
 
 fn is_out_of_fds(e: &anyhow::Error) -> bool {
     e.downcast_ref::<io::Error>()
-        .and_then(io::Error::raw_os_error)
-        .is_some_and(|c| c == libc::EMFILE || c == libc::ENFILE)
+        .is_some_and(error::is_out_of_fds)
 }
 
 /// socket, options, optional bind, non-blocking connect: usually EINPROGRESS, sometimes an
@@ -521,12 +370,7 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
 fn refusal(e: &io::Error) -> State {
     match e.raw_os_error() {
         Some(libc::ECONNREFUSED) => State::Closed,
-        Some(code) => State::Failed(format!(
-            "{} ({})",
-            error::plain(e),
-            narrate::errno_name(code)
-        )),
-        None => State::Failed(error::plain(e)),
+        _ => State::Failed(error::plain_named(e)),
     }
 }
 
@@ -554,14 +398,10 @@ fn wait(
     // Round up so a deadline is not polled a hair early and spun on.
     let ms =
         i32::try_from(soonest.saturating_duration_since(now).as_millis() + 1).unwrap_or(i32::MAX);
-    // SAFETY: fds is a valid, initialised array of pollfd for the duration of the call.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(());
-        }
-        return Err(anyhow!("poll(): {}", error::plain(&e)));
+    match crate::sys::poll(&mut fds, ms) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+        Err(e) => return Err(anyhow!("poll(): {}", error::plain(&e))),
+        Ok(_) => {}
     }
     let now = Instant::now();
     let mut keep = Vec::with_capacity(inflight.len());
@@ -610,48 +450,6 @@ fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn list(s: &str) -> Result<Vec<u16>, String> {
-        s.parse::<PortList>().map(|l| l.ports)
-    }
-
-    #[test]
-    fn lists_take_ports_ranges_and_both() {
-        assert_eq!(list("80"), Ok(vec![80]));
-        assert_eq!(list("8000-8003"), Ok(vec![8000, 8001, 8002, 8003]));
-        assert_eq!(list("22,80,8000-8002"), Ok(vec![22, 80, 8000, 8001, 8002]));
-        assert_eq!(
-            list(" 7 , 7-8 "),
-            Ok(vec![7, 8]),
-            "repeats are checked once"
-        );
-        assert_eq!(list("1-65535").unwrap().len(), 65535);
-        assert!("80".parse::<PortList>().unwrap().single);
-        assert!(!"80,81".parse::<PortList>().unwrap().single);
-    }
-
-    #[test]
-    fn bad_lists_say_what_is_wrong() {
-        assert!(list("100-80").unwrap_err().contains("runs backwards"));
-        assert!(list("80-").unwrap_err().contains("FIRST-LAST"));
-        assert!(list("22,,80").unwrap_err().contains("empty item"));
-        assert!(list("1-70000").unwrap_err().contains("out of range"));
-        assert!(list("0-10").unwrap_err().contains("port 0"));
-        assert!(list("http").unwrap_err().contains("not a port number"));
-        assert!(list("-1").unwrap_err().contains("out of range"));
-    }
-
-    #[test]
-    fn a_list_is_not_a_relay_target() {
-        let l: PortList = "22,80".parse().unwrap();
-        let e = l.single().unwrap_err();
-        assert_eq!(error::exit_status(&e), error::EXIT_USAGE);
-        assert!(e.to_string().contains("-z"));
-        assert_eq!(
-            "80".parse::<PortList>().unwrap().single().unwrap(),
-            PortArg(80)
-        );
-    }
 
     #[test]
     fn states_read_as_words() {

@@ -138,7 +138,7 @@ impl Server {
             match self.lines.recv_timeout(left) {
                 Ok(l) if l.contains(want) => return l,
                 Ok(_) => {}
-                Err(_) => panic!("server never said {want:?}"),
+                Err(e) => panic!("server never said {want:?} ({e})"),
             }
         }
     }

@@ -498,7 +498,7 @@ fn java_classes() -> Option<TempDir> {
     let out = run_cmd(
         Command::new(javac).arg("-d").arg(dir.root()).args(&sources),
         b"",
-        Duration::from_secs(120),
+        Duration::from_mins(2),
     );
     assert!(out.status.success(), "javac failed: {}", out.stderr);
     Some(dir)
@@ -517,7 +517,7 @@ fn java_server(classes: &Path, class: &str) -> (ChildGuard, u16) {
     );
     // Longer than T: JVM start-up on two busy cores.
     let line = LineTap::new(child.stdout())
-        .wait_for(Duration::from_secs(60), |_| true)
+        .wait_for(Duration::from_mins(1), |_| true)
         .unwrap_or_else(|e| panic!("the Java server to print its port: {e}"));
     let port = line
         .trim()
@@ -550,7 +550,7 @@ fn java_tutorial_client_completes_a_conversation_with_sockkit() {
             .arg(server.addr.port().to_string())
             .arg(&script),
         b"",
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     assert!(out.status.success(), "{}", out.stderr);
     let expected = "\

@@ -19,7 +19,7 @@ use util::*;
 /// `connect 127.0.0.1 PORT` plus extra flags, as argument strings.
 fn connect_args(addr: SocketAddr, extra: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = vec!["connect".into()];
-    v.extend(extra.iter().map(|s| s.to_string()));
+    v.extend(extra.iter().map(std::string::ToString::to_string));
     v.push(addr.ip().to_string());
     v.push(addr.port().to_string());
     v
@@ -70,7 +70,7 @@ fn sixty_four_mib_each_way_at_once_byte_exact() {
     // Both writers run at the same time: each direction carries 64 MiB while the other does.
     let w2 = thread::spawn(move || client_in.write_all(&data));
 
-    let limit = Duration::from_secs(120);
+    let limit = Duration::from_mins(2);
     let cs = client.status_within(limit, "connect");
     let ss = server.child.status_within(limit, "listen");
     join_timeout(w1, T, "writing listen's stdin").expect("writing listen's stdin");
@@ -203,8 +203,8 @@ fn peer_close_with_a_terminal_on_stdin_ends_the_session() {
     // SAFETY: openpty writes two descriptors; the name/termios/winsize pointers may be null.
     let rc = unsafe {
         libc::openpty(
-            &mut master,
-            &mut slave,
+            &raw mut master,
+            &raw mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
             std::ptr::null(),
@@ -820,8 +820,7 @@ fn every_address_tried_is_listed_when_all_fail() {
         out.stderr
     );
     let tried = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 1))
-        .map(|a| a.collect::<std::collections::HashSet<_>>().len())
-        .unwrap_or(1);
+        .map_or(1, |a| a.collect::<std::collections::HashSet<_>>().len());
     if tried > 1 {
         assert!(
             out.stderr
@@ -950,6 +949,7 @@ fn privileged_port_without_the_privilege() {
         return;
     };
     let port = port.to_string();
+    // SAFETY: geteuid has no preconditions and cannot fail.
     let mut cmd = if unsafe { libc::geteuid() } == 0 {
         let Some(setpriv) = peer_or_skip("setpriv") else {
             return;

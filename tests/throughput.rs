@@ -64,8 +64,8 @@ fn raw_pty() -> Option<(OwnedFd, OwnedFd)> {
     // SAFETY: openpty writes two descriptors; the name/termios/winsize pointers may be null.
     let rc = unsafe {
         libc::openpty(
-            &mut master,
-            &mut slave,
+            &raw mut master,
+            &raw mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
             std::ptr::null(),
@@ -84,9 +84,12 @@ fn raw_pty() -> Option<(OwnedFd, OwnedFd)> {
     let mut t: libc::termios = unsafe { std::mem::zeroed() };
     // SAFETY: t is a valid termios; slave is an open terminal.
     unsafe {
-        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &mut t), 0);
-        libc::cfmakeraw(&mut t);
-        assert_eq!(libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t), 0);
+        assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &raw mut t), 0);
+        libc::cfmakeraw(&raw mut t);
+        assert_eq!(
+            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &raw const t),
+            0
+        );
     }
     Some((master, slave))
 }
@@ -146,7 +149,7 @@ const APPENDED_TO: &[u8] = b"already here\n";
 /// peer, and collects what it wrote to stdout (whatever stdout was) and stderr.
 fn relay(addr: SocketAddr, extra: &[&str], input: Input, output: Output) -> Run {
     let mut args: Vec<String> = vec!["connect".into(), "-vv".into()];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(std::string::ToString::to_string));
     args.push(addr.ip().to_string());
     args.push(addr.port().to_string());
     let mut cmd = Command::new(bin());
@@ -206,7 +209,7 @@ fn relay(addr: SocketAddr, extra: &[&str], input: Input, output: Output) -> Run 
         _ => None,
     };
     let err = collect(child.stderr());
-    let status = child.status_within(Duration::from_secs(60), "sockkit connect");
+    let status = child.status_within(Duration::from_mins(1), "sockkit connect");
     if let Some(w) = writer {
         join_timeout(w, T, "writing stdin");
     }
@@ -343,7 +346,7 @@ fn terminal_to_socket_by_read_write_every_size() {
                 .expect("typing into the terminal");
             keyboard // held open until the end: closing it would hang up the terminal
         });
-        let got = join_timeout(server, Duration::from_secs(60), "peer");
+        let got = join_timeout(server, Duration::from_mins(1), "peer");
         let status = child.status_within(T, "connect with a terminal on stdin");
         let _keyboard = join_timeout(writer, T, "typing");
         let stderr = String::from_utf8_lossy(&join_within(err, T)).into_owned();
@@ -484,7 +487,7 @@ fn peer_half_close_first_keeps_sending_stdin_on_every_path() {
             continue;
         }
         for file in [true, false] {
-            let seed = 2000 + 10 * i as u64 + file as u64;
+            let seed = 2000 + 10 * i as u64 + u64::from(file);
             let request = random_bytes(seed, (4 << 20) + 1);
             let reply = random_bytes(seed + 5, (1 << 20) + 9);
             let sent_reply = reply.clone();
@@ -657,7 +660,7 @@ fn run_cmd_keep_stdio(cmd: &mut Command) -> (Option<i32>, String) {
     cmd.stderr(Stdio::piped());
     let mut child = ChildGuard::spawn(cmd);
     let err = collect(child.stderr());
-    let status = child.status_within(Duration::from_secs(60), "sockkit");
+    let status = child.status_within(Duration::from_mins(1), "sockkit");
     (
         status.code(),
         String::from_utf8_lossy(&join_within(err, T)).into_owned(),
@@ -724,7 +727,7 @@ fn non_blocking_stdin_and_stdout_pipes_wait_instead_of_failing() {
             }
         }
     });
-    let status = child.status_within(Duration::from_secs(60), "connect");
+    let status = child.status_within(Duration::from_mins(1), "connect");
     let stderr = String::from_utf8_lossy(&join_within(err, T)).into_owned();
     join_timeout(writer, T, "writing stdin").expect("writing stdin");
     let got = join_timeout(server, T, "peer");

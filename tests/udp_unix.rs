@@ -39,7 +39,7 @@ impl Proc {
         let mut out = child.stdout();
         let sink = Arc::clone(&stdout);
         let stdout_reader = thread::spawn(move || {
-            let mut buf = [0u8; 64 * 1024];
+            let mut buf = vec![0u8; 64 * 1024];
             while let Ok(n) = out.read(&mut buf) {
                 if n == 0 {
                     break;

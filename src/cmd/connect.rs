@@ -1,23 +1,58 @@
 //! `sockkit connect HOST PORT`: the client. Resolve the name, try each address until one
-//! connects, then relay stdin and stdout over the socket until the session ends.
+//! connects (TCP), or fix the peer of a UDP socket, or connect to a Unix socket (`-U`), then
+//! relay stdin and stdout over it until the session ends: the same relay, with the same wire
+//! stages, on every transport. `-z` checks ports instead (scan.rs).
+
+use std::net::SocketAddr;
 
 use anyhow::{Result, anyhow};
+use socket2::{Socket, Type};
 
+use super::applies::Transport;
+use super::options;
 use crate::addr;
 use crate::cli::ConnectArgs;
-use crate::error;
+use crate::error::{self, UsageError};
 use crate::narrate;
-use crate::relay::{self, Relay};
-use crate::socket;
+use crate::relay::{Peers, Relay};
+use crate::scan;
+use crate::socket::{self, unix};
 use crate::sockopt::{Plan, SockKind};
 
 pub fn run(args: ConnectArgs) -> Result<()> {
     if args.scan.scan {
-        return crate::scan::connect_z(&args);
+        return check_ports(&args);
     }
-    if args.unix.is_some() || args.dgram.udp {
-        return super::socktype::connect(args);
-    }
+    let wire = options::wire(&args.wire)?;
+    let plan = Plan::new(&args.sockopts.opts);
+    let transport = Transport::of(args.unix.is_some(), args.dgram.udp);
+    let sock = match &args.unix {
+        Some(path) => {
+            let ty = if transport.is_stream() {
+                Type::STREAM
+            } else {
+                Type::DGRAM
+            };
+            let sock = unix::connect(path, ty, args.timeout, &plan)?;
+            narrate::info(format_args!(
+                "connected to {path} (Unix, fd {})",
+                socket::fd(&sock)
+            ));
+            let title = format!("fd {} (Unix -> {path})", socket::fd(&sock));
+            show_opts(&args, &plan, &sock, unix::target(), &title);
+            sock
+        }
+        None => connect_ip(&args, transport, &plan)?,
+    };
+    let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
+    let result = Relay::new(options::ending(&args.relay), wire).session(&sock, channel);
+    socket::close(sock);
+    result.map(drop)
+}
+
+/// Resolves HOST, then connects over TCP (each address in turn, from `-s`/`-p` if given) or
+/// fixes the peer of a UDP socket (connect() sends nothing).
+fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<Socket> {
     let (host, port) = args.host_port()?;
     let port = addr::connect_port(port.single()?)?;
     let addrs = addr::resolve(host, port, args.net.family())?;
@@ -25,37 +60,102 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
         narrate::info(format_args!("{} resolves to {}", host, list.join(", ")));
     }
-    let plan = Plan::new(&args.sockopts.opts);
+    let udp = transport == Transport::Udp;
+    let sock = if udp {
+        socket::udp::connect_udp(&addrs, plan)?
+    } else {
+        let source = args.source.source();
+        let addrs = source.fitting(host, addrs)?;
+        socket::connect_from(&addrs, args.timeout, plan, &source)?
+    };
+    let local = socket::local_addr(&sock)?;
+    let fd = socket::fd(&sock);
+    let (peer, kind, said, title) = if udp {
+        let peer = socket::peer_addr(&sock)?;
+        (peer, SockKind::Udp, "UDP socket", format!("UDP fd {fd}"))
+    } else {
+        (
+            tcp_peer(&sock)?,
+            SockKind::Tcp,
+            "connected:",
+            format!("fd {fd}"),
+        )
+    };
+    narrate::info(format_args!("{said} {local} -> {peer}"));
+    let title = format!("{title} ({local} -> {peer})");
+    show_opts(args, plan, &sock, socket::target(&peer, kind), &title);
+    Ok(sock)
+}
+
+/// The peer of a TCP connection just made. A peer that accepts and resets at once leaves
+/// nobody to name: say what happened.
+fn tcp_peer(sock: &Socket) -> Result<SocketAddr> {
+    match socket::peer_addr(sock) {
+        Ok(peer) => Ok(peer),
+        Err(e) => match sock.take_error() {
+            Ok(Some(why)) => Err(anyhow!(
+                "{}: the peer ended the connection as soon as it was made",
+                error::plain(&why)
+            )),
+            _ => Err(e),
+        },
+    }
+}
+
+/// `--show-opts` for the connected socket.
+fn show_opts(
+    args: &ConnectArgs,
+    plan: &Plan,
+    sock: &Socket,
+    target: crate::sockopt::Target,
+    title: &str,
+) {
+    if args.sockopts.show_opts {
+        eprint!("{}", plan.show(sock, target, title));
+    }
+}
+
+/// `connect -z HOST PORTS`: from the parsed arguments to the check.
+fn check_ports(args: &ConnectArgs) -> Result<()> {
+    let (host, list) = args.host_port()?;
+    if let Ok(port) = list.single() {
+        addr::connect_port(port)?;
+    }
+    let ports = list.ports();
+    let addrs = addr::resolve(host, ports[0], args.net.family())?;
     let source = args.source.source();
     let addrs = source.fitting(host, addrs)?;
-    let sock = socket::connect_from(&addrs, args.timeout, &plan, &source)?;
-    let local = socket::local_addr(&sock)?;
-    let peer = match socket::peer_addr(&sock) {
-        Ok(peer) => peer,
-        // A peer that accepts and resets at once leaves nobody to name: say what happened.
-        Err(e) => match sock.take_error() {
-            Ok(Some(why)) => {
-                return Err(anyhow!(
-                    "{}: the peer ended the connection as soon as it was made",
-                    error::plain(&why)
-                ));
-            }
-            _ => return Err(e),
-        },
+    let ip = addrs[0].ip();
+    if addrs.len() > 1 {
+        narrate::info(format_args!(
+            "{} resolves to {} addresses; checking the first, {ip}",
+            host,
+            addrs.len()
+        ));
+    }
+    let plan = Plan::new(&args.sockopts.opts);
+    let check = scan::Check {
+        parallel: usize::from(args.scan.parallel),
+        timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
+        source,
+        plan: &plan,
     };
-    narrate::info(format_args!("connected: {local} -> {peer}"));
-    if args.sockopts.show_opts {
-        let title = format!("fd {} ({local} -> {peer})", socket::fd(&sock));
-        eprint!(
-            "{}",
-            plan.show(&sock, socket::target(&peer, SockKind::Tcp), &title)
-        );
+    if check.timeout.is_zero() {
+        return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());
     }
-    let wire = crate::wire::Wire::from_args(&args.wire)?;
-    let result = Relay::new(args.relay).with_wire(wire).session(&sock);
-    if let Ok(totals) = &result {
-        relay::report(&sock, totals);
+    if args.dgram.udp {
+        narrate::info(format_args!(
+            "UDP: each port gets one empty datagram (no payload bytes); an ICMP port \
+             unreachable says closed, silence says only open|filtered"
+        ));
+        return scan::run_udp(ip, ports, &check).map(drop);
     }
-    socket::close(sock);
-    result.map(drop)
+    narrate::info(format_args!(
+        "checking {} port{} on {ip}, at most {} at once, each within {}",
+        ports.len(),
+        if ports.len() == 1 { "" } else { "s" },
+        check.parallel,
+        narrate::short(check.timeout)
+    ));
+    scan::run(ip, ports, &check).map(drop)
 }

@@ -1,15 +1,17 @@
 //! `sockkit knock [ADDR] [PORT]`: the Knock Knock joke server of the Java sockets tutorial.
-//! Loads and checks the jokes before anything listens, binds (port 4444 unless told), and
-//! hands the socket to the connection engine in `server/` with the knock service.
+//! Loads and checks the jokes before anything listens, binds (port 4444 unless told; or a
+//! Unix stream socket with `-U PATH`), and hands the socket to the connection engine in
+//! `server/` with the knock service.
 
 use anyhow::Result;
 
+use super::applies::Transport;
+use super::options;
+use super::setup::{self, Place};
 use crate::cli::KnockArgs;
-use crate::server::{self, Limits};
-use crate::service::dumped::Dumped;
+use crate::narrate;
 use crate::service::jokes::Jokes;
 use crate::service::knock::Knock;
-use crate::wire::Dump;
 
 /// The tutorial's port, so its KnockKnockClient finds sockkit where it looks.
 pub const DEFAULT_PORT: u16 = 4444;
@@ -23,30 +25,14 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let told = jokes.len();
     let service = Knock::new(jokes, args.shuffle);
     // -x: the same service, with each client's bytes shown in hex on the way.
-    let dump = Dump::open(&args.dump)?;
-    if let Some(path) = &args.local.unix {
-        let (s, v) = (&args.sockopts, args.verbosity);
-        return match dump {
-            Some(dump) => {
-                let service = Dumped {
-                    inner: service,
-                    dump,
-                };
-                super::socktype::serve_unix(path, &args.local, s, v, &args.server, service)
-            }
-            None => super::socktype::serve_unix(path, &args.local, s, v, &args.server, service),
-        };
-    }
-    let listener = super::tcp_server(
-        args.addr.as_deref(),
-        args.port,
-        Some(DEFAULT_PORT),
-        args.net.family(),
-        &args.sockopts,
-    )?;
-    let plan = listener.plan.clone();
-    super::announce(&listener, args.verbosity);
-    crate::narrate::info(format_args!(
+    let dump = options::dump(&args.dump)?;
+    let place = Place {
+        default_port: Some(DEFAULT_PORT),
+        ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
+    };
+    let transport = Transport::of(args.local.unix.is_some(), false);
+    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    narrate::info(format_args!(
         "knock: {} jokes{}, told {}",
         told,
         match &args.jokes {
@@ -59,17 +45,5 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    let limits = Limits::from_args(&args.server);
-    match dump {
-        Some(dump) => server::serve(
-            listener,
-            &plan,
-            limits,
-            Dumped {
-                inner: service,
-                dump,
-            },
-        ),
-        None => server::serve(listener, &plan, limits, service),
-    }
+    setup::serve(bound, options::limits(&args.server), service, dump)
 }

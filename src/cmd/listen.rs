@@ -1,80 +1,95 @@
-//! `sockkit listen [ADDR] PORT`: the server side of the relay. socket, bind, listen, accept
-//! one client, relay with it; with `-k`, accept the next when it leaves.
+//! `sockkit listen [ADDR] PORT` (or `-U PATH`): the server side of the relay. socket, bind,
+//! listen, accept one client, relay with it; with `-k`, accept the next when it leaves. On a
+//! datagram socket (`-u`) there is nobody to accept: one session with whoever sends. TCP and
+//! Unix streams share the one accept loop below. (`--broker`/`--chat` are broker.rs's.)
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
+use super::applies::Transport;
+use super::options;
+use super::setup::{self, Bound, Place};
 use crate::cli::ListenArgs;
 use crate::narrate;
-use crate::relay::{self, End, Relay};
+use crate::relay::{Channel, End, Peers, Relay};
 use crate::socket;
-use crate::sockopt::{SockKind, Stage};
 
 pub fn run(args: ListenArgs) -> Result<()> {
-    if args.local.unix.is_some() || args.dgram.udp {
-        return super::socktype::listen(args);
+    let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
+    let relay = Relay::new(options::ending(&args.relay), options::wire(&args.wire)?);
+    // The relay ends with the process on Ctrl-C: the socket file must not outlive it.
+    let place = Place {
+        unlink_on_signal: true,
+        ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
+    };
+    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
+    if transport.is_stream() {
+        one_client_at_a_time(bound, relay, &args)
+    } else {
+        datagrams(bound, relay, channel)
     }
-    if args.broker.broker || args.broker.chat {
-        return super::broker::run(args);
-    }
-    let listener = super::tcp_server(
-        args.addr.as_deref(),
-        args.port,
-        None,
-        args.net.family(),
-        &args.sockopts,
-    )?;
-    let plan = listener.plan.clone();
-    super::announce(&listener, args.verbosity);
-    let mut relay = Relay::new(args.relay).with_wire(crate::wire::Wire::from_args(&args.wire)?);
-    let mut listening = Some(listener.socket);
-    while let Some(lsock) = listening.as_ref() {
-        let (conn, peer) = match socket::accept(lsock) {
-            Ok(c) => c,
-            // A client that gave up between SYN and accept, or a signal: not our failure.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ECONNABORTED) | Some(libc::EINTR)
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e).context("accept()"),
+}
+
+/// A datagram socket: one relay session with whoever sends (stdin to the last one heard).
+fn datagrams(bound: Bound, mut relay: Relay, channel: Channel) -> Result<()> {
+    let result = relay.session(&bound.socket, channel);
+    socket::close(bound.socket);
+    drop(bound.guard);
+    result.map(drop)
+}
+
+/// The accept-and-relay loop of a stream socket (TCP, Unix stream): one client, or with `-k`
+/// one after another.
+fn one_client_at_a_time(bound: Bound, mut relay: Relay, args: &ListenArgs) -> Result<()> {
+    let Bound {
+        socket,
+        plan,
+        local,
+        guard,
+        ..
+    } = bound;
+    let mut listening = Some(socket);
+    let outcome = loop {
+        let Some(lsock) = listening.as_ref() else {
+            break Ok(());
         };
-        if !args.keep_open {
+        let client = match setup::accept(lsock, &local) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => break Err(e),
+        };
+        if !args.keep_open
+            && let Some(l) = listening.take()
+        {
             // One client only: stop listening so a second one is refused, not left queued.
-            if let Some(l) = listening.take() {
-                socket::close(l);
-            }
+            socket::close(l);
         }
-        let local = socket::local_addr(&conn)?;
-        narrate::info(format_args!("accepted {peer} on {local}"));
-        plan.apply(
-            &conn,
-            socket::target(&peer, SockKind::Tcp),
-            Stage::Connected,
-        )?;
+        let here = match client.settle(&local, &plan) {
+            Ok(here) => here,
+            Err(e) => {
+                socket::close(client.sock);
+                break Err(e);
+            }
+        };
         if args.sockopts.show_opts {
-            let title = format!("fd {} ({local} <- {peer})", socket::fd(&conn));
-            eprint!(
-                "{}",
-                plan.show(&conn, socket::target(&peer, SockKind::Tcp), &title)
-            );
+            let title = format!("fd {} ({here} <- {})", socket::fd(&client.sock), client.who);
+            eprint!("{}", plan.show(&client.sock, client.target, &title));
         }
-        let result = relay.session(&conn);
-        if let Ok(totals) = &result {
-            relay::report(&conn, totals);
-        }
-        socket::close(conn);
+        let result = relay.session(&client.sock, Channel::Bytes);
+        socket::close(client.sock);
         match result {
-            Ok(t) if t.end == End::StdoutClosed => return Ok(()),
+            Ok(End::StdoutClosed) => break Ok(()),
             Ok(_) => {}
+            // One client's failure does not end a -k server; say it and serve the next.
             Err(e) if args.keep_open => {
-                // One client's failure does not end a -k server; say it and serve the next.
-                narrate::emit(format_args!("client {peer}: {e:#}"));
+                narrate::emit(format_args!("client {}: {e:#}", client.who));
             }
-            Err(e) => return Err(e),
+            Err(e) => break Err(e),
         }
+    };
+    if let Some(l) = listening {
+        socket::close(l);
     }
-    Ok(())
+    drop(guard);
+    outcome
 }

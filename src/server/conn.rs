@@ -1,16 +1,36 @@
-//! One client connection as the engine keeps it: the socket, the service's session, the bytes
-//! still owed to the client, counters and clocks. Kept small on purpose: an idle connection
-//! holds no buffer at all (the owed bytes are allocated only while some are waiting), so ten
-//! thousand idle clients cost a few hundred bytes each. The event loop lives in `engine.rs`.
+//! One client connection and the rules of its life, as methods: reading (with backpressure:
+//! no read while the client is owed its cap), sending what the service wrote (what the kernel
+//! will not take yet is kept, in order), half-close (the client's EOF: send what is owed, then
+//! close), the lingering close after the service's goodbye (shut our side, discard input until
+//! the client closes), the idle and linger clocks, and the close itself. The event loop
+//! (`worker.rs`) decides when to call these and talks to the service; this file never does.
+//!
+//! Kept small on purpose: an idle connection holds no buffer at all (the owed bytes are
+//! allocated only while some are waiting), so ten thousand idle clients cost a few hundred
+//! bytes each.
 
-use std::io::{self, Write};
-use std::time::Instant;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
 
-use super::stream::{Peer, Stream};
+use socket2::SockRef;
+
+use super::peer::Peer;
+use super::service::Next;
+use super::stream::Stream;
+use crate::narrate;
+use crate::socket;
+
+/// How long a client may take to close after the service said goodbye.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Above this capacity a drained output buffer is given back, so a connection that once had
+/// a burst to send does not keep the memory while idle.
+const KEEP_CAPACITY: usize = 4096;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+enum Phase {
     /// Reading and answering.
     Open,
     /// The service said goodbye: send what is owed, shut our side, discard input until the
@@ -20,32 +40,83 @@ pub enum Phase {
     PeerDone,
 }
 
+/// How many of a loop's connections are owed their cap (`Limits::max_owed`) or more. Each
+/// connection reports its own crossings of the line as it sends and flushes, so "is anyone
+/// full?" (the fan-out's backpressure) is one comparison, not a scan of every client.
+pub struct AtCap {
+    cap: usize,
+    count: usize,
+}
+
+impl AtCap {
+    /// A cap of 0 would stop every connection being read, ever; 1 is the least that works.
+    pub fn new(cap: usize) -> AtCap {
+        AtCap {
+            cap: cap.max(1),
+            count: 0,
+        }
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Some connection is owed its cap or more.
+    pub fn any(&self) -> bool {
+        self.count > 0
+    }
+
+    /// Records where a connection now stands against the cap (`full`: where it stood).
+    fn note(&mut self, full: &mut bool, owed: usize) {
+        let now = owed >= self.cap;
+        if now != *full {
+            *full = now;
+            if now {
+                self.count += 1;
+            } else {
+                self.count -= 1;
+            }
+        }
+    }
+}
+
+/// What one read() brought.
+pub enum Input {
+    /// These many bytes at the front of the buffer, for the service.
+    Data(usize),
+    /// The client shut its sending side: for the service's `eof`.
+    Eof,
+    /// Nothing for the service (input discarded while closing, or a signal): try again.
+    Nothing,
+    /// The kernel has no more for now (EAGAIN): wait for the next event.
+    Drained,
+    Failed(io::Error),
+}
+
 pub struct Conn<S> {
-    pub sock: Stream,
+    sock: Stream,
     pub peer: Peer,
     pub session: S,
     /// Bytes the service produced that the kernel has not taken yet, from `sent` on.
     owed: Vec<u8>,
     sent: usize,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub opened: Instant,
-    pub last_active: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    opened: Instant,
+    last_active: Instant,
     /// When the kernel last took bytes for this client: a fan-out recipient that is owed much
     /// and has taken nothing for a while is not reading.
-    pub last_drained: Instant,
+    last_drained: Instant,
     /// The kernel may hold unread input (epoll is edge-triggered: no new event will say so).
-    pub readable: bool,
+    readable: bool,
     /// The client closed or reset its side: read until read() says so, never assume drained.
-    pub hangup: bool,
-    pub phase: Phase,
+    hangup: bool,
+    phase: Phase,
     /// The service, not the client, ended the session (for the `closed` line).
-    pub said_bye: bool,
+    said_bye: bool,
+    /// Owed its cap or more, as last told to `AtCap`.
+    full: bool,
 }
-
-/// Above this capacity a drained output buffer is given back, so a connection that once had
-/// a burst to send does not keep the memory while idle.
-const KEEP_CAPACITY: usize = 4096;
 
 impl<S> Conn<S> {
     pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
@@ -65,6 +136,19 @@ impl<S> Conn<S> {
             hangup: false,
             phase: Phase::Open,
             said_bye: false,
+            full: false,
+        }
+    }
+
+    /// An epoll event for this connection: input may be waiting, or the client hung up (whose
+    /// EOF or error a read must still collect).
+    pub fn woken(&mut self, readable: bool, hung_up: bool) {
+        if hung_up {
+            self.hangup = true;
+            self.readable = true;
+        }
+        if readable {
+            self.readable = true;
         }
     }
 
@@ -73,47 +157,146 @@ impl<S> Conn<S> {
         self.owed.len() - self.sent
     }
 
+    /// The service has said goodbye or is waiting for the client to take it: input is read
+    /// only to be discarded, and other clients' bytes are not passed on.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. })
+    }
+
+    /// Sends what is owed and, once it is all out, takes the step the phase was waiting for:
+    /// after the client's EOF the connection is done (`Err`, the reason); after our goodbye,
+    /// our side is shut (FIN) and we wait for theirs. `Ok(true)`: it may be read now (input
+    /// may be waiting, and it is owed less than its cap: the backpressure rule).
+    pub fn pump(&mut self, at_cap: &mut AtCap, now: Instant) -> Result<bool, String> {
+        if let Err(e) = self.flush(now, at_cap) {
+            return Err(crate::error::client_io_failure("write", &e));
+        }
+        if self.owed() == 0 {
+            match self.phase {
+                Phase::PeerDone => {
+                    let why = if self.said_bye {
+                        "the service ended the session"
+                    } else {
+                        "client finished, nothing left owed"
+                    };
+                    return Err(why.to_string());
+                }
+                Phase::Closing { shut: false } => {
+                    let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
+                    self.phase = Phase::Closing { shut: true };
+                }
+                _ => {}
+            }
+        }
+        Ok(self.readable && self.phase != Phase::PeerDone && self.owed() < at_cap.cap())
+    }
+
+    /// One read(), of no more than would take the client to `cap` owed if answered byte for
+    /// byte, into `buf`. An EOF moves the connection to its half-closed phase.
+    pub fn read(&mut self, buf: &mut [u8], cap: usize, now: Instant) -> Input {
+        let want = cap.saturating_sub(self.owed()).min(buf.len());
+        match (&self.sock).read(&mut buf[..want]) {
+            Ok(0) => {
+                self.readable = false;
+                let closing = self.is_closing();
+                self.phase = Phase::PeerDone;
+                // After our goodbye their EOF is all we waited for: nothing to tell.
+                if closing { Input::Nothing } else { Input::Eof }
+            }
+            Ok(n) => {
+                self.bytes_in += n as u64;
+                self.last_active = now;
+                // A short read emptied the kernel's queue: more input will raise a new
+                // event. Not so after a hang-up, whose EOF would raise none.
+                if n < want && !self.hangup {
+                    self.readable = false;
+                }
+                if self.is_closing() {
+                    Input::Nothing
+                } else {
+                    Input::Data(n)
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                Input::Drained
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Input::Nothing,
+            Err(e) => Input::Failed(e),
+        }
+    }
+
+    /// What the service said after input: keep going, begin the lingering close (its last
+    /// words are already queued), or a rule broken (`Some`, the reason: close now).
+    pub fn follow(&mut self, next: Next) -> Option<String> {
+        match next {
+            Next::Continue => None,
+            Next::Close => {
+                self.phase = Phase::Closing { shut: false };
+                self.said_bye = true;
+                None
+            }
+            Next::Drop(why) => Some(why),
+        }
+    }
+
     /// Sends `data`: straight to the kernel when nothing is queued before it, and what the
     /// kernel does not take is kept, in order, for the next writable event.
-    pub fn send(&mut self, data: &[u8], now: Instant) -> io::Result<()> {
+    pub fn send(&mut self, data: &[u8], now: Instant, at_cap: &mut AtCap) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
         }
-        if self.owed() > 0 {
+        let result = if self.owed() > 0 {
             if self.sent > 0 {
                 self.owed.drain(..self.sent);
                 self.sent = 0;
             }
             self.owed.extend_from_slice(data);
-            return self.flush(now);
+            self.flush(now, at_cap)
+        } else {
+            self.write_some(data, now).map(|n| {
+                if n < data.len() {
+                    self.owed.clear();
+                    self.sent = 0;
+                    self.owed.extend_from_slice(&data[n..]);
+                }
+            })
+        };
+        let owed = self.owed();
+        at_cap.note(&mut self.full, owed);
+        result
+    }
+
+    /// Bytes from another client (fan-out). When nothing was waiting, this delivery starts
+    /// the clock that tells a client that does not read (`not_reading`).
+    pub fn pass_on(&mut self, data: &[u8], now: Instant, at_cap: &mut AtCap) -> io::Result<()> {
+        if self.owed() == 0 {
+            self.last_drained = now;
         }
-        let n = self.write_some(data, now)?;
-        if n < data.len() {
-            self.owed.clear();
-            self.sent = 0;
-            self.owed.extend_from_slice(&data[n..]);
-        }
-        Ok(())
+        self.send(data, now, at_cap)
     }
 
     /// Writes as much of what is owed as the kernel takes now.
-    pub fn flush(&mut self, now: Instant) -> io::Result<()> {
+    pub fn flush(&mut self, now: Instant, at_cap: &mut AtCap) -> io::Result<()> {
         if self.owed() == 0 {
             return Ok(());
         }
         let owed = std::mem::take(&mut self.owed);
         let result = self.write_some(&owed[self.sent..], now);
         self.owed = owed;
-        let n = result?;
-        self.sent += n;
-        if self.sent == self.owed.len() {
-            self.owed.clear();
-            self.sent = 0;
-            if self.owed.capacity() > KEEP_CAPACITY {
-                self.owed = Vec::new();
+        if let Ok(n) = result {
+            self.sent += n;
+            if self.sent == self.owed.len() {
+                self.owed.clear();
+                self.sent = 0;
+                if self.owed.capacity() > KEEP_CAPACITY {
+                    self.owed = Vec::new();
+                }
             }
         }
-        Ok(())
+        let owed = self.owed();
+        at_cap.note(&mut self.full, owed);
+        result.map(drop)
     }
 
     /// write() until the data is gone or the kernel's buffer is full (EAGAIN); how much went.
@@ -124,7 +307,7 @@ impl<S> Conn<S> {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
@@ -134,5 +317,127 @@ impl<S> Conn<S> {
             self.last_drained = now;
         }
         Ok(done)
+    }
+
+    /// Why the connection should end now by the clock, if it should: a client that has not
+    /// closed within `LINGER` of our goodbye, or one silent past the idle timeout.
+    pub fn overdue(&self, now: Instant, idle_timeout: Option<Duration>) -> Option<String> {
+        let quiet = now.saturating_duration_since(self.last_active);
+        match (self.phase, idle_timeout) {
+            (Phase::Closing { shut: true }, _) if quiet >= LINGER => Some(format!(
+                "did not close within {} of our goodbye",
+                narrate::short(LINGER)
+            )),
+            (_, Some(limit)) if quiet >= limit => Some(format!(
+                "idle for {} (--idle-timeout {})",
+                narrate::short(quiet),
+                humantime::format_duration(limit)
+            )),
+            _ => None,
+        }
+    }
+
+    /// Why a fan-out recipient counts as not reading, if it does: owed its cap or more and
+    /// nothing taken by the kernel for `stall`.
+    pub fn not_reading(&self, now: Instant, cap: usize, stall: Duration) -> Option<String> {
+        let stalled = now.saturating_duration_since(self.last_drained);
+        (self.owed() >= cap && stalled >= stall).then(|| {
+            format!(
+                "not reading: {} waiting to be sent to it, none taken for {}",
+                narrate::bytes(self.owed() as u64),
+                narrate::short(stalled)
+            )
+        })
+    }
+
+    /// Ends the connection: its `-v` line, TCP_INFO at `-vv`, close() narrated, its place in
+    /// `at_cap` given back. Returns the bytes it took in and sent, for the loop's totals.
+    pub fn close(self, why: &str, at_cap: &mut AtCap) -> (u64, u64) {
+        if self.full {
+            at_cap.count -= 1;
+        }
+        narrate::info(format_args!(
+            "closed {}: {why}; {} in, {} out, {}",
+            self.peer,
+            narrate::bytes(self.bytes_in),
+            narrate::bytes(self.bytes_out),
+            narrate::short(self.opened.elapsed())
+        ));
+        if narrate::narrating()
+            && let Some(info) = socket::tcp_info_summary(&SockRef::from(&self.sock))
+        {
+            narrate::emit(format_args!("{} {info}", self.peer));
+        }
+        self.sock.close();
+        (self.bytes_in, self.bytes_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection to a Unix stream pair's other end, which the test reads when it likes.
+    fn pair() -> (Conn<()>, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let sock = Stream::Unix(mio::net::UnixStream::from_std(ours));
+        let peer = Peer::Unix("test".to_string());
+        (Conn::new(sock, peer, (), Instant::now()), theirs)
+    }
+
+    #[test]
+    fn at_cap_counts_each_crossing_of_the_line_and_the_close() {
+        let mut at_cap = AtCap::new(4096);
+        let (mut a, mut reader) = pair();
+        let (b, _keep) = pair();
+        let now = Instant::now();
+        // More than the kernel's buffer: the rest is owed, far past the cap.
+        a.send(&vec![7u8; 4 << 20], now, &mut at_cap).unwrap();
+        assert!(a.owed() >= 4096 && at_cap.any());
+        // Sending more while full does not count it twice.
+        a.send(b"more", now, &mut at_cap).unwrap();
+        assert_eq!(at_cap.count, 1);
+        // The client reads; what it is owed drains below the cap, and the count follows.
+        let mut buf = vec![0u8; 1 << 20];
+        while a.owed() > 0 {
+            let _ = std::io::Read::read(&mut reader, &mut buf).unwrap();
+            a.flush(now, &mut at_cap).unwrap();
+            assert_eq!(at_cap.any(), a.owed() >= 4096);
+        }
+        assert!(!at_cap.any());
+        // A full connection that closes gives its place back.
+        a.send(&vec![7u8; 4 << 20], now, &mut at_cap).unwrap();
+        assert!(at_cap.any());
+        let _ = a.close("test", &mut at_cap);
+        assert!(!at_cap.any());
+        let _ = b.close("test", &mut at_cap);
+        assert_eq!(at_cap.count, 0);
+    }
+
+    #[test]
+    fn a_goodbye_shuts_our_side_once_all_is_sent_and_their_eof_ends_it() {
+        let mut at_cap = AtCap::new(4096);
+        let (mut c, mut client) = pair();
+        let now = Instant::now();
+        c.send(b"bye\n", now, &mut at_cap).unwrap();
+        assert_eq!(c.follow(Next::Close), None);
+        assert!(c.is_closing());
+        // Nothing owed: pump shuts our side; the client reads the goodbye, then EOF.
+        assert_eq!(c.pump(&mut at_cap, now), Ok(false));
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut got).unwrap();
+        assert_eq!(got, b"bye\n");
+        // Their input is discarded, then their EOF ends the connection.
+        std::io::Write::write_all(&mut client, b"late").unwrap();
+        drop(client);
+        c.woken(true, true);
+        let mut buf = [0u8; 64];
+        assert!(matches!(c.read(&mut buf, 4096, now), Input::Nothing));
+        assert!(matches!(c.read(&mut buf, 4096, now), Input::Nothing));
+        assert_eq!(
+            c.pump(&mut at_cap, now),
+            Err("the service ended the session".to_string())
+        );
     }
 }

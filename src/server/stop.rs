@@ -43,8 +43,8 @@ impl Stop {
         loop {
             match (&self.pipe).read(&mut buf) {
                 Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
         }

@@ -1,19 +1,18 @@
 //! The two kinds of stream socket the engine serves, TCP and Unix-domain, behind one type each
-//! (`Listen`, `Stream`) so the event loop, the connection state and the services do not care
-//! which; and `Peer`, who a client is: an IP address, or for a Unix client (which has none
-//! worth showing) its credentials. Nothing here decides anything; engine.rs does.
+//! (`Listen`, `Stream`) so the acceptor, the event loop and the connection do not care which.
+//! Who a client is lives in `peer.rs`; nothing here decides anything.
 
-use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use super::plain_addr;
-use crate::unix;
+use socket2::Socket;
+
+use super::peer::{Peer, plain_addr};
+use crate::socket::{self, unix};
 
 /// A listening socket the engine accepts on.
 pub enum Listen {
@@ -22,6 +21,19 @@ pub enum Listen {
 }
 
 impl Listen {
+    /// Wraps a bound, listening socket for mio (made non-blocking first, as edge-triggered
+    /// epoll needs): a Unix-domain one when `unix`, TCP otherwise.
+    pub fn new(listener: Socket, unix: bool) -> io::Result<Listen> {
+        listener.set_nonblocking(true)?;
+        Ok(if unix {
+            Listen::Unix(UnixListener::from_std(
+                std::os::unix::net::UnixListener::from(OwnedFd::from(listener)),
+            ))
+        } else {
+            Listen::Tcp(TcpListener::from_std(std::net::TcpListener::from(listener)))
+        })
+    }
+
     /// accept(): the client's socket and who it is.
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
@@ -33,6 +45,13 @@ impl Listen {
                 (Stream::Unix(s), Peer::Unix(who))
             }),
         }
+    }
+}
+
+impl Listen {
+    /// close(), narrated: the server accepts no more.
+    pub fn close(self) {
+        socket::close(Socket::from(OwnedFd::from(self)));
     }
 }
 
@@ -49,6 +68,25 @@ impl From<Listen> for OwnedFd {
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+impl Stream {
+    /// ` on 127.0.0.1:7`: our end, for the `accepted` line (a Unix socket's is its path,
+    /// already announced, so nothing).
+    pub fn local_shown(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s
+                .local_addr()
+                .map(|a| format!(" on {}", plain_addr(a)))
+                .unwrap_or_default(),
+            Stream::Unix(_) => String::new(),
+        }
+    }
+
+    /// close(), narrated like every close; the descriptor also leaves epoll with it.
+    pub fn close(self) {
+        socket::close(Socket::from(OwnedFd::from(self)));
+    }
 }
 
 impl Read for &Stream {
@@ -129,31 +167,3 @@ macro_rules! delegate_source {
 
 delegate_source!(Listen);
 delegate_source!(Stream);
-
-/// Who a client is, for log lines, `--allow`/`--deny` and the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Peer {
-    Ip(SocketAddr),
-    /// A Unix-domain client: `pid 1234 (uid 1000, gid 1000)` from SO_PEERCRED.
-    Unix(String),
-}
-
-impl Peer {
-    /// The address a `Service` is given. A Unix client has no IP address, so it gets the
-    /// unspecified one (`0.0.0.0:0`), as the `Service` contract documents.
-    pub fn sock_addr(&self) -> SocketAddr {
-        match self {
-            Peer::Ip(a) => *a,
-            Peer::Unix(_) => SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0),
-        }
-    }
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Peer::Ip(a) => write!(f, "{a}"),
-            Peer::Unix(who) => write!(f, "Unix client {who}"),
-        }
-    }
-}

@@ -38,30 +38,27 @@ impl Broker {
 
     /// `<peer> line\n` for each whole line in `data`; the unfinished rest waits in `partial`.
     /// Blank lines are not passed on.
-    fn lines(&self, m: &mut Member, data: &[u8], others: &mut Vec<u8>) {
+    fn lines(m: &mut Member, data: &[u8], others: &mut Vec<u8>) {
         let mut rest = data;
         while !rest.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    m.partial.extend_from_slice(&rest[..=i]);
-                    rest = &rest[i + 1..];
-                    self.say(m, others);
-                }
-                None => {
-                    m.partial.extend_from_slice(rest);
-                    rest = &[];
-                }
+            if let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                m.partial.extend_from_slice(&rest[..=i]);
+                rest = &rest[i + 1..];
+                Self::say(m, others);
+            } else {
+                m.partial.extend_from_slice(rest);
+                rest = &[];
             }
             while m.partial.len() > MAX_LINE {
                 let tail = m.partial.split_off(MAX_LINE);
-                self.say(m, others);
+                Self::say(m, others);
                 m.partial = tail;
             }
         }
     }
 
     /// Sends the line in `partial` (adding the newline it lacks) and empties it.
-    fn say(&self, m: &mut Member, others: &mut Vec<u8>) {
+    fn say(m: &mut Member, others: &mut Vec<u8>) {
         let line = std::mem::take(&mut m.partial);
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
@@ -107,14 +104,14 @@ impl Service for Broker {
             Event::Joined if self.chat => {
                 others.extend_from_slice(format!("* {} joined\n", m.peer).as_bytes());
             }
-            Event::Data(data) if self.chat => self.lines(m, data, others),
+            Event::Data(data) if self.chat => Self::lines(m, data, others),
             Event::Data(data) => others.extend_from_slice(data),
-            Event::Eof if self.chat && !m.partial.is_empty() => self.say(m, others),
+            Event::Eof if self.chat && !m.partial.is_empty() => Self::say(m, others),
             Event::Left(_) => {
                 self.here.fetch_sub(1, Ordering::Relaxed);
                 if self.chat {
                     if !m.partial.is_empty() {
-                        self.say(m, others);
+                        Self::say(m, others);
                     }
                     others.extend_from_slice(format!("* {} left\n", m.peer).as_bytes());
                 }

@@ -7,8 +7,8 @@
 
 use std::net::SocketAddr;
 
+use crate::relay::wire::{Dir, Dump};
 use crate::server::{Event, Next, Service};
-use crate::wire::{Dir, Dump};
 
 /// `inner`, with every byte in and out of it dumped.
 pub struct Dumped<S> {
@@ -86,11 +86,7 @@ mod tests {
     #[test]
     fn the_wrapper_changes_no_byte_of_the_answer() {
         let dir = std::env::temp_dir().join(format!("sockkit-dumped-{}", std::process::id()));
-        let args = crate::cli::DumpArgs {
-            hexdump: true,
-            hexdump_file: Some(dir.clone()),
-        };
-        let dump = Dump::open(&args).unwrap().unwrap();
+        let dump = Dump::open(true, Some(&dir)).unwrap().unwrap();
         let svc = Dumped { inner: Echo, dump };
         let mut out = Vec::new();
         let mut tap = svc.open("127.0.0.1:9".parse().unwrap(), &mut out);

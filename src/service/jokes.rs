@@ -243,7 +243,7 @@ fn check_field(name: &str, text: &str, max: usize) -> Result<(), String> {
         return Err(format!("the {name} is empty"));
     }
     if let Some(c) = text.chars().find(|c| c.is_control()) {
-        return Err(format!("the {name} holds a control character ({:?})", c));
+        return Err(format!("the {name} holds a control character ({c:?})"));
     }
     if text.len() > max {
         return Err(format!(

@@ -255,8 +255,7 @@ impl Knock {
             // The peer's port and the clock make two clients' seeds differ within a process.
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
+                .map_or(0, |d| d.as_nanos());
             Order::shuffled(self.jokes.len(), self.seeds.hash_one((peer, now)))
         } else {
             Order::in_order(self.jokes.len())
@@ -278,6 +277,7 @@ pub struct Session {
 
 impl Session {
     /// Buffered bytes of an unfinished line.
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
@@ -595,7 +595,7 @@ mod tests {
                 let mut seen: Vec<usize> = (0..n as u64).map(|k| o.nth(k)).collect();
                 // The next round repeats the same order.
                 assert_eq!(o.nth(n as u64), seen[0]);
-                seen.sort();
+                seen.sort_unstable();
                 assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n={n} seed={seed}");
             }
         }
@@ -740,7 +740,7 @@ mod tests {
     fn service_output_stays_small_for_a_flood_of_empty_lines() {
         let k = Knock::new(two_jokes(), false);
         let (mut s, _) = open(&k);
-        let (next, out) = feed(&k, &mut s, &[b'\n'; 64 * 1024]);
+        let (next, out) = feed(&k, &mut s, &vec![b'\n'; 64 * 1024]);
         assert_eq!(next, Next::Close);
         assert_eq!(out.lines().count(), MAX_WRONG as usize);
         assert!(out.len() < 2048, "{} bytes out", out.len());

@@ -68,7 +68,7 @@ impl ChildGuard {
     pub fn spawn(cmd: &mut Command) -> ChildGuard {
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning {:?}: {e}", cmd.get_program()));
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", cmd.get_program().display()));
         ChildGuard { child: Some(child) }
     }
 
@@ -186,7 +186,7 @@ impl LineTap {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.fresh.recv_timeout(left) {
                 Ok(line) if want(&line) => return Ok(line),
-                Ok(_) => continue,
+                Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(format!(
                         "no such line within {limit:?}; got:\n{}",
@@ -365,13 +365,10 @@ fn run_bounded(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Outp
     });
     let out = collect(child.stdout());
     let err = collect(child.stderr());
-    let status = match child.wait_timeout(limit) {
-        Some(s) => s,
-        None => {
-            drop(child);
-            let said = String::from_utf8_lossy(&join_within(err, T)).into_owned();
-            panic!("{cmd:?}: still running after {limit:?} (killed); stderr:\n{said}");
-        }
+    let Some(status) = child.wait_timeout(limit) else {
+        drop(child);
+        let said = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+        panic!("{cmd:?}: still running after {limit:?} (killed); stderr:\n{said}");
     };
     if let Some(writer) = writer {
         let _ = writer.join();
@@ -510,9 +507,7 @@ pub fn in_ci() -> bool {
 /// that the check never ran. Returns so the caller can `return` after it.
 #[track_caller]
 pub fn skip_or_fail(reason: &str) {
-    if in_ci() {
-        panic!("CI is set, so this cannot be skipped: {reason}");
-    }
+    assert!(!in_ci(), "CI is set, so this cannot be skipped: {reason}");
     eprintln!("SKIPPED: {reason}");
 }
 
@@ -522,14 +517,13 @@ pub fn skip_or_fail(reason: &str) {
 /// be a check that silently never ran.
 #[track_caller]
 pub fn peer_or_skip(name: &str) -> Option<PathBuf> {
-    match which(name) {
-        Some(p) => Some(p),
-        None => {
-            skip_or_fail(&format!(
-                "`{name}` is not installed (on PATH); .ci/run installs it"
-            ));
-            None
-        }
+    if let Some(p) = which(name) {
+        Some(p)
+    } else {
+        skip_or_fail(&format!(
+            "`{name}` is not installed (on PATH); .ci/run installs it"
+        ));
+        None
     }
 }
 

@@ -1,7 +1,8 @@
-//! The stdio <-> socket relay of `connect` and `listen`: stdin to the socket, the socket to
-//! stdout, binary-safe and unbuffered, with the ending rules of DESIGN.md (half-close on stdin
-//! EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout). Sockets are made elsewhere,
-//! and which system call moves the bytes (sendfile, splice, read/write) is zerocopy.rs's choice.
+//! The byte-stream session (TCP, Unix stream) between stdio and a socket: stdin to the
+//! socket, the socket to stdout, binary-safe and unbuffered, with the ending rules of
+//! DESIGN.md (half-close on stdin EOF, peer EOF, `--quit-after`, idle timeout, a closed
+//! stdout). Sockets are made elsewhere; which system call moves the bytes (sendfile, splice,
+//! read/write) is zerocopy.rs's choice, and what the wire stages do to them is wire.rs's.
 //!
 //! Two threads: the caller's thread moves socket -> stdout and decides when the session ends;
 //! one stdin thread for the whole process moves stdin -> socket. The stdin thread outlives a
@@ -21,23 +22,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use socket2::Socket;
 
-use crate::cli::RelayArgs;
+use super::ending::{End, Ending};
+use super::wire::{Framing, Wire};
+use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
 use crate::narrate;
 use crate::socket;
-use crate::wire::Wire;
-use crate::zerocopy::{self, DownError, Got, Step, UpError};
-
-/// How one session ended, for `-v` and the exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// Both sides said EOF (or the peer did and stdin is a terminal).
-    Closed,
-    /// `--quit-after` ran out after stdin EOF.
-    QuitAfter,
-    /// The reader of stdout went away (`| head`): a normal end for a filter.
-    StdoutClosed,
-}
 
 /// What a session moved.
 #[derive(Debug, Clone, Copy)]
@@ -48,9 +38,9 @@ pub struct Totals {
     pub end: End,
 }
 
-/// Runs relay sessions over sockets handed to it, one at a time.
-pub struct Relay {
-    opts: RelayArgs,
+/// Runs byte-stream sessions over sockets handed to it, one at a time.
+pub struct ByteRelay {
+    opts: Ending,
     /// `--crlf` and the hex dump: the relay then sees (and copies) every byte.
     wire: Wire,
     stdin: Option<Sender<Job>>,
@@ -59,7 +49,7 @@ pub struct Relay {
 
 /// When a byte last moved either way, shared by both threads for `--idle-timeout`: a
 /// timestamp, so the deadline counts from the byte and not from when it was noticed.
-pub struct Activity {
+struct Activity {
     base: Instant,
     nanos: AtomicU64,
 }
@@ -73,7 +63,7 @@ impl Activity {
     }
 
     /// A byte moved now.
-    pub fn touch(&self) {
+    fn touch(&self) {
         let n = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.nanos.fetch_max(n, Ordering::Relaxed);
     }
@@ -104,20 +94,15 @@ enum Up {
     Failed(anyhow::Error),
 }
 
-impl Relay {
-    pub fn new(opts: RelayArgs) -> Self {
-        Relay {
+impl ByteRelay {
+    /// A relay ending as `opts` says, with the wire stages `wire` on the way.
+    pub fn new(opts: Ending, wire: Wire) -> Self {
+        ByteRelay {
             opts,
-            wire: Wire::default(),
+            wire,
             stdin: None,
             stdin_is_tty: io::stdin().is_terminal(),
         }
-    }
-
-    /// The same relay, with `--crlf` and/or the hex dump on the way.
-    pub fn with_wire(mut self, wire: Wire) -> Self {
-        self.wire = wire;
-        self
     }
 
     /// Relays between stdio and `sock` until the session ends; the socket is left to the
@@ -200,9 +185,14 @@ impl Relay {
 /// The stdin thread: moves stdin to the current session's socket (zerocopy.rs picks how). A
 /// chunk read while no session is live waits for the next one.
 fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
-    let mut uplink = zerocopy::Uplink::for_stdin_with(wire);
+    let mut uplink = zerocopy::Uplink::for_stdin(wire.outbound(Framing::Stream));
     let mut at_eof = false;
     for job in jobs {
+        uplink.restart();
+        let mut moved = |n: usize| {
+            job.sent.fetch_add(n as u64, Ordering::Relaxed);
+            job.activity.touch();
+        };
         let outcome = loop {
             if job.cancelled.load(Ordering::SeqCst) {
                 break None;
@@ -210,7 +200,7 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
             if at_eof {
                 break Some(finish_stdin(&job));
             }
-            match uplink.step(&job.sock, &job.cancelled, &job.sent, &job.activity) {
+            match uplink.step(&job.sock, &job.cancelled, &mut moved) {
                 Ok(Step::Moved) => {}
                 Ok(Step::Eof) => at_eof = true,
                 Ok(Step::Held) => break None, // keep the chunk for the next session
@@ -253,7 +243,7 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
         "read from stdin"
     };
     match e.raw_os_error() {
-        Some(libc::EPIPE) | Some(libc::ECONNRESET) => {
+        Some(libc::EPIPE | libc::ECONNRESET) => {
             anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
         }
         _ => anyhow!(
@@ -266,7 +256,7 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
 /// The session's own thread: socket -> stdout, and the decision when it ends.
 struct Downlink<'a> {
     sock: &'a Socket,
-    opts: &'a RelayArgs,
+    opts: &'a Ending,
     stdin_is_tty: bool,
     uplink: bool,
     events: Receiver<Up>,
@@ -288,7 +278,8 @@ impl Downlink<'_> {
     }
 
     fn run(&mut self) -> Result<End> {
-        let mut sink = zerocopy::Sink::for_stdout_with(self.opts.send_only, self.wire.clone());
+        let stages = self.wire.inbound(Framing::Stream);
+        let mut sink = zerocopy::Sink::for_stdout(self.opts.send_only, stages);
         loop {
             while let Ok(up) = self.events.try_recv() {
                 match up {
@@ -395,7 +386,7 @@ fn exact(n: u64) -> String {
 }
 
 /// The `-v` end-of-session lines: bytes each way, duration, rate, and TCP_INFO on Linux.
-pub fn report(sock: &Socket, t: &Totals) {
+pub(crate) fn report(sock: &Socket, t: &Totals) {
     if !narrate::verbose() {
         return;
     }

@@ -6,20 +6,22 @@
 //! and any call the kernel refuses at run time (EINVAL, ENOSYS) use read(2)/write(2) through one
 //! fixed buffer. Pipes handed to us are grown to 1 MiB (F_SETPIPE_SZ): the writer runs ahead
 //! and each call moves more. `SOCKKIT_RELAY=buffered` turns sendfile and splice off, for the
-//! benchmark's comparison. The session rules (half-close, EOF, timeouts, the stdin hand-off)
-//! stay in relay.rs: this file only moves bytes and says how many, and what it holds between
-//! calls never grows with the size of the transfer.
+//! benchmark's comparison. The wire stages (`--crlf`, the dump) come from wire.rs and force
+//! the copying path, since they must see each byte. The session rules (half-close, EOF,
+//! timeouts, the stdin hand-off) stay in stream.rs: this file only moves bytes and says how
+//! many, and what it holds between calls never grows with the size of the transfer.
 
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+use super::wire::{Inbound, Outbound};
 use crate::narrate;
-use crate::wire::{Crlf, Dir, Wire};
+use crate::sys;
 
 /// The read(2)/write(2) buffer: large enough for loopback speed, and a read is still forwarded
 /// as soon as it returns, however little it got.
@@ -102,28 +104,22 @@ impl fmt::Display for Kind {
 /// fstat(2) on `fd`, and how long it took (for the narration).
 fn probe(fd: RawFd) -> (Kind, Duration) {
     let t0 = Instant::now();
-    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: st is a valid, writable stat for the duration of the call.
-    let rc = unsafe { libc::fstat(fd, &mut st) };
-    let kind = if rc != 0 {
-        Kind::Unknown
-    } else {
-        match st.st_mode & libc::S_IFMT {
+    let kind = match sys::fstat(fd) {
+        Err(_) => Kind::Unknown,
+        Ok(st) => match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File {
                 size: st.st_size.max(0) as u64,
             },
             libc::S_IFIFO => Kind::Pipe,
             libc::S_IFSOCK => Kind::Socket,
-            // SAFETY: isatty only inspects the descriptor.
-            libc::S_IFCHR if unsafe { libc::isatty(fd) } == 1 => Kind::Terminal,
+            libc::S_IFCHR if sys::isatty(fd) => Kind::Terminal,
             libc::S_IFCHR if libc::major(st.st_rdev) == 1 && libc::minor(st.st_rdev) == 3 => {
                 Kind::DevNull
             }
             libc::S_IFCHR => Kind::CharDevice,
             libc::S_IFBLK => Kind::BlockDevice,
             _ => Kind::Other,
-        }
+        },
     };
     (kind, t0.elapsed())
 }
@@ -213,7 +209,7 @@ fn narrate_fallback(call: &str, e: &io::Error, since: Instant, direction: &str) 
 fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) | Some(libc::EXDEV)
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EXDEV)
     )
 }
 
@@ -238,26 +234,15 @@ fn wait_ready(fd: RawFd, events: libc::c_short) {
         events,
         revents: 0,
     };
-    // SAFETY: p is a valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut p, 1, -1) };
-}
-
-fn cvt(rc: isize) -> io::Result<usize> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as usize)
-    }
+    let _ = sys::poll(std::slice::from_mut(&mut p), -1);
 }
 
 fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for writes of buf.len() bytes.
-    cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    sys::read(fd, buf)
 }
 
 fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for reads of buf.len() bytes.
-    cvt(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+    sys::write(fd, buf)
 }
 
 /// Writes all of `data` to `fd`, calling `moved` after each write; on failure says how much
@@ -282,92 +267,6 @@ fn write_all(
         }
     }
     Ok(())
-}
-
-#[cfg(target_os = "linux")]
-mod sys {
-    use std::io;
-    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-
-    pub fn sendfile(out: RawFd, inp: RawFd, count: usize) -> io::Result<usize> {
-        // SAFETY: a null offset makes the kernel use and advance inp's file position.
-        super::cvt(unsafe { libc::sendfile(out, inp, std::ptr::null_mut(), count) })
-    }
-
-    pub fn splice(inp: RawFd, out: RawFd, len: usize, flags: u32) -> io::Result<usize> {
-        // SAFETY: null offsets: both descriptors use (or, for pipes and sockets, have no) position.
-        super::cvt(unsafe {
-            libc::splice(
-                inp,
-                std::ptr::null_mut(),
-                out,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | flags,
-            )
-        })
-    }
-
-    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        let mut fds = [0; 2];
-        // SAFETY: fds has room for the two descriptors pipe2 writes.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both are fresh descriptors nobody else owns.
-        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-    }
-
-    /// Grows a pipe to `size` bytes if it is smaller; returns the capacity it has.
-    pub fn grow_pipe(fd: RawFd, size: i32) -> io::Result<usize> {
-        // SAFETY: F_GETPIPE_SZ/F_SETPIPE_SZ only inspect or resize the pipe.
-        let now = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
-        if now < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if now >= size {
-            return Ok(now as usize);
-        }
-        // SAFETY: as above.
-        let set = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) };
-        if set < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(set as usize)
-    }
-
-    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: buf is valid for buf.len() bytes; with MSG_TRUNC TCP does not even write it.
-        super::cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) })
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod sys {
-    //! Not reached but for recv_trunc: ZERO_COPY is false here, so every other path is
-    //! Buffered.
-    use std::io;
-    use std::os::fd::{OwnedFd, RawFd};
-
-    fn no() -> io::Error {
-        io::Error::from_raw_os_error(libc::ENOSYS)
-    }
-    pub fn sendfile(_: RawFd, _: RawFd, _: usize) -> io::Result<usize> {
-        Err(no())
-    }
-    pub fn splice(_: RawFd, _: RawFd, _: usize, _: u32) -> io::Result<usize> {
-        Err(no())
-    }
-    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        Err(no())
-    }
-    pub fn grow_pipe(_: RawFd, _: i32) -> io::Result<usize> {
-        Err(no())
-    }
-    /// A plain read: the bytes land in the buffer and are dropped there.
-    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-        super::read_fd(fd, buf)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,9 +305,7 @@ pub struct Uplink {
     buf: Vec<u8>,
     pending: usize,
     /// `--crlf` and the dump: only the buffered path sees the bytes, so they force it.
-    wire: Wire,
-    crlf: Crlf,
-    converted: Vec<u8>,
+    stages: Outbound,
     /// Bytes sendfile has moved; an EINVAL before the first means "cannot", after it "failed".
     zc_moved: u64,
     /// A stdin pipe grows once bulk data arrives: the writer runs ahead, reads take 256 KiB.
@@ -416,21 +313,17 @@ pub struct Uplink {
 }
 
 impl Uplink {
-    /// Looks at stdin (fstat) and picks its path; narrated at `-vv`.
-    pub fn for_stdin() -> Uplink {
-        Uplink::for_stdin_with(Wire::default())
-    }
-
-    /// `for_stdin`, with `--crlf` and/or the dump applied on the way (buffered path only).
-    pub fn for_stdin_with(wire: Wire) -> Uplink {
+    /// Looks at stdin (fstat) and picks its path, with the wire stages applied on the way
+    /// (they force the buffered path); narrated at `-vv`.
+    pub fn for_stdin(stages: Outbound) -> Uplink {
         let (kind, took) = probe(STDIN);
         let path = match kind {
-            _ if wire.active() => Path::Buffered,
+            _ if stages.sees_bytes() => Path::Buffered,
             Kind::File { .. } if ZERO_COPY && !forced_buffered() => Path::Sendfile,
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
-        if wire.active() {
+        if stages.sees_bytes() {
             narrate::info(format_args!(
                 "stdin -> socket is copied through sockkit: --crlf and -x must see each byte"
             ));
@@ -439,9 +332,7 @@ impl Uplink {
             path,
             buf: Vec::new(),
             pending: 0,
-            wire,
-            crlf: Crlf::default(),
-            converted: Vec::new(),
+            stages,
             zc_moved: 0,
             grow: if kind == Kind::Pipe {
                 Grow::pipe(STDIN)
@@ -451,19 +342,19 @@ impl Uplink {
         }
     }
 
-    /// Moves the next bytes from stdin to `sock`, counting them in `sent` and `activity` as
-    /// they go; blocks until stdin has something (or EOF) and the socket took it.
+    /// A new session takes over (`listen -k`): what is held goes to it, its dump starts at 0.
+    pub fn restart(&mut self) {
+        self.stages.restart();
+    }
+
+    /// Moves the next bytes from stdin to `sock`, calling `moved` with each count as the
+    /// socket takes them; blocks until stdin has something (or EOF) and the socket took it.
     pub fn step(
         &mut self,
         sock: &Socket,
         cancelled: &AtomicBool,
-        sent: &AtomicU64,
-        activity: &crate::relay::Activity,
+        moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
-        let mut moved = |n: usize| {
-            sent.fetch_add(n as u64, Ordering::Relaxed);
-            activity.touch();
-        };
         if self.path == Path::Sendfile {
             let t0 = Instant::now();
             match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
@@ -492,16 +383,13 @@ impl Uplink {
                 }
             }
         }
-        let offset = sent.load(Ordering::Relaxed);
-        self.buffered_step(sock, cancelled, offset, &mut moved)
+        self.buffered_step(sock, cancelled, moved)
     }
 
-    /// `offset`: bytes this session has sent so far, where the dump of this chunk starts.
     fn buffered_step(
         &mut self,
         sock: &Socket,
         cancelled: &AtomicBool,
-        offset: u64,
         moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
         if self.buf.is_empty() {
@@ -525,36 +413,30 @@ impl Uplink {
                 return Ok(Step::Held);
             }
         }
-        let pending = self.pending;
-        let data: &[u8] = if self.wire.crlf {
-            self.converted.clear();
-            self.crlf.convert(&self.buf[..pending], &mut self.converted);
-            &self.converted
-        } else {
-            &self.buf[..pending]
-        };
-        let result = write_all(sock.as_raw_fd(), data, moved);
-        self.pending = 0;
+        let fd = sock.as_raw_fd();
         // The dump shows what the socket took: after --crlf, and only as far as it got.
-        let went = result.as_ref().map_or_else(|(w, _)| *w, |()| data.len());
-        self.wire.record(Dir::Out, offset, &data[..went]);
-        match result {
-            Ok(()) => Ok(Step::Moved),
-            Err((written, err)) => Err(UpError::Send {
-                err,
-                lost: (data.len() - written) as u64,
-                from_file: false,
-            }),
-        }
+        let result = self.stages.pass(&self.buf[..self.pending], |data| {
+            match write_all(fd, data, moved) {
+                Ok(()) => (data.len(), Ok(Step::Moved)),
+                Err((written, err)) => (
+                    written,
+                    Err(UpError::Send {
+                        err,
+                        lost: (data.len() - written) as u64,
+                        from_file: false,
+                    }),
+                ),
+            }
+        });
+        self.pending = 0;
+        result
     }
 }
 
 /// What is left of a regular file on `fd` past its position: the bytes sendfile did not send.
 fn file_left(fd: RawFd) -> u64 {
-    // SAFETY: lseek with SEEK_CUR and offset 0 only reads the position.
-    let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
-    match probe(fd).0 {
-        Kind::File { size } if pos >= 0 => size.saturating_sub(pos as u64),
+    match (probe(fd).0, sys::position(fd)) {
+        (Kind::File { size }, Ok(pos)) => size.saturating_sub(pos),
         _ => 0,
     }
 }
@@ -587,10 +469,9 @@ pub enum DownError {
 pub struct Sink {
     path: Path,
     buf: Vec<u8>,
-    /// The dump (only the buffered path sees the bytes, so it forces it), where this
-    /// session's received bytes have got to, and `--send-only` on that path.
-    wire: Wire,
-    dumped: u64,
+    /// The dump (only the buffered path sees the bytes, so it forces it), and `--send-only`
+    /// on that path.
+    stages: Inbound,
     discard: bool,
     /// Our own pipe (read end, write end) for SpliceVia.
     pipe: Option<(OwnedFd, OwnedFd)>,
@@ -602,18 +483,13 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Looks at stdout (fstat) and picks its path; `discard` is `--send-only`. Narrated at
-    /// `-vv`.
-    pub fn for_stdout(discard: bool) -> Sink {
-        Sink::for_stdout_with(discard, Wire::default())
-    }
-
-    /// `for_stdout`, with the received bytes dumped (buffered path only).
-    pub fn for_stdout_with(discard: bool, wire: Wire) -> Sink {
+    /// Looks at stdout (fstat) and picks its path; `discard` is `--send-only`, `stages` the
+    /// dump of what arrives (it forces the buffered path). Narrated at `-vv`.
+    pub fn for_stdout(discard: bool, stages: Inbound) -> Sink {
         let (kind, took) = probe(STDOUT);
         let zc = ZERO_COPY && !forced_buffered();
         let mut path = match kind {
-            _ if wire.dump.is_some() => Path::Buffered,
+            _ if stages.sees_bytes() => Path::Buffered,
             _ if discard => Path::Discard,
             Kind::Pipe if zc => Path::Splice,
             Kind::File { .. } | Kind::DevNull | Kind::CharDevice | Kind::BlockDevice if zc => {
@@ -640,7 +516,7 @@ impl Sink {
             }
         }
         narrate_choice(STDOUT, kind, took, "socket -> stdout", path);
-        if wire.dump.is_some() {
+        if stages.sees_bytes() {
             narrate::info(format_args!(
                 "socket -> stdout is copied through sockkit: -x must see each byte"
             ));
@@ -654,8 +530,7 @@ impl Sink {
         Sink {
             path,
             buf,
-            wire,
-            dumped: 0,
+            stages,
             discard,
             pipe,
             zc_moved: 0,
@@ -711,8 +586,7 @@ impl Sink {
                 if n == 0 {
                     return Ok(Got::Eof);
                 }
-                self.wire.record(Dir::In, self.dumped, &self.buf[..n]);
-                self.dumped += n as u64;
+                self.stages.received(&self.buf[..n]);
                 if self.discard {
                     return Ok(Got::Data(n));
                 }

@@ -1,28 +1,25 @@
-//! The datagram relay of `connect -u` and `listen -u` (UDP, and SOCK_DGRAM Unix sockets with
+//! The datagram session of `connect -u` and `listen -u` (UDP, and SOCK_DGRAM Unix sockets with
 //! `-U -u`): each stdin read (or line, with `--lines`) becomes one datagram, each datagram
-//! received is written to stdout, one thread polling both. It lives apart from relay.rs
-//! because datagrams have no stream to half-close, no EOF and a size limit, and an unconnected
-//! socket has many peers: it answers the one heard from last and announces every new one.
-//! Also here: making UDP sockets (narrated) and connecting them.
+//! received is written to stdout, one thread polling both, every datagram through the wire
+//! stages of wire.rs. It lives apart from stream.rs because datagrams have no stream to
+//! half-close, no EOF and a size limit, and an unconnected socket has many peers: it answers
+//! the one heard from last and announces every new one. The sockets are made in `socket`.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::mem::{ManuallyDrop, MaybeUninit};
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{SockAddr, Socket};
 
-use crate::cli::RelayArgs;
+use super::ending::{End, Ending};
+use super::wire::{Framing, Outbound, Wire};
 use crate::error;
 use crate::narrate;
-use crate::server::plain_addr;
+use crate::socket::unix;
 use crate::socket::{self, fd};
-use crate::sockopt::{Plan, SockKind, Stage};
-use crate::unix;
 
 /// The largest UDP payload over IPv4: 65,535 (the IPv4 total length field) less the 20-byte
 /// IPv4 header and the 8-byte UDP header.
@@ -39,58 +36,6 @@ const RECV_BUF: usize = 256 * 1024;
 /// oldest are forgotten, so a flood of senders costs bounded memory.
 const MAX_KNOWN_PEERS: usize = 4096;
 
-/// `socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) = fd 3`.
-pub fn udp_socket(domain: Domain) -> io::Result<Socket> {
-    narrate::traced(
-        || Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)),
-        |r| {
-            let res = match r {
-                Ok(s) => format!("= fd {}", fd(s)),
-                Err(e) => narrate::errno_text(e),
-            };
-            let fam = if domain == Domain::IPV6 {
-                "AF_INET6"
-            } else {
-                "AF_INET"
-            };
-            format!("socket({fam}, SOCK_DGRAM, IPPROTO_UDP) {res}")
-        },
-    )
-}
-
-/// A connected UDP socket to the first of `addrs` the kernel has a route to. connect() on UDP
-/// sends nothing: it only fixes the peer, so that send() needs no address, only its datagrams
-/// are received, and an ICMP port unreachable comes back as ECONNREFUSED.
-pub fn connect_udp(addrs: &[SocketAddr], plan: &Plan) -> Result<Socket> {
-    let mut failures = Vec::new();
-    for addr in addrs {
-        let sock = udp_socket(Domain::for_address(*addr))
-            .map_err(|e| anyhow!("socket() for {addr}: {}", error::plain(&e)))?;
-        let tgt = socket::target(addr, SockKind::Udp);
-        plan.apply(&sock, tgt, Stage::Early)?;
-        let sa = SockAddr::from(*addr);
-        let r = narrate::traced(
-            || sock.connect(&sa),
-            |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
-        );
-        match r {
-            Ok(()) => {
-                plan.apply(&sock, tgt, Stage::Connected)?;
-                narrate::info(format_args!(
-                    "UDP connect() sent nothing: it only fixed the peer ({addr}); nothing says \
-                     yet that anyone is there"
-                ));
-                return Ok(sock);
-            }
-            Err(e) => {
-                failures.push(error::connect_failure(*addr, &e));
-                socket::close(sock);
-            }
-        }
-    }
-    Err(anyhow!("{}", failures.join("; ")))
-}
-
 /// Whom a datagram relay talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peers {
@@ -104,11 +49,13 @@ pub enum Peers {
 /// A datagram session's settings.
 pub struct DgramRelay<'a> {
     pub sock: &'a Socket,
-    pub opts: RelayArgs,
+    pub opts: Ending,
     pub lines: bool,
     pub peers: Peers,
     /// Whether `-q` was given: quiet servers do not announce peers either.
     pub quiet: bool,
+    /// `--crlf` and the dump, applied to each datagram.
+    pub wire: &'a Wire,
 }
 
 /// What a session moved, for `-v`.
@@ -124,9 +71,14 @@ pub struct Counts {
 /// path, `@name`.
 pub fn show(a: &SockAddr) -> String {
     match a.as_socket() {
-        Some(s) => plain_addr(s).to_string(),
+        Some(s) => plain(s).to_string(),
         None => unix::show(a),
     }
+}
+
+/// An IPv4 peer of a dual-stack socket as `127.0.0.1:5000`, not `[::ffff:127.0.0.1]:5000`.
+fn plain(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 /// The size limit for one datagram to `to` and its explanation, or `None` where the kernel's
@@ -165,18 +117,17 @@ fn too_big(len: usize, at_least: bool, to: &SockAddr, sock: &Socket, lines: bool
     } else {
         "send less per write, or use --lines to send one datagram per line"
     };
-    match limit_for(to) {
-        Some((_, why)) => anyhow!("datagram of {len} bytes is too big: {why}; {how}"),
-        None => {
-            let sndbuf = sock
-                .send_buffer_size()
-                .map(|n| format!(" ({n} bytes now)"))
-                .unwrap_or_default();
-            anyhow!(
-                "datagram of {len} bytes is too big: a Unix datagram must fit the socket's send \
-                 buffer, SO_SNDBUF{sndbuf}; raise it with -o sndbuf=SIZE or {how}"
-            )
-        }
+    if let Some((_, why)) = limit_for(to) {
+        anyhow!("datagram of {len} bytes is too big: {why}; {how}")
+    } else {
+        let sndbuf = sock
+            .send_buffer_size()
+            .map(|n| format!(" ({n} bytes now)"))
+            .unwrap_or_default();
+        anyhow!(
+            "datagram of {len} bytes is too big: a Unix datagram must fit the socket's send \
+             buffer, SO_SNDBUF{sndbuf}; raise it with -o sndbuf=SIZE or {how}"
+        )
     }
 }
 
@@ -196,11 +147,12 @@ fn refused(peer: &SockAddr) -> anyhow::Error {
 impl DgramRelay<'_> {
     /// Relays until stdin EOF plus `--quit-after`, `--idle-timeout`, `--send-only` at stdin
     /// EOF, a closed stdout, or an error.
-    pub fn run(&self) -> Result<Counts> {
-        // SAFETY: fds 0 and 1 are open for the whole process; ManuallyDrop never closes them.
+    pub fn run(&self) -> Result<(Counts, End)> {
+        let mut out = self.wire.outbound(Framing::Datagrams);
+        let mut inb = self.wire.inbound(Framing::Datagrams);
         // Unbuffered on purpose: one read is one datagram, and std's Stdin would merge reads.
-        let mut stdout = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-        let mut stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+        let mut stdout = crate::sys::stdio_file(1);
+        let mut stdin = crate::sys::stdio_file(0);
         let connected_to = match self.peers {
             Peers::Connected => Some(
                 self.sock
@@ -212,7 +164,7 @@ impl DgramRelay<'_> {
         // Where stdin goes: the connected peer, or the last one heard from.
         let mut target: Option<SockAddr> = connected_to.clone();
         let mut known: HashSet<Vec<u8>> = HashSet::new();
-        let mut known_order: std::collections::VecDeque<Vec<u8>> = Default::default();
+        let mut known_order = std::collections::VecDeque::<Vec<u8>>::new();
         let read_max = match connected_to.as_ref().and_then(limit_for) {
             // One more than the limit, so an oversized read is seen as such.
             Some((max, _)) => max + 1,
@@ -231,7 +183,7 @@ impl DgramRelay<'_> {
             let quit_at = stdin_eof_at.zip(self.opts.quit_after).map(|(t, q)| t + q);
             if quit_at.is_some_and(|q| now >= q) {
                 narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
-                return Ok(counts);
+                return Ok((counts, End::QuitAfter));
             }
             let idle_at = self.opts.idle_timeout.map(|t| last_activity + t);
             if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
@@ -241,7 +193,7 @@ impl DgramRelay<'_> {
                     "no datagram either way for {} (--idle-timeout): ending",
                     humantime::format_duration(t)
                 ));
-                return Ok(counts);
+                return Ok((counts, End::Closed));
             }
             let timeout = [quit_at, idle_at]
                 .into_iter()
@@ -261,16 +213,16 @@ impl DgramRelay<'_> {
                 let (n, from) = match got {
                     Ok(r) => r,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => match &connected_to {
-                        Some(p) => return Err(refused(p)),
-                        None => {
-                            narrate::emit(format_args!(
-                                "an earlier datagram bounced: the peer's port is closed \
-                                     (ICMP port unreachable)"
-                            ));
-                            continue;
+                    Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                        if let Some(p) = &connected_to {
+                            return Err(refused(p));
                         }
-                    },
+                        narrate::emit(format_args!(
+                            "an earlier datagram bounced: the peer's port is closed \
+                             (ICMP port unreachable)"
+                        ));
+                        continue;
+                    }
                     Err(e) => {
                         return Err(anyhow!(
                             "recvfrom(fd {sfd}): {} (after {} datagrams)",
@@ -295,16 +247,15 @@ impl DgramRelay<'_> {
                     self.note_peer(&from, &who, &mut target, &mut known, &mut known_order);
                 }
                 narrate::info(format_args!("datagram of {n} B from {who}"));
-                if !self.opts.send_only {
-                    // SAFETY: recvfrom initialised the first `kept` bytes.
-                    let data: &[u8] =
-                        unsafe { std::slice::from_raw_parts(rbuf.as_ptr().cast(), kept) };
-                    if let Err(e) = stdout.write_all(data) {
-                        if error::is_broken_pipe(&e) {
-                            return Ok(counts);
-                        }
-                        return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
+                let data = crate::sys::received(&rbuf, kept);
+                inb.received(data);
+                if !self.opts.send_only
+                    && let Err(e) = stdout.write_all(data)
+                {
+                    if error::is_broken_pipe(&e) {
+                        return Ok((counts, End::StdoutClosed));
                     }
+                    return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
                 }
             }
             if !stdin_ready {
@@ -321,7 +272,7 @@ impl DgramRelay<'_> {
                 stdin_eof_at = Some(Instant::now());
                 if self.lines && !line.is_empty() {
                     let rest = std::mem::take(&mut line);
-                    self.send(&rest, &to, &mut counts)?;
+                    self.send(&mut out, &rest, &to, &mut counts)?;
                 }
                 narrate::info(format_args!(
                     "stdin ended after {} datagrams; a datagram socket has no EOF to send, so {}",
@@ -341,20 +292,20 @@ impl DgramRelay<'_> {
                     }
                 ));
                 if self.opts.send_only {
-                    return Ok(counts);
+                    return Ok((counts, End::Closed));
                 }
                 continue;
             }
             last_activity = Instant::now();
             if !self.lines {
-                self.send(&inbuf[..n], &to, &mut counts)?;
+                self.send(&mut out, &inbuf[..n], &to, &mut counts)?;
                 continue;
             }
             line.extend_from_slice(&inbuf[..n]);
             let mut start = 0;
             while let Some(pos) = line[start..].iter().position(|&b| b == b'\n') {
                 let end = start + pos + 1;
-                self.send(&line[start..end], &to, &mut counts)?;
+                self.send(&mut out, &line[start..end], &to, &mut counts)?;
                 start = end;
             }
             line.drain(..start);
@@ -393,7 +344,7 @@ impl DgramRelay<'_> {
                 narrate::emit(format_args!(
                     "a datagram came from an unbound Unix socket: it has no address, so it \
                      cannot be answered (stdin still goes to {})",
-                    target.as_ref().map(show).unwrap_or_else(|| "nobody".into())
+                    target.as_ref().map_or_else(|| "nobody".into(), show)
                 ));
             }
             return;
@@ -419,8 +370,23 @@ impl DgramRelay<'_> {
         *target = Some(from.clone());
     }
 
-    /// Sends one datagram to the connected peer or by sendto to `to`.
-    fn send(&self, data: &[u8], to: &SockAddr, counts: &mut Counts) -> Result<()> {
+    /// Sends one datagram, through the wire stages, to the connected peer or by sendto to `to`.
+    fn send(
+        &self,
+        stages: &mut Outbound,
+        data: &[u8],
+        to: &SockAddr,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        // The dump shows a datagram only if it went (a gone `listen -u` peer is skipped).
+        let before = counts.sent;
+        stages.pass(data, |data| {
+            let r = self.send_one(data, to, counts);
+            (if counts.sent > before { data.len() } else { 0 }, r)
+        })
+    }
+
+    fn send_one(&self, data: &[u8], to: &SockAddr, counts: &mut Counts) -> Result<()> {
         if let Some((max, _)) = limit_for(to)
             && data.len() > max
         {
@@ -452,7 +418,7 @@ impl DgramRelay<'_> {
                 },
             );
             match r {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => break other,
             }
         };
@@ -487,13 +453,13 @@ impl DgramRelay<'_> {
 /// A peer's address as bytes, to tell peers apart.
 fn addr_key(a: &SockAddr) -> Vec<u8> {
     match a.as_socket() {
-        Some(s) => plain_addr(s).to_string().into_bytes(),
+        Some(s) => plain(s).to_string().into_bytes(),
         None => unix::show(a).into_bytes(),
     }
 }
 
 /// The `-v` end-of-session line.
-pub fn report(c: &Counts, elapsed: Duration) {
+pub(crate) fn report(c: &Counts, elapsed: Duration) {
     narrate::info(format_args!(
         "closed: sent {} datagrams ({}), received {} datagrams ({}) in {}",
         c.sent,
@@ -507,6 +473,7 @@ pub fn report(c: &Counts, elapsed: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn limits_follow_the_family_and_mapped_ipv4_counts_as_ipv4() {

@@ -1,0 +1,35 @@
+//! How a relay session ends, whatever its transport: the options that decide it (`Ending`,
+//! filled in by `cmd` from `--no-shutdown`, `--quit-after`, `--send-only`, `--recv-only` and
+//! `--idle-timeout`) and the way it did end (`End`). The rules themselves live with each
+//! session (stream.rs, dgram.rs).
+
+use std::time::Duration;
+
+/// How one session ended, for `-v` and the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both sides said EOF (or the peer did and stdin is a terminal); for datagrams, which
+    /// have no EOF, stdin ended and then the idle timeout ran out or `--send-only` was done.
+    Closed,
+    /// `--quit-after` ran out after stdin EOF.
+    QuitAfter,
+    /// The reader of stdout went away (`| head`): a normal end for a filter.
+    StdoutClosed,
+}
+
+/// How a session ends, and which directions it moves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ending {
+    /// At stdin EOF keep the sending side open instead of shutdown(SHUT_WR) (streams only:
+    /// a datagram socket has no sending side to shut).
+    pub no_shutdown: bool,
+    /// After stdin EOF wait at most this long for the peer's EOF (datagrams: keep printing
+    /// this long).
+    pub quit_after: Option<Duration>,
+    /// Discard what the peer sends (the session still ends at the peer's EOF).
+    pub send_only: bool,
+    /// Do not read stdin.
+    pub recv_only: bool,
+    /// End the session when nothing has moved either way for this long.
+    pub idle_timeout: Option<Duration>,
+}

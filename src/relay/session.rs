@@ -1,0 +1,84 @@
+//! The one relay pipeline `connect` and `listen` run, whatever the transport: a session
+//! between stdio and a socket is a byte stream (TCP, Unix stream: stream.rs) or a stream of
+//! datagrams (UDP, Unix datagram: dgram.rs), and either way it goes through the same wire
+//! stages (wire.rs) and ends by the same options (ending.rs). The caller makes and closes the
+//! socket; this file picks the session kind, runs it and reports it (`-v`).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use socket2::Socket;
+
+use super::dgram::{self, DgramRelay, Peers};
+use super::ending::{End, Ending};
+use super::stream::{self, ByteRelay};
+use super::wire::Wire;
+
+/// What a session carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// A byte stream: TCP or a Unix stream socket.
+    Bytes,
+    /// Datagrams: UDP or a Unix datagram socket.
+    Datagrams {
+        /// `--lines`: one datagram per stdin line instead of one per read.
+        lines: bool,
+        /// A connected socket, or one answering whoever was heard from last.
+        peers: Peers,
+        /// `-q`: a quiet server does not announce its peers either.
+        quiet: bool,
+    },
+}
+
+/// Runs sessions one after another (`listen -k`), all with the same options and stages.
+pub struct Relay {
+    ending: Ending,
+    wire: Wire,
+    /// Made at the first byte-stream session and kept: its stdin thread carries what was
+    /// typed between two clients over to the next one.
+    bytes: Option<ByteRelay>,
+}
+
+impl Relay {
+    pub fn new(ending: Ending, wire: Wire) -> Self {
+        Relay {
+            ending,
+            wire,
+            bytes: None,
+        }
+    }
+
+    /// Relays between stdio and `sock` until the session ends, then reports it (`-v`). The
+    /// socket is left to the caller to close.
+    pub fn session(&mut self, sock: &Socket, channel: Channel) -> Result<End> {
+        match channel {
+            Channel::Bytes => {
+                let (ending, wire) = (self.ending, &self.wire);
+                let relay = self
+                    .bytes
+                    .get_or_insert_with(|| ByteRelay::new(ending, wire.clone()));
+                let totals = relay.session(sock)?;
+                stream::report(sock, &totals);
+                Ok(totals.end)
+            }
+            Channel::Datagrams {
+                lines,
+                peers,
+                quiet,
+            } => {
+                let started = Instant::now();
+                let (counts, end) = DgramRelay {
+                    sock,
+                    opts: self.ending,
+                    lines,
+                    peers,
+                    quiet,
+                    wire: &self.wire,
+                }
+                .run()?;
+                dgram::report(&counts, started.elapsed());
+                Ok(end)
+            }
+        }
+    }
+}

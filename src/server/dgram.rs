@@ -1,0 +1,242 @@
+//! Datagram serving, for UDP and Unix SOCK_DGRAM sockets alike: each datagram is one whole
+//! exchange with the `Service` (open, then input), answered to its sender's address. There are
+//! no connections, so `--allow`/`--deny` are checked per datagram and the other limits do not
+//! apply. What differs by transport is only who a sender is (`Sender`): an IP address, a
+//! named Unix socket, or an unbound Unix socket that cannot be answered. mio watches the
+//! descriptor, socket2 does the I/O (mio's Unix datagram type cannot send to an abstract
+//! address, which is where `connect -U PATH -u` clients live). Stops on SIGINT/SIGTERM.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use mio::event::Source;
+use mio::net::{UdpSocket, UnixDatagram};
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, SockAddr, SockRef, Socket};
+
+use super::limits::Limits;
+use super::peer::{Peer, plain_addr};
+use super::report::counted;
+use super::service::Service;
+use super::stop::Stop;
+use crate::error;
+use crate::narrate;
+use crate::socket::{self, unix};
+
+const DATAGRAMS: Token = Token(0);
+const SIGNAL: Token = Token(1);
+
+/// Answers datagrams on the bound socket `sock` (UDP, or Unix datagram) with `service` until
+/// SIGINT or SIGTERM. A sender `limits` refuses (`--allow`/`--deny`; only an IP sender can
+/// be) is ignored. A reply the kernel cannot queue right now is dropped, as any datagram may
+/// be; the totals count them.
+pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) -> Result<()> {
+    let unix = sock
+        .local_addr()
+        .context("reading the datagram socket's address (getsockname)")?
+        .domain()
+        == Domain::UNIX;
+    let noun = if unix {
+        "datagram socket"
+    } else {
+        "UDP socket"
+    };
+    let mut stop = Stop::install()?;
+    sock.set_nonblocking(true)
+        .with_context(|| format!("making the {noun} non-blocking"))?;
+    let fd = socket::fd(&sock);
+    let mut watched = Watched::new(sock, unix);
+    let mut poll = Poll::new().context("creating the event loop (epoll_create)")?;
+    poll.registry()
+        .register(watched.source(), DATAGRAMS, Interest::READABLE)
+        .with_context(|| format!("registering the {noun} with epoll"))?;
+    poll.registry()
+        .register(&mut stop.pipe, SIGNAL, Interest::READABLE)
+        .context("registering the signal pipe with epoll")?;
+    let sock = watched.sock();
+    let started = Instant::now();
+    let mut events = Events::with_capacity(64);
+    // A Unix datagram may be far larger than a UDP one can.
+    let len = if unix { 256 * 1024 } else { 64 * 1024 };
+    let mut buf = vec![MaybeUninit::<u8>::uninit(); len];
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut t = Tally::default();
+    let stopped_by = 'serve: loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("waiting for events (epoll_wait)");
+        }
+        for ev in &events {
+            if ev.token() == SIGNAL {
+                if let Some(sig) = stop.take() {
+                    break 'serve sig;
+                }
+                continue;
+            }
+            loop {
+                let (n, from) = match sock.recv_from(&mut buf) {
+                    Ok(got) => got,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // UDP: an ICMP error for an earlier reply (the sender's port was closed),
+                    // reported on the next call: that sender's problem, not the server's.
+                    Err(e) if !unix => {
+                        narrate::info(format_args!(
+                            "recvfrom(fd {fd}): {} (an earlier reply bounced)",
+                            error::plain(&e)
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        narrate::info(format_args!("recvfrom(fd {fd}): {}", error::plain(&e)));
+                        break;
+                    }
+                };
+                t.bytes_in += n as u64;
+                let peer = match Sender::of(&from, limits) {
+                    Sender::Answerable(peer) => peer,
+                    Sender::Refused(peer, why) => {
+                        t.refused += 1;
+                        narrate::info(format_args!("ignored a datagram from {peer}: {why}"));
+                        continue;
+                    }
+                    Sender::Unbound => {
+                        t.unanswerable += 1;
+                        narrate::info(format_args!(
+                            "a datagram of {n} B from an unbound socket: no address to answer"
+                        ));
+                        continue;
+                    }
+                };
+                out.clear();
+                let mut session = service.open(peer.sock_addr(), &mut out);
+                let _ = service.input(&mut session, crate::sys::received(&buf, n), &mut out);
+                if !out.is_empty() {
+                    t.reply(&sock, &out, &from, &peer, n);
+                }
+            }
+        }
+    };
+    let _ = poll.registry().deregister(watched.source());
+    watched.close();
+    let skipped = if unix {
+        format!("{} from unbound senders", t.unanswerable)
+    } else {
+        format!("{} refused", t.refused)
+    };
+    narrate::info(format_args!(
+        "stopped on {stopped_by}: answered {} ({skipped}, {} replies dropped), {} in, {} out, up {}",
+        counted(t.answered, "datagram"),
+        t.dropped,
+        narrate::bytes(t.bytes_in),
+        narrate::bytes(t.bytes_out),
+        narrate::short(started.elapsed())
+    ));
+    Ok(())
+}
+
+/// Who sent a datagram, and whether it gets an answer.
+enum Sender {
+    Answerable(Peer),
+    /// Kept out by `--allow`/`--deny`, for this reason.
+    Refused(Peer, String),
+    /// A Unix socket that never bound a name: there is no address to answer to.
+    Unbound,
+}
+
+impl Sender {
+    fn of(from: &SockAddr, limits: &Limits) -> Sender {
+        if let Some(a) = from.as_socket() {
+            let a = plain_addr(a);
+            return match limits.refuses(a.ip()) {
+                Some(why) => Sender::Refused(Peer::Ip(a), why),
+                None => Sender::Answerable(Peer::Ip(a)),
+            };
+        }
+        if from.as_pathname().is_none() && from.as_abstract_namespace().is_none() {
+            return Sender::Unbound;
+        }
+        Sender::Answerable(Peer::Unix(unix::show(from)))
+    }
+}
+
+/// The loop's counts, for the totals line.
+#[derive(Default)]
+struct Tally {
+    answered: u64,
+    refused: u64,
+    unanswerable: u64,
+    dropped: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Tally {
+    /// sendto() the service's answer to a datagram of `n` bytes; counted and, at -v, said.
+    fn reply(&mut self, sock: &Socket, out: &[u8], to: &SockAddr, peer: &Peer, n: usize) {
+        // A datagram's sender as the log has always named it: the address or socket name.
+        let who: &dyn std::fmt::Display = match peer {
+            Peer::Ip(a) => a,
+            Peer::Unix(name) => name,
+        };
+        match sock.send_to(out, to) {
+            Ok(m) => {
+                self.answered += 1;
+                self.bytes_out += m as u64;
+                narrate::info(format_args!("{who}: {n} B in, {m} B back"));
+            }
+            Err(e) => {
+                self.dropped += 1;
+                narrate::info(format_args!(
+                    "{who}: reply of {} B dropped: {}",
+                    out.len(),
+                    error::plain(&e)
+                ));
+            }
+        }
+    }
+}
+
+/// The socket as mio watches it (mio registers only its own types); the I/O goes through
+/// socket2 (`sock`), which can answer any sender address.
+enum Watched {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl Watched {
+    fn new(sock: Socket, unix: bool) -> Watched {
+        if unix {
+            Watched::Unix(UnixDatagram::from_std(sock.into()))
+        } else {
+            Watched::Udp(UdpSocket::from_std(sock.into()))
+        }
+    }
+
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Watched::Udp(s) => s,
+            Watched::Unix(s) => s,
+        }
+    }
+
+    fn sock(&self) -> SockRef<'_> {
+        match self {
+            Watched::Udp(s) => SockRef::from(s),
+            Watched::Unix(s) => SockRef::from(s),
+        }
+    }
+
+    /// close(), narrated.
+    fn close(self) {
+        socket::close(match self {
+            Watched::Udp(s) => Socket::from(OwnedFd::from(s)),
+            Watched::Unix(s) => Socket::from(OwnedFd::from(s)),
+        });
+    }
+}

@@ -1,0 +1,280 @@
+//! Every libc call sockkit makes itself and every `unsafe` block in the crate: socket2 and std
+//! cover the rest. Each wrapper is safe to call, returns `io::Result` (errno in the error), and
+//! carries a `// SAFETY:` line saying why its block is sound. Keeping them here means the rest
+//! of the crate is `unsafe`-free, which `tests/layers.rs` checks.
+//!
+//! Socket options go through one generic pair, [`getsockopt`] and [`setsockopt`], over plain
+//! old data types ([`Pod`]), as socket2 does it in its own `sys` module.
+
+use std::fs::File;
+use std::io;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// A C value the kernel may fill byte by byte: plain old data for which all zero bytes is a
+/// valid value (so it can be zeroed before getsockopt writes it).
+///
+/// # Safety
+/// Implement only for `#[repr(C)]` structs and integers with no padding-sensitive invariants,
+/// no references and no niche.
+pub unsafe trait Pod: Copy {}
+
+// SAFETY: integers are valid for every bit pattern.
+unsafe impl Pod for libc::c_int {}
+// SAFETY: linger is two c_ints.
+unsafe impl Pod for libc::linger {}
+// SAFETY: ucred is three integers.
+#[cfg(target_os = "linux")]
+unsafe impl Pod for libc::ucred {}
+// SAFETY: tcp_info is integers only; the kernel defines every byte it writes.
+#[cfg(target_os = "linux")]
+unsafe impl Pod for libc::tcp_info {}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cvt_size(rc: isize) -> io::Result<usize> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc.unsigned_abs())
+    }
+}
+
+fn socklen_of<T>() -> libc::socklen_t {
+    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
+}
+
+/// `getsockopt(fd, level, name, &value, &len)`; a value shorter than `T` (an older kernel's
+/// tcp_info) leaves the rest zero.
+pub fn getsockopt<T: Pod>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = socklen_of::<T>();
+    // SAFETY: `value` is writable for `len` bytes, the size of T, and the kernel writes at
+    // most `len`; T is Pod, so the zeroed bytes it leaves are a valid T too.
+    cvt(unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &raw mut len) })?;
+    // SAFETY: zeroed then (partly) overwritten by the kernel: every byte is initialised.
+    Ok(unsafe { value.assume_init() })
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof value)`.
+pub fn setsockopt<T: Pod>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: the kernel reads exactly size_of::<T>() bytes from a live reference.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::from_ref(value).cast(),
+            socklen_of::<T>(),
+        )
+    })
+    .map(drop)
+}
+
+/// getsockopt(TCP_INFO): the kernel's own view of a TCP connection (Linux; socket2 lacks it).
+#[cfg(target_os = "linux")]
+pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {
+    getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO).ok()
+}
+
+/// The peer's credentials as the kernel recorded them at connect() (SO_PEERCRED, Linux).
+#[cfg(target_os = "linux")]
+pub fn peer_cred(fd: RawFd) -> Option<libc::ucred> {
+    getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED).ok()
+}
+
+/// fstat(2).
+pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    let mut st = MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: st is a valid, writable stat for the duration of the call.
+    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded and filled the struct (which was zeroed before).
+    Ok(unsafe { st.assume_init() })
+}
+
+/// isatty(3): whether `fd` is a terminal.
+pub fn isatty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// The file position of `fd` (lseek(fd, 0, SEEK_CUR)).
+pub fn position(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: lseek with SEEK_CUR and offset 0 only reads the position.
+    let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    u64::try_from(pos).map_err(|_| io::Error::last_os_error())
+}
+
+/// poll(2) over `fds` for at most `ms` milliseconds (-1: no limit); the number ready.
+pub fn poll(fds: &mut [libc::pollfd], ms: libc::c_int) -> io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+    // SAFETY: `fds` is a valid, initialised array of `n` pollfd for the duration of the call.
+    cvt(unsafe { libc::poll(fds.as_mut_ptr(), n, ms) }).map(|n| n.unsigned_abs() as usize)
+}
+
+/// read(2) into `buf`.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// write(2) from `buf`.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for reads of buf.len() bytes.
+    cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+/// An unbuffered `File` over a descriptor the process keeps open for its whole life (0, 1, 2),
+/// never closed when dropped. Unbuffered on purpose: one read is one datagram, and std's
+/// `Stdin` would merge reads.
+pub fn stdio_file(fd: RawFd) -> ManuallyDrop<File> {
+    debug_assert!((0..=2).contains(&fd));
+    // SAFETY: fds 0-2 are open for the whole process; ManuallyDrop never closes them.
+    ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The first `n` bytes of a buffer that recv/recvfrom has just written.
+pub fn received(buf: &[MaybeUninit<u8>], n: usize) -> &[u8] {
+    let n = n.min(buf.len());
+    // SAFETY: the receive call initialised the first `n` bytes (at most the buffer), and
+    // MaybeUninit<u8> has the layout of u8.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), n) }
+}
+
+/// The soft and hard RLIMIT_NOFILE.
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) })?;
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Sets the soft and hard RLIMIT_NOFILE.
+pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads the struct passed.
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) }).map(drop)
+}
+
+/// raise(3): sends `sig` to this process (tests of the signal paths).
+#[cfg(test)]
+pub fn raise(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: raise only delivers a signal to the calling thread.
+    cvt(unsafe { libc::raise(sig) }).map(drop)
+}
+
+/// sendfile(2) from `inp`'s file position.
+#[cfg(target_os = "linux")]
+pub fn sendfile(out: RawFd, inp: RawFd, count: usize) -> io::Result<usize> {
+    // SAFETY: a null offset makes the kernel use and advance inp's file position.
+    cvt_size(unsafe { libc::sendfile(out, inp, std::ptr::null_mut(), count) })
+}
+
+/// splice(2) between `inp` and `out`, one of which is a pipe (SPLICE_F_MOVE always set).
+#[cfg(target_os = "linux")]
+pub fn splice(inp: RawFd, out: RawFd, len: usize, flags: libc::c_uint) -> io::Result<usize> {
+    // SAFETY: null offsets: both descriptors use (or, for pipes and sockets, have no) position.
+    cvt_size(unsafe {
+        libc::splice(
+            inp,
+            std::ptr::null_mut(),
+            out,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | flags,
+        )
+    })
+}
+
+/// pipe2(O_CLOEXEC): (read end, write end).
+#[cfg(target_os = "linux")]
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors nobody else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Grows a pipe to `size` bytes if it is smaller (F_SETPIPE_SZ); returns the capacity it has.
+#[cfg(target_os = "linux")]
+pub fn grow_pipe(fd: RawFd, size: libc::c_int) -> io::Result<usize> {
+    // SAFETY: F_GETPIPE_SZ only inspects the pipe.
+    let now = cvt(unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) })?;
+    if now >= size {
+        return Ok(now.unsigned_abs() as usize);
+    }
+    // SAFETY: F_SETPIPE_SZ only resizes the pipe.
+    let set = cvt(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) })?;
+    Ok(set.unsigned_abs() as usize)
+}
+
+/// recv(MSG_TRUNC): TCP discards up to `buf.len()` bytes without copying them.
+#[cfg(target_os = "linux")]
+pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes; with MSG_TRUNC TCP does not even write it.
+    cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) })
+}
+
+#[cfg(not(target_os = "linux"))]
+mod elsewhere {
+    //! Not reached but for recv_trunc: the relay's zero-copy paths are off off Linux.
+    use std::io;
+    use std::os::fd::{OwnedFd, RawFd};
+
+    fn no() -> io::Error {
+        io::Error::from_raw_os_error(libc::ENOSYS)
+    }
+    pub fn sendfile(_: RawFd, _: RawFd, _: usize) -> io::Result<usize> {
+        Err(no())
+    }
+    pub fn splice(_: RawFd, _: RawFd, _: usize, _: libc::c_uint) -> io::Result<usize> {
+        Err(no())
+    }
+    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        Err(no())
+    }
+    pub fn grow_pipe(_: RawFd, _: libc::c_int) -> io::Result<usize> {
+        Err(no())
+    }
+    /// A plain read: the bytes land in the buffer and are dropped there.
+    pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+        super::read(fd, buf)
+    }
+}
+#[cfg(not(target_os = "linux"))]
+pub use elsewhere::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn setsockopt_then_getsockopt_round_trips_an_int() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = s.as_raw_fd();
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_BROADCAST, &1).unwrap();
+        let v: libc::c_int = getsockopt(fd, libc::SOL_SOCKET, libc::SO_BROADCAST).unwrap();
+        assert_eq!(v, 1);
+        let e = getsockopt::<libc::c_int>(-1, libc::SOL_SOCKET, libc::SO_BROADCAST).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    }
+}
