@@ -399,6 +399,7 @@ impl<'a> Loop<'a> {
         if fwd.show_opts {
             show_opts(&s, fwd, &pair.target_addr);
         }
+        pair.target = Some(s);
         Ok(())
     }
 
