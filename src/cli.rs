@@ -394,7 +394,8 @@ pub struct KnockArgs {
 /// one instead of HOST PORT (so `sockkit forward 8080 --to-unix /run/app.sock` exposes a Unix
 /// socket over TCP). -o sets options on the listening socket and the accepted clients,
 /// --to-opt on the outbound sockets; --show-opts shows the listener, and each outbound socket
-/// as it connects. -x shows each direction, labelled with the pair's addresses.
+/// as it connects. -x shows each direction, labelled with the pair's addresses. With -u, UDP:
+/// one outbound socket per client address, closed after --idle-timeout without datagrams.
 #[derive(Args, Debug)]
 #[command(
     override_usage = "sockkit forward [OPTIONS] [ADDR] PORT HOST PORT\n       \
@@ -418,6 +419,11 @@ pub struct ForwardArgs {
     /// Forward to the Unix stream socket at PATH instead of HOST PORT.
     #[arg(long, value_name = "PATH")]
     pub to_unix: Option<UnixAddr>,
+
+    /// Forward UDP: each client address gets an outbound socket of its own, which
+    /// --idle-timeout ends (UDP has no FIN). IP on both sides: not with -U or --to-unix.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]

@@ -424,3 +424,89 @@ fn sigterm_stops_gracefully_with_totals() {
         "{said}"
     );
 }
+
+#[test]
+fn udp_flows_keep_two_clients_apart_and_end_after_idle_timeout() {
+    use std::net::UdpSocket;
+    // The target says who sent each datagram: each client must see its own outbound socket.
+    let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tport = target.local_addr().unwrap().port().to_string();
+    target.set_read_timeout(Some(T)).unwrap();
+    let responder = thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        for _ in 0..3 {
+            let (n, from) = target.recv_from(&mut buf).unwrap();
+            let reply = format!("{from} sent {}", String::from_utf8_lossy(&buf[..n]));
+            target.send_to(reply.as_bytes(), from).unwrap();
+        }
+    });
+    let mut cmd = sockkit(&[
+        "forward",
+        "-u",
+        "-v",
+        "--idle-timeout",
+        "300ms",
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &tport,
+    ]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut fwd = util::Server::start_with(&mut cmd);
+    let ask = |c: &UdpSocket, what: &str| -> String {
+        c.send_to(what.as_bytes(), fwd.addr).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            from, fwd.addr,
+            "replies come from the address the client sent to"
+        );
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let (a, b) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    a.set_read_timeout(Some(T)).unwrap();
+    b.set_read_timeout(Some(T)).unwrap();
+    let ra = ask(&a, "alpha");
+    let rb = ask(&b, "beta");
+    assert!(
+        ra.ends_with(" sent alpha") && rb.ends_with(" sent beta"),
+        "{ra} / {rb}"
+    );
+    let (oa, ob) = (ra.split(' ').next().unwrap(), rb.split(' ').next().unwrap());
+    assert_ne!(
+        oa, ob,
+        "each client address has an outbound socket of its own"
+    );
+    // After --idle-timeout the flow is gone; a new datagram opens a new one.
+    fwd.stderr
+        .wait_for(T, |l| l.contains("flow ") && l.contains("--idle-timeout"))
+        .unwrap();
+    let again = ask(&a, "alpha again");
+    assert!(again.ends_with(" sent alpha again"), "{again}");
+    responder.join().unwrap();
+}
+
+#[test]
+fn udp_refuses_options_it_cannot_honour() {
+    for (args, says) in [
+        (
+            &["forward", "-u", "-w", "1s", "0", "127.0.0.1", "9"][..],
+            "-w",
+        ),
+        (
+            &["forward", "-u", "--threads", "2", "0", "127.0.0.1", "9"],
+            "--threads",
+        ),
+        (
+            &["forward", "-u", "0", "--to-unix", "/tmp/x.sock"],
+            "--to-unix",
+        ),
+    ] {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+}

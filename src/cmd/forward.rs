@@ -1,5 +1,5 @@
 //! `sockkit forward [ADDR] PORT HOST PORT` (and `-U PATH` to listen on a Unix socket,
-//! `--to-unix PATH` to forward to one): glue only. It sorts out the positional endpoints,
+//! `--to-unix PATH` to forward to one, `-u` for UDP): glue only. It sorts out the positional endpoints,
 //! checks the target once before listening (it resolves, it is not port 0, it is not the
 //! listening address itself, which would loop), binds as every server does (setup.rs), and
 //! hands the socket to the forwarding engine (`server::serve_forward`). Moving bytes is the
@@ -30,6 +30,24 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     {
         return Err(UsageError::new("--to-opt help: the list is `sockkit forward -o help`").into());
     }
+    if args.udp && (args.unix.is_some() || args.to_unix.is_some()) {
+        return Err(UsageError::new(
+            "-u forwards UDP between IP addresses: it cannot be used with -U or --to-unix",
+        )
+        .into());
+    }
+    if args.udp && args.timeout.is_some() {
+        return Err(UsageError::new(
+            "-w bounds a TCP connect; with -u there is none (UDP connect() sends nothing)",
+        )
+        .into());
+    }
+    if args.udp && args.server.threads.is_some() {
+        return Err(UsageError::new(
+            "--threads: UDP forwarding runs on one event loop (one socket receives every client)",
+        )
+        .into());
+    }
     let (listen, target) = split(&args)?;
     let family = args.net.family();
     let dest = match (&args.to_unix, target) {
@@ -59,7 +77,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         unlink: args.unlink,
         unlink_on_signal: false,
     };
-    let transport = Transport::of(args.unix.is_some(), false);
+    let transport = Transport::of(args.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     refuse_loop(&bound.local, &dest)?;
     let fwd = Forward {
@@ -75,13 +93,12 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         guard,
         ..
     } = bound;
-    let result = server::serve_forward(
-        socket,
-        args.unix.is_some(),
-        &plan,
-        options::limits(&args.server),
-        &fwd,
-    );
+    let limits = options::limits(&args.server);
+    let result = if args.udp {
+        server::serve_udp_forward(socket, &limits, &fwd)
+    } else {
+        server::serve_forward(socket, args.unix.is_some(), &plan, limits, &fwd)
+    };
     drop(guard);
     result
 }
