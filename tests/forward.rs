@@ -510,3 +510,49 @@ fn udp_refuses_options_it_cannot_honour() {
         assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
     }
 }
+
+#[test]
+fn o_sets_the_listener_and_to_opt_the_outbound_sockets_and_show_opts_shows_both() {
+    let target = echo();
+    let tport = target.port().to_string();
+    let mut fwd = forward(&[
+        "--show-opts",
+        "-o",
+        "rcvbuf=128K",
+        "--to-opt",
+        "sndbuf=256K",
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &tport,
+    ]);
+    let c = dial(fwd.loopback());
+    let w = send_then_fin(c.try_clone().unwrap(), b"x".to_vec());
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    w.join().unwrap();
+    assert_eq!(got, b"x");
+    fwd.stderr
+        .wait_for(T, |l| l.contains("outbound fd") && l.contains(&tport))
+        .unwrap();
+    let out_sndbuf = fwd
+        .stderr
+        .wait_for(T, |l| l.trim_start().starts_with("SO_SNDBUF"))
+        .unwrap();
+    assert!(out_sndbuf.contains("262144"), "{out_sndbuf}");
+    let said = fwd.stderr.text();
+    let listening = &said[..said.find("outbound fd").unwrap()];
+    let rcv = listening
+        .lines()
+        .find(|l| l.trim_start().starts_with("SO_RCVBUF"))
+        .unwrap();
+    assert!(rcv.contains("131072"), "{rcv}");
+    let snd = listening
+        .lines()
+        .find(|l| l.trim_start().starts_with("SO_SNDBUF"))
+        .unwrap();
+    assert!(
+        !snd.contains("262144"),
+        "--to-opt is not for the listener: {snd}"
+    );
+}

@@ -70,6 +70,10 @@ pub fn serve_forward(
     raise_fd_limit(limits.max_conns);
     let stop = Stop::install()?;
     let fd = socket::fd(&listener);
+    // Our end of each client's connection, for a Unix listener (a TCP one asks each socket).
+    let here = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| unix::show(&a));
     let listener =
         Listen::new(listener, unix).context("making the listening socket non-blocking")?;
     let threads = limits.threads.clamp(1, limits.max_conns.max(1));
@@ -83,6 +87,7 @@ pub fn serve_forward(
         limits: &limits,
         plan,
         fwd,
+        here: &here,
     };
     let acceptor = Acceptor::new(listener, fd, stop);
     let outcomes = std::thread::scope(|scope| {
@@ -135,6 +140,8 @@ struct Shared<'a> {
     limits: &'a Limits,
     plan: &'a Plan,
     fwd: &'a Forward,
+    /// The listening Unix socket's name.
+    here: &'a str,
 }
 
 /// What one loop did, for the totals line.
@@ -341,7 +348,7 @@ impl<'a> Loop<'a> {
         }
         self.totals.pairs += 1;
         let local = match stream.local_shown() {
-            s if s.is_empty() => "the Unix socket".to_string(),
+            s if s.is_empty() => self.shared.here.to_string(),
             s => s.trim_start_matches(" on ").to_string(),
         };
         narrate::call(
@@ -394,7 +401,7 @@ impl<'a> Loop<'a> {
             return Err(format!("registering with epoll: {e}"));
         }
         pair.target_addr = path.to_string();
-        pair.target_local = "a Unix socket".to_string();
+        pair.target_local = "(unnamed)".to_string();
         pair.up_and_running = true;
         if fwd.show_opts {
             show_opts(&s, fwd, &pair.target_addr);
