@@ -148,7 +148,7 @@ fn special(e: clap::Error, args: &[OsString]) -> Special {
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
-/// sockkit connects, listens, echoes and tells Knock Knock jokes over TCP (UDP with -u,
+/// sockkit connects, listens, echoes, forwards and tells Knock Knock jokes over TCP (UDP with -u,
 /// Unix-domain sockets with -U), and on the way
 /// shows the sockets API happening: `-vv` narrates each call (socket, setsockopt, bind,
 /// listen, accept, connect, shutdown, close) with its result and time, `-o` sets any socket
