@@ -19,7 +19,7 @@ use socket2::{SockAddr, SockRef, Socket, Type};
 use super::acceptor::{Acceptor, LISTENER, SIGNAL, Seen, raise_fd_limit};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
-use super::pair::{Broken, Pair, Side, Turn};
+use super::pair::{Broken, Pair, PipePool, Side, Turn};
 use super::peer::{Peer, plain_addr};
 use super::report::counted;
 use super::slots::Slots;
@@ -189,6 +189,7 @@ struct Loop<'a> {
     accept: Option<Acceptor>,
     sweep_every: Duration,
     next_sweep: Instant,
+    pipes: PipePool,
 }
 
 impl<'a> Loop<'a> {
@@ -211,6 +212,7 @@ impl<'a> Loop<'a> {
             accept,
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
+            pipes: PipePool::default(),
         }
     }
 
@@ -563,7 +565,7 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.get_mut(slot) else {
             return;
         };
-        match pair.pump(dump, now) {
+        match pair.pump(dump, &mut self.pipes, now) {
             Ok(Turn::More) => self.again.push(self.pairs.token(slot)),
             Ok(Turn::Waiting) if pair.done() => self.end(slot, End::Done),
             Ok(Turn::Waiting) => {}
@@ -661,7 +663,7 @@ impl<'a> Loop<'a> {
         let dump = self.shared.fwd.dump.as_ref();
         for slot in 0..self.pairs.end() {
             if let Some(pair) = self.pairs.get_mut(slot) {
-                let _ = pair.pump(dump, now);
+                let _ = pair.pump(dump, &mut self.pipes, now);
                 self.end(slot, End::Closed("server stopping".to_string()));
             }
         }

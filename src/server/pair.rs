@@ -7,9 +7,11 @@
 //! a failure on either side resets both (SO_LINGER 0). When to move, and the outbound connect,
 //! are the loop's (`forward.rs`); this file never waits.
 //!
-//! Memory: a pair costs its struct (a few hundred bytes) and, once bytes flow, one pipe per
-//! direction (kernel memory, at most `PIPE_SIZE` each); the buffer of the copying fallback
-//! (`COPY_BUF` per direction) is allocated only when used.
+//! Memory: an idle pair costs its struct (under 400 bytes) and its two sockets. A direction
+//! holds a pipe (kernel memory, at most `PIPE_SIZE`) only while bytes are in it: an emptied
+//! pipe goes back to the loop's pool (`PipePool`, at most `POOL_MAX`), so ten thousand idle
+//! pairs hold no pipes and no extra descriptors. The copying fallback's buffer (`COPY_BUF` per
+//! direction) is allocated only when used.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -28,6 +30,8 @@ use crate::socket;
 const PIPE_SIZE: i32 = 64 * 1024;
 /// The copying fallback's buffer, per direction.
 pub const COPY_BUF: usize = 32 * 1024;
+/// Empty pipes a loop keeps for reuse (each is two descriptors and a little kernel memory).
+const POOL_MAX: usize = 64;
 /// Rounds of fill-and-drain one direction gets per turn before the other pairs get theirs.
 const ROUNDS_PER_TURN: usize = 16;
 
@@ -58,8 +62,8 @@ pub enum Turn {
 
 /// One direction: what was read from one side and not yet written to the other.
 pub struct Half {
-    /// The splice pipe (read end, write end), made when the first bytes come.
-    pipe: Option<(OwnedFd, OwnedFd)>,
+    /// The splice pipe, taken from the pool when bytes come and given back once empty.
+    pipe: Option<Pipe>,
     /// The copying fallback: bytes `start..start + held` wait to be written.
     buf: Option<Box<[u8]>>,
     start: usize,
@@ -106,11 +110,28 @@ impl Half {
         src: &Stream,
         dst: &Stream,
         dump: Option<(&Dump, &str, Dir)>,
+        pool: &mut PipePool,
+    ) -> Result<Turn, Broken> {
+        let turn = self.rounds(src, dst, dump, pool);
+        if self.held == 0
+            && let Some(p) = self.pipe.take()
+        {
+            pool.give(p);
+        }
+        turn
+    }
+
+    fn rounds(
+        &mut self,
+        src: &Stream,
+        dst: &Stream,
+        dump: Option<(&Dump, &str, Dir)>,
+        pool: &mut PipePool,
     ) -> Result<Turn, Broken> {
         for _ in 0..ROUNDS_PER_TURN {
             let mut moved = false;
             if !self.eof && (self.cap == 0 || self.held < self.cap) {
-                match self.fill(src, dump) {
+                match self.fill(src, dump, pool) {
                     Ok(0) => {
                         self.eof = true;
                         moved = true;
@@ -151,20 +172,26 @@ impl Half {
     }
 
     /// One read from the source into the pipe (or the buffer). 0: its FIN.
-    fn fill(&mut self, src: &Stream, dump: Option<(&Dump, &str, Dir)>) -> io::Result<usize> {
+    fn fill(
+        &mut self,
+        src: &Stream,
+        dump: Option<(&Dump, &str, Dir)>,
+        pool: &mut PipePool,
+    ) -> io::Result<usize> {
         if !self.copy {
             if self.pipe.is_none() {
-                match make_pipe() {
-                    Ok((pipe, cap)) => {
+                match pool.take() {
+                    Ok(pipe) => {
+                        self.cap = pipe.cap;
                         self.pipe = Some(pipe);
-                        self.cap = cap;
                     }
+                    // Out of descriptors, most likely: this direction copies instead.
                     Err(_) => self.fall_back_to_copy(),
                 }
             }
-            if let Some((_, w)) = &self.pipe {
+            if let Some(p) = &self.pipe {
                 let room = self.cap - self.held;
-                match crate::sys::splice(src.as_raw_fd(), w.as_raw_fd(), room, NONBLOCK) {
+                match crate::sys::splice(src.as_raw_fd(), p.w.as_raw_fd(), room, NONBLOCK) {
                     // Refused for these descriptors (EINVAL) or this kernel (ENOSYS): copy.
                     Err(e) if self.held == 0 && refused(&e) => self.fall_back_to_copy(),
                     other => return other,
@@ -190,8 +217,8 @@ impl Half {
 
     /// One write of what is held to the other side.
     fn drain(&mut self, dst: &Stream) -> io::Result<usize> {
-        if let (false, Some((r, _))) = (self.copy, &self.pipe) {
-            return crate::sys::splice(r.as_raw_fd(), dst.as_raw_fd(), self.held, NONBLOCK);
+        if let (false, Some(p)) = (self.copy, &self.pipe) {
+            return crate::sys::splice(p.r.as_raw_fd(), dst.as_raw_fd(), self.held, NONBLOCK);
         }
         let Some(buf) = &self.buf else {
             return Ok(0);
@@ -214,11 +241,35 @@ fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
 }
 
-/// A pipe for one direction and the bytes it holds.
-fn make_pipe() -> io::Result<((OwnedFd, OwnedFd), usize)> {
-    let (r, w) = crate::sys::pipe()?;
-    let cap = crate::sys::grow_pipe(w.as_raw_fd(), PIPE_SIZE)?;
-    Ok(((r, w), cap))
+/// A splice pipe: its read end, its write end, the bytes it holds.
+pub struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    cap: usize,
+}
+
+/// A loop's empty pipes, so a burst of bytes does not cost a pipe2() and two close()s.
+#[derive(Default)]
+pub struct PipePool {
+    free: Vec<Pipe>,
+}
+
+impl PipePool {
+    fn take(&mut self) -> io::Result<Pipe> {
+        if let Some(p) = self.free.pop() {
+            return Ok(p);
+        }
+        let (r, w) = crate::sys::pipe()?;
+        let cap = crate::sys::grow_pipe(w.as_raw_fd(), PIPE_SIZE)?;
+        Ok(Pipe { r, w, cap })
+    }
+
+    /// Takes back an empty pipe (closed instead when the pool is full).
+    fn give(&mut self, p: Pipe) {
+        if self.free.len() < POOL_MAX {
+            self.free.push(p);
+        }
+    }
 }
 
 /// A pair: the client, its target (once a connection to it is under way), both directions.
@@ -268,7 +319,12 @@ impl Pair {
     }
 
     /// Moves both directions as far as they go now. `More`: call again this turn.
-    pub fn pump(&mut self, dump: Option<&Dump>, now: Instant) -> Result<Turn, (Side, Broken)> {
+    pub fn pump(
+        &mut self,
+        dump: Option<&Dump>,
+        pool: &mut PipePool,
+        now: Instant,
+    ) -> Result<Turn, (Side, Broken)> {
         let Some(target) = &self.target else {
             return Ok(Turn::Waiting);
         };
@@ -286,6 +342,7 @@ impl Pair {
                 &self.client,
                 target,
                 labels.as_ref().map(|(d, l, _)| (*d, l.as_str(), Dir::Out)),
+                pool,
             )
             .map_err(|b| (Side::Client, b))?;
         let down = self
@@ -294,6 +351,7 @@ impl Pair {
                 target,
                 &self.client,
                 labels.as_ref().map(|(d, _, l)| (*d, l.as_str(), Dir::In)),
+                pool,
             )
             .map_err(|b| (Side::Target, b))?;
         if self.up.taken != before_up || self.down.taken != before_down {
@@ -340,4 +398,19 @@ pub fn set_linger_zero(s: &Stream) {
             )
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle pair holds no buffer and no pipe: its cost in user space is its struct (and
+    /// its slot), which must stay well under the 2 KiB per pair the design promises.
+    #[test]
+    fn an_idle_pair_costs_its_struct_alone() {
+        let size = std::mem::size_of::<Pair>();
+        assert!(size < 1024, "a Pair is {size} bytes");
+        let h = Half::new(false);
+        assert!(h.pipe.is_none() && h.buf.is_none() && h.held() == 0);
+    }
 }
