@@ -349,16 +349,15 @@ impl<'a> Loop<'a> {
             return stream.close();
         }
         self.totals.pairs += 1;
-        let local = match stream.local_shown() {
-            s if s.is_empty() => self.shared.here.to_string(),
-            s => s.trim_start_matches(" on ").to_string(),
-        };
-        narrate::call(
-            format_args!("accepted {peer} on {local} (fd {})", stream.as_raw_fd()),
-            Duration::ZERO,
-        );
+        if narrate::narrating() {
+            narrate::emit(format_args!(
+                "accepted {peer} on {} (fd {})",
+                self.client_local(&stream),
+                stream.as_raw_fd()
+            ));
+        }
         let copy = self.shared.fwd.dump.is_some();
-        let mut pair = Pair::new(stream, peer, local, copy, now);
+        let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
             Dest::Ip { host, port, family } => match crate::addr::resolve(host, *port, *family) {
                 Ok(addrs) => {
@@ -403,7 +402,6 @@ impl<'a> Loop<'a> {
             return Err(format!("registering with epoll: {e}"));
         }
         pair.target_addr = path.to_string();
-        pair.target_local = "(unnamed)".to_string();
         pair.up_and_running = true;
         if fwd.show_opts {
             show_opts(&s, fwd, &pair.target_addr);
@@ -497,25 +495,22 @@ impl<'a> Loop<'a> {
         if let Some(e) = err {
             return self.connect_failed(slot, addr, &e, now);
         }
-        narrate::call(
-            format_args!(
-                "connect(fd {}, {addr}) completed{}",
-                s.as_raw_fd(),
-                socket::tcp_state(s.as_raw_fd())
-                    .map(|st| format!(" -> {st}"))
-                    .unwrap_or_default()
-            ),
-            now.saturating_duration_since(pair.opened),
-        );
+        if narrate::narrating() {
+            narrate::call(
+                format_args!(
+                    "connect(fd {}, {addr}) completed{}",
+                    s.as_raw_fd(),
+                    socket::tcp_state(s.as_raw_fd())
+                        .map(|st| format!(" -> {st}"))
+                        .unwrap_or_default()
+                ),
+                now.saturating_duration_since(pair.opened),
+            );
+        }
         let target = socket::target(&addr, SockKind::Tcp);
         if let Err(e) = fwd.out_plan.apply(&sock, target, Stage::Connected) {
             return self.fail(slot, &format!("{e:#}"));
         }
-        pair.target_local = sock
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .map_or_else(String::new, |a| plain_addr(a).to_string());
         pair.up_and_running = true;
         pair.deadline = None;
         pair.last = now;
@@ -637,12 +632,8 @@ impl<'a> Loop<'a> {
             narrate::emit(format_args!(
                 "pair {} -> {} | {} -> {}: {} to the target, {} back, {} undelivered, {} ({how})",
                 pair.peer,
-                pair.client_local,
-                if pair.target_local.is_empty() {
-                    "?"
-                } else {
-                    &pair.target_local
-                },
+                self.client_local(&pair.client),
+                target_local(pair.target.as_ref()),
                 pair.target_addr,
                 narrate::bytes(pair.up.delivered),
                 narrate::bytes(pair.down.delivered),
@@ -651,6 +642,14 @@ impl<'a> Loop<'a> {
             ));
         }
         pair.close(reset);
+    }
+
+    /// Our end of a client's connection, as shown: looked up only for a line that shows it.
+    fn client_local(&self, client: &Stream) -> String {
+        match client.local_shown() {
+            s if s.is_empty() => self.shared.here.to_string(),
+            s => s.trim_start_matches(" on ").to_string(),
+        }
     }
 
     /// At stop: one last move for each pair, then every pair closed.
@@ -667,6 +666,17 @@ impl<'a> Loop<'a> {
                 self.end(slot, End::Closed("server stopping".to_string()));
             }
         }
+    }
+}
+
+/// Our end of the connection to the target, as shown (`?` when there is none).
+fn target_local(target: Option<&Stream>) -> String {
+    match target {
+        Some(Stream::Tcp(t)) => t
+            .local_addr()
+            .map_or_else(|_| "?".to_string(), |a| plain_addr(a).to_string()),
+        Some(Stream::Unix(_)) => "(unnamed)".to_string(),
+        None => "?".to_string(),
     }
 }
 

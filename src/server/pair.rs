@@ -7,7 +7,7 @@
 //! a failure on either side resets both (SO_LINGER 0). When to move, and the outbound connect,
 //! are the loop's (`forward.rs`); this file never waits.
 //!
-//! Memory: an idle pair costs its struct (under 400 bytes) and its two sockets. A direction
+//! Memory: an idle pair costs its struct (under 350 bytes) and its two sockets. A direction
 //! holds a pipe (kernel memory, at most `PIPE_SIZE`) only while bytes are in it: an emptied
 //! pipe goes back to the loop's pool (`PipePool`, at most `POOL_MAX`), so ten thousand idle
 //! pairs hold no pipes and no extra descriptors. The copying fallback's buffer (`COPY_BUF` per
@@ -276,12 +276,9 @@ impl PipePool {
 pub struct Pair {
     pub client: Stream,
     pub peer: Peer,
-    /// Our end of the client's connection, as shown (`127.0.0.1:8080`, or the Unix path).
-    pub client_local: String,
     pub target: Option<Stream>,
-    /// The target being connected to or connected to, and our end of that connection.
+    /// The target being connected to or connected to.
     pub target_addr: String,
-    pub target_local: String,
     /// The target connection is established (before that, the client is not read).
     pub up_and_running: bool,
     /// The addresses still to try after the current attempt, and when the attempt expires.
@@ -295,14 +292,12 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn new(client: Stream, peer: Peer, client_local: String, copy: bool, now: Instant) -> Pair {
+    pub fn new(client: Stream, peer: Peer, copy: bool, now: Instant) -> Pair {
         Pair {
             client,
             peer,
-            client_local,
             target: None,
             target_addr: String::new(),
-            target_local: String::new(),
             up_and_running: false,
             next_addrs: Vec::new(),
             deadline: None,
