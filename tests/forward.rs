@@ -556,3 +556,35 @@ fn o_sets_the_listener_and_to_opt_the_outbound_sockets_and_show_opts_shows_both(
         "--to-opt is not for the listener: {snd}"
     );
 }
+
+#[test]
+fn a_target_that_does_not_answer_within_w_has_its_client_reset() {
+    // A listener with a full accept queue drops new SYNs: connects to it hang, unanswered.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(0).unwrap();
+    let taddr = sock.local_addr().unwrap().as_socket().unwrap();
+    let _filler = TcpStream::connect_timeout(&taddr, T).unwrap();
+    let mut fwd = forward(&[
+        "-w",
+        "300ms",
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &taddr.port().to_string(),
+    ]);
+    let mut c = dial(fwd.loopback());
+    let mut buf = [0u8; 1];
+    let e = c.read(&mut buf).expect_err("a reset after -w");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+    let line = fwd
+        .stderr
+        .wait_for(T, |l| l.contains("target unreachable"))
+        .unwrap();
+    assert!(
+        line.contains("timed out") || line.contains("did not answer"),
+        "{line}"
+    );
+    drop(sock);
+}
