@@ -490,7 +490,7 @@ fn udp_flows_keep_two_clients_apart_and_end_after_idle_timeout() {
 }
 
 #[test]
-fn udp_refuses_options_it_cannot_honour() {
+fn options_that_cannot_apply_are_refused_with_why() {
     for (args, says) in [
         (
             &["forward", "-u", "-w", "1s", "0", "127.0.0.1", "9"][..],
@@ -587,4 +587,43 @@ fn a_target_that_does_not_answer_within_w_has_its_client_reset() {
         "{line}"
     );
     drop(sock);
+}
+
+#[test]
+fn udp_flows_over_max_conns_are_refused_and_logged() {
+    use std::net::UdpSocket;
+    let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tport = target.local_addr().unwrap().port().to_string();
+    let echoer = thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        let (n, from) = target.recv_from(&mut buf).unwrap();
+        target.send_to(&buf[..n], from).unwrap();
+    });
+    let mut cmd = sockkit(&[
+        "forward",
+        "-u",
+        "--max-conns",
+        "1",
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &tport,
+    ]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut fwd = util::Server::start_with(&mut cmd);
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.set_read_timeout(Some(T)).unwrap();
+    a.send_to(b"first", fwd.addr).unwrap();
+    let mut buf = [0u8; 100];
+    let (n, _) = a.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"first");
+    echoer.join().unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    b.send_to(b"second", fwd.addr).unwrap();
+    let who = b.local_addr().unwrap().to_string();
+    let line = fwd.stderr.wait_for(T, |l| l.contains("refused")).unwrap();
+    assert!(
+        line.contains(&who) && line.contains("--max-conns 1 reached"),
+        "{line}"
+    );
 }

@@ -48,6 +48,19 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         )
         .into());
     }
+    if args.unix.is_some() && !(args.server.allow.is_empty() && args.server.deny.is_empty()) {
+        return Err(UsageError::new(
+            "--allow/--deny filter IP addresses, which a client of -U PATH does not have \
+             (the socket file's permissions decide who may connect)",
+        )
+        .into());
+    }
+    if args.unix.is_some() && args.to_unix.is_some() && (args.net.ipv4 || args.net.ipv6) {
+        return Err(UsageError::new(
+            "-4/-6 choose an IP family, and with -U PATH and --to-unix PATH no IP is used",
+        )
+        .into());
+    }
     let (listen, target) = split(&args)?;
     let family = args.net.family();
     let dest = match (&args.to_unix, target) {
