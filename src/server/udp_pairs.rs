@@ -108,7 +108,13 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
                         },
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         // An ICMP error for a datagram sent back earlier: that client's problem.
-                        Err(_) => continue,
+                        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        // Anything else is not one datagram's: say it, and wait for the next event.
+                        Err(e) => {
+                            narrate::emit(format_args!("recvfrom(): {}", error::plain(&e)));
+                            break;
+                        }
                     };
                     let data = crate::sys::received(&buf, n);
                     let slot = if let Some(&slot) = by_client.get(&from) {
@@ -194,15 +200,20 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
                         let n = match SockRef::from(&flow.sock).recv(&mut buf) {
                             Ok(n) => n,
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                             Err(e) => {
-                                // ICMP port unreachable and friends, for what we sent.
+                                // ICMP port unreachable and friends, for what we sent: said
+                                // once; the datagram that caused it is lost.
                                 narrate::info(format_args!(
                                     "{}: the target {}: {}",
                                     flow.client,
                                     flow.target,
                                     error::plain(&e)
                                 ));
-                                continue;
+                                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                                    continue;
+                                }
+                                break;
                             }
                         };
                         let data = crate::sys::received(&buf, n);
