@@ -81,6 +81,16 @@ pub fn serve_forward(
         .map(|_| Poll::new().context("creating the event loop (epoll_create)"))
         .collect::<Result<Vec<_>>>()?;
     let lanes = Lanes::new(&polls)?;
+    if fwd.dump.is_some() {
+        narrate::info(format_args!(
+            "moving bytes with read(2)/write(2) through a {} buffer per direction (-x must see them)",
+            narrate::bytes(super::pair::COPY_BUF as u64)
+        ));
+    } else {
+        narrate::info(format_args!(
+            "moving bytes with splice(2), socket -> pipe -> socket, no copy through user space"
+        ));
+    }
     let started = Instant::now();
     let shared = Shared {
         lanes: &lanes,

@@ -193,7 +193,14 @@ impl Half {
                 let room = self.cap - self.held;
                 match crate::sys::splice(src.as_raw_fd(), p.w.as_raw_fd(), room, NONBLOCK) {
                     // Refused for these descriptors (EINVAL) or this kernel (ENOSYS): copy.
-                    Err(e) if self.held == 0 && refused(&e) => self.fall_back_to_copy(),
+                    Err(e) if self.held == 0 && refused(&e) => {
+                        narrate::info(format_args!(
+                            "splice(2) refused ({}): this direction copies through a {} buffer",
+                            crate::error::plain(&e),
+                            narrate::bytes(COPY_BUF as u64)
+                        ));
+                        self.fall_back_to_copy();
+                    }
                     other => return other,
                 }
             }
