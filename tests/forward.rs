@@ -627,3 +627,30 @@ fn udp_flows_over_max_conns_are_refused_and_logged() {
         "{line}"
     );
 }
+
+#[test]
+fn bytes_a_reset_strands_are_counted_and_said_without_v() {
+    // The target reads nothing and resets: what forward holds for it then is lost, and said.
+    let (taddr, th) = target(|s| {
+        thread::sleep(Duration::from_millis(300));
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    });
+    let mut fwd = forward(&["127.0.0.1", "0", "127.0.0.1", &taddr.port().to_string()]);
+    let c = dial(fwd.loopback());
+    let mut w = c.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let chunk = vec![9u8; 64 * 1024];
+        // Until the reset reaches us: the error is the point, not a failure.
+        while w.write_all(&chunk).is_ok() {}
+    });
+    th.join().unwrap();
+    let line = fwd.stderr.wait_for(T, |l| l.contains("pair ")).unwrap();
+    assert!(line.contains("reset: the target"), "{line}");
+    assert!(
+        line.contains(" undelivered") && !line.contains(" 0 B undelivered"),
+        "{line}"
+    );
+    writer.join().unwrap();
+}
