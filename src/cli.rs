@@ -379,7 +379,7 @@ pub struct KnockArgs {
     pub verbosity: Verbosity,
 }
 
-/// Forward: listen on `[ADDR] PORT` and relay each client to HOST PORT over a connection of its own.
+/// Listen on `[ADDR] PORT` and forward each client to HOST PORT over a connection of its own.
 ///
 /// Every client gets a new connection to HOST PORT (each address HOST resolves to tried in
 /// order, -w per attempt); bytes then flow both ways, spliced in the kernel (socket -> pipe ->
