@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 mod narrate;
+mod proxy;
 mod relay;
 mod scan;
 mod server;
