@@ -219,6 +219,9 @@ pub struct ConnectArgs {
     pub scan: ScanArgs,
 
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+
+    #[command(flatten)]
     pub source: SourceArgs,
 
     #[command(flatten)]
@@ -551,10 +554,38 @@ pub struct ScanArgs {
     ])]
     pub scan: bool,
 
-    /// With -z, check at most N ports at once.
+    /// With -z, check at most N ports at once (through --proxy, one at a time).
     #[arg(long, value_name = "N", default_value_t = crate::scan::DEFAULT_PARALLEL as u16,
-          value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan")]
+          value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan",
+          conflicts_with = "proxy")]
     pub parallel: u16,
+}
+
+/// `--proxy URL` and `--proxy-dns`: reach the target through a SOCKS or HTTP CONNECT proxy.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProxyArgs {
+    /// Go through a proxy: socks5://[USER:PASS@]HOST[:PORT] (the proxy resolves the target's
+    /// name, as socks5h), socks4a://HOST[:PORT], socks4://HOST[:PORT] (IPv4, resolved here),
+    /// or http://[USER:PASS@]HOST:PORT (CONNECT). The handshake is done on the connected
+    /// socket before the relay starts, within -w (30s without it); -vv shows each message.
+    /// With -z, says whether the proxy could reach each port.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["udp", "unix"],
+          value_parser = clap::value_parser!(crate::proxy::ProxyUrl))]
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+
+    /// Who resolves the target's name: `remote` (the proxy; the default) or `local` (here,
+    /// and the proxy is sent the address).
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = ProxyDns::Remote,
+          requires = "proxy")]
+    pub proxy_dns: ProxyDns,
+}
+
+/// `--proxy-dns`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyDns {
+    #[default]
+    Remote,
+    Local,
 }
 
 /// `-s`/`-p`: the local end of a client's connection, bound before connect.

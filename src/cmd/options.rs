@@ -4,10 +4,13 @@
 
 use anyhow::Result;
 
-use crate::cli::{DgramArgs, DumpArgs, RelayArgs, ServerArgs, Verbosity, WireArgs};
+use crate::cli::{
+    DgramArgs, DumpArgs, ProxyArgs, ProxyDns, RelayArgs, ServerArgs, Verbosity, WireArgs,
+};
 use crate::relay::wire::Dump;
 use crate::relay::{Channel, Ending, Peers, Wire};
 use crate::server::{DEFAULT_MAX_OWED, Limits};
+use crate::socket::Proxy;
 
 /// The relay's options from `--no-shutdown`, `--quit-after`, `--send-only`, `--recv-only` and
 /// `--idle-timeout`.
@@ -19,6 +22,14 @@ pub fn ending(args: &RelayArgs) -> Ending {
         recv_only: args.recv_only,
         idle_timeout: args.idle_timeout,
     }
+}
+
+/// The proxy `--proxy` names, if any, and who resolves the target (`--proxy-dns`).
+pub fn proxy(args: &ProxyArgs) -> Option<Proxy> {
+    args.proxy.clone().map(|url| Proxy {
+        url,
+        local_dns: args.proxy_dns == ProxyDns::Local,
+    })
 }
 
 /// The hex dump `-x`/`--hexdump-file` asked for, opened now (before anything binds).

@@ -13,5 +13,5 @@ mod step;
 mod url;
 
 pub use step::{Bad, Step};
-pub use url::{Credentials, Dest, ProxyUrl, Scheme};
+pub use url::{Dest, ProxyUrl, Scheme};
 
