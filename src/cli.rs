@@ -576,6 +576,7 @@ pub struct ProxyArgs {
     /// Who resolves the target's name: `remote` (the proxy; the default) or `local` (here,
     /// and the proxy is sent the address).
     #[arg(long, value_name = "WHERE", value_enum, default_value_t = ProxyDns::Remote,
+          hide_possible_values = true,
           requires = "proxy")]
     pub proxy_dns: ProxyDns,
 }

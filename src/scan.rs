@@ -19,12 +19,12 @@ use anyhow::{Result, anyhow};
 use socket2::{Domain, SockAddr, Socket};
 
 use crate::addr::{Family, Source};
-use crate::error::UsageError;
 use crate::error;
+use crate::error::UsageError;
 use crate::narrate;
 use crate::socket;
-use crate::socket::source;
 use crate::socket::Proxy;
+use crate::socket::source;
 use crate::sockopt::{Plan, SockKind, Stage};
 
 /// How long each port may take to answer when `-w` is not given: long enough for a far host,

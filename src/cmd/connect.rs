@@ -118,7 +118,13 @@ fn connect_proxied(args: &ConnectArgs, proxy: &Proxy, plan: &Plan) -> Result<Soc
         "connected: {local} -> {peer} (proxy), tunnel to {host}:{port}"
     ));
     let title = format!("fd {} ({local} -> proxy {peer})", socket::fd(&sock));
-    show_opts(args, plan, &sock, socket::target(&peer, SockKind::Tcp), &title);
+    show_opts(
+        args,
+        plan,
+        &sock,
+        socket::target(&peer, SockKind::Tcp),
+        &title,
+    );
     Ok(sock)
 }
 

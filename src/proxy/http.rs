@@ -13,7 +13,11 @@ fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -149,7 +153,10 @@ mod tests {
             panic!("not decoded")
         };
         assert!(!s.ok());
-        assert_eq!(status_name(s.code), "Forbidden: the proxy does not allow this target");
+        assert_eq!(
+            status_name(s.code),
+            "Forbidden: the proxy does not allow this target"
+        );
         assert!(response(b"\x05\x00\x00\x01\x00").is_err());
         assert!(response(b"HTTP/1.1 abc\r\n\r\n").is_err());
         assert!(response(&[b'H'; MAX_HEADER]).is_err());

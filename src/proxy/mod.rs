@@ -14,4 +14,3 @@ mod url;
 
 pub use step::{Bad, Step};
 pub use url::{Dest, ProxyUrl, Scheme};
-

@@ -142,7 +142,11 @@ fn addr_at(b: &[u8], at: usize) -> Result<Step<(Dest, u16)>, Bad> {
             Some(&n) => (at + 2, usize::from(n)),
             None => return Ok(Step::Need(at + 2)),
         },
-        t => return Err(Bad::new(format!("address type {t}, which SOCKS5 does not have"))),
+        t => {
+            return Err(Bad::new(format!(
+                "address type {t}, which SOCKS5 does not have"
+            )));
+        }
     };
     let end = start + len + 2;
     if b.len() < end {
@@ -237,7 +241,16 @@ mod tests {
         assert_eq!(reply_name(5), "connection refused");
         assert_eq!(reply_name(2), "connection not allowed by ruleset");
         let named = [5, 0, 0, 3, 1, b'h', 0, 1];
-        assert_eq!(reply(&named), Ok(Step::Done(Reply { code: 0, bound: None }, 8)));
+        assert_eq!(
+            reply(&named),
+            Ok(Step::Done(
+                Reply {
+                    code: 0,
+                    bound: None
+                },
+                8
+            ))
+        );
         assert!(reply(&[5, 0, 0, 9, 0]).is_err());
         assert!(reply(b"HTTP/1.1 400").is_err());
     }

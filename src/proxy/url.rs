@@ -127,7 +127,11 @@ impl FromStr for ProxyUrl {
             "socks4a" => Scheme::Socks4a,
             "socks4" => Scheme::Socks4,
             "http" => Scheme::Http,
-            "https" => return Err("https:// proxies (TLS to the proxy) are not supported; use http://".into()),
+            "https" => {
+                return Err(
+                    "https:// proxies (TLS to the proxy) are not supported; use http://".into(),
+                );
+            }
             other => {
                 return Err(format!(
                     "`{other}` is not a proxy scheme sockkit speaks (socks5, socks5h, socks4a, \
@@ -174,7 +178,9 @@ impl FromStr for ProxyUrl {
                 Ok(n) => n,
             },
             // 1080 is SOCKS's own port (IANA); HTTP proxies have no one port.
-            (None, Scheme::Http) => return Err("an http:// proxy needs its port: http://HOST:PORT".into()),
+            (None, Scheme::Http) => {
+                return Err("an http:// proxy needs its port: http://HOST:PORT".into());
+            }
             (None, _) => 1080,
         };
         Ok(ProxyUrl {
@@ -201,9 +207,15 @@ mod tests {
         let u: ProxyUrl = "socks4a://proxy.example".parse().unwrap();
         assert_eq!((u.scheme, u.port), (Scheme::Socks4a, 1080));
         let u: ProxyUrl = "http://[::1]:3128/".parse().unwrap();
-        assert_eq!((u.scheme, u.host.as_str(), u.port), (Scheme::Http, "::1", 3128));
+        assert_eq!(
+            (u.scheme, u.host.as_str(), u.port),
+            (Scheme::Http, "::1", 3128)
+        );
         assert_eq!(u.to_string(), "http://[::1]:3128");
-        assert_eq!("SOCKS5H://h:1".parse::<ProxyUrl>().unwrap().scheme, Scheme::Socks5);
+        assert_eq!(
+            "SOCKS5H://h:1".parse::<ProxyUrl>().unwrap().scheme,
+            Scheme::Socks5
+        );
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn destination(proxy: &Proxy, host: &str, port: u16, family: Family) -> Result<D
             }
             dest
         }
-        ip => ip,
+        ip @ Dest::Ip(_) => ip,
     };
     if scheme == Scheme::Socks4 && matches!(dest, Dest::Ip(IpAddr::V6(_))) {
         return Err(anyhow!(
@@ -132,32 +132,32 @@ impl Talk<'_> {
         let auth = self.url.auth.as_ref();
         let hello = socks5::greeting(auth.is_some());
         let offered: Vec<&str> = hello[2..].iter().map(|m| socks5::method_name(*m)).collect();
-        self.tell(format_args!(
+        tell(format_args!(
             "SOCKS5 greeting: version 5, methods offered: {}",
             offered.join(", ")
         ));
         self.send(&hello, "the greeting")?;
-        let method = self.read(socks5::choice, "the method choice")?;
-        self.tell(format_args!(
+        let method = self.read(socks5::choice, "method choice")?;
+        tell(format_args!(
             "SOCKS5 method chosen: {method:#04x} ({})",
             socks5::method_name(method)
         ));
         match (method, auth) {
             (socks5::NO_AUTH, _) => {}
             (socks5::USER_PASS, Some(c)) => {
-                self.tell(format_args!(
+                tell(format_args!(
                     "SOCKS5 username/password (RFC 1929): user {}, password of {} bytes",
                     c.user,
                     c.pass.len()
                 ));
                 self.send(&socks5::auth_request(c), "the credentials")?;
-                if !self.read(socks5::auth_status, "the credentials' status")? {
+                if !self.read(socks5::auth_status, "status for the credentials")? {
                     return Err(anyhow!(
                         "proxy {}: refused the username and password (SOCKS5 auth status not 0)",
                         self.url
                     ));
                 }
-                self.tell(format_args!("SOCKS5 credentials accepted"));
+                tell(format_args!("SOCKS5 credentials accepted"));
             }
             (socks5::USER_PASS, None) => {
                 return Err(anyhow!(
@@ -184,7 +184,7 @@ impl Talk<'_> {
                 ));
             }
         }
-        self.tell(format_args!(
+        tell(format_args!(
             "SOCKS5 request: CONNECT {dest}:{port} ({})",
             match dest {
                 Dest::Name(_) => "the proxy resolves the name",
@@ -192,13 +192,13 @@ impl Talk<'_> {
             }
         ));
         self.send(&socks5::connect_request(dest, port), "the CONNECT request")?;
-        let reply = self.read(socks5::reply, "the reply")?;
+        let reply = self.read(socks5::reply, "reply")?;
         let words = socks5::reply_name(reply.code);
         let bound = reply
             .bound
             .map(|b| format!(", bound {b}"))
             .unwrap_or_default();
-        self.tell(format_args!(
+        tell(format_args!(
             "SOCKS5 reply: {} ({words}){bound}",
             reply.code
         ));
@@ -222,7 +222,7 @@ impl Talk<'_> {
             Dest::Name(n) => V4Target::Name(n),
         };
         let scheme = self.url.scheme.name();
-        self.tell(format_args!(
+        tell(format_args!(
             "{scheme} request: CONNECT {dest}:{port}, user id `{user}`{}",
             if matches!(target, V4Target::Name(_)) {
                 " (address 0.0.0.1: the name follows, for the proxy to resolve)"
@@ -234,9 +234,9 @@ impl Talk<'_> {
             &socks4::connect_request(&target, port, user),
             "the CONNECT request",
         )?;
-        let code = self.read(socks4::reply, "the reply")?;
+        let code = self.read(socks4::reply, "reply")?;
         let words = socks4::reply_name(code);
-        self.tell(format_args!("{scheme} reply: {code} ({words})"));
+        tell(format_args!("{scheme} reply: {code} ({words})"));
         Ok(if code == 90 {
             Ok(())
         } else {
@@ -251,7 +251,7 @@ impl Talk<'_> {
         };
         let auth = self.url.auth.as_ref();
         let req = http::connect_request(&host, port, auth);
-        self.tell(format_args!(
+        tell(format_args!(
             "HTTP request: CONNECT {} HTTP/1.1{}",
             http::authority(&host, port),
             if auth.is_some() {
@@ -261,9 +261,9 @@ impl Talk<'_> {
             }
         ));
         self.send(&req, "the CONNECT request")?;
-        let status = self.read(http::response, "the answer")?;
+        let status = self.read(http::response, "answer")?;
         let words = http::status_name(status.code);
-        self.tell(format_args!(
+        tell(format_args!(
             "HTTP status: {} {} ({words})",
             status.code, status.reason
         ));
@@ -281,13 +281,6 @@ impl Talk<'_> {
         } else {
             Err(format!("{words} (HTTP {} {})", status.code, status.reason))
         })
-    }
-
-    /// A `-vv` line in words beside the calls.
-    fn tell(&self, what: std::fmt::Arguments) {
-        if narrate::narrating() {
-            narrate::emit(what);
-        }
     }
 
     /// Time left before the deadline, or the error that says it passed.
@@ -310,7 +303,14 @@ impl Talk<'_> {
             let rest = &data[at..];
             let n = narrate::traced(
                 || self.sock.send(rest),
-                |r| format!("send(fd {}, {} B) {}", call::fd(self.sock), rest.len(), size(r)),
+                |r| {
+                    format!(
+                        "send(fd {}, {} B) {}",
+                        call::fd(self.sock),
+                        rest.len(),
+                        size(r)
+                    )
+                },
             )
             .map_err(|e| self.io_failure(&e, &format!("sending {what}")))?;
             at += n;
@@ -361,7 +361,7 @@ impl Talk<'_> {
             };
             if n == 0 {
                 return Err(anyhow!(
-                    "proxy {}: closed the connection before sending {what}{}",
+                    "proxy {}: closed the connection before sending its {what}{}",
                     self.url,
                     if got.is_empty() {
                         String::new()
@@ -403,6 +403,13 @@ impl Talk<'_> {
 
     fn io_failure(&self, e: &io::Error, doing: &str) -> anyhow::Error {
         anyhow!("proxy {}: {doing}: {}", self.url, error::plain(e))
+    }
+}
+
+/// A `-vv` line in words beside the calls.
+fn tell(what: std::fmt::Arguments) {
+    if narrate::narrating() {
+        narrate::emit(what);
     }
 }
 

@@ -1,0 +1,363 @@
+//! `connect --proxy` against real proxies: microsocks (SOCKS5, with and without -u/-P) and
+//! tinyproxy (HTTP CONNECT, configured here in a temp dir), plus in-test fake proxies for the
+//! failures no real proxy makes on demand (garbage, closing mid-handshake, silence). Targets
+//! are `sockkit echo` servers on loopback; every port is the kernel's choice.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use util::*;
+
+/// A microsocks on 127.0.0.1, port 0, its port read from /proc; `auth` adds -u/-P.
+fn microsocks(auth: Option<(&str, &str)>) -> Option<(ChildGuard, u16)> {
+    let bin = peer_or_skip("microsocks")?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["-i", "127.0.0.1", "-p", "0"]);
+    if let Some((u, p)) = auth {
+        cmd.args(["-u", u, "-P", p]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = ChildGuard::spawn(&mut cmd);
+    let port = listening_port_of(child.id(), T).expect("microsocks never listened");
+    Some((child, port))
+}
+
+/// A port the kernel just gave and took back: nothing listens there.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tinyproxy on 127.0.0.1 at a free port (it cannot take port 0), with Basic auth when
+/// `auth` is given. The temp dir holds its config for as long as it runs.
+fn tinyproxy(auth: Option<(&str, &str)>) -> Option<(ChildGuard, u16, TempDir)> {
+    let bin = peer_or_skip("tinyproxy")?;
+    let dir = TempDir::new("tinyproxy");
+    let port = closed_port();
+    let mut conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n"
+    );
+    if let Some((u, p)) = auth {
+        conf.push_str(&format!("BasicAuth {u} {p}\n"));
+    }
+    let path = dir.file("tinyproxy.conf", &conf);
+    let mut cmd = Command::new(bin);
+    cmd.arg("-d").arg("-c").arg(&path);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = ChildGuard::spawn(&mut cmd);
+    let deadline = Instant::now() + T;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tinyproxy never listened on {port}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    Some((child, port, dir))
+}
+
+/// Sends `data` through `sockkit connect ARGS`, reading the echo until it is all back, then
+/// ends stdin; returns what came back and the exit status. stdin stays open until the echo
+/// is whole because some proxies (microsocks) end both directions at the first EOF.
+fn echo_through(args: &[&str], data: &[u8]) -> (Vec<u8>, Option<i32>, String) {
+    let mut child = ChildGuard::spawn(&mut sockkit(args));
+    let mut stdin = child.stdin();
+    let mut stdout = child.stdout();
+    let err = LineTap::new(child.stderr());
+    let want = data.len();
+    let reader = thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while got.len() < want {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    let payload = data.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(&payload);
+        stdin
+    });
+    let stdin = join_timeout(writer, T, "writing stdin");
+    let got = join_timeout(reader, T, "reading the echo");
+    drop(stdin);
+    let status = child.status_within(T, "sockkit connect --proxy");
+    let mut err = err;
+    (got, status.code(), err.finish(T))
+}
+
+#[test]
+fn socks5_relays_bytes_exactly_and_the_proxy_resolves_the_name() {
+    let Some((_proxy, port)) = microsocks(None) else {
+        return;
+    };
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let url = format!("socks5://127.0.0.1:{port}");
+    let data = random_bytes(15, 300_000);
+    let target = echo.port().to_string();
+    let (got, code, err) = echo_through(
+        &["connect", "-vv", "--proxy", &url, "localhost", &target],
+        &data,
+    );
+    assert_bytes_eq(&got, &data, "echo through microsocks");
+    assert_eq!(code, Some(0), "{err}");
+    // -vv tells the handshake: the greeting, the method, the request with the name, the reply.
+    for want in [
+        "SOCKS5 greeting: version 5, methods offered: no authentication",
+        "SOCKS5 method chosen: 0x00 (no authentication)",
+        &format!("SOCKS5 request: CONNECT localhost:{target} (the proxy resolves the name)"),
+        "SOCKS5 reply: 0 (succeeded)",
+        "send(fd 3, 3 B) = 3",
+        "recv(fd 3, 2 B) = 2",
+    ] {
+        assert!(err.contains(want), "no `{want}` in:\n{err}");
+    }
+}
+
+#[test]
+fn socks5_local_dns_sends_an_address() {
+    let Some((_proxy, port)) = microsocks(None) else {
+        return;
+    };
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let url = format!("socks5://127.0.0.1:{port}");
+    let target = echo.port().to_string();
+    let args = [
+        "connect",
+        "-vv",
+        "-4",
+        "--proxy",
+        &url,
+        "--proxy-dns",
+        "local",
+        "localhost",
+        &target,
+    ];
+    let (got, code, err) = echo_through(&args, b"ping\n");
+    assert_eq!((got.as_slice(), code), (&b"ping\n"[..], Some(0)), "{err}");
+    assert!(
+        err.contains(&format!("CONNECT 127.0.0.1:{target} (an address)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn socks5_credentials_accepted_and_refused() {
+    let Some((_proxy, port)) = microsocks(Some(("alice", "s3cret"))) else {
+        return;
+    };
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let target = echo.port().to_string();
+    let good = format!("socks5://alice:s3cret@127.0.0.1:{port}");
+    let (got, code, err) = echo_through(
+        &["connect", "--proxy", &good, "127.0.0.1", &target],
+        b"authed\n",
+    );
+    assert_eq!((got.as_slice(), code), (&b"authed\n"[..], Some(0)), "{err}");
+
+    let bad = format!("socks5://alice:wrong@127.0.0.1:{port}");
+    let out = run(&["connect", "--proxy", &bad, "127.0.0.1", &target], b"", T);
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(err.contains("refused the username and password"), "{err}");
+    assert!(!err.contains("wrong"), "the password reached stderr: {err}");
+
+    let none = format!("socks5://127.0.0.1:{port}");
+    let out = run(&["connect", "--proxy", &none, "127.0.0.1", &target], b"", T);
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(err.contains("accepts none of the methods offered"), "{err}");
+}
+
+#[test]
+fn socks5_target_refused_is_named_and_z_tells_each_port() {
+    let Some((_proxy, port)) = microsocks(None) else {
+        return;
+    };
+    let url = format!("socks5://127.0.0.1:{port}");
+    let shut = closed_port().to_string();
+    let out = run(&["connect", "--proxy", &url, "127.0.0.1", &shut], b"", T);
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(
+        err.contains(&format!(
+            "could not connect to 127.0.0.1:{shut}: connection refused (SOCKS5 reply 5)"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let open = echo.port().to_string();
+    let out = run(
+        &[
+            "connect",
+            "-z",
+            "--proxy",
+            &url,
+            "127.0.0.1",
+            &format!("{open},{shut}"),
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr.clone());
+    let text = out.stdout_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!("127.0.0.1:{open} open in ")),
+        "{text}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("127.0.0.1:{shut} not reached by the proxy: connection refused (SOCKS5 reply 5)")
+    );
+}
+
+#[test]
+fn http_connect_relays_bytes_exactly_with_basic_auth() {
+    let Some((_proxy, port, _dir)) = tinyproxy(Some(("bob", "pa55"))) else {
+        return;
+    };
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let target = echo.port().to_string();
+    let url = format!("http://bob:pa55@127.0.0.1:{port}");
+    let data = random_bytes(16, 200_000);
+    let (got, code, err) = echo_through(
+        &["connect", "-vv", "--proxy", &url, "127.0.0.1", &target],
+        &data,
+    );
+    assert_bytes_eq(&got, &data, "echo through tinyproxy");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "HTTP request: CONNECT 127.0.0.1:{target} HTTP/1.1 (with Proxy-Authorization: Basic)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("HTTP status: 200 "), "{err}");
+
+    let bad = format!("http://bob:nope@127.0.0.1:{port}");
+    let out = run(&["connect", "--proxy", &bad, "127.0.0.1", &target], b"", T);
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(
+        err.contains("refused the username and password (HTTP 40"),
+        "{err}"
+    );
+}
+
+#[test]
+fn http_connect_target_refused_is_named() {
+    let Some((_proxy, port, _dir)) = tinyproxy(None) else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let shut = closed_port().to_string();
+    let out = run(&["connect", "--proxy", &url, "127.0.0.1", &shut], b"", T);
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(
+        err.contains(&format!("could not connect to 127.0.0.1:{shut}: ")),
+        "{err}"
+    );
+    assert!(
+        err.contains("(HTTP 5"),
+        "tinyproxy answers a refused target with a 5xx: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn an_unparsable_proxy_url_is_a_usage_error() {
+    for bad in ["ftp://h:1", "127.0.0.1:1080", "socks5://h:0", "http://h"] {
+        let out = run(&["connect", "--proxy", bad, "127.0.0.1", "9"], b"", T);
+        assert_eq!(out.code(), Some(2), "{bad}");
+        let err = out.stderr.clone();
+        assert!(err.starts_with("sockkit: "), "{err}");
+    }
+    let out = run(
+        &["connect", "-u", "--proxy", "socks5://h:1", "127.0.0.1", "9"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(2));
+}
+
+/// A fake proxy that reads what the client sends first, then does `then` with the stream.
+fn fake_proxy(then: fn(&mut TcpStream)) -> (String, thread::JoinHandle<()>) {
+    let (addr, h) = serve_once(move |mut s| {
+        let mut hello = [0u8; 3];
+        let _ = s.read_exact(&mut hello);
+        then(&mut s);
+    });
+    (format!("socks5://{addr}"), h)
+}
+
+#[test]
+fn a_proxy_that_sends_garbage_or_closes_or_says_nothing_is_one_line_exit_1() {
+    let (url, h) = fake_proxy(|s| {
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    let out = run(&["connect", "--proxy", &url, "example.org", "80"], b"", T);
+    join_timeout(h, T, "the garbage proxy");
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(
+        err.contains("is not speaking SOCKS5: its answer to the greeting starts with version 72"),
+        "{err}"
+    );
+
+    let (url, h) = fake_proxy(|s| {
+        let _ = s.write_all(&[5]);
+    });
+    let out = run(&["connect", "--proxy", &url, "example.org", "80"], b"", T);
+    join_timeout(h, T, "the closing proxy");
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(
+        err.contains("closed the connection before sending its method choice (1 B of it came)"),
+        "{err}"
+    );
+
+    let (url, h) = fake_proxy(|s| {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    let out = run(
+        &[
+            "connect",
+            "-w",
+            "300ms",
+            "--proxy",
+            &url,
+            "example.org",
+            "80",
+        ],
+        b"",
+        T,
+    );
+    join_timeout(h, T, "the silent proxy");
+    assert_eq!(out.code(), Some(1));
+    let err = out.stderr.clone();
+    assert!(
+        err.contains("no method choice before the handshake's deadline (-w)"),
+        "{err}"
+    );
+}
