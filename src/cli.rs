@@ -403,7 +403,8 @@ pub struct KnockArgs {
 #[command(
     override_usage = "sockkit forward [OPTIONS] [ADDR] PORT HOST PORT\n       \
                             sockkit forward [OPTIONS] -U PATH HOST PORT\n       \
-                            sockkit forward [OPTIONS] [ADDR] PORT --to-unix PATH"
+                            sockkit forward [OPTIONS] [ADDR] PORT --to-unix PATH\n       \
+                            sockkit forward [OPTIONS] --socks5 [ADDR] PORT"
 )]
 pub struct ForwardArgs {
     /// Where to listen (`[ADDR] PORT`, left out with -U), then where to forward to (`HOST
@@ -429,8 +430,20 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
+    /// With --socks5 it also bounds each client's handshake.
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+
+    /// Dynamic forwarding (as ssh -D): speak SOCKS5 to each client and connect wherever it
+    /// asks, so no HOST PORT is given. --allow/--deny apply to the target asked for as well as
+    /// to the client; a target refused or unreachable is answered with its SOCKS5 reply code.
+    #[arg(long, conflicts_with_all = ["to_unix", "udp"])]
+    pub socks5: bool,
+
+    /// With --socks5, require this username and password (RFC 1929) from every client
+    /// (visible in `ps`: for a shared machine, prefer the firewall and --allow).
+    #[arg(long, value_name = "USER:PASS", requires = "socks5", value_parser = parse_user_pass)]
+    pub proxy_auth: Option<(String, String)>,
 
     /// Set a socket option on each outbound socket (repeatable; the names of -o, which sets
     /// them on the listening socket and the clients accepted).
@@ -451,6 +464,18 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// `USER:PASS`: a user name (not empty) and a password (may be empty, may hold `:`).
+fn parse_user_pass(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() && u.len() <= 255 && p.len() <= 255 => {
+            Ok((u.to_string(), p.to_string()))
+        }
+        Some(("", _)) => Err("the user name before `:` is empty".into()),
+        Some(_) => Err("SOCKS5 user names and passwords are at most 255 bytes".into()),
+        None => Err("expected USER:PASS".into()),
+    }
 }
 
 /// Address family choice shared by every subcommand.

@@ -361,3 +361,187 @@ fn a_proxy_that_sends_garbage_or_closes_or_says_nothing_is_one_line_exit_1() {
         "{err}"
     );
 }
+
+/// A python3 server standing in for sshd: it reads until the client's EOF (as a protocol
+/// peer that waits for the half-close would), then answers with the bytes reversed and
+/// closes. Its port is printed on its first line.
+fn reversing_server() -> Option<(ChildGuard, u16)> {
+    let py = peer_or_skip("python3")?;
+    let mut cmd = Command::new(py);
+    cmd.args([
+        "-u",
+        "-c",
+        "import socket\n\
+         s = socket.socket()\n\
+         s.bind(('127.0.0.1', 0))\n\
+         s.listen(1)\n\
+         print(s.getsockname()[1])\n\
+         c, _ = s.accept()\n\
+         data = b''\n\
+         while True:\n    \
+             b = c.recv(65536)\n    \
+             if not b: break\n    \
+             data += b\n\
+         c.sendall(data[::-1])\n\
+         c.close()\n",
+    ]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let mut tap = LineTap::new(child.stdout());
+    let line = tap
+        .wait_for(T, |l| l.trim().parse::<u16>().is_ok())
+        .expect("the python3 server's port");
+    Some((child, line.trim().parse().unwrap()))
+}
+
+#[test]
+fn forward_socks5_carries_a_proxycommand_session_with_half_close() {
+    let Some((_target, port)) = reversing_server() else {
+        return;
+    };
+    let fwd = Server::start(&["forward", "--socks5", "127.0.0.1", "0"]);
+    let url = format!("socks5://127.0.0.1:{}", fwd.port());
+    let data = random_bytes(17, 250_000);
+    // As ssh runs it: ProxyCommand='sockkit connect --proxy socks5://... %h %p', stdin and
+    // stdout being ssh's pipes; the answer comes only after our EOF reached the target.
+    let out = run(
+        &["connect", "--proxy", &url, "localhost", &port.to_string()],
+        &data,
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let want: Vec<u8> = data.iter().rev().copied().collect();
+    assert_bytes_eq(
+        &out.stdout,
+        &want,
+        "the reversed bytes through forward --socks5",
+    );
+}
+
+#[test]
+fn curl_socks5_hostname_through_forward_socks5() {
+    let Some(curl) = peer_or_skip("curl") else {
+        return;
+    };
+    let body = random_bytes(18, 40_000);
+    let sent = body.clone();
+    let (web, h) = serve_once(move |mut s| {
+        let mut req = Vec::new();
+        let mut b = [0u8; 1];
+        while !req.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+            req.push(b[0]);
+        }
+        let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", sent.len());
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&sent).unwrap();
+        String::from_utf8_lossy(&req).into_owned()
+    });
+    let fwd = Server::start(&["forward", "-vv", "--socks5", "127.0.0.1", "0"]);
+    let mut cmd = Command::new(curl);
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "--socks5-hostname",
+        &format!("127.0.0.1:{}", fwd.port()),
+        &format!("http://localhost:{}/page", web.port()),
+    ]);
+    let out = run_cmd(&mut cmd, b"", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_bytes_eq(&out.stdout, &body, "curl's page through forward --socks5");
+    let req = join_timeout(h, T, "the web server");
+    assert!(req.starts_with("GET /page HTTP/1.1\r\n"), "{req}");
+}
+
+#[test]
+fn forward_socks5_auth_and_target_rules() {
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let target = echo.port().to_string();
+    let fwd = Server::start(&[
+        "forward",
+        "--socks5",
+        "--proxy-auth",
+        "carol:pw:with:colons",
+        "--deny",
+        "127.0.0.3/32",
+        "127.0.0.1",
+        "0",
+    ]);
+    let p = fwd.port();
+    let good = format!("socks5://carol:pw%3Awith%3Acolons@127.0.0.1:{p}");
+    let (got, code, err) = echo_through(
+        &["connect", "--proxy", &good, "127.0.0.1", &target],
+        b"ok\n",
+    );
+    assert_eq!((got.as_slice(), code), (&b"ok\n"[..], Some(0)), "{err}");
+
+    let bad = format!("socks5://carol:nope@127.0.0.1:{p}");
+    let out = run(&["connect", "--proxy", &bad, "127.0.0.1", &target], b"", T);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("refused the username and password"),
+        "{}",
+        out.stderr
+    );
+
+    let none = format!("socks5://127.0.0.1:{p}");
+    let out = run(&["connect", "--proxy", &none, "127.0.0.1", &target], b"", T);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("accepts none of the methods offered"),
+        "{}",
+        out.stderr
+    );
+
+    // --deny applies to where the client asks to go, answered with reply 2.
+    let out = run(&["connect", "--proxy", &good, "127.0.0.3", &target], b"", T);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("connection not allowed by ruleset (SOCKS5 reply 2)"),
+        "{}",
+        out.stderr
+    );
+    // A target nothing listens on: reply 5.
+    let shut = closed_port().to_string();
+    let out = run(&["connect", "--proxy", &good, "127.0.0.1", &shut], b"", T);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr.contains("connection refused (SOCKS5 reply 5)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn forward_socks5_bounds_a_silent_client_and_refuses_a_target_word() {
+    let mut fwd = Server::start(&["forward", "-v", "-w", "300ms", "--socks5", "127.0.0.1", "0"]);
+    let mut s = TcpStream::connect(("127.0.0.1", fwd.port())).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut rest = Vec::new();
+    // Closed by the server once -w passes without a greeting: EOF, not a hang.
+    let n = s.read_to_end(&mut rest).unwrap_or(0);
+    assert_eq!(n, 0);
+    let said = fwd
+        .stderr
+        .wait_for(T, |l| l.contains("did not finish"))
+        .expect("forward -v says why the client was closed");
+    assert!(
+        said.contains("the SOCKS5 handshake did not finish in 300.0ms (-w)"),
+        "{said}"
+    );
+    let out = run(
+        &["forward", "--socks5", "127.0.0.1", "0", "example.org", "80"],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("with --socks5 each client names its target"),
+        "{}",
+        out.stderr
+    );
+}

@@ -190,6 +190,101 @@ pub fn reply(b: &[u8]) -> Result<Step<Reply>, Bad> {
     })
 }
 
+// The server's side (`forward --socks5`): the client's messages decoded, the answers encoded.
+
+/// The client's greeting: the methods it offers.
+pub fn read_greeting(b: &[u8]) -> Result<Step<Vec<u8>>, Bad> {
+    if b.len() < 2 {
+        return Ok(Step::Need(2));
+    }
+    if b[0] != 5 {
+        return Err(Bad::new(format!(
+            "its greeting starts with version {} where SOCKS5 has 5",
+            b[0]
+        )));
+    }
+    let end = 2 + usize::from(b[1]);
+    if b.len() < end {
+        return Ok(Step::Need(end));
+    }
+    Ok(Step::Done(b[2..end].to_vec(), end))
+}
+
+/// The method answer: version 5 and the method chosen (`NO_METHOD` to refuse).
+pub fn choose(method: u8) -> [u8; 2] {
+    [5, method]
+}
+
+/// The client's RFC 1929 username and password.
+pub fn read_auth(b: &[u8]) -> Result<Step<Credentials>, Bad> {
+    if b.len() < 2 {
+        return Ok(Step::Need(2));
+    }
+    if b[0] != 1 {
+        return Err(Bad::new(format!(
+            "its credentials start with version {} where RFC 1929 has 1",
+            b[0]
+        )));
+    }
+    let ulen = usize::from(b[1]);
+    let Some(&plen) = b.get(2 + ulen) else {
+        return Ok(Step::Need(3 + ulen));
+    };
+    let end = 3 + ulen + usize::from(plen);
+    if b.len() < end {
+        return Ok(Step::Need(end));
+    }
+    let user = String::from_utf8_lossy(&b[2..2 + ulen]).into_owned();
+    let pass = String::from_utf8_lossy(&b[3 + ulen..end]).into_owned();
+    Ok(Step::Done(Credentials { user, pass }, end))
+}
+
+/// The RFC 1929 status: 0 accepted, 1 refused.
+pub fn auth_answer(ok: bool) -> [u8; 2] {
+    [1, u8::from(!ok)]
+}
+
+/// The client's request: the command (1 CONNECT), where to and which port.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    pub command: u8,
+    pub dest: Dest,
+    pub port: u16,
+}
+
+pub fn read_request(b: &[u8]) -> Result<Step<Request>, Bad> {
+    if b.len() < 5 {
+        return Ok(Step::Need(5));
+    }
+    if b[0] != 5 {
+        return Err(Bad::new(format!(
+            "its request starts with version {} where SOCKS5 has 5",
+            b[0]
+        )));
+    }
+    Ok(match addr_at(b, 3)? {
+        Step::Done((dest, port), used) => Step::Done(
+            Request {
+                command: b[1],
+                dest,
+                port,
+            },
+            used,
+        ),
+        Step::Need(n) => Step::Need(n),
+        Step::More => Step::More,
+    })
+}
+
+/// The answer to a request: `code` (0 succeeded) and the address the server connected from
+/// (all zeros when there is none).
+pub fn answer(code: u8, bound: Option<SocketAddr>) -> Vec<u8> {
+    let mut out = vec![5, code, 0];
+    let bound = bound.unwrap_or_else(|| SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0));
+    put_addr(&mut out, &Dest::Ip(bound.ip()), bound.port());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +348,37 @@ mod tests {
         );
         assert!(reply(&[5, 0, 0, 9, 0]).is_err());
         assert!(reply(b"HTTP/1.1 400").is_err());
+    }
+
+    #[test]
+    fn the_server_side_reads_what_the_client_side_writes() {
+        let c = Credentials {
+            user: "u".into(),
+            pass: "pw".into(),
+        };
+        let hello = greeting(true);
+        assert_eq!(read_greeting(&hello[..3]), Ok(Step::Need(4)));
+        assert_eq!(read_greeting(&hello), Ok(Step::Done(vec![0, 2], 4)));
+        assert_eq!(read_auth(&auth_request(&c)), Ok(Step::Done(c, 6)));
+        let req = connect_request(&Dest::Name("example.org".into()), 22);
+        let want = Request {
+            command: 1,
+            dest: Dest::Name("example.org".into()),
+            port: 22,
+        };
+        assert_eq!(read_request(&req), Ok(Step::Done(want, req.len())));
+        let a = answer(5, None);
+        assert_eq!(
+            reply(&a),
+            Ok(Step::Done(
+                Reply {
+                    code: 5,
+                    bound: Some("0.0.0.0:0".parse().unwrap())
+                },
+                10
+            ))
+        );
+        assert_eq!(auth_answer(false), [1, 1]);
+        assert!(read_greeting(b"GET / HTTP/1.1").is_err());
     }
 }

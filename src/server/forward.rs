@@ -4,8 +4,9 @@
 //! address of the target in turn, each bounded by the connect timeout), then moves both
 //! directions as events come. A target that refuses or times out has its client reset at once
 //! and the reason said; a pair ends when both FINs are passed on, or is reset on both sides
-//! when either fails. The -v line per pair, the totals at the end. What the options mean on the
-//! command line is cmd's (`cmd/forward.rs`).
+//! when either fails. With `--socks5` a pair first speaks SOCKS5 with its client (`socks.rs`),
+//! and the target it names passes --allow/--deny before the connect. The -v line per pair, the
+//! totals at the end. What the options mean on the command line is cmd's (`cmd/forward.rs`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use super::pair::{Broken, Pair, PipePool, Side, Turn};
 use super::peer::{Peer, plain_addr};
 use super::report::counted;
 use super::slots::Slots;
+use super::socks::{self, Auth, Handshake, Progress};
 use super::stop::Stop;
 use super::stream::{Listen, Stream};
 use crate::addr::{Family, UnixAddr};
@@ -41,6 +43,12 @@ pub enum Dest {
         family: Family,
     },
     Unix(UnixAddr),
+    /// `--socks5`: wherever each client asks, by SOCKS5 (with `--proxy-auth`, only for a
+    /// client that gives the username and password), names resolved in `family`.
+    Socks5 {
+        auth: Option<Auth>,
+        family: Family,
+    },
 }
 
 /// What `forward` does besides the engine's limits.
@@ -378,10 +386,19 @@ impl<'a> Loop<'a> {
                 Err(e) => Err(format!("{e:#}")),
             },
             Dest::Unix(path) => self.connect_unix(&mut pair, path, slot),
+            Dest::Socks5 { .. } => {
+                pair.socks = Some(Handshake::default());
+                // The handshake, like a connect, has -w to finish in.
+                pair.deadline = Some(now + self.shared.fwd.connect_timeout);
+                Ok(())
+            }
         };
         self.pairs.fill(slot, pair);
         match first {
             Err(why) => self.fail(slot, &why),
+            Ok(()) if matches!(self.shared.fwd.dest, Dest::Socks5 { .. }) => {
+                self.socks_turn(slot, now);
+            }
             Ok(()) if matches!(self.shared.fwd.dest, Dest::Ip { .. }) => {
                 self.next_attempt(slot, now, Vec::new());
             }
@@ -469,11 +486,73 @@ impl<'a> Loop<'a> {
         if !pair.up_and_running {
             if side == Side::Target {
                 self.connect_result(slot, now);
+            } else if pair.socks.as_ref().is_some_and(|h| !h.connecting()) {
+                self.socks_turn(slot, now);
             }
             // The client's bytes wait in its socket until the target is there.
             return;
         }
         self.drive(slot, now);
+    }
+
+    /// `--socks5`: the handshake as far as the client's bytes go; once it names a target, the
+    /// rules (`--allow`/`--deny` apply to the target too), then the connect.
+    fn socks_turn(&mut self, slot: usize, now: Instant) {
+        let Dest::Socks5 { auth, family } = &self.shared.fwd.dest else {
+            return;
+        };
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let Some(hs) = pair.socks.as_mut() else {
+            return;
+        };
+        let (dest, port) = match hs.turn(&pair.client, auth.as_ref(), &pair.peer) {
+            Progress::Wait => return,
+            Progress::Over(why) => return self.socks_over(slot, &why),
+            Progress::Connect(dest, port) => (dest, port),
+        };
+        let host = match &dest {
+            crate::proxy::Dest::Name(n) => n.clone(),
+            crate::proxy::Dest::Ip(ip) => ip.to_string(),
+        };
+        let addrs = match crate::addr::resolve(&host, port, *family) {
+            Ok(a) => a,
+            Err(e) => {
+                hs.fail_code = 4;
+                return self.fail(slot, &format!("{e:#}"));
+            }
+        };
+        if let Some((a, why)) = addrs
+            .iter()
+            .find_map(|a| self.shared.limits.refuses(a.ip()).map(|w| (a, w)))
+        {
+            if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+                hs.fail_code = 2;
+            }
+            return self.fail(
+                slot,
+                &format!("the target {dest}:{port} ({}) {why}", a.ip()),
+            );
+        }
+        if let Some(pair) = self.pairs.get_mut(slot) {
+            pair.target_addr = format!("{dest}:{port}");
+            pair.next_addrs = addrs;
+            pair.next_addrs.reverse();
+        }
+        self.next_attempt(slot, now, Vec::new());
+    }
+
+    /// A SOCKS5 client that did not get as far as a target: closed (the answer, where SOCKS5
+    /// has one, is already written), the reason said with -v.
+    fn socks_over(&mut self, slot: usize, why: &str) {
+        let Some(pair) = self.pairs.remove(slot) else {
+            return;
+        };
+        narrate::info(format_args!("{}: {why}; closed", pair.peer));
+        self.totals.failed += 1;
+        self.shared.lanes.left(self.id);
+        pair.close(false);
     }
 
     /// The outbound connect finished, one way or the other (or the event was spurious).
@@ -521,6 +600,12 @@ impl<'a> Loop<'a> {
         if let Err(e) = fwd.out_plan.apply(&sock, target, Stage::Connected) {
             return self.fail(slot, &format!("{e:#}"));
         }
+        if pair.socks.is_some() {
+            let bound = sock.local_addr().ok().and_then(|a| a.as_socket());
+            if let Err(why) = socks::answer(&pair.client, 0, bound, &pair.peer) {
+                return self.end(slot, End::Reset(why));
+            }
+        }
         pair.up_and_running = true;
         pair.deadline = None;
         pair.last = now;
@@ -532,6 +617,9 @@ impl<'a> Loop<'a> {
 
     fn connect_failed(&mut self, slot: usize, addr: SocketAddr, e: &io::Error, now: Instant) {
         let why = crate::error::connect_failure(addr, e);
+        if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+            hs.fail_code = socks::code_for(e);
+        }
         if let Some(pair) = self.pairs.get_mut(slot)
             && let Some(mut s) = pair.target.take()
         {
@@ -555,12 +643,23 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.remove(slot) else {
             return;
         };
+        self.totals.failed += 1;
+        self.shared.lanes.left(self.id);
+        // A SOCKS5 client is told why in its reply, so it is closed, not reset.
+        if let Some(hs) = pair.socks.as_ref().filter(|h| h.connecting()) {
+            let _ = socks::answer(&pair.client, hs.fail_code, None, &pair.peer);
+            narrate::emit(format_args!(
+                "{}: target unreachable, SOCKS5 reply {} ({}): {why}",
+                pair.peer,
+                hs.fail_code,
+                crate::proxy::socks5::reply_name(hs.fail_code)
+            ));
+            return pair.close(false);
+        }
         narrate::emit(format_args!(
             "{}: target unreachable, client reset: {why}",
             pair.peer
         ));
-        self.totals.failed += 1;
-        self.shared.lanes.left(self.id);
         pair.close(true);
     }
 
@@ -598,6 +697,16 @@ impl<'a> Loop<'a> {
                 continue;
             };
             if let Some(d) = pair.deadline
+                && now >= d
+                && pair.target.is_none()
+                && pair.socks.as_ref().is_some_and(|h| !h.connecting())
+            {
+                let took = narrate::short(self.shared.fwd.connect_timeout);
+                self.socks_over(
+                    slot,
+                    &format!("the SOCKS5 handshake did not finish in {took} (-w)"),
+                );
+            } else if let Some(d) = pair.deadline
                 && now >= d
             {
                 let addr = pair

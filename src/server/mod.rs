@@ -7,7 +7,8 @@
 //! (`engine.rs`), the way in (`acceptor.rs`), what the loops share (`lanes.rs`), one event
 //! loop (`worker.rs`), its table of clients (`slots.rs`), one connection (`conn.rs`) and the
 //! broker's fan-out (`fanout.rs`); the forwarder's loops (`forward.rs`) and its two-socket
-//! connections (`pair.rs`), and its UDP flows (`udp_pairs.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`); who a
+//! connections (`pair.rs`), the SOCKS5 handshake a pair begins with under `--socks5`
+//! (`socks.rs`), and its UDP flows (`udp_pairs.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`); who a
 //! client is (`peer.rs`), how a server is told to stop (`stop.rs`), shared wording
 //! (`report.rs`). This file only names what the rest of sockkit may use.
 
@@ -24,6 +25,7 @@ mod peer;
 mod report;
 mod service;
 mod slots;
+mod socks;
 mod stop;
 mod stream;
 mod udp_pairs;
@@ -34,4 +36,5 @@ pub use engine::{serve, serve_unix};
 pub use forward::{Dest, Forward, serve_forward};
 pub use limits::{DEFAULT_MAX_OWED, Limits};
 pub use service::{Event, Next, Service};
+pub use socks::Auth;
 pub use udp_pairs::serve_udp_forward;

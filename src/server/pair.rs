@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 
 use super::peer::Peer;
+use super::socks::Handshake;
 use super::stream::Stream;
 use crate::narrate;
 use crate::relay::wire::{Dir, Dump};
@@ -296,6 +297,8 @@ pub struct Pair {
     pub down: Half,
     pub last: Instant,
     pub opened: Instant,
+    /// `forward --socks5`: the SOCKS5 handshake, before the target is known.
+    pub socks: Option<Handshake>,
 }
 
 impl Pair {
@@ -312,6 +315,7 @@ impl Pair {
             down: Half::new(copy),
             last: now,
             opened: now,
+            socks: None,
         }
     }
 
