@@ -1,5 +1,7 @@
-//! `connect --proxy` against real proxies: microsocks (SOCKS5, with and without -u/-P) and
-//! tinyproxy (HTTP CONNECT, configured here in a temp dir), plus in-test fake proxies for the
+//! `connect --proxy` against real proxies: microsocks (SOCKS5, with and without -u/-P), Dante
+//! (`danted`: SOCKS4, and SOCKS5 with half-close and a refusing rule) and tinyproxy (HTTP
+//! CONNECT), each configured here in a temp dir; `forward --socks5` with sockkit and curl as
+//! clients; plus in-test fake proxies for the
 //! failures no real proxy makes on demand (garbage, closing mid-handshake, silence). Targets
 //! are `sockkit echo` servers on loopback; every port is the kernel's choice.
 
@@ -541,6 +543,114 @@ fn forward_socks5_bounds_a_silent_client_and_refuses_a_target_word() {
     assert!(
         out.stderr
             .contains("with --socks5 each client names its target"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A Dante server (`danted`) on 127.0.0.1 at a free port, SOCKS4 and SOCKS5 without
+/// authentication, refusing targets in 127.0.0.3/32 by rule. Its config and log live in the
+/// temp dir.
+fn danted() -> Option<(ChildGuard, u16, TempDir)> {
+    let bin = peer_or_skip("danted")?;
+    let dir = TempDir::new("danted");
+    let port = closed_port();
+    let log = dir.path("danted.log");
+    let conf = format!(
+        "logoutput: {}\n\
+         internal: 127.0.0.1 port = {port}\n\
+         external: 127.0.0.1\n\
+         clientmethod: none\n\
+         socksmethod: none\n\
+         user.privileged: root\n\
+         user.unprivileged: nobody\n\
+         client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\n\
+         socks block {{ from: 0.0.0.0/0 to: 127.0.0.3/32 }}\n\
+         socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }}\n",
+        log.display()
+    );
+    let path = dir.file("danted.conf", &conf);
+    let mut cmd = Command::new(bin);
+    cmd.arg("-f")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir.path("danted.pid"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = ChildGuard::spawn(&mut cmd);
+    let deadline = Instant::now() + T;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "danted never listened on {port}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    Some((child, port, dir))
+}
+
+#[test]
+fn socks4_through_dante_relays_bytes_exactly_and_names_a_rejection() {
+    let Some((_proxy, port, _dir)) = danted() else {
+        return;
+    };
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let target = echo.port().to_string();
+    let url = format!("socks4://127.0.0.1:{port}");
+    let data = random_bytes(19, 200_000);
+    // SOCKS4 carries an address: localhost is resolved here (-v says so).
+    let (got, code, err) = echo_through(
+        &["connect", "-v", "--proxy", &url, "localhost", &target],
+        &data,
+    );
+    assert_bytes_eq(&got, &data, "echo through danted over SOCKS4");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("localhost resolves here to 127.0.0.1"),
+        "{err}"
+    );
+
+    let shut = closed_port().to_string();
+    let out = run(&["connect", "--proxy", &url, "127.0.0.1", &shut], b"", T);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("request rejected or failed (SOCKS4 reply 91)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn socks5_through_dante_keeps_half_close_and_names_a_ruleset_refusal() {
+    let Some((_proxy, port, _dir)) = danted() else {
+        return;
+    };
+    let Some((_target, tport)) = reversing_server() else {
+        return;
+    };
+    let url = format!("socks5://127.0.0.1:{port}");
+    let data = random_bytes(20, 100_000);
+    let out = run(
+        &["connect", "--proxy", &url, "127.0.0.1", &tport.to_string()],
+        &data,
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let want: Vec<u8> = data.iter().rev().copied().collect();
+    assert_bytes_eq(
+        &out.stdout,
+        &want,
+        "the answer after our EOF, through danted",
+    );
+
+    let out = run(&["connect", "--proxy", &url, "127.0.0.3", "9"], b"", T);
+    assert_eq!(out.code(), Some(1));
+    assert!(
+        out.stderr
+            .contains("connection not allowed by ruleset (SOCKS5 reply 2)"),
         "{}",
         out.stderr
     );
