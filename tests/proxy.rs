@@ -1,9 +1,10 @@
 //! `connect --proxy` against real proxies: microsocks (SOCKS5, with and without -u/-P), Dante
 //! (`danted`: SOCKS4, and SOCKS5 with half-close and a refusing rule) and tinyproxy (HTTP
 //! CONNECT), each configured here in a temp dir; `forward --socks5` with sockkit and curl as
-//! clients; plus in-test fake proxies for the
-//! failures no real proxy makes on demand (garbage, closing mid-handshake, silence). Targets
-//! are `sockkit echo` servers on loopback; every port is the kernel's choice.
+//! clients; plus in-test fake proxies for the failures no real proxy makes on demand (garbage,
+//! closing mid-handshake, silence). Targets are `sockkit echo` and python3 servers on
+//! loopback; every port is the kernel's choice, or a free one it gave for a proxy that cannot
+//! take port 0.
 
 mod util;
 
