@@ -70,7 +70,7 @@ impl Special {
                 error::EXIT_OK
             }
             Special::Usage(line) => {
-                eprintln!("{line}");
+                crate::narrate::say(&format!("{line}\n"));
                 error::EXIT_USAGE
             }
             Special::Clap(e) => {

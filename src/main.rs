@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     match cmd::run(invocation) {
         Ok(()) => ExitCode::from(error::EXIT_OK),
         Err(e) => {
-            eprintln!("{}", error::message(&e));
+            error::report(&e);
             ExitCode::from(error::exit_status(&e))
         }
     }

@@ -111,7 +111,7 @@ fn show_opts(
     title: &str,
 ) {
     if args.sockopts.show_opts {
-        eprint!("{}", plan.show(sock, target, title));
+        crate::narrate::say(&plan.show(sock, target, title));
     }
 }
 

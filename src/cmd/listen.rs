@@ -73,7 +73,7 @@ fn one_client_at_a_time(bound: Bound, mut relay: Relay, args: &ListenArgs) -> Re
         };
         if args.sockopts.show_opts {
             let title = format!("fd {} ({here} <- {})", socket::fd(&client.sock), client.who);
-            eprint!("{}", plan.show(&client.sock, client.target, &title));
+            crate::narrate::say(&plan.show(&client.sock, client.target, &title));
         }
         let result = relay.session(&client.sock, Channel::Bytes);
         socket::close(client.sock);

@@ -151,7 +151,7 @@ pub fn bind(
             Local::Unix(path) => (path.to_string(), unix::target()),
         };
         let title = format!("{what} fd {fd} ({place})");
-        eprint!("{}", bound.plan.show(&bound.socket, target, &title));
+        crate::narrate::say(&bound.plan.show(&bound.socket, target, &title));
     }
     if !verbosity.quiet {
         announce(&bound);

@@ -42,6 +42,12 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// Prints `message(err)` on stderr without ever panicking: a closed or broken stderr must not
+/// turn exit status 1 into a panic's 101.
+pub fn report(err: &anyhow::Error) {
+    crate::narrate::say(&format!("{}\n", message(err)));
+}
+
 /// The one line main prints: the context chain joined by `: `.
 pub fn message(err: &anyhow::Error) -> String {
     format!("sockkit: {err:#}")

@@ -1,0 +1,83 @@
+//! Integration tests for the [trust] items of the command line (issue 16): what sockkit says
+//! and which status it exits with when stderr is gone, when a value is wrong, when a file
+//! cannot be opened, and when an nc user types nc. The relay's own semantics are tested in
+//! relay.rs, the servers' in echo.rs and knock.rs.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Stdio;
+
+use util::*;
+
+/// A port on 127.0.0.1 that nothing listens on: bound, learned, then released.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// A pipe whose read end is already closed: writing to it fails with EPIPE, as a stderr
+/// piped into `| true` does once `true` has exited.
+fn broken_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    writer
+}
+
+// ---- item 5: no write to stderr may panic ----------------------------------------------------
+
+#[test]
+fn broken_stderr_keeps_the_exit_status_of_a_failure() {
+    let port = closed_port().to_string();
+    for stderr in ["broken pipe", "closed"] {
+        let mut cmd = sockkit(&["connect", "127.0.0.1", &port]);
+        if stderr == "closed" {
+            cmd.stderr(Stdio::null());
+        } else {
+            cmd.stderr(broken_pipe());
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let mut child = ChildGuard::spawn(&mut cmd);
+        let status = child.status_within(T, "connect to a closed port");
+        assert_eq!(status.code(), Some(1), "stderr {stderr}: {status:?}");
+    }
+}
+
+#[test]
+fn broken_stderr_keeps_the_exit_status_of_a_usage_error() {
+    let mut cmd = sockkit(&["connect", "--bogus", "127.0.0.1", "1"]);
+    cmd.stderr(broken_pipe())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let status = child.status_within(T, "a usage error");
+    assert_eq!(status.code(), Some(2), "{status:?}");
+}
+
+#[test]
+fn show_opts_and_narration_into_a_broken_stderr_do_not_abort_the_session() {
+    let (addr, peer) = serve_once(|mut s| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"bye\n").unwrap();
+        got
+    });
+    let mut cmd = sockkit(&[
+        "connect",
+        "-vv",
+        "--show-opts",
+        "127.0.0.1",
+        &addr.port().to_string(),
+    ]);
+    cmd.stderr(broken_pipe());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let mut stdin = child.stdin();
+    let out = collect(child.stdout());
+    stdin.write_all(b"hello\n").unwrap();
+    drop(stdin);
+    let status = child.status_within(T, "connect --show-opts");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_eq!(join_within(peer, T), b"hello\n");
+    assert_eq!(join_within(out, T), b"bye\n");
+}
