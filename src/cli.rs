@@ -89,7 +89,7 @@ pub fn parse() -> ParseResult {
 /// Parses `args` (the program name first).
 pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseResult {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let matches = match Cli::command().try_get_matches_from(&args) {
+    let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return ParseResult::Special(special(e, &args)),
     };
@@ -128,6 +128,40 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         command: cli.command,
         given,
     })
+}
+
+/// The parser: `Cli`'s command with every option that takes a value told to take a negative
+/// number as that value. Without it clap reads `-w -1` as an unknown flag `-1` (because `-4`
+/// and `-6` are flags) and the user is told about a port they never typed; with it the
+/// option's own value parser refuses `-1` and the message names the option. Done over the
+/// whole tree so an option added later is covered too.
+pub fn command() -> clap::Command {
+    fn negatives_are_values(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.mut_args(|arg| {
+            if !arg.is_positional() && arg.get_action().takes_values() {
+                arg.allow_negative_numbers(true)
+            } else {
+                arg
+            }
+        });
+        cmd.mut_subcommands(negatives_are_values)
+    }
+    negatives_are_values(Cli::command())
+}
+
+/// A file name an option takes (`--hexdump-file`, `--jokes`). A name that starts with `-` is
+/// an option typed where the file should be (`--hexdump-file -v`), or a number that is no
+/// file name (`-1`): refused with the way to say it if it really is meant.
+fn parse_file_path(s: &str) -> Result<PathBuf, String> {
+    if s.starts_with('-') {
+        return Err(format!(
+            "'{s}' looks like an option, not a file name (for a file of that name write ./{s})"
+        ));
+    }
+    if s.is_empty() {
+        return Err("an empty file name".to_string());
+    }
+    Ok(PathBuf::from(s))
 }
 
 /// What a clap error means for the user.
@@ -351,7 +385,7 @@ pub struct KnockArgs {
 
     /// Tell your own jokes: one `clue<TAB>punchline` per line; blank lines and lines starting
     /// with # are skipped. A malformed file is refused at start, naming the line.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
     pub jokes: Option<PathBuf>,
 
     /// Tell the jokes in a random order for each client instead of in file order.
@@ -542,7 +576,7 @@ pub struct DumpArgs {
     pub hexdump: bool,
 
     /// Write the hex dump to FILE instead of stderr (implies -x).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
     pub hexdump_file: Option<PathBuf>,
 }
 

@@ -81,3 +81,44 @@ fn show_opts_and_narration_into_a_broken_stderr_do_not_abort_the_session() {
     assert_eq!(join_within(peer, T), b"hello\n");
     assert_eq!(join_within(out, T), b"bye\n");
 }
+
+// ---- item 12: a negative value names the option that got it ----------------------------------
+
+/// Every option of every subcommand that takes a value, given `-1`: one line that names the
+/// option (long form) and exit 2, never the "port -1" of an option the user did not type.
+#[test]
+fn a_negative_value_names_the_option_that_got_it() {
+    let cli = sockkit::cli::command();
+    let mut checked = 0;
+    for sub in cli.get_subcommands() {
+        let name = sub.get_name();
+        let rest: &[&str] = match name {
+            "connect" => &["127.0.0.1", "1"],
+            _ => &["0"],
+        };
+        for arg in sub.get_arguments() {
+            if arg.is_positional() || !arg.get_action().takes_values() {
+                continue;
+            }
+            let long = format!(
+                "--{}",
+                arg.get_long().expect("every option has a long name")
+            );
+            let mut args = vec![name, long.as_str(), "-1"];
+            args.extend_from_slice(rest);
+            let out = run(&args, b"", T);
+            assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+            let line = out.stderr.trim_end();
+            assert!(!line.contains('\n'), "{args:?}: more than one line: {line}");
+            assert!(
+                line.starts_with("sockkit: ") && line.contains(&format!("'{long} ")),
+                "{args:?}: the line does not name {long}: {line}"
+            );
+            if long != "--source-port" {
+                assert!(!line.contains("port -1"), "{args:?}: {line}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} options take a value?");
+}
