@@ -16,6 +16,8 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod nc;
+
 use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
 use crate::error;
 use crate::sockopt::{self, SockOptRequest};
@@ -93,6 +95,10 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         Ok(m) => m,
         Err(e) => return ParseResult::Special(special(e, &args)),
     };
+    // `listen -q 1 4444` parses (quiet, ADDR 1 = 0.0.0.1) but an nc user meant quit-after.
+    if let Some(line) = nc::spelling(&args, true) {
+        return ParseResult::Special(Special::Usage(line));
+    }
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => return ParseResult::Special(special(e, &args)),
@@ -166,6 +172,11 @@ fn parse_file_path(s: &str) -> Result<PathBuf, String> {
 
 /// What a clap error means for the user.
 fn special(e: clap::Error, args: &[OsString]) -> Special {
+    if e.use_stderr()
+        && let Some(line) = nc::spelling(args, false)
+    {
+        return Special::Usage(line);
+    }
     match e.kind() {
         // `sockkit connect -o help` lists the options although HOST and PORT are missing.
         ErrorKind::MissingRequiredArgument if sockopt::help_in_args(args.iter().cloned()) => {

@@ -122,3 +122,47 @@ fn a_negative_value_names_the_option_that_got_it() {
     }
     assert!(checked >= 20, "only {checked} options take a value?");
 }
+
+// ---- item 18: nc muscle memory gets the sockkit spelling -------------------------------------
+
+/// Each nc spelling: exit 2, one line, and in it the sockkit command line that means the same.
+#[test]
+fn nc_spellings_get_one_line_with_the_sockkit_spelling() {
+    let table: &[(&str, &str)] = &[
+        ("listen -p 4444", "`sockkit listen 4444`"),
+        ("-l 4444", "`sockkit listen 4444`"),
+        ("listen -l 4444", "`sockkit listen 4444`"),
+        ("listen -lvnp 4444", "`sockkit listen -v 4444`"),
+        ("-lvp 4444", "`sockkit listen -v 4444`"),
+        ("listen -e /bin/cat 4444", "`sockkit forward`"),
+        ("connect -c cat 127.0.0.1 1", "`sockkit forward`"),
+        ("connect -N 127.0.0.1 1", "--no-shutdown"),
+        (
+            "connect -C 127.0.0.1 1",
+            "`sockkit connect --crlf 127.0.0.1 1`",
+        ),
+        (
+            "connect -q 1 127.0.0.1 1",
+            "`sockkit connect --quit-after 1s 127.0.0.1 1`",
+        ),
+        ("listen -q 1 4444", "`sockkit listen --quit-after 1s 4444`"),
+        ("connect -n 127.0.0.1 1", "`sockkit connect 127.0.0.1 1`"),
+        ("connect localhost:4444", "`sockkit connect localhost 4444`"),
+        ("connect [::1]:4444", "`sockkit connect ::1 4444`"),
+        ("connect 4444 localhost", "`sockkit connect localhost 4444`"),
+        ("localhost 4444", "`sockkit connect localhost 4444`"),
+        ("-zv localhost 80", "`sockkit connect -zv localhost 80`"),
+    ];
+    for (args, want) in table {
+        let argv: Vec<&str> = args.split_whitespace().collect();
+        let out = run(&argv, b"", T);
+        assert_eq!(out.code(), Some(2), "{args}: {}", out.stderr);
+        let line = out.stderr.trim_end();
+        assert!(
+            line.starts_with("sockkit: ") && !line.contains('\n'),
+            "{args}: not one line: {line}"
+        );
+        assert!(line.contains(want), "{args}: {line} lacks {want}");
+        assert!(out.stdout.is_empty(), "{args}: stdout {:?}", out.stdout);
+    }
+}
