@@ -166,3 +166,61 @@ fn nc_spellings_get_one_line_with_the_sockkit_spelling() {
         assert!(out.stdout.is_empty(), "{args}: stdout {:?}", out.stdout);
     }
 }
+
+// ---- item 8: every file is opened before anything listens -------------------------------------
+
+/// A file that cannot be opened fails the command before a port is taken: no `listening on`
+/// line for a script to connect to, exit 1, one line naming the file. Every subcommand and
+/// transport that takes a file.
+#[test]
+fn a_file_that_cannot_be_opened_fails_before_listening() {
+    let dir = TempDir::new("files-first");
+    let sock = dir.root().join("s.sock");
+    let sock = sock.to_str().unwrap();
+    let missing = "/nonexistent/sockkit-test/x";
+    let table: &[&[&str]] = &[
+        &["listen", "--hexdump-file", missing, "127.0.0.1", "0"],
+        &["listen", "-u", "--hexdump-file", missing, "127.0.0.1", "0"],
+        &["listen", "-U", sock, "--hexdump-file", missing],
+        &[
+            "listen",
+            "--broker",
+            "--hexdump-file",
+            missing,
+            "127.0.0.1",
+            "0",
+        ],
+        &[
+            "listen",
+            "--chat",
+            "--hexdump-file",
+            missing,
+            "127.0.0.1",
+            "0",
+        ],
+        &["echo", "--hexdump-file", missing, "127.0.0.1", "0"],
+        &["echo", "-u", "--hexdump-file", missing, "127.0.0.1", "0"],
+        &["echo", "-U", sock, "--hexdump-file", missing],
+        &["knock", "--hexdump-file", missing, "127.0.0.1", "0"],
+        &["knock", "--jokes", missing, "127.0.0.1", "0"],
+        &["knock", "-U", sock, "--jokes", missing],
+        &["knock", "--jokes", "/", "127.0.0.1", "0"],
+    ];
+    for args in table {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("listening on"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        let line = out.stderr.trim_end();
+        assert!(!line.contains('\n'), "{args:?}: more than one line: {line}");
+        let file = if line.contains(missing) { missing } else { "/" };
+        assert!(
+            line.contains(file),
+            "{args:?}: does not name the file: {line}"
+        );
+        assert!(!std::path::Path::new(sock).exists(), "{args:?} left {sock}");
+    }
+}
