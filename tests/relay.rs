@@ -1067,3 +1067,31 @@ fn idle_timeout_counts_from_the_last_byte() {
     assert!(took < Duration::from_millis(5900), "ended late: {took:?}");
     join_timeout(server, T, "server");
 }
+
+#[test]
+fn a_reset_while_both_sides_send_is_called_a_reset() {
+    // The peer sends, reads a little, then aborts (SO_LINGER 0: a RST, no FIN) while stdin is
+    // still pouring in. Whichever of sockkit's two threads meets the reset first, the user
+    // must read "reset", never "the peer closed its sending side". The race differs from run
+    // to run, so it runs several times.
+    for round in 0..8 {
+        let (addr, server) = serve_once(|mut s| {
+            let _ = s.write_all(&[b'x'; 100_000]);
+            let mut some = [0u8; 1000];
+            let _ = s.read(&mut some);
+            thread::sleep(Duration::from_millis(100));
+            SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+        });
+        let out = run(&connect_args(addr, &["-v"]), &vec![0u8; 32 << 20], T);
+        join_timeout(server, T, "server");
+        assert_eq!(out.code(), Some(1), "round {round}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("closed its sending side")
+                && !out.stderr.contains("closed the connection"),
+            "round {round}: a reset told as a close:\n{}",
+            out.stderr
+        );
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(last.contains("reset"), "round {round}: {}", out.stderr);
+    }
+}

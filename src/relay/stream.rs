@@ -79,6 +79,8 @@ struct Job {
     no_shutdown: bool,
     cancelled: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
+    /// Set before shutdown(SHUT_WR): from then on CLOSE can be an orderly end.
+    shut: Arc<AtomicBool>,
     activity: Arc<Activity>,
     events: Sender<Up>,
     wake: UnixStream,
@@ -113,6 +115,7 @@ impl ByteRelay {
         let (events_tx, events) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
+        let shut = Arc::new(AtomicBool::new(false));
         let activity = Arc::new(Activity::new());
         let uplink = !self.opts.recv_only;
         if uplink {
@@ -132,6 +135,7 @@ impl ByteRelay {
                 no_shutdown: self.opts.no_shutdown,
                 cancelled: cancelled.clone(),
                 sent: sent.clone(),
+                shut: shut.clone(),
                 activity: activity.clone(),
                 events: events_tx,
                 wake: wake_tx.try_clone()?,
@@ -147,6 +151,7 @@ impl ByteRelay {
             wake: wake_rx,
             activity: &activity,
             sent: &sent,
+            shut: &shut,
             wire: &self.wire,
             received: 0,
             stdin_eof_at: None,
@@ -223,9 +228,11 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
 
 /// stdin is done: half-close so the peer reads EOF, unless told to keep the side open.
 fn finish_stdin(job: &Job) -> Up {
-    if !job.no_shutdown
-        && let Err(e) = socket::shutdown(&job.sock, Shutdown::Write)
-    {
+    if job.no_shutdown {
+        return Up::Eof;
+    }
+    job.shut.store(true, Ordering::SeqCst);
+    if let Err(e) = socket::shutdown(&job.sock, Shutdown::Write) {
         if e.kind() == io::ErrorKind::NotConnected {
             return Up::Reset;
         }
@@ -243,7 +250,13 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
         "read from stdin"
     };
     match e.raw_os_error() {
-        Some(libc::EPIPE | libc::ECONNRESET) => {
+        // The kernel says which: a RST to an established connection is ECONNRESET (the peer
+        // aborted, or closed with unread data); one after the peer's FIN is EPIPE (it closed,
+        // then answered what we sent after with a reset).
+        Some(libc::ECONNRESET) => {
+            anyhow!("the peer reset the connection: {lost} bytes {what} were not delivered")
+        }
+        Some(libc::EPIPE) => {
             anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
         }
         _ => anyhow!(
@@ -263,6 +276,7 @@ struct Downlink<'a> {
     wake: UnixStream,
     activity: &'a Activity,
     sent: &'a AtomicU64,
+    shut: &'a AtomicBool,
     wire: &'a Wire,
     received: u64,
     /// When the stdin thread reported EOF (and the half-close).
@@ -330,6 +344,7 @@ impl Downlink<'_> {
             let n = match sink.step(self.sock) {
                 Ok(Got::Data(n)) => n,
                 Ok(Got::Nothing) => continue,
+                Ok(Got::Eof) if self.reset_under_eof() => return Err(self.reset_while_sending()),
                 Ok(Got::Eof) => {
                     narrate::info(format_args!(
                         "the peer closed its sending side (EOF after {} bytes)",
@@ -356,6 +371,33 @@ impl Downlink<'_> {
             self.received += n as u64;
             self.activity.touch();
         }
+    }
+
+    /// recv() returned 0, but the connection is in CLOSE and we sent no FIN: no orderly close
+    /// gets there, a RST did. The stdin thread's send took the ECONNRESET (one error, one
+    /// taker) and the kernel then reads as at EOF. (With our FIN sent, CLOSE is also where an
+    /// orderly close ends, so that case stays an EOF.)
+    fn reset_under_eof(&self) -> bool {
+        !self.shut.load(Ordering::SeqCst)
+            && socket::tcp_state(self.sock.as_raw_fd()) == Some("CLOSE")
+    }
+
+    /// The error for a reset found under an EOF: the stdin thread's, which counts the bytes
+    /// lost, when it comes soon (its send failed, so it is on its way); else the count here.
+    fn reset_while_sending(&self) -> anyhow::Error {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(Up::Failed(e)) => return e,
+                Ok(Up::Eof | Up::Reset) => {}
+                Err(_) => break,
+            }
+        }
+        anyhow!(
+            "the peer reset the connection (after {} bytes received, {} sent)",
+            self.received,
+            self.sent.load(Ordering::SeqCst)
+        )
     }
 
     /// The peer reset the connection: what we sent after its close was thrown away.
