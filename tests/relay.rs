@@ -863,8 +863,9 @@ fn connect_timeout_against_a_full_backlog() {
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert_one_error_line(&out.stderr);
     assert!(
-        out.stderr
-            .contains(&format!("timed out: 127.0.0.1:{port} did not answer")),
+        out.stderr.contains(&format!(
+            "timed out: 127.0.0.1:{port} did not complete the handshake within 300.0ms (-w)"
+        )),
         "{}",
         out.stderr
     );

@@ -224,3 +224,85 @@ fn a_file_that_cannot_be_opened_fails_before_listening() {
         assert!(!std::path::Path::new(sock).exists(), "{args:?} left {sock}");
     }
 }
+
+// ---- item 13: the words say what is true ------------------------------------------------------
+
+#[test]
+fn connecting_to_a_file_that_is_not_a_socket_says_so() {
+    let dir = TempDir::new("not-a-socket");
+    let file = dir.root().join("regular.txt");
+    std::fs::write(&file, b"not a socket\n").unwrap();
+    for (path, kind) in [
+        (file.to_str().unwrap(), "a regular file"),
+        (dir.root().to_str().unwrap(), "a directory"),
+    ] {
+        for udp in [false, true] {
+            let mut args = vec!["connect", "-U", path];
+            if udp {
+                args.push("-u");
+            }
+            let out = run(&args, b"", T);
+            assert_eq!(out.code(), Some(1), "{args:?}: {}", out.stderr);
+            assert!(
+                out.stderr.contains(&format!("it is {kind}, not a socket"))
+                    && !out.stderr.contains("stale"),
+                "{args:?}: {}",
+                out.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn binding_an_ipv6_address_not_on_this_machine_says_so() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        return skip_or_fail("no IPv6 on this machine");
+    }
+    for args in [&["listen", "::2", "0"][..], &["echo", "-u", "::2", "0"]] {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("not on this machine") && !out.stderr.contains("IPv6 is not"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// A listener on loopback with a backlog of 0 and one connection queued: its accept queue is
+/// full, so the kernel drops further SYNs and a connect can only time out.
+fn full_listener() -> (socket2::Socket, std::net::TcpStream, u16) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let queued = std::net::TcpStream::connect_timeout(&addr, T).unwrap();
+    (l, queued, addr.port())
+}
+
+#[test]
+fn a_timeout_on_loopback_blames_no_firewall() {
+    let (_listener, _queued, port) = full_listener();
+    let port = port.to_string();
+    let out = run(&["connect", "-w", "300ms", "127.0.0.1", &port], b"", T);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("accept queue") && !out.stderr.contains("firewall"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["connect", "-w", "1ns", "127.0.0.1", &port], b"", T);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("shorter than a TCP handshake") && !out.stderr.contains("firewall"),
+        "{}",
+        out.stderr
+    );
+}

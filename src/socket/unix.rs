@@ -85,7 +85,21 @@ pub fn connect(
     if let Err(e) = result {
         call::close(sock);
         let abstract_name = matches!(addr, UnixAddr::Abstract(_));
-        let why = error::unix_connect_failure(addr, abstract_name, ty == Type::DGRAM, &e);
+        // Linux refuses a connect to a file that is not a socket with ECONNREFUSED, the errno
+        // of a stale socket file: look at the file so the words say which it is.
+        let not_socket = match addr {
+            UnixAddr::Path(path) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                std::fs::metadata(path)
+                    .ok()
+                    .filter(|m| !m.file_type().is_socket())
+                    .map(|m| file_kind(&m))
+            }
+            _ => None,
+        };
+        let why = match not_socket {
+            Some(kind) => error::unix_not_a_socket(addr, kind),
+            None => error::unix_connect_failure(addr, abstract_name, ty == Type::DGRAM, &e),
+        };
         return Err(anyhow!("{why}"));
     }
     plan.apply(&sock, target(), Stage::Connected)?;
