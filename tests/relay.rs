@@ -1077,7 +1077,7 @@ fn a_reset_while_both_sides_send_is_called_a_reset() {
     // to run, so it runs several times.
     for round in 0..8 {
         let (addr, server) = serve_once(|mut s| {
-            let _ = s.write_all(&[b'x'; 100_000]);
+            let _ = s.write_all(&vec![b'x'; 100_000]);
             let mut some = [0u8; 1000];
             let _ = s.read(&mut some);
             thread::sleep(Duration::from_millis(100));
