@@ -338,8 +338,9 @@ pub struct ListenArgs {
 /// One event loop per CPU core serves thousands of clients. Each client is owed at most 64 KiB
 /// of echo before sockkit stops reading from it, so a client that sends but never reads costs
 /// the server little. When a client shuts its sending side, what it is owed is sent, then the
-/// connection closes. SIGINT or SIGTERM stops the server: no new clients, every client closed,
-/// totals with -v. With -u, UDP instead: each datagram goes back to its sender.
+/// connection closes. SIGINT, SIGTERM or SIGHUP stops the server: no new clients, every client
+/// closed, totals with -v, then sockkit ends by that signal (exit status 128+N). With -u, UDP
+/// instead: each datagram goes back to its sender.
 ///
 /// Example: sockkit echo -v 127.0.0.1 7007, then: echo hi | sockkit connect 127.0.0.1 7007
 ///

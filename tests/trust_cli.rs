@@ -306,3 +306,163 @@ fn a_timeout_on_loopback_blames_no_firewall() {
         out.stderr
     );
 }
+
+// ---- item 6: SIGINT, SIGTERM and SIGHUP end every subcommand the same way ---------------------
+
+const STOP_SIGNALS: [(i32, &str); 3] = [
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+];
+
+/// Sends `sig` to the child and returns the signal that ended it (the shell's `$?` is 128 +
+/// that), failing if it exited instead.
+fn stop_by(child: &mut ChildGuard, sig: i32) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    // SAFETY: kill() on our own child's PID.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let status = child.status_within(T, "sockkit after the signal");
+    status
+        .signal()
+        .unwrap_or_else(|| panic!("exited with {status} instead of ending by signal {sig}"))
+}
+
+/// Reads exactly `want.len()` bytes from `r`, bounded, and compares them.
+fn expect_bytes<R: Read + Send + 'static>(r: R, want: &[u8]) -> R {
+    let n = want.len();
+    let h = std::thread::spawn(move || {
+        let mut r = r;
+        let mut buf = vec![0u8; n];
+        r.read_exact(&mut buf).map(|()| (buf, r))
+    });
+    let (got, r) = join_timeout(h, T, "reading stdout").expect("stdout ended early");
+    assert_eq!(got, want);
+    r
+}
+
+// Each session below is made quiet before the signal (the peer's EOF, a `-v` line for the
+// datagram), so the totals the signal finds are exact.
+
+#[test]
+fn a_stop_signal_ends_connect_with_its_totals_and_by_that_signal() {
+    for (sig, name) in STOP_SIGNALS {
+        let (addr, peer) = serve_once(|mut s| {
+            s.write_all(b"hello\n").unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            let _ = s.read_to_end(&mut got);
+            got
+        });
+        let mut c = ChildGuard::spawn(&mut sockkit(&[
+            "connect",
+            "-v",
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ]));
+        let stdin = c.stdin();
+        let mut err = LineTap::new(c.stderr());
+        let _out = expect_bytes(c.stdout(), b"hello\n");
+        err.wait_for(T, |l| l.contains("closed its sending side"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stop_by(&mut c, sig), sig, "{name}");
+        let said = err.finish(T);
+        assert!(
+            said.contains(&format!("stopped on {name}: sent 0 B, received 6 B")),
+            "{name}: {said}"
+        );
+        drop(stdin);
+        assert_eq!(join_within(peer, T), b"", "{name}");
+    }
+}
+
+#[test]
+fn a_stop_signal_ends_listen_with_its_totals_and_removes_the_socket_file() {
+    let dir = TempDir::new("listen-signals");
+    for (sig, name) in STOP_SIGNALS {
+        let path = dir.root().join(format!("{name}.sock"));
+        let p = path.to_str().unwrap();
+        let mut l = ChildGuard::spawn(&mut sockkit(&["listen", "-v", "-U", p]));
+        let stdin = l.stdin();
+        let (_, mut err) = read_listening_unix(l.stderr());
+        let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        client.write_all(b"abc").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let _out = expect_bytes(l.stdout(), b"abc");
+        err.wait_for(T, |l| l.contains("closed its sending side"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stop_by(&mut l, sig), sig, "{name}");
+        let said = err.finish(T);
+        assert!(
+            said.contains(&format!("stopped on {name}: sent 0 B, received 3 B")),
+            "{name}: {said}"
+        );
+        assert!(
+            !path.exists(),
+            "{name}: the socket file outlived the signal"
+        );
+        drop(stdin);
+    }
+}
+
+#[test]
+fn a_stop_signal_ends_listen_u_with_its_totals() {
+    for (sig, name) in STOP_SIGNALS {
+        let mut l = ChildGuard::spawn(&mut sockkit(&["listen", "-u", "-v", "127.0.0.1", "0"]));
+        let stdin = l.stdin();
+        let (addr, mut err) = read_listening(l.stderr(), T);
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.send_to(b"dgram", addr).unwrap();
+        let _out = expect_bytes(l.stdout(), b"dgram");
+        err.wait_for(T, |l| l.contains("datagram of 5 B"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(stop_by(&mut l, sig), sig, "{name}");
+        let said = err.finish(T);
+        assert!(
+            said.contains(&format!("stopped on {name}: sent 0 B, received 5 B")),
+            "{name}: {said}"
+        );
+        drop(stdin);
+    }
+}
+
+#[test]
+fn a_stop_signal_stops_every_server_and_removes_its_socket_file() {
+    let dir = TempDir::new("server-signals");
+    for sub in ["echo", "knock"] {
+        for (sig, name) in STOP_SIGNALS {
+            let path = dir.root().join(format!("{sub}-{name}.sock"));
+            let p = path.to_str().unwrap();
+            let mut s = ChildGuard::spawn(&mut sockkit(&[sub, "-v", "-U", p]));
+            let (_, mut err) = read_listening_unix(s.stderr());
+            assert_eq!(stop_by(&mut s, sig), sig, "{sub} {name}");
+            let said = err.finish(T);
+            assert!(
+                said.contains(&format!("stopped on {name}")),
+                "{sub}: {said}"
+            );
+            assert!(
+                !path.exists(),
+                "{sub} {name}: the socket file outlived the signal"
+            );
+        }
+    }
+    for (sig, name) in STOP_SIGNALS {
+        let mut s = ChildGuard::spawn(&mut sockkit(&["echo", "-u", "-v", "127.0.0.1", "0"]));
+        let (_, mut err) = read_listening(s.stderr(), T);
+        assert_eq!(stop_by(&mut s, sig), sig, "echo -u {name}");
+        let said = err.finish(T);
+        assert!(
+            said.contains(&format!("stopped on {name}")),
+            "echo -u: {said}"
+        );
+    }
+}
+
+/// Waits for a Unix server's `listening on PATH (Unix)` line; the rest of stderr keeps coming.
+fn read_listening_unix(stderr: std::process::ChildStderr) -> (String, LineTap) {
+    let mut tap = LineTap::new(stderr);
+    let line = tap
+        .wait_for(T, |l| l.contains("listening on "))
+        .unwrap_or_else(|e| panic!("no announcement: {e}"));
+    (line, tap)
+}

@@ -10,6 +10,7 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -624,7 +625,12 @@ fn echo_serves_unix_clients_and_removes_its_socket() {
         e.log()
     );
     let status = e.signal(libc::SIGTERM);
-    assert!(status.success(), "{status}: {}", e.log());
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "{status}: {}",
+        e.log()
+    );
     assert!(!path.exists(), "echo removes its socket file when it stops");
 }
 
@@ -873,7 +879,7 @@ fn ctrl_c_on_listen_unix_removes_the_socket_file() {
         l.wait_for("listening on ");
         assert!(path.exists());
         let status = l.signal(libc::SIGINT);
-        assert!(!status.success(), "{extra:?}: {status}");
+        assert_eq!(status.signal(), Some(libc::SIGINT), "{extra:?}: {status}");
         assert!(!path.exists(), "{extra:?}: the socket file outlived Ctrl-C");
         // So the next run needs no --unlink.
         let mut again = Proc::start(&args);
@@ -948,7 +954,7 @@ fn echo_answers_unix_datagrams_to_bound_senders_only() {
     anon.send_to(b"who?", &path).unwrap();
     e.wait_for("from an unbound socket");
     let status = e.signal(libc::SIGTERM);
-    assert!(status.success(), "{}", e.log());
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{}", e.log());
     assert!(
         e.log().contains("answered 3 datagrams (1 from unbound"),
         "{}",
@@ -1011,7 +1017,12 @@ fn knock_tells_a_joke_over_a_unix_socket() {
     w.write_all(b"n\n").unwrap();
     assert_eq!(next(), "Bye.");
     assert_eq!(next(), "", "the server closes after Bye.");
-    assert!(k.signal(libc::SIGTERM).success(), "{}", k.log());
+    assert_eq!(
+        k.signal(libc::SIGTERM).signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        k.log()
+    );
     assert!(!path.exists());
 }
 

@@ -16,11 +16,7 @@ use crate::socket;
 pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let relay = Relay::new(options::ending(&args.relay), options::wire(&args.wire)?);
-    // The relay ends with the process on Ctrl-C: the socket file must not outlive it.
-    let place = Place {
-        unlink_on_signal: true,
-        ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
-    };
+    let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
     if transport.is_stream() {

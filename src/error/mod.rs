@@ -7,8 +7,8 @@ mod exit;
 mod hints;
 
 pub use exit::{
-    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, exit_status, is_broken_pipe, message, report,
-    usage_line,
+    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, end_by_signal, exit_status, is_broken_pipe,
+    message, note_stop_signal, report, usage_line,
 };
 pub use hints::{
     PathHolder, bind_failure, client_io_failure, connect_failure, connect_timed_out,

@@ -67,7 +67,7 @@ impl Relay {
                 quiet,
             } => {
                 let started = Instant::now();
-                let (counts, end) = DgramRelay {
+                let outcome = DgramRelay {
                     sock,
                     opts: self.ending,
                     lines,
@@ -75,7 +75,9 @@ impl Relay {
                     quiet,
                     wire: &self.wire,
                 }
-                .run()?;
+                .run();
+                super::interrupt::retire();
+                let (counts, end) = outcome?;
                 dgram::report(&counts, started.elapsed());
                 Ok(end)
             }

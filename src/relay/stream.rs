@@ -23,6 +23,7 @@ use anyhow::{Result, anyhow};
 use socket2::Socket;
 
 use super::ending::{End, Ending};
+use super::interrupt;
 use super::wire::{Framing, Wire};
 use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
@@ -115,6 +116,8 @@ impl ByteRelay {
         let (events_tx, events) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
+        let live = interrupt::Live::new(sent.clone());
+        interrupt::publish(&live);
         let shut = Arc::new(AtomicBool::new(false));
         let activity = Arc::new(Activity::new());
         let uplink = !self.opts.recv_only;
@@ -151,6 +154,7 @@ impl ByteRelay {
             wake: wake_rx,
             activity: &activity,
             sent: &sent,
+            received_live: &live.received,
             shut: &shut,
             wire: &self.wire,
             received: 0,
@@ -158,6 +162,7 @@ impl ByteRelay {
             peer_eof: None,
         };
         let result = down.run();
+        interrupt::retire();
         cancelled.store(true, Ordering::SeqCst);
         let received = down.received;
         // The stdin thread may still hold a dup of the socket while it waits on stdin; shut
@@ -276,6 +281,8 @@ struct Downlink<'a> {
     wake: UnixStream,
     activity: &'a Activity,
     sent: &'a AtomicU64,
+    /// `received`, for the signal thread (interrupt.rs).
+    received_live: &'a AtomicU64,
     shut: &'a AtomicBool,
     wire: &'a Wire,
     received: u64,
@@ -369,6 +376,7 @@ impl Downlink<'_> {
                 }
             };
             self.received += n as u64;
+            self.received_live.fetch_add(n as u64, Ordering::Relaxed);
             self.activity.touch();
         }
     }

@@ -132,28 +132,16 @@ impl PathGuard {
             .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
     }
 
-    /// Also removes the socket file on SIGINT, SIGTERM or SIGHUP, then lets the signal end the
-    /// process as it would have: a `listen -U` stopped with Ctrl-C would otherwise leave a
-    /// stale file, and the next run would need --unlink. Not for the engine, which stops
-    /// gracefully on those signals and drops the guard itself.
-    pub fn remove_on_signal(&self) -> Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        let guard = PathGuard {
+    /// A second guard for the same file, for a cleanup that runs elsewhere (the relay's
+    /// signal thread, which ends the process before this guard's owner can drop it):
+    /// whichever drops first removes the file, the other finds it gone (or replaced) and
+    /// leaves it.
+    pub fn twin(&self) -> PathGuard {
+        PathGuard {
             path: self.path.clone(),
             dev: self.dev,
             ino: self.ino,
-        };
-        std::thread::Builder::new()
-            .name("unlink-on-signal".into())
-            .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    // Dropping the guard unlinks the file if it is still ours.
-                    drop(guard);
-                    let _ = signal_hook::low_level::emulate_default_handler(sig);
-                }
-            })?;
-        Ok(())
+        }
     }
 }
 
