@@ -30,6 +30,9 @@ unsafe impl Pod for libc::ucred {}
 #[cfg(target_os = "linux")]
 unsafe impl Pod for libc::tcp_info {}
 
+// SAFETY: arrays of integers are valid for every bit pattern (SO_MEMINFO's u32 vector).
+unsafe impl<const N: usize> Pod for [u32; N] {}
+
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())

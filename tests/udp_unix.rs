@@ -1078,3 +1078,52 @@ fn a_udp_port_check_says_closed_or_open_filtered_and_never_open_without_an_answe
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("1 closed"), "{}", out.stderr);
 }
+
+#[test]
+fn udp_loss_in_the_kernel_is_counted_under_v() {
+    // An unpaced burst into a small receive buffer: the kernel drops what does not fit, and
+    // sockkit says how many (SO_MEMINFO's drop count) with the way out. Loopback loses a
+    // datagram nowhere else, so the count is exactly sent - received.
+    const SENT: usize = 20_000;
+    const SIZE: usize = 100;
+    let mut l = ChildGuard::spawn(&mut util::sockkit(&[
+        "listen",
+        "-u",
+        "-v",
+        "--idle-timeout",
+        "1s",
+        "-o",
+        "rcvbuf=4K",
+        "127.0.0.1",
+        "0",
+    ]));
+    drop(l.stdin());
+    let out = util::collect(l.stdout());
+    let (addr, mut err) = util::read_listening(l.stderr(), T);
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut datagram = vec![b'x'; SIZE];
+    datagram[SIZE - 1] = b'\n';
+    for _ in 0..SENT {
+        u.send_to(&datagram, addr).unwrap();
+    }
+    let status = l.status_within(T, "listen -u after its idle timeout");
+    assert!(status.success(), "{status}");
+    let got = util::join_within(out, T);
+    assert_eq!(got.len() % SIZE, 0, "a datagram was cut");
+    let received = got.len() / SIZE;
+    let said = err.finish(T);
+    let lost = SENT - received;
+    assert!(
+        lost > 0,
+        "nothing was dropped: the test proves nothing\n{said}"
+    );
+    assert!(
+        said.contains(&format!("the kernel dropped {lost} datagrams"))
+            && said.contains("-o rcvbuf="),
+        "{SENT} sent, {received} received:\n{}",
+        said.lines()
+            .filter(|l| !l.contains("datagram of"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

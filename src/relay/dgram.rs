@@ -486,8 +486,13 @@ fn addr_key(a: &SockAddr) -> Vec<u8> {
     }
 }
 
-/// The `-v` end-of-session line.
-pub(crate) fn report(c: &Counts, elapsed: Duration) {
+/// The `-v` end-of-session lines: what moved, and what the kernel dropped before sockkit
+/// could read it (UDP has no flow control: a sender faster than the reader overflows the
+/// receive buffer, and nobody is told unless we ask).
+pub(crate) fn report(sock: &Socket, c: &Counts, elapsed: Duration) {
+    if !narrate::verbose() {
+        return;
+    }
     narrate::info(format_args!(
         "closed: sent {} datagrams ({}), received {} datagrams ({}) in {}",
         c.sent,
@@ -496,6 +501,16 @@ pub(crate) fn report(c: &Counts, elapsed: Duration) {
         narrate::bytes(c.received_bytes),
         narrate::short(elapsed)
     ));
+    if let Some(dropped) = socket::udp::kernel_drops(sock).filter(|&d| d > 0) {
+        let rcvbuf = sock
+            .recv_buffer_size()
+            .map(|b| format!(" (SO_RCVBUF {})", narrate::bytes(b as u64)))
+            .unwrap_or_default();
+        narrate::info(format_args!(
+            "the kernel dropped {dropped} datagrams: they arrived while the receive buffer{rcvbuf} \
+             was full; raise it with -o rcvbuf=4M (capped by net.core.rmem_max), or pace the sender"
+        ));
+    }
 }
 
 #[cfg(test)]

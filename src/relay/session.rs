@@ -78,7 +78,7 @@ impl Relay {
                 .run();
                 super::interrupt::retire();
                 let (counts, end) = outcome?;
-                dgram::report(&counts, started.elapsed());
+                dgram::report(sock, &counts, started.elapsed());
                 Ok(end)
             }
         }
