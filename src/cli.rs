@@ -292,6 +292,10 @@ pub struct ConnectArgs {
 ///
 /// With -U PATH, a Unix stream socket (`listening on PATH (Unix)`), removed again at exit; a
 /// stale socket file is replaced only with --unlink, and a file that is not a socket never.
+///
+/// At a terminal: Ctrl-D ends what you send to this client (shutdown SHUT_WR), and with -k the
+/// next client hears what you type next; a client that half-closes has sent its request, so
+/// the session stays open for your answer until your Ctrl-D. Ctrl-C ends listen itself.
 #[derive(Args, Debug)]
 #[command(override_usage = "sockkit listen [OPTIONS] [ADDR] PORT\n       \
                             sockkit listen [OPTIONS] -U PATH")]

@@ -1096,3 +1096,93 @@ fn a_reset_while_both_sides_send_is_called_a_reset() {
         assert!(last.contains("reset"), "round {round}: {}", out.stderr);
     }
 }
+
+/// A pseudo-terminal pair (master, slave): the slave is a child's stdin that `isatty` calls a
+/// terminal; writing to the master is typing (`\x04` at a line's start is Ctrl-D).
+fn pty() -> Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors; the name/termios/winsize pointers may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &raw mut master,
+            &raw mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        skip_or_fail(&format!(
+            "no pseudo-terminal: {}",
+            std::io::Error::last_os_error()
+        ));
+        return None;
+    }
+    // SAFETY: both descriptors were just opened and are owned only here.
+    Some(unsafe {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
+    })
+}
+
+/// Reads from `s` until EOF, bounded by its read timeout.
+fn read_to_eof(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("reading to EOF");
+    got
+}
+
+#[test]
+fn ctrl_d_on_listen_k_ends_one_client_and_the_next_hears_the_terminal_again() {
+    let Some((master, slave)) = pty() else { return };
+    let mut typing = std::fs::File::from(master);
+    let mut cmd = sockkit(&["listen", "-k", "127.0.0.1", "0"]);
+    cmd.stdin(Stdio::from(slave));
+    let mut server = Server::start_with(&mut cmd);
+    let port = server.port();
+    let _out = collect(server.child.stdout());
+    for client in ["first", "second", "third"] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        typing
+            .write_all(format!("to the {client}\n").as_bytes())
+            .unwrap();
+        typing.write_all(b"\x04").unwrap();
+        // Ctrl-D: the client gets the line, then EOF (SHUT_WR), not a connection cut off
+        // before anything was typed.
+        assert_eq!(
+            String::from_utf8_lossy(&read_to_eof(&mut c)),
+            format!("to the {client}\n"),
+            "{client} client"
+        );
+    }
+    assert!(server.child.try_status().is_none(), "listen -k ended");
+}
+
+#[test]
+fn a_clients_eof_leaves_an_interactive_listen_open_for_the_answer() {
+    let Some((master, slave)) = pty() else { return };
+    let mut typing = std::fs::File::from(master);
+    let mut cmd = sockkit(&["listen", "127.0.0.1", "0"]);
+    cmd.stdin(Stdio::from(slave));
+    let mut server = Server::start_with(&mut cmd);
+    let out = collect(server.child.stdout());
+    let mut c = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"what time is it?\n").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    // The person is told the client is done sending; the session waits for the answer.
+    server
+        .stderr
+        .wait_for(T, |l| l.contains("the client has finished sending"))
+        .unwrap();
+    assert!(
+        server.child.try_status().is_none(),
+        "listen ended at the client's EOF"
+    );
+    typing.write_all(b"half past ten\n\x04").unwrap();
+    assert_eq!(read_to_eof(&mut c), b"half past ten\n");
+    let status = server.child.status_within(T, "listen after Ctrl-D");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(join_within(out, T), b"what time is it?\n");
+}

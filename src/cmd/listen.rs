@@ -15,7 +15,10 @@ use crate::socket;
 
 pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
-    let relay = Relay::new(options::ending(&args.relay), options::wire(&args.wire)?);
+    let relay = Relay::new(
+        options::ending(&args.relay, options::Role::Server),
+        options::wire(&args.wire)?,
+    );
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);

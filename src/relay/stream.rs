@@ -196,9 +196,16 @@ impl ByteRelay {
 /// chunk read while no session is live waits for the next one.
 fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
     let mut uplink = zerocopy::Uplink::for_stdin(wire.outbound(Framing::Stream));
+    // A terminal's EOF (Ctrl-D) is not the end of the terminal: it ends what the person sends
+    // to this peer, and the next one (`listen -k`) reads the terminal afresh. A pipe's or a
+    // file's EOF is the end of the data, for every session after it too.
+    let terminal = io::stdin().is_terminal();
     let mut at_eof = false;
     for job in jobs {
         uplink.restart();
+        if terminal {
+            at_eof = false;
+        }
         let mut moved = |n: usize| {
             job.sent.fetch_add(n as u64, Ordering::Relaxed);
             job.activity.touch();
@@ -309,7 +316,9 @@ impl Downlink<'_> {
                     Up::Failed(e) => return Err(e),
                 }
             }
-            if self.peer_eof.is_some() && (self.uplink_done() || self.stdin_is_tty) {
+            if self.peer_eof.is_some()
+                && (self.uplink_done() || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+            {
                 return Ok(End::Closed);
             }
             let now = Instant::now();
@@ -358,6 +367,14 @@ impl Downlink<'_> {
                         self.received
                     ));
                     self.peer_eof = Some(self.sent.load(Ordering::SeqCst));
+                    if self.stdin_is_tty && !self.opts.peer_eof_ends_terminal && !self.uplink_done()
+                    {
+                        // The person at the terminal has to act: say so, -v or not.
+                        narrate::emit(format_args!(
+                            "the client has finished sending (EOF); what you type still goes \
+                             to it, and Ctrl-D ends the session"
+                        ));
+                    }
                     continue;
                 }
                 Err(DownError::Recv(e)) => {
