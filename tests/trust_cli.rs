@@ -82,6 +82,37 @@ fn show_opts_and_narration_into_a_broken_stderr_do_not_abort_the_session() {
     assert_eq!(join_within(out, T), b"bye\n");
 }
 
+#[test]
+fn a_server_with_show_opts_into_a_broken_stderr_still_serves() {
+    // The sibling of connect's --show-opts: a server prints its options (and -v lines) into
+    // the same broken stderr, and must serve on.
+    let dir = TempDir::new("broken-server");
+    let path = dir.root().join("e.sock");
+    let mut cmd = sockkit(&["echo", "-v", "--show-opts", "-U", path.to_str().unwrap()]);
+    cmd.stderr(broken_pipe()).stdout(Stdio::null());
+    let mut server = ChildGuard::spawn(&mut cmd);
+    let deadline = std::time::Instant::now() + T;
+    let mut c = loop {
+        if let Ok(c) = std::os::unix::net::UnixStream::connect(&path) {
+            break c;
+        }
+        assert!(
+            server.try_status().is_none(),
+            "echo ended: {:?}",
+            server.try_status()
+        );
+        assert!(std::time::Instant::now() < deadline, "echo never listened");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"still here").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"still here");
+    assert!(server.try_status().is_none(), "echo ended after one client");
+}
+
 // ---- item 12: a negative value names the option that got it ----------------------------------
 
 /// Every option of every subcommand that takes a value, given `-1`: one line that names the
