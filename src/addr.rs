@@ -260,6 +260,11 @@ impl FromStr for UnixAddr {
         if s.is_empty() {
             return Err("a Unix socket needs a path (or @name for the abstract namespace)".into());
         }
+        if s.starts_with('-') {
+            return Err(format!(
+                "'{s}' looks like an option, not a socket path (for a file of that name write ./{s})"
+            ));
+        }
         if let Some(name) = s.strip_prefix('@') {
             if !cfg!(target_os = "linux") {
                 return Err(format!(

@@ -38,8 +38,14 @@ fn since_start() -> Duration {
 
 /// One line on stderr, whole: a single write so lines of concurrent threads never interleave.
 pub fn emit(args: fmt::Arguments) {
-    let line = format!("sockkit: {args}\n");
-    let _ = io::stderr().lock().write_all(line.as_bytes());
+    say(&format!("sockkit: {args}\n"));
+}
+
+/// Writes `text` to stderr as one write, ignoring failure: a closed or broken stderr
+/// (`2>&-`, `2>&1 | true`) must neither panic (as `eprint!` does) nor change the exit status,
+/// and there is nowhere left to report it. Every word sockkit says goes through here.
+pub fn say(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// A `-v` line.

@@ -30,6 +30,9 @@ unsafe impl Pod for libc::ucred {}
 #[cfg(target_os = "linux")]
 unsafe impl Pod for libc::tcp_info {}
 
+// SAFETY: arrays of integers are valid for every bit pattern (SO_MEMINFO's u32 vector).
+unsafe impl<const N: usize> Pod for [u32; N] {}
+
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -171,6 +174,32 @@ pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
     };
     // SAFETY: setrlimit only reads the struct passed.
     cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) }).map(drop)
+}
+
+/// fcntl(F_DUPFD_CLOEXEC): `fd` again at the lowest number from `at_least` up, then the old
+/// number closed. For sockkit's own plumbing (the signal pipe), so the learner's first
+/// socket is fd 3, as in every textbook transcript.
+pub fn renumber(fd: OwnedFd, at_least: RawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC only reads the descriptor number; the new one is ours alone.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, at_least) })?;
+    // SAFETY: `new` was just made by fcntl and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// On signal `sig`, write one byte to `fd` (the self-pipe trick), from the handler itself.
+/// One write end can serve every signal this way, where signal-hook's safe pipe registration
+/// takes a descriptor per signal: a server at its descriptor limit has few to spare. `fd`
+/// must stay open (and non-blocking) for the life of the process.
+pub fn wake_on_signal(sig: libc::c_int, fd: RawFd) -> io::Result<()> {
+    // SAFETY: the action only calls write(2), which is async-signal-safe, on a descriptor the
+    // caller keeps open; a full pipe (EAGAIN) already holds a wake-up, so the result is moot.
+    unsafe {
+        signal_hook::low_level::register(sig, move || {
+            let _ = libc::write(fd, b"!".as_ptr().cast(), 1);
+        })
+    }
+    .map(drop)
 }
 
 /// raise(3): sends `sig` to this process (tests of the signal paths).

@@ -88,7 +88,6 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         family,
         unix: args.unix.as_ref(),
         unlink: args.unlink,
-        unlink_on_signal: false,
     };
     let transport = Transport::of(args.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;

@@ -18,6 +18,7 @@ use anyhow::Result;
 
 use crate::cli::{Command, Invocation};
 use crate::narrate;
+use crate::relay::interrupt;
 
 /// Runs a parsed command line: refuses an option that does not apply, then the subcommand.
 pub fn run(invocation: Invocation) -> Result<()> {
@@ -31,6 +32,9 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Forward(a) => a.verbosity,
     };
     narrate::set_level(verbosity.verbose);
+    // SIGINT/SIGTERM/SIGHUP from here on: the totals (-v), cleanup, then the process ends by
+    // the signal; a server's event loop takes them over once it runs (server/stop.rs).
+    interrupt::install()?;
     match command {
         Command::Connect(args) => connect::run(args),
         Command::Listen(args) if args.broker.broker || args.broker.chat => broker::run(&args),

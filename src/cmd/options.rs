@@ -11,14 +11,25 @@ use crate::server::{DEFAULT_MAX_OWED, Limits};
 
 /// The relay's options from `--no-shutdown`, `--quit-after`, `--send-only`, `--recv-only` and
 /// `--idle-timeout`.
-pub fn ending(args: &RelayArgs) -> Ending {
+pub fn ending(args: &RelayArgs, role: Role) -> Ending {
     Ending {
         no_shutdown: args.no_shutdown,
         quit_after: args.quit_after,
         send_only: args.send_only,
         recv_only: args.recv_only,
         idle_timeout: args.idle_timeout,
+        peer_eof_ends_terminal: role == Role::Client,
     }
+}
+
+/// Which end of the relay this is: it decides what the peer's EOF means to a person at a
+/// terminal (see `Ending::peer_eof_ends_terminal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `connect`.
+    Client,
+    /// `listen`.
+    Server,
 }
 
 /// The hex dump `-x`/`--hexdump-file` asked for, opened now (before anything binds).

@@ -13,6 +13,7 @@ use super::applies::Transport;
 use crate::addr::{self, Family, PortArg, UnixAddr};
 use crate::cli::{LocalArgs, NetArgs, SockOptArgs, Verbosity};
 use crate::narrate;
+use crate::relay::interrupt;
 use crate::relay::wire::Dump;
 use crate::server::{self, Limits, Service};
 use crate::service::dumped::Dumped;
@@ -28,9 +29,6 @@ pub struct Place<'a> {
     pub family: Family,
     pub unix: Option<&'a UnixAddr>,
     pub unlink: bool,
-    /// Remove the socket file on SIGINT/SIGTERM/SIGHUP too, before the announcement: for a
-    /// server that a signal ends at once (`listen`), not the engine, which stops gracefully.
-    pub unlink_on_signal: bool,
 }
 
 impl<'a> Place<'a> {
@@ -48,7 +46,6 @@ impl<'a> Place<'a> {
             family: net.family(),
             unix: local.unix.as_ref(),
             unlink: local.unlink,
-            unlink_on_signal: false,
         }
     }
 }
@@ -126,10 +123,11 @@ pub fn bind(
             guard: None,
         }
     };
-    if let Some(g) = &bound.guard
-        && place.unlink_on_signal
-    {
-        g.remove_on_signal()?;
+    // A stop signal before the engine takes signals over (or any time in `listen`'s relay)
+    // ends the process from the signal thread: the socket file must not outlive it.
+    if let Some(g) = &bound.guard {
+        let twin = g.twin();
+        interrupt::on_stop(move || drop(twin));
     }
     if sockopts.show_opts {
         let what = match bound.transport {
@@ -151,7 +149,7 @@ pub fn bind(
             Local::Unix(path) => (path.to_string(), unix::target()),
         };
         let title = format!("{what} fd {fd} ({place})");
-        eprint!("{}", bound.plan.show(&bound.socket, target, &title));
+        crate::narrate::say(&bound.plan.show(&bound.socket, target, &title));
     }
     if !verbosity.quiet {
         announce(&bound);

@@ -9,12 +9,15 @@ use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use socket2::{SockAddr, Socket};
 
 use super::ending::{End, Ending};
+use super::interrupt::{self, Live};
 use super::wire::{Framing, Outbound, Wire};
 use crate::error;
 use crate::narrate;
@@ -59,12 +62,29 @@ pub struct DgramRelay<'a> {
 }
 
 /// What a session moved, for `-v`.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Counts {
     pub sent: u64,
     pub sent_bytes: u64,
     pub received: u64,
     pub received_bytes: u64,
+    /// The byte counts again, for the signal thread (interrupt.rs).
+    live: Arc<Live>,
+}
+
+impl Counts {
+    /// Zero counts for a session starting now, published to the signal thread.
+    fn start() -> Counts {
+        let live = Live::new(Arc::new(AtomicU64::new(0)));
+        interrupt::publish(&live);
+        Counts {
+            sent: 0,
+            sent_bytes: 0,
+            received: 0,
+            received_bytes: 0,
+            live,
+        }
+    }
 }
 
 /// How a peer's address reads: `127.0.0.1:5000` (IPv4 on a dual-stack socket unmapped), a
@@ -173,7 +193,7 @@ impl DgramRelay<'_> {
         let mut inbuf = vec![0u8; read_max];
         let mut line: Vec<u8> = Vec::new();
         let mut rbuf = vec![MaybeUninit::<u8>::uninit(); RECV_BUF];
-        let mut counts = Counts::default();
+        let mut counts = Counts::start();
         let mut stdin_open = !self.opts.recv_only;
         let mut stdin_eof_at: Option<Instant> = None;
         let mut last_activity = Instant::now();
@@ -242,6 +262,10 @@ impl DgramRelay<'_> {
                 }
                 counts.received += 1;
                 counts.received_bytes += kept as u64;
+                counts
+                    .live
+                    .received
+                    .fetch_add(kept as u64, Ordering::Relaxed);
                 last_activity = Instant::now();
                 if self.peers == Peers::AnswerLast {
                     self.note_peer(&from, &who, &mut target, &mut known, &mut known_order);
@@ -426,6 +450,10 @@ impl DgramRelay<'_> {
             Ok(_) => {
                 counts.sent += 1;
                 counts.sent_bytes += data.len() as u64;
+                counts
+                    .live
+                    .sent
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
@@ -458,8 +486,13 @@ fn addr_key(a: &SockAddr) -> Vec<u8> {
     }
 }
 
-/// The `-v` end-of-session line.
-pub(crate) fn report(c: &Counts, elapsed: Duration) {
+/// The `-v` end-of-session lines: what moved, and what the kernel dropped before sockkit
+/// could read it (UDP has no flow control: a sender faster than the reader overflows the
+/// receive buffer, and nobody is told unless we ask).
+pub(crate) fn report(sock: &Socket, c: &Counts, elapsed: Duration) {
+    if !narrate::verbose() {
+        return;
+    }
     narrate::info(format_args!(
         "closed: sent {} datagrams ({}), received {} datagrams ({}) in {}",
         c.sent,
@@ -468,6 +501,16 @@ pub(crate) fn report(c: &Counts, elapsed: Duration) {
         narrate::bytes(c.received_bytes),
         narrate::short(elapsed)
     ));
+    if let Some(dropped) = socket::udp::kernel_drops(sock).filter(|&d| d > 0) {
+        let rcvbuf = sock
+            .recv_buffer_size()
+            .map(|b| format!(" (SO_RCVBUF {})", narrate::bytes(b as u64)))
+            .unwrap_or_default();
+        narrate::info(format_args!(
+            "the kernel dropped {dropped} datagrams: they arrived while the receive buffer{rcvbuf} \
+             was full; raise it with -o rcvbuf=4M (capped by net.core.rmem_max), or pace the sender"
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use anyhow::{Result, anyhow};
 use socket2::Socket;
 
 use super::ending::{End, Ending};
+use super::interrupt;
 use super::wire::{Framing, Wire};
 use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
@@ -79,6 +80,8 @@ struct Job {
     no_shutdown: bool,
     cancelled: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
+    /// Set before shutdown(SHUT_WR): from then on CLOSE can be an orderly end.
+    shut: Arc<AtomicBool>,
     activity: Arc<Activity>,
     events: Sender<Up>,
     wake: UnixStream,
@@ -113,6 +116,9 @@ impl ByteRelay {
         let (events_tx, events) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
+        let live = interrupt::Live::new(sent.clone());
+        interrupt::publish(&live);
+        let shut = Arc::new(AtomicBool::new(false));
         let activity = Arc::new(Activity::new());
         let uplink = !self.opts.recv_only;
         if uplink {
@@ -132,6 +138,7 @@ impl ByteRelay {
                 no_shutdown: self.opts.no_shutdown,
                 cancelled: cancelled.clone(),
                 sent: sent.clone(),
+                shut: shut.clone(),
                 activity: activity.clone(),
                 events: events_tx,
                 wake: wake_tx.try_clone()?,
@@ -147,12 +154,15 @@ impl ByteRelay {
             wake: wake_rx,
             activity: &activity,
             sent: &sent,
+            received_live: &live.received,
+            shut: &shut,
             wire: &self.wire,
             received: 0,
             stdin_eof_at: None,
             peer_eof: None,
         };
         let result = down.run();
+        interrupt::retire();
         cancelled.store(true, Ordering::SeqCst);
         let received = down.received;
         // The stdin thread may still hold a dup of the socket while it waits on stdin; shut
@@ -186,9 +196,16 @@ impl ByteRelay {
 /// chunk read while no session is live waits for the next one.
 fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
     let mut uplink = zerocopy::Uplink::for_stdin(wire.outbound(Framing::Stream));
+    // A terminal's EOF (Ctrl-D) is not the end of the terminal: it ends what the person sends
+    // to this peer, and the next one (`listen -k`) reads the terminal afresh. A pipe's or a
+    // file's EOF is the end of the data, for every session after it too.
+    let terminal = io::stdin().is_terminal();
     let mut at_eof = false;
     for job in jobs {
         uplink.restart();
+        if terminal {
+            at_eof = false;
+        }
         let mut moved = |n: usize| {
             job.sent.fetch_add(n as u64, Ordering::Relaxed);
             job.activity.touch();
@@ -223,9 +240,11 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
 
 /// stdin is done: half-close so the peer reads EOF, unless told to keep the side open.
 fn finish_stdin(job: &Job) -> Up {
-    if !job.no_shutdown
-        && let Err(e) = socket::shutdown(&job.sock, Shutdown::Write)
-    {
+    if job.no_shutdown {
+        return Up::Eof;
+    }
+    job.shut.store(true, Ordering::SeqCst);
+    if let Err(e) = socket::shutdown(&job.sock, Shutdown::Write) {
         if e.kind() == io::ErrorKind::NotConnected {
             return Up::Reset;
         }
@@ -243,7 +262,13 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
         "read from stdin"
     };
     match e.raw_os_error() {
-        Some(libc::EPIPE | libc::ECONNRESET) => {
+        // The kernel says which: a RST to an established connection is ECONNRESET (the peer
+        // aborted, or closed with unread data); one after the peer's FIN is EPIPE (it closed,
+        // then answered what we sent after with a reset).
+        Some(libc::ECONNRESET) => {
+            anyhow!("the peer reset the connection: {lost} bytes {what} were not delivered")
+        }
+        Some(libc::EPIPE) => {
             anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
         }
         _ => anyhow!(
@@ -263,6 +288,9 @@ struct Downlink<'a> {
     wake: UnixStream,
     activity: &'a Activity,
     sent: &'a AtomicU64,
+    /// `received`, for the signal thread (interrupt.rs).
+    received_live: &'a AtomicU64,
+    shut: &'a AtomicBool,
     wire: &'a Wire,
     received: u64,
     /// When the stdin thread reported EOF (and the half-close).
@@ -288,7 +316,9 @@ impl Downlink<'_> {
                     Up::Failed(e) => return Err(e),
                 }
             }
-            if self.peer_eof.is_some() && (self.uplink_done() || self.stdin_is_tty) {
+            if self.peer_eof.is_some()
+                && (self.uplink_done() || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+            {
                 return Ok(End::Closed);
             }
             let now = Instant::now();
@@ -330,12 +360,21 @@ impl Downlink<'_> {
             let n = match sink.step(self.sock) {
                 Ok(Got::Data(n)) => n,
                 Ok(Got::Nothing) => continue,
+                Ok(Got::Eof) if self.reset_under_eof() => return Err(self.reset_while_sending()),
                 Ok(Got::Eof) => {
                     narrate::info(format_args!(
                         "the peer closed its sending side (EOF after {} bytes)",
                         self.received
                     ));
                     self.peer_eof = Some(self.sent.load(Ordering::SeqCst));
+                    if self.stdin_is_tty && !self.opts.peer_eof_ends_terminal && !self.uplink_done()
+                    {
+                        // The person at the terminal has to act: say so, -v or not.
+                        narrate::emit(format_args!(
+                            "the client has finished sending (EOF); what you type still goes \
+                             to it, and Ctrl-D ends the session"
+                        ));
+                    }
                     continue;
                 }
                 Err(DownError::Recv(e)) => {
@@ -354,8 +393,36 @@ impl Downlink<'_> {
                 }
             };
             self.received += n as u64;
+            self.received_live.fetch_add(n as u64, Ordering::Relaxed);
             self.activity.touch();
         }
+    }
+
+    /// recv() returned 0, but the connection is in CLOSE and we sent no FIN: no orderly close
+    /// gets there, a RST did. The stdin thread's send took the ECONNRESET (one error, one
+    /// taker) and the kernel then reads as at EOF. (With our FIN sent, CLOSE is also where an
+    /// orderly close ends, so that case stays an EOF.)
+    fn reset_under_eof(&self) -> bool {
+        !self.shut.load(Ordering::SeqCst)
+            && socket::tcp_state(self.sock.as_raw_fd()) == Some("CLOSE")
+    }
+
+    /// The error for a reset found under an EOF: the stdin thread's, which counts the bytes
+    /// lost, when it comes soon (its send failed, so it is on its way); else the count here.
+    fn reset_while_sending(&self) -> anyhow::Error {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(Up::Failed(e)) => return e,
+                Ok(Up::Eof | Up::Reset) => {}
+                Err(_) => break,
+            }
+        }
+        anyhow!(
+            "the peer reset the connection (after {} bytes received, {} sent)",
+            self.received,
+            self.sent.load(Ordering::SeqCst)
+        )
     }
 
     /// The peer reset the connection: what we sent after its close was thrown away.

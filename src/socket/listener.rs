@@ -135,7 +135,9 @@ fn listen_on(addr: SocketAddr, plan: &Plan, serve: Serve) -> Result<Socket, Atte
     }
     let dual = addr.is_ipv6() && plan.requested("IPV6_V6ONLY") == Some(&Value::Bool(false));
     if let Err(e) = call::bind(&sock, &SockAddr::from(addr), &addr, "") {
-        if dual && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+        // Only `[::]` failing says the kernel has no IPv6; `::2` failing says that address is
+        // not on this machine, which bind_failure words.
+        if dual && addr.ip().is_unspecified() && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
             call::close(sock);
             return Err(Attempt::NoIpv6(error::plain(&e)));
         }
