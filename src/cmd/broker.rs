@@ -4,6 +4,8 @@
 //! service. stdin is not read: the broker passes clients' bytes between them and takes no
 //! part itself. Which transports a broker runs on is applies.rs's call.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 use super::applies::Transport;
@@ -19,14 +21,24 @@ use crate::service::broker::Broker;
 /// without being suspected.
 pub const MAX_OWED: usize = 256 * 1024;
 
+/// How long a broker client may stay silent (no byte either way) when `--idle-timeout` is not
+/// given: a client that left without closing does not hold its place forever.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(5 * 60);
+
 pub fn run(args: &ListenArgs) -> Result<()> {
     let dump = options::dump(&args.wire.dump)?;
+    let max_conns = options::max_conns(args.broker.max_conns)?;
+    // Not given: the default; 0: off, as everywhere.
+    let idle_timeout = match args.relay.idle_timeout {
+        None => Some(DEFAULT_IDLE),
+        given => options::idle_limit(given),
+    };
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let limits = Limits {
-        max_conns: args.broker.max_conns.max(1),
-        idle_timeout: args.relay.idle_timeout,
+        max_conns,
+        idle_timeout,
         allow: Vec::new(),
         deny: Vec::new(),
         max_owed: MAX_OWED,

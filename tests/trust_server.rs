@@ -1,0 +1,80 @@
+//! Integration tests for the server-side items of issue 16 ([trust]): what a server does with
+//! limits it is given (`--idle-timeout 0`, `--max-conns 0`), what its `listening on` line
+//! promises, how it ends a client (one line, then a lingering close: the client reads the
+//! line and EOF, never a reset), how the broker treats a client that never reads, and how
+//! datagram services refuse to become reflectors. Each runs the real binary over loopback or
+//! inside a network namespace of its own; every wait is bounded, every port is port 0.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use util::*;
+
+/// The bound on one step of a test (shared machine: generous, yet a hang fails).
+const WAIT: Duration = Duration::from_secs(20);
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&loopback_for(addr), WAIT).expect("connect to sockkit");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 14: --idle-timeout 0 is off everywhere; --max-conns 0 is refused
+
+#[test]
+fn connect_idle_timeout_zero_means_no_limit() {
+    let (addr, server) = serve_once(|mut s| {
+        // Silent for a while, then a word and goodbye.
+        thread::sleep(Duration::from_millis(700));
+        s.write_all(b"late but here").unwrap();
+        drop(s);
+    });
+    let out = run(
+        &[
+            "connect",
+            "--idle-timeout",
+            "0",
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ],
+        b"",
+        WAIT,
+    );
+    join_timeout(server, WAIT, "server");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "late but here");
+}
+
+#[test]
+fn listen_idle_timeout_zero_means_no_limit() {
+    let mut server = Server::start(&["listen", "--idle-timeout", "0", "127.0.0.1", "0"]);
+    let mut out = server.child.stdout();
+    let mut c = connect(server.addr);
+    thread::sleep(Duration::from_millis(700));
+    c.write_all(b"after a silence").unwrap();
+    let mut got = vec![0u8; b"after a silence".len()];
+    out.read_exact(&mut got).expect("listen relays after a silence");
+    assert_eq!(got, b"after a silence");
+    assert!(server.child.try_status().is_none(), "{}", server.stderr.text());
+}
+
+#[test]
+fn max_conns_zero_is_a_usage_error_on_every_server() {
+    for args in [
+        &["echo", "--max-conns", "0", "127.0.0.1", "0"][..],
+        &["knock", "--max-conns", "0", "127.0.0.1", "0"][..],
+        &["listen", "--broker", "--max-conns", "0", "127.0.0.1", "0"][..],
+    ] {
+        let out = run(args, b"", WAIT);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("--max-conns 0"), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("refuse everyone"), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("listening on"), "{args:?}: {}", out.stderr);
+    }
+}
