@@ -183,6 +183,12 @@ pub fn bind_target(addr: Option<&str>, port: u16, family: Family) -> Result<Bind
     }
 }
 
+/// An address as a person reads it, the one form every subcommand prints: an IPv4 client of a
+/// dual-stack socket, which the kernel reports as `[::ffff:127.0.0.1]:5000`, is `127.0.0.1:5000`.
+pub fn plain(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 /// An IP network for `--allow` / `--deny`: `127.0.0.0/8`, `::1/128`, or a bare address.
 ///
 /// An IPv4 client on a dual-stack socket arrives as `::ffff:a.b.c.d`, and a rule may be written

@@ -78,3 +78,34 @@ fn max_conns_zero_is_a_usage_error_on_every_server() {
         assert!(!out.stderr.contains("listening on"), "{args:?}: {}", out.stderr);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 15: one address form everywhere
+
+#[test]
+fn listen_names_an_ipv4_client_of_a_dual_stack_socket_as_echo_does() {
+    let mut server = Server::start(&["listen", "-v", "0"]);
+    if !server.addr.is_ipv6() {
+        eprintln!("SKIPPED: no IPv6 here, listen fell back to {}", server.addr);
+        return;
+    }
+    let to: SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let c = TcpStream::connect_timeout(&to, WAIT).unwrap();
+    let me = c.local_addr().unwrap();
+    let line = server
+        .stderr
+        .wait_for(WAIT, |l| l.contains("accepted"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("accepted {me} on {to}")),
+        "{line} (want {me} on {to})"
+    );
+    assert!(!line.contains("::ffff:"), "{line}");
+
+    let mut echo = Server::start(&["echo", "-v", "0"]);
+    let to_echo: SocketAddr = format!("127.0.0.1:{}", echo.port()).parse().unwrap();
+    let c = TcpStream::connect_timeout(&to_echo, WAIT).unwrap();
+    let me = c.local_addr().unwrap();
+    let line = echo.stderr.wait_for(WAIT, |l| l.contains("accepted")).unwrap();
+    assert!(line.contains(&format!("accepted {me} on {to_echo}")), "{line}");
+}

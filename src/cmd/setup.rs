@@ -178,7 +178,8 @@ fn announce(bound: &Bound) {
 /// A client `accept` took.
 pub struct Accepted {
     pub sock: Socket,
-    /// Who it is: `127.0.0.1:5000`, or a Unix client's credentials.
+    /// Who it is: `127.0.0.1:5000` (an IPv4 client of a dual-stack socket too, as every
+    /// server names it), or a Unix client's credentials.
     pub who: String,
     pub target: Target,
 }
@@ -189,7 +190,7 @@ pub fn accept(listener: &Socket, local: &Local) -> Result<Option<Accepted>> {
     let got = match local {
         Local::Ip { .. } => socket::accept(listener).map(|(sock, peer)| {
             let target = socket::target(&peer, SockKind::Tcp);
-            (sock, peer.to_string(), target)
+            (sock, addr::plain(peer).to_string(), target)
         }),
         Local::Unix(_) => unix::accept(listener).map(|(sock, who)| (sock, who, unix::target())),
     };
@@ -205,7 +206,7 @@ impl Accepted {
     /// returns the server's end it came in on, for `--show-opts`.
     pub fn settle(&self, local: &Local, plan: &Plan) -> Result<String> {
         let local = match local {
-            Local::Ip { .. } => socket::local_addr(&self.sock)?.to_string(),
+            Local::Ip { .. } => addr::plain(socket::local_addr(&self.sock)?).to_string(),
             Local::Unix(path) => path.to_string(),
         };
         narrate::info(format_args!("accepted {} on {local}", self.who));
