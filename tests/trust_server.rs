@@ -109,3 +109,30 @@ fn listen_names_an_ipv4_client_of_a_dual_stack_socket_as_echo_does() {
     let line = echo.stderr.wait_for(WAIT, |l| l.contains("accepted")).unwrap();
     assert!(line.contains(&format!("accepted {me} on {to_echo}")), "{line}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 11: echo -u answers an empty datagram
+
+#[test]
+fn udp_echo_answers_an_empty_datagram_and_the_udp_port_check_sees_it_open() {
+    let server = Server::start(&["echo", "-u", "127.0.0.1", "0"]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 16];
+    let mut answered = None;
+    // UDP may drop; on loopback it does not, but retry a couple of times all the same.
+    for _ in 0..3 {
+        sock.send_to(b"", server.addr).unwrap();
+        if let Ok(got) = sock.recv_from(&mut buf) {
+            answered = Some(got);
+            break;
+        }
+    }
+    assert_eq!(answered, Some((0, server.addr)), "an empty datagram comes back empty");
+
+    let port = server.port().to_string();
+    let out = run(&["connect", "-z", "-u", "127.0.0.1", &port], b"", WAIT);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout_text(), out.stderr);
+    let line = out.stdout_text();
+    assert!(line.contains("open") && !line.contains("open|filtered"), "{line}");
+}

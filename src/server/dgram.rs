@@ -116,7 +116,7 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                 out.clear();
                 let mut session = service.open(peer.sock_addr(), &mut out);
                 let _ = service.input(&mut session, crate::sys::received(&buf, n), &mut out);
-                if !out.is_empty() {
+                if !out.is_empty() || S::ANSWERS_EMPTY {
                     t.reply(&sock, &out, &from, &peer, n);
                 }
             }

@@ -22,6 +22,11 @@ pub trait Service: Send + Sync + 'static {
         Next::Close
     }
 
+    /// True for services that answer a datagram even when the answer has no bytes: echo
+    /// (RFC 862 sends back what it got, and an empty datagram is something: `connect -z -u`
+    /// probes with one). Otherwise an empty answer means no reply is sent.
+    const ANSWERS_EMPTY: bool = false;
+
     /// True for services whose clients talk to each other (broker, chat). The engine then runs
     /// a single event loop, so every client is within reach of every other, and calls `share`.
     const FAN_OUT: bool = false;

@@ -37,6 +37,8 @@ impl<S: Service> Service for Dumped<S> {
 
     const FAN_OUT: bool = S::FAN_OUT;
 
+    const ANSWERS_EMPTY: bool = S::ANSWERS_EMPTY;
+
     fn open(&self, peer: SocketAddr, out: &mut Vec<u8>) -> Self::Session {
         let start = out.len();
         let inner = self.inner.open(peer, out);
