@@ -136,3 +136,25 @@ fn udp_echo_answers_an_empty_datagram_and_the_udp_port_check_sees_it_open() {
     let line = out.stdout_text();
     assert!(line.contains("open") && !line.contains("open|filtered"), "{line}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 4: the `listening on` line says who can reach the port
+
+#[test]
+fn the_listening_line_says_whether_other_machines_can_reach_the_port() {
+    for (args, reach) in [
+        (&["echo", "0"][..], "reachable from other machines"),
+        (&["echo", "-u", "0"][..], "reachable from other machines"),
+        (&["knock", "0"][..], "reachable from other machines"),
+        (&["listen", "0"][..], "reachable from other machines"),
+        (&["echo", "127.0.0.1", "0"][..], "this machine only"),
+        (&["listen", "-u", "127.0.0.1", "0"][..], "this machine only"),
+    ] {
+        let mut server = Server::start(args);
+        let line = server
+            .stderr
+            .wait_seen(WAIT, |l| l.contains("listening on"))
+            .unwrap();
+        assert!(line.ends_with(reach), "{args:?}: {line}");
+    }
+}

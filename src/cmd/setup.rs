@@ -159,11 +159,15 @@ pub fn bind(
     Ok(bound)
 }
 
-/// The `listening on ADDR (scope)` line every server prints when ready. Tests and scripts
-/// read the port from it when they asked for port 0.
+/// The `listening on ADDR (scope), REACH` line every server prints when ready: which
+/// families it serves and whether other machines can reach it. Tests and scripts read the
+/// port from it when they asked for port 0.
 fn announce(bound: &Bound) {
     match &bound.local {
-        Local::Ip { addr, scope } => narrate::emit(format_args!("listening on {addr} {scope}")),
+        Local::Ip { addr, scope } => narrate::emit(format_args!(
+            "listening on {addr} {scope}, {}",
+            socket::reach(addr)
+        )),
         Local::Unix(path) => {
             let line = path.announce();
             let line = match line.strip_suffix(')') {
