@@ -587,18 +587,30 @@ mod tests {
         // however the socket reports them (issue 16 item 2: these failed open).
         let v4 = "127.0.0.2".parse().unwrap();
         let mapped = "::ffff:127.0.0.2".parse().unwrap();
-        for rule in ["::ffff:127.0.0.2/128", "::ffff:127.0.0.2", "::ffff:0:0/96", "::/0"] {
+        for rule in [
+            "::ffff:127.0.0.2/128",
+            "::ffff:127.0.0.2",
+            "::ffff:0:0/96",
+            "::/0",
+        ] {
             let c: Cidr = rule.parse().unwrap();
             assert!(c.contains(v4), "{rule} holds 127.0.0.2");
             assert!(c.contains(mapped), "{rule} holds ::ffff:127.0.0.2");
         }
         let one: Cidr = "::ffff:127.0.0.2/128".parse().unwrap();
-        assert_eq!(one.to_string(), "127.0.0.2/32", "shown as the network it is");
+        assert_eq!(
+            one.to_string(),
+            "127.0.0.2/32",
+            "shown as the network it is"
+        );
         assert!(!one.contains("127.0.0.1".parse().unwrap()));
         let net: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
         assert_eq!(net.to_string(), "10.0.0.0/8");
         let v6only: Cidr = "2001:db8::/32".parse().unwrap();
-        assert!(!v6only.contains(v4), "an IPv6 network outside ::ffff:0:0/96 holds no IPv4");
+        assert!(
+            !v6only.contains(v4),
+            "an IPv6 network outside ::ffff:0:0/96 holds no IPv4"
+        );
         assert!(!"::1".parse::<Cidr>().unwrap().contains(v4));
         assert!("nonsense".parse::<Cidr>().is_err());
     }

@@ -384,13 +384,23 @@ fn connect_v4_from(server: &Server, from: &str) -> TcpStream {
 #[test]
 fn ipv6_written_rules_cover_ipv4_clients_on_a_dual_stack_socket() {
     let mut one = Server::start(&["--deny", "::ffff:127.0.0.2/128", "0"]);
-    assert!(one.addr.ip().is_unspecified() && one.addr.is_ipv6(), "{}", one.addr);
+    assert!(
+        one.addr.ip().is_unspecified() && one.addr.is_ipv6(),
+        "{}",
+        one.addr
+    );
     let mut denied = connect_v4_from(&one, "127.0.0.2");
     let _ = denied.write_all(b"let me in");
-    assert!(closed_by_peer(&mut denied), "127.0.0.2 matches ::ffff:127.0.0.2/128");
+    assert!(
+        closed_by_peer(&mut denied),
+        "127.0.0.2 matches ::ffff:127.0.0.2/128"
+    );
     let line = one.wait_for("refused 127.0.0.2:");
     assert!(line.contains("--deny 127.0.0.2/32"), "{line}");
-    round_trip(&mut connect_v4_from(&one, "127.0.0.1"), b"127.0.0.1 is not denied");
+    round_trip(
+        &mut connect_v4_from(&one, "127.0.0.1"),
+        b"127.0.0.1 is not denied",
+    );
 
     for rule in ["::ffff:0:0/96", "::/0"] {
         let mut all = Server::start(&["--deny", rule, "0"]);
@@ -404,7 +414,10 @@ fn ipv6_written_rules_cover_ipv4_clients_on_a_dual_stack_socket() {
     let mut only = Server::start(&["--allow", "::ffff:127.0.0.1/128", "0"]);
     round_trip(&mut connect_v4_from(&only, "127.0.0.1"), b"inside");
     let mut outside = connect_v4_from(&only, "127.0.0.3");
-    assert!(closed_by_peer(&mut outside), "127.0.0.3 is outside the allowed /128");
+    assert!(
+        closed_by_peer(&mut outside),
+        "127.0.0.3 is outside the allowed /128"
+    );
     only.wait_for("refused 127.0.0.3:");
 }
 

@@ -59,9 +59,14 @@ fn listen_idle_timeout_zero_means_no_limit() {
     thread::sleep(Duration::from_millis(700));
     c.write_all(b"after a silence").unwrap();
     let mut got = vec![0u8; b"after a silence".len()];
-    out.read_exact(&mut got).expect("listen relays after a silence");
+    out.read_exact(&mut got)
+        .expect("listen relays after a silence");
     assert_eq!(got, b"after a silence");
-    assert!(server.child.try_status().is_none(), "{}", server.stderr.text());
+    assert!(
+        server.child.try_status().is_none(),
+        "{}",
+        server.stderr.text()
+    );
 }
 
 #[test]
@@ -73,9 +78,21 @@ fn max_conns_zero_is_a_usage_error_on_every_server() {
     ] {
         let out = run(args, b"", WAIT);
         assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
-        assert!(out.stderr.contains("--max-conns 0"), "{args:?}: {}", out.stderr);
-        assert!(out.stderr.contains("refuse everyone"), "{args:?}: {}", out.stderr);
-        assert!(!out.stderr.contains("listening on"), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("--max-conns 0"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("refuse everyone"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("listening on"),
+            "{args:?}: {}",
+            out.stderr
+        );
     }
 }
 
@@ -106,8 +123,14 @@ fn listen_names_an_ipv4_client_of_a_dual_stack_socket_as_echo_does() {
     let to_echo: SocketAddr = format!("127.0.0.1:{}", echo.port()).parse().unwrap();
     let c = TcpStream::connect_timeout(&to_echo, WAIT).unwrap();
     let me = c.local_addr().unwrap();
-    let line = echo.stderr.wait_for(WAIT, |l| l.contains("accepted")).unwrap();
-    assert!(line.contains(&format!("accepted {me} on {to_echo}")), "{line}");
+    let line = echo
+        .stderr
+        .wait_for(WAIT, |l| l.contains("accepted"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("accepted {me} on {to_echo}")),
+        "{line}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -128,13 +151,20 @@ fn udp_echo_answers_an_empty_datagram_and_the_udp_port_check_sees_it_open() {
             break;
         }
     }
-    assert_eq!(answered, Some((0, server.addr)), "an empty datagram comes back empty");
+    assert_eq!(
+        answered,
+        Some((0, server.addr)),
+        "an empty datagram comes back empty"
+    );
 
     let port = server.port().to_string();
     let out = run(&["connect", "-z", "-u", "127.0.0.1", &port], b"", WAIT);
     assert_eq!(out.code(), Some(0), "{}{}", out.stdout_text(), out.stderr);
     let line = out.stdout_text();
-    assert!(line.contains("open") && !line.contains("open|filtered"), "{line}");
+    assert!(
+        line.contains("open") && !line.contains("open|filtered"),
+        "{line}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -157,4 +187,163 @@ fn the_listening_line_says_whether_other_machines_can_reach_the_port() {
             .unwrap();
         assert!(line.ends_with(reach), "{args:?}: {line}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 1: a datagram server cannot be made a reflector or one end of a loop
+
+/// Runs `f` on a thread of its own inside a new network namespace with only loopback, up;
+/// the processes it starts live there too (a child inherits its thread's namespace). `None`
+/// when this machine gives no namespaces (not root, no CLONE_NEWNET): skipped, or failed in CI.
+fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let h = thread::spawn(move || {
+        // SAFETY: unshare() affects only this thread, which the test owns.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "unshare(CLONE_NEWNET): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        loopback_up()?;
+        Ok(f())
+    });
+    match h.join().expect("the namespace thread") {
+        Ok(r) => Some(r),
+        Err(why) => {
+            skip_or_fail(&format!("no network namespace of our own: {why}"));
+            None
+        }
+    }
+}
+
+/// `ip link set lo up`, done with the ioctls it makes (SIOCGIFFLAGS, SIOCSIFFLAGS).
+fn loopback_up() -> Result<(), String> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+        .map_err(|e| format!("socket: {e}"))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    // SAFETY: an all-zero ifreq is valid; the name is NUL-terminated within ifr_name.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: ioctl on our own socket with a valid ifreq.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(format!("SIOCGIFFLAGS: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: ifru_flags is the member SIOCGIFFLAGS filled in.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(format!("SIOCSIFFLAGS: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Sends one UDP datagram to 127.0.0.1:`to` that claims to come from 127.0.0.1:`from`,
+/// through a raw socket (the kernel adds the IP header; a UDP checksum of 0 means none).
+fn spoofed_udp(from: u16, to: u16, payload: &[u8]) {
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::UDP),
+    )
+    .expect("a raw socket (we are root in our own namespace)");
+    let mut d = Vec::with_capacity(8 + payload.len());
+    d.extend_from_slice(&from.to_be_bytes());
+    d.extend_from_slice(&to.to_be_bytes());
+    d.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    let dst: SocketAddr = format!("127.0.0.1:{to}").parse().unwrap();
+    raw.send_to(&d, &dst.into())
+        .expect("sending the forged datagram");
+}
+
+/// SIGINT to a server, then everything it said (its totals line last).
+fn stop(server: &mut Server) -> String {
+    // SAFETY: kill() on our own child's PID.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGINT) };
+    let status = server.child.status_within(WAIT, "the server after SIGINT");
+    assert!(status.success(), "{status:?}");
+    server.stderr.finish(WAIT)
+}
+
+/// N from a datagram server's `answered N datagram(s)` totals line.
+fn answered(log: &str) -> u64 {
+    let at = log
+        .find("answered ")
+        .unwrap_or_else(|| panic!("no totals in:\n{log}"));
+    log[at + "answered ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in:\n{log}"))
+}
+
+#[test]
+fn udp_echo_does_not_answer_its_own_port_or_a_service_port() {
+    in_netns(|| {
+        let mut echo = Server::start(&["echo", "-u", "-v", "127.0.0.1", "0"]);
+        let port = echo.port();
+        // "From" the server itself: answered, it would answer its own answer forever.
+        spoofed_udp(port, port, b"loop");
+        let line = echo
+            .stderr
+            .wait_for(WAIT, |l| l.contains("not answering"))
+            .unwrap();
+        assert!(
+            line.contains(&format!("127.0.0.1:{port}")) && line.contains("own port"),
+            "{line}"
+        );
+        // From chargen's port: the old echo/chargen loop.
+        spoofed_udp(19, port, b"loop");
+        let line = echo
+            .stderr
+            .wait_for(WAIT, |l| l.contains("not answering"))
+            .unwrap();
+        assert!(line.contains("port 19 (chargen)"), "{line}");
+        // A client from an ephemeral port is answered as ever.
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock.send_to(b"hello", echo.addr).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        let log = stop(&mut echo);
+        assert_eq!(answered(&log), 1, "{log}");
+        assert!(log.contains("2 not answered to stop a loop"), "{log}");
+    });
+}
+
+#[test]
+fn two_udp_echo_servers_aimed_at_each_other_stop_within_a_burst() {
+    in_netns(|| {
+        let mut a = Server::start(&["echo", "-u", "-v", "127.0.0.1", "0"]);
+        let mut b = Server::start(&["echo", "-u", "-v", "127.0.0.1", "0"]);
+        // One forged datagram from A to B: each answers the other's answer.
+        spoofed_udp(a.port(), b.port(), b"ping-pong");
+        // The first server to hold a reply back ends the exchange: there is one datagram
+        // in flight, and it is gone.
+        let held = |s: &Server| s.stderr.text().contains("replies a second to one address");
+        let deadline = std::time::Instant::now() + WAIT;
+        while !held(&a) && !held(&b) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "neither server held a reply back:\n{}",
+                a.stderr.text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        // Once over, it stays over: nothing more is answered after a pause.
+        thread::sleep(Duration::from_millis(300));
+        let (log_a, log_b) = (stop(&mut a), stop(&mut b));
+        let (na, nb) = (answered(&log_a), answered(&log_b));
+        // Each answered at most its burst (256) plus what its rate refilled while the
+        // exchange lasted; before the limit they went on at tens of thousands a second.
+        assert!(
+            na <= 300 && nb <= 300,
+            "A answered {na}, B {nb}:\n{log_a}\n{log_b}"
+        );
+        assert!(na + nb >= 256, "the exchange did run: A {na}, B {nb}");
+    });
 }

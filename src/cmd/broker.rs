@@ -23,7 +23,7 @@ pub const MAX_OWED: usize = 256 * 1024;
 
 /// How long a broker client may stay silent (no byte either way) when `--idle-timeout` is not
 /// given: a client that left without closing does not hold its place forever.
-pub const DEFAULT_IDLE: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_IDLE: Duration = Duration::from_mins(5);
 
 pub fn run(args: &ListenArgs) -> Result<()> {
     let dump = options::dump(&args.wire.dump)?;

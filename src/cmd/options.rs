@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::cli::{DgramArgs, DumpArgs, RelayArgs, ServerArgs, Verbosity, WireArgs};
+use crate::error::UsageError;
 use crate::relay::wire::Dump;
 use crate::relay::{Channel, Ending, Peers, Wire};
-use crate::error::UsageError;
 use crate::server::{DEFAULT_MAX_OWED, Limits};
 
 /// The relay's options from `--no-shutdown`, `--quit-after`, `--send-only`, `--recv-only` and
@@ -99,8 +99,15 @@ mod tests {
         assert_eq!(l.idle_timeout, None);
         assert_eq!(l.threads, 3);
         let t = T::parse_from(["t", "--idle-timeout", "2s"]);
-        assert_eq!(limits(&t.s).unwrap().idle_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(idle_limit(Some(Duration::ZERO)), None, "0 is off for relays too");
+        assert_eq!(
+            limits(&t.s).unwrap().idle_timeout,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            idle_limit(Some(Duration::ZERO)),
+            None,
+            "0 is off for relays too"
+        );
         let t = T::parse_from(["t", "--max-conns", "0"]);
         let e = limits(&t.s).unwrap_err();
         assert_eq!(crate::error::exit_status(&e), crate::error::EXIT_USAGE);

@@ -1,7 +1,8 @@
 //! Datagram serving, for UDP and Unix SOCK_DGRAM sockets alike: each datagram is one whole
 //! exchange with the `Service` (open, then input), answered to its sender's address. There are
 //! no connections, so `--allow`/`--deny` are checked per datagram and the other limits do not
-//! apply. What differs by transport is only who a sender is (`Sender`): an IP address, a
+//! apply; instead no IP sender is answered that could make the server a reflector or one end
+//! of a loop (its own port, service ports, a per-source rate: `reflect.rs`). What differs by transport is only who a sender is (`Sender`): an IP address, a
 //! named Unix socket, or an unbound Unix socket that cannot be answered. mio watches the
 //! descriptor, socket2 does the I/O (mio's Unix datagram type cannot send to an abstract
 //! address, which is where `connect -U PATH -u` clients live). Stops on SIGINT/SIGTERM.
@@ -19,6 +20,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket};
 
 use super::limits::Limits;
 use super::peer::{Peer, plain_addr};
+use super::reflect::{Guard, Silence};
 use super::report::counted;
 use super::service::Service;
 use super::stop::Stop;
@@ -58,6 +60,10 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
         .context("registering the signal pipe with epoll")?;
     let sock = watched.sock();
     let started = Instant::now();
+    let mut guard = (!unix)
+        .then(|| sock.local_addr().ok().and_then(|a| a.as_socket()))
+        .flatten()
+        .map(|local| Guard::new(local, started));
     let mut events = Events::with_capacity(64);
     // A Unix datagram may be far larger than a UDP one can.
     let len = if unix { 256 * 1024 } else { 64 * 1024 };
@@ -113,6 +119,12 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                         continue;
                     }
                 };
+                if let (Some(g), Peer::Ip(a)) = (guard.as_mut(), &peer)
+                    && let Some(silence) = g.check(*a, Instant::now())
+                {
+                    t.silent(&peer, &silence);
+                    continue;
+                }
                 out.clear();
                 let mut session = service.open(peer.sock_addr(), &mut out);
                 let _ = service.input(&mut session, crate::sys::received(&buf, n), &mut out);
@@ -127,7 +139,10 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
     let skipped = if unix {
         format!("{} from unbound senders", t.unanswerable)
     } else {
-        format!("{} refused", t.refused)
+        format!(
+            "{} refused, {} not answered to stop a loop, {} over the rate limit",
+            t.refused, t.looping, t.limited
+        )
     };
     narrate::info(format_args!(
         "stopped on {stopped_by}: answered {} ({skipped}, {} replies dropped), {} in, {} out, up {}",
@@ -170,6 +185,13 @@ impl Sender {
 struct Tally {
     answered: u64,
     refused: u64,
+    /// Not answered: from our own port or a service port.
+    looping: u64,
+    /// Not answered: the source was over its budget.
+    limited: u64,
+    /// What the last line about an unanswered datagram was for (which kind of reason, from
+    /// where).
+    silence_said: Option<(std::mem::Discriminant<Silence>, std::net::IpAddr)>,
     unanswerable: u64,
     dropped: u64,
     bytes_in: u64,
@@ -177,6 +199,27 @@ struct Tally {
 }
 
 impl Tally {
+    /// A datagram the guard keeps unanswered: counted, and said at `-v`, once for a run of
+    /// them from one address for one reason, so a flood gets one line, not one per datagram.
+    fn silent(&mut self, peer: &Peer, silence: &Silence) {
+        if *silence == Silence::RateLimited {
+            self.limited += 1;
+        } else {
+            self.looping += 1;
+        }
+        let key = match peer {
+            Peer::Ip(a) => Some((std::mem::discriminant(silence), a.ip())),
+            Peer::Unix(_) => None,
+        };
+        if std::mem::replace(&mut self.silence_said, key) == key {
+            return;
+        }
+        narrate::info(format_args!(
+            "not answering {peer}: {} (more like it are counted, not shown)",
+            silence.why()
+        ));
+    }
+
     /// sendto() the service's answer to a datagram of `n` bytes; counted and, at -v, said.
     fn reply(&mut self, sock: &Socket, out: &[u8], to: &SockAddr, peer: &Peer, n: usize) {
         // A datagram's sender as the log has always named it: the address or socket name.

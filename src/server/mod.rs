@@ -6,7 +6,8 @@
 //! (`limits.rs`); for streams (TCP and Unix, `stream.rs` hides which) the server put together
 //! (`engine.rs`), the way in (`acceptor.rs`), what the loops share (`lanes.rs`), one event
 //! loop (`worker.rs`), its table of clients (`slots.rs`), one connection (`conn.rs`) and the
-//! broker's fan-out (`fanout.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`); who a
+//! broker's fan-out (`fanout.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`), and the senders it will not answer
+//! so it cannot become a reflector (`reflect.rs`); who a
 //! client is (`peer.rs`), how a server is told to stop (`stop.rs`), shared wording
 //! (`report.rs`). This file only names what the rest of sockkit may use.
 
@@ -18,6 +19,7 @@ mod fanout;
 mod lanes;
 mod limits;
 mod peer;
+mod reflect;
 mod report;
 mod service;
 mod slots;

@@ -187,9 +187,18 @@ mod tests {
     #[test]
     fn wildcard_and_network_addresses_are_reachable_loopback_is_not() {
         for a in ["[::]:1", "0.0.0.0:1", "192.0.2.7:1", "[2001:db8::1]:1"] {
-            assert_eq!(reach(&a.parse().unwrap()), "reachable from other machines", "{a}");
+            assert_eq!(
+                reach(&a.parse().unwrap()),
+                "reachable from other machines",
+                "{a}"
+            );
         }
-        for a in ["127.0.0.1:1", "127.9.9.9:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] {
+        for a in [
+            "127.0.0.1:1",
+            "127.9.9.9:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
             assert_eq!(reach(&a.parse().unwrap()), "this machine only", "{a}");
         }
     }
