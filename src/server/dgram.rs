@@ -29,6 +29,8 @@ use crate::narrate;
 use crate::socket::{self, unix};
 
 const DATAGRAMS: Token = Token(0);
+/// Datagrams handled before the loop looks at its events again (a signal among them).
+const PER_TURN: usize = 256;
 const SIGNAL: Token = Token(1);
 
 /// Answers datagrams on the bound socket `sock` (UDP, or Unix datagram) with `service` until
@@ -70,8 +72,12 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
     let mut buf = vec![MaybeUninit::<u8>::uninit(); len];
     let mut out = Vec::with_capacity(64 * 1024);
     let mut t = Tally::default();
+    // Datagrams may be queued that no event will announce (edge-triggered, and a turn takes
+    // at most PER_TURN), so the next wait does not sleep.
+    let mut behind = false;
     let stopped_by = 'serve: loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let wait = behind.then_some(std::time::Duration::ZERO);
+        if let Err(e) = poll.poll(&mut events, wait) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -82,12 +88,22 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                 if let Some(sig) = stop.take() {
                     break 'serve sig;
                 }
-                continue;
+            } else {
+                behind = true;
             }
-            loop {
+        }
+        if behind {
+            // A flood never keeps the loop from hearing SIGINT: after PER_TURN datagrams it
+            // looks at its events again.
+            for _ in 0..PER_TURN {
+                // Until recvfrom says EAGAIN, more may be waiting.
+                behind = true;
                 let (n, from) = match sock.recv_from(&mut buf) {
                     Ok(got) => got,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        behind = false;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     // UDP: an ICMP error for an earlier reply (the sender's port was closed),
                     // reported on the next call: that sender's problem, not the server's.
@@ -100,6 +116,7 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                     }
                     Err(e) => {
                         narrate::info(format_args!("recvfrom(fd {fd}): {}", error::plain(&e)));
+                        behind = false;
                         break;
                     }
                 };
