@@ -347,3 +347,44 @@ fn two_udp_echo_servers_aimed_at_each_other_stop_within_a_burst() {
         assert!(na + nb >= 256, "the exchange did run: A {na}, B {nb}");
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 7: a client the server ends is told why (where the protocol has lines), then EOF
+
+/// Everything the server sent until it closed, which must be an orderly close, not a reset.
+fn told_then_eof(c: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    if let Err(e) = c.read_to_end(&mut all) {
+        panic!(
+            "the close was not orderly: {e} (got {:?})",
+            String::from_utf8_lossy(&all)
+        );
+    }
+    String::from_utf8(all).unwrap()
+}
+
+#[test]
+fn chat_tells_an_idle_client_and_one_over_max_conns_why_then_eof() {
+    let server = Server::start(&[
+        "listen",
+        "--chat",
+        "--idle-timeout",
+        "300ms",
+        "--max-conns",
+        "1",
+        "127.0.0.1",
+        "0",
+    ]);
+    let mut quiet = connect(server.addr);
+    let mut full = connect(server.addr);
+    assert_eq!(
+        told_then_eof(&mut full),
+        "* sorry, the chat is full (1 here, --max-conns 1)\n"
+    );
+    let said = told_then_eof(&mut quiet);
+    assert!(said.starts_with("* welcome, you are 127.0.0.1:"), "{said}");
+    assert!(
+        said.ends_with("* closing: you were quiet for 300ms (--idle-timeout)\n"),
+        "{said}"
+    );
+}

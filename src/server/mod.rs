@@ -5,11 +5,12 @@
 //! The parts, each in its own file: the contract with services (`service.rs`) and the limits
 //! (`limits.rs`); for streams (TCP and Unix, `stream.rs` hides which) the server put together
 //! (`engine.rs`), the way in (`acceptor.rs`), what the loops share (`lanes.rs`), one event
-//! loop (`worker.rs`), its table of clients (`slots.rs`), one connection (`conn.rs`) and the
-//! broker's fan-out (`fanout.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`), and the senders it will not answer
-//! so it cannot become a reflector (`reflect.rs`); who a
-//! client is (`peer.rs`), how a server is told to stop (`stop.rs`), shared wording
-//! (`report.rs`). This file only names what the rest of sockkit may use.
+//! loop (`worker.rs`), its table of clients (`slots.rs`), one connection (`conn.rs`), the
+//! clients turned away at the door (`turned.rs`) and the broker's fan-out (`fanout.rs`); one
+//! loop for datagrams, UDP or Unix (`dgram.rs`), and the senders it will not answer so it
+//! cannot become a reflector (`reflect.rs`); who a client is (`peer.rs`), how a server is told
+//! to stop (`stop.rs`), shared wording (`report.rs`). This file only names what the rest of
+//! sockkit may use.
 
 mod acceptor;
 mod conn;
@@ -25,9 +26,10 @@ mod service;
 mod slots;
 mod stop;
 mod stream;
+mod turned;
 mod worker;
 
 pub use dgram::serve_datagrams;
 pub use engine::{serve, serve_unix};
 pub use limits::{DEFAULT_MAX_OWED, Limits};
-pub use service::{Event, Next, Service};
+pub use service::{Event, Farewell, Next, Service};

@@ -13,15 +13,16 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token};
 use socket2::SockRef;
 
-use super::acceptor::{Acceptor, LISTENER, SIGNAL, Seen};
-use super::conn::{AtCap, Conn, Input};
+use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen};
+use super::conn::{AtCap, Conn, Input, LINGER, Overdue};
 use super::fanout::{FAN_OUT_STALL, FanOut};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
 use super::peer::Peer;
-use super::service::{Event, Next, Service};
+use super::service::{Event, Farewell, Next, Service};
 use super::slots::Slots;
 use super::stream::Stream;
+use super::turned::TurnedAway;
 use crate::narrate;
 use crate::socket;
 use crate::sockopt::{Plan, SockKind, Stage};
@@ -80,6 +81,8 @@ pub struct Worker<'a, S: Service> {
     sweep_every: Duration,
     next_sweep: Instant,
     fan: FanOut,
+    /// Clients turned away at the door, told why and lingering until they close.
+    turned: TurnedAway,
 }
 
 impl<'a, S: Service> Worker<'a, S> {
@@ -105,6 +108,7 @@ impl<'a, S: Service> Worker<'a, S> {
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
             fan: FanOut::default(),
+            turned: TurnedAway::default(),
         }
     }
 
@@ -117,9 +121,10 @@ impl<'a, S: Service> Worker<'a, S> {
             // rather than let the acceptor hand clients to a loop that is gone.
             self.setup.lanes.stop_all();
         }
+        // No new client while the others are told goodbye.
+        let seen = self.accept.take().map(|a| a.close(self.poll.registry()));
         self.close_all();
         result?;
-        let seen = self.accept.take().map(|a| a.close(self.poll.registry()));
         Ok((self.totals, seen))
     }
 
@@ -147,6 +152,10 @@ impl<'a, S: Service> Worker<'a, S> {
                         stop |= self.setup.lanes.stopping();
                     }
                     t => {
+                        if let Some(i) = self.turned.place_of(t) {
+                            self.turned.readable(i);
+                            continue;
+                        }
                         let Some(slot) = self.conns.slot_of(t) else {
                             continue;
                         };
@@ -205,8 +214,16 @@ impl<'a, S: Service> Worker<'a, S> {
             return;
         };
         let Setup { lanes, limits, .. } = self.setup;
-        a.accept_all(lanes, limits, self.id, now, |stream, peer| {
-            self.open_conn(stream, peer, now);
+        a.accept_all(lanes, limits, self.id, now, |arrival| match arrival {
+            Arrival::Admitted(stream, peer) => self.open_conn(stream, peer, now),
+            Arrival::Full(stream, max) => {
+                self.out.clear();
+                self.setup
+                    .service
+                    .farewell(&Farewell::Full(max), &mut self.out);
+                self.turned
+                    .add(self.poll.registry(), stream, &self.out, now);
+            }
         });
         self.accept = Some(a);
     }
@@ -287,7 +304,7 @@ impl<'a, S: Service> Worker<'a, S> {
                 Ok(false) => return,
                 Err(why) => return self.close(slot, why),
             }
-            if S::FAN_OUT && self.at_cap.any() {
+            if S::FAN_OUT && self.at_cap.any() && !c.is_closing() {
                 // Its bytes would go to a client that cannot take them: wait for that one.
                 return self.fan.hold(self.conns.token(slot));
             }
@@ -308,8 +325,11 @@ impl<'a, S: Service> Worker<'a, S> {
                         return self.close(slot, crate::error::client_io_failure("write", &e));
                     }
                     self.share(slot, Event::Eof, now);
-                    if let Next::Drop(why) = next {
-                        return self.drop_client(slot, why);
+                    if let Next::Drop(why) = next
+                        && let Some(c) = self.conns.get_mut(slot)
+                    {
+                        say_dropped(&c.peer, &why);
+                        c.begin_closing(Some(why), now);
                     }
                     // Continue or Close alike: the client can send no more, so once what it
                     // is owed is out, the connection is done.
@@ -324,8 +344,9 @@ impl<'a, S: Service> Worker<'a, S> {
                     if let Err(e) = sent {
                         return self.close(slot, crate::error::client_io_failure("write", &e));
                     }
-                    if let Some(why) = c.follow(next) {
-                        return self.drop_client(slot, why);
+                    if let Some(why) = c.follow(next, now) {
+                        // Its word to the client is queued; the lingering close sends it.
+                        say_dropped(&c.peer, &why);
                     }
                     if S::FAN_OUT {
                         let data = Event::Data(&self.rbuf[..n]);
@@ -362,14 +383,31 @@ impl<'a, S: Service> Worker<'a, S> {
         }
     }
 
-    /// The service ended a client for breaking a rule: always said, `-v` or not.
+    /// The engine ends a client for breaking a rule (not reading, as a fan-out recipient):
+    /// always said, and closed at once, since nothing sent to it would be read.
     fn drop_client(&mut self, slot: usize, why: String) {
-        if !narrate::verbose()
-            && let Some(c) = self.conns.get(slot)
-        {
-            narrate::emit(format_args!("dropped {}: {why}", c.peer));
+        if let Some(c) = self.conns.get(slot) {
+            say_dropped(&c.peer, &why);
         }
         self.close(slot, why);
+    }
+
+    /// Ends a client for `farewell`: the service's line for it, then the lingering close
+    /// (`Conn::begin_closing`), driven from here on like any connection.
+    fn part(&mut self, slot: usize, farewell: &Farewell, why: String, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.is_closing() {
+            return;
+        }
+        self.out.clear();
+        self.setup.service.farewell(farewell, &mut self.out);
+        if let Err(e) = c.send(&self.out, now, &mut self.at_cap) {
+            return self.close(slot, crate::error::client_io_failure("write", &e));
+        }
+        c.begin_closing(Some(why), now);
+        self.drive(slot, now);
     }
 
     /// The clocks, once per `sweep_every`: a fan-out client that holds every sender back and
@@ -386,10 +424,17 @@ impl<'a, S: Service> Worker<'a, S> {
             {
                 // A rule broken, always said.
                 self.drop_client(slot, why);
-            } else if let Some(why) = c.overdue(now, idle) {
-                self.close(slot, why);
+            } else {
+                match c.overdue(now, idle) {
+                    Some(Overdue::Now(why)) => self.close(slot, why),
+                    Some(Overdue::Idle(limit, why)) => {
+                        self.part(slot, &Farewell::Idle(limit), why, now);
+                    }
+                    None => {}
+                }
             }
         }
+        self.turned.sweep(Some(now));
         self.next_sweep = now + self.sweep_every;
     }
 
@@ -410,7 +455,10 @@ impl<'a, S: Service> Worker<'a, S> {
         self.totals.bytes_out += bytes_out;
     }
 
-    /// At stop: one last try to send what each client is owed, then close them all.
+    /// At stop: each client is told (where the protocol has lines) and closed lingering, as
+    /// any client is ended: what it is owed goes out, then our FIN, then its input is drained
+    /// until it closes. The whole stop waits at most `LINGER` for them; whoever is left then
+    /// is closed as it is.
     fn close_all(&mut self) {
         let now = Instant::now();
         self.fan.quiet = true;
@@ -418,10 +466,54 @@ impl<'a, S: Service> Worker<'a, S> {
             self.forget(stream);
         }
         for slot in 0..self.conns.end() {
-            if let Some(c) = self.conns.get_mut(slot) {
-                let _ = c.flush(now, &mut self.at_cap);
-                self.close(slot, "server stopping".to_string());
+            self.part(
+                slot,
+                &Farewell::Stopping,
+                "server stopping".to_string(),
+                now,
+            );
+        }
+        let deadline = now + LINGER;
+        let mut events = Events::with_capacity(256);
+        while self.conns.occupied() > 0 {
+            let now = Instant::now();
+            let Some(left) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+            else {
+                break;
+            };
+            if self.poll.poll(&mut events, Some(left)).is_err() {
+                break;
+            }
+            let now = Instant::now();
+            for ev in &events {
+                let Some(slot) = self.conns.slot_of(ev.token()) else {
+                    continue;
+                };
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.woken(ev.is_readable(), ev.is_read_closed() || ev.is_error());
+                }
+                self.drive(slot, now);
+            }
+            for t in std::mem::take(&mut self.again) {
+                if let Some(slot) = self.conns.slot_of(t) {
+                    self.drive(slot, now);
+                }
             }
         }
+        for slot in 0..self.conns.end() {
+            if let Some(c) = self.conns.get_mut(slot) {
+                let _ = c.flush(now, &mut self.at_cap);
+                self.close(slot, "server stopping; did not close in time".to_string());
+            }
+        }
+        self.turned.sweep(None);
     }
+}
+
+/// A client ended for breaking a rule: always said, `-v` or not (at `-v` its `closed` line
+/// follows when the lingering close is over).
+fn say_dropped(peer: &Peer, why: &str) {
+    narrate::emit(format_args!("dropped {peer}: {why}"));
 }
