@@ -388,3 +388,82 @@ fn chat_tells_an_idle_client_and_one_over_max_conns_why_then_eof() {
         "{said}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 3: one client that never reads does not stall the broker
+
+#[test]
+fn a_client_that_never_reads_does_not_hold_up_a_to_b_and_is_dropped_with_its_reason() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A fixed server send buffer per client, so the non-reader fills up soon.
+    let mut srv = Server::start(&[
+        "listen",
+        "--broker",
+        "-v",
+        "-o",
+        "sndbuf=64K",
+        "127.0.0.1",
+        "0",
+    ]);
+    let mut accepted = |c: &TcpStream| {
+        let me = c.local_addr().unwrap();
+        srv.stderr
+            .wait_for(WAIT, |l| l.contains(&format!("accepted {me}")))
+            .unwrap();
+    };
+    let mut b = connect(srv.addr);
+    accepted(&b);
+    // The non-reader: a small receive buffer, and it never calls read().
+    let lazy = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    lazy.set_recv_buffer_size(4096).unwrap();
+    lazy.connect(&loopback_for(srv.addr).into()).unwrap();
+    let lazy: TcpStream = lazy.into();
+    accepted(&lazy);
+    let mut a = connect(srv.addr);
+    accepted(&a);
+
+    const N: u64 = 4 << 20;
+    let got = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&got);
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(k) = b.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            assert!(buf[..k].iter().all(|&x| x == b'z'), "foreign bytes");
+            counted.fetch_add(k as u64, Ordering::SeqCst);
+        }
+    });
+    let t0 = std::time::Instant::now();
+    thread::spawn(move || {
+        let chunk = vec![b'z'; 64 * 1024];
+        for _ in 0..N / chunk.len() as u64 {
+            if a.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        a
+    });
+    // The old rule held every sender until the non-reader had taken nothing for 2 s (checked
+    // once a second): B waited 2 to 3 s. Now the non-reader goes half a second after it
+    // stops taking anything, so B has it all well within this bound.
+    let bound = Duration::from_millis(1800);
+    while got.load(Ordering::SeqCst) < N && t0.elapsed() < bound {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        got.load(Ordering::SeqCst),
+        N,
+        "B got {} of {N} bytes within {bound:?}:\n{}",
+        got.load(Ordering::SeqCst),
+        srv.stderr.text()
+    );
+    let me = lazy.local_addr().unwrap();
+    let line = srv
+        .stderr
+        .wait_seen(WAIT, |l| l.contains(&format!("dropped {me}: not reading")))
+        .unwrap();
+    assert!(line.contains("waiting to be sent to it, none taken for"), "{line}");
+}

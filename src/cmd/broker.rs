@@ -16,9 +16,12 @@ use crate::narrate;
 use crate::server::Limits;
 use crate::service::broker::Broker;
 
-/// What one client may be owed before the engine watches whether it reads at all (and 16 times
-/// this is the most it may ever be owed): a reader may fall this far behind a fast sender
-/// without being suspected.
+/// What one client may be owed (bytes from the others the kernel has not taken yet) before
+/// the broker stops reading the senders; a client held there that takes nothing for half a
+/// second is dropped as not reading. So one client costs the broker at most this plus one
+/// message over it (one read of a sender, 64 KiB; as chat lines, each with its prefix), and
+/// the kernel's socket buffers besides (SO_SNDBUF, autotuned up to net.ipv4.tcp_wmem's
+/// maximum); the broker as a whole at most `--max-conns` (default 100) times that.
 pub const MAX_OWED: usize = 256 * 1024;
 
 /// How long a broker client may stay silent (no byte either way) when `--idle-timeout` is not

@@ -15,7 +15,7 @@ use socket2::SockRef;
 
 use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen};
 use super::conn::{AtCap, Conn, Input, LINGER, Overdue};
-use super::fanout::{FAN_OUT_STALL, FanOut};
+use super::fanout::{FAN_OUT_STALL, Failure, FanOut};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
 use super::peer::Peer;
@@ -180,6 +180,9 @@ impl<'a, S: Service> Worker<'a, S> {
             if now >= self.next_sweep {
                 self.sweep(now);
             }
+            if self.fan.check_at().is_some_and(|t| now >= t) {
+                self.drop_stalled(now);
+            }
             self.fan.release(&self.at_cap, &mut self.again);
         }
     }
@@ -191,6 +194,9 @@ impl<'a, S: Service> Worker<'a, S> {
             return Duration::ZERO;
         }
         let mut until = self.next_sweep;
+        if let Some(t) = self.fan.check_at() {
+            until = until.min(t);
+        }
         if let Some(t) = self.accept.as_ref().and_then(Acceptor::paused_until) {
             until = until.min(t);
         }
@@ -306,7 +312,7 @@ impl<'a, S: Service> Worker<'a, S> {
             }
             if S::FAN_OUT && self.at_cap.any() && !c.is_closing() {
                 // Its bytes would go to a client that cannot take them: wait for that one.
-                return self.fan.hold(self.conns.token(slot));
+                return self.fan.hold(self.conns.token(slot), now);
             }
             if reads == READS_PER_TURN {
                 return self.again.push(self.conns.token(slot));
@@ -377,8 +383,13 @@ impl<'a, S: Service> Worker<'a, S> {
             return;
         }
         while let Some(failed) = self.fan.deliver(&mut self.conns, &mut self.at_cap, now) {
-            for (slot, e) in failed {
-                self.close(slot, crate::error::client_io_failure("write", &e));
+            for (slot, failure) in failed {
+                match failure {
+                    Failure::Io(e) => {
+                        self.close(slot, crate::error::client_io_failure("write", &e));
+                    }
+                    Failure::NotReading(why) => self.drop_client(slot, why),
+                }
             }
         }
     }
@@ -410,28 +421,37 @@ impl<'a, S: Service> Worker<'a, S> {
         self.drive(slot, now);
     }
 
-    /// The clocks, once per `sweep_every`: a fan-out client that holds every sender back and
-    /// takes nothing is dropped; clients idle past `--idle-timeout`, or lingering past their
-    /// time, are closed.
+    /// Fan-out, while senders are held, at the deadline `fan` set: every recipient owed its
+    /// cap that has taken nothing for `FAN_OUT_STALL` is dropped (always said), so the others
+    /// go on at once, not at the next sweep.
+    fn drop_stalled(&mut self, now: Instant) {
+        let cap = self.at_cap.cap();
+        for slot in 0..self.conns.end() {
+            if let Some(why) = self
+                .conns
+                .get(slot)
+                .and_then(|c| c.not_reading(now, cap, FAN_OUT_STALL))
+            {
+                self.drop_client(slot, why);
+            }
+        }
+        self.fan.checked(now, self.at_cap.any());
+    }
+
+    /// The clocks, once per `sweep_every`: clients idle past `--idle-timeout` are told and
+    /// closed lingering; those lingering past their time are closed.
     fn sweep(&mut self, now: Instant) {
-        let (cap, idle) = (self.at_cap.cap(), self.setup.limits.idle_timeout);
+        let idle = self.setup.limits.idle_timeout;
         for slot in 0..self.conns.end() {
             let Some(c) = self.conns.get(slot) else {
                 continue;
             };
-            if S::FAN_OUT
-                && let Some(why) = c.not_reading(now, cap, FAN_OUT_STALL)
-            {
-                // A rule broken, always said.
-                self.drop_client(slot, why);
-            } else {
-                match c.overdue(now, idle) {
-                    Some(Overdue::Now(why)) => self.close(slot, why),
-                    Some(Overdue::Idle(limit, why)) => {
-                        self.part(slot, &Farewell::Idle(limit), why, now);
-                    }
-                    None => {}
+            match c.overdue(now, idle) {
+                Some(Overdue::Now(why)) => self.close(slot, why),
+                Some(Overdue::Idle(limit, why)) => {
+                    self.part(slot, &Farewell::Idle(limit), why, now);
                 }
+                None => {}
             }
         }
         self.turned.sweep(Some(now));
