@@ -396,6 +396,7 @@ fn chat_tells_an_idle_client_and_one_over_max_conns_why_then_eof() {
 fn a_client_that_never_reads_does_not_hold_up_a_to_b_and_is_dropped_with_its_reason() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
+    const N: u64 = 4 << 20;
     // A fixed server send buffer per client, so the non-reader fills up soon.
     let mut srv = Server::start(&[
         "listen",
@@ -423,7 +424,6 @@ fn a_client_that_never_reads_does_not_hold_up_a_to_b_and_is_dropped_with_its_rea
     let mut a = connect(srv.addr);
     accepted(&a);
 
-    const N: u64 = 4 << 20;
     let got = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&got);
     thread::spawn(move || {
@@ -465,5 +465,8 @@ fn a_client_that_never_reads_does_not_hold_up_a_to_b_and_is_dropped_with_its_rea
         .stderr
         .wait_seen(WAIT, |l| l.contains(&format!("dropped {me}: not reading")))
         .unwrap();
-    assert!(line.contains("waiting to be sent to it, none taken for"), "{line}");
+    assert!(
+        line.contains("waiting to be sent to it, none taken for"),
+        "{line}"
+    );
 }
