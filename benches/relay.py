@@ -254,7 +254,7 @@ class Result:
 
 def received_by_sockkit(stderr_text, n):
     m = re.search(r"received .*?\((\d+) B\)", stderr_text)
-    k = re.search(r"bytes_received (\d+)", stderr_text)
+    k = re.search(r"bytes_received[: ](\d+)", stderr_text)
     if not m or not k:
         raise SystemExit(f"bench: sockkit -v did not report its count:\n{stderr_text}")
     got, kernel = int(m.group(1)), int(k.group(1))
