@@ -75,6 +75,7 @@ fn max_conns_zero_is_a_usage_error_on_every_server() {
         &["echo", "--max-conns", "0", "127.0.0.1", "0"][..],
         &["knock", "--max-conns", "0", "127.0.0.1", "0"][..],
         &["listen", "--broker", "--max-conns", "0", "127.0.0.1", "0"][..],
+        &["forward", "--max-conns", "0", "127.0.0.1", "0", "127.0.0.1", "9"][..],
     ] {
         let out = run(args, b"", WAIT);
         assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
