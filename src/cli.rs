@@ -584,8 +584,9 @@ pub struct RelayArgs {
     #[arg(long)]
     pub recv_only: bool,
 
-    /// End the session (exit 1) when no byte has moved either way for this long. With -u it
-    /// is how a datagram session ends normally (exit 0): UDP has no EOF.
+    /// End the session (exit 1) when no byte has moved either way for this long (0: no
+    /// limit). With -u it is how a datagram session ends normally (exit 0): UDP has no EOF.
+    /// With --broker/--chat it closes each silent client instead (default there: 5m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 }

@@ -157,11 +157,15 @@ pub fn bind(
     Ok(bound)
 }
 
-/// The `listening on ADDR (scope)` line every server prints when ready. Tests and scripts
-/// read the port from it when they asked for port 0.
+/// The `listening on ADDR (scope), REACH` line every server prints when ready: which
+/// families it serves and whether other machines can reach it. Tests and scripts read the
+/// port from it when they asked for port 0.
 fn announce(bound: &Bound) {
     match &bound.local {
-        Local::Ip { addr, scope } => narrate::emit(format_args!("listening on {addr} {scope}")),
+        Local::Ip { addr, scope } => narrate::emit(format_args!(
+            "listening on {addr} {scope}, {}",
+            socket::reach(addr)
+        )),
         Local::Unix(path) => {
             let line = path.announce();
             let line = match line.strip_suffix(')') {
@@ -176,7 +180,8 @@ fn announce(bound: &Bound) {
 /// A client `accept` took.
 pub struct Accepted {
     pub sock: Socket,
-    /// Who it is: `127.0.0.1:5000`, or a Unix client's credentials.
+    /// Who it is: `127.0.0.1:5000` (an IPv4 client of a dual-stack socket too, as every
+    /// server names it), or a Unix client's credentials.
     pub who: String,
     pub target: Target,
 }
@@ -187,7 +192,7 @@ pub fn accept(listener: &Socket, local: &Local) -> Result<Option<Accepted>> {
     let got = match local {
         Local::Ip { .. } => socket::accept(listener).map(|(sock, peer)| {
             let target = socket::target(&peer, SockKind::Tcp);
-            (sock, peer.to_string(), target)
+            (sock, addr::plain(peer).to_string(), target)
         }),
         Local::Unix(_) => unix::accept(listener).map(|(sock, who)| (sock, who, unix::target())),
     };
@@ -203,7 +208,7 @@ impl Accepted {
     /// returns the server's end it came in on, for `--show-opts`.
     pub fn settle(&self, local: &Local, plan: &Plan) -> Result<String> {
         let local = match local {
-            Local::Ip { .. } => socket::local_addr(&self.sock)?.to_string(),
+            Local::Ip { .. } => addr::plain(socket::local_addr(&self.sock)?).to_string(),
             Local::Unix(path) => path.to_string(),
         };
         narrate::info(format_args!("accepted {} on {local}", self.who));

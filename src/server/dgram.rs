@@ -1,7 +1,8 @@
 //! Datagram serving, for UDP and Unix SOCK_DGRAM sockets alike: each datagram is one whole
 //! exchange with the `Service` (open, then input), answered to its sender's address. There are
 //! no connections, so `--allow`/`--deny` are checked per datagram and the other limits do not
-//! apply. What differs by transport is only who a sender is (`Sender`): an IP address, a
+//! apply; instead no IP sender is answered that could make the server a reflector or one end
+//! of a loop (its own port, service ports, a per-source rate: `reflect.rs`). What differs by transport is only who a sender is (`Sender`): an IP address, a
 //! named Unix socket, or an unbound Unix socket that cannot be answered. mio watches the
 //! descriptor, socket2 does the I/O (mio's Unix datagram type cannot send to an abstract
 //! address, which is where `connect -U PATH -u` clients live). Stops on SIGINT/SIGTERM.
@@ -19,6 +20,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket};
 
 use super::limits::Limits;
 use super::peer::{Peer, plain_addr};
+use super::reflect::{Guard, Silence};
 use super::report::counted;
 use super::service::Service;
 use super::stop::Stop;
@@ -27,6 +29,8 @@ use crate::narrate;
 use crate::socket::{self, unix};
 
 const DATAGRAMS: Token = Token(0);
+/// Datagrams handled before the loop looks at its events again (a signal among them).
+const PER_TURN: usize = 256;
 const SIGNAL: Token = Token(1);
 
 /// Answers datagrams on the bound socket `sock` (UDP, or Unix datagram) with `service` until
@@ -58,14 +62,22 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
         .context("registering the signal pipe with epoll")?;
     let sock = watched.sock();
     let started = Instant::now();
+    let mut guard = (!unix)
+        .then(|| sock.local_addr().ok().and_then(|a| a.as_socket()))
+        .flatten()
+        .map(|local| Guard::new(local, started));
     let mut events = Events::with_capacity(64);
     // A Unix datagram may be far larger than a UDP one can.
     let len = if unix { 256 * 1024 } else { 64 * 1024 };
     let mut buf = vec![MaybeUninit::<u8>::uninit(); len];
     let mut out = Vec::with_capacity(64 * 1024);
     let mut t = Tally::default();
+    // Datagrams may be queued that no event will announce (edge-triggered, and a turn takes
+    // at most PER_TURN), so the next wait does not sleep.
+    let mut behind = false;
     let stopped_by = 'serve: loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let wait = behind.then_some(std::time::Duration::ZERO);
+        if let Err(e) = poll.poll(&mut events, wait) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -76,12 +88,22 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                 if let Some(sig) = stop.take() {
                     break 'serve sig;
                 }
-                continue;
+            } else {
+                behind = true;
             }
-            loop {
+        }
+        if behind {
+            // A flood never keeps the loop from hearing SIGINT: after PER_TURN datagrams it
+            // looks at its events again.
+            for _ in 0..PER_TURN {
+                // Until recvfrom says EAGAIN, more may be waiting.
+                behind = true;
                 let (n, from) = match sock.recv_from(&mut buf) {
                     Ok(got) => got,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        behind = false;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     // UDP: an ICMP error for an earlier reply (the sender's port was closed),
                     // reported on the next call: that sender's problem, not the server's.
@@ -94,6 +116,7 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                     }
                     Err(e) => {
                         narrate::info(format_args!("recvfrom(fd {fd}): {}", error::plain(&e)));
+                        behind = false;
                         break;
                     }
                 };
@@ -113,10 +136,16 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                         continue;
                     }
                 };
+                if let (Some(g), Peer::Ip(a)) = (guard.as_mut(), &peer)
+                    && let Some(silence) = g.check(*a, Instant::now())
+                {
+                    t.silent(&peer, &silence);
+                    continue;
+                }
                 out.clear();
                 let mut session = service.open(peer.sock_addr(), &mut out);
                 let _ = service.input(&mut session, crate::sys::received(&buf, n), &mut out);
-                if !out.is_empty() {
+                if !out.is_empty() || S::ANSWERS_EMPTY {
                     t.reply(&sock, &out, &from, &peer, n);
                 }
             }
@@ -127,7 +156,10 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
     let skipped = if unix {
         format!("{} from unbound senders", t.unanswerable)
     } else {
-        format!("{} refused", t.refused)
+        format!(
+            "{} refused, {} not answered to stop a loop, {} over the rate limit",
+            t.refused, t.looping, t.limited
+        )
     };
     narrate::info(format_args!(
         "stopped on {stopped_by}: answered {} ({skipped}, {} replies dropped), {} in, {} out, up {}",
@@ -170,6 +202,13 @@ impl Sender {
 struct Tally {
     answered: u64,
     refused: u64,
+    /// Not answered: from our own port or a service port.
+    looping: u64,
+    /// Not answered: the source was over its budget.
+    limited: u64,
+    /// What the last line about an unanswered datagram was for (which kind of reason, from
+    /// where).
+    silence_said: Option<(std::mem::Discriminant<Silence>, std::net::IpAddr)>,
     unanswerable: u64,
     dropped: u64,
     bytes_in: u64,
@@ -177,6 +216,27 @@ struct Tally {
 }
 
 impl Tally {
+    /// A datagram the guard keeps unanswered: counted, and said at `-v`, once for a run of
+    /// them from one address for one reason, so a flood gets one line, not one per datagram.
+    fn silent(&mut self, peer: &Peer, silence: &Silence) {
+        if *silence == Silence::RateLimited {
+            self.limited += 1;
+        } else {
+            self.looping += 1;
+        }
+        let key = match peer {
+            Peer::Ip(a) => Some((std::mem::discriminant(silence), a.ip())),
+            Peer::Unix(_) => None,
+        };
+        if std::mem::replace(&mut self.silence_said, key) == key {
+            return;
+        }
+        narrate::info(format_args!(
+            "not answering {peer}: {} (more like it are counted, not shown)",
+            silence.why()
+        ));
+    }
+
     /// sendto() the service's answer to a datagram of `n` bytes; counted and, at -v, said.
     fn reply(&mut self, sock: &Socket, out: &[u8], to: &SockAddr, peer: &Peer, n: usize) {
         // A datagram's sender as the log has always named it: the address or socket name.

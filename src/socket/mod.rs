@@ -24,6 +24,6 @@ pub mod udp;
 pub mod unix;
 
 pub use call::{close, fd, local_addr, peer_addr, poll_readable, shutdown, target};
-pub use listener::{Listener, bind_udp, listen};
+pub use listener::{Listener, bind_udp, listen, reach};
 pub use state::{state_suffix, tcp_info_summary, tcp_state};
 pub use tcp::{accept, connect_from, tcp_socket};
