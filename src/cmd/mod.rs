@@ -17,8 +17,8 @@ mod setup;
 use anyhow::Result;
 
 use crate::cli::{Command, Invocation};
+use crate::interrupt;
 use crate::narrate;
-use crate::relay::interrupt;
 
 /// Runs a parsed command line: refuses an option that does not apply, then the subcommand.
 pub fn run(invocation: Invocation) -> Result<()> {

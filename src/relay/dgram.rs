@@ -17,9 +17,9 @@ use anyhow::{Result, anyhow};
 use socket2::{SockAddr, Socket};
 
 use super::ending::{End, Ending};
-use super::interrupt::{self, Live};
 use super::wire::{Framing, Outbound, Wire};
 use crate::error;
+use crate::interrupt::{self, Live};
 use crate::narrate;
 use crate::socket::unix;
 use crate::socket::{self, fd};

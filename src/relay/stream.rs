@@ -23,10 +23,10 @@ use anyhow::{Result, anyhow};
 use socket2::Socket;
 
 use super::ending::{End, Ending};
-use super::interrupt;
 use super::wire::{Framing, Wire};
 use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
+use crate::interrupt;
 use crate::narrate;
 use crate::socket;
 
