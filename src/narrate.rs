@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 static START: OnceLock<Instant> = OnceLock::new();
 
-/// How much to say: 0 silent, 1 `-v` lifecycle, 2 `-vv` every socket call.
+/// How much to say: 0 silent, 1 `-v` lifecycle, 2 `-vv` every setup call and the first data
+/// calls of each kind, 3 `-vvv` every call.
 pub fn set_level(level: u8) {
     LEVEL.store(level, Ordering::Relaxed);
     START.get_or_init(Instant::now);
@@ -29,6 +30,11 @@ pub fn verbose() -> bool {
 /// True when `-vv` narration of each call is wanted.
 pub fn narrating() -> bool {
     level() >= 2
+}
+
+/// True when `-vvv` asked for every call, data calls and sockkit's own look-ups included.
+pub fn every_call() -> bool {
+    level() >= 3
 }
 
 /// Time since the program started, the left margin of narration lines.
@@ -75,6 +81,128 @@ pub fn traced<T>(
     let took = t0.elapsed();
     call(format_args!("{}", describe(&result)), took);
     result
+}
+
+/// How many times each distinct data call is narrated in full at `-vv` before it is only
+/// counted in the once-a-second summary.
+const SHOWN_IN_FULL: u32 = 3;
+
+/// The data calls (read/write, recv/send, splice, sendfile) of one direction of a relay, as
+/// narration tells them: each distinct call in full its first few times, then one summary line
+/// per second (`splice(fd 3 -> fd 9) x812 53.20 MiB in 1.00s`), and every call at `-vvv`.
+/// Made only when narrating (`Flow::new` is `None` otherwise), so a relay that is not
+/// narrated pays one branch per call: no formatting, no clock read.
+pub struct Flow {
+    direction: &'static str,
+    /// Each distinct call (name and descriptors) and how often it has been seen.
+    seen: Vec<(Key, u32)>,
+    /// Calls counted but not shown since `window_start`: per key, calls and bytes.
+    window: Vec<(Key, u64, u64)>,
+    window_start: Instant,
+    every: bool,
+}
+
+/// A data call's identity for counting: its name and the descriptors it moves between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub from: i32,
+    pub to: Option<i32>,
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to {
+            Some(to) => write!(f, "{}(fd {} -> fd {})", self.name, self.from, to),
+            None => write!(f, "{}(fd {})", self.name, self.from),
+        }
+    }
+}
+
+impl Flow {
+    /// A flow for `direction` (`stdin -> socket`, `client 127.0.0.1:5555`), or `None` when
+    /// `-vv` is off.
+    pub fn new(direction: &'static str) -> Option<Flow> {
+        narrating().then(|| Flow {
+            direction,
+            seen: Vec::new(),
+            window: Vec::new(),
+            window_start: Instant::now(),
+            every: every_call(),
+        })
+    }
+
+    /// One data call has returned `result`; `full` spells it as strace would (without the
+    /// result), and is only called when the line is shown.
+    pub fn call(&mut self, key: Key, full: impl FnOnce() -> String, result: &io::Result<usize>) {
+        let n = match self.seen.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.seen.push((key, 1));
+                1
+            }
+        };
+        if self.every || n <= SHOWN_IN_FULL || result.is_err() {
+            let res = match result {
+                Ok(n) => format!("= {n}"),
+                Err(e) => errno_text(e),
+            };
+            let more = if !self.every && n == SHOWN_IN_FULL {
+                " (more of these are summed once a second)"
+            } else {
+                ""
+            };
+            emit(format_args!(
+                "{:>9} {} {res}{more}",
+                format!("+{}", short(since_start())),
+                full()
+            ));
+            return;
+        }
+        let bytes = result.as_ref().map_or(0, |n| *n as u64);
+        match self.window.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, calls, b)) => {
+                *calls += 1;
+                *b += bytes;
+            }
+            None => self.window.push((key, 1, bytes)),
+        }
+        if self.window_start.elapsed() >= Duration::from_secs(1) {
+            self.summarise();
+        }
+    }
+
+    /// The summary line of the calls counted since the last one, if any.
+    fn summarise(&mut self) {
+        if self.window.is_empty() {
+            self.window_start = Instant::now();
+            return;
+        }
+        let parts: Vec<String> = self
+            .window
+            .iter()
+            .map(|(k, calls, b)| format!("{k} x{calls} {}", bytes(*b)))
+            .collect();
+        emit(format_args!(
+            "{:>9} {}: {} in {}",
+            format!("+{}", short(since_start())),
+            self.direction,
+            parts.join(", "),
+            short(self.window_start.elapsed())
+        ));
+        self.window.clear();
+        self.window_start = Instant::now();
+    }
+}
+
+impl Drop for Flow {
+    /// The calls counted since the last summary are told when the direction ends.
+    fn drop(&mut self) {
+        self.summarise();
+    }
 }
 
 /// `= 0` or `= -1 ECONNREFUSED (Connection refused)`: the C way of saying how a call went.

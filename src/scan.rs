@@ -270,20 +270,14 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
 
 /// A connected, non-blocking UDP socket to `addr` that has sent one empty datagram.
 fn udp_probe(addr: SocketAddr, check: &Check) -> Result<Socket> {
-    let sock = narrate::traced(
-        || Socket::new(Domain::for_address(addr), socket2::Type::DGRAM, None),
-        |r| match r {
-            Ok(s) => format!("socket(SOCK_DGRAM) = fd {}", socket::fd(s)),
-            Err(e) => format!("socket(SOCK_DGRAM) {}", narrate::errno_text(e)),
-        },
-    )?;
+    let sock = socket::udp::udp_socket(Domain::for_address(addr))?;
     check
         .plan
         .apply(&sock, socket::target(&addr, SockKind::Udp), Stage::Early)?;
     if let Some(src) = check.source.bind_addr(&addr) {
         source::bind_source(&sock, src)?;
     }
-    sock.set_nonblocking(true)?;
+    socket::set_nonblocking(&sock, true)?;
     let fd = socket::fd(&sock);
     narrate::traced(
         || sock.connect(&SockAddr::from(addr)),
@@ -292,8 +286,14 @@ fn udp_probe(addr: SocketAddr, check: &Check) -> Result<Socket> {
     narrate::traced(
         || sock.send(&[]),
         |r| match r {
-            Ok(n) => format!("send(fd {fd}, 0 bytes: an empty datagram) = {n}"),
-            Err(e) => format!("send(fd {fd}, 0 bytes) {}", narrate::errno_text(e)),
+            // socket2's send() is sendto() with no address and MSG_NOSIGNAL, as strace shows.
+            Ok(n) => {
+                format!("sendto(fd {fd}, \"\", 0, MSG_NOSIGNAL, NULL, 0) = {n} (an empty datagram)")
+            }
+            Err(e) => format!(
+                "sendto(fd {fd}, \"\", 0, MSG_NOSIGNAL, NULL, 0) {}",
+                narrate::errno_text(e)
+            ),
         },
     )?;
     Ok(sock)
@@ -327,7 +327,7 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
         || sock.set_nonblocking(true),
         |r| {
             format!(
-                "fcntl(fd {}, F_SETFL, O_NONBLOCK) {} (connect will not wait)",
+                "fcntl(fd {}, F_SETFL, O_RDWR|O_NONBLOCK) {} (connect will not wait)",
                 socket::fd(&sock),
                 narrate::outcome(r)
             )
@@ -348,7 +348,13 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
                 "connect(fd {}, {addr}) {}{}",
                 socket::fd(&sock),
                 narrate::outcome(r),
-                socket::state_suffix(&sock)
+                if r.as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EINPROGRESS))
+                {
+                    socket::after_inprogress(&sock)
+                } else {
+                    socket::state_suffix(&sock)
+                }
             )
         },
     );

@@ -268,7 +268,7 @@ fn connect_narrates_its_calls_in_order() {
     assert_in_order(&seq, &want, &out.stderr);
     assert!(
         out.stderr
-            .contains("socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = fd"),
+            .contains("socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_TCP) = fd"),
         "{}",
         out.stderr
     );
@@ -336,7 +336,10 @@ fn listen_narrates_its_calls_in_order() {
         .position(|l| l.contains("listening on"))
         .unwrap();
     let listen = lines.iter().position(|l| l.contains(" listen(fd")).unwrap();
-    let accept = lines.iter().position(|l| l.contains(" accept(fd")).unwrap();
+    let accept = lines
+        .iter()
+        .position(|l| l.contains(" accept4(fd"))
+        .unwrap();
     assert!(listen < announce && announce < accept, "{text}");
 }
 

@@ -119,12 +119,19 @@ impl ByteRelay {
             let dup = narrate::traced(
                 || sock.try_clone(),
                 |r| match r {
+                    // socket2's try_clone: the lowest free descriptor, close-on-exec like every
+                    // descriptor sockkit makes.
                     Ok(d) => format!(
-                        "dup(fd {}) = fd {} (for the stdin thread)",
+                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) = fd {} (a second descriptor for the \
+                         same socket, for the stdin thread)",
                         socket::fd(sock),
                         socket::fd(d)
                     ),
-                    Err(e) => format!("dup(fd {}) {}", socket::fd(sock), narrate::errno_text(e)),
+                    Err(e) => format!(
+                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) {}",
+                        socket::fd(sock),
+                        narrate::errno_text(e)
+                    ),
                 },
             )?;
             let job = Job {

@@ -159,7 +159,8 @@ impl Acceptor {
         }
     }
 
-    /// accept(), narrated at -vv with the new socket's TCP state.
+    /// accept(), narrated at -vv with the new socket's TCP state. mio's accept is accept4 with
+    /// SOCK_NONBLOCK: the event loop never blocks on a client.
     fn accept(&self) -> io::Result<(Stream, Peer)> {
         let t0 = narrate::narrating().then(Instant::now);
         let result = self.listener.accept();
@@ -167,7 +168,7 @@ impl Acceptor {
             match &result {
                 Ok((s, from)) => narrate::call(
                     format_args!(
-                        "accept(fd {}) = fd {} from {from}{}",
+                        "accept4(fd {}, ..., SOCK_CLOEXEC|SOCK_NONBLOCK) = fd {} from {from}{}",
                         self.fd,
                         s.as_raw_fd(),
                         socket::tcp_state(s.as_raw_fd())
@@ -176,9 +177,14 @@ impl Acceptor {
                     ),
                     t0.elapsed(),
                 ),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The EAGAIN that ends each round of accepts is only worth a line at -vvv.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !narrate::every_call() => {}
                 Err(e) => narrate::call(
-                    format_args!("accept(fd {}) {}", self.fd, narrate::errno_text(e)),
+                    format_args!(
+                        "accept4(fd {}, ..., SOCK_CLOEXEC|SOCK_NONBLOCK) {}",
+                        self.fd,
+                        narrate::errno_text(e)
+                    ),
                     t0.elapsed(),
                 ),
             }

@@ -56,7 +56,11 @@ pub fn open(domain: Domain, ty: Type, protocol: Option<Protocol>) -> io::Result<
                 Some(p) if p == Protocol::UDP => "IPPROTO_UDP",
                 _ => "0",
             };
-            format!("socket({family}, {}, {proto}) {res}", type_name(ty))
+            // socket2 asks for close-on-exec in the same call, as strace shows.
+            format!(
+                "socket({family}, {}|SOCK_CLOEXEC, {proto}) {res}",
+                type_name(ty)
+            )
         },
     )
 }
@@ -81,8 +85,10 @@ pub fn bind(sock: &Socket, to: &SockAddr, shown: &dyn fmt::Display, note: &str) 
     )
 }
 
-/// `connect(fd 3, 127.0.0.1:4444) (timeout 5s) = 0 -> ESTABLISHED`: bounded by `timeout`
-/// when one is given, as socket2 does it (non-blocking connect, then poll).
+/// `connect(fd 3, 127.0.0.1:4444) = 0 -> ESTABLISHED`. With a `timeout` it is the
+/// non-blocking connect every bounded connect is, each step narrated as it happens: fcntl
+/// O_NONBLOCK, connect() = EINPROGRESS, poll(POLLOUT) until the handshake ends or the time is
+/// up, getsockopt(SO_ERROR) for how it ended, and blocking again for the relay.
 pub fn connect(
     sock: &Socket,
     to: &SockAddr,
@@ -90,16 +96,119 @@ pub fn connect(
     timeout: Option<Duration>,
     after: After,
 ) -> io::Result<()> {
-    let call = || match timeout {
-        Some(t) => sock.connect_timeout(to, t),
-        None => sock.connect(to),
+    let Some(limit) = timeout else {
+        return narrated(
+            sock,
+            || sock.connect(to),
+            after,
+            |fd, res| format!("connect(fd {fd}, {shown}) {res}"),
+        );
     };
-    narrated(sock, call, after, |fd, res| {
-        let limit = timeout
-            .map(|t| format!(" (timeout {})", narrate::short(t)))
-            .unwrap_or_default();
-        format!("connect(fd {fd}, {shown}){limit} {res}")
-    })
+    set_nonblocking(sock, true)?;
+    let started = narrated(
+        sock,
+        || sock.connect(to),
+        After::Nothing,
+        |fd, res| {
+            let told = if res.contains("EINPROGRESS") && after == After::TcpState {
+                state::after_inprogress(sock)
+            } else {
+                after.told(sock)
+            };
+            format!("connect(fd {fd}, {shown}) {res}{told}")
+        },
+    );
+    let result = match started {
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => finish_connect(sock, limit, after),
+        other => other,
+    };
+    // Blocking again whatever happened: the relay reads and writes it that way.
+    set_nonblocking(sock, false)?;
+    result
+}
+
+/// `fcntl(fd 3, F_SETFL, O_RDWR|O_NONBLOCK) = 0`: socket2 reads the flags (F_GETFL) and sets
+/// them with O_NONBLOCK added or taken away.
+pub fn set_nonblocking(sock: &Socket, on: bool) -> io::Result<()> {
+    let flags = if on { "O_RDWR|O_NONBLOCK" } else { "O_RDWR" };
+    narrated(
+        sock,
+        || sock.set_nonblocking(on),
+        After::Nothing,
+        |fd, res| format!("fcntl(fd {fd}, F_SETFL, {flags}) {res}"),
+    )
+}
+
+/// After connect() said EINPROGRESS: poll(POLLOUT) until the handshake has ended (bounded by
+/// `limit`, re-polled after EINTR), then getsockopt(SO_ERROR) for how.
+fn finish_connect(sock: &Socket, limit: Duration, after: After) -> io::Result<()> {
+    let n = fd(sock);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut p = [libc::pollfd {
+            fd: n,
+            events: libc::POLLOUT,
+            revents: 0,
+        }];
+        let t0 = narrate::narrating().then(std::time::Instant::now);
+        let r = crate::sys::poll(&mut p, ms);
+        if let Some(t0) = t0 {
+            let res = match &r {
+                Ok(0) => "= 0 (Timeout)".to_string(),
+                Ok(k) => format!("= {k} ({})", revents(p[0].revents)),
+                Err(e) => narrate::errno_text(e),
+            };
+            narrate::call(
+                format_args!("poll([{{fd={n}, events=POLLOUT}}], 1, {ms}) {res}"),
+                t0.elapsed(),
+            );
+        }
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            Ok(0) => return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT)),
+            Ok(_) => break,
+        }
+    }
+    let pending = narrate::traced(
+        || sock.take_error(),
+        |r| {
+            let res = match r {
+                Ok(None) => "= 0 (no error: the handshake completed)".to_string(),
+                Ok(Some(e)) => format!(
+                    "= 0, error {}",
+                    narrate::errno_text(e).trim_start_matches("= -1 ")
+                ),
+                Err(e) => narrate::errno_text(e),
+            };
+            format!(
+                "getsockopt(fd {n}, SOL_SOCKET, SO_ERROR) {res}{}",
+                after.told(sock)
+            )
+        },
+    )?;
+    match pending {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// poll()'s revents as strace prints them: `POLLOUT|POLLERR|POLLHUP`.
+fn revents(r: libc::c_short) -> String {
+    let names = [
+        (libc::POLLIN, "POLLIN"),
+        (libc::POLLOUT, "POLLOUT"),
+        (libc::POLLERR, "POLLERR"),
+        (libc::POLLHUP, "POLLHUP"),
+    ];
+    let set: Vec<&str> = names
+        .iter()
+        .filter(|(bit, _)| r & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    set.join("|")
 }
 
 /// `listen(fd 3, backlog 1024) = 0 -> LISTEN`.
@@ -142,7 +251,8 @@ fn narrated(
     })
 }
 
-/// `accept(fd 3) = fd 4 from 127.0.0.1:51234`: blocks until a client has connected; returns
+/// `accept4(fd 3, ..., SOCK_CLOEXEC) = fd 4 from 127.0.0.1:51234` (socket2's accept is
+/// accept4, the new descriptor close-on-exec from birth): blocks until a client has connected; returns
 /// its socket and address, the address shown by `show` (IP and Unix addresses read
 /// differently).
 pub fn accept(
@@ -154,13 +264,17 @@ pub fn accept(
         || listener.accept(),
         |r| match r {
             Ok((s, a)) => format!(
-                "accept(fd {}) = fd {} from {}{}",
+                "accept4(fd {}, ..., SOCK_CLOEXEC) = fd {} from {}{}",
                 fd(listener),
                 fd(s),
                 show(a),
                 after.told(s)
             ),
-            Err(e) => format!("accept(fd {}) {}", fd(listener), narrate::errno_text(e)),
+            Err(e) => format!(
+                "accept4(fd {}, ..., SOCK_CLOEXEC) {}",
+                fd(listener),
+                narrate::errno_text(e)
+            ),
         },
     )
 }

@@ -39,6 +39,22 @@ pub fn state_suffix(sock: &Socket) -> String {
         .unwrap_or_default()
 }
 
+/// The state after a non-blocking connect() said EINPROGRESS: ` -> SYN_SENT` while the
+/// handshake is under way, or, when the peer's SYN-ACK was already back by the time we looked
+/// (loopback answers in microseconds), ` -> ESTABLISHED` with that said.
+pub fn after_inprogress(sock: &Socket) -> String {
+    match narrate::narrating()
+        .then(|| tcp_state(sock.as_raw_fd()))
+        .flatten()
+    {
+        Some("ESTABLISHED") => " -> ESTABLISHED (the handshake finished meanwhile: EINPROGRESS \
+             only said it had not when connect() returned)"
+            .to_string(),
+        Some(s) => format!(" -> {s}"),
+        None => String::new(),
+    }
+}
+
 /// TCP_INFO's state, by name as in the RFC 793 diagram.
 #[cfg(target_os = "linux")]
 pub fn tcp_state(fd: RawFd) -> Option<&'static str> {

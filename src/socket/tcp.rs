@@ -59,12 +59,6 @@ pub fn connect_from(
                 return Ok(sock);
             }
             Err(e) => {
-                // socket2's connect_timeout reports its own deadline without an errno.
-                let e = if e.kind() == io::ErrorKind::TimedOut {
-                    io::Error::from_raw_os_error(libc::ETIMEDOUT)
-                } else {
-                    e
-                };
                 failures.push(error::connect_failure(*addr, &e));
                 call::close(sock);
             }
