@@ -67,6 +67,16 @@ pub fn call(what: fmt::Arguments, took: Duration) {
     }
 }
 
+/// A `-vv` line that is no call of ours: what the kernel did, told when sockkit saw it.
+pub fn seen(what: fmt::Arguments) {
+    if narrating() {
+        emit(format_args!(
+            "{:>9} {what}",
+            format!("+{}", short(since_start()))
+        ));
+    }
+}
+
 /// Runs `f` and narrates it with `describe`, which sees the result (so it can show `= fd 3`
 /// or the errno). Nothing is formatted unless `-vv` asked for it.
 pub fn traced<T>(
@@ -135,15 +145,12 @@ impl Flow {
     /// One data call has returned `result`; `full` spells it as strace would (without the
     /// result), and is only called when the line is shown.
     pub fn call(&mut self, key: Key, full: impl FnOnce() -> String, result: &io::Result<usize>) {
-        let n = match self.seen.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, n)) => {
-                *n += 1;
-                *n
-            }
-            None => {
-                self.seen.push((key, 1));
-                1
-            }
+        let n = if let Some((_, n)) = self.seen.iter_mut().find(|(k, _)| *k == key) {
+            *n += 1;
+            *n
+        } else {
+            self.seen.push((key, 1));
+            1
         };
         if self.every || n <= SHOWN_IN_FULL || result.is_err() {
             let res = match result {

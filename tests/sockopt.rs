@@ -317,7 +317,7 @@ fn listen_narrates_its_calls_in_order() {
         "bind",
         "listen",
         "getsockname",
-        "accept",
+        "accept4",
         "close",
         "getsockname",
         "shutdown",

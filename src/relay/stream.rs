@@ -221,6 +221,9 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
                 }) => break Some(Up::Failed(undelivered(&err, lost, from_file))),
             }
         };
+        // The dup goes before the session hears of the outcome, so the session's close() of
+        // the socket is the last one and what it narrates (FIN, RST, TIME_WAIT) is true.
+        socket::close_dup(job.sock);
         if let Some(up) = outcome {
             job.events.send(up).ok();
             (&job.wake).write_all(b"!").ok();
@@ -338,6 +341,7 @@ impl Downlink<'_> {
                 Ok(Got::Data(n)) => n,
                 Ok(Got::Nothing) => continue,
                 Ok(Got::Eof) => {
+                    socket::look(self.sock, "read returned 0: the peer's FIN");
                     narrate::info(format_args!(
                         "the peer closed its sending side (EOF after {} bytes)",
                         self.received

@@ -260,7 +260,7 @@ pub fn accept(
     show: fn(&SockAddr) -> String,
     after: After,
 ) -> io::Result<(Socket, SockAddr)> {
-    narrate::traced(
+    let accepted = narrate::traced(
         || listener.accept(),
         |r| match r {
             Ok((s, a)) => format!(
@@ -276,7 +276,11 @@ pub fn accept(
                 narrate::errno_text(e)
             ),
         },
-    )
+    )?;
+    if let Some(peer) = accepted.1.as_socket() {
+        state::remember_end(fd(&accepted.0), peer, false);
+    }
+    Ok(accepted)
 }
 
 /// An IP address as narration shows it; `(not IP)` for anything else.
@@ -309,26 +313,52 @@ fn ip_name(
         },
     )
     .map_err(|e| anyhow!("{call}(): {}", error::plain(&e)))?;
-    r.as_socket()
-        .ok_or_else(|| anyhow!("{call}(): not an IP address"))
+    let addr = r
+        .as_socket()
+        .ok_or_else(|| anyhow!("{call}(): not an IP address"))?;
+    state::remember_end(fd(sock), addr, call == "getsockname");
+    Ok(addr)
 }
 
-/// `close(fd)`, narrated with the TCP state the socket was in; the socket is gone afterwards.
+/// `close(fd)`, narrated with the TCP state the socket was in and what close() sends (a FIN,
+/// a RST, or nothing); the socket is gone afterwards. For a TCP connection, what the kernel
+/// still holds of it is then looked up (`state::after_close`): TIME_WAIT, most often.
 pub fn close(sock: Socket) {
     let n = fd(&sock);
-    let was = if narrate::narrating() {
-        state::tcp_state(n)
-            .map(|s| format!(" (was {s})"))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    if !narrate::narrating() {
+        drop(sock);
+        return;
+    }
+    state::look(&sock, "looked before close()");
+    let tcp = state::tcp_state(n);
+    let was = tcp
+        .map(|s| format!(" (was {s}{})", state::before_close(&sock, s)))
+        .unwrap_or_default();
+    // The two ends as narration showed them, for the look-up after (a listener has none).
+    let ends = state::forget(n).filter(|_| tcp.is_some_and(|s| s != "LISTEN"));
     narrate::traced(
         || {
             drop(sock);
             Ok(())
         },
         |_| format!("close(fd {n}) = 0{was}"),
+    )
+    .ok();
+    if let Some((local, peer)) = ends {
+        state::after_close(local, peer);
+    }
+}
+
+/// `close(fd 6)` of a second descriptor for a socket (F_DUPFD_CLOEXEC): the socket itself
+/// stays open on its first, so nothing is sent and nothing is looked up.
+pub fn close_dup(sock: Socket) {
+    let n = fd(&sock);
+    narrate::traced(
+        || {
+            drop(sock);
+            Ok(())
+        },
+        |_| format!("close(fd {n}) = 0 (a second descriptor: the socket stays open on its first)"),
     )
     .ok();
 }

@@ -24,8 +24,8 @@ pub mod udp;
 pub mod unix;
 
 pub use call::{
-    close, fd, local_addr, peer_addr, poll_readable, set_nonblocking, shutdown, target,
+    close, close_dup, fd, local_addr, peer_addr, poll_readable, set_nonblocking, shutdown, target,
 };
 pub use listener::{Listener, bind_udp, listen};
-pub use state::{after_inprogress, state_suffix, tcp_info_summary, tcp_state};
+pub use state::{after_inprogress, look, state_suffix, tcp_info_summary, tcp_state};
 pub use tcp::{accept, connect_from, tcp_socket};
