@@ -418,8 +418,8 @@ fn udp_narration_shows_the_datagram_calls() {
     for want in [
         "socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_UDP) = fd",
         "connect(fd",
-        "send(fd",
-        "2 B) = 2",
+        "sendto(fd",
+        "buf, 2, MSG_NOSIGNAL, NULL, 0) = 2",
         "recvfrom(fd",
         "close(fd",
     ] {
@@ -427,7 +427,7 @@ fn udp_narration_shows_the_datagram_calls() {
     }
     let so = log.find("socket(AF_INET").unwrap();
     let co = log.find("connect(fd").unwrap();
-    let se = log.find("send(fd").unwrap();
+    let se = log.find("sendto(fd").unwrap();
     assert!(so < co && co < se, "calls out of order:\n{log}");
 }
 
