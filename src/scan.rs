@@ -286,12 +286,12 @@ fn udp_probe(addr: SocketAddr, check: &Check) -> Result<Socket> {
     narrate::traced(
         || sock.send(&[]),
         |r| match r {
-            // socket2's send() is sendto() with no address and MSG_NOSIGNAL, as strace shows.
+            // socket2's send() is sendto() with no address and no flags, as strace shows.
             Ok(n) => {
-                format!("sendto(fd {fd}, \"\", 0, MSG_NOSIGNAL, NULL, 0) = {n} (an empty datagram)")
+                format!("sendto(fd {fd}, \"\", 0, 0, NULL, 0) = {n} (an empty datagram)")
             }
             Err(e) => format!(
-                "sendto(fd {fd}, \"\", 0, MSG_NOSIGNAL, NULL, 0) {}",
+                "sendto(fd {fd}, \"\", 0, 0, NULL, 0) {}",
                 narrate::errno_text(e)
             ),
         },
@@ -421,16 +421,19 @@ fn wait(
             };
             narrate::call(
                 format_args!(
-                    "poll: fd {} writable; getsockopt(fd {}, SOL_SOCKET, SO_ERROR) = {}{}",
-                    socket::fd(&p.sock),
+                    "getsockopt(fd {}, SOL_SOCKET, SO_ERROR) = {}{} (poll said fd {} is \
+                     writable: the handshake ended)",
                     socket::fd(&p.sock),
                     match &err {
                         Ok(None) => "0".to_string(),
-                        Ok(Some(e)) | Err(e) => e
-                            .raw_os_error()
-                            .map_or_else(|| e.to_string(), |c| narrate::errno_name(c).into()),
+                        Ok(Some(e)) => e.raw_os_error().map_or_else(
+                            || e.to_string(),
+                            |c| format!("0, error {}", narrate::errno_name(c)),
+                        ),
+                        Err(e) => narrate::errno_text(e).trim_start_matches("= ").to_string(),
                     },
-                    socket::state_suffix(&p.sock)
+                    socket::state_suffix(&p.sock),
+                    socket::fd(&p.sock),
                 ),
                 took,
             );

@@ -486,14 +486,14 @@ impl DgramRelay<'_> {
                     from: sfd,
                     to: None,
                 };
-                // socket2's send and send_to are sendto(2) with MSG_NOSIGNAL, as strace shows.
+                // socket2's send and send_to are sendto(2) with no flags, as strace shows.
                 let len = data.len();
                 let full = || match self.peers {
                     Peers::Connected => {
-                        format!("sendto(fd {sfd}, buf, {len}, MSG_NOSIGNAL, NULL, 0)")
+                        format!("sendto(fd {sfd}, buf, {len}, 0, NULL, 0)")
                     }
                     Peers::AnswerLast => {
-                        format!("sendto(fd {sfd}, buf, {len}, MSG_NOSIGNAL, {who})")
+                        format!("sendto(fd {sfd}, buf, {len}, 0, {who})")
                     }
                 };
                 flow.call(key, full, &r.as_ref().map(|n| *n).map_err(copy_error));

@@ -1,0 +1,575 @@
+//! `-vvv` narration against the kernel's own record: sockkit runs under `strace -f -tt`, and
+//! for every socket descriptor the calls narrated on it must be the calls strace saw on it, in
+//! the same order, with the same result and the same flags, save a short list of exclusions
+//! (`EXCLUDED`, each checked to really occur so the list cannot hide more than it says). Then
+//! the TCP states the kernel reaches by itself (TIME_WAIT, CLOSE_WAIT, FIN_WAIT2) and a RST
+//! from linger 0 are checked against `ss -tan`. Loopback only, port 0, every wait bounded.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::thread;
+
+use util::{Output, Server, T, TempDir, bin, peer_or_skip, run_cmd, serve_once};
+
+/// The system calls the check looks at. Anything else strace may see (mmap, futex, ...) is no
+/// socket call.
+const TRACED: &str = "socket,socketpair,connect,accept,accept4,bind,listen,setsockopt,\
+                      getsockopt,getsockname,getpeername,shutdown,close,read,write,splice,\
+                      sendfile,sendto,recvfrom,sendmsg,recvmsg,fcntl,ioctl,poll,ppoll,\
+                      epoll_wait,epoll_ctl,pipe2";
+
+/// Socket calls sockkit makes but does not narrate, and why. Each is asserted to occur in at
+/// least one of the runs below.
+const EXCLUDED: &[(&str, &str)] = &[
+    (
+        "poll",
+        "waiting for readiness is the relay's rhythm, not a step of the API",
+    ),
+    (
+        "fcntl F_GETFL",
+        "socket2 reads the flags before the narrated F_SETFL",
+    ),
+    (
+        "getsockopt TCP_INFO",
+        "narration's own look at the TCP state (the ` -> ESTABLISHED` after a call)",
+    ),
+    (
+        "getsockopt SO_LINGER",
+        "narration's look at what close() will send",
+    ),
+    (
+        "ioctl FIONREAD",
+        "narration's look at unread bytes (a RST at close)",
+    ),
+    (
+        "socketpair",
+        "the relay's wake-up channel between its threads, no network socket",
+    ),
+    (
+        "stdout report",
+        "connect -z prints its findings on stdout: program output, not a connection's data",
+    ),
+    (
+        "netlink",
+        "the sock_diag look-up after close(), narrated as one sock_diag(...) line",
+    ),
+];
+
+/// One call: its name, the descriptor it is about, its result (`3`, `0`, `-1 EINPROGRESS`),
+/// and its arguments as written (for the flags).
+#[derive(Debug, Clone)]
+struct Call {
+    name: String,
+    fd: i64,
+    result: String,
+    args: String,
+}
+
+/// What one traced run left: sockkit's output, strace's record, the exclusions it hit.
+struct Traced {
+    out: Output,
+    strace: Vec<Call>,
+    excluded: Vec<&'static str>,
+}
+
+/// `strace -f -tt -o FILE sockkit ARGS` with `input` on stdin.
+fn strace_cmd(dir: &TempDir, args: &[&str]) -> (Command, std::path::PathBuf) {
+    let log = dir.path("strace.log");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-tt", "-qq", "-e", &format!("trace={TRACED}"), "-o"])
+        .arg(&log)
+        .arg(bin())
+        .args(args);
+    (cmd, log)
+}
+
+fn traced_run(args: &[&str], input: &[u8]) -> Option<Traced> {
+    peer_or_skip("strace")?;
+    let dir = TempDir::new("narration");
+    let (mut cmd, log) = strace_cmd(&dir, args);
+    let out = run_cmd(&mut cmd, input, T);
+    // Only a relay moves data through stdio; connect -z writes its report there.
+    let relay = !args.contains(&"-z");
+    Some(read_trace(out, &log, relay))
+}
+
+fn read_trace(out: Output, log: &Path, relay: bool) -> Traced {
+    let text = std::fs::read_to_string(log).expect("reading strace's log");
+    let (strace, excluded) = socket_calls(&text, relay);
+    Traced {
+        out,
+        strace,
+        excluded,
+    }
+}
+
+/// `name(args) = result` split; `None` when the line is no completed call.
+fn split_call(text: &str) -> Option<(String, String, String)> {
+    let open = text.find('(')?;
+    let name = &text[..open];
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    // strace pads short calls before ` = `: `close(3)            = 0`.
+    let eq = text.rfind(" = ")?;
+    let args = text[open + 1..eq].trim_end().strip_suffix(')')?.to_string();
+    let rest = &text[eq + 3..];
+    let mut words = rest.split_whitespace();
+    let first = words.next()?;
+    let result = if first == "-1" {
+        format!("-1 {}", words.next().unwrap_or(""))
+    } else {
+        first.to_string()
+    };
+    Some((name.to_string(), args, result))
+}
+
+/// The first argument as a descriptor, when it is one.
+fn first_fd(args: &str) -> Option<i64> {
+    args.split(',').next()?.trim().parse().ok()
+}
+
+/// strace's log, as the socket calls on socket descriptors (and stdio data calls), with the
+/// exclusions that were hit. Unfinished calls (`<unfinished ...>`) are joined with their
+/// `<... name resumed>` line and placed where they returned, as narration places them.
+fn socket_calls(log: &str, relay: bool) -> (Vec<Call>, Vec<&'static str>) {
+    let mut pending: BTreeMap<String, String> = BTreeMap::new();
+    let mut sockets: Vec<i64> = Vec::new();
+    let mut hidden: Vec<i64> = Vec::new();
+    let mut calls = Vec::new();
+    let mut excluded = Vec::new();
+    for line in log.lines() {
+        // `PID  HH:MM:SS.micros call(...) = result`, the PID padded with spaces.
+        let Some((pid, after)) = line.trim_start().split_once(' ') else {
+            continue;
+        };
+        let Some((_time, rest)) = after.trim_start().split_once(' ') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let text = if let Some(start) = rest.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid.to_string(), start.to_string());
+            continue;
+        } else if rest.starts_with("<... ") {
+            let Some(start) = pending.remove(pid) else {
+                continue;
+            };
+            let tail = rest.split_once("resumed>").map_or("", |(_, t)| t);
+            format!("{start}{tail}")
+        } else {
+            rest.to_string()
+        };
+        let Some((name, args, result)) = split_call(&text) else {
+            continue;
+        };
+        let res_fd: Option<i64> = result.parse().ok();
+        match name.as_str() {
+            "socket" => {
+                if let Some(fd) = res_fd.filter(|fd| *fd >= 0) {
+                    if args.starts_with("AF_NETLINK") {
+                        hidden.push(fd);
+                        excluded.push("netlink");
+                        continue;
+                    }
+                    sockets.push(fd);
+                    calls.push(Call {
+                        name,
+                        fd,
+                        result,
+                        args,
+                    });
+                }
+                continue;
+            }
+            "socketpair" | "pipe2" => {
+                if name == "socketpair" {
+                    excluded.push("socketpair");
+                    // [4, 5]: both ends are the wake-up channel.
+                    if let Some(pair) = args.rsplit('[').next() {
+                        for n in pair.trim_end_matches(']').split(',') {
+                            if let Ok(fd) = n.trim().parse() {
+                                hidden.push(fd);
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            "poll" | "ppoll" | "epoll_wait" | "epoll_ctl" => {
+                excluded.push("poll");
+                continue;
+            }
+            _ => {}
+        }
+        let Some(fd) = first_fd(&args) else { continue };
+        if hidden.contains(&fd) {
+            if name == "close" {
+                hidden.retain(|h| *h != fd);
+            }
+            continue;
+        }
+        let is_socket = sockets.contains(&fd);
+        let stdio = matches!((name.as_str(), fd), ("read", 0) | ("write", 1));
+        if stdio && !relay {
+            excluded.push("stdout report");
+            continue;
+        }
+        let stdio_data = stdio;
+        let splice_or_sendfile = matches!(name.as_str(), "splice" | "sendfile");
+        if !(is_socket || stdio_data || splice_or_sendfile) {
+            continue;
+        }
+        if splice_or_sendfile && !is_socket && !stdio_data {
+            // splice(pipe -> stdout) belongs to the relay's socket -> stdout direction.
+            let touches_socket_or_stdio = args
+                .split(',')
+                .filter_map(|a| a.trim().parse::<i64>().ok())
+                .any(|n| sockets.contains(&n) || n == 0 || n == 1);
+            if !touches_socket_or_stdio {
+                continue;
+            }
+        }
+        if name == "fcntl" && (args.contains("F_GETFL") || args.contains("F_GETFD")) {
+            excluded.push("fcntl F_GETFL");
+            continue;
+        }
+        if name == "getsockopt" && args.contains("TCP_INFO") {
+            excluded.push("getsockopt TCP_INFO");
+            continue;
+        }
+        if name == "getsockopt" && args.contains("SO_LINGER") {
+            excluded.push("getsockopt SO_LINGER");
+            continue;
+        }
+        if name == "ioctl" && args.contains("FIONREAD") {
+            excluded.push("ioctl FIONREAD");
+            continue;
+        }
+        if name == "ioctl" {
+            continue; // TCGETS on stdio and the like: no socket call
+        }
+        let new_socket = (name == "fcntl" && args.contains("F_DUPFD_CLOEXEC") && is_socket)
+            || name == "accept4"
+            || name == "accept";
+        if new_socket && let Some(new) = res_fd.filter(|n| *n >= 0) {
+            sockets.push(new);
+        }
+        if name == "close" {
+            sockets.retain(|s| *s != fd);
+        }
+        calls.push(Call {
+            name,
+            fd,
+            result,
+            args,
+        });
+    }
+    (calls, excluded)
+}
+
+/// The calls sockkit narrated, from its stderr, in the same shape (only the names strace was
+/// asked to trace, less the excluded poll).
+fn narrated_calls(stderr: &str) -> Vec<Call> {
+    let traced: Vec<&str> = TRACED.split(',').collect();
+    let mut calls = Vec::new();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("sockkit:") else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let Some(text) = rest.strip_prefix('+').and_then(|r| r.split_once(' ')) else {
+            continue;
+        };
+        let text = text.1;
+        let Some(open) = text.find('(') else { continue };
+        let name = &text[..open];
+        if !traced.contains(&name) || name == "poll" {
+            continue;
+        }
+        let Some(eq) = text.find(" = ") else { continue };
+        let args = text[open + 1..eq].trim_end_matches(')').to_string();
+        let res_text = &text[eq + 3..];
+        let mut words = res_text.split_whitespace();
+        let first = words.next().unwrap_or("");
+        let result = match first {
+            "fd" => words.next().unwrap_or("").to_string(),
+            "-1" => format!("-1 {}", words.next().unwrap_or("")),
+            n if n.trim_end_matches(',').parse::<i64>().is_ok() => {
+                n.trim_end_matches(',').to_string()
+            }
+            // getsockname(fd 3) = 127.0.0.1:5555: the call returned 0.
+            _ => "0".to_string(),
+        };
+        let fd = if name == "socket" {
+            result.parse().unwrap_or(-1)
+        } else {
+            args.split(',')
+                .next()
+                .and_then(|a| a.trim().strip_prefix("fd "))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(-1)
+        };
+        calls.push(Call {
+            name: name.to_string(),
+            fd,
+            result,
+            args,
+        });
+    }
+    calls
+}
+
+/// The flag names (`SOCK_CLOEXEC`, `SHUT_WR`, `MSG_NOSIGNAL`, ...) in a call's arguments.
+fn flags(args: &str) -> Vec<String> {
+    args.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|w| w.contains('_') && w.starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Per descriptor, the narrated calls are exactly strace's: same names in the same order,
+/// same results, and every flag narration names is one strace shows.
+fn assert_matches(t: &Traced) {
+    let narrated = narrated_calls(&t.out.stderr);
+    let per_fd = |calls: &[Call]| {
+        let mut m: BTreeMap<i64, Vec<Call>> = BTreeMap::new();
+        for c in calls {
+            m.entry(c.fd).or_default().push(c.clone());
+        }
+        m
+    };
+    let said = per_fd(&narrated);
+    let seen = per_fd(&t.strace);
+    let show = |v: &[Call]| {
+        v.iter()
+            .map(|c| format!("{}={}", c.name, c.result))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let context = format!(
+        "narrated:\n{}\nstrace:\n{:#?}",
+        t.out.stderr,
+        t.strace
+            .iter()
+            .map(|c| format!("{}({}) = {}", c.name, c.args, c.result))
+            .collect::<Vec<_>>()
+    );
+    for fd in said.keys().chain(seen.keys()) {
+        let a = said.get(fd).map_or(&[][..], Vec::as_slice);
+        let b = seen.get(fd).map_or(&[][..], Vec::as_slice);
+        assert_eq!(
+            show(a),
+            show(b),
+            "fd {fd}: narrated calls differ from strace's\n{context}"
+        );
+        for (n, s) in a.iter().zip(b) {
+            for flag in flags(&n.args) {
+                assert!(
+                    s.args.contains(&flag),
+                    "fd {fd}: {}() narrated with {flag}, strace shows ({})\n{context}",
+                    n.name,
+                    s.args
+                );
+            }
+        }
+    }
+    assert!(!narrated.is_empty(), "nothing narrated:\n{context}");
+}
+
+/// A TCP peer that reads to EOF, answers `reply` and closes: the half-close the relay makes.
+fn half_close_peer(reply: &'static [u8]) -> (std::net::SocketAddr, thread::JoinHandle<Vec<u8>>) {
+    serve_once(move |mut s| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(reply).unwrap();
+        got
+    })
+}
+
+#[test]
+fn connect_with_half_close_narrates_every_call_strace_sees() {
+    let (addr, peer) = half_close_peer(b"pong");
+    let port = addr.port().to_string();
+    let Some(t) = traced_run(&["connect", "-vvv", "127.0.0.1", &port], b"hi\n") else {
+        return;
+    };
+    assert_eq!(t.out.code(), Some(0), "{}", t.out.stderr);
+    assert_eq!(t.out.stdout, b"pong");
+    assert_eq!(util::join_within(peer, T), b"hi\n");
+    assert_matches(&t);
+    for want in ["shutdown", "read", "write", "close", "socket"] {
+        assert!(
+            t.strace.iter().any(|c| c.name == want),
+            "strace saw no {want}: {:?}",
+            t.strace
+        );
+    }
+    assert!(t.excluded.contains(&"getsockopt TCP_INFO"));
+}
+
+#[test]
+fn connect_with_timeout_narrates_the_non_blocking_connect() {
+    let (addr, peer) = half_close_peer(b"ok");
+    let port = addr.port().to_string();
+    let Some(t) = traced_run(&["connect", "-vvv", "-w", "5", "127.0.0.1", &port], b"x") else {
+        return;
+    };
+    assert_eq!(t.out.code(), Some(0), "{}", t.out.stderr);
+    assert_eq!(util::join_within(peer, T), b"x");
+    assert_matches(&t);
+    let e = &t.out.stderr;
+    assert!(e.contains("F_SETFL, O_RDWR|O_NONBLOCK) = 0"), "{e}");
+    assert!(e.contains("= -1 EINPROGRESS"), "{e}");
+    assert!(
+        e.contains("getsockopt(fd 3, SOL_SOCKET, SO_ERROR) = 0"),
+        "{e}"
+    );
+    assert!(t.excluded.contains(&"fcntl F_GETFL"));
+    assert!(t.excluded.contains(&"poll"));
+}
+
+#[test]
+fn listen_with_accept_narrates_every_call_strace_sees() {
+    if peer_or_skip("strace").is_none() {
+        return;
+    }
+    let dir = TempDir::new("narration-listen");
+    let (mut cmd, log) = strace_cmd(&dir, &["listen", "-vvv", "127.0.0.1", "0"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut server = Server::start_with(&mut cmd);
+    let mut c = TcpStream::connect(server.loopback()).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"hello").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let out = util::collect(server.child.stdout());
+    let mut stdin = server.child.stdin();
+    stdin.write_all(b"back").unwrap();
+    drop(stdin);
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"back");
+    let status = server.child.status_within(T, "listen under strace");
+    let stderr = server.stderr.finish(T);
+    let t = read_trace(
+        Output {
+            status,
+            stdout: util::join_within(out, T),
+            stderr,
+        },
+        &log,
+        true,
+    );
+    assert_eq!(t.out.stdout, b"hello");
+    assert_matches(&t);
+    assert!(
+        t.out
+            .stderr
+            .contains("accept4(fd 3, ..., SOCK_CLOEXEC) = fd 4"),
+        "{}",
+        t.out.stderr
+    );
+    assert!(t.excluded.contains(&"socketpair"));
+}
+
+#[test]
+fn connect_udp_narrates_every_call_strace_sees() {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(T)).unwrap();
+    let port = peer.local_addr().unwrap().port().to_string();
+    let echo = thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        peer.send_to(b"back", from).unwrap();
+        buf[..n].to_vec()
+    });
+    let Some(t) = traced_run(
+        &[
+            "connect",
+            "-u",
+            "-vvv",
+            "--quit-after",
+            "1s",
+            "127.0.0.1",
+            &port,
+        ],
+        b"hi",
+    ) else {
+        return;
+    };
+    assert_eq!(t.out.code(), Some(0), "{}", t.out.stderr);
+    assert_eq!(util::join_within(echo, T), b"hi");
+    assert_eq!(t.out.stdout, b"back");
+    assert_matches(&t);
+    assert!(t.strace.iter().any(|c| c.name == "sendto"));
+    assert!(t.strace.iter().any(|c| c.name == "recvfrom"));
+}
+
+#[test]
+fn connect_unix_narrates_every_call_strace_sees() {
+    let dir = TempDir::new("narration-unix");
+    let path = dir.path("s");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"unix").unwrap();
+        got
+    });
+    let p = path.to_str().unwrap();
+    let Some(t) = traced_run(&["connect", "-vvv", "-U", p], b"hi") else {
+        return;
+    };
+    assert_eq!(t.out.code(), Some(0), "{}", t.out.stderr);
+    assert_eq!(util::join_within(server, T), b"hi");
+    assert_eq!(t.out.stdout, b"unix");
+    assert_matches(&t);
+}
+
+#[test]
+fn connect_z_narrates_every_call_strace_sees() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let Some(t) = traced_run(&["connect", "-z", "-vvv", "127.0.0.1", &port], b"") else {
+        return;
+    };
+    assert_eq!(t.out.code(), Some(0), "{}", t.out.stderr);
+    assert_matches(&t);
+    let e = &t.out.stderr;
+    assert!(e.contains("= -1 EINPROGRESS"), "{e}");
+    assert!(e.contains("SO_ERROR) = 0"), "{e}");
+    drop(listener);
+}
+
+#[test]
+fn every_exclusion_is_seen_in_some_run() {
+    // A bounded connect and a port check between them hit every exclusion: the list cannot
+    // grow an entry that hides nothing.
+    let (addr, _peer) = half_close_peer(b"pong");
+    let port = addr.port().to_string();
+    let Some(a) = traced_run(&["connect", "-vvv", "-w", "5", "127.0.0.1", &port], b"hi") else {
+        return;
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let zport = listener.local_addr().unwrap().port().to_string();
+    let Some(z) = traced_run(&["connect", "-z", "-vvv", "127.0.0.1", &zport], b"") else {
+        return;
+    };
+    let mut seen: Vec<&str> = a.excluded.iter().chain(&z.excluded).copied().collect();
+    seen.sort_unstable();
+    seen.dedup();
+    for (name, why) in EXCLUDED {
+        assert!(
+            seen.contains(name),
+            "exclusion {name:?} ({why}) never occurred; seen: {seen:?}\n{}",
+            a.out.stderr
+        );
+    }
+}
