@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 
-use util::{Output, Server, T, TempDir, bin, peer_or_skip, run_cmd, serve_once};
+use util::{LineTap, Output, Server, T, TempDir, bin, peer_or_skip, run_cmd, serve_once};
 
 /// The system calls the check looks at. Anything else strace may see (mmap, futex, ...) is no
 /// socket call.
@@ -572,4 +572,201 @@ fn every_exclusion_is_seen_in_some_run() {
             a.out.stderr
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the kernel does on its own, cross-checked with `ss -tan`.
+
+/// `ss -tan` lines for the connection from 127.0.0.1:`local` to `peer`, as (state, local,
+/// peer) words.
+fn ss_states(local: u16, peer: u16) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(["-tan"])
+        .output()
+        .expect("running ss -tan");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (l, p) = (format!("127.0.0.1:{local}"), format!("127.0.0.1:{peer}"));
+    text.lines()
+        .filter(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            w.len() >= 5 && w[3] == l && w[4] == p
+        })
+        .map(|line| line.split_whitespace().next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// sockkit's own port, from its `connected: 127.0.0.1:L -> ...` line.
+fn local_port(stderr: &str) -> u16 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("sockkit: connected: "))
+        .unwrap_or_else(|| panic!("no connected line in:\n{stderr}"));
+    let local = line["sockkit: connected: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap();
+    local.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// `sockkit connect -vv ARGS 127.0.0.1 PORT` with stdin piped and stderr tapped.
+fn connect_tapped(args: &[&str], port: u16) -> (util::ChildGuard, LineTap) {
+    let port = port.to_string();
+    let mut all = vec!["connect", "-vv"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["127.0.0.1", &port]);
+    let mut cmd = util::sockkit(&all);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = util::ChildGuard::spawn(&mut cmd);
+    let tap = LineTap::new(child.stderr());
+    (child, tap)
+}
+
+#[test]
+fn fin_wait2_then_time_wait_after_an_active_close_match_ss() {
+    if peer_or_skip("ss").is_none() {
+        return;
+    }
+    // The peer reads to EOF, then holds its side open until told: sockkit sits in FIN_WAIT2.
+    let (release_tx, release) = std::sync::mpsc::channel::<()>();
+    let (addr, peer) = serve_once(move |mut s| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        let _ = release.recv_timeout(T);
+        got
+    });
+    let (mut child, mut tap) = connect_tapped(&[], addr.port());
+    let mut stdin = child.stdin();
+    stdin.write_all(b"bye\n").unwrap();
+    drop(stdin);
+    let fin_wait2 = tap
+        .wait_seen(T, |l| l.contains("-> FIN_WAIT2"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = tap.text();
+    let local = local_port(&stderr);
+    assert_eq!(
+        ss_states(local, addr.port()),
+        ["FIN-WAIT-2"],
+        "sockkit said {fin_wait2:?}"
+    );
+    release_tx.send(()).unwrap();
+    assert_eq!(util::join_within(peer, T), b"bye\n");
+    assert!(child.status_within(T, "connect").success());
+    let stderr = tap.finish(T);
+    let want = format!("= TIME_WAIT (the kernel holds 127.0.0.1:{local} for ");
+    assert!(stderr.contains(&want), "no {want:?} in:\n{stderr}");
+    assert!(
+        stderr.contains("FIN_WAIT2 -> CLOSE, no call of ours"),
+        "{stderr}"
+    );
+    assert_eq!(ss_states(local, addr.port()), ["TIME-WAIT"], "{stderr}");
+}
+
+#[test]
+fn close_wait_after_the_peers_fin_matches_ss() {
+    if peer_or_skip("ss").is_none() {
+        return;
+    }
+    // The peer sends and half-closes at once; sockkit's stdin stays open, so it stays in
+    // CLOSE_WAIT until the test ends stdin.
+    // It waits for sockkit to be connected and narrating, so the FIN lands on a relay.
+    let (go_tx, go) = std::sync::mpsc::channel::<()>();
+    let (addr, peer) = serve_once(move |mut s| {
+        let _ = go.recv_timeout(T);
+        s.write_all(b"from peer").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    let (mut child, mut tap) = connect_tapped(&[], addr.port());
+    tap.wait_seen(T, |l| l.contains("F_DUPFD_CLOEXEC"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    go_tx.send(()).unwrap();
+    let line = tap
+        .wait_seen(T, |l| {
+            l.contains("ESTABLISHED -> CLOSE_WAIT, no call of ours")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains("the peer's FIN arrived"), "{line}");
+    let local = local_port(&tap.text());
+    assert_eq!(
+        ss_states(local, addr.port()),
+        ["CLOSE-WAIT"],
+        "{}",
+        tap.text()
+    );
+    let mut stdin = child.stdin();
+    stdin.write_all(b"late").unwrap();
+    drop(stdin);
+    assert!(child.status_within(T, "connect").success());
+    assert_eq!(util::join_within(peer, T), b"late");
+    let stderr = tap.finish(T);
+    // Our FIN went last: the TIME_WAIT is the peer's, and nothing is left on our side.
+    assert!(
+        stderr.contains("= nothing: the kernel has forgotten the connection"),
+        "{stderr}"
+    );
+    assert!(ss_states(local, addr.port()).is_empty(), "{stderr}");
+}
+
+#[test]
+fn linger_zero_with_no_shutdown_sends_a_rst_said_before_close_and_seen_by_ss() {
+    if peer_or_skip("ss").is_none() {
+        return;
+    }
+    // The peer reads what comes, then closes first. Without linger it would keep TIME_WAIT;
+    // sockkit's RST (linger 0, no FIN of ours) removes it.
+    let (addr, peer) = serve_once(|mut s| {
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).unwrap();
+        buf.to_vec()
+    });
+    let (mut child, mut tap) = connect_tapped(&["-o", "linger=0", "--no-shutdown"], addr.port());
+    let mut stdin = child.stdin();
+    stdin.write_all(b"hi").unwrap();
+    drop(stdin);
+    assert_eq!(util::join_within(peer, T), b"hi");
+    assert!(child.status_within(T, "connect").success());
+    let stderr = tap.finish(T);
+    let local = local_port(&stderr);
+    assert!(
+        stderr.contains(
+            "(was CLOSE_WAIT, sends a RST, not a FIN: SO_LINGER is on with a 0 s timeout)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("= nothing: the kernel has forgotten the connection"),
+        "{stderr}"
+    );
+    // Both directions: the peer's TIME_WAIT went with the RST, and nothing is on ours.
+    assert!(ss_states(local, addr.port()).is_empty(), "{stderr}");
+    assert!(ss_states(addr.port(), local).is_empty(), "{stderr}");
+}
+
+#[test]
+fn linger_zero_after_both_fins_is_said_to_be_moot() {
+    if peer_or_skip("ss").is_none() {
+        return;
+    }
+    let (addr, peer) = half_close_peer(b"");
+    let port = addr.port().to_string();
+    let out = run_cmd(
+        &mut util::sockkit(&["connect", "-vv", "-o", "linger=0", "127.0.0.1", &port]),
+        b"x",
+        T,
+    );
+    assert_eq!(util::join_within(peer, T), b"x");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let local = local_port(&out.stderr);
+    let moot = "SO_LINGER 0 has nothing to reset (it is moot here)";
+    assert_eq!(out.stderr.matches(moot).count(), 1, "{}", out.stderr);
+    assert_eq!(
+        ss_states(local, addr.port()),
+        ["TIME-WAIT"],
+        "{}",
+        out.stderr
+    );
 }
