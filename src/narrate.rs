@@ -103,7 +103,10 @@ const SHOWN_IN_FULL: u32 = 3;
 /// Made only when narrating (`Flow::new` is `None` otherwise), so a relay that is not
 /// narrated pays one branch per call: no formatting, no clock read.
 pub struct Flow {
-    direction: &'static str,
+    direction: String,
+    /// Whose calls these are, said after each line (`client 127.0.0.1:5555`) when several
+    /// flows interleave, as a server's clients do.
+    tag: bool,
     /// Each distinct call (name and descriptors) and how often it has been seen.
     seen: Vec<(Key, u32)>,
     /// Calls counted but not shown since `window_start`: per key, calls and bytes.
@@ -132,14 +135,24 @@ impl fmt::Display for Key {
 impl Flow {
     /// A flow for `direction` (`stdin -> socket`, `client 127.0.0.1:5555`), or `None` when
     /// `-vv` is off.
-    pub fn new(direction: &'static str) -> Option<Flow> {
+    pub fn new(direction: &str) -> Option<Flow> {
         narrating().then(|| Flow {
-            direction,
+            direction: direction.to_string(),
+            tag: false,
             seen: Vec::new(),
             window: Vec::new(),
             window_start: Instant::now(),
             every: every_call(),
         })
+    }
+
+    /// A server's flow for one client, both directions, each line tagged with `who`
+    /// (formatted only when narrating).
+    pub fn for_client(who: &dyn fmt::Display) -> Option<Flow> {
+        let mut flow = Flow::new("")?;
+        flow.direction = format!("client {who}");
+        flow.tag = true;
+        Some(flow)
     }
 
     /// One data call has returned `result`; `full` spells it as strace would (without the
@@ -162,8 +175,13 @@ impl Flow {
             } else {
                 ""
             };
+            let tag = if self.tag {
+                format!(" ({})", self.direction)
+            } else {
+                String::new()
+            };
             emit(format_args!(
-                "{:>9} {} {res}{more}",
+                "{:>9} {} {res}{more}{tag}",
                 format!("+{}", short(since_start())),
                 full()
             ));

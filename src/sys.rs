@@ -416,6 +416,11 @@ pub fn tcp_diag(
     // SAFETY: a whole inet_diag_msg was received after the header; integers only.
     let msg: InetDiagMsg =
         unsafe { std::ptr::read_unaligned(answer[header_len..].as_ptr().cast()) };
+    // An exact look-up falls back to a listening socket on the local port: that is not the
+    // connection asked about, which is gone.
+    if msg.id.dport != request.req.id.dport || msg.id.dst != request.req.id.dst {
+        return Ok(None);
+    }
     Ok(Some(Diag {
         state: msg.state,
         expires_ms: msg.expires,

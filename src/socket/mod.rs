@@ -27,5 +27,5 @@ pub use call::{
     close, close_dup, fd, local_addr, peer_addr, poll_readable, set_nonblocking, shutdown, target,
 };
 pub use listener::{Listener, bind_udp, listen};
-pub use state::{after_inprogress, look, state_suffix, tcp_info_summary, tcp_state};
+pub use state::{after_inprogress, look, remember_end, state_suffix, tcp_info_summary};
 pub use tcp::{accept, connect_from, tcp_socket};
