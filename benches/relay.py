@@ -228,8 +228,10 @@ def commands(tool, port, sockkit):
         for assignment in tool.split("+")[1:]:
             name, _, value = assignment.partition("=")
             srv_env[name] = cli_env[name] = value
-        return ([sockkit, "listen", "-v", "127.0.0.1", p],
-                [sockkit, "connect", "127.0.0.1", p], srv_env, cli_env)
+        # `sockkit-vv`: both ends narrating (-vv), to measure what narration costs when on.
+        vv = ["-vv"] if tool == "sockkit-vv" else []
+        return ([sockkit, "listen", "-v", *vv, "127.0.0.1", p],
+                [sockkit, "connect", *vv, "127.0.0.1", p], srv_env, cli_env)
     if tool == "nc":
         return (["nc", "-l", "127.0.0.1", p], ["nc", "-N", "127.0.0.1", p], None, None)
     if tool == "ncat":
@@ -254,7 +256,7 @@ class Result:
 
 def received_by_sockkit(stderr_text, n):
     m = re.search(r"received .*?\((\d+) B\)", stderr_text)
-    k = re.search(r"bytes_received (\d+)", stderr_text)
+    k = re.search(r"bytes_received[: ](\d+)", stderr_text)
     if not m or not k:
         raise SystemExit(f"bench: sockkit -v did not report its count:\n{stderr_text}")
     got, kernel = int(m.group(1)), int(k.group(1))

@@ -590,6 +590,11 @@ pub struct Verbosity {
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// For learners: after each socket call, one plain sentence on what it did and why it
+    /// matters, with the Java tutorial's equivalent where there is one (implies -vv).
+    #[arg(long)]
+    pub explain: bool,
+
     /// Servers do not announce `listening on ...`; errors are still printed.
     #[arg(short = 'q', long)]
     pub quiet: bool,

@@ -5,11 +5,30 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 static START: OnceLock<Instant> = OnceLock::new();
+static EXPLAIN: AtomicBool = AtomicBool::new(false);
+
+/// `--explain`: a plain sentence after each narrated step.
+pub fn set_explain(on: bool) {
+    EXPLAIN.store(on, Ordering::Relaxed);
+}
+
+/// True when `--explain` asked for the sentences.
+pub fn explaining() -> bool {
+    EXPLAIN.load(Ordering::Relaxed)
+}
+
+/// `--explain`'s sentence after a step: what the call did and why it matters, in a learner's
+/// words, under the line it explains.
+pub fn explain(what: fmt::Arguments) {
+    if explaining() {
+        emit(format_args!("          = {what}"));
+    }
+}
 
 /// How much to say: 0 silent, 1 `-v` lifecycle, 2 `-vv` every setup call and the first data
 /// calls of each kind, 3 `-vvv` every call.
@@ -113,6 +132,8 @@ pub struct Flow {
     window: Vec<(Key, u64, u64)>,
     window_start: Instant,
     every: bool,
+    /// `--explain` has told what an EOF (a 0 from read) means.
+    eof_explained: bool,
 }
 
 /// A data call's identity for counting: its name and the descriptors it moves between.
@@ -143,6 +164,7 @@ impl Flow {
             window: Vec::new(),
             window_start: Instant::now(),
             every: every_call(),
+            eof_explained: false,
         })
     }
 
@@ -185,6 +207,7 @@ impl Flow {
                 format!("+{}", short(since_start())),
                 full()
             ));
+            self.explain(key, n, result);
             return;
         }
         let bytes = result.as_ref().map_or(0, |n| *n as u64);
@@ -197,6 +220,48 @@ impl Flow {
         }
         if self.window_start.elapsed() >= Duration::from_secs(1) {
             self.summarise();
+        }
+    }
+
+    /// `--explain`: what the first call of each kind did, and what an EOF means.
+    fn explain(&mut self, key: Key, n: u32, result: &io::Result<usize>) {
+        if !explaining() {
+            return;
+        }
+        let reads = matches!(key.name, "read" | "recvfrom" | "splice");
+        if reads && matches!(result, Ok(0)) && !self.eof_explained {
+            self.eof_explained = true;
+            explain(format_args!(
+                "{}() returned 0: the other side is done sending (its FIN, or stdin's end). \
+                 In Java, in.readLine() returns null here.",
+                key.name
+            ));
+            return;
+        }
+        if n != 1 {
+            return;
+        }
+        let Ok(moved) = result else { return };
+        match key.name {
+            "read" | "recvfrom" => explain(format_args!(
+                "{}() returned the {moved} bytes that had arrived, whatever their size: it does \
+                 not wait for a whole line. Java's in.readLine() is read() again and again until \
+                 a newline.",
+                key.name
+            )),
+            "write" | "sendto" => explain(format_args!(
+                "{}() copied {moved} bytes into the kernel's send buffer and returned; TCP puts \
+                 them on the wire when it can. Java's out.println(...) is one write() of the \
+                 line and its newline.",
+                key.name
+            )),
+            "splice" | "sendfile" => explain(format_args!(
+                "{}() moved {moved} bytes inside the kernel, between the socket and a pipe or \
+                 file, without copying them through sockkit: what read() + write() would do, \
+                 with one copy less.",
+                key.name
+            )),
+            _ => {}
         }
     }
 

@@ -858,3 +858,107 @@ fn linger_zero_after_both_fins_is_said_to_be_moot() {
         out.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// --explain: a sentence after each step, with the Java tutorial's equivalents.
+
+/// Every one of `java` is in `text`.
+fn assert_java(text: &str, java: &[&str]) {
+    for j in java {
+        assert!(text.contains(j), "--explain never said {j:?}:\n{text}");
+    }
+}
+
+#[test]
+fn explain_on_connect_names_new_socket_println_and_readline() {
+    let (addr, peer) = half_close_peer(b"pong");
+    let port = addr.port().to_string();
+    let out = run_cmd(
+        &mut util::sockkit(&["connect", "--explain", "127.0.0.1", &port]),
+        b"hi\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(util::join_within(peer, T), b"hi\n");
+    assert_eq!(out.stdout, b"pong");
+    assert_java(
+        &out.stderr,
+        &["new Socket(host, port)", "out.println", "in.readLine()"],
+    );
+    // --explain implies -vv: the calls it explains are narrated.
+    assert!(out.stderr.contains("connect(fd 3, "), "{}", out.stderr);
+}
+
+#[test]
+fn explain_on_listen_names_new_server_socket_and_accept() {
+    let mut server = Server::start(&["listen", "--explain", "127.0.0.1", "0"]);
+    let mut c = TcpStream::connect(server.loopback()).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    c.write_all(b"hello\n").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    drop(server.child.stdin());
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(server.child.status_within(T, "listen").success());
+    let stderr = server.stderr.finish(T);
+    assert_java(
+        &stderr,
+        &[
+            "new ServerSocket(4444) is socket + setsockopt(SO_REUSEADDR) + bind + listen",
+            "serverSocket.accept()",
+            "in.readLine()",
+        ],
+    );
+}
+
+/// A server (`echo`, `knock`) run with --explain, one client talking to it: its stderr once
+/// every Java equivalent in `java` has been said.
+fn explained_server(args: &[&str], talk: impl FnOnce(&mut TcpStream), java: &[&str]) {
+    let mut server = Server::start(args);
+    let mut c = TcpStream::connect(server.loopback()).unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    talk(&mut c);
+    for j in java {
+        server
+            .stderr
+            .wait_seen(T, |l| l.contains(j))
+            .unwrap_or_else(|e| panic!("--explain never said {j:?}: {e}"));
+    }
+}
+
+#[test]
+fn explain_on_echo_names_new_server_socket_accept_println_and_readline() {
+    explained_server(
+        &["echo", "--explain", "--threads", "1", "127.0.0.1", "0"],
+        |c| {
+            c.write_all(b"hi\n").unwrap();
+            let mut back = [0u8; 3];
+            c.read_exact(&mut back).unwrap();
+            assert_eq!(&back, b"hi\n");
+        },
+        &[
+            "new ServerSocket(4444)",
+            "serverSocket.accept()",
+            "in.readLine()",
+            "out.println",
+        ],
+    );
+}
+
+#[test]
+fn explain_on_knock_names_new_server_socket_accept_println_and_readline() {
+    explained_server(
+        &["knock", "--explain", "--threads", "1", "127.0.0.1", "0"],
+        |c| {
+            let mut greeting = [0u8; 5];
+            c.read_exact(&mut greeting).unwrap();
+            c.write_all(b"Who's there?\n").unwrap();
+        },
+        &[
+            "new ServerSocket(4444)",
+            "serverSocket.accept()",
+            "out.println",
+            "in.readLine()",
+        ],
+    );
+}

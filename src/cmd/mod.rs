@@ -28,7 +28,14 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Echo(a) => a.verbosity,
         Command::Knock(a) => a.verbosity,
     };
-    narrate::set_level(verbosity.verbose);
+    // --explain narrates every step it explains: at least -vv.
+    let level = if verbosity.explain {
+        verbosity.verbose.max(2)
+    } else {
+        verbosity.verbose
+    };
+    narrate::set_level(level);
+    narrate::set_explain(verbosity.explain);
     match command {
         Command::Connect(args) => connect::run(args),
         Command::Listen(args) if args.broker.broker || args.broker.chat => broker::run(&args),

@@ -181,6 +181,7 @@ impl Acceptor {
                         ),
                         t0.elapsed(),
                     );
+                    socket::explain_accept(self.fd, s.as_raw_fd());
                 }
                 // The EAGAIN that ends each round of accepts is only worth a line at -vvv.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && !narrate::every_call() => {}

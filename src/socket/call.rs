@@ -37,7 +37,7 @@ pub fn target(addr: &SocketAddr, kind: SockKind) -> Target {
 /// `socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP) = fd 3`, `socket(AF_UNIX, SOCK_DGRAM, 0) = fd 3`:
 /// the arguments by their C names, so the line reads as the call in a textbook.
 pub fn open(domain: Domain, ty: Type, protocol: Option<Protocol>) -> io::Result<Socket> {
-    narrate::traced(
+    let made = narrate::traced(
         || Socket::new(domain, ty, protocol),
         |r| {
             let res = match r {
@@ -62,7 +62,14 @@ pub fn open(domain: Domain, ty: Type, protocol: Option<Protocol>) -> io::Result<
                 type_name(ty)
             )
         },
-    )
+    )?;
+    narrate::explain(format_args!(
+        "socket() made an endpoint, fd {}: the kernel's handle for a connection to come; \
+         nothing is on the wire yet. Java does this inside new Socket(host, port) and new \
+         ServerSocket(port).",
+        fd(&made)
+    ));
+    Ok(made)
 }
 
 /// `SOCK_STREAM` or `SOCK_DGRAM`, as socket() and the Unix `connecting to` line name it.
@@ -82,7 +89,13 @@ pub fn bind(sock: &Socket, to: &SockAddr, shown: &dyn fmt::Display, note: &str) 
         || sock.bind(to),
         After::Nothing,
         |fd, res| format!("bind(fd {fd}, {shown}) {res}{note}"),
-    )
+    )?;
+    narrate::explain(format_args!(
+        "bind() gave fd {} its local address, {shown}: what arrives for it now comes to this \
+         socket (port 0 asks the kernel to pick a free one).",
+        fd(sock)
+    ));
+    Ok(())
 }
 
 /// `connect(fd 3, 127.0.0.1:4444) = 0 -> ESTABLISHED`. With a `timeout` it is the
@@ -97,12 +110,14 @@ pub fn connect(
     after: After,
 ) -> io::Result<()> {
     let Some(limit) = timeout else {
-        return narrated(
+        narrated(
             sock,
             || sock.connect(to),
             after,
             |fd, res| format!("connect(fd {fd}, {shown}) {res}"),
-        );
+        )?;
+        explain_connect(sock, shown, after);
+        return Ok(());
     };
     set_nonblocking(sock, true)?;
     let started = narrated(
@@ -124,7 +139,28 @@ pub fn connect(
     };
     // Blocking again whatever happened: the relay reads and writes it that way.
     set_nonblocking(sock, false)?;
+    if result.is_ok() {
+        explain_connect(sock, shown, after);
+    }
     result
+}
+
+/// `--explain` after a connect() that worked.
+fn explain_connect(sock: &Socket, shown: &dyn fmt::Display, after: After) {
+    if after == After::TcpState {
+        narrate::explain(format_args!(
+            "connect() ran TCP's three-way handshake with {shown} (SYN, SYN-ACK, ACK): fd {} \
+             is a connection now, and the kernel gave our end an ephemeral port. Java's new \
+             Socket(host, port) is socket() + connect().",
+            fd(sock)
+        ));
+    } else {
+        narrate::explain(format_args!(
+            "connect() fixed fd {}'s peer, {shown}. On a datagram socket nothing is sent: it \
+             only means send() needs no address and only that peer's datagrams come in.",
+            fd(sock)
+        ));
+    }
 }
 
 /// `fcntl(fd 3, F_SETFL, O_RDWR|O_NONBLOCK) = 0`: socket2 reads the flags (F_GETFL) and sets
@@ -219,7 +255,15 @@ pub fn listen(sock: &Socket, backlog: i32, after: After) -> Result<()> {
         after,
         |fd, res| format!("listen(fd {fd}, backlog {backlog}) {res}"),
     )
-    .map_err(|e| anyhow!("listen(): {}", error::plain(&e)))
+    .map_err(|e| anyhow!("listen(): {}", error::plain(&e)))?;
+    narrate::explain(format_args!(
+        "listen() made fd {} a listening socket: the kernel now answers handshakes by itself \
+         and queues the finished ones (the backlog, {backlog} here, capped by somaxconn) until \
+         accept() takes them. Java's new ServerSocket(4444) is socket + \
+         setsockopt(SO_REUSEADDR) + bind + listen.",
+        fd(sock)
+    ));
+    Ok(())
 }
 
 /// `shutdown(fd, SHUT_WR)` and friends: half-close, the peer reads EOF.
@@ -234,7 +278,14 @@ pub fn shutdown(sock: &Socket, how: Shutdown) -> io::Result<()> {
         || sock.shutdown(how),
         After::TcpState,
         |fd, res| format!("shutdown(fd {fd}, {name}) {res}"),
-    )
+    )?;
+    if how == Shutdown::Write {
+        narrate::explain(format_args!(
+            "shutdown(SHUT_WR) sent our FIN: the peer's read() returns 0, end of stream, yet we \
+             can still read what it sends. Java: socket.shutdownOutput()."
+        ));
+    }
+    Ok(())
 }
 
 /// A call on `sock` that returns nothing, narrated by `text` (given the descriptor and the
@@ -280,7 +331,17 @@ pub fn accept(
     if let Some(peer) = accepted.1.as_socket() {
         state::remember_end(fd(&accepted.0), peer, false);
     }
+    explain_accept(fd(listener), fd(&accepted.0));
     Ok(accepted)
+}
+
+/// `--explain` after accept() returned `client` from `listener`.
+pub fn explain_accept(listener: RawFd, client: RawFd) {
+    narrate::explain(format_args!(
+        "accept() took the first finished handshake off the queue and returned it as a new \
+         socket, fd {client}, on the same local port; fd {listener} goes on listening. Java: \
+         Socket clientSocket = serverSocket.accept()."
+    ));
 }
 
 /// An IP address as narration shows it; `(not IP)` for anything else.
@@ -344,6 +405,10 @@ pub fn close(sock: Socket) {
         |_| format!("close(fd {n}) = 0{was}"),
     )
     .ok();
+    narrate::explain(format_args!(
+        "close() gave fd {n} back; what TCP still owes (a FIN, a RST, the wait after) the \
+         kernel finishes without us. Java: socket.close()."
+    ));
     if let Some((local, peer)) = ends {
         state::after_close(local, peer);
     }

@@ -24,7 +24,8 @@ pub mod udp;
 pub mod unix;
 
 pub use call::{
-    close, close_dup, fd, local_addr, peer_addr, poll_readable, set_nonblocking, shutdown, target,
+    close, close_dup, explain_accept, fd, local_addr, peer_addr, poll_readable, set_nonblocking,
+    shutdown, target,
 };
 pub use listener::{Listener, bind_udp, listen};
 pub use state::{after_inprogress, look, remember_end, state_suffix, tcp_info_summary};
