@@ -394,7 +394,10 @@ pub fn rate(n: u64, d: Duration) -> String {
     if secs <= 0.0 || n == 0 {
         return "-".to_string();
     }
-    format!("{}/s", bytes((n as f64 / secs) as u64))
+    // A float-to-int `as` saturates (never wraps); the rate is positive and shown rounded.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let per_sec = (n as f64 / secs) as u64;
+    format!("{}/s", bytes(per_sec))
 }
 
 #[cfg(test)]

@@ -468,11 +468,20 @@ fn an_option_for_another_socket_kind_is_refused() {
 }
 
 #[test]
+fn a_value_outside_what_the_kernel_keeps_is_refused_when_parsed_with_the_range() {
+    // IP_TOS keeps one byte: 256 would have been stored as 0 without a word.
+    refused_before_connecting("tos=256", 2, &["IP_TOS: 256 is outside 0-255"]);
+    refused_before_connecting("ttl=300", 2, &["IP_TTL: 300 is outside -1-255"]);
+    refused_before_connecting("keepcnt=128", 2, &["TCP_KEEPCNT: 128 is outside 1-127"]);
+}
+
+#[test]
 fn a_value_the_kernel_refuses_is_named_with_the_errno() {
+    // 0 is inside what an int carries but not a TTL: the kernel says EINVAL.
     refused_before_connecting(
-        "ttl=300",
+        "ttl=0",
         1,
-        &["sockkit: setting IP_TTL=300", "EINVAL", "1-255"],
+        &["sockkit: setting IP_TTL=0", "EINVAL", "1-255"],
     );
     refused_before_connecting(
         "maxseg=10",

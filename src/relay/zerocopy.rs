@@ -108,7 +108,7 @@ fn probe(fd: RawFd) -> (Kind, Duration) {
         Err(_) => Kind::Unknown,
         Ok(st) => match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File {
-                size: st.st_size.max(0) as u64,
+                size: st.st_size.max(0).cast_unsigned(),
             },
             libc::S_IFIFO => Kind::Pipe,
             libc::S_IFSOCK => Kind::Socket,

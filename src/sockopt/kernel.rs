@@ -19,7 +19,8 @@ impl Adjust {
             }
             (Adjust::EcnMasked, Value::Int(n)) if *n >= 0 => Value::Int(n & !3),
             (Adjust::Capped(sysctl), Value::Int(n)) => {
-                let max = read_sysctl(sysctl).map_or(i64::MAX, |m| m as i64);
+                let max =
+                    read_sysctl(sysctl).map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX));
                 Value::Int((*n).min(max))
             }
             _ => req.clone(),
