@@ -625,3 +625,27 @@ fn show_opts_explains_what_the_kernel_changed() {
     assert_eq!(tos[2..4], ["19", "16"], "{tos:?}");
     assert!(tos.join(" ").contains("ECN"), "{tos:?}");
 }
+
+#[test]
+fn show_opts_names_ip_tos_as_what_changed_so_priority() {
+    let (addr, got) = peer(b"");
+    let port = addr.port().to_string();
+    let out = run(&[
+        "connect",
+        "--show-opts",
+        "-o",
+        "priority=3",
+        "-o",
+        "tos=0x10",
+        "127.0.0.1",
+        &port,
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    got.recv_timeout(T).expect("the peer saw the connection");
+    let line = show_line(&out.stderr, "SO_PRIORITY");
+    assert_eq!(line[2], "3", "{}", out.stderr);
+    // 0x10 is IPTOS_LOWDELAY, which Linux maps to TC_PRIO_INTERACTIVE (6).
+    assert_eq!(line[3], "6", "{}", out.stderr);
+    let note = line[4..].join(" ");
+    assert!(note.starts_with("set by IP_TOS=16"), "{}", out.stderr);
+}

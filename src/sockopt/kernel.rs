@@ -67,6 +67,22 @@ impl Adjust {
     }
 }
 
+/// When another requested option changed this row's value (`requested` looks one up by name),
+/// which one and how, for `--show-opts`: setting IP_TOS makes Linux derive SO_PRIORITY from
+/// the TOS bits (rt_tos2priority), replacing a priority asked for before it.
+pub(super) fn caused_by(row: &Row, requested: &dyn Fn(&str) -> Option<Value>) -> Option<String> {
+    match row.name {
+        "SO_PRIORITY" => {
+            let tos = requested("IP_TOS")?;
+            Some(format!(
+                "set by IP_TOS={tos}, applied after it: Linux derives the priority from the \
+                 TOS bits (rt_tos2priority)"
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Reads a numeric sysctl such as `net.core.rmem_max` from /proc/sys.
 pub fn read_sysctl(name: &str) -> Option<u64> {
     read_sysctl_text(name)?.trim().parse().ok()
