@@ -23,4 +23,5 @@ fi
 is_openbsd_nc || { echo "bench: nc is not OpenBSD netcat (update-alternatives --config nc)" >&2; exit 1; }
 
 cargo build --release --quiet
-exec python3 benches/relay.py --sockkit "$PWD/target/release/sockkit" --workdir "$PWD/target/bench" "$@"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+exec python3 benches/relay.py --sockkit "$target/release/sockkit" --workdir "$target/bench" "$@"
