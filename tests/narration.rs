@@ -962,3 +962,41 @@ fn explain_on_knock_names_new_server_socket_accept_println_and_readline() {
         ],
     );
 }
+
+#[test]
+fn echo_udp_narrates_every_call_strace_sees() {
+    if peer_or_skip("strace").is_none() {
+        return;
+    }
+    let dir = TempDir::new("narration-echo-udp");
+    let (mut cmd, log) = strace_cmd(&dir, &["echo", "-u", "-vvv", "127.0.0.1", "0"]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut server = Server::start_with(&mut cmd);
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    c.send_to(b"ping", server.loopback()).unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping");
+    let me = c.local_addr().unwrap().to_string();
+    server
+        .stderr
+        .wait_seen(T, |l| l.contains("sendto(fd") && l.contains(&me))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sockkit = child_of(server.child.id());
+    // SAFETY: a plain kill(2) of the sockkit process this test started (under strace).
+    assert_eq!(unsafe { libc::kill(sockkit, libc::SIGINT) }, 0);
+    let status = server.child.status_within(T, "echo -u under strace");
+    let stderr = server.stderr.finish(T);
+    let t = read_trace(
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        },
+        &log,
+        true,
+    );
+    assert_matches(&t);
+    assert!(t.strace.iter().any(|c| c.name == "recvfrom"));
+}
