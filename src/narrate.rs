@@ -208,6 +208,9 @@ impl Flow {
                 full()
             ));
             self.explain(key, n, result);
+            if let Err(e) = result {
+                reset_told(key, e);
+            }
             return;
         }
         let bytes = result.as_ref().map_or(0, |n| *n as u64);
@@ -286,6 +289,28 @@ impl Flow {
         self.window.clear();
         self.window_start = Instant::now();
     }
+}
+
+/// A data call that failed because the peer reset the connection: the reset named as a RST,
+/// the segment that made it, which no call of ours sent.
+fn reset_told(key: Key, e: &io::Error) {
+    let why = match e.raw_os_error() {
+        Some(libc::ECONNRESET) => {
+            "the peer sent a RST: the connection is gone at once, \
+                                   and whatever it had not read is lost"
+        }
+        Some(libc::EPIPE) => {
+            "the connection was reset (a RST came earlier): nothing more \
+                              can be sent"
+        }
+        _ => return,
+    };
+    seen(format_args!(
+        "kernel: fd {} got a RST, no call of ours: {why} ({}() said {})",
+        key.from,
+        key.name,
+        errno_name(e.raw_os_error().unwrap_or(0))
+    ));
 }
 
 impl Drop for Flow {

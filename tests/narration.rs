@@ -1000,3 +1000,28 @@ fn echo_udp_narrates_every_call_strace_sees() {
     assert_matches(&t);
     assert!(t.strace.iter().any(|c| c.name == "recvfrom"));
 }
+
+#[test]
+fn a_reset_from_the_peer_is_told_as_a_rst() {
+    let mut server = Server::start(&["listen", "-vv", "127.0.0.1", "0"]);
+    let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    c.connect(&server.loopback().into()).unwrap();
+    server
+        .stderr
+        .wait_seen(T, |l| l.contains("F_DUPFD_CLOEXEC"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // SO_LINGER 0: close() sends a RST instead of a FIN.
+    c.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    drop(c);
+    let status = server.child.status_within(T, "listen");
+    let stderr = server.stderr.finish(T);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("= -1 ECONNRESET (Connection reset by peer)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("got a RST, no call of ours: the peer sent a RST"),
+        "{stderr}"
+    );
+}
