@@ -147,7 +147,18 @@ pub fn connect(
 
 /// `--explain` after a connect() that worked.
 fn explain_connect(sock: &Socket, shown: &dyn fmt::Display, after: After) {
-    if after == After::TcpState {
+    if !narrate::explaining() {
+        return;
+    }
+    let stream = sock.r#type().is_ok_and(|t| t == Type::STREAM);
+    if after == After::Nothing && stream {
+        narrate::explain(format_args!(
+            "connect() joined fd {} to the server listening at {shown}: between Unix sockets \
+             the kernel links the two ends directly, no handshake on any wire. Java: \
+             SocketChannel.open(UnixDomainSocketAddress.of(path)).",
+            fd(sock)
+        ));
+    } else if after == After::TcpState {
         narrate::explain(format_args!(
             "connect() ran TCP's three-way handshake with {shown} (SYN, SYN-ACK, ACK): fd {} \
              is a connection now, and the kernel gave our end an ephemeral port. Java's new \
