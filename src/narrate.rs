@@ -268,8 +268,10 @@ impl Flow {
         }
     }
 
-    /// The summary line of the calls counted since the last one, if any.
-    fn summarise(&mut self) {
+    /// The summary line of the calls counted since the last one, if any: said when a
+    /// direction ends (a flow that lives on, as the stdin side does across `listen -k`
+    /// sessions, is flushed at each session's end).
+    pub fn summarise(&mut self) {
         if self.window.is_empty() {
             self.window_start = Instant::now();
             return;

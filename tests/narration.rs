@@ -1025,3 +1025,65 @@ fn a_reset_from_the_peer_is_told_as_a_rst() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bulk_data_calls_are_shown_three_times_then_summed() {
+    // 8 MiB through a pipe: 32 reads of 256 KiB at least, far more than three.
+    let data = util::random_bytes(7, 8 << 20);
+    let (addr, peer) = half_close_peer(b"");
+    let port = addr.port().to_string();
+    let out = run_cmd(
+        &mut util::sockkit(&["connect", "-vv", "127.0.0.1", &port]),
+        &data,
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    util::assert_bytes_eq(&util::join_within(peer, T), &data, "what the peer got");
+    let full = |name: &str| {
+        out.stderr
+            .lines()
+            .filter(|l| l.contains(&format!(" {name}(fd 0, buf, ")))
+            .count()
+    };
+    assert_eq!(full("read"), 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("(more of these are summed once a second)"),
+        "{}",
+        out.stderr
+    );
+    // The summary counts the rest: the reads shown plus summed make up all the data.
+    let summary = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("stdin -> socket: ") && l.contains("read(fd 0) x"))
+        .unwrap_or_else(|| panic!("no summary line in:\n{}", out.stderr));
+    let calls: u64 = summary
+        .split("read(fd 0) x")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(calls >= 29, "{summary}");
+    // -vvv: every call in full, none summed.
+    let (addr, peer) = half_close_peer(b"");
+    let port = addr.port().to_string();
+    let all = run_cmd(
+        &mut util::sockkit(&["connect", "-vvv", "127.0.0.1", &port]),
+        &data,
+        T,
+    );
+    assert_eq!(all.code(), Some(0), "{}", all.stderr);
+    util::join_within(peer, T);
+    let reads = all
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" read(fd 0, buf, "))
+        .count();
+    assert!(reads >= 33, "{}", all.stderr);
+    assert!(
+        !all.stderr.contains("summed once a second"),
+        "{}",
+        all.stderr
+    );
+}

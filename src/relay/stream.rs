@@ -226,6 +226,7 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
         };
         // The dup goes before the session hears of the outcome, so the session's close() of
         // the socket is the last one and what it narrates (FIN, RST, TIME_WAIT) is true.
+        uplink.session_done();
         socket::close_dup(job.sock);
         if let Some(up) = outcome {
             job.events.send(up).ok();

@@ -389,6 +389,13 @@ impl Uplink {
         }
     }
 
+    /// The session's uplink is over: the data calls counted but not yet told are told.
+    pub fn session_done(&mut self) {
+        if let Some(flow) = &mut self.flow {
+            flow.summarise();
+        }
+    }
+
     /// A new session takes over (`listen -k`): what is held goes to it, its dump starts at 0.
     pub fn restart(&mut self) {
         self.stages.restart();
