@@ -301,9 +301,9 @@ fn reset_told(key: Key, e: &io::Error) {
             "the peer sent a RST: the connection is gone at once, \
                                    and whatever it had not read is lost"
         }
-        Some(libc::EPIPE) => {
-            "the connection was reset (a RST came earlier): nothing more \
-                              can be sent"
+        // EPIPE from a pipe (stdout closed) is no reset: only a socket's EPIPE is.
+        Some(libc::EPIPE) if is_socket(key.to.unwrap_or(key.from)) => {
+            "the connection was reset (a RST came earlier): nothing more can be sent"
         }
         _ => return,
     };
@@ -313,6 +313,11 @@ fn reset_told(key: Key, e: &io::Error) {
         key.name,
         errno_name(e.raw_os_error().unwrap_or(0))
     ));
+}
+
+/// Whether `fd` is a socket (fstat), asked only after a call failed.
+fn is_socket(fd: i32) -> bool {
+    crate::sys::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
 impl Drop for Flow {

@@ -1087,3 +1087,41 @@ fn bulk_data_calls_are_shown_three_times_then_summed() {
         all.stderr
     );
 }
+
+#[test]
+fn unread_data_at_close_is_said_to_send_a_rst_and_the_peer_sees_one() {
+    // The peer sends far more than sockkit will read: its stdout closes after a few bytes.
+    let (addr, peer) = serve_once(|mut s| {
+        let chunk = vec![b'z'; 64 * 1024];
+        let mut sent = 0usize;
+        let err = loop {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(e) => break e,
+            }
+            assert!(sent < 1 << 30, "sockkit never closed");
+        };
+        err.kind()
+    });
+    let (mut child, mut tap) = connect_tapped(&[], addr.port());
+    drop(child.stdin());
+    let mut out = child.stdout();
+    let mut first = [0u8; 10];
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    child.status_within(T, "connect");
+    let stderr = tap.finish(T);
+    assert!(
+        stderr.contains("sends a RST, not a FIN: ") && stderr.contains("arrived that nobody read"),
+        "{stderr}"
+    );
+    // What the peer's next write met: the reset.
+    let kind = util::join_within(peer, T);
+    assert!(
+        matches!(
+            kind,
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "{kind:?}\n{stderr}"
+    );
+}
