@@ -193,14 +193,15 @@ fn grow_narrated(fd: RawFd) {
 }
 
 /// `-vv`: a call the kernel refused (`since`: when it started), and the path taken instead.
-fn narrate_fallback(call: &str, e: &io::Error, since: Instant, direction: &str) {
+/// `since` is `None` when not narrating: the hot path reads no clock for narration.
+fn narrate_fallback(call: &str, e: &io::Error, since: Option<Instant>, direction: &str) {
     narrate::call(
         format_args!(
             "{call} {}: {direction} falls back to {}",
             narrate::errno_text(e),
             Path::Buffered
         ),
-        since.elapsed(),
+        since.map_or(Duration::ZERO, |t| t.elapsed()),
     );
 }
 
@@ -410,7 +411,7 @@ impl Uplink {
         moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
         if self.path == Path::Sendfile {
-            let t0 = Instant::now();
+            let t0 = narrate::narrating().then(Instant::now);
             let out = sock.as_raw_fd();
             let key = Key {
                 name: "sendfile",
@@ -568,7 +569,7 @@ impl Sink {
             _ => Grow::never(),
         };
         if path == Path::SpliceVia {
-            let t0 = Instant::now();
+            let t0 = narrate::narrating().then(Instant::now);
             match sys::pipe() {
                 Ok(p) => {
                     grow = Grow::pipe(p.1.as_raw_fd());
@@ -607,7 +608,7 @@ impl Sink {
     /// Moves what the socket has (it polled readable) to stdout; blocks while stdout is full.
     pub fn step(&mut self, sock: &Socket) -> Result<Got, DownError> {
         let fd = sock.as_raw_fd();
-        let t0 = Instant::now();
+        let t0 = narrate::narrating().then(Instant::now);
         match self.path {
             Path::Splice => match splice_fd(&mut self.flow, fd, STDOUT, ZC_CHUNK) {
                 Ok(0) => Ok(Got::Eof),
@@ -690,7 +691,7 @@ impl Sink {
             None => unreachable!("SpliceVia always has its pipe"),
         };
         let n = loop {
-            let t0 = Instant::now();
+            let t0 = narrate::narrating().then(Instant::now);
             match splice_fd(&mut self.flow, sock, pw, ZC_CHUNK) {
                 Ok(n) => break n,
                 Err(e) if interrupted(&e) => {}
@@ -707,7 +708,7 @@ impl Sink {
         }
         let mut left = n;
         while left > 0 {
-            let t0 = Instant::now();
+            let t0 = narrate::narrating().then(Instant::now);
             match splice_fd(&mut self.flow, pr, STDOUT, left) {
                 Ok(0) => {
                     let err = io::ErrorKind::WriteZero.into();
