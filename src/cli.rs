@@ -586,7 +586,8 @@ pub struct SockOptArgs {
 /// `-v`, `-vv` and `-q`, the same on every subcommand.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct Verbosity {
-    /// Say more on stderr: -v connections and totals, -vv every socket call as it happens.
+    /// Say more on stderr: -v connections and totals, -vv every socket call as it happens
+    /// (data calls: the first three of each, then a summary once a second), -vvv every call.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
