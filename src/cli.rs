@@ -102,6 +102,7 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         Command::Listen(a) => &a.sockopts,
         Command::Echo(a) => &a.sockopts,
         Command::Knock(a) => &a.sockopts,
+        Command::Forward(a) => &a.sockopts,
     };
     if sockopts
         .opts
@@ -147,7 +148,7 @@ fn special(e: clap::Error, args: &[OsString]) -> Special {
 
 /// A socket toolkit that shows its work: a netcat whose every socket can be seen and tuned.
 ///
-/// sockkit connects, listens, echoes and tells Knock Knock jokes over TCP (UDP with -u,
+/// sockkit connects, listens, echoes, forwards and tells Knock Knock jokes over TCP (UDP with -u,
 /// Unix-domain sockets with -U), and on the way
 /// shows the sockets API happening: `-vv` narrates each call (socket, setsockopt, bind,
 /// listen, accept, connect, shutdown, close) with its result and time, `-o` sets any socket
@@ -172,6 +173,7 @@ pub enum Command {
     Listen(ListenArgs),
     Echo(EchoArgs),
     Knock(KnockArgs),
+    Forward(ForwardArgs),
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -363,6 +365,77 @@ pub struct KnockArgs {
 
     #[command(flatten)]
     pub local: LocalArgs,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub net: NetArgs,
+
+    #[command(flatten)]
+    pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// Listen on `[ADDR] PORT` and forward each client to HOST PORT over a connection of its own.
+///
+/// Every client gets a new connection to HOST PORT (each address HOST resolves to tried in
+/// order, -w per attempt); bytes then flow both ways, spliced in the kernel (socket -> pipe ->
+/// socket) without passing through sockkit's memory. A FIN from one side is passed on as
+/// shutdown(SHUT_WR) once every byte before it is delivered, a reset as a reset; a target that
+/// refuses or times out has its client reset at once, and the reason is logged. Bytes taken
+/// from one side that could not be delivered to the other are counted and reported.
+///
+/// Example: sockkit forward -v 8080 127.0.0.1 80, then: curl http://127.0.0.1:8080/
+///
+/// -U PATH listens on a Unix stream socket instead of [ADDR] PORT; --to-unix PATH forwards to
+/// one instead of HOST PORT (so `sockkit forward 8080 --to-unix /run/app.sock` exposes a Unix
+/// socket over TCP). -o sets options on the listening socket and the accepted clients,
+/// --to-opt on the outbound sockets; --show-opts shows the listener, and each outbound socket
+/// as it connects. -x shows each direction, labelled with the pair's addresses. With -u, UDP:
+/// one outbound socket per client address, closed after --idle-timeout without datagrams.
+#[derive(Args, Debug)]
+#[command(
+    override_usage = "sockkit forward [OPTIONS] [ADDR] PORT HOST PORT\n       \
+                            sockkit forward [OPTIONS] -U PATH HOST PORT\n       \
+                            sockkit forward [OPTIONS] [ADDR] PORT --to-unix PATH"
+)]
+pub struct ForwardArgs {
+    /// Where to listen (`[ADDR] PORT`, left out with -U), then where to forward to (`HOST
+    /// PORT`, left out with --to-unix).
+    #[arg(value_name = "ENDPOINTS", num_args = 0..=4, allow_negative_numbers = true)]
+    pub endpoints: Vec<String>,
+
+    /// Listen on a Unix stream socket at PATH instead of [ADDR] PORT (`@name`: abstract).
+    #[arg(short = 'U', long = "unix", value_name = "PATH")]
+    pub unix: Option<UnixAddr>,
+
+    /// Replace a stale socket file at the -U PATH (one nobody listens on any more).
+    #[arg(long, requires = "unix")]
+    pub unlink: bool,
+
+    /// Forward to the Unix stream socket at PATH instead of HOST PORT.
+    #[arg(long, value_name = "PATH")]
+    pub to_unix: Option<UnixAddr>,
+
+    /// Forward UDP: each client address gets an outbound socket of its own, which
+    /// --idle-timeout ends (UDP has no FIN). IP on both sides: not with -U or --to-unix.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
+
+    /// Give up on each address of HOST after this long (default 10s); the client is then reset.
+    #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+
+    /// Set a socket option on each outbound socket (repeatable; the names of -o, which sets
+    /// them on the listening socket and the clients accepted).
+    #[arg(long = "to-opt", value_name = "NAME[=VALUE]")]
+    pub to_opts: Vec<SockOptRequest>,
+
+    #[command(flatten)]
+    pub dump: DumpArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,

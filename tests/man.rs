@@ -151,6 +151,24 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             ),
         ],
     ),
+    (
+        "forward",
+        &[
+            (
+                "Put a relay in front of a web server, with a line per connection.",
+                "sockkit forward -v 8080 127.0.0.1 80\ncurl http://127.0.0.1:8080/",
+            ),
+            (
+                "Expose a Unix socket over TCP (loopback only), and a TCP service as a Unix socket.",
+                "sockkit forward 127.0.0.1 8080 --to-unix /run/app.sock\n\
+                 sockkit forward -U /tmp/web.sock 127.0.0.1 80",
+            ),
+            (
+                "Forward DNS over UDP; each client's flow ends after 30 s without datagrams.",
+                "sockkit forward -u --idle-timeout 30s 5353 127.0.0.53 53",
+            ),
+        ],
+    ),
 ];
 
 /// Meaning of each exit status, numbered from `sockkit::error` so the page cannot drift.

@@ -1,6 +1,6 @@
 //! One module per subcommand, each the glue from its parsed arguments to the engines (relay,
 //! scan, server): connect.rs, listen.rs (broker.rs for `--broker`/`--chat`), echo.rs,
-//! knock.rs. What they share is in siblings they name directly: applies.rs (which option
+//! knock.rs, forward.rs. What they share is in siblings they name directly: applies.rs (which option
 //! applies where, checked before anything runs), options.rs (arguments -> engine options) and
 //! setup.rs (a server's socket on any transport). This file only dispatches.
 
@@ -8,6 +8,7 @@ pub mod applies;
 mod broker;
 mod connect;
 mod echo;
+mod forward;
 mod knock;
 mod listen;
 mod options;
@@ -27,6 +28,7 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Listen(a) => a.verbosity,
         Command::Echo(a) => a.verbosity,
         Command::Knock(a) => a.verbosity,
+        Command::Forward(a) => a.verbosity,
     };
     // --explain narrates every step it explains: at least -vv.
     let level = if verbosity.explain {
@@ -42,5 +44,6 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Listen(args) => listen::run(args),
         Command::Echo(args) => echo::run(args),
         Command::Knock(args) => knock::run(args),
+        Command::Forward(args) => forward::run(args),
     }
 }

@@ -1,0 +1,199 @@
+//! `sockkit forward [ADDR] PORT HOST PORT` (and `-U PATH` to listen on a Unix socket,
+//! `--to-unix PATH` to forward to one, `-u` for UDP): glue only. It sorts out the positional endpoints,
+//! checks the target once before listening (it resolves, it is not port 0, it is not the
+//! listening address itself, which would loop), binds as every server does (setup.rs), and
+//! hands the socket to the forwarding engine (`server::serve_forward`). Moving bytes is the
+//! engine's.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::applies::Transport;
+use super::options;
+use super::setup::{self, Local, Place};
+use crate::addr::{self, PortArg};
+use crate::cli::ForwardArgs;
+use crate::error::UsageError;
+use crate::server::{self, Dest, Forward};
+use crate::sockopt::{Plan, SockOptRequest};
+
+/// How long each connect attempt to the target may take without `-w`.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(args: ForwardArgs) -> Result<()> {
+    if args
+        .to_opts
+        .iter()
+        .any(|o| matches!(o, SockOptRequest::Help))
+    {
+        return Err(UsageError::new("--to-opt help: the list is `sockkit forward -o help`").into());
+    }
+    if args.udp && (args.unix.is_some() || args.to_unix.is_some()) {
+        return Err(UsageError::new(
+            "-u forwards UDP between IP addresses: it cannot be used with -U or --to-unix",
+        )
+        .into());
+    }
+    if args.udp && args.timeout.is_some() {
+        return Err(UsageError::new(
+            "-w bounds a TCP connect; with -u there is none (UDP connect() sends nothing)",
+        )
+        .into());
+    }
+    if args.udp && args.server.threads.is_some() {
+        return Err(UsageError::new(
+            "--threads: UDP forwarding runs on one event loop (one socket receives every client)",
+        )
+        .into());
+    }
+    if args.unix.is_some() && !(args.server.allow.is_empty() && args.server.deny.is_empty()) {
+        return Err(UsageError::new(
+            "--allow/--deny filter IP addresses, which a client of -U PATH does not have \
+             (the socket file's permissions decide who may connect)",
+        )
+        .into());
+    }
+    if args.unix.is_some() && args.to_unix.is_some() && (args.net.ipv4 || args.net.ipv6) {
+        return Err(UsageError::new(
+            "-4/-6 choose an IP family, and with -U PATH and --to-unix PATH no IP is used",
+        )
+        .into());
+    }
+    let (listen, target) = split(&args)?;
+    let family = args.net.family();
+    let dest = match (&args.to_unix, target) {
+        (Some(path), _) => Dest::Unix(path.clone()),
+        (None, Some((host, port))) => {
+            let port = addr::connect_port(port.parse::<PortArg>().map_err(UsageError::new)?)?;
+            // Checked once now, so a typo fails before anything listens; resolved again for
+            // each client.
+            addr::resolve(&host, port, family)?;
+            Dest::Ip { host, port, family }
+        }
+        (None, None) => {
+            return Err(UsageError::new("forward needs HOST PORT (or --to-unix PATH)").into());
+        }
+    };
+    let dump = options::dump(&args.dump)?;
+    let (laddr, lport) = match listen {
+        Some((a, p)) => (a, Some(p.parse::<PortArg>().map_err(UsageError::new)?)),
+        None => (None, None),
+    };
+    let place = Place {
+        addr: laddr.as_deref(),
+        port: lport,
+        default_port: None,
+        family,
+        unix: args.unix.as_ref(),
+        unlink: args.unlink,
+        unlink_on_signal: false,
+    };
+    let transport = Transport::of(args.unix.is_some(), args.udp);
+    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    refuse_loop(&bound.local, &dest)?;
+    let fwd = Forward {
+        dest,
+        connect_timeout: args.timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        out_plan: Plan::new(&args.to_opts),
+        show_opts: args.sockopts.show_opts,
+        dump,
+    };
+    let setup::Bound {
+        socket,
+        plan,
+        guard,
+        ..
+    } = bound;
+    let limits = options::limits(&args.server);
+    let result = if args.udp {
+        server::serve_udp_forward(socket, &limits, &fwd)
+    } else {
+        server::serve_forward(socket, args.unix.is_some(), &plan, limits, &fwd)
+    };
+    drop(guard);
+    result
+}
+
+/// `[ADDR] PORT` to listen on, as typed.
+type Endpoint = (Option<String>, String);
+/// `HOST PORT` to forward to, as typed.
+type TargetWords = (String, String);
+
+/// The positional words: `[ADDR] PORT` unless -U, then `HOST PORT` unless --to-unix.
+fn split(args: &ForwardArgs) -> Result<(Option<Endpoint>, Option<TargetWords>), UsageError> {
+    let words = &args.endpoints;
+    let target_words = if args.to_unix.is_some() { 0 } else { 2 };
+    let listen_words = words.len().checked_sub(target_words);
+    let wanted = || -> UsageError {
+        UsageError::new(format!(
+            "forward takes {}{}; got {} word{}",
+            if args.unix.is_some() {
+                ""
+            } else {
+                "[ADDR] PORT to listen on"
+            },
+            match (args.unix.is_some(), args.to_unix.is_some()) {
+                (true, true) => "no HOST PORT with -U PATH and --to-unix PATH".to_string(),
+                (true, false) => "HOST PORT to forward to after -U PATH".to_string(),
+                (false, true) => " (the target is --to-unix PATH)".to_string(),
+                (false, false) => ", then HOST PORT to forward to".to_string(),
+            },
+            words.len(),
+            if words.len() == 1 { "" } else { "s" }
+        ))
+    };
+    let listen = match (args.unix.is_some(), listen_words) {
+        (true, Some(0)) => None,
+        (false, Some(1)) => Some((None, words[0].clone())),
+        (false, Some(2)) => Some((Some(words[0].clone()), words[1].clone())),
+        _ => return Err(wanted()),
+    };
+    let target = (target_words == 2).then(|| {
+        let n = words.len();
+        (words[n - 2].clone(), words[n - 1].clone())
+    });
+    Ok((listen, target))
+}
+
+/// Refuses a target that is the listening socket itself: each client would be forwarded to
+/// the forwarder, which would forward that connection again, without end.
+fn refuse_loop(local: &Local, dest: &Dest) -> Result<(), UsageError> {
+    let looped = match (local, dest) {
+        (Local::Unix(l), Dest::Unix(d)) => l == d,
+        (Local::Ip { addr: l, .. }, Dest::Ip { host, port, family }) => {
+            *port == l.port()
+                && addr::resolve(host, *port, *family)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|t| same_host(*l, *t))
+        }
+        _ => false,
+    };
+    if looped {
+        return Err(UsageError::new(
+            "the target is the address forward listens on: each client would be forwarded to \
+             itself, without end",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `target` reaches the socket listening on `listen` (same port assumed): the same
+/// address, or any address of this host when it listens on all of them.
+fn same_host(listen: SocketAddr, target: SocketAddr) -> bool {
+    let (l, t) = (listen.ip().to_canonical(), target.ip().to_canonical());
+    if l == t {
+        return true;
+    }
+    if !l.is_unspecified() {
+        return false;
+    }
+    // Listening on every address: the target loops if it is one of ours (binding to it works).
+    t.is_unspecified() || t.is_loopback() || is_ours(t)
+}
+
+fn is_ours(ip: IpAddr) -> bool {
+    UdpSocket::bind((ip, 0)).is_ok()
+}
