@@ -48,7 +48,8 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         },
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
-    let result = Relay::new(options::ending(&args.relay), wire).session(&sock, channel);
+    let result = Relay::new(options::ending(&args.relay, options::Role::Client), wire)
+        .session(&sock, channel);
     socket::close(sock);
     result.map(drop)
 }
@@ -152,7 +153,7 @@ fn show_opts(
     title: &str,
 ) {
     if args.sockopts.show_opts {
-        eprint!("{}", plan.show(sock, target, title));
+        crate::narrate::say(&plan.show(sock, target, title));
     }
 }
 

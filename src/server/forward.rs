@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow};
 use mio::{Events, Interest, Poll, Token};
 use socket2::{SockAddr, SockRef, Socket, Type};
 
-use super::acceptor::{Acceptor, LISTENER, SIGNAL, Seen, raise_fd_limit};
+use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen, raise_fd_limit};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
 use super::pair::{Broken, Pair, PipePool, Side, Turn};
@@ -323,8 +323,10 @@ impl<'a> Loop<'a> {
             return;
         };
         let Shared { lanes, limits, .. } = self.shared;
-        a.accept_all(lanes, limits, self.id, now, |stream, peer| {
-            self.open(stream, peer, now);
+        a.accept_all(lanes, limits, self.id, now, |arrival| match arrival {
+            Arrival::Admitted(stream, peer) => self.open(stream, peer, now),
+            // A relay has no words of its own for the client: closed, as before.
+            Arrival::Full(stream, _) => stream.close(),
         });
         self.accept = Some(a);
     }
