@@ -125,8 +125,8 @@ fn socks5_relays_bytes_exactly_and_the_proxy_resolves_the_name() {
         "SOCKS5 method chosen: 0x00 (no authentication)",
         &format!("SOCKS5 request: CONNECT localhost:{target} (the proxy resolves the name)"),
         "SOCKS5 reply: 0 (succeeded)",
-        "send(fd 3, 3 B) = 3",
-        "recv(fd 3, 2 B) = 2",
+        "sendto(fd 3, buf, 3, 0, NULL, 0) = 3",
+        "recvfrom(fd 3, buf, 2, 0, NULL, NULL) = 2",
     ] {
         assert!(err.contains(want), "no `{want}` in:\n{err}");
     }

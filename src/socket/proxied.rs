@@ -295,7 +295,7 @@ impl Talk<'_> {
         Ok(left)
     }
 
-    /// send() the whole message, narrated.
+    /// The whole message, by socket2's send (sendto(2) with no flags, as strace shows it).
     fn send(&self, data: &[u8], what: &str) -> Result<()> {
         let mut at = 0;
         while at < data.len() {
@@ -305,7 +305,7 @@ impl Talk<'_> {
                 || self.sock.send(rest),
                 |r| {
                     format!(
-                        "send(fd {}, {} B) {}",
+                        "sendto(fd {}, buf, {}, 0, NULL, 0) {}",
                         call::fd(self.sock),
                         rest.len(),
                         size(r)
@@ -341,8 +341,20 @@ impl Talk<'_> {
                 Step::More => 0,
             };
             let left = self.left(what)?;
-            let ready = call::poll_readable(&[Some(call::fd(self.sock))], Some(left))
+            let fd = call::fd(self.sock);
+            let t0 = std::time::Instant::now();
+            let ready = call::poll_readable(&[Some(fd)], Some(left))
                 .map_err(|e| self.io_failure(&e, "poll()"))?;
+            if narrate::every_call() {
+                let ms = left.as_millis() + 1;
+                narrate::call(
+                    format_args!(
+                        "poll([{{fd={fd}, events=POLLIN}}], 1, {ms}) = {}",
+                        u8::from(ready[0])
+                    ),
+                    t0.elapsed(),
+                );
+            }
             if !ready[0] {
                 continue;
             }
@@ -373,7 +385,8 @@ impl Talk<'_> {
         }
     }
 
-    /// One recv() of at most `max` bytes appended to `into`, narrated; 0 means EOF.
+    /// One recv(2) (recvfrom as strace shows it) of at most `max` bytes appended to `into`,
+    /// narrated; 0 means EOF.
     fn recv(&self, into: &mut Vec<u8>, max: usize, peek: bool, what: &str) -> Result<usize> {
         let start = into.len();
         into.resize(start + max, 0);
@@ -383,9 +396,9 @@ impl Talk<'_> {
             || crate::sys::recv(fd, buf, peek),
             |r| {
                 format!(
-                    "recv(fd {}, {max} B{}) {}",
+                    "recvfrom(fd {}, buf, {max}, {}, NULL, NULL) {}",
                     call::fd(self.sock),
-                    if peek { ", MSG_PEEK" } else { "" },
+                    if peek { "MSG_PEEK" } else { "0" },
                     size(r)
                 )
             },
