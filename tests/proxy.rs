@@ -656,3 +656,32 @@ fn socks5_through_dante_keeps_half_close_and_names_a_ruleset_refusal() {
         out.stderr
     );
 }
+
+#[test]
+fn bytes_a_proxy_sends_right_after_its_answer_belong_to_the_target() {
+    // The answer and the target's first bytes (an SSH banner, say) in one write: sockkit must
+    // read only the answer's header (MSG_PEEK finds its end) and relay the rest.
+    let (addr, h) = serve_once(|mut s| {
+        let mut req = Vec::new();
+        let mut b = [0u8; 1];
+        while !req.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+            req.push(b[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 Connection established\r\nVia: fake\r\n\r\nSSH-2.0-fake\r\n")
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        (String::from_utf8_lossy(&req).into_owned(), rest)
+    });
+    let url = format!("http://{addr}");
+    let out = run(
+        &["connect", "--proxy", &url, "::1", "22"],
+        b"client bytes",
+        T,
+    );
+    let (req, rest) = join_timeout(h, T, "the fake HTTP proxy");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"SSH-2.0-fake\r\n");
+    assert_eq!(req, "CONNECT [::1]:22 HTTP/1.1\r\nHost: [::1]:22\r\n\r\n");
+    assert_eq!(rest, b"client bytes");
+}
