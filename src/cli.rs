@@ -495,6 +495,20 @@ pub struct ForwardArgs {
     #[arg(long, value_name = "USER:PASS", requires = "socks5", value_parser = parse_user_pass)]
     pub proxy_auth: Option<(String, String)>,
 
+    /// Make each outbound connection through a proxy (the URLs of `connect --proxy`: socks5,
+    /// socks4a, socks4, http): the forwarder connects to the proxy and asks it for HOST PORT,
+    /// or with --socks5 for the target each client names; -w bounds the connect and the
+    /// proxy's handshake. The target's name is resolved by the proxy unless --proxy-dns local.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["udp", "to_unix"],
+          value_parser = clap::value_parser!(crate::proxy::ProxyUrl))]
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+
+    /// With --proxy, who resolves the target's name: `remote` (the proxy; the default) or
+    /// `local` (here, and the proxy is sent the address).
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = ProxyDns::Remote,
+          hide_possible_values = true, requires = "proxy")]
+    pub proxy_dns: ProxyDns,
+
     /// Set a socket option on each outbound socket (repeatable; the names of -o, which sets
     /// them on the listening socket and the clients accepted).
     #[arg(long = "to-opt", value_name = "NAME[=VALUE]")]

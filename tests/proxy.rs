@@ -685,3 +685,119 @@ fn bytes_a_proxy_sends_right_after_its_answer_belong_to_the_target() {
     assert_eq!(req, "CONNECT [::1]:22 HTTP/1.1\r\nHost: [::1]:22\r\n\r\n");
     assert_eq!(rest, b"client bytes");
 }
+
+#[test]
+fn forward_proxy_makes_each_outbound_connection_through_the_proxy() {
+    let Some((_proxy, port)) = microsocks(None) else {
+        return;
+    };
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let target = echo.port().to_string();
+    let url = format!("socks5://127.0.0.1:{port}");
+    let mut fwd = Server::start(&[
+        "forward",
+        "-vv",
+        "--proxy",
+        &url,
+        "127.0.0.1",
+        "0",
+        "localhost",
+        &target,
+    ]);
+    let data = random_bytes(21, 150_000);
+    let fport = fwd.port().to_string();
+    let (got, code, err) = echo_through(&["connect", "127.0.0.1", &fport], &data);
+    assert_bytes_eq(&got, &data, "echo through forward --proxy and microsocks");
+    assert_eq!(code, Some(0), "{err}");
+    let said = fwd
+        .stderr
+        .wait_for(T, |l| l.contains("SOCKS5 reply: 0 (succeeded)"))
+        .expect("forward -vv tells the proxy's answer");
+    assert!(said.contains("SOCKS5 reply"), "{said}");
+    assert!(
+        fwd.stderr.text().contains(&format!(
+            "request: CONNECT localhost:{target} (the proxy resolves the name)"
+        )),
+        "{}",
+        fwd.stderr.text()
+    );
+
+    // A target the proxy cannot reach: the client is reset, the proxy's words said.
+    let shut = closed_port().to_string();
+    let mut fwd = Server::start(&[
+        "forward",
+        "--proxy",
+        &url,
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &shut,
+    ]);
+    let fport = fwd.port().to_string();
+    let out = run(&["connect", "127.0.0.1", &fport], b"", T);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let said = fwd
+        .stderr
+        .wait_for(T, |l| l.contains("target unreachable"))
+        .expect("forward says why");
+    assert!(
+        said.contains("could not reach the target: connection refused (SOCKS5 reply 5)"),
+        "{said}"
+    );
+}
+
+#[test]
+fn forward_socks5_chains_to_an_http_proxy() {
+    let Some((_proxy, port, _dir)) = tinyproxy(None) else {
+        return;
+    };
+    let echo = Server::start(&["echo", "127.0.0.1", "0"]);
+    let target = echo.port().to_string();
+    let url = format!("http://127.0.0.1:{port}");
+    let fwd = Server::start(&["forward", "--socks5", "--proxy", &url, "127.0.0.1", "0"]);
+    let socks = format!("socks5://127.0.0.1:{}", fwd.port());
+    let data = random_bytes(22, 100_000);
+    let (got, code, err) =
+        echo_through(&["connect", "--proxy", &socks, "127.0.0.1", &target], &data);
+    assert_bytes_eq(
+        &got,
+        &data,
+        "echo through forward --socks5 and then tinyproxy",
+    );
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn forward_proxy_bounds_a_silent_proxy_by_w() {
+    let (addr, h) = serve_once(|mut s| {
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        rest
+    });
+    let url = format!("socks5://{addr}");
+    let mut fwd = Server::start(&[
+        "forward",
+        "-w",
+        "300ms",
+        "--proxy",
+        &url,
+        "127.0.0.1",
+        "0",
+        "example.org",
+        "80",
+    ]);
+    let fport = fwd.port().to_string();
+    let out = run(&["connect", "127.0.0.1", &fport], b"", T);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let said = fwd
+        .stderr
+        .wait_for(T, |l| l.contains("target unreachable"))
+        .expect("forward says why");
+    assert!(
+        said.contains("the proxy's handshake did not finish in 300.0ms (-w)"),
+        "{said}"
+    );
+    drop(fwd);
+    // What the silent proxy was sent: the SOCKS5 greeting, nothing more.
+    assert_eq!(join_timeout(h, T, "the silent proxy"), [5, 1, 0]);
+}

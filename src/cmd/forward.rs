@@ -14,7 +14,7 @@ use super::applies::Transport;
 use super::options;
 use super::setup::{self, Local, Place};
 use crate::addr::{self, PortArg};
-use crate::cli::ForwardArgs;
+use crate::cli::{ForwardArgs, ProxyArgs, ProxyDns};
 use crate::error::UsageError;
 use crate::server::{self, Auth, Dest, Forward};
 use crate::sockopt::{Plan, SockOptRequest};
@@ -75,8 +75,10 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         (None, Some((host, port))) => {
             let port = addr::connect_port(port.parse::<PortArg>().map_err(UsageError::new)?)?;
             // Checked once now, so a typo fails before anything listens; resolved again for
-            // each client.
-            addr::resolve(&host, port, family)?;
+            // each client. Through a proxy the name may be known only there.
+            if args.proxy.is_none() || args.proxy_dns == ProxyDns::Local {
+                addr::resolve(&host, port, family)?;
+            }
             Dest::Ip { host, port, family }
         }
         (None, None) => {
@@ -102,7 +104,12 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let transport = Transport::of(args.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     refuse_loop(&bound.local, &dest)?;
+    let proxy = options::proxy(&ProxyArgs {
+        proxy: args.proxy.clone(),
+        proxy_dns: args.proxy_dns,
+    });
     let fwd = Forward {
+        proxy,
         dest,
         connect_timeout: args.timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         out_plan: Plan::new(&args.to_opts),

@@ -4,8 +4,10 @@
 //! socket, within a deadline, narrated, is `socket/proxied.rs`'s job.
 //!
 //! This file only names the parts: `url.rs` (the URL and the target), `socks5.rs`,
-//! `socks4.rs`, `http.rs`, and `step.rs` (what a decoder says about the bytes so far).
+//! `socks4.rs`, `http.rs`, `step.rs` (what a decoder says about the bytes so far) and
+//! `client.rs` (a client's handshake as a state machine, for an event loop).
 
+pub mod client;
 pub mod http;
 pub mod socks4;
 pub mod socks5;

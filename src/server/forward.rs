@@ -27,10 +27,11 @@ use super::slots::Slots;
 use super::socks::{self, Auth, Handshake, Progress};
 use super::stop::Stop;
 use super::stream::{Listen, Stream};
+use super::via::{Via, Went};
 use crate::addr::{Family, UnixAddr};
 use crate::narrate;
 use crate::relay::wire::Dump;
-use crate::socket::{self, unix};
+use crate::socket::{self, Proxy, unix};
 use crate::sockopt::{Plan, SockKind, Stage};
 
 /// Where each client is forwarded to.
@@ -61,6 +62,8 @@ pub struct Forward {
     /// `--show-opts`: each outbound socket's options as it connects.
     pub show_opts: bool,
     pub dump: Option<Dump>,
+    /// `--proxy`: each outbound connection goes to this proxy, which is asked for the target.
+    pub proxy: Option<Proxy>,
 }
 
 /// The token bit that says "the pair's target socket" (the client's has it clear).
@@ -379,13 +382,21 @@ impl<'a> Loop<'a> {
         let copy = self.shared.fwd.dump.is_some();
         let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
-            Dest::Ip { host, port, family } => match crate::addr::resolve(host, *port, *family) {
-                Ok(addrs) => {
-                    pair.next_addrs = addrs;
-                    pair.next_addrs.reverse();
-                    Ok(())
-                }
-                Err(e) => Err(format!("{e:#}")),
+            Dest::Ip { host, port, family } => match &self.shared.fwd.proxy {
+                Some(proxy) => socket::destination(proxy, host, *port, *family)
+                    .and_then(|dest| {
+                        pair.via_dest = Some((dest, *port));
+                        proxy_addrs(proxy, &mut pair)
+                    })
+                    .map_err(|e| format!("{e:#}")),
+                None => match crate::addr::resolve(host, *port, *family) {
+                    Ok(addrs) => {
+                        pair.next_addrs = addrs;
+                        pair.next_addrs.reverse();
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("{e:#}")),
+                },
             },
             Dest::Unix(path) => self.connect_unix(&mut pair, path, slot),
             Dest::Socks5 { .. } => {
@@ -486,7 +497,9 @@ impl<'a> Loop<'a> {
             return;
         };
         if !pair.up_and_running {
-            if side == Side::Target {
+            if side == Side::Target && pair.via.is_some() {
+                self.via_turn(slot, now);
+            } else if side == Side::Target {
                 self.connect_result(slot, now);
             } else if pair.socks.as_ref().is_some_and(|h| !h.connecting()) {
                 self.socks_turn(slot, now);
@@ -518,6 +531,9 @@ impl<'a> Loop<'a> {
             crate::proxy::Dest::Name(n) => n.clone(),
             crate::proxy::Dest::Ip(ip) => ip.to_string(),
         };
+        if let Some(proxy) = &self.shared.fwd.proxy {
+            return self.socks_via(slot, proxy, &host, port, *family, now);
+        }
         let addrs = match crate::addr::resolve(&host, port, *family) {
             Ok(a) => a,
             Err(e) => {
@@ -543,6 +559,46 @@ impl<'a> Loop<'a> {
             pair.next_addrs.reverse();
         }
         self.next_attempt(slot, now, Vec::new());
+    }
+
+    /// `--socks5 --proxy`: the client's target is asked of the proxy. --allow/--deny still
+    /// apply to it: a name is resolved here for them when there are rules.
+    fn socks_via(
+        &mut self,
+        slot: usize,
+        proxy: &Proxy,
+        host: &str,
+        port: u16,
+        family: Family,
+        now: Instant,
+    ) {
+        let limits = self.shared.limits;
+        if !(limits.allow.is_empty() && limits.deny.is_empty()) {
+            let refused = match crate::addr::resolve(host, port, family) {
+                Ok(addrs) => addrs
+                    .iter()
+                    .find_map(|a| limits.refuses(a.ip()).map(|w| format!("({}) {w}", a.ip()))),
+                Err(e) => Some(format!("cannot be checked against --allow/--deny: {e:#}")),
+            };
+            if let Some(why) = refused {
+                if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+                    hs.fail_code = 2;
+                }
+                return self.fail(slot, &format!("the target {host}:{port} {why}"));
+            }
+        }
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let ready = socket::destination(proxy, host, port, family).and_then(|dest| {
+            pair.target_addr = format!("{dest}:{port}");
+            pair.via_dest = Some((dest, port));
+            proxy_addrs(proxy, pair)
+        });
+        match ready {
+            Ok(()) => self.next_attempt(slot, now, Vec::new()),
+            Err(e) => self.fail(slot, &format!("{e:#}")),
+        }
     }
 
     /// A SOCKS5 client that did not get as far as a target: closed (the answer, where SOCKS5
@@ -602,8 +658,53 @@ impl<'a> Loop<'a> {
         if let Err(e) = fwd.out_plan.apply(&sock, target, Stage::Connected) {
             return self.fail(slot, &format!("{e:#}"));
         }
+        // `--proxy`: this is the proxy; the handshake comes before the relay, within -w.
+        if let (Some(proxy), Some((dest, port))) = (&fwd.proxy, pair.via_dest.take()) {
+            match Via::start(&proxy.url, dest, port, s) {
+                Ok(v) => {
+                    pair.via = Some(v);
+                    pair.deadline = Some(now + fwd.connect_timeout);
+                    return self.via_turn(slot, now);
+                }
+                Err(why) => return self.fail(slot, &format!("proxy {}: {why}", proxy.url)),
+            }
+        }
+        self.established(slot, now);
+    }
+
+    /// `--proxy`: the handshake as far as the proxy's bytes go.
+    fn via_turn(&mut self, slot: usize, now: Instant) {
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let (Some(via), Some(s)) = (pair.via.as_mut(), pair.target.as_ref()) else {
+            return;
+        };
+        match via.turn(s) {
+            Went::Wait => {}
+            Went::Reached => {
+                pair.via = None;
+                self.established(slot, now);
+            }
+            Went::Failed(why) => self.fail(slot, &why),
+        }
+    }
+
+    /// The way to the target is open (connected, and through the proxy if there is one):
+    /// a SOCKS5 client is told so, and the relay starts.
+    fn established(&mut self, slot: usize, now: Instant) {
+        let fwd = self.shared.fwd;
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let Some(s) = &pair.target else {
+            return;
+        };
         if pair.socks.is_some() {
-            let bound = sock.local_addr().ok().and_then(|a| a.as_socket());
+            let bound = SockRef::from(s)
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket());
             if let Err(why) = socks::answer(&pair.client, 0, bound, &pair.peer) {
                 return self.end(slot, End::Reset(why));
             }
@@ -710,6 +811,15 @@ impl<'a> Loop<'a> {
                 );
             } else if let Some(d) = pair.deadline
                 && now >= d
+                && pair.via.is_some()
+            {
+                let took = narrate::short(self.shared.fwd.connect_timeout);
+                self.fail(
+                    slot,
+                    &format!("the proxy's handshake did not finish in {took} (-w)"),
+                );
+            } else if let Some(d) = pair.deadline
+                && now >= d
             {
                 let addr = pair
                     .target_addr
@@ -788,6 +898,14 @@ impl<'a> Loop<'a> {
             }
         }
     }
+}
+
+/// The proxy's addresses, to be tried in turn as a target's would be.
+fn proxy_addrs(proxy: &Proxy, pair: &mut Pair) -> Result<()> {
+    let mut addrs = crate::addr::resolve(&proxy.url.host, proxy.url.port, Family::Any)?;
+    addrs.reverse();
+    pair.next_addrs = addrs;
+    Ok(())
 }
 
 /// Our end of the connection to the target, as shown (`?` when there is none).

@@ -8,7 +8,8 @@
 //! loop (`worker.rs`), its table of clients (`slots.rs`), one connection (`conn.rs`), the
 //! clients turned away at the door (`turned.rs`) and the broker's fan-out (`fanout.rs`); the
 //! forwarder's loops (`forward.rs`), its two-socket connections (`pair.rs`), the SOCKS5
-//! handshake a pair begins with under `--socks5` (`socks.rs`), and its UDP flows
+//! handshake a pair begins with under `--socks5` (`socks.rs`) and the proxy's it goes through
+//! under `--proxy` (`via.rs`), and its UDP flows
 //! (`udp_pairs.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`), and the senders
 //! it will not answer so it cannot become a reflector (`reflect.rs`); who a client is
 //! (`peer.rs`), how a server is told to stop (`stop.rs`), shared wording (`report.rs`). This
@@ -33,6 +34,7 @@ mod stop;
 mod stream;
 mod turned;
 mod udp_pairs;
+mod via;
 mod worker;
 
 pub use dgram::serve_datagrams;

@@ -23,6 +23,7 @@ use socket2::SockRef;
 use super::peer::Peer;
 use super::socks::Handshake;
 use super::stream::Stream;
+use super::via::Via;
 use crate::narrate;
 use crate::relay::wire::{Dir, Dump};
 use crate::socket;
@@ -299,6 +300,9 @@ pub struct Pair {
     pub opened: Instant,
     /// `forward --socks5`: the SOCKS5 handshake, before the target is known.
     pub socks: Option<Handshake>,
+    /// `--proxy`: what to ask the proxy for (until it is asked), and the handshake with it.
+    pub via_dest: Option<(crate::proxy::Dest, u16)>,
+    pub via: Option<Via>,
 }
 
 impl Pair {
@@ -316,6 +320,8 @@ impl Pair {
             last: now,
             opened: now,
             socks: None,
+            via_dest: None,
+            via: None,
         }
     }
 

@@ -75,7 +75,7 @@ pub fn connect_via(
 
 /// The target as the proxy will be told it: a name (it resolves) or an address (resolved here,
 /// because `--proxy-dns local` asked or SOCKS4 has no names).
-fn destination(proxy: &Proxy, host: &str, port: u16, family: Family) -> Result<Dest> {
+pub fn destination(proxy: &Proxy, host: &str, port: u16, family: Family) -> Result<Dest> {
     let dest = Dest::of(host);
     let scheme = proxy.url.scheme;
     let local = proxy.local_dns || scheme == Scheme::Socks4;
