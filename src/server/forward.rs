@@ -20,6 +20,7 @@ use socket2::{SockAddr, SockRef, Socket, Type};
 use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen, raise_fd_limit};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
+use super::lookup::Lookup;
 use super::pair::{Broken, Pair, PipePool, Side, Turn};
 use super::peer::{Peer, plain_addr};
 use super::report::counted;
@@ -37,7 +38,8 @@ use crate::sockopt::{Plan, SockKind, Stage};
 /// Where each client is forwarded to.
 #[derive(Debug, Clone)]
 pub enum Dest {
-    /// HOST PORT, resolved again for each client (the addresses may change while we run).
+    /// HOST PORT, looked up again as clients come (the addresses may change while we run),
+    /// off the event loops (`lookup.rs`).
     Ip {
         host: String,
         port: u16,
@@ -102,6 +104,23 @@ pub fn serve_forward(
             "moving bytes with splice(2), socket -> pipe -> socket, no copy through user space"
         ));
     }
+    // HOST looked up off the loops from here on; the first answer is the one that checks it
+    // before the loops start.
+    // With --proxy the outbound connections all go to the proxy: its name is the one looked up.
+    let lookup = match (&fwd.proxy, &fwd.dest) {
+        (Some(proxy), _) => {
+            let (host, port) = (&proxy.url.host, proxy.url.port);
+            let first = crate::addr::resolve(host, port, Family::Any)?;
+            Some(Lookup::start(host, port, Family::Any, first))
+        }
+        (None, Dest::Ip { host, port, family }) => Some(Lookup::start(
+            host,
+            *port,
+            *family,
+            crate::addr::resolve(host, *port, *family)?,
+        )),
+        (None, Dest::Unix(_) | Dest::Socks5 { .. }) => None,
+    };
     let started = Instant::now();
     let shared = Shared {
         lanes: &lanes,
@@ -109,6 +128,7 @@ pub fn serve_forward(
         plan,
         fwd,
         here: &here,
+        lookup: lookup.as_deref(),
     };
     let acceptor = Acceptor::new(listener, fd, stop);
     let outcomes = std::thread::scope(|scope| {
@@ -163,6 +183,8 @@ struct Shared<'a> {
     fwd: &'a Forward,
     /// The listening Unix socket's name.
     here: &'a str,
+    /// HOST's addresses (`None` for a Unix target).
+    lookup: Option<&'a Lookup>,
 }
 
 /// What one loop did, for the totals line.
@@ -382,21 +404,22 @@ impl<'a> Loop<'a> {
         let copy = self.shared.fwd.dump.is_some();
         let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
-            Dest::Ip { host, port, family } => match &self.shared.fwd.proxy {
-                Some(proxy) => socket::destination(proxy, host, *port, *family)
-                    .and_then(|dest| {
-                        pair.via_dest = Some((dest, *port));
-                        proxy_addrs(proxy, &mut pair)
-                    })
-                    .map_err(|e| format!("{e:#}")),
-                None => match crate::addr::resolve(host, *port, *family) {
-                    Ok(addrs) => {
-                        pair.next_addrs = addrs;
-                        pair.next_addrs.reverse();
-                        Ok(())
-                    }
-                    Err(e) => Err(format!("{e:#}")),
-                },
+            Dest::Ip { host, port, family } => match self.shared.lookup.map(Lookup::current) {
+                Some(Ok(addrs)) => {
+                    // Through a proxy the addresses are the proxy's, and the target is what
+                    // it is asked for.
+                    let asked = match &self.shared.fwd.proxy {
+                        Some(proxy) => socket::destination(proxy, host, *port, *family)
+                            .map(|dest| pair.via_dest = Some((dest, *port)))
+                            .map_err(|e| format!("{e:#}")),
+                        None => Ok(()),
+                    };
+                    pair.next_addrs = addrs;
+                    pair.next_addrs.reverse();
+                    asked
+                }
+                Some(Err(why)) => Err(why),
+                None => Err("no lookup for the target".to_string()),
             },
             Dest::Unix(path) => self.connect_unix(&mut pair, path, slot),
             Dest::Socks5 { .. } => {
@@ -590,14 +613,20 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.get_mut(slot) else {
             return;
         };
-        let ready = socket::destination(proxy, host, port, family).and_then(|dest| {
-            pair.target_addr = format!("{dest}:{port}");
-            pair.via_dest = Some((dest, port));
-            proxy_addrs(proxy, pair)
-        });
+        let addrs = self.shared.lookup.map(Lookup::current);
+        let ready = socket::destination(proxy, host, port, family)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|dest| {
+                pair.target_addr = format!("{dest}:{port}");
+                pair.via_dest = Some((dest, port));
+                let mut a = addrs.unwrap_or_else(|| Err("no lookup for the proxy".into()))?;
+                a.reverse();
+                pair.next_addrs = a;
+                Ok(())
+            });
         match ready {
             Ok(()) => self.next_attempt(slot, now, Vec::new()),
-            Err(e) => self.fail(slot, &format!("{e:#}")),
+            Err(why) => self.fail(slot, &why),
         }
     }
 
@@ -898,14 +927,6 @@ impl<'a> Loop<'a> {
             }
         }
     }
-}
-
-/// The proxy's addresses, to be tried in turn as a target's would be.
-fn proxy_addrs(proxy: &Proxy, pair: &mut Pair) -> Result<()> {
-    let mut addrs = crate::addr::resolve(&proxy.url.host, proxy.url.port, Family::Any)?;
-    addrs.reverse();
-    pair.next_addrs = addrs;
-    Ok(())
 }
 
 /// Our end of the connection to the target, as shown (`?` when there is none).
