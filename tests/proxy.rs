@@ -123,7 +123,7 @@ fn socks5_relays_bytes_exactly_and_the_proxy_resolves_the_name() {
     for want in [
         "SOCKS5 greeting: version 5, methods offered: no authentication",
         "SOCKS5 method chosen: 0x00 (no authentication)",
-        &format!("SOCKS5 request: CONNECT localhost:{target} (the proxy resolves the name)"),
+        &format!("request: CONNECT localhost:{target} (the proxy resolves the name)"),
         "SOCKS5 reply: 0 (succeeded)",
         "sendto(fd 3, buf, 3, 0, NULL, 0) = 3",
         "recvfrom(fd 3, buf, 2, 0, NULL, NULL) = 2",

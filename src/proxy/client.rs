@@ -97,6 +97,16 @@ impl Client {
         (client, first, said)
     }
 
+    /// The answer being waited for, as errors name it (`closed before sending its ...`).
+    pub fn awaiting(&self) -> &'static str {
+        match self.stage {
+            Stage::Choice => "method choice",
+            Stage::AuthStatus => "status for the credentials",
+            Stage::Reply5 | Stage::Reply4 => "reply",
+            Stage::Http => "answer",
+        }
+    }
+
     /// How long the proxy's current answer is, from its first bytes.
     pub fn length(&self, b: &[u8]) -> Result<Step<()>, Bad> {
         fn unit<T>(s: Result<Step<T>, Bad>) -> Result<Step<()>, Bad> {
@@ -157,7 +167,8 @@ impl Client {
             Stage::Reply5 => {
                 let r = whole(socks5::reply(b).map_err(garbage)?, b.len())?;
                 let words = socks5::reply_name(r.code);
-                let said = format!("SOCKS5 reply: {} ({words})", r.code);
+                let bound = r.bound.map(|b| format!(", bound {b}")).unwrap_or_default();
+                let said = format!("SOCKS5 reply: {} ({words}){bound}", r.code);
                 let done = if r.code == 0 {
                     Ok(())
                 } else {

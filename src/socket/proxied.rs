@@ -16,7 +16,7 @@ use super::tcp;
 use crate::addr::{self, Family, Source};
 use crate::error;
 use crate::narrate;
-use crate::proxy::socks4::{self, Target as V4Target};
+use crate::proxy::client::{Client, Next};
 use crate::proxy::{Bad, Dest, ProxyUrl, Scheme, Step, http, socks5};
 use crate::sockopt::Plan;
 
@@ -120,167 +120,24 @@ struct Talk<'a> {
 }
 
 impl Talk<'_> {
+    /// The handshake `proxy::client` describes, message by message: each answer read whole
+    /// (never past it), each step told at -vv.
     fn handshake(&mut self, dest: &Dest, port: u16) -> Result<Reached> {
-        match self.url.scheme {
-            Scheme::Socks5 => self.socks5(dest, port),
-            Scheme::Socks4 | Scheme::Socks4a => self.socks4(dest, port),
-            Scheme::Http => self.http(dest, port),
-        }
-    }
-
-    fn socks5(&mut self, dest: &Dest, port: u16) -> Result<Reached> {
-        let auth = self.url.auth.as_ref();
-        let hello = socks5::greeting(auth.is_some());
-        let offered: Vec<&str> = hello[2..].iter().map(|m| socks5::method_name(*m)).collect();
-        tell(format_args!(
-            "SOCKS5 greeting: version 5, methods offered: {}",
-            offered.join(", ")
-        ));
-        self.send(&hello, "the greeting")?;
-        let method = self.read(socks5::choice, "method choice")?;
-        tell(format_args!(
-            "SOCKS5 method chosen: {method:#04x} ({})",
-            socks5::method_name(method)
-        ));
-        match (method, auth) {
-            (socks5::NO_AUTH, _) => {}
-            (socks5::USER_PASS, Some(c)) => {
-                tell(format_args!(
-                    "SOCKS5 username/password (RFC 1929): user {}, password of {} bytes",
-                    c.user,
-                    c.pass.len()
-                ));
-                self.send(&socks5::auth_request(c), "the credentials")?;
-                if !self.read(socks5::auth_status, "status for the credentials")? {
-                    return Err(anyhow!(
-                        "proxy {}: refused the username and password (SOCKS5 auth status not 0)",
-                        self.url
-                    ));
-                }
-                tell(format_args!("SOCKS5 credentials accepted"));
-            }
-            (socks5::USER_PASS, None) => {
-                return Err(anyhow!(
-                    "proxy {}: wants a username and password (socks5://USER:PASS@HOST:PORT)",
-                    self.url
-                ));
-            }
-            (socks5::NO_METHOD, _) => {
-                let what = if auth.is_some() {
-                    "no authentication nor username/password"
-                } else {
-                    "no authentication; it may want a username and password \
-                     (socks5://USER:PASS@HOST:PORT)"
-                };
-                return Err(anyhow!(
-                    "proxy {}: accepts none of the methods offered ({what})",
-                    self.url
-                ));
-            }
-            (m, _) => {
-                return Err(anyhow!(
-                    "proxy {}: chose method {m:#04x}, which was not offered",
-                    self.url
-                ));
+        let (mut machine, first, said) = Client::start(self.url, dest.clone(), port);
+        tell(format_args!("{said}"));
+        self.send(&first, "the first message")?;
+        loop {
+            let what = machine.awaiting();
+            let answer = self.read(|b| machine.length(b), what)?;
+            let (next, said) = machine
+                .answer(&answer)
+                .map_err(|why| anyhow!("proxy {}: {why}", self.url))?;
+            tell(format_args!("{said}"));
+            match next {
+                Next::Send(msg) => self.send(&msg, "the next message")?,
+                Next::Done(reached) => return Ok(reached),
             }
         }
-        tell(format_args!(
-            "SOCKS5 request: CONNECT {dest}:{port} ({})",
-            match dest {
-                Dest::Name(_) => "the proxy resolves the name",
-                Dest::Ip(_) => "an address",
-            }
-        ));
-        self.send(&socks5::connect_request(dest, port), "the CONNECT request")?;
-        let reply = self.read(socks5::reply, "reply")?;
-        let words = socks5::reply_name(reply.code);
-        let bound = reply
-            .bound
-            .map(|b| format!(", bound {b}"))
-            .unwrap_or_default();
-        tell(format_args!(
-            "SOCKS5 reply: {} ({words}){bound}",
-            reply.code
-        ));
-        Ok(if reply.code == 0 {
-            Ok(())
-        } else {
-            Err(format!("{words} (SOCKS5 reply {})", reply.code))
-        })
-    }
-
-    fn socks4(&mut self, dest: &Dest, port: u16) -> Result<Reached> {
-        let user = self.url.auth.as_ref().map_or("", |c| c.user.as_str());
-        let name;
-        let target = match dest {
-            Dest::Ip(IpAddr::V4(ip)) => V4Target::V4(*ip),
-            Dest::Ip(IpAddr::V6(ip)) if self.url.scheme == Scheme::Socks4a => {
-                name = ip.to_string();
-                V4Target::Name(&name)
-            }
-            Dest::Ip(IpAddr::V6(_)) => return Err(anyhow!("socks4:// carries IPv4 only")),
-            Dest::Name(n) => V4Target::Name(n),
-        };
-        let scheme = self.url.scheme.name();
-        tell(format_args!(
-            "{scheme} request: CONNECT {dest}:{port}, user id `{user}`{}",
-            if matches!(target, V4Target::Name(_)) {
-                " (address 0.0.0.1: the name follows, for the proxy to resolve)"
-            } else {
-                ""
-            }
-        ));
-        self.send(
-            &socks4::connect_request(&target, port, user),
-            "the CONNECT request",
-        )?;
-        let code = self.read(socks4::reply, "reply")?;
-        let words = socks4::reply_name(code);
-        tell(format_args!("{scheme} reply: {code} ({words})"));
-        Ok(if code == 90 {
-            Ok(())
-        } else {
-            Err(format!("{words} ({scheme} reply {code})"))
-        })
-    }
-
-    fn http(&mut self, dest: &Dest, port: u16) -> Result<Reached> {
-        let host = match dest {
-            Dest::Name(n) => n.clone(),
-            Dest::Ip(ip) => ip.to_string(),
-        };
-        let auth = self.url.auth.as_ref();
-        let req = http::connect_request(&host, port, auth);
-        tell(format_args!(
-            "HTTP request: CONNECT {} HTTP/1.1{}",
-            http::authority(&host, port),
-            if auth.is_some() {
-                " (with Proxy-Authorization: Basic)"
-            } else {
-                ""
-            }
-        ));
-        self.send(&req, "the CONNECT request")?;
-        let status = self.read(http::response, "answer")?;
-        let words = http::status_name(status.code);
-        tell(format_args!(
-            "HTTP status: {} {} ({words})",
-            status.code, status.reason
-        ));
-        // 407 is the standard answer; some proxies (tinyproxy) say 401.
-        if status.code == 407 || status.code == 401 {
-            let said = if auth.is_some() {
-                "refused the username and password"
-            } else {
-                "wants a username and password (http://USER:PASS@HOST:PORT)"
-            };
-            return Err(anyhow!("proxy {}: {said} (HTTP {})", self.url, status.code));
-        }
-        Ok(if status.ok() {
-            Ok(())
-        } else {
-            Err(format!("{words} (HTTP {} {})", status.code, status.reason))
-        })
     }
 
     /// Time left before the deadline, or the error that says it passed.
@@ -321,11 +178,11 @@ impl Talk<'_> {
     /// Reads one message that `decode` recognises, never past its end (the bytes after are the
     /// target's): exact reads when the length is known, a MSG_PEEK when it is not (an HTTP
     /// header), each read waited for with poll() within the deadline.
-    fn read<T>(
+    fn read(
         &self,
-        decode: impl Fn(&[u8]) -> std::result::Result<Step<T>, Bad>,
+        decode: impl Fn(&[u8]) -> std::result::Result<Step<()>, Bad>,
         what: &str,
-    ) -> Result<T> {
+    ) -> Result<Vec<u8>> {
         let mut got: Vec<u8> = Vec::new();
         let garbage = |b: Bad| {
             anyhow!(
@@ -336,7 +193,10 @@ impl Talk<'_> {
         };
         loop {
             let want = match decode(&got).map_err(garbage)? {
-                Step::Done(v, _) => return Ok(v),
+                Step::Done((), used) => {
+                    got.truncate(used);
+                    return Ok(got);
+                }
                 Step::Need(n) => n - got.len(),
                 Step::More => 0,
             };
@@ -365,7 +225,7 @@ impl Talk<'_> {
                 let before = got.len();
                 let seen = self.recv(&mut got, http::MAX_HEADER, true, what)?;
                 let take = match decode(&got).map_err(garbage)? {
-                    Step::Done(_, used) => used - before,
+                    Step::Done((), used) => used - before,
                     _ => seen,
                 };
                 got.truncate(before);
