@@ -346,6 +346,23 @@ fn vv_narrates_both_legs_and_v_names_all_four_addresses() {
         2,
         "a FIN passed on each way:\n{said}"
     );
+    // The data calls of both directions, spliced and tagged with whose they are: the 4 bytes
+    // into the pipe and out of it, each way, and the FIN (a splice of 0) each way.
+    for (way, label) in [
+        ("up", format!("{client_addr} -> target")),
+        ("down", format!("target -> {client_addr}")),
+    ] {
+        let moved: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains("splice(fd") && l.contains(&label) && l.contains(") = 4"))
+            .collect();
+        assert_eq!(moved.len(), 2, "{way}: into the pipe and out:\n{said}");
+        assert!(
+            said.lines()
+                .any(|l| l.contains("splice(fd") && l.contains(&label) && l.contains(") = 0")),
+            "{way}: the FIN read as a splice of 0:\n{said}"
+        );
+    }
 }
 
 #[test]
