@@ -270,7 +270,7 @@ mod tests {
             next,
             Next::Done(Err("connection refused (SOCKS5 reply 5)".into()))
         );
-        assert_eq!(said, "SOCKS5 reply: 5 (connection refused)");
+        assert_eq!(said, "SOCKS5 reply: 5 (connection refused), bound 0.0.0.0:0");
     }
 
     #[test]
