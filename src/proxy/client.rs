@@ -270,7 +270,10 @@ mod tests {
             next,
             Next::Done(Err("connection refused (SOCKS5 reply 5)".into()))
         );
-        assert_eq!(said, "SOCKS5 reply: 5 (connection refused), bound 0.0.0.0:0");
+        assert_eq!(
+            said,
+            "SOCKS5 reply: 5 (connection refused), bound 0.0.0.0:0"
+        );
     }
 
     #[test]
