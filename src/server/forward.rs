@@ -20,7 +20,7 @@ use socket2::{SockAddr, SockRef, Socket, Type};
 use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen, raise_fd_limit};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
-use super::lookup::Lookup;
+use super::lookup::{Lookup, Names};
 use super::pair::{Broken, Pair, PipePool, Side, Turn};
 use super::peer::{Peer, plain_addr};
 use super::report::counted;
@@ -121,6 +121,14 @@ pub fn serve_forward(
         )),
         (None, Dest::Unix(_) | Dest::Socks5 { .. }) => None,
     };
+    // What the proxy is asked for, when HOST is fixed: worked out once, so a name the proxy
+    // wants resolved here (`--proxy-dns local`, socks4://) is never looked up in a loop.
+    let via_target = match (&fwd.proxy, &fwd.dest) {
+        (Some(proxy), Dest::Ip { host, port, family }) => {
+            Some(socket::destination(proxy, host, *port, *family)?)
+        }
+        _ => None,
+    };
     let started = Instant::now();
     let shared = Shared {
         lanes: &lanes,
@@ -129,6 +137,7 @@ pub fn serve_forward(
         fwd,
         here: &here,
         lookup: lookup.as_deref(),
+        via_target: via_target.as_ref(),
     };
     let acceptor = Acceptor::new(listener, fd, stop);
     let outcomes = std::thread::scope(|scope| {
@@ -185,6 +194,8 @@ struct Shared<'a> {
     here: &'a str,
     /// HOST's addresses (`None` for a Unix target).
     lookup: Option<&'a Lookup>,
+    /// With `--proxy` and a fixed HOST: what each connection asks the proxy for.
+    via_target: Option<&'a crate::proxy::Dest>,
 }
 
 /// What one loop did, for the totals line.
@@ -233,7 +244,12 @@ struct Loop<'a> {
     sweep_every: Duration,
     next_sweep: Instant,
     pipes: PipePool,
+    /// `--socks5` clients' target names, looked up off the loop (started at the first name).
+    names: Option<Names>,
 }
+
+/// The token of the lookup thread's answers.
+const NAMES: Token = Token(usize::MAX - 3);
 
 impl<'a> Loop<'a> {
     fn new(id: usize, poll: Poll, shared: Shared<'a>, accept: Option<Acceptor>) -> Self {
@@ -256,6 +272,7 @@ impl<'a> Loop<'a> {
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
             pipes: PipePool::default(),
+            names: None,
         }
     }
 
@@ -299,6 +316,7 @@ impl<'a> Loop<'a> {
                 match ev.token() {
                     LISTENER => self.accept_all(now),
                     SIGNAL => stop |= self.signalled(),
+                    NAMES => self.names_answered(now),
                     WAKER => {
                         self.take_inbox(now);
                         stop |= self.shared.lanes.stopping();
@@ -404,19 +422,16 @@ impl<'a> Loop<'a> {
         let copy = self.shared.fwd.dump.is_some();
         let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
-            Dest::Ip { host, port, family } => match self.shared.lookup.map(Lookup::current) {
+            Dest::Ip { port, .. } => match self.shared.lookup.map(Lookup::current) {
                 Some(Ok(addrs)) => {
                     // Through a proxy the addresses are the proxy's, and the target is what
                     // it is asked for.
-                    let asked = match &self.shared.fwd.proxy {
-                        Some(proxy) => socket::destination(proxy, host, *port, *family)
-                            .map(|dest| pair.via_dest = Some((dest, *port)))
-                            .map_err(|e| format!("{e:#}")),
-                        None => Ok(()),
-                    };
+                    if let Some(dest) = self.shared.via_target {
+                        pair.via_dest = Some((dest.clone(), *port));
+                    }
                     pair.next_addrs = addrs;
                     pair.next_addrs.reverse();
-                    asked
+                    Ok(())
                 }
                 Some(Err(why)) => Err(why),
                 None => Err("no lookup for the target".to_string()),
@@ -554,14 +569,78 @@ impl<'a> Loop<'a> {
             crate::proxy::Dest::Name(n) => n.clone(),
             crate::proxy::Dest::Ip(ip) => ip.to_string(),
         };
-        if let Some(proxy) = &self.shared.fwd.proxy {
-            return self.socks_via(slot, proxy, &host, port, *family, now);
+        let rules = !(self.shared.limits.allow.is_empty() && self.shared.limits.deny.is_empty());
+        let via = self.shared.fwd.proxy.is_some();
+        let here = self
+            .shared
+            .fwd
+            .proxy
+            .as_ref()
+            .is_some_and(socket::resolves_here);
+        pair.asked = Some((dest.to_string(), host.clone(), port));
+        if matches!(dest, crate::proxy::Dest::Name(_)) && (!via || rules || here) {
+            // getaddrinfo may take seconds: asked of the lookup thread, answered by NAMES.
+            let family = *family;
+            let token = self.pairs.token(slot);
+            return self.ask_name(slot, token, &host, port, family);
         }
-        let addrs = match crate::addr::resolve(&host, port, *family) {
+        // An address needs no lookup, and through --proxy without rules a name is the
+        // proxy's to look up.
+        let addrs = if via && !rules && !here {
+            Ok(Vec::new())
+        } else {
+            crate::addr::resolve(&host, port, *family).map_err(|e| format!("{e:#}"))
+        };
+        self.socks_target(slot, addrs, now);
+    }
+
+    /// Hands `host` to the loop's lookup thread (started at the first name).
+    fn ask_name(&mut self, slot: usize, token: Token, host: &str, port: u16, family: Family) {
+        if self.names.is_none() {
+            match Names::start(self.poll.registry(), NAMES) {
+                Ok(n) => self.names = Some(n),
+                Err(e) => return self.fail(slot, &format!("starting the lookup thread: {e}")),
+            }
+        }
+        if !self
+            .names
+            .as_ref()
+            .is_some_and(|n| n.ask(token, host, port, family))
+        {
+            self.fail(slot, "the lookup thread has gone");
+        }
+    }
+
+    /// The lookup thread's answers, each to its pair if the pair is still there.
+    fn names_answered(&mut self, now: Instant) {
+        let answers = self.names.as_ref().map(Names::answered).unwrap_or_default();
+        for (token, addrs) in answers {
+            if let Some(slot) = self.pairs.slot_of(token) {
+                self.socks_target(slot, addrs, now);
+            }
+        }
+    }
+
+    /// The requested target's addresses are known (or not): the rules, then the connect,
+    /// directly or through `--proxy`.
+    fn socks_target(&mut self, slot: usize, addrs: Result<Vec<SocketAddr>, String>, now: Instant) {
+        let Dest::Socks5 { family, .. } = &self.shared.fwd.dest else {
+            return;
+        };
+        let family = *family;
+        let Some((dest, host, port)) = self.pairs.get_mut(slot).and_then(|p| p.asked.take()) else {
+            return;
+        };
+        if let Some(proxy) = &self.shared.fwd.proxy {
+            return self.socks_via(slot, proxy, &host, port, family, addrs, now);
+        }
+        let addrs = match addrs {
             Ok(a) => a,
-            Err(e) => {
-                hs.fail_code = 4;
-                return self.fail(slot, &format!("{e:#}"));
+            Err(why) => {
+                if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+                    hs.fail_code = 4;
+                }
+                return self.fail(slot, &why);
             }
         };
         if let Some((a, why)) = addrs
@@ -586,6 +665,7 @@ impl<'a> Loop<'a> {
 
     /// `--socks5 --proxy`: the client's target is asked of the proxy. --allow/--deny still
     /// apply to it: a name is resolved here for them when there are rules.
+    #[allow(clippy::too_many_arguments)]
     fn socks_via(
         &mut self,
         slot: usize,
@@ -593,15 +673,28 @@ impl<'a> Loop<'a> {
         host: &str,
         port: u16,
         family: Family,
+        resolved: Result<Vec<SocketAddr>, String>,
         now: Instant,
     ) {
         let limits = self.shared.limits;
+        // A name the proxy wants resolved here was looked up off the loop already: hand
+        // destination() the address, which needs no lookup.
+        let looked_up = match (&resolved, socket::resolves_here(proxy)) {
+            (Ok(addrs), true) => addrs.first().map(|a| a.ip().to_string()),
+            _ => None,
+        };
+        if socket::resolves_here(proxy)
+            && let Err(why) = &resolved
+        {
+            return self.fail(slot, why);
+        }
+        let host = looked_up.as_deref().unwrap_or(host);
         if !(limits.allow.is_empty() && limits.deny.is_empty()) {
-            let refused = match crate::addr::resolve(host, port, family) {
+            let refused = match resolved {
                 Ok(addrs) => addrs
                     .iter()
                     .find_map(|a| limits.refuses(a.ip()).map(|w| format!("({}) {w}", a.ip()))),
-                Err(e) => Some(format!("cannot be checked against --allow/--deny: {e:#}")),
+                Err(e) => Some(format!("cannot be checked against --allow/--deny: {e}")),
             };
             if let Some(why) = refused {
                 if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {

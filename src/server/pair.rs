@@ -369,6 +369,9 @@ pub struct Pair {
     pub socks: Option<Handshake>,
     /// `--proxy`: what to ask the proxy for (until it is asked), and the handshake with it.
     pub via_dest: Option<(crate::proxy::Dest, u16)>,
+    /// `--socks5`: the target the client asked for (as said, as looked up, port) while its
+    /// addresses are being looked up.
+    pub asked: Option<(String, String, u16)>,
     pub via: Option<Via>,
 }
 
@@ -377,7 +380,7 @@ impl Pair {
         let (mut up, mut down) = (Half::new(copy), Half::new(copy));
         if narrate::narrating() {
             up = up.narrated(&format!("{peer} -> target"));
-            down = down.narrated(&format!("target -> {peer}"));
+            down = down.narrated(&format!("{peer} <- target"));
         }
         Pair {
             client,
@@ -392,6 +395,7 @@ impl Pair {
             last: now,
             opened: now,
             socks: None,
+            asked: None,
             via_dest: None,
             via: None,
         }

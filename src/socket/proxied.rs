@@ -75,10 +75,16 @@ pub fn connect_via(
 
 /// The target as the proxy will be told it: a name (it resolves) or an address (resolved here,
 /// because `--proxy-dns local` asked or SOCKS4 has no names).
+/// True when a name is looked up here rather than by the proxy (`--proxy-dns local`, or
+/// SOCKS4, which carries only an IPv4 address).
+pub fn resolves_here(proxy: &Proxy) -> bool {
+    proxy.local_dns || proxy.url.scheme == Scheme::Socks4
+}
+
 pub fn destination(proxy: &Proxy, host: &str, port: u16, family: Family) -> Result<Dest> {
     let dest = Dest::of(host);
     let scheme = proxy.url.scheme;
-    let local = proxy.local_dns || scheme == Scheme::Socks4;
+    let local = resolves_here(proxy);
     let dest = match dest {
         Dest::Name(_) if local => {
             let family = if scheme == Scheme::Socks4 {
