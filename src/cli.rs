@@ -234,6 +234,9 @@ pub struct ConnectArgs {
     pub sockopts: SockOptArgs,
 
     #[command(flatten)]
+    pub tls: TlsClientArgs,
+
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -285,6 +288,9 @@ pub struct ListenArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -654,6 +660,69 @@ pub struct SockOptArgs {
     /// After setup, print every option that applies to the socket: requested and kernel values.
     #[arg(long)]
     pub show_opts: bool,
+}
+
+/// TLS for `connect`: rustls over the TCP (or Unix stream) connection.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsClientArgs {
+    /// Speak TLS over the connection (rustls). The server's certificate is verified against
+    /// the system's roots (/etc/ssl/certs) unless --ca or --insecure; SNI is HOST (over -U:
+    /// localhost) unless --sni. With SSLKEYLOGFILE=FILE in the environment the session keys are appended to FILE,
+    /// so Wireshark can decrypt a capture of the session.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Trust the CA certificates in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<PathBuf>,
+
+    /// The name to send in SNI and check the certificate against (default: HOST).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub sni: Option<String>,
+
+    /// Offer these ALPN protocols, comma-separated, in order of preference (h2,http/1.1).
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', requires = "tls")]
+    pub alpn: Vec<String>,
+
+    /// Present this client certificate (PEM chain, leaf first); needs --key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Do not verify the server's certificate (said once on stderr): anyone in the middle can
+    /// read and change the session.
+    #[arg(long, requires = "tls", conflicts_with = "ca")]
+    pub insecure: bool,
+}
+
+/// TLS for `listen`: rustls on each accepted connection.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsServerArgs {
+    /// Speak TLS with each client (rustls). Without --cert/--key a self-signed certificate is
+    /// made at start for the listening names, and its SHA-256 fingerprint printed after the
+    /// `listening on` line so a client can pin it. SSLKEYLOGFILE=FILE appends the session keys
+    /// to FILE (for Wireshark).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Serve this certificate chain (PEM, leaf first); needs --key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Ask each client for a certificate and verify it against the CAs in this PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Accept these ALPN protocols, comma-separated, in order of preference.
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', requires = "tls")]
+    pub alpn: Vec<String>,
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.

@@ -15,4 +15,5 @@ pub mod service;
 mod socket;
 pub mod sockopt;
 mod sys;
+mod tls;
 mod value;
