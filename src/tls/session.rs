@@ -128,6 +128,10 @@ impl TlsRelay {
             peer_closed: false,
             tcp_eof: false,
         };
+        if s.stdin.as_ref().is_some_and(|i| i.at_eof) {
+            // stdin ended during an earlier session (`listen -k`): this one starts half-closed.
+            s.stdin_eof_at = Some(started);
+        }
         let result = match s.run() {
             Err(e) if e.is::<StdoutClosed>() => Ok(End::StdoutClosed),
             r => r,
@@ -294,8 +298,26 @@ impl Session<'_> {
         !self.conn.wants_write() && !self.close_sent
     }
 
-    /// Moves what the stdin thread has read into the TLS connection.
+    /// Moves what the stdin thread has read into the TLS connection; at its EOF (once the
+    /// handshake is done: a close_notify during it would end the handshake) the close_notify.
     fn take_stdin(&mut self) -> Result<()> {
+        self.take_chunks()?;
+        if self.stdin_eof_at.is_some()
+            && self.handshaken
+            && !self.close_sent
+            && !self.opts.no_shutdown
+        {
+            narrate::info(format_args!(
+                "stdin EOF after {} bytes: sending close_notify",
+                self.sent
+            ));
+            self.conn.send_close_notify();
+            self.close_sent = true;
+        }
+        Ok(())
+    }
+
+    fn take_chunks(&mut self) -> Result<()> {
         while self.can_take_input() {
             let Some(stdin) = self.stdin.as_mut() else {
                 return Ok(());
@@ -315,14 +337,6 @@ impl Session<'_> {
                 Ok(Chunk::Eof) | Err(TryRecvError::Disconnected) => {
                     stdin.at_eof = true;
                     self.stdin_eof_at = Some(Instant::now());
-                    if !self.opts.no_shutdown {
-                        narrate::info(format_args!(
-                            "stdin EOF after {} bytes: sending close_notify",
-                            self.sent
-                        ));
-                        self.conn.send_close_notify();
-                        self.close_sent = true;
-                    }
                 }
                 Ok(Chunk::Failed(e)) => {
                     return Err(anyhow!("reading stdin: {}", error::plain(&e)));

@@ -139,7 +139,11 @@ pub fn problem(e: &Error, chain: &[CertificateDer<'static>]) -> String {
             let names = if presented.is_empty() {
                 "no names".to_string()
             } else {
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|p| unquoted(p))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             format!(
                 "is for {names}, not {} (wrong name; --sni NAME checks another)",
@@ -160,6 +164,14 @@ pub fn problem(e: &Error, chain: &[CertificateDer<'static>]) -> String {
         CertificateError::BadSignature => "has a bad signature".to_string(),
         CertificateError::Revoked => "has been revoked".to_string(),
         other => format!("was refused: {other}"),
+    }
+}
+
+/// `DnsName("a.example")` (how rustls lists a presented name) -> `a.example`.
+fn unquoted(name: &str) -> String {
+    match (name.find('"'), name.rfind('"')) {
+        (Some(a), Some(b)) if b > a => name[a + 1..b].to_string(),
+        _ => name.to_string(),
     }
 }
 
