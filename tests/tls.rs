@@ -171,45 +171,93 @@ fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
     assert_eq!(String::from_utf8_lossy(&got), "from sockkit\n");
 }
 
+/// A line on `tap` within the bound, or the test fails saying what was seen.
+fn line(tap: &mut LineTap, want: &str) {
+    tap.wait_seen(T, |l| l == want)
+        .unwrap_or_else(|e| panic!("waiting for {want:?}: {e}"));
+}
+
+/// `listen --tls --cert --key` and a TLS client program (`client`) exchange a line each way
+/// with both stdins open; then listen's stdin ends and it sends close_notify. A client that
+/// answers with its own (`answers`) ends the session cleanly (exit 0); one that does not
+/// ends when its stdin does, and listen says the end may be a truncation (exit 1).
+fn exchange_with_listen_tls(pki: &Pki, client: &mut Command, what: &str, answers: bool) {
+    let (mut listener, _addr, mut tap) = listen_tls_at(
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+        Stdio::piped(),
+        client,
+    );
+    let mut listen_in = listener.stdin();
+    listen_in.write_all(b"from sockkit\n").unwrap();
+    let mut listen_out = LineTap::new(listener.stdout());
+    let mut peer = spawn_peer(client);
+    let mut peer_in = peer.stdin();
+    peer_in
+        .write_all(format!("from {what}\n").as_bytes())
+        .unwrap();
+    let mut peer_out = LineTap::new(peer.stdout());
+    line(&mut listen_out, &format!("from {what}"));
+    line(&mut peer_out, "from sockkit");
+    drop(listen_in);
+    if !answers {
+        drop(peer_in);
+        let status = listener.status_within(T, "listen --tls");
+        assert_eq!(status.code(), Some(1), "{what}");
+        tap.wait_seen(T, |l| {
+            l == "sockkit: TLS: the peer closed the connection without close_notify after 10 \
+                  bytes: the data may be truncated"
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        peer.status_within(T, what);
+        return;
+    }
+    let status = listener.status_within(T, "listen --tls");
+    assert_eq!(status.code(), Some(0), "{what}: {}", tap.text());
+    peer.status_within(T, what);
+    drop(peer_in);
+}
+
+/// `listen_tls`, with the port it got added to `client`'s arguments as HOST:PORT or HOST
+/// PORT (`{port}` in them).
+fn listen_tls_at(
+    args: &[&str],
+    stdin: Stdio,
+    client: &mut Command,
+) -> (ChildGuard, SocketAddr, LineTap) {
+    let (child, addr, tap) = listen_tls(args, stdin);
+    let filled: Vec<String> = client
+        .get_args()
+        .map(|a| {
+            a.to_string_lossy()
+                .replace("{port}", &addr.port().to_string())
+        })
+        .collect();
+    let program = client.get_program().to_owned();
+    *client = Command::new(program);
+    client.args(filled);
+    (child, addr, tap)
+}
+
 #[test]
 fn openssl_s_client_reaches_listen_tls_with_cert_and_key() {
     let Some(openssl) = peer_or_skip("openssl") else {
         return;
     };
     let pki = Pki::new();
-    let (mut listener, addr, _tap) = listen_tls(
-        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
-        Stdio::piped(),
-    );
-    let mut listen_in = listener.stdin();
-    listen_in.write_all(b"from sockkit\n").unwrap();
-    drop(listen_in);
-    let listen_out = collect(listener.stdout());
-    let mut client = spawn_peer(Command::new(openssl).args([
+    let ca = pki.ca();
+    let mut client = Command::new(openssl);
+    client.args([
         "s_client",
         "-quiet",
         "-verify_return_error",
         "-CAfile",
-        &pki.ca(),
+        &ca,
         "-servername",
         "localhost",
         "-connect",
-        &addr.to_string(),
-    ]));
-    let mut client_in = client.stdin();
-    client_in.write_all(b"from s_client\n").unwrap();
-    drop(client_in);
-    let client_out = collect(client.stdout());
-    listener.status_within(T, "listen --tls");
-    client.status_within(T, "s_client");
-    assert_eq!(
-        String::from_utf8_lossy(&join_within(listen_out, T)),
-        "from s_client\n"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&join_within(client_out, T)),
-        "from sockkit\n"
-    );
+        "127.0.0.1:{port}",
+    ]);
+    exchange_with_listen_tls(&pki, &mut client, "s_client", true);
 }
 
 #[test]
@@ -218,42 +266,29 @@ fn ncat_ssl_connects_to_listen_tls() {
         return;
     };
     let pki = Pki::new();
-    let (mut listener, addr, _tap) = listen_tls(
-        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
-        Stdio::null(),
-    );
-    let listen_out = collect(listener.stdout());
-    let mut client = spawn_peer(Command::new(ncat).args([
+    let ca = pki.ca();
+    let mut client = Command::new(ncat);
+    client.args([
         "--ssl",
         "--ssl-verify",
         "--ssl-trustfile",
-        &pki.ca(),
-        "127.0.0.1",
-        &addr.port().to_string(),
-    ]));
-    let mut client_in = client.stdin();
-    client_in.write_all(b"from ncat\n").unwrap();
-    drop(client_in);
-    client.status_within(T, "ncat --ssl");
-    listener.status_within(T, "listen --tls");
-    assert_eq!(
-        String::from_utf8_lossy(&join_within(listen_out, T)),
-        "from ncat\n"
-    );
+        &ca,
+        // ncat checks a certificate's DNS names only, not its IP addresses.
+        "localhost",
+        "{port}",
+    ]);
+    // ncat as a client never sends close_notify: it closes at its stdin's EOF.
+    exchange_with_listen_tls(&pki, &mut client, "ncat", false);
 }
 
-#[test]
-fn connect_tls_reaches_ncat_ssl_listen() {
-    let Some(ncat) = peer_or_skip("ncat") else {
-        return;
-    };
-    let pki = Pki::new();
+/// `ncat --ssl -l` on a port the kernel just handed out (ncat cannot bind port 0 and say
+/// which it got), serving the good certificate.
+fn ncat_listen(ncat: &std::path::Path, pki: &Pki) -> (ChildGuard, u16) {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    // ncat cannot bind port 0 and say which it got: take one the kernel just handed out.
-    let mut server = spawn_peer(Command::new(ncat).args([
+    let server = spawn_peer(Command::new(ncat).args([
         "--ssl",
         "--ssl-cert",
         &pki.cert("good"),
@@ -264,29 +299,72 @@ fn connect_tls_reaches_ncat_ssl_listen() {
         &port.to_string(),
     ]));
     listening_port_of(server.id(), T).expect("ncat's port");
-    let server_out = collect(server.stdout());
+    (server, port)
+}
+
+#[test]
+fn connect_tls_reaches_ncat_ssl_listen() {
+    let Some(ncat) = peer_or_skip("ncat") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = ncat_listen(&ncat, &pki);
+    let mut server_in = server.stdin();
+    server_in.write_all(b"from ncat\n").unwrap();
+    let mut server_out = LineTap::new(server.stdout());
+    let mut client = ChildGuard::spawn(&mut sockkit(&[
+        "connect",
+        "--tls",
+        "--ca",
+        &pki.ca(),
+        "127.0.0.1",
+        &port.to_string(),
+    ]));
+    let mut client_in = client.stdin();
+    client_in.write_all(b"from sockkit\n").unwrap();
+    let mut client_out = LineTap::new(client.stdout());
+    line(&mut client_out, "from ncat");
+    line(&mut server_out, "from sockkit");
+    // Our close_notify; ncat answers with its own and ends.
+    drop(client_in);
+    let status = client.status_within(T, "connect --tls");
+    assert_eq!(status.code(), Some(0));
+    server.status_within(T, "ncat --ssl -l");
+    drop(server_in);
+}
+
+#[test]
+fn ncat_ending_without_close_notify_is_reported_as_possible_truncation() {
+    let Some(ncat) = peer_or_skip("ncat") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = ncat_listen(&ncat, &pki);
+    // At its stdin's EOF ncat closes the TCP connection without a close_notify.
     let mut server_in = server.stdin();
     server_in.write_all(b"from ncat\n").unwrap();
     drop(server_in);
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--ca",
-            &pki.ca(),
-            "127.0.0.1",
-            &port.to_string(),
-        ],
-        b"from sockkit\n",
-        T,
-    );
-    assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert_eq!(out.stdout_text(), "from ncat\n");
-    server.status_within(T, "ncat --ssl -l");
+    let mut client = ChildGuard::spawn(&mut sockkit(&[
+        "connect",
+        "--tls",
+        "--ca",
+        &pki.ca(),
+        "127.0.0.1",
+        &port.to_string(),
+    ]));
+    let client_in = client.stdin();
+    let out = collect(client.stdout());
+    let err = collect(client.stderr());
+    let status = client.status_within(T, "connect --tls");
+    drop(client_in);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(join_within(out, T), b"from ncat\n");
     assert_eq!(
-        String::from_utf8_lossy(&join_within(server_out, T)),
-        "from sockkit\n"
+        String::from_utf8_lossy(&join_within(err, T)),
+        "sockkit: TLS: the peer closed the connection without close_notify after 10 bytes: \
+         the data may be truncated\n"
     );
+    server.status_within(T, "ncat --ssl -l");
 }
 
 /// 64 MiB from one sockkit to the other over TLS, byte-exact; `upload`: connect sends.

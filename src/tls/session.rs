@@ -123,6 +123,8 @@ impl TlsRelay {
             received: 0,
             last_moved: started,
             stdin_eof_at: None,
+            held: Vec::new(),
+            held_at: 0,
             close_sent: false,
             shut: false,
             peer_closed: false,
@@ -190,6 +192,9 @@ struct Session<'a> {
     received: u64,
     last_moved: Instant,
     stdin_eof_at: Option<Instant>,
+    /// A chunk of stdin rustls has not taken all of yet, and how much it has.
+    held: Vec<u8>,
+    held_at: usize,
     /// close_notify queued (stdin EOF).
     close_sent: bool,
     /// TCP's sending side shut after close_notify went out.
@@ -202,7 +207,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     fn uplink_done(&self) -> bool {
-        self.stdin.as_ref().is_none_or(|s| s.at_eof)
+        self.stdin.as_ref().is_none_or(|s| s.at_eof) && self.held_at == self.held.len()
     }
 
     fn run(&mut self) -> Result<End> {
@@ -295,7 +300,7 @@ impl Session<'_> {
     /// More plaintext is taken only once rustls has sent what it holds: stdin waits, not
     /// memory.
     fn can_take_input(&self) -> bool {
-        !self.conn.wants_write() && !self.close_sent
+        self.handshaken && !self.conn.wants_write() && !self.close_sent
     }
 
     /// Moves what the stdin thread has read into the TLS connection; at its EOF (once the
@@ -303,6 +308,7 @@ impl Session<'_> {
     fn take_stdin(&mut self) -> Result<()> {
         self.take_chunks()?;
         if self.stdin_eof_at.is_some()
+            && self.held_at == self.held.len()
             && self.handshaken
             && !self.close_sent
             && !self.opts.no_shutdown
@@ -319,6 +325,21 @@ impl Session<'_> {
 
     fn take_chunks(&mut self) -> Result<()> {
         while self.can_take_input() {
+            // rustls takes at most its buffer limit at a time: the rest waits here.
+            if self.held_at < self.held.len() {
+                let n = self
+                    .conn
+                    .writer()
+                    .write(&self.held[self.held_at..])
+                    .map_err(|e| anyhow!("TLS: {e}"))?;
+                self.held_at += n;
+                self.sent += n as u64;
+                self.last_moved = Instant::now();
+                if n == 0 {
+                    return Ok(());
+                }
+                continue;
+            }
             let Some(stdin) = self.stdin.as_mut() else {
                 return Ok(());
             };
@@ -327,12 +348,8 @@ impl Session<'_> {
             }
             match stdin.chunks.try_recv() {
                 Ok(Chunk::Data(data)) => {
-                    self.conn
-                        .writer()
-                        .write_all(&data)
-                        .map_err(|e| anyhow!("TLS: {e}"))?;
-                    self.sent += data.len() as u64;
-                    self.last_moved = Instant::now();
+                    self.held = data;
+                    self.held_at = 0;
                 }
                 Ok(Chunk::Eof) | Err(TryRecvError::Disconnected) => {
                     stdin.at_eof = true;

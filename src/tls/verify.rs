@@ -163,6 +163,11 @@ pub fn problem(e: &Error, chain: &[CertificateDer<'static>]) -> String {
         },
         CertificateError::BadSignature => "has a bad signature".to_string(),
         CertificateError::Revoked => "has been revoked".to_string(),
+        CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+            "is a CA certificate, which webpki does not accept as a server's own (CA:TRUE \
+             in its basicConstraints)"
+                .to_string()
+        }
         other => format!("was refused: {other}"),
     }
 }
