@@ -761,3 +761,101 @@ fn a_plain_text_client_on_listen_k_tls_is_logged_and_the_next_client_is_served()
     drop(listener);
     assert_eq!(join_within(listen_out, T), b"after the plain one\n");
 }
+
+#[test]
+fn client_ca_admits_a_client_with_a_certificate_and_refuses_one_without() {
+    let pki = Pki::new();
+    let (mut listener, addr, mut tap) = listen_tls(
+        &[
+            "-k",
+            "-v",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+            "--client-ca",
+            &pki.ca(),
+        ],
+        Stdio::null(),
+    );
+    let listen_out = collect(listener.stdout());
+    let port = addr.port().to_string();
+    let ca = pki.ca();
+    let without = run(
+        &["connect", "--tls", "--ca", &ca, "127.0.0.1", &port],
+        b"no\n",
+        T,
+    );
+    assert_eq!(without.code(), Some(1), "{}", without.stderr);
+    assert!(
+        without.stderr.contains("CertificateRequired"),
+        "{}",
+        without.stderr
+    );
+    let (cert, key) = (pki.cert("good"), pki.key("good"));
+    let with = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "127.0.0.1",
+            &port,
+        ],
+        b"with a certificate\n",
+        T,
+    );
+    assert_eq!(with.code(), Some(0), "{}", with.stderr);
+    tap.wait_seen(T, |l| {
+        l.contains("client certificate 0: subject CN=good leaf")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    tap.wait_seen(T, |l| l.contains("received 19 B of plaintext"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(listener);
+    assert_eq!(join_within(listen_out, T), b"with a certificate\n");
+}
+
+#[test]
+fn alpn_is_negotiated_and_keys_are_logged_to_sslkeylogfile() {
+    let pki = Pki::new();
+    let (mut listener, addr, _tap) = listen_tls(
+        &[
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+            "--alpn",
+            "h2,http/1.1",
+        ],
+        Stdio::null(),
+    );
+    let keylog = pki.dir.path("keys.log");
+    let mut cmd = sockkit(&[
+        "connect",
+        "--tls",
+        "-v",
+        "--ca",
+        &pki.ca(),
+        "--alpn",
+        "http/1.1,spdy/1",
+        "127.0.0.1",
+        &addr.port().to_string(),
+    ]);
+    cmd.env("SSLKEYLOGFILE", &keylog);
+    let out = util::run_cmd(&mut cmd, b"", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("ALPN http/1.1"), "{}", out.stderr);
+    listener.status_within(T, "listen --tls");
+    let logged = std::fs::read_to_string(&keylog).unwrap();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.starts_with("CLIENT_TRAFFIC_SECRET_0 ")),
+        "{logged}"
+    );
+}
