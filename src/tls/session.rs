@@ -138,6 +138,13 @@ impl TlsRelay {
             Err(e) if e.is::<StdoutClosed>() => Ok(End::StdoutClosed),
             r => r,
         };
+        if result.is_ok() && !s.close_sent && !s.opts.no_shutdown && s.handshaken {
+            // A session that ends with our side still open (--recv-only, a terminal's stdin,
+            // --quit-after) still says goodbye: the peer may be waiting for our close_notify.
+            s.conn.send_close_notify();
+            s.close_sent = true;
+            s.flush().ok();
+        }
         let totals = Totals {
             sent: s.sent,
             received: s.received,
