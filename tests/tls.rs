@@ -859,3 +859,38 @@ fn alpn_is_negotiated_and_keys_are_logged_to_sslkeylogfile() {
         "{logged}"
     );
 }
+
+#[test]
+fn a_recv_only_listener_ends_with_close_notify_so_its_client_exits_0() {
+    let pki = Pki::new();
+    // Its stdin stays open and unread: only the close_notify at the end lets the client go.
+    let (mut listener, addr, _tap) = listen_tls(
+        &[
+            "--recv-only",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        Stdio::piped(),
+    );
+    let listen_in = listener.stdin();
+    let listen_out = collect(listener.stdout());
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ],
+        b"one way\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let status = listener.status_within(T, "listen --recv-only --tls");
+    assert_eq!(status.code(), Some(0));
+    drop(listen_in);
+    assert_eq!(join_within(listen_out, T), b"one way\n");
+}
