@@ -115,7 +115,7 @@ fn looks_like_host(s: &str) -> bool {
 }
 
 /// Removes the brackets of `[::1]`, which URLs and ncat accept around IPv6 literals.
-fn unbracket(host: &str) -> &str {
+pub fn unbracket(host: &str) -> &str {
     host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host)
@@ -183,35 +183,57 @@ pub fn bind_target(addr: Option<&str>, port: u16, family: Family) -> Result<Bind
     }
 }
 
+/// An address as a person reads it, the one form every subcommand prints: an IPv4 client of a
+/// dual-stack socket, which the kernel reports as `[::ffff:127.0.0.1]:5000`, is `127.0.0.1:5000`.
+pub fn plain(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 /// An IP network for `--allow` / `--deny`: `127.0.0.0/8`, `::1/128`, or a bare address.
+///
+/// An IPv4 client on a dual-stack socket arrives as `::ffff:a.b.c.d`, and a rule may be written
+/// either way, so both sides are normalised alike: a rule inside `::ffff:0:0/96` is kept as
+/// the IPv4 network it names (`::ffff:127.0.0.2/128` is `127.0.0.2/32`), and a wider IPv6 rule
+/// (`::/0`, `::/64`...) is matched against an IPv4 client's mapped form, so `--deny ::/0`
+/// keeps IPv4 clients out too. A rule can never fail open by being written in the other form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     net: IpAddr,
     prefix: u8,
 }
 
+/// The prefix of `::ffff:0:0/96`, where IPv4 lives inside IPv6.
+const MAPPED_PREFIX: u8 = 96;
+
 impl Cidr {
-    /// True when `ip` is inside; an IPv4 client seen as `::ffff:a.b.c.d` on a dual-stack
-    /// socket matches IPv4 networks, as the user meant.
+    /// True when `ip` is inside. `ip` may be an IPv4 address, an IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`, as a dual-stack socket reports IPv4 clients) or any IPv6 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 @ IpAddr::V4(_) => v4,
+        let v4 = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+            IpAddr::V4(v4) => Some(v4),
         };
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
+        match (self.net, v4) {
+            (IpAddr::V4(n), Some(a)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
                     .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
+            (IpAddr::V4(_), None) => false,
+            (IpAddr::V6(n), _) => {
+                // An IPv4 client is compared in its mapped form: `::/0` and `::ffff:0:0/96`
+                // cover it, as they cover every address inside them.
+                let a = match (ip, v4) {
+                    (_, Some(a)) => a.to_ipv6_mapped(),
+                    (IpAddr::V6(a), None) => a,
+                    (IpAddr::V4(_), None) => return false,
+                };
                 let mask = u128::MAX
                     .checked_shl(128 - u32::from(self.prefix))
                     .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
-            _ => false,
         }
     }
 }
@@ -232,6 +254,16 @@ impl FromStr for Cidr {
                 _ => return Err(format!("'{s}': the prefix length must be 0 to {max}")),
             },
         };
+        // Normalised as peers are: an IPv4 network written in its mapped form is that network.
+        if let IpAddr::V6(v6) = net
+            && prefix >= MAPPED_PREFIX
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Ok(Cidr {
+                net: IpAddr::V4(v4),
+                prefix: prefix - MAPPED_PREFIX,
+            });
+        }
         Ok(Cidr { net, prefix })
     }
 }
@@ -259,6 +291,11 @@ impl FromStr for UnixAddr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
             return Err("a Unix socket needs a path (or @name for the abstract namespace)".into());
+        }
+        if s.starts_with('-') {
+            return Err(format!(
+                "'{s}' looks like an option, not a socket path (for a file of that name write ./{s})"
+            ));
         }
         if let Some(name) = s.strip_prefix('@') {
             if !cfg!(target_os = "linux") {
@@ -551,6 +588,35 @@ mod tests {
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("192.0.2.1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        // Rules written in the mapped form, or wide enough to hold it, cover IPv4 clients
+        // however the socket reports them (issue 16 item 2: these failed open).
+        let v4 = "127.0.0.2".parse().unwrap();
+        let mapped = "::ffff:127.0.0.2".parse().unwrap();
+        for rule in [
+            "::ffff:127.0.0.2/128",
+            "::ffff:127.0.0.2",
+            "::ffff:0:0/96",
+            "::/0",
+        ] {
+            let c: Cidr = rule.parse().unwrap();
+            assert!(c.contains(v4), "{rule} holds 127.0.0.2");
+            assert!(c.contains(mapped), "{rule} holds ::ffff:127.0.0.2");
+        }
+        let one: Cidr = "::ffff:127.0.0.2/128".parse().unwrap();
+        assert_eq!(
+            one.to_string(),
+            "127.0.0.2/32",
+            "shown as the network it is"
+        );
+        assert!(!one.contains("127.0.0.1".parse().unwrap()));
+        let net: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(net.to_string(), "10.0.0.0/8");
+        let v6only: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(
+            !v6only.contains(v4),
+            "an IPv6 network outside ::ffff:0:0/96 holds no IPv4"
+        );
+        assert!(!"::1".parse::<Cidr>().unwrap().contains(v4));
         assert!("nonsense".parse::<Cidr>().is_err());
     }
 

@@ -16,6 +16,8 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod nc;
+
 use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
 use crate::error;
 use crate::sockopt::{self, SockOptRequest};
@@ -70,7 +72,7 @@ impl Special {
                 error::EXIT_OK
             }
             Special::Usage(line) => {
-                eprintln!("{line}");
+                crate::narrate::say(&format!("{line}\n"));
                 error::EXIT_USAGE
             }
             Special::Clap(e) => {
@@ -89,10 +91,14 @@ pub fn parse() -> ParseResult {
 /// Parses `args` (the program name first).
 pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseResult {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let matches = match Cli::command().try_get_matches_from(&args) {
+    let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return ParseResult::Special(special(e, &args)),
     };
+    // `listen -q 1 4444` parses (quiet, ADDR 1 = 0.0.0.1) but an nc user meant quit-after.
+    if let Some(line) = nc::spelling(&args, true) {
+        return ParseResult::Special(Special::Usage(line));
+    }
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => return ParseResult::Special(special(e, &args)),
@@ -131,8 +137,47 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
     })
 }
 
+/// The parser: `Cli`'s command with every option that takes a value told to take a negative
+/// number as that value. Without it clap reads `-w -1` as an unknown flag `-1` (because `-4`
+/// and `-6` are flags) and the user is told about a port they never typed; with it the
+/// option's own value parser refuses `-1` and the message names the option. Done over the
+/// whole tree so an option added later is covered too.
+pub fn command() -> clap::Command {
+    fn negatives_are_values(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.mut_args(|arg| {
+            if !arg.is_positional() && arg.get_action().takes_values() {
+                arg.allow_negative_numbers(true)
+            } else {
+                arg
+            }
+        });
+        cmd.mut_subcommands(negatives_are_values)
+    }
+    negatives_are_values(Cli::command())
+}
+
+/// A file name an option takes (`--hexdump-file`, `--jokes`). A name that starts with `-` is
+/// an option typed where the file should be (`--hexdump-file -v`), or a number that is no
+/// file name (`-1`): refused with the way to say it if it really is meant.
+fn parse_file_path(s: &str) -> Result<PathBuf, String> {
+    if s.starts_with('-') {
+        return Err(format!(
+            "'{s}' looks like an option, not a file name (for a file of that name write ./{s})"
+        ));
+    }
+    if s.is_empty() {
+        return Err("an empty file name".to_string());
+    }
+    Ok(PathBuf::from(s))
+}
+
 /// What a clap error means for the user.
 fn special(e: clap::Error, args: &[OsString]) -> Special {
+    if e.use_stderr()
+        && let Some(line) = nc::spelling(args, false)
+    {
+        return Special::Usage(line);
+    }
     match e.kind() {
         // `sockkit connect -o help` lists the options although HOST and PORT are missing.
         ErrorKind::MissingRequiredArgument if sockopt::help_in_args(args.iter().cloned()) => {
@@ -252,6 +297,10 @@ pub struct ConnectArgs {
 ///
 /// With -U PATH, a Unix stream socket (`listening on PATH (Unix)`), removed again at exit; a
 /// stale socket file is replaced only with --unlink, and a file that is not a socket never.
+///
+/// At a terminal: Ctrl-D ends what you send to this client (shutdown SHUT_WR), and with -k the
+/// next client hears what you type next; a client that half-closes has sent its request, so
+/// the session stays open for your answer until your Ctrl-D. Ctrl-C ends listen itself.
 #[derive(Args, Debug)]
 #[command(override_usage = "sockkit listen [OPTIONS] [ADDR] PORT\n       \
                             sockkit listen [OPTIONS] -U PATH")]
@@ -301,8 +350,9 @@ pub struct ListenArgs {
 /// One event loop per CPU core serves thousands of clients. Each client is owed at most 64 KiB
 /// of echo before sockkit stops reading from it, so a client that sends but never reads costs
 /// the server little. When a client shuts its sending side, what it is owed is sent, then the
-/// connection closes. SIGINT or SIGTERM stops the server: no new clients, every client closed,
-/// totals with -v. With -u, UDP instead: each datagram goes back to its sender.
+/// connection closes. SIGINT, SIGTERM or SIGHUP stops the server: no new clients, every client
+/// closed, totals with -v, then sockkit ends by that signal (exit status 128+N). With -u, UDP
+/// instead: each datagram goes back to its sender.
 ///
 /// Example: sockkit echo -v 127.0.0.1 7007, then: echo hi | sockkit connect 127.0.0.1 7007
 ///
@@ -359,7 +409,7 @@ pub struct KnockArgs {
 
     /// Tell your own jokes: one `clue<TAB>punchline` per line; blank lines and lines starting
     /// with # are skipped. A malformed file is refused at start, naming the line.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
     pub jokes: Option<PathBuf>,
 
     /// Tell the jokes in a random order for each client instead of in file order.
@@ -540,8 +590,9 @@ pub struct RelayArgs {
     #[arg(long)]
     pub recv_only: bool,
 
-    /// End the session (exit 1) when no byte has moved either way for this long. With -u it
-    /// is how a datagram session ends normally (exit 0): UDP has no EOF.
+    /// End the session (exit 1) when no byte has moved either way for this long (0: no
+    /// limit). With -u it is how a datagram session ends normally (exit 0): UDP has no EOF.
+    /// With --broker/--chat it closes each silent client instead (default there: 5m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 }
@@ -621,7 +672,7 @@ pub struct DumpArgs {
     pub hexdump: bool,
 
     /// Write the hex dump to FILE instead of stderr (implies -x).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
     pub hexdump_file: Option<PathBuf>,
 }
 
@@ -728,9 +779,15 @@ pub struct TlsServerArgs {
 /// `-v`, `-vv` and `-q`, the same on every subcommand.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct Verbosity {
-    /// Say more on stderr: -v connections and totals, -vv every socket call as it happens.
+    /// Say more on stderr: -v connections and totals, -vv every socket call as it happens
+    /// (data calls: the first three of each, then a summary once a second), -vvv every call.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// For learners: after each socket call, one plain sentence on what it did and why it
+    /// matters, with the Java tutorial's equivalent where there is one (implies -vv).
+    #[arg(long)]
+    pub explain: bool,
 
     /// Servers do not announce `listening on ...`; errors are still printed.
     #[arg(short = 'q', long)]

@@ -12,11 +12,13 @@ fn main() -> ExitCode {
         ParseResult::Run(invocation) => invocation,
         ParseResult::Special(special) => return ExitCode::from(special.finish()),
     };
-    match cmd::run(invocation) {
-        Ok(()) => ExitCode::from(error::EXIT_OK),
+    let status = match cmd::run(invocation) {
+        Ok(()) => error::EXIT_OK,
         Err(e) => {
-            eprintln!("{}", error::message(&e));
-            ExitCode::from(error::exit_status(&e))
+            error::report(&e);
+            error::exit_status(&e)
         }
-    }
+    };
+    // Stopped by SIGINT/SIGTERM/SIGHUP (and cleaned up): end by that signal.
+    ExitCode::from(error::end_by_signal().unwrap_or(status))
 }

@@ -5,6 +5,8 @@
 
 mod util;
 
+use std::os::unix::process::ExitStatusExt;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
@@ -366,6 +368,61 @@ fn allow_and_deny_are_checked_at_accept() {
     round_trip(&mut inside, b"inside");
 }
 
+/// Connects from `from` to a dual-stack server (announced as `[::]:PORT`) over IPv4, so the
+/// server sees the client as `::ffff:FROM`.
+fn connect_v4_from(server: &Server, from: &str) -> TcpStream {
+    let to: SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from}:0").parse().unwrap();
+    sock.bind(&local.into()).unwrap();
+    sock.connect_timeout(&to.into(), WAIT).unwrap();
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Issue 16 item 2: rules written in IPv6 form that name IPv4 clients (the mapped form, the
+/// mapped /96, everything) kept nobody out of a dual-stack server.
+#[test]
+fn ipv6_written_rules_cover_ipv4_clients_on_a_dual_stack_socket() {
+    let mut one = Server::start(&["--deny", "::ffff:127.0.0.2/128", "0"]);
+    assert!(
+        one.addr.ip().is_unspecified() && one.addr.is_ipv6(),
+        "{}",
+        one.addr
+    );
+    let mut denied = connect_v4_from(&one, "127.0.0.2");
+    let _ = denied.write_all(b"let me in");
+    assert!(
+        closed_by_peer(&mut denied),
+        "127.0.0.2 matches ::ffff:127.0.0.2/128"
+    );
+    let line = one.wait_for("refused 127.0.0.2:");
+    assert!(line.contains("--deny 127.0.0.2/32"), "{line}");
+    round_trip(
+        &mut connect_v4_from(&one, "127.0.0.1"),
+        b"127.0.0.1 is not denied",
+    );
+
+    for rule in ["::ffff:0:0/96", "::/0"] {
+        let mut all = Server::start(&["--deny", rule, "0"]);
+        let mut denied = connect_v4_from(&all, "127.0.0.1");
+        let _ = denied.write_all(b"let me in");
+        assert!(closed_by_peer(&mut denied), "--deny {rule} keeps IPv4 out");
+        all.wait_for("refused 127.0.0.1:");
+    }
+
+    // --allow in the mapped form lets exactly that IPv4 network in.
+    let mut only = Server::start(&["--allow", "::ffff:127.0.0.1/128", "0"]);
+    round_trip(&mut connect_v4_from(&only, "127.0.0.1"), b"inside");
+    let mut outside = connect_v4_from(&only, "127.0.0.3");
+    assert!(
+        closed_by_peer(&mut outside),
+        "127.0.0.3 is outside the allowed /128"
+    );
+    only.wait_for("refused 127.0.0.3:");
+}
+
 #[test]
 fn running_out_of_descriptors_pauses_accept_without_spinning() {
     // A hard limit of 40 descriptors: the server cannot raise it, so clients past ~30 wait in
@@ -431,7 +488,8 @@ fn sigterm_stops_gracefully_with_totals() {
     let mut a = connect(&server);
     round_trip(&mut a, b"hello");
     let status = server.stop(libc::SIGTERM);
-    assert!(status.success(), "exit status {status}");
+    // Stopped cleanly, then ended by the signal itself (EXIT STATUS: 128 + 15 in a shell).
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "exit status {status}");
     assert!(closed_by_peer(&mut a), "the client is closed at stop");
     let log = server.log();
     let totals = log
@@ -481,7 +539,7 @@ fn udp_sends_each_datagram_back_to_its_sender() {
         assert_eq!(got.as_deref(), Some(&msg[..]), "datagram of {len} bytes");
     }
     let status = server.stop(libc::SIGINT);
-    assert!(status.success());
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
     let log = server.log();
     assert!(
         log.contains("stopped on SIGINT: answered 5 datagrams"),
@@ -552,7 +610,7 @@ fn vv_narrates_accept_tcp_info_and_close_and_v_reports_each_client() {
     assert!(closed_by_peer(&mut s));
     let accept = server.wait_for(&format!("from {me}"));
     assert!(
-        accept.contains("accept(fd ") && accept.contains("-> ESTABLISHED"),
+        accept.contains("accept4(fd ") && accept.contains("-> ESTABLISHED"),
         "{accept}"
     );
     let opened = server.wait_for(&format!("accepted {me} on {}", server.addr));

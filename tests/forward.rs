@@ -9,6 +9,7 @@ mod util;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -331,7 +332,7 @@ fn vv_narrates_both_legs_and_v_names_all_four_addresses() {
     assert!(line.contains(&format!("-> 127.0.0.1:{tport}")), "{line}");
     assert!(line.contains("4 B to the target, 4 B back"), "{line}");
     for call in [
-        "accept(fd",
+        "accept4(fd",
         &format!("{tport}) = -1 EINPROGRESS"),
         "completed -> ESTABLISHED",
         "SHUT_WR",
@@ -345,6 +346,23 @@ fn vv_narrates_both_legs_and_v_names_all_four_addresses() {
         2,
         "a FIN passed on each way:\n{said}"
     );
+    // The data calls of both directions, spliced and tagged with whose they are: the 4 bytes
+    // into the pipe and out of it, each way, and the FIN (a splice of 0) each way.
+    for (way, label) in [
+        ("up", format!("{client_addr} -> target")),
+        ("down", format!("target -> {client_addr}")),
+    ] {
+        let moved: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains("splice(fd") && l.contains(&label) && l.contains(") = 4"))
+            .collect();
+        assert_eq!(moved.len(), 2, "{way}: into the pipe and out:\n{said}");
+        assert!(
+            said.lines()
+                .any(|l| l.contains("splice(fd") && l.contains(&label) && l.contains(") = 0")),
+            "{way}: the FIN read as a splice of 0:\n{said}"
+        );
+    }
 }
 
 #[test]
@@ -416,7 +434,8 @@ fn sigterm_stops_gracefully_with_totals() {
         .unwrap();
     assert!(k.success());
     let status = fwd.child.status_within(T, "forward after SIGTERM");
-    assert_eq!(status.code(), Some(0));
+    // Every subcommand ends by the signal that stopped it (EXIT STATUS: 128 + 15 in a shell).
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "exit status {status}");
     let said = fwd.stderr.finish(T);
     assert!(
         said.contains("stopped on SIGTERM: forwarded 1 client")

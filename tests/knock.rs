@@ -8,6 +8,7 @@ mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -110,6 +111,19 @@ impl Client {
             Err(e) => panic!("waiting for the server to close: {e} (got {all:?})"),
         }
         all
+    }
+
+    /// What the server said before it closed, which must be an orderly close (EOF), not a
+    /// reset: every server ends a client with a lingering close so its last line arrives.
+    fn told_then_eof(&mut self) -> String {
+        let mut all = Vec::new();
+        if let Err(e) = self.reader.read_to_end(&mut all) {
+            panic!(
+                "the server's close was not orderly: {e} (got {:?})",
+                String::from_utf8_lossy(&all)
+            );
+        }
+        String::from_utf8(all).expect("server lines are UTF-8")
     }
 
     fn assert_closed(&mut self) {
@@ -262,6 +276,75 @@ fn pipelined_input_is_answered_in_order() {
     assert_eq!(lines[7], "Bye.");
 }
 
+/// What a client that sends a line over 1 KiB is told before the server closes.
+const TOO_LONG: &str = "That line is over 1024 bytes; an answer takes a few words. Bye.\n";
+
+/// Issue 16 item 7: a 2,000-byte line got no word, and a 100 kB one got a reset that could
+/// destroy even the greeting. Sent before reading anything, the client still gets the
+/// greeting, the reason, and an orderly EOF.
+#[test]
+fn a_2000_byte_or_100_kb_line_gets_the_greeting_the_reason_and_eof_not_a_reset() {
+    let server = knock(&[]);
+    for len in [2_000, 100_000] {
+        let mut c = server.client();
+        c.send(format!("{}\n", "z".repeat(len)));
+        assert_eq!(
+            c.told_then_eof(),
+            format!("Knock! Knock!\n{TOO_LONG}"),
+            "{len} bytes"
+        );
+    }
+}
+
+#[test]
+fn too_many_wrong_answers_get_the_reason_then_eof_even_with_more_input_queued() {
+    let server = knock(&[]);
+    let mut c = server.client();
+    c.expect("Knock! Knock!");
+    // Sixteen wrong answers and more behind them, all at once.
+    c.send("nope\n".repeat(40));
+    let said = c.told_then_eof();
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("That's 16 wrong answers in a row") && last.ends_with("Bye."),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 16, "{said}");
+}
+
+#[test]
+fn a_client_over_max_conns_is_told_the_server_is_full_then_eof() {
+    let mut server = knock(&["--max-conns", "1"]);
+    let mut first = server.client();
+    first.expect("Knock! Knock!");
+    let mut second = server.client();
+    assert_eq!(
+        second.told_then_eof(),
+        "Sorry, I'm telling jokes to 1 person already (--max-conns 1); try again later. Bye.\n"
+    );
+    server.wait_log(&["refused", "--max-conns 1 reached"]);
+    // The first is served as ever.
+    assert_eq!(first.ask("Who's there?"), builtin().get(0).clue);
+}
+
+#[test]
+fn a_stopping_server_tells_its_clients_then_closes_in_order() {
+    let mut server = knock(&[]);
+    let mut c = server.client();
+    c.expect("Knock! Knock!");
+    assert_eq!(c.ask("Who's there?"), builtin().get(0).clue);
+    // SAFETY: kill() on our own child's PID.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(
+        c.told_then_eof(),
+        "The server is stopping: no more jokes today. Bye.\n"
+    );
+    drop(c);
+    let status = server.child.status_within(T, "knock after SIGTERM");
+    // Every subcommand ends by the signal that stopped it (EXIT STATUS).
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
+
 #[test]
 fn a_line_over_1_kib_ends_that_client_only() {
     let mut server = knock(&["-v"]);
@@ -270,16 +353,16 @@ fn a_line_over_1_kib_ends_that_client_only() {
     // 1024 bytes is still a line (a wrong answer)...
     let r = c.ask(&"a".repeat(1024));
     assert!(r.ends_with("Knock! Knock!"), "{r}");
-    // ...1025 is not.
+    // ...1025 is not: the client is told, then the server closes (EOF, not a reset).
     c.send(format!("{}\n", "b".repeat(1025)));
-    c.assert_closed();
+    assert_eq!(c.told_then_eof(), TOO_LONG);
     server.wait_log(&["longer than 1024"]);
 
     // Without a newline at all: dropped once the bound is passed, not buffered forever.
     let mut c = server.client();
     c.expect("Knock! Knock!");
     let _ = c.writer.write_all(&vec![b'x'; 64 * 1024]);
-    c.assert_closed();
+    assert_eq!(c.told_then_eof(), TOO_LONG);
 
     server.assert_alive();
     let mut c = server.client();
@@ -340,7 +423,10 @@ fn a_silent_client_is_closed_after_the_idle_timeout() {
     let mut c = server.client();
     let t0 = Instant::now();
     c.expect("Knock! Knock!");
-    c.assert_closed();
+    assert_eq!(
+        c.told_then_eof(),
+        "You've been quiet for 300ms; I'll save my jokes for later. Bye.\n"
+    );
     let took = t0.elapsed();
     assert!(took >= Duration::from_millis(250), "closed after {took:?}");
 }

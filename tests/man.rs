@@ -196,6 +196,14 @@ fn exit_status_roff() -> Roff {
         r.text([bold(code.to_string())]);
         r.text([roman(meaning)]);
     }
+    r.control("TP", []);
+    r.text([bold("128+N")]);
+    r.text([roman(
+        "Stopped by signal N: SIGINT (130), SIGTERM (143) or SIGHUP (129), the same on every \
+         subcommand. sockkit first cleans up (a server closes its clients, the -U socket file \
+         is removed, -v prints what moved), then ends by that signal itself, so the shell \
+         reports 128+N.",
+    )]);
     r
 }
 

@@ -10,6 +10,7 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -416,10 +417,10 @@ fn udp_narration_shows_the_datagram_calls() {
     assert!(p.wait().success());
     let log = p.log();
     for want in [
-        "socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) = fd",
+        "socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_UDP) = fd",
         "connect(fd",
-        "send(fd",
-        "2 B) = 2",
+        "sendto(fd",
+        "buf, 2, 0, NULL, 0) = 2",
         "recvfrom(fd",
         "close(fd",
     ] {
@@ -427,7 +428,7 @@ fn udp_narration_shows_the_datagram_calls() {
     }
     let so = log.find("socket(AF_INET").unwrap();
     let co = log.find("connect(fd").unwrap();
-    let se = log.find("send(fd").unwrap();
+    let se = log.find("sendto(fd").unwrap();
     assert!(so < co && co < se, "calls out of order:\n{log}");
 }
 
@@ -624,7 +625,12 @@ fn echo_serves_unix_clients_and_removes_its_socket() {
         e.log()
     );
     let status = e.signal(libc::SIGTERM);
-    assert!(status.success(), "{status}: {}", e.log());
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "{status}: {}",
+        e.log()
+    );
     assert!(!path.exists(), "echo removes its socket file when it stops");
 }
 
@@ -688,10 +694,10 @@ fn unix_narration_shows_the_calls() {
     assert!(l.wait().success());
     let p = s(&path);
     for want in [
-        "socket(AF_UNIX, SOCK_STREAM, 0) = fd".to_string(),
+        "socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = fd".to_string(),
         format!("bind(fd 3, {p}) = 0"),
         "listen(fd 3, backlog".to_string(),
-        "accept(fd 3) = fd".to_string(),
+        "accept4(fd 3, ..., SOCK_CLOEXEC) = fd".to_string(),
         format!("unlink(\"{p}\") = 0"),
     ] {
         assert!(l.log().contains(&want), "no {want:?} in:\n{}", l.log());
@@ -873,7 +879,7 @@ fn ctrl_c_on_listen_unix_removes_the_socket_file() {
         l.wait_for("listening on ");
         assert!(path.exists());
         let status = l.signal(libc::SIGINT);
-        assert!(!status.success(), "{extra:?}: {status}");
+        assert_eq!(status.signal(), Some(libc::SIGINT), "{extra:?}: {status}");
         assert!(!path.exists(), "{extra:?}: the socket file outlived Ctrl-C");
         // So the next run needs no --unlink.
         let mut again = Proc::start(&args);
@@ -948,7 +954,7 @@ fn echo_answers_unix_datagrams_to_bound_senders_only() {
     anon.send_to(b"who?", &path).unwrap();
     e.wait_for("from an unbound socket");
     let status = e.signal(libc::SIGTERM);
-    assert!(status.success(), "{}", e.log());
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{}", e.log());
     assert!(
         e.log().contains("answered 3 datagrams (1 from unbound"),
         "{}",
@@ -1011,7 +1017,12 @@ fn knock_tells_a_joke_over_a_unix_socket() {
     w.write_all(b"n\n").unwrap();
     assert_eq!(next(), "Bye.");
     assert_eq!(next(), "", "the server closes after Bye.");
-    assert!(k.signal(libc::SIGTERM).success(), "{}", k.log());
+    assert_eq!(
+        k.signal(libc::SIGTERM).signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        k.log()
+    );
     assert!(!path.exists());
 }
 
@@ -1066,4 +1077,53 @@ fn a_udp_port_check_says_closed_or_open_filtered_and_never_open_without_an_answe
     );
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("1 closed"), "{}", out.stderr);
+}
+
+#[test]
+fn udp_loss_in_the_kernel_is_counted_under_v() {
+    // An unpaced burst into a small receive buffer: the kernel drops what does not fit, and
+    // sockkit says how many (SO_MEMINFO's drop count) with the way out. Loopback loses a
+    // datagram nowhere else, so the count is exactly sent - received.
+    const SENT: usize = 20_000;
+    const SIZE: usize = 100;
+    let mut l = ChildGuard::spawn(&mut util::sockkit(&[
+        "listen",
+        "-u",
+        "-v",
+        "--idle-timeout",
+        "1s",
+        "-o",
+        "rcvbuf=4K",
+        "127.0.0.1",
+        "0",
+    ]));
+    drop(l.stdin());
+    let out = util::collect(l.stdout());
+    let (addr, mut err) = util::read_listening(l.stderr(), T);
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut datagram = vec![b'x'; SIZE];
+    datagram[SIZE - 1] = b'\n';
+    for _ in 0..SENT {
+        u.send_to(&datagram, addr).unwrap();
+    }
+    let status = l.status_within(T, "listen -u after its idle timeout");
+    assert!(status.success(), "{status}");
+    let got = util::join_within(out, T);
+    assert_eq!(got.len() % SIZE, 0, "a datagram was cut");
+    let received = got.len() / SIZE;
+    let said = err.finish(T);
+    let lost = SENT - received;
+    assert!(
+        lost > 0,
+        "nothing was dropped: the test proves nothing\n{said}"
+    );
+    assert!(
+        said.contains(&format!("the kernel dropped {lost} datagrams"))
+            && said.contains("-o rcvbuf="),
+        "{SENT} sent, {received} received:\n{}",
+        said.lines()
+            .filter(|l| !l.contains("datagram of"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

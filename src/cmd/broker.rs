@@ -4,6 +4,8 @@
 //! service. stdin is not read: the broker passes clients' bytes between them and takes no
 //! part itself. Which transports a broker runs on is applies.rs's call.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 use super::applies::Transport;
@@ -14,19 +16,32 @@ use crate::narrate;
 use crate::server::Limits;
 use crate::service::broker::Broker;
 
-/// What one client may be owed before the engine watches whether it reads at all (and 16 times
-/// this is the most it may ever be owed): a reader may fall this far behind a fast sender
-/// without being suspected.
+/// What one client may be owed (bytes from the others the kernel has not taken yet) before
+/// the broker stops reading the senders; a client held there that takes nothing for half a
+/// second is dropped as not reading. So one client costs the broker at most this plus one
+/// message over it (one read of a sender, 64 KiB; as chat lines, each with its prefix), and
+/// the kernel's socket buffers besides (SO_SNDBUF, autotuned up to net.ipv4.tcp_wmem's
+/// maximum); the broker as a whole at most `--max-conns` (default 100) times that.
 pub const MAX_OWED: usize = 256 * 1024;
+
+/// How long a broker client may stay silent (no byte either way) when `--idle-timeout` is not
+/// given: a client that left without closing does not hold its place forever.
+pub const DEFAULT_IDLE: Duration = Duration::from_mins(5);
 
 pub fn run(args: &ListenArgs) -> Result<()> {
     let dump = options::dump(&args.wire.dump)?;
+    let max_conns = options::max_conns(args.broker.max_conns)?;
+    // Not given: the default; 0: off, as everywhere.
+    let idle_timeout = match args.relay.idle_timeout {
+        None => Some(DEFAULT_IDLE),
+        given => options::idle_limit(given),
+    };
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let limits = Limits {
-        max_conns: args.broker.max_conns.max(1),
-        idle_timeout: args.relay.idle_timeout,
+        max_conns,
+        idle_timeout,
         allow: Vec::new(),
         deny: Vec::new(),
         max_owed: MAX_OWED,

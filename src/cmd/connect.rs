@@ -47,7 +47,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         None => connect_ip(&args, transport, &plan)?,
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
-    let ending = options::ending(&args.relay);
+    let ending = options::ending(&args.relay, options::Role::Client);
     let result = match tls {
         Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
         None => Relay::new(ending, wire).session(&sock, channel),
@@ -117,7 +117,7 @@ fn show_opts(
     title: &str,
 ) {
     if args.sockopts.show_opts {
-        eprint!("{}", plan.show(sock, target, title));
+        crate::narrate::say(&plan.show(sock, target, title));
     }
 }
 

@@ -12,8 +12,10 @@ use crate::service::echo::Echo;
 
 pub fn run(args: EchoArgs) -> Result<()> {
     let dump = options::dump(&args.dump)?;
+    // Checked before anything binds: a refused limit must not follow a `listening on` line.
+    let limits = options::limits(&args.server)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let transport = Transport::of(args.local.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
-    setup::serve(bound, options::limits(&args.server), Echo, dump)
+    setup::serve(bound, limits, Echo, dump)
 }

@@ -77,6 +77,9 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         }
     };
     let dump = options::dump(&args.dump)?;
+    // Checked before anything binds: a refused limit (--max-conns 0) must not follow a
+    // `listening on` line.
+    let limits = options::limits(&args.server)?;
     let (laddr, lport) = match listen {
         Some((a, p)) => (a, Some(p.parse::<PortArg>().map_err(UsageError::new)?)),
         None => (None, None),
@@ -88,7 +91,6 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         family,
         unix: args.unix.as_ref(),
         unlink: args.unlink,
-        unlink_on_signal: false,
     };
     let transport = Transport::of(args.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
@@ -106,7 +108,6 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         guard,
         ..
     } = bound;
-    let limits = options::limits(&args.server);
     let result = if args.udp {
         server::serve_udp_forward(socket, &limits, &fwd)
     } else {

@@ -26,6 +26,8 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let service = Knock::new(jokes, args.shuffle);
     // -x: the same service, with each client's bytes shown in hex on the way.
     let dump = options::dump(&args.dump)?;
+    // Checked before anything binds: a refused limit must not follow a `listening on` line.
+    let limits = options::limits(&args.server)?;
     let place = Place {
         default_port: Some(DEFAULT_PORT),
         ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
@@ -45,5 +47,5 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    setup::serve(bound, options::limits(&args.server), service, dump)
+    setup::serve(bound, limits, service, dump)
 }

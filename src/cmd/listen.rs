@@ -18,19 +18,18 @@ use crate::tls::TlsRelay;
 pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let tls = tls::server(&args.tls, args.addr.as_deref(), &args.wire)?;
-    let relay = Relay::new(options::ending(&args.relay), options::wire(&args.wire)?);
-    // The relay ends with the process on Ctrl-C: the socket file must not outlive it.
-    let place = Place {
-        unlink_on_signal: true,
-        ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
-    };
+    let relay = Relay::new(
+        options::ending(&args.relay, options::Role::Server),
+        options::wire(&args.wire)?,
+    );
+    let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
     if transport.is_stream() {
         let relay = match tls {
             Some(server) => {
                 tls::announce(&server, args.verbosity.quiet);
-                let ending = options::ending(&args.relay);
+                let ending = options::ending(&args.relay, options::Role::Server);
                 ServerRelay::Tls(TlsRelay::new(ending, tls::HANDSHAKE_TIMEOUT), server)
             }
             None => ServerRelay::Plain(relay),
@@ -84,7 +83,7 @@ fn one_client_at_a_time(bound: Bound, mut relay: ServerRelay, args: &ListenArgs)
         };
         if args.sockopts.show_opts {
             let title = format!("fd {} ({here} <- {})", socket::fd(&client.sock), client.who);
-            eprint!("{}", plan.show(&client.sock, client.target, &title));
+            crate::narrate::say(&plan.show(&client.sock, client.target, &title));
         }
         let result = relay.session(&client.sock, Channel::Bytes);
         socket::close(client.sock);

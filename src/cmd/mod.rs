@@ -18,6 +18,7 @@ mod tls;
 use anyhow::Result;
 
 use crate::cli::{Command, Invocation};
+use crate::interrupt;
 use crate::narrate;
 
 /// Runs a parsed command line: refuses an option that does not apply, then the subcommand.
@@ -31,7 +32,17 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Knock(a) => a.verbosity,
         Command::Forward(a) => a.verbosity,
     };
-    narrate::set_level(verbosity.verbose);
+    // --explain narrates every step it explains: at least -vv.
+    let level = if verbosity.explain {
+        verbosity.verbose.max(2)
+    } else {
+        verbosity.verbose
+    };
+    narrate::set_level(level);
+    narrate::set_explain(verbosity.explain);
+    // SIGINT/SIGTERM/SIGHUP from here on: the totals (-v), cleanup, then the process ends by
+    // the signal; a server's event loop takes them over once it runs (server/stop.rs).
+    interrupt::install()?;
     match command {
         Command::Connect(args) => connect::run(args),
         Command::Listen(args) if args.broker.broker || args.broker.chat => broker::run(&args),

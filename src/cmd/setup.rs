@@ -12,6 +12,7 @@ use socket2::{Socket, Type};
 use super::applies::Transport;
 use crate::addr::{self, Family, PortArg, UnixAddr};
 use crate::cli::{LocalArgs, NetArgs, SockOptArgs, Verbosity};
+use crate::interrupt;
 use crate::narrate;
 use crate::relay::wire::Dump;
 use crate::server::{self, Limits, Service};
@@ -28,9 +29,6 @@ pub struct Place<'a> {
     pub family: Family,
     pub unix: Option<&'a UnixAddr>,
     pub unlink: bool,
-    /// Remove the socket file on SIGINT/SIGTERM/SIGHUP too, before the announcement: for a
-    /// server that a signal ends at once (`listen`), not the engine, which stops gracefully.
-    pub unlink_on_signal: bool,
 }
 
 impl<'a> Place<'a> {
@@ -48,7 +46,6 @@ impl<'a> Place<'a> {
             family: net.family(),
             unix: local.unix.as_ref(),
             unlink: local.unlink,
-            unlink_on_signal: false,
         }
     }
 }
@@ -126,10 +123,11 @@ pub fn bind(
             guard: None,
         }
     };
-    if let Some(g) = &bound.guard
-        && place.unlink_on_signal
-    {
-        g.remove_on_signal()?;
+    // A stop signal before the engine takes signals over (or any time in `listen`'s relay)
+    // ends the process from the signal thread: the socket file must not outlive it.
+    if let Some(g) = &bound.guard {
+        let twin = g.twin();
+        interrupt::on_stop(move || drop(twin));
     }
     if sockopts.show_opts {
         let what = match bound.transport {
@@ -151,7 +149,7 @@ pub fn bind(
             Local::Unix(path) => (path.to_string(), unix::target()),
         };
         let title = format!("{what} fd {fd} ({place})");
-        eprint!("{}", bound.plan.show(&bound.socket, target, &title));
+        crate::narrate::say(&bound.plan.show(&bound.socket, target, &title));
     }
     if !verbosity.quiet {
         announce(&bound);
@@ -159,11 +157,15 @@ pub fn bind(
     Ok(bound)
 }
 
-/// The `listening on ADDR (scope)` line every server prints when ready. Tests and scripts
-/// read the port from it when they asked for port 0.
+/// The `listening on ADDR (scope), REACH` line every server prints when ready: which
+/// families it serves and whether other machines can reach it. Tests and scripts read the
+/// port from it when they asked for port 0.
 fn announce(bound: &Bound) {
     match &bound.local {
-        Local::Ip { addr, scope } => narrate::emit(format_args!("listening on {addr} {scope}")),
+        Local::Ip { addr, scope } => narrate::emit(format_args!(
+            "listening on {addr} {scope}, {}",
+            socket::reach(addr)
+        )),
         Local::Unix(path) => {
             let line = path.announce();
             let line = match line.strip_suffix(')') {
@@ -178,7 +180,8 @@ fn announce(bound: &Bound) {
 /// A client `accept` took.
 pub struct Accepted {
     pub sock: Socket,
-    /// Who it is: `127.0.0.1:5000`, or a Unix client's credentials.
+    /// Who it is: `127.0.0.1:5000` (an IPv4 client of a dual-stack socket too, as every
+    /// server names it), or a Unix client's credentials.
     pub who: String,
     pub target: Target,
 }
@@ -189,7 +192,7 @@ pub fn accept(listener: &Socket, local: &Local) -> Result<Option<Accepted>> {
     let got = match local {
         Local::Ip { .. } => socket::accept(listener).map(|(sock, peer)| {
             let target = socket::target(&peer, SockKind::Tcp);
-            (sock, peer.to_string(), target)
+            (sock, addr::plain(peer).to_string(), target)
         }),
         Local::Unix(_) => unix::accept(listener).map(|(sock, who)| (sock, who, unix::target())),
     };
@@ -205,7 +208,7 @@ impl Accepted {
     /// returns the server's end it came in on, for `--show-opts`.
     pub fn settle(&self, local: &Local, plan: &Plan) -> Result<String> {
         let local = match local {
-            Local::Ip { .. } => socket::local_addr(&self.sock)?.to_string(),
+            Local::Ip { .. } => addr::plain(socket::local_addr(&self.sock)?).to_string(),
             Local::Unix(path) => path.to_string(),
         };
         narrate::info(format_args!("accepted {} on {local}", self.who));

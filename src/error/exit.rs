@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Exit status: the command did what was asked.
 pub const EXIT_OK: u8 = 0;
@@ -11,6 +12,30 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit status: the command line was wrong (clap's own errors use it too).
 pub const EXIT_USAGE: u8 = 2;
+
+/// The signal (SIGINT, SIGTERM, SIGHUP) that stopped the command, once it has cleaned up; 0
+/// for none. Set by whoever caught it (the server engine, the relay's signal thread).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Records that `sig` asked the command to stop; `end_by_signal` then ends the process by it.
+pub fn note_stop_signal(sig: i32) {
+    STOP_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+/// After a stop signal was caught and everything is cleaned up (clients closed, totals said,
+/// socket file removed): ends the process by that same signal, as if it had not been caught,
+/// so the parent sees what happened (the shell's `$?` is 128+N: 130, 143, 129; a shell loop
+/// stops at Ctrl-C; systemd counts SIGTERM as a clean stop). Returns the 128+N status to exit
+/// with only if the signal could not end the process. `None`: no signal was caught.
+pub fn end_by_signal() -> Option<u8> {
+    let sig = STOP_SIGNAL.load(Ordering::SeqCst);
+    if sig == 0 {
+        return None;
+    }
+    // Puts back the default action (terminate) and raises the signal again.
+    let _ = signal_hook::low_level::emulate_default_handler(sig);
+    Some(u8::try_from(128 + sig).unwrap_or(EXIT_FAILURE))
+}
 
 /// A mistake in what the user typed that clap could not catch by itself; exit status 2.
 #[derive(Debug)]
@@ -40,6 +65,12 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     } else {
         EXIT_FAILURE
     }
+}
+
+/// Prints `message(err)` on stderr without ever panicking: a closed or broken stderr must not
+/// turn exit status 1 into a panic's 101.
+pub fn report(err: &anyhow::Error) {
+    crate::narrate::say(&format!("{}\n", message(err)));
 }
 
 /// The one line main prints: the context chain joined by `: `.

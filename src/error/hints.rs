@@ -77,9 +77,7 @@ fn sentence(doing: &Doing, e: &io::Error) -> String {
         (Connect(addr), Some(ECONNREFUSED)) => {
             format!("connection refused: nothing is listening on {addr}")
         }
-        (Connect(addr), Some(ETIMEDOUT)) => format!(
-            "timed out: {addr} did not answer (a firewall may drop the packets, or the host is down)"
-        ),
+        (Connect(addr), Some(ETIMEDOUT)) => connect_timed_out(*addr, None),
         (Connect(addr), Some(EHOSTUNREACH)) => {
             format!("host unreachable: no route to {}", addr.ip())
         }
@@ -263,6 +261,30 @@ pub fn connect_failure(addr: SocketAddr, e: &io::Error) -> String {
     sentence(&Doing::Connect(addr), e)
 }
 
+/// Why a connect to `addr` timed out: sockkit's own `-w` deadline (`waited`) or the kernel's
+/// SYN retries (`None`). The likely cause differs: a deadline shorter than any handshake, a
+/// listener whose accept queue is full (on loopback nothing else is in the way), or packets
+/// dropped on the way to another host.
+pub fn connect_timed_out(addr: SocketAddr, waited: Option<std::time::Duration>) -> String {
+    let within = match waited {
+        Some(t) => format!(" within {} (-w)", narrate::short(t)),
+        None => String::new(),
+    };
+    let why = match waited {
+        Some(t) if t < std::time::Duration::from_millis(1) => format!(
+            "a timeout of {} is shorter than a TCP handshake takes, even on loopback: give -w \
+             more time (e.g. -w 2s)",
+            narrate::short(t)
+        ),
+        _ if addr.ip().is_loopback() => "on loopback no network is in the way: the listener's \
+             accept queue is probably full (it is not calling accept(); `ss -ltn` shows Recv-Q at the \
+             backlog), so the kernel drops the SYN"
+            .to_string(),
+        _ => "a firewall may drop the packets, or the host is down".to_string(),
+    };
+    format!("timed out: {addr} did not complete the handshake{within}: {why}")
+}
+
 /// Why a connect to a Unix socket failed. `abstract_name`: the address is in Linux's
 /// abstract namespace, where no file can be stale; `datagram`: the client asked for -u.
 pub fn unix_connect_failure(
@@ -277,6 +299,15 @@ pub fn unix_connect_failure(
         datagram,
     };
     sentence(&doing, e)
+}
+
+/// Why a connect to the Unix path `addr` cannot work: the file there is `kind` (`a regular
+/// file`), not a socket. (Linux says ECONNREFUSED, as for a stale socket file.)
+pub fn unix_not_a_socket(addr: &dyn fmt::Display, kind: &str) -> String {
+    format!(
+        "cannot connect to {addr}: it is {kind}, not a socket (a Unix socket file is made by \
+             a server's bind(); is the path right?)"
+    )
 }
 
 /// Why a TCP server's bind failed: who holds the port and what to try. `reuseaddr` is

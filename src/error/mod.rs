@@ -7,10 +7,12 @@ mod exit;
 mod hints;
 
 pub use exit::{
-    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, exit_status, is_broken_pipe, message, usage_line,
+    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, end_by_signal, exit_status, is_broken_pipe,
+    message, note_stop_signal, report, usage_line,
 };
 pub use hints::{
-    PathHolder, bind_failure, client_io_failure, connect_failure, datagram_failure, is_out_of_fds,
-    plain, plain_named, resolve_failure, source_failure, udp_bind_failure, undelivered,
-    unix_bind_failure, unix_connect_failure, unix_path_taken,
+    PathHolder, bind_failure, client_io_failure, connect_failure, connect_timed_out,
+    datagram_failure, is_out_of_fds, plain, plain_named, resolve_failure, source_failure,
+    udp_bind_failure, undelivered, unix_bind_failure, unix_connect_failure, unix_not_a_socket,
+    unix_path_taken,
 };

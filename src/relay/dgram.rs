@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -17,7 +19,8 @@ use socket2::{SockAddr, Socket};
 use super::ending::{End, Ending};
 use super::wire::{Framing, Outbound, Wire};
 use crate::error;
-use crate::narrate;
+use crate::interrupt::{self, Live};
+use crate::narrate::{self, Flow, Key};
 use crate::socket::unix;
 use crate::socket::{self, fd};
 
@@ -59,12 +62,29 @@ pub struct DgramRelay<'a> {
 }
 
 /// What a session moved, for `-v`.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Counts {
     pub sent: u64,
     pub sent_bytes: u64,
     pub received: u64,
     pub received_bytes: u64,
+    /// The byte counts again, for the signal thread (interrupt.rs).
+    live: Arc<Live>,
+}
+
+impl Counts {
+    /// Zero counts for a session starting now, published to the signal thread.
+    fn start() -> Counts {
+        let live = Live::new(Arc::new(AtomicU64::new(0)));
+        interrupt::publish(&live);
+        Counts {
+            sent: 0,
+            sent_bytes: 0,
+            received: 0,
+            received_bytes: 0,
+            live,
+        }
+    }
 }
 
 /// How a peer's address reads: `127.0.0.1:5000` (IPv4 on a dual-stack socket unmapped), a
@@ -144,6 +164,39 @@ fn refused(peer: &SockAddr) -> anyhow::Error {
     }
 }
 
+/// An error as narration needs it twice: the same errno (or kind) in a new value.
+fn copy_error(e: &io::Error) -> io::Error {
+    e.raw_os_error()
+        .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)
+}
+
+/// Writes all of `data` to stdout, each write(2) told to `flow`.
+fn write_all(flow: &mut Option<Flow>, out: &mut std::fs::File, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let r = out.write(data);
+        if let Some(flow) = flow {
+            let key = Key {
+                name: "write",
+                from: 1,
+                to: None,
+            };
+            let len = data.len();
+            flow.call(
+                key,
+                || format!("write(fd 1, buf, {len})"),
+                &r.as_ref().map(|n| *n).map_err(copy_error),
+            );
+        }
+        match r {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl DgramRelay<'_> {
     /// Relays until stdin EOF plus `--quit-after`, `--idle-timeout`, `--send-only` at stdin
     /// EOF, a closed stdout, or an error.
@@ -155,12 +208,26 @@ impl DgramRelay<'_> {
         let mut stdin = crate::sys::stdio_file(0);
         let connected_to = match self.peers {
             Peers::Connected => Some(
-                self.sock
-                    .peer_addr()
-                    .map_err(|e| anyhow!("getpeername(): {}", error::plain(&e)))?,
+                narrate::traced(
+                    || self.sock.peer_addr(),
+                    |r| match r {
+                        Ok(a) => format!("getpeername(fd {}) = {}", fd(self.sock), show(a)),
+                        Err(e) => {
+                            format!(
+                                "getpeername(fd {}) {}",
+                                fd(self.sock),
+                                narrate::errno_text(e)
+                            )
+                        }
+                    },
+                )
+                .map_err(|e| anyhow!("getpeername(): {}", error::plain(&e)))?,
             ),
             Peers::AnswerLast => None,
         };
+        // The data calls, narrated at -vv: the first of each in full, then once a second.
+        let mut up = Flow::new("stdin -> socket");
+        let mut down = Flow::new("socket -> stdout");
         // Where stdin goes: the connected peer, or the last one heard from.
         let mut target: Option<SockAddr> = connected_to.clone();
         let mut known: HashSet<Vec<u8>> = HashSet::new();
@@ -173,7 +240,7 @@ impl DgramRelay<'_> {
         let mut inbuf = vec![0u8; read_max];
         let mut line: Vec<u8> = Vec::new();
         let mut rbuf = vec![MaybeUninit::<u8>::uninit(); RECV_BUF];
-        let mut counts = Counts::default();
+        let mut counts = Counts::start();
         let mut stdin_open = !self.opts.recv_only;
         let mut stdin_eof_at: Option<Instant> = None;
         let mut last_activity = Instant::now();
@@ -207,9 +274,23 @@ impl DgramRelay<'_> {
                     .map_err(|e| anyhow!("poll(): {}", error::plain(&e)))?;
             let (sock_ready, stdin_ready) = (ready[0], ready[1]);
             if sock_ready {
-                let t0 = Instant::now();
                 let got = self.sock.recv_from_with_flags(&mut rbuf, libc::MSG_TRUNC);
-                let took = t0.elapsed();
+                if let Some(flow) = &mut down {
+                    let who = got
+                        .as_ref()
+                        .map_or_else(|_| String::new(), |(_, a)| show(a));
+                    let key = Key {
+                        name: "recvfrom",
+                        from: sfd,
+                        to: None,
+                    };
+                    let full = || format!("recvfrom(fd {sfd}, buf, {RECV_BUF}, MSG_TRUNC, {who})");
+                    flow.call(
+                        key,
+                        full,
+                        &got.as_ref().map(|(n, _)| *n).map_err(copy_error),
+                    );
+                }
                 let (n, from) = match got {
                     Ok(r) => r,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -233,7 +314,6 @@ impl DgramRelay<'_> {
                 };
                 let kept = n.min(RECV_BUF);
                 let who = show(&from);
-                narrate::call(format_args!("recvfrom(fd {sfd}) = {n} from {who}"), took);
                 if n > RECV_BUF {
                     narrate::emit(format_args!(
                         "a datagram of {n} bytes from {who} was cut to {RECV_BUF} (sockkit's \
@@ -242,6 +322,10 @@ impl DgramRelay<'_> {
                 }
                 counts.received += 1;
                 counts.received_bytes += kept as u64;
+                counts
+                    .live
+                    .received
+                    .fetch_add(kept as u64, Ordering::Relaxed);
                 last_activity = Instant::now();
                 if self.peers == Peers::AnswerLast {
                     self.note_peer(&from, &who, &mut target, &mut known, &mut known_order);
@@ -250,7 +334,7 @@ impl DgramRelay<'_> {
                 let data = crate::sys::received(&rbuf, kept);
                 inb.received(data);
                 if !self.opts.send_only
-                    && let Err(e) = stdout.write_all(data)
+                    && let Err(e) = write_all(&mut down, &mut stdout, data)
                 {
                     if error::is_broken_pipe(&e) {
                         return Ok((counts, End::StdoutClosed));
@@ -262,7 +346,21 @@ impl DgramRelay<'_> {
                 continue;
             }
             let Some(to) = target.clone() else { continue };
-            let n = match stdin.read(&mut inbuf) {
+            let got = stdin.read(&mut inbuf);
+            if let Some(flow) = &mut up {
+                let key = Key {
+                    name: "read",
+                    from: 0,
+                    to: None,
+                };
+                let len = inbuf.len();
+                flow.call(
+                    key,
+                    || format!("read(fd 0, buf, {len})"),
+                    &got.as_ref().map(|n| *n).map_err(copy_error),
+                );
+            }
+            let n = match got {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(anyhow!("reading stdin: {}", error::plain(&e))),
@@ -272,7 +370,7 @@ impl DgramRelay<'_> {
                 stdin_eof_at = Some(Instant::now());
                 if self.lines && !line.is_empty() {
                     let rest = std::mem::take(&mut line);
-                    self.send(&mut out, &rest, &to, &mut counts)?;
+                    self.send(&mut up, &mut out, &rest, &to, &mut counts)?;
                 }
                 narrate::info(format_args!(
                     "stdin ended after {} datagrams; a datagram socket has no EOF to send, so {}",
@@ -298,14 +396,14 @@ impl DgramRelay<'_> {
             }
             last_activity = Instant::now();
             if !self.lines {
-                self.send(&mut out, &inbuf[..n], &to, &mut counts)?;
+                self.send(&mut up, &mut out, &inbuf[..n], &to, &mut counts)?;
                 continue;
             }
             line.extend_from_slice(&inbuf[..n]);
             let mut start = 0;
             while let Some(pos) = line[start..].iter().position(|&b| b == b'\n') {
                 let end = start + pos + 1;
-                self.send(&mut out, &line[start..end], &to, &mut counts)?;
+                self.send(&mut up, &mut out, &line[start..end], &to, &mut counts)?;
                 start = end;
             }
             line.drain(..start);
@@ -373,6 +471,7 @@ impl DgramRelay<'_> {
     /// Sends one datagram, through the wire stages, to the connected peer or by sendto to `to`.
     fn send(
         &self,
+        flow: &mut Option<Flow>,
         stages: &mut Outbound,
         data: &[u8],
         to: &SockAddr,
@@ -381,12 +480,18 @@ impl DgramRelay<'_> {
         // The dump shows a datagram only if it went (a gone `listen -u` peer is skipped).
         let before = counts.sent;
         stages.pass(data, |data| {
-            let r = self.send_one(data, to, counts);
+            let r = self.send_one(flow, data, to, counts);
             (if counts.sent > before { data.len() } else { 0 }, r)
         })
     }
 
-    fn send_one(&self, data: &[u8], to: &SockAddr, counts: &mut Counts) -> Result<()> {
+    fn send_one(
+        &self,
+        flow: &mut Option<Flow>,
+        data: &[u8],
+        to: &SockAddr,
+        counts: &mut Counts,
+    ) -> Result<()> {
         if let Some((max, _)) = limit_for(to)
             && data.len() > max
         {
@@ -395,28 +500,28 @@ impl DgramRelay<'_> {
         let sfd = fd(self.sock);
         let who = show(to);
         let r = loop {
-            let r = narrate::traced(
-                || match self.peers {
-                    Peers::Connected => self.sock.send(data),
-                    Peers::AnswerLast => self.sock.send_to(data, to),
-                },
-                |r| match (self.peers, r) {
-                    (Peers::Connected, Ok(n)) => format!("send(fd {sfd}, {} B) = {n}", data.len()),
-                    (Peers::Connected, Err(e)) => {
-                        format!(
-                            "send(fd {sfd}, {} B) {}",
-                            data.len(),
-                            narrate::errno_text(e)
-                        )
+            let r = match self.peers {
+                Peers::Connected => self.sock.send(data),
+                Peers::AnswerLast => self.sock.send_to(data, to),
+            };
+            if let Some(flow) = flow {
+                let key = Key {
+                    name: "sendto",
+                    from: sfd,
+                    to: None,
+                };
+                // socket2's send and send_to are sendto(2) with no flags, as strace shows.
+                let len = data.len();
+                let full = || match self.peers {
+                    Peers::Connected => {
+                        format!("sendto(fd {sfd}, buf, {len}, 0, NULL, 0)")
                     }
-                    (_, Ok(n)) => format!("sendto(fd {sfd}, {} B, {who}) = {n}", data.len()),
-                    (_, Err(e)) => format!(
-                        "sendto(fd {sfd}, {} B, {who}) {}",
-                        data.len(),
-                        narrate::errno_text(e)
-                    ),
-                },
-            );
+                    Peers::AnswerLast => {
+                        format!("sendto(fd {sfd}, buf, {len}, 0, {who})")
+                    }
+                };
+                flow.call(key, full, &r.as_ref().map(|n| *n).map_err(copy_error));
+            }
             match r {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => break other,
@@ -426,6 +531,10 @@ impl DgramRelay<'_> {
             Ok(_) => {
                 counts.sent += 1;
                 counts.sent_bytes += data.len() as u64;
+                counts
+                    .live
+                    .sent
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
@@ -458,8 +567,13 @@ fn addr_key(a: &SockAddr) -> Vec<u8> {
     }
 }
 
-/// The `-v` end-of-session line.
-pub(crate) fn report(c: &Counts, elapsed: Duration) {
+/// The `-v` end-of-session lines: what moved, and what the kernel dropped before sockkit
+/// could read it (UDP has no flow control: a sender faster than the reader overflows the
+/// receive buffer, and nobody is told unless we ask).
+pub(crate) fn report(sock: &Socket, c: &Counts, elapsed: Duration) {
+    if !narrate::verbose() {
+        return;
+    }
     narrate::info(format_args!(
         "closed: sent {} datagrams ({}), received {} datagrams ({}) in {}",
         c.sent,
@@ -468,6 +582,16 @@ pub(crate) fn report(c: &Counts, elapsed: Duration) {
         narrate::bytes(c.received_bytes),
         narrate::short(elapsed)
     ));
+    if let Some(dropped) = socket::udp::kernel_drops(sock).filter(|&d| d > 0) {
+        let rcvbuf = sock
+            .recv_buffer_size()
+            .map(|b| format!(" (SO_RCVBUF {})", narrate::bytes(b as u64)))
+            .unwrap_or_default();
+        narrate::info(format_args!(
+            "the kernel dropped {dropped} datagrams: they arrived while the receive buffer{rcvbuf} \
+             was full; raise it with -o rcvbuf=4M (capped by net.core.rmem_max), or pace the sender"
+        ));
+    }
 }
 
 #[cfg(test)]

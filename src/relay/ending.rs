@@ -32,4 +32,9 @@ pub struct Ending {
     pub recv_only: bool,
     /// End the session when nothing has moved either way for this long.
     pub idle_timeout: Option<Duration>,
+    /// With a terminal on stdin, the peer's EOF ends the session at once. True for a client
+    /// (`connect`: the server said goodbye, the person gets their prompt back); false for a
+    /// server (`listen`: a client that has sent its request and half-closed is waiting for
+    /// the person's answer, which their Ctrl-D ends).
+    pub peer_eof_ends_terminal: bool,
 }

@@ -3,6 +3,8 @@
 //! (byte stream, datagrams), zerocopy.rs moves a stream's bytes, wire.rs holds the stages
 //! applied on the way (`--crlf`, `-x`, `--hexdump-file`), ending.rs how a session ends. The
 //! relay takes its own options: it knows nothing of the command line, and makes no sockets.
+//! What a stop signal does to a live session is `crate::interrupt`'s (sessions publish their
+//! counters there).
 
 pub mod dgram;
 pub mod ending;

@@ -67,7 +67,7 @@ impl Relay {
                 quiet,
             } => {
                 let started = Instant::now();
-                let (counts, end) = DgramRelay {
+                let outcome = DgramRelay {
                     sock,
                     opts: self.ending,
                     lines,
@@ -75,8 +75,10 @@ impl Relay {
                     quiet,
                     wire: &self.wire,
                 }
-                .run()?;
-                dgram::report(&counts, started.elapsed());
+                .run();
+                crate::interrupt::retire();
+                let (counts, end) = outcome?;
+                dgram::report(sock, &counts, started.elapsed());
                 Ok(end)
             }
         }

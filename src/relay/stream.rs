@@ -26,6 +26,7 @@ use super::ending::{End, Ending};
 use super::wire::{Framing, Wire};
 use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
+use crate::interrupt;
 use crate::narrate;
 use crate::socket;
 
@@ -37,6 +38,9 @@ pub struct Totals {
     pub elapsed: Duration,
     pub end: End,
 }
+
+/// How often a narrated session looks at the TCP state while only the kernel can move it.
+const KERNEL_LOOK: Duration = Duration::from_millis(50);
 
 /// Runs byte-stream sessions over sockets handed to it, one at a time.
 pub struct ByteRelay {
@@ -79,6 +83,8 @@ struct Job {
     no_shutdown: bool,
     cancelled: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
+    /// Set before shutdown(SHUT_WR): from then on CLOSE can be an orderly end.
+    shut: Arc<AtomicBool>,
     activity: Arc<Activity>,
     events: Sender<Up>,
     wake: UnixStream,
@@ -113,18 +119,28 @@ impl ByteRelay {
         let (events_tx, events) = mpsc::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
+        let live = interrupt::Live::new(sent.clone());
+        interrupt::publish(&live);
+        let shut = Arc::new(AtomicBool::new(false));
         let activity = Arc::new(Activity::new());
         let uplink = !self.opts.recv_only;
         if uplink {
             let dup = narrate::traced(
                 || sock.try_clone(),
                 |r| match r {
+                    // socket2's try_clone: the lowest free descriptor, close-on-exec like every
+                    // descriptor sockkit makes.
                     Ok(d) => format!(
-                        "dup(fd {}) = fd {} (for the stdin thread)",
+                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) = fd {} (a second descriptor for the \
+                         same socket, for the stdin thread)",
                         socket::fd(sock),
                         socket::fd(d)
                     ),
-                    Err(e) => format!("dup(fd {}) {}", socket::fd(sock), narrate::errno_text(e)),
+                    Err(e) => format!(
+                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) {}",
+                        socket::fd(sock),
+                        narrate::errno_text(e)
+                    ),
                 },
             )?;
             let job = Job {
@@ -132,6 +148,7 @@ impl ByteRelay {
                 no_shutdown: self.opts.no_shutdown,
                 cancelled: cancelled.clone(),
                 sent: sent.clone(),
+                shut: shut.clone(),
                 activity: activity.clone(),
                 events: events_tx,
                 wake: wake_tx.try_clone()?,
@@ -147,12 +164,15 @@ impl ByteRelay {
             wake: wake_rx,
             activity: &activity,
             sent: &sent,
+            received_live: &live.received,
+            shut: &shut,
             wire: &self.wire,
             received: 0,
             stdin_eof_at: None,
             peer_eof: None,
         };
         let result = down.run();
+        interrupt::retire();
         cancelled.store(true, Ordering::SeqCst);
         let received = down.received;
         // The stdin thread may still hold a dup of the socket while it waits on stdin; shut
@@ -186,9 +206,16 @@ impl ByteRelay {
 /// chunk read while no session is live waits for the next one.
 fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
     let mut uplink = zerocopy::Uplink::for_stdin(wire.outbound(Framing::Stream));
+    // A terminal's EOF (Ctrl-D) is not the end of the terminal: it ends what the person sends
+    // to this peer, and the next one (`listen -k`) reads the terminal afresh. A pipe's or a
+    // file's EOF is the end of the data, for every session after it too.
+    let terminal = io::stdin().is_terminal();
     let mut at_eof = false;
     for job in jobs {
         uplink.restart();
+        if terminal {
+            at_eof = false;
+        }
         let mut moved = |n: usize| {
             job.sent.fetch_add(n as u64, Ordering::Relaxed);
             job.activity.touch();
@@ -214,6 +241,10 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
                 }) => break Some(Up::Failed(undelivered(&err, lost, from_file))),
             }
         };
+        // The dup goes before the session hears of the outcome, so the session's close() of
+        // the socket is the last one and what it narrates (FIN, RST, TIME_WAIT) is true.
+        uplink.session_done();
+        socket::close_dup(job.sock);
         if let Some(up) = outcome {
             job.events.send(up).ok();
             (&job.wake).write_all(b"!").ok();
@@ -223,9 +254,11 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
 
 /// stdin is done: half-close so the peer reads EOF, unless told to keep the side open.
 fn finish_stdin(job: &Job) -> Up {
-    if !job.no_shutdown
-        && let Err(e) = socket::shutdown(&job.sock, Shutdown::Write)
-    {
+    if job.no_shutdown {
+        return Up::Eof;
+    }
+    job.shut.store(true, Ordering::SeqCst);
+    if let Err(e) = socket::shutdown(&job.sock, Shutdown::Write) {
         if e.kind() == io::ErrorKind::NotConnected {
             return Up::Reset;
         }
@@ -243,7 +276,13 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
         "read from stdin"
     };
     match e.raw_os_error() {
-        Some(libc::EPIPE | libc::ECONNRESET) => {
+        // The kernel says which: a RST to an established connection is ECONNRESET (the peer
+        // aborted, or closed with unread data); one after the peer's FIN is EPIPE (it closed,
+        // then answered what we sent after with a reset).
+        Some(libc::ECONNRESET) => {
+            anyhow!("the peer reset the connection: {lost} bytes {what} were not delivered")
+        }
+        Some(libc::EPIPE) => {
             anyhow!("the peer closed the connection: {lost} bytes {what} were not delivered")
         }
         _ => anyhow!(
@@ -263,6 +302,9 @@ struct Downlink<'a> {
     wake: UnixStream,
     activity: &'a Activity,
     sent: &'a AtomicU64,
+    /// `received`, for the signal thread (interrupt.rs).
+    received_live: &'a AtomicU64,
+    shut: &'a AtomicBool,
     wire: &'a Wire,
     received: u64,
     /// When the stdin thread reported EOF (and the half-close).
@@ -288,7 +330,9 @@ impl Downlink<'_> {
                     Up::Failed(e) => return Err(e),
                 }
             }
-            if self.peer_eof.is_some() && (self.uplink_done() || self.stdin_is_tty) {
+            if self.peer_eof.is_some()
+                && (self.uplink_done() || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+            {
                 return Ok(End::Closed);
             }
             let now = Instant::now();
@@ -314,12 +358,23 @@ impl Downlink<'_> {
                 ));
             }
             let deadline = [quit_at, idle_at].into_iter().flatten().min();
-            let timeout = deadline.map(|d| d.saturating_duration_since(now));
+            let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
+            // At -vv, while our FIN is out and the peer's has not come, look at the state now
+            // and then: the ACK of our FIN (FIN_WAIT1 -> FIN_WAIT2) wakes no poll, and the
+            // learner should see it when it happens.
+            let fin_out = self.stdin_eof_at.is_some() && !self.opts.no_shutdown;
+            let watching = narrate::narrating() && fin_out && self.peer_eof.is_none();
+            if watching {
+                timeout = Some(timeout.map_or(KERNEL_LOOK, |t| t.min(KERNEL_LOOK)));
+            }
             // After the peer's EOF there is nothing to read. A reset the peer answers our later
             // bytes with reaches the stdin thread, whose next write or shutdown reports it with
             // the exact count (Up::Failed / Up::Reset): one reporter, no race between two.
             let watch = self.peer_eof.is_none().then(|| self.sock.as_raw_fd());
             let ready = socket::poll_readable(&[watch, Some(self.wake.as_raw_fd())], timeout)?;
+            if watching {
+                socket::look(self.sock, "seen while waiting for the peer's FIN");
+            }
             if ready[1] {
                 let mut drain = [0u8; 64];
                 let _drained = (&self.wake).read(&mut drain);
@@ -330,12 +385,22 @@ impl Downlink<'_> {
             let n = match sink.step(self.sock) {
                 Ok(Got::Data(n)) => n,
                 Ok(Got::Nothing) => continue,
+                Ok(Got::Eof) if self.reset_under_eof() => return Err(self.reset_while_sending()),
                 Ok(Got::Eof) => {
+                    socket::look(self.sock, "read returned 0: the peer's FIN");
                     narrate::info(format_args!(
                         "the peer closed its sending side (EOF after {} bytes)",
                         self.received
                     ));
                     self.peer_eof = Some(self.sent.load(Ordering::SeqCst));
+                    if self.stdin_is_tty && !self.opts.peer_eof_ends_terminal && !self.uplink_done()
+                    {
+                        // The person at the terminal has to act: say so, -v or not.
+                        narrate::emit(format_args!(
+                            "the client has finished sending (EOF); what you type still goes \
+                             to it, and Ctrl-D ends the session"
+                        ));
+                    }
                     continue;
                 }
                 Err(DownError::Recv(e)) => {
@@ -354,8 +419,36 @@ impl Downlink<'_> {
                 }
             };
             self.received += n as u64;
+            self.received_live.fetch_add(n as u64, Ordering::Relaxed);
             self.activity.touch();
         }
+    }
+
+    /// recv() returned 0, but the connection is in CLOSE and we sent no FIN: no orderly close
+    /// gets there, a RST did. The stdin thread's send took the ECONNRESET (one error, one
+    /// taker) and the kernel then reads as at EOF. (With our FIN sent, CLOSE is also where an
+    /// orderly close ends, so that case stays an EOF.)
+    fn reset_under_eof(&self) -> bool {
+        !self.shut.load(Ordering::SeqCst)
+            && socket::tcp_state(self.sock.as_raw_fd()) == Some("CLOSE")
+    }
+
+    /// The error for a reset found under an EOF: the stdin thread's, which counts the bytes
+    /// lost, when it comes soon (its send failed, so it is on its way); else the count here.
+    fn reset_while_sending(&self) -> anyhow::Error {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(Up::Failed(e)) => return e,
+                Ok(Up::Eof | Up::Reset) => {}
+                Err(_) => break,
+            }
+        }
+        anyhow!(
+            "the peer reset the connection (after {} bytes received, {} sent)",
+            self.received,
+            self.sent.load(Ordering::SeqCst)
+        )
     }
 
     /// The peer reset the connection: what we sent after its close was thrown away.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mio::{Interest, Registry, Token};
+use socket2::SockRef;
 
 use super::lanes::Lanes;
 use super::limits::Limits;
@@ -30,6 +31,23 @@ const ACCEPTS_PER_TURN: usize = 128;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// At most this many refusal lines per second; the rest are counted.
 const LOG_BURST: u32 = 5;
+
+/// A client the acceptor gives the loop.
+pub enum Arrival {
+    /// Admitted: serve it.
+    Admitted(Stream, Peer),
+    /// Turned away: this many (`--max-conns`) are served already. Tell it, then close.
+    Full(Stream, usize),
+}
+
+/// Whether a client may come in.
+enum Admission {
+    In,
+    /// `--deny`/`--allow`: closed without a word (a stranger is told nothing).
+    Denied,
+    /// `--max-conns` reached: told so.
+    Full,
+}
 
 pub struct Acceptor {
     listener: Listen,
@@ -101,14 +119,16 @@ impl Acceptor {
 
     /// Accepts every waiting client (edge-triggered: until EAGAIN), refusing the ones the
     /// limits keep out, and hands the rest out by `lanes`: to another loop's inbox, or to
-    /// `here` when loop `me` (this one) is the least busy.
+    /// `here` when loop `me` (this one) is the least busy. A client turned away because the
+    /// server is full goes to `here` too, to be told so (`Arrival::Full`); one `--deny` or
+    /// `--allow` keeps out is closed without a word.
     pub fn accept_all(
         &mut self,
         lanes: &Lanes,
         limits: &Limits,
         me: usize,
         now: Instant,
-        mut here: impl FnMut(Stream, Peer),
+        mut here: impl FnMut(Arrival),
     ) {
         if self.paused_until.is_some_and(|t| now < t) {
             return;
@@ -119,14 +139,21 @@ impl Acceptor {
         for _ in 0..ACCEPTS_PER_TURN {
             match self.accept() {
                 Ok((stream, peer)) => {
-                    if !self.admits(&peer, lanes, limits, now) {
-                        stream.close();
-                        continue;
+                    match self.admits(&peer, lanes, limits, now) {
+                        Admission::In => {}
+                        Admission::Denied => {
+                            stream.close();
+                            continue;
+                        }
+                        Admission::Full => {
+                            here(Arrival::Full(stream, limits.max_conns));
+                            continue;
+                        }
                     }
                     let (lane, open) = lanes.assign(me);
                     self.seen.peak = self.seen.peak.max(open);
                     if lane == me {
-                        here(stream, peer);
+                        here(Arrival::Admitted(stream, peer));
                     } else {
                         lanes.hand(lane, stream, peer);
                     }
@@ -159,26 +186,37 @@ impl Acceptor {
         }
     }
 
-    /// accept(), narrated at -vv with the new socket's TCP state.
+    /// accept(), narrated at -vv with the new socket's TCP state. mio's accept is accept4 with
+    /// SOCK_NONBLOCK: the event loop never blocks on a client.
     fn accept(&self) -> io::Result<(Stream, Peer)> {
         let t0 = narrate::narrating().then(Instant::now);
         let result = self.listener.accept();
         if let Some(t0) = t0 {
             match &result {
-                Ok((s, from)) => narrate::call(
-                    format_args!(
-                        "accept(fd {}) = fd {} from {from}{}",
-                        self.fd,
-                        s.as_raw_fd(),
-                        socket::tcp_state(s.as_raw_fd())
-                            .map(|s| format!(" -> {s}"))
-                            .unwrap_or_default()
-                    ),
-                    t0.elapsed(),
-                ),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok((s, from)) => {
+                    if let Peer::Ip(addr) = from {
+                        // For the look-up of what remains after this client's close().
+                        socket::remember_end(s.as_raw_fd(), *addr, false);
+                    }
+                    narrate::call(
+                        format_args!(
+                            "accept4(fd {}, ..., SOCK_CLOEXEC|SOCK_NONBLOCK) = fd {} from {from}{}",
+                            self.fd,
+                            s.as_raw_fd(),
+                            socket::state_suffix(&SockRef::from(s))
+                        ),
+                        t0.elapsed(),
+                    );
+                    socket::explain_accept(self.fd, s.as_raw_fd());
+                }
+                // The EAGAIN that ends each round of accepts is only worth a line at -vvv.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !narrate::every_call() => {}
                 Err(e) => narrate::call(
-                    format_args!("accept(fd {}) {}", self.fd, narrate::errno_text(e)),
+                    format_args!(
+                        "accept4(fd {}, ..., SOCK_CLOEXEC|SOCK_NONBLOCK) {}",
+                        self.fd,
+                        narrate::errno_text(e)
+                    ),
                     t0.elapsed(),
                 ),
             }
@@ -187,13 +225,13 @@ impl Acceptor {
     }
 
     /// `--allow`/`--deny`, then `--max-conns`: whether `peer` may come in (said when not).
-    fn admits(&mut self, peer: &Peer, lanes: &Lanes, limits: &Limits, now: Instant) -> bool {
+    fn admits(&mut self, peer: &Peer, lanes: &Lanes, limits: &Limits, now: Instant) -> Admission {
         if let Peer::Ip(ip) = peer
             && let Some(why) = limits.refuses(ip.ip())
         {
             self.seen.refused_denied += 1;
             self.log.say(now, format_args!("refused {peer}: {why}"));
-            return false;
+            return Admission::Denied;
         }
         let open = lanes.open();
         if open >= limits.max_conns {
@@ -205,9 +243,9 @@ impl Acceptor {
                     limits.max_conns
                 ),
             );
-            return false;
+            return Admission::Full;
         }
-        true
+        Admission::In
     }
 
     /// EMFILE, ENFILE, ENOBUFS, ENOMEM: out of something that closing clients gives back.

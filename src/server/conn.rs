@@ -11,6 +11,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -18,11 +19,12 @@ use socket2::SockRef;
 use super::peer::Peer;
 use super::service::Next;
 use super::stream::Stream;
-use crate::narrate;
+use crate::narrate::{self, Flow, Key};
 use crate::socket;
 
-/// How long a client may take to close after the service said goodbye.
-const LINGER: Duration = Duration::from_secs(2);
+/// How long a client may take to close after the server said goodbye (its lingering close),
+/// and how long a stopping server waits for all of them.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Above this capacity a drained output buffer is given back, so a connection that once had
 /// a burst to send does not keep the memory while idle.
@@ -80,6 +82,15 @@ impl AtCap {
     }
 }
 
+/// What the clock says about a connection (`Conn::overdue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overdue {
+    /// Close it now, for this reason: its time to close is up.
+    Now(String),
+    /// Silent past this `--idle-timeout`: tell it why, then close it lingering.
+    Idle(Duration, String),
+}
+
 /// What one read() brought.
 pub enum Input {
     /// These many bytes at the front of the buffer, for the service.
@@ -114,13 +125,54 @@ pub struct Conn<S> {
     phase: Phase,
     /// The service, not the client, ended the session (for the `closed` line).
     said_bye: bool,
+    /// Why the server is ending it, for the `closed` line once the lingering close is over.
+    ending: Option<String>,
+    /// When the lingering close began: it lasts at most `LINGER`, however the client behaves.
+    closing_since: Option<Instant>,
     /// Owed its cap or more, as last told to `AtCap`.
     full: bool,
+    /// This client's read/write calls, narrated at -vv (`None` otherwise). Boxed: a pointer
+    /// where the whole Flow would add ~100 bytes to every idle client when narration is off.
+    flow: Option<Box<Flow>>,
+}
+
+/// Which way a data call on a client's socket went.
+#[derive(Clone, Copy)]
+enum Dir {
+    Recv,
+    Send,
+}
+
+/// Tells `flow` of one call moving `len` bytes on `fd`. std's socket read and write (under
+/// mio's) are recvfrom(2) with no flags and sendto(2) with MSG_NOSIGNAL, as strace shows them.
+fn data_call(flow: &mut Flow, dir: Dir, fd: RawFd, len: usize, r: &io::Result<usize>) {
+    let name = match dir {
+        Dir::Recv => "recvfrom",
+        Dir::Send => "sendto",
+    };
+    let key = Key {
+        name,
+        from: fd,
+        to: None,
+    };
+    let r = match r {
+        Ok(n) => Ok(*n),
+        Err(e) => Err(e
+            .raw_os_error()
+            .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)),
+    };
+    let full = || match dir {
+        Dir::Recv => format!("recvfrom(fd {fd}, buf, {len}, 0, NULL, NULL)"),
+        Dir::Send => format!("sendto(fd {fd}, buf, {len}, MSG_NOSIGNAL, NULL, 0)"),
+    };
+    flow.call(key, full, &r);
 }
 
 impl<S> Conn<S> {
     pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
+        let flow = Flow::for_client(&peer).map(Box::new);
         Conn {
+            flow,
             sock,
             peer,
             session,
@@ -136,6 +188,8 @@ impl<S> Conn<S> {
             hangup: false,
             phase: Phase::Open,
             said_bye: false,
+            ending: None,
+            closing_since: None,
             full: false,
         }
     }
@@ -179,7 +233,7 @@ impl<S> Conn<S> {
                     } else {
                         "client finished, nothing left owed"
                     };
-                    return Err(why.to_string());
+                    return Err(self.ending.take().unwrap_or_else(|| why.to_string()));
                 }
                 Phase::Closing { shut: false } => {
                     let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
@@ -195,9 +249,17 @@ impl<S> Conn<S> {
     /// byte, into `buf`. An EOF moves the connection to its half-closed phase.
     pub fn read(&mut self, buf: &mut [u8], cap: usize, now: Instant) -> Input {
         let want = cap.saturating_sub(self.owed()).min(buf.len());
-        match (&self.sock).read(&mut buf[..want]) {
+        let got = (&self.sock).read(&mut buf[..want]);
+        if let Some(flow) = &mut self.flow {
+            data_call(flow, Dir::Recv, self.sock.as_raw_fd(), want, &got);
+        }
+        match got {
             Ok(0) => {
                 self.readable = false;
+                socket::look(
+                    &SockRef::from(&self.sock),
+                    "read returned 0: the client's FIN",
+                );
                 let closing = self.is_closing();
                 self.phase = Phase::PeerDone;
                 // After our goodbye their EOF is all we waited for: nothing to tell.
@@ -226,18 +288,38 @@ impl<S> Conn<S> {
         }
     }
 
-    /// What the service said after input: keep going, begin the lingering close (its last
-    /// words are already queued), or a rule broken (`Some`, the reason: close now).
-    pub fn follow(&mut self, next: Next) -> Option<String> {
+    /// What the service said after input: keep going, or begin the lingering close (its last
+    /// words are already queued). A rule broken closes the same way, so the service's word
+    /// about it arrives; `Some`: that reason, for the caller to log.
+    pub fn follow(&mut self, next: Next, now: Instant) -> Option<String> {
         match next {
             Next::Continue => None,
             Next::Close => {
-                self.phase = Phase::Closing { shut: false };
                 self.said_bye = true;
+                self.begin_closing(None, now);
                 None
             }
-            Next::Drop(why) => Some(why),
+            Next::Drop(why) => {
+                self.said_bye = true;
+                self.begin_closing(Some(why.clone()), now);
+                Some(why)
+            }
         }
+    }
+
+    /// Begins the lingering close: what is owed (the goodbye line among it) goes out, then our
+    /// side is shut and the client's input is read and discarded until it closes, for at most
+    /// `LINGER`: closing with input unread would send a reset, which can destroy the line
+    /// before the client reads it. `why`: the reason the `closed` line will give. A client that
+    /// already sent EOF needs no drain: it is closed once what it is owed is out.
+    pub fn begin_closing(&mut self, why: Option<String>, now: Instant) {
+        if why.is_some() {
+            self.ending = why;
+        }
+        if self.phase == Phase::Open {
+            self.phase = Phase::Closing { shut: false };
+        }
+        self.closing_since.get_or_insert(now);
     }
 
     /// Sends `data`: straight to the kernel when nothing is queued before it, and what the
@@ -303,7 +385,17 @@ impl<S> Conn<S> {
     fn write_some(&mut self, data: &[u8], now: Instant) -> io::Result<usize> {
         let mut done = 0;
         while done < data.len() {
-            match (&self.sock).write(&data[done..]) {
+            let r = (&self.sock).write(&data[done..]);
+            if let Some(flow) = &mut self.flow {
+                data_call(
+                    flow,
+                    Dir::Send,
+                    self.sock.as_raw_fd(),
+                    data.len() - done,
+                    &r,
+                );
+            }
+            match r {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -319,22 +411,35 @@ impl<S> Conn<S> {
         Ok(done)
     }
 
-    /// Why the connection should end now by the clock, if it should: a client that has not
-    /// closed within `LINGER` of our goodbye, or one silent past the idle timeout.
-    pub fn overdue(&self, now: Instant, idle_timeout: Option<Duration>) -> Option<String> {
-        let quiet = now.saturating_duration_since(self.last_active);
-        match (self.phase, idle_timeout) {
-            (Phase::Closing { shut: true }, _) if quiet >= LINGER => Some(format!(
-                "did not close within {} of our goodbye",
-                narrate::short(LINGER)
-            )),
-            (_, Some(limit)) if quiet >= limit => Some(format!(
-                "idle for {} (--idle-timeout {})",
-                narrate::short(quiet),
-                humantime::format_duration(limit)
-            )),
-            _ => None,
+    /// What the clock says about the connection now, if anything: its lingering close is
+    /// over (close it now), or it has been silent past the idle timeout (tell it, then the
+    /// lingering close).
+    pub fn overdue(&self, now: Instant, idle_timeout: Option<Duration>) -> Option<Overdue> {
+        if let Some(since) = self.closing_since {
+            let waited = now.saturating_duration_since(since);
+            return (waited >= LINGER).then(|| {
+                let why = format!(
+                    "did not close within {} of our goodbye",
+                    narrate::short(LINGER)
+                );
+                Overdue::Now(match &self.ending {
+                    Some(first) => format!("{first}; {why}"),
+                    None => why,
+                })
+            });
         }
+        let quiet = now.saturating_duration_since(self.last_active);
+        let limit = idle_timeout.filter(|&limit| quiet >= limit)?;
+        let why = format!(
+            "idle for {} (--idle-timeout {})",
+            narrate::short(quiet),
+            humantime::format_duration(limit)
+        );
+        Some(match self.phase {
+            Phase::Open => Overdue::Idle(limit, why),
+            // It sent EOF and takes nothing of what it is owed: nothing left to say.
+            _ => Overdue::Now(why),
+        })
     }
 
     /// Why a fan-out recipient counts as not reading, if it does: owed its cap or more and
@@ -376,6 +481,15 @@ impl<S> Conn<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an idle client costs the engine is its Conn (the socket buffers are the
+    /// kernel's): 10,000 idle clients in a few MiB (benches/README.md) need it small, and
+    /// what only -vv uses stays behind a pointer.
+    #[test]
+    fn an_idle_client_costs_a_small_struct() {
+        let size = std::mem::size_of::<Conn<()>>();
+        assert!(size <= 224, "a Conn is {size} bytes");
+    }
 
     /// A connection to a Unix stream pair's other end, which the test reads when it likes.
     fn pair() -> (Conn<()>, std::os::unix::net::UnixStream) {
@@ -421,7 +535,7 @@ mod tests {
         let (mut c, mut client) = pair();
         let now = Instant::now();
         c.send(b"bye\n", now, &mut at_cap).unwrap();
-        assert_eq!(c.follow(Next::Close), None);
+        assert_eq!(c.follow(Next::Close, now), None);
         assert!(c.is_closing());
         // Nothing owed: pump shuts our side; the client reads the goodbye, then EOF.
         assert_eq!(c.pump(&mut at_cap, now), Ok(false));
@@ -439,5 +553,53 @@ mod tests {
             c.pump(&mut at_cap, now),
             Err("the service ended the session".to_string())
         );
+    }
+
+    #[test]
+    fn a_dropped_client_gets_the_same_lingering_close_and_its_reason_is_kept() {
+        let mut at_cap = AtCap::new(4096);
+        let (mut c, mut client) = pair();
+        let now = Instant::now();
+        c.send(b"too long, bye\n", now, &mut at_cap).unwrap();
+        let why = c.follow(Next::Drop("sent a line too long".into()), now);
+        assert_eq!(why.as_deref(), Some("sent a line too long"));
+        assert!(
+            c.is_closing(),
+            "not closed at once: the line must get out first"
+        );
+        assert_eq!(c.pump(&mut at_cap, now), Ok(false));
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut got).unwrap();
+        assert_eq!(
+            got, b"too long, bye\n",
+            "the line, then EOF: our side is shut"
+        );
+        // A client that never closes is closed when the linger is up, whatever it does.
+        assert_eq!(c.overdue(now, None), None);
+        let later = now + LINGER;
+        assert!(matches!(
+            c.overdue(later, Some(Duration::from_hours(1))),
+            Some(Overdue::Now(why)) if why.starts_with("sent a line too long; did not close")
+        ));
+        drop(client);
+        c.woken(true, true);
+        let mut buf = [0u8; 64];
+        assert!(matches!(c.read(&mut buf, 4096, now), Input::Nothing));
+        assert_eq!(
+            c.pump(&mut at_cap, now),
+            Err("sent a line too long".to_string())
+        );
+    }
+
+    #[test]
+    fn an_idle_client_is_told_before_it_is_closed() {
+        let (c, _client) = pair();
+        let now = Instant::now();
+        let limit = Duration::from_secs(1);
+        assert_eq!(c.overdue(now, Some(limit)), None);
+        assert!(matches!(
+            c.overdue(now + limit, Some(limit)),
+            Some(Overdue::Idle(l, why)) if l == limit && why.contains("--idle-timeout 1s")
+        ));
     }
 }

@@ -6,11 +6,8 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
-/// An address as a person reads it: an IPv4 client on a dual-stack socket shows as
-/// `127.0.0.1:5000`, not `[::ffff:127.0.0.1]:5000`.
-pub fn plain_addr(a: SocketAddr) -> SocketAddr {
-    SocketAddr::new(a.ip().to_canonical(), a.port())
-}
+/// An address as a person reads it (`addr::plain`): the one form every subcommand prints.
+pub use crate::addr::plain as plain_addr;
 
 /// Who a client is, for log lines, `--allow`/`--deny` and the service.
 #[derive(Debug, Clone, PartialEq, Eq)]

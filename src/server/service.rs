@@ -1,9 +1,11 @@
 //! The contract between the engine and a service: `Service` (what a server does with a
-//! client's bytes), `Next` (what becomes of the connection after a call) and `Event` (what a
-//! fan-out service is told about the others). Services compute; the engine owns every socket.
+//! client's bytes), `Next` (what becomes of the connection after a call), `Event` (what a
+//! fan-out service is told about the others) and `Farewell` (why the engine ends a client).
+//! Services compute; the engine owns every socket.
 //! Nothing here runs: the stream loops (`worker.rs`) and the datagram loop (`dgram.rs`) call it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// What a server does with one connection's bytes. The engine calls it; it only computes.
 pub trait Service: Send + Sync + 'static {
@@ -22,6 +24,18 @@ pub trait Service: Send + Sync + 'static {
         Next::Close
     }
 
+    /// The server is ending this client for `why` (not a rule the service itself enforced:
+    /// those are `Next::Drop`, whose words the service writes with it): append the one line
+    /// that tells the client, where the protocol has lines. The engine then shuts its side
+    /// and drains the client's input for a bounded time before close, so the line is not
+    /// lost to a reset. A byte protocol (echo, the raw broker) says nothing.
+    fn farewell(&self, _why: &Farewell, _out: &mut Vec<u8>) {}
+
+    /// True for services that answer a datagram even when the answer has no bytes: echo
+    /// (RFC 862 sends back what it got, and an empty datagram is something: `connect -z -u`
+    /// probes with one). Otherwise an empty answer means no reply is sent.
+    const ANSWERS_EMPTY: bool = false;
+
     /// True for services whose clients talk to each other (broker, chat). The engine then runs
     /// a single event loop, so every client is within reach of every other, and calls `share`.
     const FAN_OUT: bool = false;
@@ -31,6 +45,17 @@ pub trait Service: Send + Sync + 'static {
     /// that is owed more than `Limits::max_owed` by then is dropped (it is not reading), so one
     /// slow reader neither holds the others back nor grows the server's memory.
     fn share(&self, _session: &mut Self::Session, _event: Event, _others: &mut Vec<u8>) {}
+}
+
+/// Why the engine is ending a client, for the service's `farewell` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Farewell {
+    /// Nothing moved either way for this long (`--idle-timeout`).
+    Idle(Duration),
+    /// The server is stopping (SIGINT, SIGTERM).
+    Stopping,
+    /// Turned away at the door: this many clients (`--max-conns`) are served already.
+    Full(usize),
 }
 
 /// What happened to a client, as told to a fan-out service's `share`.
@@ -53,6 +78,8 @@ pub enum Next {
     Continue,
     /// Send what is owed in `out`, then close.
     Close,
-    /// Close now, for this reason (logged): the client broke a rule.
+    /// The client broke a rule: the reason is logged (always, `-v` or not), then as `Close`:
+    /// what is owed in `out` (the service's word to the client) is sent, and the connection
+    /// closes without a reset eating it.
     Drop(String),
 }

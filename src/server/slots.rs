@@ -43,7 +43,8 @@ impl<T> Slots<T> {
     /// Empties a slot; its token is dead from now on.
     pub fn remove(&mut self, slot: usize) -> Option<T> {
         let item = self.items.get_mut(slot)?.take()?;
-        self.generations[slot] = (self.generations[slot] + 1) & 0x7FFF_FFFF;
+        // 30 bits: bits 62 and 63 of a token stay clear (turned.rs and the loop's own).
+        self.generations[slot] = (self.generations[slot] + 1) & 0x3FFF_FFFF;
         self.free.push(slot);
         Some(item)
     }
@@ -65,6 +66,11 @@ impl<T> Slots<T> {
     /// One past the highest slot: walk `0..end()` with `get` when the walk may close some.
     pub fn end(&self) -> usize {
         self.items.len()
+    }
+
+    /// How many slots hold a client now (a walk: for the stop, not the hot path).
+    pub fn occupied(&self) -> usize {
+        self.items.iter().filter(|i| i.is_some()).count()
     }
 
     pub fn get(&self, slot: usize) -> Option<&T> {

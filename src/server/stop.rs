@@ -1,14 +1,16 @@
-//! How a server learns it should stop: SIGINT and SIGTERM become a byte on a socket pair that
-//! the event loop polls like any client (the self-pipe trick, via signal-hook), plus a flag that
-//! says which signal it was. Nothing here closes anything; the loops do that.
+//! How a server learns it should stop: SIGINT, SIGTERM and SIGHUP (the terminal went away)
+//! become a byte on a socket pair that the event loop polls like any client (the self-pipe
+//! trick), plus a flag that says which signal it was. The one signal thread of the process
+//! (relay/interrupt.rs, started before the socket exists so no early signal is lost) passes
+//! them here once the loop runs. Nothing here closes anything; the loops do that.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// The read end of the signal pipe, ready to register with mio.
 pub struct Stop {
@@ -17,20 +19,22 @@ pub struct Stop {
 }
 
 impl Stop {
-    /// Routes SIGINT and SIGTERM to the pipe. The flag is registered first so it is set by the
-    /// time the loop wakes.
+    /// Takes SIGINT, SIGTERM and SIGHUP over from the signal thread: each sets the flag,
+    /// then writes a byte to the pipe, so the flag is set by the time the loop wakes.
     pub fn install() -> Result<Stop> {
         let (rx, tx) = UnixStream::pair().context("creating the signal pipe")?;
         rx.set_nonblocking(true)
             .context("making the signal pipe non-blocking")?;
+        tx.set_nonblocking(true)
+            .context("making the signal pipe non-blocking")?;
         let which = Arc::new(AtomicUsize::new(0));
-        for sig in [SIGINT, SIGTERM] {
-            signal_hook::flag::register_usize(sig, Arc::clone(&which), sig as usize)
-                .context("installing a signal handler")?;
-            let tx = tx.try_clone().context("cloning the signal pipe")?;
-            signal_hook::low_level::pipe::register(sig, tx)
-                .context("installing a signal handler")?;
-        }
+        let flag = Arc::clone(&which);
+        crate::interrupt::install()?;
+        crate::interrupt::hand_over(move |sig| {
+            flag.store(usize::try_from(sig).unwrap_or(0), Ordering::SeqCst);
+            // A full pipe already holds a wake-up.
+            let _ = (&tx).write(b"!");
+        });
         Ok(Stop {
             pipe: mio::net::UnixStream::from_std(rx),
             which,
@@ -48,10 +52,16 @@ impl Stop {
                 Err(_) => break,
             }
         }
-        match self.which.load(Ordering::SeqCst) {
-            0 => None,
-            n if n == SIGINT as usize => Some("SIGINT"),
-            _ => Some("SIGTERM"),
-        }
+        let sig = match self.which.load(Ordering::SeqCst) {
+            0 => return None,
+            n => i32::try_from(n).unwrap_or(SIGTERM),
+        };
+        // main ends the process by this signal once the server has stopped.
+        crate::error::note_stop_signal(sig);
+        Some(match sig {
+            SIGINT => "SIGINT",
+            SIGHUP => "SIGHUP",
+            _ => "SIGTERM",
+        })
     }
 }

@@ -13,15 +13,16 @@ use anyhow::{Context, Result};
 use mio::{Events, Interest, Poll, Token};
 use socket2::SockRef;
 
-use super::acceptor::{Acceptor, LISTENER, SIGNAL, Seen};
-use super::conn::{AtCap, Conn, Input};
-use super::fanout::{FAN_OUT_STALL, FanOut};
+use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen};
+use super::conn::{AtCap, Conn, Input, LINGER, Overdue};
+use super::fanout::{FAN_OUT_STALL, Failure, FanOut};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
 use super::peer::Peer;
-use super::service::{Event, Next, Service};
+use super::service::{Event, Farewell, Next, Service};
 use super::slots::Slots;
 use super::stream::Stream;
+use super::turned::TurnedAway;
 use crate::narrate;
 use crate::socket;
 use crate::sockopt::{Plan, SockKind, Stage};
@@ -80,6 +81,8 @@ pub struct Worker<'a, S: Service> {
     sweep_every: Duration,
     next_sweep: Instant,
     fan: FanOut,
+    /// Clients turned away at the door, told why and lingering until they close.
+    turned: TurnedAway,
 }
 
 impl<'a, S: Service> Worker<'a, S> {
@@ -105,6 +108,7 @@ impl<'a, S: Service> Worker<'a, S> {
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
             fan: FanOut::default(),
+            turned: TurnedAway::default(),
         }
     }
 
@@ -117,9 +121,10 @@ impl<'a, S: Service> Worker<'a, S> {
             // rather than let the acceptor hand clients to a loop that is gone.
             self.setup.lanes.stop_all();
         }
+        // No new client while the others are told goodbye.
+        let seen = self.accept.take().map(|a| a.close(self.poll.registry()));
         self.close_all();
         result?;
-        let seen = self.accept.take().map(|a| a.close(self.poll.registry()));
         Ok((self.totals, seen))
     }
 
@@ -147,6 +152,10 @@ impl<'a, S: Service> Worker<'a, S> {
                         stop |= self.setup.lanes.stopping();
                     }
                     t => {
+                        if let Some(i) = self.turned.place_of(t) {
+                            self.turned.readable(i);
+                            continue;
+                        }
                         let Some(slot) = self.conns.slot_of(t) else {
                             continue;
                         };
@@ -171,6 +180,9 @@ impl<'a, S: Service> Worker<'a, S> {
             if now >= self.next_sweep {
                 self.sweep(now);
             }
+            if self.fan.check_at().is_some_and(|t| now >= t) {
+                self.drop_stalled(now);
+            }
             self.fan.release(&self.at_cap, &mut self.again);
         }
     }
@@ -182,6 +194,9 @@ impl<'a, S: Service> Worker<'a, S> {
             return Duration::ZERO;
         }
         let mut until = self.next_sweep;
+        if let Some(t) = self.fan.check_at() {
+            until = until.min(t);
+        }
         if let Some(t) = self.accept.as_ref().and_then(Acceptor::paused_until) {
             until = until.min(t);
         }
@@ -205,8 +220,16 @@ impl<'a, S: Service> Worker<'a, S> {
             return;
         };
         let Setup { lanes, limits, .. } = self.setup;
-        a.accept_all(lanes, limits, self.id, now, |stream, peer| {
-            self.open_conn(stream, peer, now);
+        a.accept_all(lanes, limits, self.id, now, |arrival| match arrival {
+            Arrival::Admitted(stream, peer) => self.open_conn(stream, peer, now),
+            Arrival::Full(stream, max) => {
+                self.out.clear();
+                self.setup
+                    .service
+                    .farewell(&Farewell::Full(max), &mut self.out);
+                self.turned
+                    .add(self.poll.registry(), stream, &self.out, now);
+            }
         });
         self.accept = Some(a);
     }
@@ -287,9 +310,9 @@ impl<'a, S: Service> Worker<'a, S> {
                 Ok(false) => return,
                 Err(why) => return self.close(slot, why),
             }
-            if S::FAN_OUT && self.at_cap.any() {
+            if S::FAN_OUT && self.at_cap.any() && !c.is_closing() {
                 // Its bytes would go to a client that cannot take them: wait for that one.
-                return self.fan.hold(self.conns.token(slot));
+                return self.fan.hold(self.conns.token(slot), now);
             }
             if reads == READS_PER_TURN {
                 return self.again.push(self.conns.token(slot));
@@ -308,8 +331,11 @@ impl<'a, S: Service> Worker<'a, S> {
                         return self.close(slot, crate::error::client_io_failure("write", &e));
                     }
                     self.share(slot, Event::Eof, now);
-                    if let Next::Drop(why) = next {
-                        return self.drop_client(slot, why);
+                    if let Next::Drop(why) = next
+                        && let Some(c) = self.conns.get_mut(slot)
+                    {
+                        say_dropped(&c.peer, &why);
+                        c.begin_closing(Some(why), now);
                     }
                     // Continue or Close alike: the client can send no more, so once what it
                     // is owed is out, the connection is done.
@@ -324,8 +350,9 @@ impl<'a, S: Service> Worker<'a, S> {
                     if let Err(e) = sent {
                         return self.close(slot, crate::error::client_io_failure("write", &e));
                     }
-                    if let Some(why) = c.follow(next) {
-                        return self.drop_client(slot, why);
+                    if let Some(why) = c.follow(next, now) {
+                        // Its word to the client is queued; the lingering close sends it.
+                        say_dropped(&c.peer, &why);
                     }
                     if S::FAN_OUT {
                         let data = Event::Data(&self.rbuf[..n]);
@@ -356,40 +383,78 @@ impl<'a, S: Service> Worker<'a, S> {
             return;
         }
         while let Some(failed) = self.fan.deliver(&mut self.conns, &mut self.at_cap, now) {
-            for (slot, e) in failed {
-                self.close(slot, crate::error::client_io_failure("write", &e));
+            for (slot, failure) in failed {
+                match failure {
+                    Failure::Io(e) => {
+                        self.close(slot, crate::error::client_io_failure("write", &e));
+                    }
+                    Failure::NotReading(why) => self.drop_client(slot, why),
+                }
             }
         }
     }
 
-    /// The service ended a client for breaking a rule: always said, `-v` or not.
+    /// The engine ends a client for breaking a rule (not reading, as a fan-out recipient):
+    /// always said, and closed at once, since nothing sent to it would be read.
     fn drop_client(&mut self, slot: usize, why: String) {
-        if !narrate::verbose()
-            && let Some(c) = self.conns.get(slot)
-        {
-            narrate::emit(format_args!("dropped {}: {why}", c.peer));
+        if let Some(c) = self.conns.get(slot) {
+            say_dropped(&c.peer, &why);
         }
         self.close(slot, why);
     }
 
-    /// The clocks, once per `sweep_every`: a fan-out client that holds every sender back and
-    /// takes nothing is dropped; clients idle past `--idle-timeout`, or lingering past their
-    /// time, are closed.
+    /// Ends a client for `farewell`: the service's line for it, then the lingering close
+    /// (`Conn::begin_closing`), driven from here on like any connection.
+    fn part(&mut self, slot: usize, farewell: &Farewell, why: String, now: Instant) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.is_closing() {
+            return;
+        }
+        self.out.clear();
+        self.setup.service.farewell(farewell, &mut self.out);
+        if let Err(e) = c.send(&self.out, now, &mut self.at_cap) {
+            return self.close(slot, crate::error::client_io_failure("write", &e));
+        }
+        c.begin_closing(Some(why), now);
+        self.drive(slot, now);
+    }
+
+    /// Fan-out, while senders are held, at the deadline `fan` set: every recipient owed its
+    /// cap that has taken nothing for `FAN_OUT_STALL` is dropped (always said), so the others
+    /// go on at once, not at the next sweep.
+    fn drop_stalled(&mut self, now: Instant) {
+        let cap = self.at_cap.cap();
+        for slot in 0..self.conns.end() {
+            if let Some(why) = self
+                .conns
+                .get(slot)
+                .and_then(|c| c.not_reading(now, cap, FAN_OUT_STALL))
+            {
+                self.drop_client(slot, why);
+            }
+        }
+        self.fan.checked(now, self.at_cap.any());
+    }
+
+    /// The clocks, once per `sweep_every`: clients idle past `--idle-timeout` are told and
+    /// closed lingering; those lingering past their time are closed.
     fn sweep(&mut self, now: Instant) {
-        let (cap, idle) = (self.at_cap.cap(), self.setup.limits.idle_timeout);
+        let idle = self.setup.limits.idle_timeout;
         for slot in 0..self.conns.end() {
             let Some(c) = self.conns.get(slot) else {
                 continue;
             };
-            if S::FAN_OUT
-                && let Some(why) = c.not_reading(now, cap, FAN_OUT_STALL)
-            {
-                // A rule broken, always said.
-                self.drop_client(slot, why);
-            } else if let Some(why) = c.overdue(now, idle) {
-                self.close(slot, why);
+            match c.overdue(now, idle) {
+                Some(Overdue::Now(why)) => self.close(slot, why),
+                Some(Overdue::Idle(limit, why)) => {
+                    self.part(slot, &Farewell::Idle(limit), why, now);
+                }
+                None => {}
             }
         }
+        self.turned.sweep(Some(now));
         self.next_sweep = now + self.sweep_every;
     }
 
@@ -410,7 +475,10 @@ impl<'a, S: Service> Worker<'a, S> {
         self.totals.bytes_out += bytes_out;
     }
 
-    /// At stop: one last try to send what each client is owed, then close them all.
+    /// At stop: each client is told (where the protocol has lines) and closed lingering, as
+    /// any client is ended: what it is owed goes out, then our FIN, then its input is drained
+    /// until it closes. The whole stop waits at most `LINGER` for them; whoever is left then
+    /// is closed as it is.
     fn close_all(&mut self) {
         let now = Instant::now();
         self.fan.quiet = true;
@@ -418,10 +486,54 @@ impl<'a, S: Service> Worker<'a, S> {
             self.forget(stream);
         }
         for slot in 0..self.conns.end() {
-            if let Some(c) = self.conns.get_mut(slot) {
-                let _ = c.flush(now, &mut self.at_cap);
-                self.close(slot, "server stopping".to_string());
+            self.part(
+                slot,
+                &Farewell::Stopping,
+                "server stopping".to_string(),
+                now,
+            );
+        }
+        let deadline = now + LINGER;
+        let mut events = Events::with_capacity(256);
+        while self.conns.occupied() > 0 {
+            let now = Instant::now();
+            let Some(left) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+            else {
+                break;
+            };
+            if self.poll.poll(&mut events, Some(left)).is_err() {
+                break;
+            }
+            let now = Instant::now();
+            for ev in &events {
+                let Some(slot) = self.conns.slot_of(ev.token()) else {
+                    continue;
+                };
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.woken(ev.is_readable(), ev.is_read_closed() || ev.is_error());
+                }
+                self.drive(slot, now);
+            }
+            for t in std::mem::take(&mut self.again) {
+                if let Some(slot) = self.conns.slot_of(t) {
+                    self.drive(slot, now);
+                }
             }
         }
+        for slot in 0..self.conns.end() {
+            if let Some(c) = self.conns.get_mut(slot) {
+                let _ = c.flush(now, &mut self.at_cap);
+                self.close(slot, "server stopping; did not close in time".to_string());
+            }
+        }
+        self.turned.sweep(None);
     }
+}
+
+/// A client ended for breaking a rule: always said, `-v` or not (at `-v` its `closed` line
+/// follows when the lingering close is over).
+fn say_dropped(peer: &Peer, why: &str) {
+    narrate::emit(format_args!("dropped {peer}: {why}"));
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::server::{Event, Next, Service};
+use crate::server::{Event, Farewell, Next, Service};
 
 /// Longest chat line kept whole; a longer one goes out in pieces of this size, each as a line
 /// of its own, so a client that never sends a newline cannot grow the server's memory.
@@ -97,6 +97,24 @@ impl Service for Broker {
     /// Nothing goes back to the sender; what it sent is for the others (`share`).
     fn input(&self, _m: &mut Member, _data: &[u8], _out: &mut Vec<u8>) -> Next {
         Next::Continue
+    }
+
+    /// Chat has lines, so a client the server ends is told why; the raw broker passes bytes
+    /// only and adds none of its own.
+    fn farewell(&self, why: &Farewell, out: &mut Vec<u8>) {
+        if !self.chat {
+            return;
+        }
+        let line = match why {
+            Farewell::Idle(limit) => format!(
+                "* closing: you were quiet for {} (--idle-timeout)",
+                humantime::format_duration(*limit)
+            ),
+            Farewell::Stopping => "* closing: the server is stopping".to_string(),
+            Farewell::Full(n) => format!("* sorry, the chat is full ({n} here, --max-conns {n})"),
+        };
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
     }
 
     fn share(&self, m: &mut Member, event: Event, others: &mut Vec<u8>) {

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use crate::relay::wire::{Dir, Dump};
-use crate::server::{Event, Next, Service};
+use crate::server::{Event, Farewell, Next, Service};
 
 /// `inner`, with every byte in and out of it dumped.
 pub struct Dumped<S> {
@@ -36,6 +36,8 @@ impl<S: Service> Service for Dumped<S> {
     type Session = Tap<S::Session>;
 
     const FAN_OUT: bool = S::FAN_OUT;
+
+    const ANSWERS_EMPTY: bool = S::ANSWERS_EMPTY;
 
     fn open(&self, peer: SocketAddr, out: &mut Vec<u8>) -> Self::Session {
         let start = out.len();
@@ -66,6 +68,17 @@ impl<S: Service> Service for Dumped<S> {
         let next = self.inner.eof(&mut tap.inner, out);
         self.answered(tap, &out[start..]);
         next
+    }
+
+    fn farewell(&self, why: &Farewell, out: &mut Vec<u8>) {
+        // No client label: a client turned away at the door has no session. Its address
+        // is in the server's log line beside it.
+        let start = out.len();
+        self.inner.farewell(why, out);
+        if out.len() > start {
+            self.dump
+                .record(Some("farewell"), Dir::Out, 0, &out[start..]);
+        }
     }
 
     fn share(&self, tap: &mut Self::Session, event: Event, others: &mut Vec<u8>) {

@@ -1,5 +1,5 @@
 //! The echo service of RFC 862: every byte a client sends is sent back to it, unchanged and in
-//! order. It keeps no state; the engine bounds what a client that never reads can cost.
+//! order (over UDP an empty datagram too). It keeps no state; the engine bounds what a client that never reads can cost.
 
 use std::net::SocketAddr;
 
@@ -11,6 +11,9 @@ pub struct Echo;
 
 impl Service for Echo {
     type Session = ();
+
+    /// An empty datagram is echoed as an empty datagram.
+    const ANSWERS_EMPTY: bool = true;
 
     fn open(&self, _peer: SocketAddr, _out: &mut Vec<u8>) {}
 

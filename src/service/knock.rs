@@ -26,7 +26,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 
 use crate::narrate;
-use crate::server::{Next, Service};
+use crate::server::{Farewell, Next, Service};
 use crate::service::jokes::{Jokes, MAX_LINE, fold};
 
 pub const KNOCK: &str = "Knock! Knock!";
@@ -358,7 +358,7 @@ impl Service for Knock {
             let line_len = s.partial.len() + head.len();
             let content_len = line_len - usize::from(line_ends_cr(&s.partial, head));
             if content_len > MAX_LINE {
-                return too_long(s);
+                return too_long(s, out);
             }
             let closing = if s.partial.is_empty() {
                 s.answer(&self.jokes, head, out)
@@ -377,10 +377,27 @@ impl Service for Knock {
             }
         }
         if s.partial.len() + rest.len() > MAX_LINE + 1 {
-            return too_long(s);
+            return too_long(s, out);
         }
         s.partial.extend_from_slice(rest);
         Next::Continue
+    }
+
+    /// The engine is ending the client: one line that says why, in the joke teller's voice.
+    fn farewell(&self, why: &Farewell, out: &mut Vec<u8>) {
+        let line = match why {
+            Farewell::Idle(limit) => format!(
+                "You've been quiet for {}; I'll save my jokes for later. {BYE}",
+                humantime::format_duration(*limit)
+            ),
+            Farewell::Stopping => format!("The server is stopping: no more jokes today. {BYE}"),
+            Farewell::Full(n) => format!(
+                "Sorry, I'm telling jokes to {n} {} already (--max-conns {n}); try again later. {BYE}",
+                if *n == 1 { "person" } else { "people" }
+            ),
+        };
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
     }
 
     /// The client will send no more. An unfinished last line (no LF before EOF) is still an
@@ -403,8 +420,14 @@ fn line_ends_cr(partial: &[u8], head: &[u8]) -> bool {
     }
 }
 
-fn too_long(s: &mut Session) -> Next {
+/// A line over `MAX_LINE`: the client is told in one line (then the engine's lingering close
+/// makes sure it arrives), and the server's log gets the reason.
+fn too_long(s: &mut Session, out: &mut Vec<u8>) -> Next {
     s.ending = Some("sent a line over 1 KiB");
+    out.extend_from_slice(
+        format!("That line is over {MAX_LINE} bytes; an answer takes a few words. {BYE}\n")
+            .as_bytes(),
+    );
     Next::Drop(format!(
         "{} sent a line longer than {MAX_LINE} bytes",
         s.peer

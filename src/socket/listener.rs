@@ -102,6 +102,18 @@ fn scope(addr: &SocketAddr, plan: &Plan, serve: Serve) -> &'static str {
     }
 }
 
+/// Who can reach a server bound to `addr`, for the `listening on` line: a wildcard or any
+/// address but loopback (127.0.0.0/8, `::1`, or loopback in mapped form) is on the network,
+/// so the line says so; sockkit's servers bind all interfaces by default, and a learner
+/// should not find that out from someone else's connection.
+pub fn reach(addr: &SocketAddr) -> &'static str {
+    if addr.ip().to_canonical().is_loopback() {
+        "this machine only"
+    } else {
+        "reachable from other machines"
+    }
+}
+
 enum Attempt {
     /// The kernel cannot do IPv6 at all: worth falling back to IPv4.
     NoIpv6(String),
@@ -135,7 +147,9 @@ fn listen_on(addr: SocketAddr, plan: &Plan, serve: Serve) -> Result<Socket, Atte
     }
     let dual = addr.is_ipv6() && plan.requested("IPV6_V6ONLY") == Some(&Value::Bool(false));
     if let Err(e) = call::bind(&sock, &SockAddr::from(addr), &addr, "") {
-        if dual && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+        // Only `[::]` failing says the kernel has no IPv6; `::2` failing says that address is
+        // not on this machine, which bind_failure words.
+        if dual && addr.ip().is_unspecified() && e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
             call::close(sock);
             return Err(Attempt::NoIpv6(error::plain(&e)));
         }
@@ -166,4 +180,28 @@ fn finish(socket: Socket, scope: &'static str, plan: Plan) -> Result<Listener> {
         scope,
         plan,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_and_network_addresses_are_reachable_loopback_is_not() {
+        for a in ["[::]:1", "0.0.0.0:1", "192.0.2.7:1", "[2001:db8::1]:1"] {
+            assert_eq!(
+                reach(&a.parse().unwrap()),
+                "reachable from other machines",
+                "{a}"
+            );
+        }
+        for a in [
+            "127.0.0.1:1",
+            "127.9.9.9:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert_eq!(reach(&a.parse().unwrap()), "this machine only", "{a}");
+        }
+    }
 }

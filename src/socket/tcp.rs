@@ -59,13 +59,14 @@ pub fn connect_from(
                 return Ok(sock);
             }
             Err(e) => {
-                // socket2's connect_timeout reports its own deadline without an errno.
-                let e = if e.kind() == io::ErrorKind::TimedOut {
-                    io::Error::from_raw_os_error(libc::ETIMEDOUT)
+                // socket2's connect_timeout reports its own deadline without an errno; the
+                // kernel's own give-up (SYN retries) is ETIMEDOUT.
+                let why = if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() {
+                    error::connect_timed_out(*addr, timeout)
                 } else {
-                    e
+                    error::connect_failure(*addr, &e)
                 };
-                failures.push(error::connect_failure(*addr, &e));
+                failures.push(why);
                 call::close(sock);
             }
         }

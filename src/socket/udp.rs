@@ -47,3 +47,37 @@ pub fn connect_udp(addrs: &[SocketAddr], plan: &Plan) -> Result<Socket> {
     }
     Err(anyhow!("{}", failures.join("; ")))
 }
+
+/// How many datagrams the kernel has dropped on `sock` because its receive queue was full
+/// (the socket's `sk_drops`), read with getsockopt(SO_MEMINFO) at the end of a session. This
+/// is the counter SO_RXQ_OVFL would attach to each datagram received; read here it also
+/// counts the drops after the last datagram that arrived. `None` where the kernel does not say.
+#[cfg(target_os = "linux")]
+pub fn kernel_drops(sock: &Socket) -> Option<u64> {
+    /// SK_MEMINFO_DROPS in linux/sock_diag.h: the ninth u32 of SO_MEMINFO.
+    const SK_MEMINFO_DROPS: usize = 8;
+    let fd = call::fd(sock);
+    let t0 = std::time::Instant::now();
+    let r = crate::sys::getsockopt::<[u32; SK_MEMINFO_DROPS + 1]>(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_MEMINFO,
+    );
+    let drops = r.as_ref().ok().map(|m| u64::from(m[SK_MEMINFO_DROPS]));
+    narrate::call(
+        format_args!(
+            "getsockopt(fd {fd}, SOL_SOCKET, SO_MEMINFO) {}",
+            match (&r, drops) {
+                (Ok(_), Some(d)) => format!("= 0 (drops {d})"),
+                _ => narrate::outcome(&r),
+            }
+        ),
+        t0.elapsed(),
+    );
+    drops
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn kernel_drops(_sock: &Socket) -> Option<u64> {
+    None
+}

@@ -75,17 +75,25 @@ pub fn connect(
         "connecting to {addr} (Unix, {})",
         call::type_name(ty)
     ));
-    let result = narrate::traced(
-        || match timeout {
-            Some(t) => sock.connect_timeout(&sa, t),
-            None => sock.connect(&sa),
-        },
-        |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
-    );
+    let result = call::connect(&sock, &sa, addr, timeout, After::Nothing);
     if let Err(e) = result {
         call::close(sock);
         let abstract_name = matches!(addr, UnixAddr::Abstract(_));
-        let why = error::unix_connect_failure(addr, abstract_name, ty == Type::DGRAM, &e);
+        // Linux refuses a connect to a file that is not a socket with ECONNREFUSED, the errno
+        // of a stale socket file: look at the file so the words say which it is.
+        let not_socket = match addr {
+            UnixAddr::Path(path) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                std::fs::metadata(path)
+                    .ok()
+                    .filter(|m| !m.file_type().is_socket())
+                    .map(|m| file_kind(&m))
+            }
+            _ => None,
+        };
+        let why = match not_socket {
+            Some(kind) => error::unix_not_a_socket(addr, kind),
+            None => error::unix_connect_failure(addr, abstract_name, ty == Type::DGRAM, &e),
+        };
         return Err(anyhow!("{why}"));
     }
     plan.apply(&sock, target(), Stage::Connected)?;
@@ -118,28 +126,16 @@ impl PathGuard {
             .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
     }
 
-    /// Also removes the socket file on SIGINT, SIGTERM or SIGHUP, then lets the signal end the
-    /// process as it would have: a `listen -U` stopped with Ctrl-C would otherwise leave a
-    /// stale file, and the next run would need --unlink. Not for the engine, which stops
-    /// gracefully on those signals and drops the guard itself.
-    pub fn remove_on_signal(&self) -> Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-        let guard = PathGuard {
+    /// A second guard for the same file, for a cleanup that runs elsewhere (the relay's
+    /// signal thread, which ends the process before this guard's owner can drop it):
+    /// whichever drops first removes the file, the other finds it gone (or replaced) and
+    /// leaves it.
+    pub fn twin(&self) -> PathGuard {
+        PathGuard {
             path: self.path.clone(),
             dev: self.dev,
             ino: self.ino,
-        };
-        std::thread::Builder::new()
-            .name("unlink-on-signal".into())
-            .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    // Dropping the guard unlinks the file if it is still ours.
-                    drop(guard);
-                    let _ = signal_hook::low_level::emulate_default_handler(sig);
-                }
-            })?;
-        Ok(())
+        }
     }
 }
 

@@ -225,7 +225,9 @@ impl Session<'_> {
                 self.shut = true;
                 socket::shutdown(self.sock, Shutdown::Write).ok();
             }
-            if self.peer_closed && (self.uplink_done() || self.stdin_is_tty) {
+            if self.peer_closed
+                && (self.uplink_done() || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+            {
                 return Ok(End::Closed);
             }
             let now = Instant::now();
