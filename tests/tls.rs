@@ -894,3 +894,30 @@ fn a_recv_only_listener_ends_with_close_notify_so_its_client_exits_0() {
     drop(listen_in);
     assert_eq!(join_within(listen_out, T), b"one way\n");
 }
+
+#[test]
+fn tls_options_without_tls_or_a_cert_without_its_key_are_usage_errors() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["connect", "--ca", "ca.pem", "127.0.0.1", "9"],
+            "sockkit: --ca, --sni, --alpn, --cert, --key and --insecure shape a TLS session, and need --tls\n",
+        ),
+        (
+            &["listen", "--client-ca", "ca.pem", "127.0.0.1", "0"],
+            "sockkit: --cert, --key, --client-ca and --alpn shape a TLS session, and need --tls\n",
+        ),
+        (
+            &["connect", "--tls", "--cert", "c.pem", "127.0.0.1", "9"],
+            "sockkit: --cert needs --key: the private key of the certificate\n",
+        ),
+        (
+            &["listen", "--tls", "--key", "k.pem", "127.0.0.1", "0"],
+            "sockkit: --key needs --cert: the certificate the key belongs to\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, want, "{args:?}");
+    }
+}

@@ -32,12 +32,39 @@ fn no_wire_stages(wire: &WireArgs) -> Result<()> {
     Ok(())
 }
 
+/// --cert and --key come together: a certificate is no use without its key.
+fn pair_given(cert: bool, key: bool) -> Result<()> {
+    match (cert, key) {
+        (true, false) => {
+            Err(UsageError::new("--cert needs --key: the private key of the certificate").into())
+        }
+        (false, true) => {
+            Err(UsageError::new("--key needs --cert: the certificate the key belongs to").into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `connect --tls`: the client configuration for HOST (None without --tls), made before any
 /// socket.
 pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Result<Option<Client>> {
+    let shaping = args.ca.is_some()
+        || args.sni.is_some()
+        || !args.alpn.is_empty()
+        || args.cert.is_some()
+        || args.key.is_some()
+        || args.insecure;
     if !args.tls {
+        if shaping {
+            return Err(UsageError::new(
+                "--ca, --sni, --alpn, --cert, --key and --insecure shape a TLS session, and \
+                 need --tls",
+            )
+            .into());
+        }
         return Ok(None);
     }
+    pair_given(args.cert.is_some(), args.key.is_some())?;
     no_wire_stages(wire)?;
     // A Unix socket has no host name: the certificate is checked for `localhost`.
     let host = host.unwrap_or("localhost");
@@ -77,9 +104,20 @@ pub fn connect_session(
 
 /// `listen --tls`: the server configuration (None without --tls), made before the bind.
 pub fn server(args: &TlsServerArgs, addr: Option<&str>, wire: &WireArgs) -> Result<Option<Server>> {
+    let shaping = args.cert.is_some()
+        || args.key.is_some()
+        || args.client_ca.is_some()
+        || !args.alpn.is_empty();
     if !args.tls {
+        if shaping {
+            return Err(UsageError::new(
+                "--cert, --key, --client-ca and --alpn shape a TLS session, and need --tls",
+            )
+            .into());
+        }
         return Ok(None);
     }
+    pair_given(args.cert.is_some(), args.key.is_some())?;
     no_wire_stages(wire)?;
     let names: Vec<String> = match addr {
         Some(a) => vec![a.trim_start_matches('[').trim_end_matches(']').to_string()],
