@@ -276,6 +276,9 @@ pub struct ConnectArgs {
     pub scan: ScanArgs,
 
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+
+    #[command(flatten)]
     pub source: SourceArgs,
 
     #[command(flatten)]
@@ -468,7 +471,8 @@ pub struct KnockArgs {
 #[command(
     override_usage = "sockkit forward [OPTIONS] [ADDR] PORT HOST PORT\n       \
                             sockkit forward [OPTIONS] -U PATH HOST PORT\n       \
-                            sockkit forward [OPTIONS] [ADDR] PORT --to-unix PATH"
+                            sockkit forward [OPTIONS] [ADDR] PORT --to-unix PATH\n       \
+                            sockkit forward [OPTIONS] --socks5 [ADDR] PORT"
 )]
 pub struct ForwardArgs {
     /// Where to listen (`[ADDR] PORT`, left out with -U), then where to forward to (`HOST
@@ -494,8 +498,34 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
+    /// With --socks5 it also bounds each client's handshake.
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+
+    /// Dynamic forwarding (as ssh -D): speak SOCKS5 to each client and connect wherever it
+    /// asks, so no HOST PORT is given. --allow/--deny apply to the target asked for as well as
+    /// to the client; a target refused or unreachable is answered with its SOCKS5 reply code.
+    #[arg(long, conflicts_with_all = ["to_unix", "udp"])]
+    pub socks5: bool,
+
+    /// With --socks5, require this username and password (RFC 1929) from every client
+    /// (visible in `ps`: for a shared machine, prefer the firewall and --allow).
+    #[arg(long, value_name = "USER:PASS", requires = "socks5", value_parser = parse_user_pass)]
+    pub proxy_auth: Option<(String, String)>,
+
+    /// Make each outbound connection through a proxy (the URLs of `connect --proxy`: socks5,
+    /// socks4a, socks4, http): the forwarder connects to the proxy and asks it for HOST PORT,
+    /// or with --socks5 for the target each client names; -w bounds the connect and the
+    /// proxy's handshake. The target's name is resolved by the proxy unless --proxy-dns local.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["udp", "to_unix"],
+          value_parser = clap::value_parser!(crate::proxy::ProxyUrl))]
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+
+    /// With --proxy, who resolves the target's name: `remote` (the proxy; the default) or
+    /// `local` (here, and the proxy is sent the address).
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = ProxyDns::Remote,
+          hide_possible_values = true, requires = "proxy")]
+    pub proxy_dns: ProxyDns,
 
     /// Set a socket option on each outbound socket (repeatable; the names of -o, which sets
     /// them on the listening socket and the clients accepted).
@@ -516,6 +546,18 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// `USER:PASS`: a user name (not empty) and a password (may be empty, may hold `:`).
+fn parse_user_pass(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() && u.len() <= 255 && p.len() <= 255 => {
+            Ok((u.to_string(), p.to_string()))
+        }
+        Some(("", _)) => Err("the user name before `:` is empty".into()),
+        Some(_) => Err("SOCKS5 user names and passwords are at most 255 bytes".into()),
+        None => Err("expected USER:PASS".into()),
+    }
 }
 
 /// Address family choice shared by every subcommand.
@@ -620,10 +662,39 @@ pub struct ScanArgs {
     ])]
     pub scan: bool,
 
-    /// With -z, check at most N ports at once.
+    /// With -z, check at most N ports at once (through --proxy, one at a time).
     #[arg(long, value_name = "N", default_value_t = crate::scan::DEFAULT_PARALLEL as u16,
-          value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan")]
+          value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan",
+          conflicts_with = "proxy")]
     pub parallel: u16,
+}
+
+/// `--proxy URL` and `--proxy-dns`: reach the target through a SOCKS or HTTP CONNECT proxy.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProxyArgs {
+    /// Go through a proxy: socks5://[USER:PASS@]HOST[:PORT] (the proxy resolves the target's
+    /// name, as socks5h), socks4a://HOST[:PORT], socks4://HOST[:PORT] (IPv4, resolved here),
+    /// or http://[USER:PASS@]HOST:PORT (CONNECT). The handshake is done on the connected
+    /// socket before the relay starts, within -w (30s without it); -vv shows each message.
+    /// With -z, says whether the proxy could reach each port.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["udp", "unix"],
+          value_parser = clap::value_parser!(crate::proxy::ProxyUrl))]
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+
+    /// Who resolves the target's name: `remote` (the proxy; the default) or `local` (here,
+    /// and the proxy is sent the address).
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = ProxyDns::Remote,
+          hide_possible_values = true,
+          requires = "proxy")]
+    pub proxy_dns: ProxyDns,
+}
+
+/// `--proxy-dns`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyDns {
+    #[default]
+    Remote,
+    Local,
 }
 
 /// `-s`/`-p`: the local end of a client's connection, bound before connect.

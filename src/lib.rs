@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod error;
 mod interrupt;
 mod narrate;
+mod proxy;
 mod relay;
 mod scan;
 mod server;

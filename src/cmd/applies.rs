@@ -235,6 +235,8 @@ const CHAT: &[Rule] = &[
 ];
 const SCAN: &[Rule] = &[refuse(&[Check], UNIX, SCAN_UNIX)];
 const PARALLEL: &[Rule] = &[parser(&[Connect], ANY)];
+// A proxy carries a TCP connection: clap refuses it with -u and -U.
+const PROXY: &[Rule] = &[parser(CLIENTS, &[Udp, UnixStream, UnixDgram])];
 const LINES: &[Rule] = &[
     parser(RELAY_ARGS, STREAMS),
     refuse(&[Check], DGRAMS, LINES_SCAN),
@@ -290,6 +292,9 @@ pub const TABLE: &[Row] = &[
     row("chat", "--chat", &[Broker], CHAT, &["--chat"]),
     row("scan", "-z", &[Check], SCAN, &[]),
     row("parallel", "--parallel", CLIENTS, PARALLEL, &["--parallel", "4"]),
+    row("proxy", "--proxy", CLIENTS, PROXY, &["--proxy", "socks5://127.0.0.1:9"]),
+    row("proxy_dns", "--proxy-dns", CLIENTS, PROXY,
+        &["--proxy-dns", "local", "--proxy", "socks5://127.0.0.1:9"]),
     row("lines", "--lines", RELAY_ARGS, LINES, &["--lines"]),
     row("unlink", "--unlink", SERVERS, UNLINK, &["--unlink"]),
     row("keep_open", "-k", &[Listen, Broker], KEEP_OPEN, &["-k"]),

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 
 use super::peer::Peer;
+use super::socks::Handshake;
 use super::stream::Stream;
+use super::via::Via;
 use crate::narrate::{self, Flow, Key};
 use crate::relay::wire::{Dir, Dump};
 use crate::socket;
@@ -363,6 +365,11 @@ pub struct Pair {
     pub down: Half,
     pub last: Instant,
     pub opened: Instant,
+    /// `forward --socks5`: the SOCKS5 handshake, before the target is known.
+    pub socks: Option<Handshake>,
+    /// `--proxy`: what to ask the proxy for (until it is asked), and the handshake with it.
+    pub via_dest: Option<(crate::proxy::Dest, u16)>,
+    pub via: Option<Via>,
 }
 
 impl Pair {
@@ -384,6 +391,9 @@ impl Pair {
             down,
             last: now,
             opened: now,
+            socks: None,
+            via_dest: None,
+            via: None,
         }
     }
 
