@@ -171,6 +171,18 @@ fn parse_file_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
+/// A TLS name (`--sni`) or ALPN protocol: `-1` there is an option typed where the name
+/// should be, or a number no name starts with.
+fn parse_tls_name(s: &str) -> Result<String, String> {
+    if s.starts_with('-') {
+        return Err(format!("'{s}' looks like an option, not a name"));
+    }
+    if s.is_empty() {
+        return Err("an empty name".to_string());
+    }
+    Ok(s.to_string())
+}
+
 /// What a clap error means for the user.
 fn special(e: clap::Error, args: &[OsString]) -> Special {
     if e.use_stderr()
@@ -282,6 +294,9 @@ pub struct ConnectArgs {
     pub sockopts: SockOptArgs,
 
     #[command(flatten)]
+    pub tls: TlsClientArgs,
+
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -337,6 +352,9 @@ pub struct ListenArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -776,6 +794,69 @@ pub struct SockOptArgs {
     /// After setup, print every option that applies to the socket: requested and kernel values.
     #[arg(long)]
     pub show_opts: bool,
+}
+
+/// TLS for `connect`: rustls over the TCP (or Unix stream) connection.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsClientArgs {
+    /// Speak TLS over the connection (rustls). The server's certificate is verified against
+    /// the system's roots (/etc/ssl/certs) unless --ca or --insecure; SNI is HOST (over -U:
+    /// localhost) unless --sni. With SSLKEYLOGFILE=FILE in the environment the session keys are appended to FILE,
+    /// so Wireshark can decrypt a capture of the session.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Trust the CA certificates in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub ca: Option<PathBuf>,
+
+    /// The name to send in SNI and check the certificate against (default: HOST).
+    #[arg(long, value_name = "NAME", value_parser = parse_tls_name)]
+    pub sni: Option<String>,
+
+    /// Offer these ALPN protocols, comma-separated, in order of preference (h2,http/1.1).
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
+    pub alpn: Vec<String>,
+
+    /// Present this client certificate (PEM chain, leaf first); needs --key.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub key: Option<PathBuf>,
+
+    /// Do not verify the server's certificate (said once on stderr): anyone in the middle can
+    /// read and change the session.
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+}
+
+/// TLS for `listen`: rustls on each accepted connection.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsServerArgs {
+    /// Speak TLS with each client (rustls). Without --cert/--key a self-signed certificate is
+    /// made at start for the listening names, and its SHA-256 fingerprint printed after the
+    /// `listening on` line so a client can pin it. SSLKEYLOGFILE=FILE appends the session keys
+    /// to FILE (for Wireshark).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Serve this certificate chain (PEM, leaf first); needs --key.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub key: Option<PathBuf>,
+
+    /// Ask each client for a certificate and verify it against the CAs in this PEM file.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub client_ca: Option<PathBuf>,
+
+    /// Accept these ALPN protocols, comma-separated, in order of preference.
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
+    pub alpn: Vec<String>,
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.

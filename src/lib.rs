@@ -17,4 +17,5 @@ pub mod service;
 mod socket;
 pub mod sockopt;
 mod sys;
+mod tls;
 mod value;

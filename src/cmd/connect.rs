@@ -10,6 +10,7 @@ use socket2::{Socket, Type};
 
 use super::applies::Transport;
 use super::options;
+use super::tls;
 use crate::addr;
 use crate::cli::ConnectArgs;
 use crate::error::{self, UsageError};
@@ -23,6 +24,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     if args.scan.scan {
         return check_ports(&args);
     }
+    let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
     let wire = options::wire(&args.wire)?;
     let plan = Plan::new(&args.sockopts.opts);
     let transport = Transport::of(args.unix.is_some(), args.dgram.udp);
@@ -48,8 +50,11 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         },
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
-    let result = Relay::new(options::ending(&args.relay, options::Role::Client), wire)
-        .session(&sock, channel);
+    let ending = options::ending(&args.relay, options::Role::Client);
+    let result = match tls {
+        Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
+        None => Relay::new(ending, wire).session(&sock, channel),
+    };
     socket::close(sock);
     result.map(drop)
 }
