@@ -4,7 +4,9 @@
 //! rest is the crate's own, so rustc reports code nothing uses.
 
 mod addr;
+mod capture;
 pub mod cli;
+mod clock;
 pub mod cmd;
 pub mod error;
 mod interrupt;
@@ -16,4 +18,5 @@ pub mod service;
 mod socket;
 pub mod sockopt;
 mod sys;
+mod trace;
 mod value;

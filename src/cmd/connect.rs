@@ -11,6 +11,7 @@ use socket2::{Socket, Type};
 use super::applies::Transport;
 use super::options;
 use crate::addr;
+use crate::capture::{Capture, CaptureOpts, Proto, Scope};
 use crate::cli::ConnectArgs;
 use crate::error::{self, UsageError};
 use crate::narrate;
@@ -24,6 +25,9 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         return check_ports(&args);
     }
     let wire = options::wire(&args.wire)?;
+    options::no_capture_on_unix(&args.capture, args.unix.is_some())?;
+    let capture = options::capture(&args.capture)?;
+    let mut captured = None;
     let plan = Plan::new(&args.sockopts.opts);
     let transport = Transport::of(args.unix.is_some(), args.dgram.udp);
     let sock = match &args.unix {
@@ -42,18 +46,31 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             show_opts(&args, &plan, &sock, unix::target(), &title);
             sock
         }
-        None => connect_ip(&args, transport, &plan)?,
+        None => {
+            let (sock, cap) = connect_ip(&args, transport, &plan, &capture)?;
+            captured = cap;
+            sock
+        }
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
     let result = Relay::new(options::ending(&args.relay, options::Role::Client), wire)
         .session(&sock, channel);
     socket::close(sock);
+    if let Some(c) = captured {
+        c.stop();
+    }
     result.map(drop)
 }
 
 /// Resolves HOST, then connects over TCP (each address in turn, from `-s`/`-p` if given) or
-/// fixes the peer of a UDP socket (connect() sends nothing).
-fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<Socket> {
+/// fixes the peer of a UDP socket (connect() sends nothing). `--wire` starts capturing before
+/// the first call, so the SYN is seen; it watches the first address tried.
+fn connect_ip(
+    args: &ConnectArgs,
+    transport: Transport,
+    plan: &Plan,
+    capture: &CaptureOpts,
+) -> Result<(Socket, Option<Capture>)> {
     let (host, port) = args.host_port()?;
     let port = addr::connect_port(port.single()?)?;
     let addrs = addr::resolve(host, port, args.net.family())?;
@@ -62,12 +79,22 @@ fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<S
         narrate::info(format_args!("{} resolves to {}", host, list.join(", ")));
     }
     let udp = transport == Transport::Udp;
+    let (proto, addrs) = if udp {
+        (Proto::Udp, addrs)
+    } else {
+        (Proto::Tcp, args.source.source().fitting(host, addrs)?)
+    };
+    let cap = Capture::start(
+        capture,
+        Scope::Client {
+            proto,
+            peer: addrs[0],
+        },
+    );
     let sock = if udp {
         socket::udp::connect_udp(&addrs, plan)?
     } else {
-        let source = args.source.source();
-        let addrs = source.fitting(host, addrs)?;
-        socket::connect_from(&addrs, args.timeout, plan, &source)?
+        socket::connect_from(&addrs, args.timeout, plan, &args.source.source())?
     };
     let local = socket::local_addr(&sock)?;
     let fd = socket::fd(&sock);
@@ -85,7 +112,7 @@ fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<S
     narrate::info(format_args!("{said} {local} -> {peer}"));
     let title = format!("{title} ({local} -> {peer})");
     show_opts(args, plan, &sock, socket::target(&peer, kind), &title);
-    Ok(sock)
+    Ok((sock, cap))
 }
 
 /// The peer of a TCP connection just made. A peer that accepts and resets at once leaves

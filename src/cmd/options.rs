@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::{DgramArgs, DumpArgs, RelayArgs, ServerArgs, Verbosity, WireArgs};
+use crate::capture::CaptureOpts;
+use crate::cli::{CaptureArgs, DgramArgs, DumpArgs, RelayArgs, ServerArgs, Verbosity, WireArgs};
 use crate::error::UsageError;
 use crate::relay::wire::Dump;
 use crate::relay::{Channel, Ending, Peers, Wire};
@@ -124,4 +125,29 @@ mod tests {
         assert_eq!(crate::error::exit_status(&e), crate::error::EXIT_USAGE);
         assert!(e.to_string().contains("refuse everyone"), "{e}");
     }
+}
+
+/// `--wire`, `--pcap` and `--trace` as capture options; the trace file is opened here, before
+/// the first call it records. A trace file that cannot be made is an error before anything
+/// starts.
+pub fn capture(args: &CaptureArgs) -> Result<CaptureOpts> {
+    if let Some(path) = &args.trace {
+        crate::trace::open(path)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::error::plain(&e)))?;
+    }
+    Ok(CaptureOpts {
+        wire: args.wire,
+        pcap: args.pcap.clone(),
+    })
+}
+
+/// `--wire`/`--pcap`/`--trace` on a Unix socket: nothing crosses a network wire there.
+pub fn no_capture_on_unix(args: &CaptureArgs, unix: bool) -> Result<()> {
+    if unix && (args.wire || args.pcap.is_some()) {
+        return Err(UsageError::new(
+            "--wire/--pcap: a Unix socket puts nothing on a network wire; they apply to TCP and UDP",
+        )
+        .into());
+    }
+    Ok(())
 }
