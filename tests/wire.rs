@@ -40,8 +40,10 @@ fn find(segs: &[String], from: usize, prefix: &str) -> usize {
     segs.iter()
         .skip(from)
         .position(|s| s.starts_with(prefix))
-        .map(|i| i + from)
-        .unwrap_or_else(|| panic!("no `{prefix}` after #{from} in {segs:#?}"))
+        .map_or_else(
+            || panic!("no `{prefix}` after #{from} in {segs:#?}"),
+            |i| i + from,
+        )
 }
 
 #[test]

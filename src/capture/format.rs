@@ -35,24 +35,23 @@ impl Isns {
         remote: SocketAddr,
         t: &Tcp,
     ) -> String {
-        let idx = match self
+        let found = self
             .seen
             .iter()
-            .position(|c| c.local == local && c.remote == remote)
-        {
-            Some(i) => i,
-            None => {
-                if self.seen.len() >= REMEMBERED {
-                    self.seen.remove(0);
-                }
-                self.seen.push(Conn {
-                    local,
-                    remote,
-                    ours: None,
-                    theirs: None,
-                });
-                self.seen.len() - 1
+            .position(|c| c.local == local && c.remote == remote);
+        let idx = if let Some(i) = found {
+            i
+        } else {
+            if self.seen.len() >= REMEMBERED {
+                self.seen.remove(0);
             }
+            self.seen.push(Conn {
+                local,
+                remote,
+                ours: None,
+                theirs: None,
+            });
+            self.seen.len() - 1
         };
         let conn = &mut self.seen[idx];
         let (sender, receiver) = if outgoing {

@@ -27,10 +27,9 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     let wire = options::wire(&args.wire)?;
     options::no_capture_on_unix(&args.capture, args.unix.is_some())?;
     let capture = options::capture(&args.capture)?;
-    let mut captured = None;
     let plan = Plan::new(&args.sockopts.opts);
     let transport = Transport::of(args.unix.is_some(), args.dgram.udp);
-    let sock = match &args.unix {
+    let (sock, captured) = match &args.unix {
         Some(path) => {
             let ty = if transport.is_stream() {
                 Type::STREAM
@@ -44,13 +43,9 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             ));
             let title = format!("fd {} (Unix -> {path})", socket::fd(&sock));
             show_opts(&args, &plan, &sock, unix::target(), &title);
-            sock
+            (sock, None)
         }
-        None => {
-            let (sock, cap) = connect_ip(&args, transport, &plan, &capture)?;
-            captured = cap;
-            sock
-        }
+        None => connect_ip(&args, transport, &plan, &capture)?,
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
     let result = Relay::new(options::ending(&args.relay, options::Role::Client), wire)

@@ -94,6 +94,31 @@ pub fn limits(args: &ServerArgs) -> Result<Limits> {
     })
 }
 
+/// `--wire`, `--pcap` and `--trace` as capture options; the trace file is opened here, before
+/// the first call it records. A trace file that cannot be made is an error before anything
+/// starts.
+pub fn capture(args: &CaptureArgs) -> Result<CaptureOpts> {
+    if let Some(path) = &args.trace {
+        crate::trace::open(path)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::error::plain(&e)))?;
+    }
+    Ok(CaptureOpts {
+        wire: args.wire,
+        pcap: args.pcap.clone(),
+    })
+}
+
+/// `--wire`/`--pcap`/`--trace` on a Unix socket: nothing crosses a network wire there.
+pub fn no_capture_on_unix(args: &CaptureArgs, unix: bool) -> Result<()> {
+    if unix && (args.wire || args.pcap.is_some()) {
+        return Err(UsageError::new(
+            "--wire/--pcap: a Unix socket puts nothing on a network wire; they apply to TCP and UDP",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,29 +150,4 @@ mod tests {
         assert_eq!(crate::error::exit_status(&e), crate::error::EXIT_USAGE);
         assert!(e.to_string().contains("refuse everyone"), "{e}");
     }
-}
-
-/// `--wire`, `--pcap` and `--trace` as capture options; the trace file is opened here, before
-/// the first call it records. A trace file that cannot be made is an error before anything
-/// starts.
-pub fn capture(args: &CaptureArgs) -> Result<CaptureOpts> {
-    if let Some(path) = &args.trace {
-        crate::trace::open(path)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::error::plain(&e)))?;
-    }
-    Ok(CaptureOpts {
-        wire: args.wire,
-        pcap: args.pcap.clone(),
-    })
-}
-
-/// `--wire`/`--pcap`/`--trace` on a Unix socket: nothing crosses a network wire there.
-pub fn no_capture_on_unix(args: &CaptureArgs, unix: bool) -> Result<()> {
-    if unix && (args.wire || args.pcap.is_some()) {
-        return Err(UsageError::new(
-            "--wire/--pcap: a Unix socket puts nothing on a network wire; they apply to TCP and UDP",
-        )
-        .into());
-    }
-    Ok(())
 }
