@@ -285,7 +285,7 @@ fn wire_on_a_unix_socket_is_a_usage_error() {
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("Unix socket puts nothing on a network wire"),
+            .contains("a Unix socket puts none on a network wire"),
         "{}",
         out.stderr
     );

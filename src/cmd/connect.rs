@@ -25,7 +25,6 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         return check_ports(&args);
     }
     let wire = options::wire(&args.wire)?;
-    options::no_capture_on_unix(&args.capture, args.unix.is_some())?;
     let capture = options::capture(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
     let transport = Transport::of(args.unix.is_some(), args.dgram.udp);

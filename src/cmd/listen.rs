@@ -20,7 +20,6 @@ pub fn run(args: ListenArgs) -> Result<()> {
         options::ending(&args.relay, options::Role::Server),
         options::wire(&args.wire)?,
     );
-    options::no_capture_on_unix(&args.capture, args.local.unix.is_some())?;
     let capture = options::capture(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;

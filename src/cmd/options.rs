@@ -108,17 +108,6 @@ pub fn capture(args: &CaptureArgs) -> Result<CaptureOpts> {
     })
 }
 
-/// `--wire`/`--pcap`/`--trace` on a Unix socket: nothing crosses a network wire there.
-pub fn no_capture_on_unix(args: &CaptureArgs, unix: bool) -> Result<()> {
-    if unix && (args.wire || args.pcap.is_some()) {
-        return Err(UsageError::new(
-            "--wire/--pcap: a Unix socket puts nothing on a network wire; they apply to TCP and UDP",
-        )
-        .into());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
