@@ -29,7 +29,9 @@ fn segments(stderr: &str) -> Vec<String> {
     stderr
         .lines()
         .filter_map(|l| {
-            let i = l.find("-> [").or_else(|| l.find("<- ["))?;
+            let i = ["-> [", "<- [", "-> UDP", "<- UDP"]
+                .iter()
+                .find_map(|m| l.find(m))?;
             Some(l[i..].to_string())
         })
         .collect()
@@ -289,4 +291,109 @@ fn wire_on_a_unix_socket_is_a_usage_error() {
         "{}",
         out.stderr
     );
+}
+
+/// Two small writes 2 ms apart to a peer that delays its ACKs (TCP_QUICKACK off, so it waits
+/// its delayed-ACK time, 40 ms on Linux): the segments of the connection, as `--wire` tells
+/// them. The second write is where Nagle shows.
+fn two_small_writes(opts: &[&str]) -> Vec<String> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let off: libc::c_int = 0;
+        // SAFETY: a live socket and a c_int option value of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                conn.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                std::ptr::from_ref(&off).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        conn.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut args = vec!["connect", "--wire"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["127.0.0.1", &port]);
+    let mut cmd = sockkit(&args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let mut err = LineTap::new(child.stderr());
+    let mut stdin = child.stdin();
+    // Connected (the handshake's last ACK told), and the relay settled, before the writes.
+    err.wait_for(T, |l| l.contains("-> [.] seq 1 ack 1"))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stdin.write_all(b"abc").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    stdin.write_all(b"def").unwrap();
+    // Longer than the peer's delayed ACK, so what waited for it has gone before our FIN.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(stdin);
+    let status = child.status_within(T, "connect with two small writes");
+    assert!(status.success());
+    assert_eq!(join_within(peer, T), b"abcdef");
+    segments(&err.finish(T))
+}
+
+#[test]
+fn nagle_holds_the_second_small_write_until_the_ack_and_nodelay_does_not() {
+    if !root_or_skip() {
+        return;
+    }
+    let nagle = two_small_writes(&[]);
+    let first = find(&nagle, 0, "-> [P.] seq 1:4");
+    let second = find(&nagle, first, "-> [P.] seq 4:7 ack 1 len 3");
+    let acked = nagle[first..second]
+        .iter()
+        .any(|s| s.starts_with("<- [.]") && s.contains("ack 4"));
+    assert!(
+        acked,
+        "with Nagle the second write waits for the ACK: {nagle:#?}"
+    );
+
+    let nodelay = two_small_writes(&["-o", "nodelay"]);
+    let first = find(&nodelay, 0, "-> [P.] seq 1:4");
+    let second = find(&nodelay, first, "-> [P.] seq 4:7 ack 1 len 3");
+    let acked = nodelay[first..second].iter().any(|s| s.starts_with("<- "));
+    assert!(
+        !acked,
+        "with TCP_NODELAY the second write goes at once: {nodelay:#?}"
+    );
+}
+
+#[test]
+fn wire_tells_each_udp_datagram_with_its_length() {
+    if !root_or_skip() {
+        return;
+    }
+    let server = Server::start(&["echo", "-u", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let out = run(
+        &[
+            "connect",
+            "-u",
+            "--wire",
+            "--quit-after",
+            "1s",
+            "127.0.0.1",
+            &port,
+        ],
+        b"hello\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let segs = segments(&out.stderr);
+    assert_eq!(segs, ["-> UDP len 6", "<- UDP len 6"], "{}", out.stderr);
 }
