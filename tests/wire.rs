@@ -397,3 +397,24 @@ fn wire_tells_each_udp_datagram_with_its_length() {
     let segs = segments(&out.stderr);
     assert_eq!(segs, ["-> UDP len 6", "<- UDP len 6"], "{}", out.stderr);
 }
+
+#[test]
+fn listen_wire_tells_its_clients_segments_from_the_server_side() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut cmd = sockkit(&["listen", "--wire", "127.0.0.1", "0"]);
+    cmd.stdin(Stdio::null());
+    let mut server = Server::start_with(&mut cmd);
+    let port = server.port().to_string();
+    let out = run(&["connect", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let status = server.child.status_within(T, "listen after its one client");
+    assert!(status.success());
+    let segs = segments(&server.stderr.finish(T));
+    // The server receives the SYN and answers it; the client's 6 bytes come in.
+    assert!(segs[0].starts_with("<- [S] seq 0 "), "{segs:#?}");
+    assert!(segs[1].starts_with("-> [S.] seq 0 ack 1 "), "{segs:#?}");
+    assert!(segs[0].contains("(client 127.0.0.1:"), "{segs:#?}");
+    find(&segs, 2, "<- [P.] seq 1:7 ack ");
+}
