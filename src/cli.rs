@@ -671,7 +671,8 @@ pub struct CaptureArgs {
     /// <mss 65495,sackOK,TS,nop,wscale 7>`, `<- [S.] seq 0 ack 1`, `-> [P.] seq 1:7 ack 1 len
     /// 6`, `-> [F.] seq 7 ack 1`, `<- [R] seq 1`. `->` is sent by this end, `<-` received;
     /// numbers are relative to each side's initial sequence number; the window and options are
-    /// shown on SYNs. Captured by the kernel on a packet socket (AF_PACKET, `lo` for
+    /// shown on SYNs; the time is the kernel's (a line may come just after the call that caused
+    /// it). Captured by the kernel on a packet socket (AF_PACKET, `lo` for
     /// loopback) filtered in the kernel (BPF) to this connection's port; needs CAP_NET_RAW
     /// (root, or `setcap cap_net_raw+ep $(which sockkit)`): without it one line says so and the
     /// session goes on. At the end: packets captured and dropped by the kernel.
@@ -690,7 +691,8 @@ pub struct CaptureArgs {
     /// bytes it moved, instead of "duration_ns"); "kernel" (what the kernel did that no call of
     /// ours did, such as a TCP state change or a RST: "text"); "segment" (a captured packet:
     /// "dir" out or in, "local", "remote", "proto" tcp or udp, "len" payload bytes, for TCP
-    /// "flags" as tcpdump writes them and "win", and "line", --wire's line); "capture" (at the
+    /// "flags" as tcpdump writes them and "win", "line", --wire's line, and "kernel_ago_ns", how
+    /// long before "t_ns" the kernel saw it); "capture" (at the
     /// end: "packets", "dropped"). Segments are captured as for --wire (CAP_NET_RAW). New
     /// fields may be added; these keep their names and meaning.
     #[arg(long, value_name = "FILE", value_parser = parse_file_path)]

@@ -61,10 +61,11 @@ fn since_start() -> Duration {
     crate::clock::since_start()
 }
 
-/// The session clock as narration's left margin shows it (`+1.2ms`), for lines told by
-/// others on the same clock (captured segments).
-pub fn stamp() -> String {
-    format!("+{}", short(since_start()))
+/// The session clock as narration's left margin shows it (`+1.2ms`), for something told by
+/// others on the same clock that happened `ago` before now (a packet the kernel timestamped
+/// before the capture thread read it).
+pub fn stamp_ago(ago: Duration) -> String {
+    format!("+{}", short(since_start().saturating_sub(ago)))
 }
 
 /// One line on stderr, whole: a single write so lines of concurrent threads never interleave.

@@ -197,6 +197,25 @@ pub fn packet_stats(fd: RawFd) -> io::Result<(u32, u32)> {
     Ok((st.tp_packets, st.tp_drops))
 }
 
+/// SIOCGSTAMPNS (linux/sockios.h): the kernel's receive timestamp of the last packet read.
+#[cfg(target_os = "linux")]
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+
+/// When the kernel saw the last packet read from `fd` (SIOCGSTAMPNS, wall clock), so a
+/// captured segment is timed by the kernel, not by when the reader thread got to it.
+#[cfg(target_os = "linux")]
+pub fn packet_stamp(fd: RawFd) -> io::Result<std::time::SystemTime> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: SIOCGSTAMPNS writes one timespec through the pointer, which is live and
+    // writable for the call.
+    cvt(unsafe { libc::ioctl(fd, SIOCGSTAMPNS as _, &raw mut ts) })?;
+    let d = std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    Ok(std::time::UNIX_EPOCH + d)
+}
+
 /// SO_RCVTIMEO: how long a blocking recv waits before EAGAIN, so a reader thread can look up.
 pub fn set_recv_timeout(fd: RawFd, d: std::time::Duration) -> io::Result<()> {
     let tv = libc::timeval {

@@ -256,8 +256,11 @@ fn read_loop(
             continue;
         };
         seen += 1;
+        let now = SystemTime::now();
+        let when = sys::packet_stamp(fd).unwrap_or(now);
+        let ago = now.duration_since(when).unwrap_or_default();
         if let Some(w) = pcap.as_mut() {
-            let _ = w.packet(SystemTime::now(), &meta, data);
+            let _ = w.packet(when, &meta, data);
         }
         let (local, remote) = if outgoing {
             (packet.src, packet.dst)
@@ -273,7 +276,7 @@ fn read_loop(
             Scope::Client { .. } => line,
         };
         if wire {
-            narrate::emit(format_args!("{:>9} {line}", narrate::stamp()));
+            narrate::emit(format_args!("{:>9} {line}", narrate::stamp_ago(ago)));
         }
         if trace::on() {
             trace::record("segment", |f| {
@@ -291,7 +294,8 @@ fn read_loop(
                         f.str("proto", "udp").num("len", *len as i128);
                     }
                 }
-                f.str("line", &line);
+                f.str("line", &line)
+                    .num("kernel_ago_ns", ago.as_nanos() as i128);
             });
         }
     }
