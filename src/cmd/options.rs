@@ -7,11 +7,15 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::capture::CaptureOpts;
-use crate::cli::{CaptureArgs, DgramArgs, DumpArgs, RelayArgs, ServerArgs, Verbosity, WireArgs};
+use crate::cli::{
+    CaptureArgs, DgramArgs, DumpArgs, ProxyArgs, ProxyDns, RelayArgs, ServerArgs, Verbosity,
+    WireArgs,
+};
 use crate::error::UsageError;
 use crate::relay::wire::Dump;
 use crate::relay::{Channel, Ending, Peers, Wire};
 use crate::server::{DEFAULT_MAX_OWED, Limits};
+use crate::socket::Proxy;
 
 /// The relay's options from `--no-shutdown`, `--quit-after`, `--send-only`, `--recv-only` and
 /// `--idle-timeout` (0: no limit, as on every server).
@@ -24,6 +28,14 @@ pub fn ending(args: &RelayArgs, role: Role) -> Ending {
         idle_timeout: idle_limit(args.idle_timeout),
         peer_eof_ends_terminal: role == Role::Client,
     }
+}
+
+/// The proxy `--proxy` names, if any, and who resolves the target (`--proxy-dns`).
+pub fn proxy(args: &ProxyArgs) -> Option<Proxy> {
+    args.proxy.clone().map(|url| Proxy {
+        url,
+        local_dns: args.proxy_dns == ProxyDns::Local,
+    })
 }
 
 /// Which end of the relay this is: it decides what the peer's EOF means to a person at a

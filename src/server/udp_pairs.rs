@@ -19,7 +19,9 @@ use socket2::{SockRef, Socket};
 
 use super::forward::{Dest, Forward};
 use super::limits::Limits;
+use super::lookup::Lookup;
 use super::peer::plain_addr;
+use super::reflect::Guard;
 use super::report::counted;
 use super::slots::Slots;
 use super::stop::Stop;
@@ -60,10 +62,21 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
     let Dest::Ip { host, port, family } = &fwd.dest else {
         anyhow::bail!("UDP forwarding needs HOST PORT as its target");
     };
+    // HOST looked up off the loop from here on (lookup.rs).
+    let lookup = Lookup::start(
+        host,
+        *port,
+        *family,
+        crate::addr::resolve(host, *port, *family)?,
+    );
     let mut stop = Stop::install()?;
     sock.set_nonblocking(true)
         .context("making the UDP socket non-blocking")?;
-    let local = socket::local_addr(&sock).map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let bound = socket::local_addr(&sock).ok();
+    let local = bound.map_or_else(|| "?".to_string(), |a| a.to_string());
+    // What keeps echo -u from answering itself keeps forward -u from relaying a target's
+    // replies to itself or to another service (reflect.rs), checked when a flow would open.
+    let mut guard = bound.map(|a| Guard::new(a, Instant::now()));
     let mut listener = UdpSocket::from_std(std::net::UdpSocket::from(OwnedFd::from(sock)));
     let mut poll = Poll::new().context("creating the event loop (epoll_create)")?;
     poll.registry()
@@ -120,15 +133,19 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
                     let slot = if let Some(&slot) = by_client.get(&from) {
                         slot
                     } else {
-                        let refusal = limits.refuses(from.ip()).or_else(|| {
-                            (by_client.len() >= limits.max_conns).then(|| {
-                                format!(
-                                    "--max-conns {} reached ({} flows open)",
-                                    limits.max_conns,
-                                    by_client.len()
-                                )
-                            })
-                        });
+                        let silenced = guard.as_mut().and_then(|g| g.check(from, now));
+                        let refusal = silenced
+                            .map(|s| s.why())
+                            .or_else(|| limits.refuses(from.ip()))
+                            .or_else(|| {
+                                (by_client.len() >= limits.max_conns).then(|| {
+                                    format!(
+                                        "--max-conns {} reached ({} flows open)",
+                                        limits.max_conns,
+                                        by_client.len()
+                                    )
+                                })
+                            });
                         if let Some(why) = refusal {
                             t.refused += 1;
                             // At most one line a second: a flood must not flood stderr.
@@ -138,7 +155,7 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
                             }
                             continue;
                         }
-                        match open_flow(host, *port, *family, fwd, from, now) {
+                        match open_flow(&lookup, fwd, from, now) {
                             Ok(mut flow) => {
                                 let (slot, tok) = flows.vacant();
                                 if let Err(e) = poll.registry().register(
@@ -271,17 +288,10 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
     Ok(())
 }
 
-/// A connected UDP socket to the target for a new client address (resolved again, so a
-/// target that moved is followed).
-fn open_flow(
-    host: &str,
-    port: u16,
-    family: crate::addr::Family,
-    fwd: &Forward,
-    client: SocketAddr,
-    now: Instant,
-) -> Result<Flow> {
-    let addrs = crate::addr::resolve(host, port, family)?;
+/// A connected UDP socket to the target for a new client address (HOST's latest addresses,
+/// so a target that moved is followed).
+fn open_flow(lookup: &Lookup, fwd: &Forward, client: SocketAddr, now: Instant) -> Result<Flow> {
+    let addrs = lookup.current().map_err(|why| anyhow::anyhow!(why))?;
     let sock = udp::connect_udp(&addrs, &fwd.out_plan)?;
     sock.set_nonblocking(true)
         .context("making the outbound UDP socket non-blocking")?;
