@@ -285,11 +285,29 @@ pub fn shutdown(sock: &Socket, how: Shutdown) -> io::Result<()> {
         Shutdown::Write => "SHUT_WR",
         Shutdown::Both => "SHUT_RDWR",
     };
+    // Shutting the receiving side with bytes unread: Linux answers what arrives after it
+    // with a RST (RFC 1122's rule for data nobody will read), so the peer is reset, not
+    // told a clean end. Said with the call, as close() says its own RST.
+    let unread = if how != Shutdown::Write && narrate::narrating() {
+        crate::sys::unread(sock.as_raw_fd()).unwrap_or(0)
+    } else {
+        0
+    };
     narrated(
         sock,
         || sock.shutdown(how),
         After::TcpState,
-        |fd, res| format!("shutdown(fd {fd}, {name}) {res}"),
+        |fd, res| {
+            let rst = if unread > 0 {
+                format!(
+                    " ({unread} bytes arrived that nobody read: what the peer sends after \
+                     {name} is answered with a RST)"
+                )
+            } else {
+                String::new()
+            };
+            format!("shutdown(fd {fd}, {name}) {res}{rst}")
+        },
     )?;
     if how == Shutdown::Write {
         narrate::explain(format_args!(
