@@ -16,6 +16,7 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod complete;
 mod nc;
 
 use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
@@ -104,6 +105,7 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         Err(e) => return ParseResult::Special(special(e, &args)),
     };
     let sockopts = match &cli.command {
+        Command::Completions(_) => &SockOptArgs::default(),
         Command::Connect(a) => &a.sockopts,
         Command::Listen(a) => &a.sockopts,
         Command::Echo(a) => &a.sockopts,
@@ -219,6 +221,32 @@ pub enum Command {
     Echo(EchoArgs),
     Knock(KnockArgs),
     Forward(ForwardArgs),
+    Completions(CompletionsArgs),
+}
+
+/// The completion script for `shell` (bash, zsh, fish, elvish, powershell), `-o` names included.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    complete::script(shell, command())
+}
+
+/// Print a shell completion script on stdout: subcommands, options, and `-o` socket option names.
+///
+/// Install it where the shell looks (see README, Install):
+///
+///   bash: sockkit completions bash > ~/.local/share/bash-completion/completions/sockkit
+///
+///   zsh:  sockkit completions zsh > ~/.zfunc/_sockkit  (with fpath+=~/.zfunc before compinit)
+///
+///   fish: sockkit completions fish > ~/.config/fish/completions/sockkit.fish
+///
+///   elvish: sockkit completions elvish >> ~/.config/elvish/rc.elv
+///
+///   powershell: sockkit completions powershell >> $PROFILE
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL", hide_possible_values = true)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -708,7 +736,7 @@ pub struct SockOptArgs {
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone, Copy, Default)]
 pub struct Verbosity {
     /// Say more on stderr: -v connections and totals, -vv every socket call as it happens.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]

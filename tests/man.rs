@@ -169,6 +169,24 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             ),
         ],
     ),
+    (
+        "completions",
+        &[
+            (
+                "Complete sockkit in bash from now on (bash-completion loads it on first use).",
+                "sockkit completions bash > ~/.local/share/bash-completion/completions/sockkit",
+            ),
+            (
+                "Complete it in zsh: a directory on fpath before compinit runs.",
+                "mkdir -p ~/.zfunc && sockkit completions zsh > ~/.zfunc/_sockkit\n\
+                 echo 'fpath+=~/.zfunc; autoload -U compinit; compinit' >> ~/.zshrc",
+            ),
+            (
+                "Complete it in fish.",
+                "sockkit completions fish > ~/.config/fish/completions/sockkit.fish",
+            ),
+        ],
+    ),
 ];
 
 /// Meaning of each exit status, numbered from `sockkit::error` so the page cannot drift.
@@ -391,7 +409,13 @@ fn pages_have_the_promised_sections() {
             let heading = format!(".SH {}\n", roff_arg(section));
             assert!(text.contains(&heading), "{file} has no {section} section");
         }
-        assert!(text.contains(".SH \"SOCKET OPTIONS\"\n"), "{file}");
+        // Where -o is taken (and on the main page, which lists them): the option names.
+        let takes_opts = file == "sockkit.1" || text.contains("\\fB\\-\\-opt\\fR");
+        assert_eq!(
+            text.contains(".SH \"SOCKET OPTIONS\"\n"),
+            takes_opts,
+            "{file}: SOCKET OPTIONS where -o is taken"
+        );
     }
     let main = &pages()["sockkit.1"];
     for row in TABLE {

@@ -316,7 +316,7 @@ pub fn cell(command: &Command) -> Option<(Mode, Transport)> {
         ),
         Command::Echo(a) => (Echo, Transport::of(a.local.unix.is_some(), a.udp)),
         Command::Knock(a) => (Knock, Transport::of(a.local.unix.is_some(), false)),
-        Command::Forward(_) => return None,
+        Command::Forward(_) | Command::Completions(_) => return None,
     })
 }
 

@@ -1,11 +1,12 @@
 //! One module per subcommand, each the glue from its parsed arguments to the engines (relay,
 //! scan, server): connect.rs, listen.rs (broker.rs for `--broker`/`--chat`), echo.rs,
-//! knock.rs, forward.rs. What they share is in siblings they name directly: applies.rs (which option
+//! knock.rs, forward.rs, completions.rs. What they share is in siblings they name directly: applies.rs (which option
 //! applies where, checked before anything runs), options.rs (arguments -> engine options) and
 //! setup.rs (a server's socket on any transport). This file only dispatches.
 
 pub mod applies;
 mod broker;
+mod completions;
 mod connect;
 mod echo;
 mod forward;
@@ -16,7 +17,7 @@ mod setup;
 
 use anyhow::Result;
 
-use crate::cli::{Command, Invocation};
+use crate::cli::{Command, Invocation, Verbosity};
 use crate::narrate;
 use crate::relay::interrupt;
 
@@ -30,6 +31,7 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Echo(a) => a.verbosity,
         Command::Knock(a) => a.verbosity,
         Command::Forward(a) => a.verbosity,
+        Command::Completions(_) => Verbosity::default(),
     };
     narrate::set_level(verbosity.verbose);
     // SIGINT/SIGTERM/SIGHUP from here on: the totals (-v), cleanup, then the process ends by
@@ -42,5 +44,6 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Echo(args) => echo::run(args),
         Command::Knock(args) => knock::run(args),
         Command::Forward(args) => forward::run(args),
+        Command::Completions(args) => completions::run(&args),
     }
 }
