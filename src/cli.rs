@@ -18,6 +18,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod complete;
 mod nc;
+mod ncmode;
 
 use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
 use crate::error;
@@ -92,6 +93,9 @@ pub fn parse() -> ParseResult {
 /// Parses `args` (the program name first).
 pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseResult {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if let Some(words) = ncmode::nc_args(&args) {
+        return nc_mode(&words);
+    }
     let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return ParseResult::Special(special(e, &args)),
@@ -137,6 +141,27 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         command: cli.command,
         given,
     })
+}
+
+/// OpenBSD nc's command line (invoked as `nc`, or `sockkit nc ...`): rewritten as sockkit's,
+/// parsed as sockkit's, then marked so the engines follow nc where its rules differ.
+fn nc_mode(words: &[String]) -> ParseResult {
+    let argv = match ncmode::translate(words) {
+        Ok(argv) => argv,
+        Err(line) => return ParseResult::Special(Special::Usage(line)),
+    };
+    let mut result = parse_from(argv);
+    if let ParseResult::Run(invocation) = &mut result {
+        match &mut invocation.command {
+            Command::Connect(a) => {
+                a.relay.nc_rules = true;
+                a.scan.nc_quiet = true;
+            }
+            Command::Listen(a) => a.relay.nc_rules = true,
+            _ => {}
+        }
+    }
+    result
 }
 
 /// The parser: `Cli`'s command with every option that takes a value told to take a negative
@@ -202,6 +227,10 @@ fn special(e: clap::Error, args: &[OsString]) -> Special {
 /// option by its kernel name, and `--show-opts` prints what the kernel really set.
 ///
 /// Data goes to stdout, and only data; everything sockkit says goes to stderr.
+///
+/// Invoked as `nc` (a symlink named nc) or as `sockkit nc ARGS`, sockkit takes OpenBSD
+/// netcat's command line instead (-l, -k, -u, -U, -z, -v, -w, -q, -N, -C, -d, -n, -s, -p, -4,
+/// -6, -I, -O, -T, -M) and follows nc's rules, so scripts written for nc keep working.
 #[derive(Parser, Debug)]
 #[command(
     name = "sockkit",
@@ -617,6 +646,11 @@ pub struct RelayArgs {
     /// With --broker/--chat it closes each silent client instead (default there: 5m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+
+    /// nc mode (never typed: set when invoked as `nc`): OpenBSD nc's rules, under which a
+    /// listener's session ends at the client's EOF and an idle timeout is a normal end.
+    #[arg(skip)]
+    pub nc_rules: bool,
 }
 
 /// `connect -z`: the port check.
@@ -634,6 +668,11 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = crate::scan::DEFAULT_PARALLEL as u16,
           value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan")]
     pub parallel: u16,
+
+    /// nc mode (never typed: set when invoked as `nc`): like OpenBSD `nc -z`, nothing on
+    /// stdout; with -v each port's line goes to stderr.
+    #[arg(skip)]
+    pub nc_quiet: bool,
 }
 
 /// `-s`/`-p`: the local end of a client's connection, bound before connect.

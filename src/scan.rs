@@ -74,6 +74,33 @@ pub struct Check<'a> {
     /// Bind this before each connect (`-s`; a fixed `-p` is refused earlier).
     pub source: Source,
     pub plan: &'a Plan,
+    /// Where each port's line goes.
+    pub lines: Lines,
+}
+
+/// Where a check's per-port lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// stdout, the check's data (sockkit's `-z`).
+    Stdout,
+    /// stderr, as OpenBSD `nc -zv` reports (nc mode with -v).
+    Stderr,
+    /// Nowhere: the exit status is the answer (nc mode's `-z`).
+    Silent,
+}
+
+/// Writes one port's line where `lines` says.
+fn put_line(lines: Lines, stdout: &mut impl Write, line: &str) -> io::Result<()> {
+    match lines {
+        Lines::Stdout => stdout
+            .write_all(line.as_bytes())
+            .and_then(|()| stdout.flush()),
+        Lines::Stderr => {
+            narrate::say(line);
+            Ok(())
+        }
+        Lines::Silent => Ok(()),
+    }
 }
 
 /// Counts for the summary line.
@@ -166,10 +193,7 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
             if reader_gone {
                 continue;
             }
-            if let Err(e) = stdout
-                .write_all(line.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
+            if let Err(e) = put_line(check.lines, &mut stdout, &line) {
                 if !error::is_broken_pipe(&e) {
                     return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
                 }
@@ -247,7 +271,7 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
             }
             tally.add(&state);
             let line = format!("{} {state}\n", SocketAddr::new(ip, port));
-            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            if let Err(e) = put_line(check.lines, &mut out, &line) {
                 if error::is_broken_pipe(&e) {
                     return Ok(tally);
                 }

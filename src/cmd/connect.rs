@@ -140,6 +140,11 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
         timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
         source,
         plan: &plan,
+        lines: match (args.scan.nc_quiet, args.verbosity.verbose) {
+            (false, _) => scan::Lines::Stdout,
+            (true, 0) => scan::Lines::Silent,
+            (true, _) => scan::Lines::Stderr,
+        },
     };
     if check.timeout.is_zero() {
         return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());

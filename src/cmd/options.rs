@@ -22,6 +22,8 @@ pub fn ending(args: &RelayArgs, role: Role) -> Ending {
         recv_only: args.recv_only,
         idle_timeout: idle_limit(args.idle_timeout),
         peer_eof_ends_terminal: role == Role::Client,
+        peer_eof_ends: args.nc_rules && role == Role::Server,
+        idle_ends_cleanly: args.nc_rules,
     }
 }
 
