@@ -656,8 +656,9 @@ pub struct RelayArgs {
 /// `connect -z`: the port check.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct ScanArgs {
-    /// Port check: connect to each of PORTS without sending data; one line per port on stdout
-    /// (open, closed, timed out), a summary on stderr; exit 0 if any port is open, 1 if none.
+    /// Port check: connect to each of PORTS without sending data; the open ports on stdout
+    /// (with -v every port: open, closed, timed out), a summary counting each state on stderr;
+    /// exit 0 if any port is open, 1 if none.
     #[arg(short = 'z', long = "scan", conflicts_with_all = [
         "crlf", "hexdump", "hexdump_file", "send_only", "recv_only", "quit_after", "no_shutdown",
         "show_opts",
@@ -668,6 +669,12 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = crate::scan::DEFAULT_PARALLEL as u16,
           value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan")]
     pub parallel: u16,
+
+    /// With -z, print one JSON object per port on stdout instead of the lines: host, port,
+    /// proto, state (open, closed, timed_out, error, open_filtered), time (seconds, or null),
+    /// reason. Every port is printed, open or not.
+    #[arg(long, requires = "scan")]
+    pub json: bool,
 
     /// nc mode (never typed: set when invoked as `nc`): like OpenBSD `nc -z`, nothing on
     /// stdout; with -v each port's line goes to stderr.

@@ -65,9 +65,14 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "echo ping | sockkit connect --quit-after 1s localhost 4444",
             ),
             (
-                "Port check: which of these ports are open? One line per port on stdout; exit \
-                 0 if any is open, 1 if none.",
+                "Port check: which of these ports are open? The open ones on stdout (-v: every \
+                 port); exit 0 if any is open, 1 if none.",
                 "sockkit connect -z localhost 22,80,8000-8010",
+            ),
+            (
+                "The same for a script: one JSON object per port (host, port, proto, state, \
+                 time, reason).",
+                "sockkit connect -z --json localhost 22,80,8000-8010",
             ),
             (
                 "Connect from a chosen local address and port; -vv shows the bind before the \

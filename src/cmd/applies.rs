@@ -268,6 +268,7 @@ pub const TABLE: &[Row] = &[
     row("chat", "--chat", &[Broker], CHAT, &["--chat"]),
     row("scan", "-z", &[Check], SCAN, &[]),
     row("parallel", "--parallel", CLIENTS, PARALLEL, &["--parallel", "4"]),
+    row("json", "--json", CLIENTS, PARALLEL, &["--json"]),
     row("lines", "--lines", RELAY_ARGS, LINES, &["--lines"]),
     row("unlink", "--unlink", SERVERS, UNLINK, &["--unlink"]),
     row("keep_open", "-k", &[Listen, Broker], KEEP_OPEN, &["-k"]),

@@ -140,10 +140,12 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
         timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
         source,
         plan: &plan,
-        lines: match (args.scan.nc_quiet, args.verbosity.verbose) {
-            (false, _) => scan::Lines::Stdout,
-            (true, 0) => scan::Lines::Silent,
-            (true, _) => scan::Lines::Stderr,
+        lines: match (args.scan.nc_quiet, args.scan.json, args.verbosity.verbose) {
+            (true, _, 0) => scan::Lines::Silent,
+            (true, _, _) => scan::Lines::Stderr,
+            (false, true, _) => scan::Lines::Json,
+            (false, false, 0) => scan::Lines::Open,
+            (false, false, _) => scan::Lines::All,
         },
     };
     if check.timeout.is_zero() {
