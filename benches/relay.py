@@ -228,8 +228,10 @@ def commands(tool, port, sockkit):
         for assignment in tool.split("+")[1:]:
             name, _, value = assignment.partition("=")
             srv_env[name] = cli_env[name] = value
-        return ([sockkit, "listen", "-v", "127.0.0.1", p],
-                [sockkit, "connect", "127.0.0.1", p], srv_env, cli_env)
+        # `sockkit-vv`: both ends narrating (-vv), to measure what narration costs when on.
+        vv = ["-vv"] if tool == "sockkit-vv" else []
+        return ([sockkit, "listen", "-v", *vv, "127.0.0.1", p],
+                [sockkit, "connect", *vv, "127.0.0.1", p], srv_env, cli_env)
     if tool == "nc":
         return (["nc", "-l", "127.0.0.1", p], ["nc", "-N", "127.0.0.1", p], None, None)
     if tool == "ncat":

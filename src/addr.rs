@@ -115,7 +115,7 @@ fn looks_like_host(s: &str) -> bool {
 }
 
 /// Removes the brackets of `[::1]`, which URLs and ncat accept around IPv6 literals.
-fn unbracket(host: &str) -> &str {
+pub fn unbracket(host: &str) -> &str {
     host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host)

@@ -784,9 +784,15 @@ pub struct SockOptArgs {
 /// `-v`, `-vv` and `-q`, the same on every subcommand.
 #[derive(Args, Debug, Clone, Copy, Default)]
 pub struct Verbosity {
-    /// Say more on stderr: -v connections and totals, -vv every socket call as it happens.
+    /// Say more on stderr: -v connections and totals, -vv every socket call as it happens
+    /// (data calls: the first three of each, then a summary once a second), -vvv every call.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// For learners: after each socket call, one plain sentence on what it did and why it
+    /// matters, with the Java tutorial's equivalent where there is one (implies -vv).
+    #[arg(long)]
+    pub explain: bool,
 
     /// Servers do not announce `listening on ...`; errors are still printed.
     #[arg(short = 'q', long)]

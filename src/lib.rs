@@ -7,6 +7,7 @@ mod addr;
 pub mod cli;
 pub mod cmd;
 pub mod error;
+mod interrupt;
 mod narrate;
 mod relay;
 mod scan;

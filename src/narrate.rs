@@ -5,13 +5,33 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 static START: OnceLock<Instant> = OnceLock::new();
+static EXPLAIN: AtomicBool = AtomicBool::new(false);
 
-/// How much to say: 0 silent, 1 `-v` lifecycle, 2 `-vv` every socket call.
+/// `--explain`: a plain sentence after each narrated step.
+pub fn set_explain(on: bool) {
+    EXPLAIN.store(on, Ordering::Relaxed);
+}
+
+/// True when `--explain` asked for the sentences.
+pub fn explaining() -> bool {
+    EXPLAIN.load(Ordering::Relaxed)
+}
+
+/// `--explain`'s sentence after a step: what the call did and why it matters, in a learner's
+/// words, under the line it explains.
+pub fn explain(what: fmt::Arguments) {
+    if explaining() {
+        emit(format_args!("          = {what}"));
+    }
+}
+
+/// How much to say: 0 silent, 1 `-v` lifecycle, 2 `-vv` every setup call and the first data
+/// calls of each kind, 3 `-vvv` every call.
 pub fn set_level(level: u8) {
     LEVEL.store(level, Ordering::Relaxed);
     START.get_or_init(Instant::now);
@@ -29,6 +49,11 @@ pub fn verbose() -> bool {
 /// True when `-vv` narration of each call is wanted.
 pub fn narrating() -> bool {
     level() >= 2
+}
+
+/// True when `-vvv` asked for every call, data calls and sockkit's own look-ups included.
+pub fn every_call() -> bool {
+    level() >= 3
 }
 
 /// Time since the program started, the left margin of narration lines.
@@ -67,6 +92,16 @@ pub fn call(what: fmt::Arguments, took: Duration) {
     }
 }
 
+/// A `-vv` line that is no call of ours: what the kernel did, told when sockkit saw it.
+pub fn seen(what: fmt::Arguments) {
+    if narrating() {
+        emit(format_args!(
+            "{:>9} {what}",
+            format!("+{}", short(since_start()))
+        ));
+    }
+}
+
 /// Runs `f` and narrates it with `describe`, which sees the result (so it can show `= fd 3`
 /// or the errno). Nothing is formatted unless `-vv` asked for it.
 pub fn traced<T>(
@@ -81,6 +116,221 @@ pub fn traced<T>(
     let took = t0.elapsed();
     call(format_args!("{}", describe(&result)), took);
     result
+}
+
+/// How many times each distinct data call is narrated in full at `-vv` before it is only
+/// counted in the once-a-second summary.
+const SHOWN_IN_FULL: u32 = 3;
+
+/// The data calls (read/write, recv/send, splice, sendfile) of one direction of a relay, as
+/// narration tells them: each distinct call in full its first few times, then one summary line
+/// per second (`splice(fd 3 -> fd 9) x812 53.20 MiB in 1.00s`), and every call at `-vvv`.
+/// Made only when narrating (`Flow::new` is `None` otherwise), so a relay that is not
+/// narrated pays one branch per call: no formatting, no clock read.
+pub struct Flow {
+    direction: String,
+    /// Whose calls these are, said after each line (`client 127.0.0.1:5555`) when several
+    /// flows interleave, as a server's clients do.
+    tag: bool,
+    /// Each distinct call (name and descriptors) and how often it has been seen.
+    seen: Vec<(Key, u32)>,
+    /// Calls counted but not shown since `window_start`: per key, calls and bytes.
+    window: Vec<(Key, u64, u64)>,
+    window_start: Instant,
+    every: bool,
+    /// `--explain` has told what an EOF (a 0 from read) means.
+    eof_explained: bool,
+}
+
+/// A data call's identity for counting: its name and the descriptors it moves between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub name: &'static str,
+    pub from: i32,
+    pub to: Option<i32>,
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to {
+            Some(to) => write!(f, "{}(fd {} -> fd {})", self.name, self.from, to),
+            None => write!(f, "{}(fd {})", self.name, self.from),
+        }
+    }
+}
+
+impl Flow {
+    /// A flow for `direction` (`stdin -> socket`, `client 127.0.0.1:5555`), or `None` when
+    /// `-vv` is off.
+    pub fn new(direction: &str) -> Option<Flow> {
+        narrating().then(|| Flow {
+            direction: direction.to_string(),
+            tag: false,
+            seen: Vec::new(),
+            window: Vec::new(),
+            window_start: Instant::now(),
+            every: every_call(),
+            eof_explained: false,
+        })
+    }
+
+    /// A server's flow for one client, both directions, each line tagged with `who`
+    /// (formatted only when narrating).
+    pub fn for_client(who: &dyn fmt::Display) -> Option<Flow> {
+        let mut flow = Flow::new("")?;
+        flow.direction = format!("client {who}");
+        flow.tag = true;
+        Some(flow)
+    }
+
+    /// One data call has returned `result`; `full` spells it as strace would (without the
+    /// result), and is only called when the line is shown.
+    pub fn call(&mut self, key: Key, full: impl FnOnce() -> String, result: &io::Result<usize>) {
+        let n = if let Some((_, n)) = self.seen.iter_mut().find(|(k, _)| *k == key) {
+            *n += 1;
+            *n
+        } else {
+            self.seen.push((key, 1));
+            1
+        };
+        if self.every || n <= SHOWN_IN_FULL || result.is_err() {
+            let res = match result {
+                Ok(n) => format!("= {n}"),
+                Err(e) => errno_text(e),
+            };
+            let more = if !self.every && n == SHOWN_IN_FULL {
+                " (more of these are summed once a second)"
+            } else {
+                ""
+            };
+            let tag = if self.tag {
+                format!(" ({})", self.direction)
+            } else {
+                String::new()
+            };
+            emit(format_args!(
+                "{:>9} {} {res}{more}{tag}",
+                format!("+{}", short(since_start())),
+                full()
+            ));
+            self.explain(key, n, result);
+            if let Err(e) = result {
+                reset_told(key, e);
+            }
+            return;
+        }
+        let bytes = result.as_ref().map_or(0, |n| *n as u64);
+        match self.window.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, calls, b)) => {
+                *calls += 1;
+                *b += bytes;
+            }
+            None => self.window.push((key, 1, bytes)),
+        }
+        if self.window_start.elapsed() >= Duration::from_secs(1) {
+            self.summarise();
+        }
+    }
+
+    /// `--explain`: what the first call of each kind did, and what an EOF means.
+    fn explain(&mut self, key: Key, n: u32, result: &io::Result<usize>) {
+        if !explaining() {
+            return;
+        }
+        let reads = matches!(key.name, "read" | "recvfrom" | "splice");
+        if reads && matches!(result, Ok(0)) && !self.eof_explained {
+            self.eof_explained = true;
+            explain(format_args!(
+                "{}() returned 0: the other side is done sending (its FIN, or stdin's end). \
+                 In Java, in.readLine() returns null here.",
+                key.name
+            ));
+            return;
+        }
+        if n != 1 {
+            return;
+        }
+        let Ok(moved) = result else { return };
+        match key.name {
+            "read" | "recvfrom" => explain(format_args!(
+                "{}() returned the {moved} bytes that had arrived, whatever their size: it does \
+                 not wait for a whole line. Java's in.readLine() is read() again and again until \
+                 a newline.",
+                key.name
+            )),
+            "write" | "sendto" => explain(format_args!(
+                "{}() copied {moved} bytes into the kernel's send buffer and returned; TCP puts \
+                 them on the wire when it can. Java's out.println(...) is one write() of the \
+                 line and its newline.",
+                key.name
+            )),
+            "splice" | "sendfile" => explain(format_args!(
+                "{}() moved {moved} bytes inside the kernel, between the socket and a pipe or \
+                 file, without copying them through sockkit: what read() + write() would do, \
+                 with one copy less.",
+                key.name
+            )),
+            _ => {}
+        }
+    }
+
+    /// The summary line of the calls counted since the last one, if any: said when a
+    /// direction ends (a flow that lives on, as the stdin side does across `listen -k`
+    /// sessions, is flushed at each session's end).
+    pub fn summarise(&mut self) {
+        if self.window.is_empty() {
+            self.window_start = Instant::now();
+            return;
+        }
+        let parts: Vec<String> = self
+            .window
+            .iter()
+            .map(|(k, calls, b)| format!("{k} x{calls} {}", bytes(*b)))
+            .collect();
+        emit(format_args!(
+            "{:>9} {}: {} in {}",
+            format!("+{}", short(since_start())),
+            self.direction,
+            parts.join(", "),
+            short(self.window_start.elapsed())
+        ));
+        self.window.clear();
+        self.window_start = Instant::now();
+    }
+}
+
+/// A data call that failed because the peer reset the connection: the reset named as a RST,
+/// the segment that made it, which no call of ours sent.
+fn reset_told(key: Key, e: &io::Error) {
+    let why = match e.raw_os_error() {
+        Some(libc::ECONNRESET) => {
+            "the peer sent a RST: the connection is gone at once, \
+                                   and whatever it had not read is lost"
+        }
+        // EPIPE from a pipe (stdout closed) is no reset: only a socket's EPIPE is.
+        Some(libc::EPIPE) if is_socket(key.to.unwrap_or(key.from)) => {
+            "the connection was reset (a RST came earlier): nothing more can be sent"
+        }
+        _ => return,
+    };
+    seen(format_args!(
+        "kernel: fd {} got a RST, no call of ours: {why} ({}() said {})",
+        key.from,
+        key.name,
+        errno_name(e.raw_os_error().unwrap_or(0))
+    ));
+}
+
+/// Whether `fd` is a socket (fstat), asked only after a call failed.
+fn is_socket(fd: i32) -> bool {
+    crate::sys::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
+}
+
+impl Drop for Flow {
+    /// The calls counted since the last summary are told when the direction ends.
+    fn drop(&mut self) {
+        self.summarise();
+    }
 }
 
 /// `= 0` or `= -1 ECONNREFUSED (Connection refused)`: the C way of saying how a call went.
@@ -182,7 +432,10 @@ pub fn rate(n: u64, d: Duration) -> String {
     if secs <= 0.0 || n == 0 {
         return "-".to_string();
     }
-    format!("{}/s", bytes((n as f64 / secs) as u64))
+    // A float-to-int `as` saturates (never wraps); the rate is positive and shown rounded.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let per_sec = (n as f64 / secs) as u64;
+    format!("{}/s", bytes(per_sec))
 }
 
 #[cfg(test)]

@@ -372,20 +372,14 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
 
 /// A connected, non-blocking UDP socket to `addr` that has sent one empty datagram.
 fn udp_probe(addr: SocketAddr, check: &Check) -> Result<Socket> {
-    let sock = narrate::traced(
-        || Socket::new(Domain::for_address(addr), socket2::Type::DGRAM, None),
-        |r| match r {
-            Ok(s) => format!("socket(SOCK_DGRAM) = fd {}", socket::fd(s)),
-            Err(e) => format!("socket(SOCK_DGRAM) {}", narrate::errno_text(e)),
-        },
-    )?;
+    let sock = socket::udp::udp_socket(Domain::for_address(addr))?;
     check
         .plan
         .apply(&sock, socket::target(&addr, SockKind::Udp), Stage::Early)?;
     if let Some(src) = check.source.bind_addr(&addr) {
         source::bind_source(&sock, src)?;
     }
-    sock.set_nonblocking(true)?;
+    socket::set_nonblocking(&sock, true)?;
     let fd = socket::fd(&sock);
     narrate::traced(
         || sock.connect(&SockAddr::from(addr)),
@@ -394,8 +388,14 @@ fn udp_probe(addr: SocketAddr, check: &Check) -> Result<Socket> {
     narrate::traced(
         || sock.send(&[]),
         |r| match r {
-            Ok(n) => format!("send(fd {fd}, 0 bytes: an empty datagram) = {n}"),
-            Err(e) => format!("send(fd {fd}, 0 bytes) {}", narrate::errno_text(e)),
+            // socket2's send() is sendto() with no address and no flags, as strace shows.
+            Ok(n) => {
+                format!("sendto(fd {fd}, \"\", 0, 0, NULL, 0) = {n} (an empty datagram)")
+            }
+            Err(e) => format!(
+                "sendto(fd {fd}, \"\", 0, 0, NULL, 0) {}",
+                narrate::errno_text(e)
+            ),
         },
     )?;
     Ok(sock)
@@ -429,7 +429,7 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
         || sock.set_nonblocking(true),
         |r| {
             format!(
-                "fcntl(fd {}, F_SETFL, O_NONBLOCK) {} (connect will not wait)",
+                "fcntl(fd {}, F_SETFL, O_RDWR|O_NONBLOCK) {} (connect will not wait)",
                 socket::fd(&sock),
                 narrate::outcome(r)
             )
@@ -450,7 +450,13 @@ fn start(addr: SocketAddr, check: &Check) -> Result<Started> {
                 "connect(fd {}, {addr}) {}{}",
                 socket::fd(&sock),
                 narrate::outcome(r),
-                socket::state_suffix(&sock)
+                if r.as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EINPROGRESS))
+                {
+                    socket::after_inprogress(&sock)
+                } else {
+                    socket::state_suffix(&sock)
+                }
             )
         },
     );
@@ -517,16 +523,19 @@ fn wait(
             };
             narrate::call(
                 format_args!(
-                    "poll: fd {} writable; getsockopt(fd {}, SOL_SOCKET, SO_ERROR) = {}{}",
-                    socket::fd(&p.sock),
+                    "getsockopt(fd {}, SOL_SOCKET, SO_ERROR) = {}{} (poll said fd {} is \
+                     writable: the handshake ended)",
                     socket::fd(&p.sock),
                     match &err {
                         Ok(None) => "0".to_string(),
-                        Ok(Some(e)) | Err(e) => e
-                            .raw_os_error()
-                            .map_or_else(|| e.to_string(), |c| narrate::errno_name(c).into()),
+                        Ok(Some(e)) => e.raw_os_error().map_or_else(
+                            || e.to_string(),
+                            |c| format!("0, error {}", narrate::errno_name(c)),
+                        ),
+                        Err(e) => narrate::errno_text(e).trim_start_matches("= ").to_string(),
                     },
-                    socket::state_suffix(&p.sock)
+                    socket::state_suffix(&p.sock),
+                    socket::fd(&p.sock),
                 ),
                 took,
             );

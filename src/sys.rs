@@ -262,6 +262,212 @@ pub fn recv_trunc(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) })
 }
 
+/// Bytes waiting unread in a socket's receive queue (ioctl FIONREAD, SIOCINQ for TCP): a
+/// close() with any makes Linux send a RST instead of a FIN.
+pub fn unread(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to a live, writable int.
+    cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut n) })?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// `struct inet_diag_sockid` (linux/inet_diag.h): ports and addresses in network order.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InetDiagSockId {
+    sport: u16,
+    dport: u16,
+    src: [u32; 4],
+    dst: [u32; 4],
+    interface: u32,
+    cookie: [u32; 2],
+}
+
+/// `struct inet_diag_req_v2`: which socket to look up.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InetDiagReqV2 {
+    family: u8,
+    protocol: u8,
+    ext: u8,
+    pad: u8,
+    states: u32,
+    id: InetDiagSockId,
+}
+
+/// `struct inet_diag_msg`: the kernel's answer, one socket.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct InetDiagMsg {
+    family: u8,
+    state: u8,
+    timer: u8,
+    retrans: u8,
+    id: InetDiagSockId,
+    expires: u32,
+    rqueue: u32,
+    wqueue: u32,
+    uid: u32,
+    inode: u32,
+}
+
+/// The request as it goes on the wire: the netlink header, then the inet_diag request.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DiagRequest {
+    header: libc::nlmsghdr,
+    req: InetDiagReqV2,
+}
+
+/// What sock_diag says of one TCP connection: its state number (as TCP_INFO numbers them),
+/// the milliseconds left on its timer (TIME_WAIT's, for one), and its socket's inode (0 once
+/// no descriptor holds it: TIME_WAIT and orphaned FIN_WAIT sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Diag {
+    pub state: u8,
+    pub expires_ms: u32,
+    pub inode: u32,
+}
+
+#[cfg(target_os = "linux")]
+fn diag_sockid(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> InetDiagSockId {
+    fn words(ip: std::net::IpAddr) -> [u32; 4] {
+        let mut w = [0u32; 4];
+        match ip {
+            std::net::IpAddr::V4(v4) => w[0] = u32::from_ne_bytes(v4.octets()),
+            std::net::IpAddr::V6(v6) => {
+                for (i, chunk) in v6.octets().chunks_exact(4).enumerate() {
+                    w[i] = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                }
+            }
+        }
+        w
+    }
+    InetDiagSockId {
+        sport: local.port().to_be(),
+        dport: peer.port().to_be(),
+        src: words(local.ip()),
+        dst: words(peer.ip()),
+        interface: 0,
+        // INET_DIAG_NOCOOKIE: look up by the addresses alone.
+        cookie: [u32::MAX, u32::MAX],
+    }
+}
+
+/// Looks one TCP connection up by its two ends, the way `ss` does it: a NETLINK_SOCK_DIAG
+/// request (SOCK_DIAG_BY_FAMILY, an exact lookup, no root needed) on a netlink socket of its
+/// own. `Ok(None)`: the kernel holds nothing for those ends any more. Written here rather
+/// than with a netlink crate: one request and one fixed-size answer need three structs, where
+/// the crates bring a generic message framework and their own socket type.
+#[cfg(target_os = "linux")]
+pub fn tcp_diag(
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) -> io::Result<Option<Diag>> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned at once below.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    })?;
+    // SAFETY: fd was just returned by socket() and nothing else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let family = if local.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let request = DiagRequest {
+        header: libc::nlmsghdr {
+            nlmsg_len: u32::try_from(std::mem::size_of::<DiagRequest>()).unwrap_or(u32::MAX),
+            nlmsg_type: SOCK_DIAG_BY_FAMILY,
+            nlmsg_flags: u16::try_from(libc::NLM_F_REQUEST).unwrap_or(1),
+            nlmsg_seq: 1,
+            nlmsg_pid: 0,
+        },
+        req: InetDiagReqV2 {
+            family: u8::try_from(family).unwrap_or(0),
+            protocol: u8::try_from(libc::IPPROTO_TCP).unwrap_or(6),
+            ext: 0,
+            pad: 0,
+            states: u32::MAX,
+            id: diag_sockid(local, peer),
+        },
+    };
+    // SAFETY: the kernel reads size_of::<DiagRequest>() bytes from a live, repr(C) value.
+    cvt_size(unsafe {
+        libc::send(
+            owned_fd(&owned),
+            std::ptr::from_ref(&request).cast(),
+            std::mem::size_of::<DiagRequest>(),
+            0,
+        )
+    })?;
+    let mut answer = [0u8; 512];
+    // SAFETY: `answer` is writable for its whole length.
+    let n = cvt_size(unsafe {
+        libc::recv(
+            owned_fd(&owned),
+            answer.as_mut_ptr().cast(),
+            answer.len(),
+            0,
+        )
+    })?;
+    let header_len = std::mem::size_of::<libc::nlmsghdr>();
+    if n < header_len {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+    }
+    // SAFETY: at least a header's bytes were received; read_unaligned copes with the buffer's
+    // alignment, and nlmsghdr is integers only.
+    let header: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(answer.as_ptr().cast()) };
+    if header.nlmsg_type == u16::try_from(libc::NLMSG_ERROR).unwrap_or(2) {
+        // nlmsgerr: a negative errno (ENOENT: no such connection), or 0.
+        let code = answer
+            .get(header_len..header_len + 4)
+            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        return match -code {
+            0 | libc::ENOENT => Ok(None),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        };
+    }
+    if header.nlmsg_type != SOCK_DIAG_BY_FAMILY
+        || n < header_len + std::mem::size_of::<InetDiagMsg>()
+    {
+        return Err(io::Error::from(io::ErrorKind::InvalidData));
+    }
+    // SAFETY: a whole inet_diag_msg was received after the header; integers only.
+    let msg: InetDiagMsg =
+        unsafe { std::ptr::read_unaligned(answer[header_len..].as_ptr().cast()) };
+    // An exact look-up falls back to a listening socket on the local port: that is not the
+    // connection asked about, which is gone.
+    if msg.id.dport != request.req.id.dport || msg.id.dst != request.req.id.dst {
+        return Ok(None);
+    }
+    Ok(Some(Diag {
+        state: msg.state,
+        expires_ms: msg.expires,
+        inode: msg.inode,
+    }))
+}
+
+#[cfg(target_os = "linux")]
+fn owned_fd(fd: &OwnedFd) -> RawFd {
+    std::os::fd::AsRawFd::as_raw_fd(fd)
+}
+
+/// Off Linux there is no sock_diag: nothing is known after close().
+#[cfg(not(target_os = "linux"))]
+pub fn tcp_diag(_: std::net::SocketAddr, _: std::net::SocketAddr) -> io::Result<Option<Diag>> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
 #[cfg(not(target_os = "linux"))]
 mod elsewhere {
     //! Not reached but for recv_trunc: the relay's zero-copy paths are off off Linux.

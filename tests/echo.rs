@@ -610,7 +610,7 @@ fn vv_narrates_accept_tcp_info_and_close_and_v_reports_each_client() {
     assert!(closed_by_peer(&mut s));
     let accept = server.wait_for(&format!("from {me}"));
     assert!(
-        accept.contains("accept(fd ") && accept.contains("-> ESTABLISHED"),
+        accept.contains("accept4(fd ") && accept.contains("-> ESTABLISHED"),
         "{accept}"
     );
     let opened = server.wait_for(&format!("accepted {me} on {}", server.addr));

@@ -332,7 +332,7 @@ fn vv_narrates_both_legs_and_v_names_all_four_addresses() {
     assert!(line.contains(&format!("-> 127.0.0.1:{tport}")), "{line}");
     assert!(line.contains("4 B to the target, 4 B back"), "{line}");
     for call in [
-        "accept(fd",
+        "accept4(fd",
         &format!("{tport}) = -1 EINPROGRESS"),
         "completed -> ESTABLISHED",
         "SHUT_WR",

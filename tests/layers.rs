@@ -396,3 +396,35 @@ fn the_relay_is_an_engine_below_cli_cmd_and_server() {
         }
     }
 }
+
+#[test]
+fn the_engines_sit_side_by_side_and_below_cmd() {
+    // relay, scan, server and service take their options from cmd and never reach the command
+    // line; none of them reaches into another, with two named exceptions: a service implements
+    // the server's trait, and the hex view (`relay::wire`'s Dump) is shown by the servers too.
+    let g = graph();
+    let top = |t: &str| t.split("::").next().unwrap_or("").to_string();
+    for (m, to) in &g.edges {
+        let me = top(m);
+        if !["relay", "scan", "server", "service"].contains(&me.as_str()) {
+            continue;
+        }
+        for t in to {
+            let other = top(t);
+            if other == me {
+                continue;
+            }
+            let allowed = match other.as_str() {
+                "cli" | "cmd" => false,
+                "relay" => t == "relay::wire" && (me == "server" || me == "service"),
+                "server" => me == "service",
+                "scan" | "service" => false,
+                _ => true,
+            };
+            assert!(
+                allowed,
+                "{m} imports {t}: engines sit side by side below cmd"
+            );
+        }
+    }
+}

@@ -268,7 +268,7 @@ fn connect_narrates_its_calls_in_order() {
     assert_in_order(&seq, &want, &out.stderr);
     assert!(
         out.stderr
-            .contains("socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = fd"),
+            .contains("socket(AF_INET, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_TCP) = fd"),
         "{}",
         out.stderr
     );
@@ -317,7 +317,7 @@ fn listen_narrates_its_calls_in_order() {
         "bind",
         "listen",
         "getsockname",
-        "accept",
+        "accept4",
         "close",
         "getsockname",
         "shutdown",
@@ -336,7 +336,10 @@ fn listen_narrates_its_calls_in_order() {
         .position(|l| l.contains("listening on"))
         .unwrap();
     let listen = lines.iter().position(|l| l.contains(" listen(fd")).unwrap();
-    let accept = lines.iter().position(|l| l.contains(" accept(fd")).unwrap();
+    let accept = lines
+        .iter()
+        .position(|l| l.contains(" accept4(fd"))
+        .unwrap();
     assert!(listen < announce && announce < accept, "{text}");
 }
 
@@ -465,11 +468,20 @@ fn an_option_for_another_socket_kind_is_refused() {
 }
 
 #[test]
+fn a_value_outside_what_the_kernel_keeps_is_refused_when_parsed_with_the_range() {
+    // IP_TOS keeps one byte: 256 would have been stored as 0 without a word.
+    refused_before_connecting("tos=256", 2, &["IP_TOS: 256 is outside 0-255"]);
+    refused_before_connecting("ttl=300", 2, &["IP_TTL: 300 is outside -1-255"]);
+    refused_before_connecting("keepcnt=128", 2, &["TCP_KEEPCNT: 128 is outside 1-127"]);
+}
+
+#[test]
 fn a_value_the_kernel_refuses_is_named_with_the_errno() {
+    // 0 is inside what an int carries but not a TTL: the kernel says EINVAL.
     refused_before_connecting(
-        "ttl=300",
+        "ttl=0",
         1,
-        &["sockkit: setting IP_TTL=300", "EINVAL", "1-255"],
+        &["sockkit: setting IP_TTL=0", "EINVAL", "1-255"],
     );
     refused_before_connecting(
         "maxseg=10",
@@ -612,4 +624,28 @@ fn show_opts_explains_what_the_kernel_changed() {
     let tos = show_line(&out.stderr, "IP_TOS");
     assert_eq!(tos[2..4], ["19", "16"], "{tos:?}");
     assert!(tos.join(" ").contains("ECN"), "{tos:?}");
+}
+
+#[test]
+fn show_opts_names_ip_tos_as_what_changed_so_priority() {
+    let (addr, got) = peer(b"");
+    let port = addr.port().to_string();
+    let out = run(&[
+        "connect",
+        "--show-opts",
+        "-o",
+        "priority=3",
+        "-o",
+        "tos=0x10",
+        "127.0.0.1",
+        &port,
+    ]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    got.recv_timeout(T).expect("the peer saw the connection");
+    let line = show_line(&out.stderr, "SO_PRIORITY");
+    assert_eq!(line[2], "3", "{}", out.stderr);
+    // 0x10 is IPTOS_LOWDELAY, which Linux maps to TC_PRIO_INTERACTIVE (6).
+    assert_eq!(line[3], "6", "{}", out.stderr);
+    let note = line[4..].join(" ");
+    assert!(note.starts_with("set by IP_TOS=16"), "{}", out.stderr);
 }

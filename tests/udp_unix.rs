@@ -417,10 +417,10 @@ fn udp_narration_shows_the_datagram_calls() {
     assert!(p.wait().success());
     let log = p.log();
     for want in [
-        "socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP) = fd",
+        "socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_UDP) = fd",
         "connect(fd",
-        "send(fd",
-        "2 B) = 2",
+        "sendto(fd",
+        "buf, 2, 0, NULL, 0) = 2",
         "recvfrom(fd",
         "close(fd",
     ] {
@@ -428,7 +428,7 @@ fn udp_narration_shows_the_datagram_calls() {
     }
     let so = log.find("socket(AF_INET").unwrap();
     let co = log.find("connect(fd").unwrap();
-    let se = log.find("send(fd").unwrap();
+    let se = log.find("sendto(fd").unwrap();
     assert!(so < co && co < se, "calls out of order:\n{log}");
 }
 
@@ -694,10 +694,10 @@ fn unix_narration_shows_the_calls() {
     assert!(l.wait().success());
     let p = s(&path);
     for want in [
-        "socket(AF_UNIX, SOCK_STREAM, 0) = fd".to_string(),
+        "socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0) = fd".to_string(),
         format!("bind(fd 3, {p}) = 0"),
         "listen(fd 3, backlog".to_string(),
-        "accept(fd 3) = fd".to_string(),
+        "accept4(fd 3, ..., SOCK_CLOEXEC) = fd".to_string(),
         format!("unlink(\"{p}\") = 0"),
     ] {
         assert!(l.log().contains(&want), "no {want:?} in:\n{}", l.log());

@@ -296,6 +296,7 @@ pub const TABLE: &[Row] = &[
     row("opts", "-o", EVERY, NONE, &["-o", "rcvbuf=64K"]),
     row("show_opts", "--show-opts", EVERY, NOT_SCAN, &["--show-opts"]),
     row("verbose", "-v", EVERY, NONE, &["-v"]),
+    row("explain", "--explain", EVERY, NONE, &["--explain"]),
     row("quiet", "-q", EVERY, QUIET, &["-q"]),
 ];
 

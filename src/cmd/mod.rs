@@ -18,8 +18,8 @@ mod setup;
 use anyhow::Result;
 
 use crate::cli::{Command, Invocation, Verbosity};
+use crate::interrupt;
 use crate::narrate;
-use crate::relay::interrupt;
 
 /// Runs a parsed command line: refuses an option that does not apply, then the subcommand.
 pub fn run(invocation: Invocation) -> Result<()> {
@@ -33,7 +33,14 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Forward(a) => a.verbosity,
         Command::Completions(_) => Verbosity::default(),
     };
-    narrate::set_level(verbosity.verbose);
+    // --explain narrates every step it explains: at least -vv.
+    let level = if verbosity.explain {
+        verbosity.verbose.max(2)
+    } else {
+        verbosity.verbose
+    };
+    narrate::set_level(level);
+    narrate::set_explain(verbosity.explain);
     // SIGINT/SIGTERM/SIGHUP from here on: the totals (-v), cleanup, then the process ends by
     // the signal; a server's event loop takes them over once it runs (server/stop.rs).
     interrupt::install()?;

@@ -17,10 +17,10 @@ use anyhow::{Result, anyhow};
 use socket2::{SockAddr, Socket};
 
 use super::ending::{End, Ending};
-use super::interrupt::{self, Live};
 use super::wire::{Framing, Outbound, Wire};
 use crate::error;
-use crate::narrate;
+use crate::interrupt::{self, Live};
+use crate::narrate::{self, Flow, Key};
 use crate::socket::unix;
 use crate::socket::{self, fd};
 
@@ -164,6 +164,39 @@ fn refused(peer: &SockAddr) -> anyhow::Error {
     }
 }
 
+/// An error as narration needs it twice: the same errno (or kind) in a new value.
+fn copy_error(e: &io::Error) -> io::Error {
+    e.raw_os_error()
+        .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)
+}
+
+/// Writes all of `data` to stdout, each write(2) told to `flow`.
+fn write_all(flow: &mut Option<Flow>, out: &mut std::fs::File, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let r = out.write(data);
+        if let Some(flow) = flow {
+            let key = Key {
+                name: "write",
+                from: 1,
+                to: None,
+            };
+            let len = data.len();
+            flow.call(
+                key,
+                || format!("write(fd 1, buf, {len})"),
+                &r.as_ref().map(|n| *n).map_err(copy_error),
+            );
+        }
+        match r {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl DgramRelay<'_> {
     /// Relays until stdin EOF plus `--quit-after`, `--idle-timeout`, `--send-only` at stdin
     /// EOF, a closed stdout, or an error.
@@ -175,12 +208,26 @@ impl DgramRelay<'_> {
         let mut stdin = crate::sys::stdio_file(0);
         let connected_to = match self.peers {
             Peers::Connected => Some(
-                self.sock
-                    .peer_addr()
-                    .map_err(|e| anyhow!("getpeername(): {}", error::plain(&e)))?,
+                narrate::traced(
+                    || self.sock.peer_addr(),
+                    |r| match r {
+                        Ok(a) => format!("getpeername(fd {}) = {}", fd(self.sock), show(a)),
+                        Err(e) => {
+                            format!(
+                                "getpeername(fd {}) {}",
+                                fd(self.sock),
+                                narrate::errno_text(e)
+                            )
+                        }
+                    },
+                )
+                .map_err(|e| anyhow!("getpeername(): {}", error::plain(&e)))?,
             ),
             Peers::AnswerLast => None,
         };
+        // The data calls, narrated at -vv: the first of each in full, then once a second.
+        let mut up = Flow::new("stdin -> socket");
+        let mut down = Flow::new("socket -> stdout");
         // Where stdin goes: the connected peer, or the last one heard from.
         let mut target: Option<SockAddr> = connected_to.clone();
         let mut known: HashSet<Vec<u8>> = HashSet::new();
@@ -227,9 +274,23 @@ impl DgramRelay<'_> {
                     .map_err(|e| anyhow!("poll(): {}", error::plain(&e)))?;
             let (sock_ready, stdin_ready) = (ready[0], ready[1]);
             if sock_ready {
-                let t0 = Instant::now();
                 let got = self.sock.recv_from_with_flags(&mut rbuf, libc::MSG_TRUNC);
-                let took = t0.elapsed();
+                if let Some(flow) = &mut down {
+                    let who = got
+                        .as_ref()
+                        .map_or_else(|_| String::new(), |(_, a)| show(a));
+                    let key = Key {
+                        name: "recvfrom",
+                        from: sfd,
+                        to: None,
+                    };
+                    let full = || format!("recvfrom(fd {sfd}, buf, {RECV_BUF}, MSG_TRUNC, {who})");
+                    flow.call(
+                        key,
+                        full,
+                        &got.as_ref().map(|(n, _)| *n).map_err(copy_error),
+                    );
+                }
                 let (n, from) = match got {
                     Ok(r) => r,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -253,7 +314,6 @@ impl DgramRelay<'_> {
                 };
                 let kept = n.min(RECV_BUF);
                 let who = show(&from);
-                narrate::call(format_args!("recvfrom(fd {sfd}) = {n} from {who}"), took);
                 if n > RECV_BUF {
                     narrate::emit(format_args!(
                         "a datagram of {n} bytes from {who} was cut to {RECV_BUF} (sockkit's \
@@ -274,7 +334,7 @@ impl DgramRelay<'_> {
                 let data = crate::sys::received(&rbuf, kept);
                 inb.received(data);
                 if !self.opts.send_only
-                    && let Err(e) = stdout.write_all(data)
+                    && let Err(e) = write_all(&mut down, &mut stdout, data)
                 {
                     if error::is_broken_pipe(&e) {
                         return Ok((counts, End::StdoutClosed));
@@ -286,7 +346,21 @@ impl DgramRelay<'_> {
                 continue;
             }
             let Some(to) = target.clone() else { continue };
-            let n = match stdin.read(&mut inbuf) {
+            let got = stdin.read(&mut inbuf);
+            if let Some(flow) = &mut up {
+                let key = Key {
+                    name: "read",
+                    from: 0,
+                    to: None,
+                };
+                let len = inbuf.len();
+                flow.call(
+                    key,
+                    || format!("read(fd 0, buf, {len})"),
+                    &got.as_ref().map(|n| *n).map_err(copy_error),
+                );
+            }
+            let n = match got {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(anyhow!("reading stdin: {}", error::plain(&e))),
@@ -296,7 +370,7 @@ impl DgramRelay<'_> {
                 stdin_eof_at = Some(Instant::now());
                 if self.lines && !line.is_empty() {
                     let rest = std::mem::take(&mut line);
-                    self.send(&mut out, &rest, &to, &mut counts)?;
+                    self.send(&mut up, &mut out, &rest, &to, &mut counts)?;
                 }
                 narrate::info(format_args!(
                     "stdin ended after {} datagrams; a datagram socket has no EOF to send, so {}",
@@ -322,14 +396,14 @@ impl DgramRelay<'_> {
             }
             last_activity = Instant::now();
             if !self.lines {
-                self.send(&mut out, &inbuf[..n], &to, &mut counts)?;
+                self.send(&mut up, &mut out, &inbuf[..n], &to, &mut counts)?;
                 continue;
             }
             line.extend_from_slice(&inbuf[..n]);
             let mut start = 0;
             while let Some(pos) = line[start..].iter().position(|&b| b == b'\n') {
                 let end = start + pos + 1;
-                self.send(&mut out, &line[start..end], &to, &mut counts)?;
+                self.send(&mut up, &mut out, &line[start..end], &to, &mut counts)?;
                 start = end;
             }
             line.drain(..start);
@@ -397,6 +471,7 @@ impl DgramRelay<'_> {
     /// Sends one datagram, through the wire stages, to the connected peer or by sendto to `to`.
     fn send(
         &self,
+        flow: &mut Option<Flow>,
         stages: &mut Outbound,
         data: &[u8],
         to: &SockAddr,
@@ -405,12 +480,18 @@ impl DgramRelay<'_> {
         // The dump shows a datagram only if it went (a gone `listen -u` peer is skipped).
         let before = counts.sent;
         stages.pass(data, |data| {
-            let r = self.send_one(data, to, counts);
+            let r = self.send_one(flow, data, to, counts);
             (if counts.sent > before { data.len() } else { 0 }, r)
         })
     }
 
-    fn send_one(&self, data: &[u8], to: &SockAddr, counts: &mut Counts) -> Result<()> {
+    fn send_one(
+        &self,
+        flow: &mut Option<Flow>,
+        data: &[u8],
+        to: &SockAddr,
+        counts: &mut Counts,
+    ) -> Result<()> {
         if let Some((max, _)) = limit_for(to)
             && data.len() > max
         {
@@ -419,28 +500,28 @@ impl DgramRelay<'_> {
         let sfd = fd(self.sock);
         let who = show(to);
         let r = loop {
-            let r = narrate::traced(
-                || match self.peers {
-                    Peers::Connected => self.sock.send(data),
-                    Peers::AnswerLast => self.sock.send_to(data, to),
-                },
-                |r| match (self.peers, r) {
-                    (Peers::Connected, Ok(n)) => format!("send(fd {sfd}, {} B) = {n}", data.len()),
-                    (Peers::Connected, Err(e)) => {
-                        format!(
-                            "send(fd {sfd}, {} B) {}",
-                            data.len(),
-                            narrate::errno_text(e)
-                        )
+            let r = match self.peers {
+                Peers::Connected => self.sock.send(data),
+                Peers::AnswerLast => self.sock.send_to(data, to),
+            };
+            if let Some(flow) = flow {
+                let key = Key {
+                    name: "sendto",
+                    from: sfd,
+                    to: None,
+                };
+                // socket2's send and send_to are sendto(2) with no flags, as strace shows.
+                let len = data.len();
+                let full = || match self.peers {
+                    Peers::Connected => {
+                        format!("sendto(fd {sfd}, buf, {len}, 0, NULL, 0)")
                     }
-                    (_, Ok(n)) => format!("sendto(fd {sfd}, {} B, {who}) = {n}", data.len()),
-                    (_, Err(e)) => format!(
-                        "sendto(fd {sfd}, {} B, {who}) {}",
-                        data.len(),
-                        narrate::errno_text(e)
-                    ),
-                },
-            );
+                    Peers::AnswerLast => {
+                        format!("sendto(fd {sfd}, buf, {len}, 0, {who})")
+                    }
+                };
+                flow.call(key, full, &r.as_ref().map(|n| *n).map_err(copy_error));
+            }
             match r {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => break other,

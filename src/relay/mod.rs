@@ -1,12 +1,13 @@
 //! The relay: stdio <-> one socket, for `connect` and `listen`. session.rs is the one
 //! pipeline every transport goes through; stream.rs and dgram.rs are its two session kinds
-//! (byte stream, datagrams), interrupt.rs what a stop signal does to them, zerocopy.rs moves a stream's bytes, wire.rs holds the stages
+//! (byte stream, datagrams), zerocopy.rs moves a stream's bytes, wire.rs holds the stages
 //! applied on the way (`--crlf`, `-x`, `--hexdump-file`), ending.rs how a session ends. The
 //! relay takes its own options: it knows nothing of the command line, and makes no sockets.
+//! What a stop signal does to a live session is `crate::interrupt`'s (sessions publish their
+//! counters there).
 
 pub mod dgram;
 pub mod ending;
-pub mod interrupt;
 pub mod session;
 pub mod stream;
 pub mod wire;

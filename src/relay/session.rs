@@ -76,7 +76,7 @@ impl Relay {
                     wire: &self.wire,
                 }
                 .run();
-                super::interrupt::retire();
+                crate::interrupt::retire();
                 let (counts, end) = outcome?;
                 dgram::report(sock, &counts, started.elapsed());
                 Ok(end)

@@ -23,10 +23,10 @@ use anyhow::{Result, anyhow};
 use socket2::Socket;
 
 use super::ending::{End, Ending};
-use super::interrupt;
 use super::wire::{Framing, Wire};
 use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
+use crate::interrupt;
 use crate::narrate;
 use crate::socket;
 
@@ -38,6 +38,9 @@ pub struct Totals {
     pub elapsed: Duration,
     pub end: End,
 }
+
+/// How often a narrated session looks at the TCP state while only the kernel can move it.
+const KERNEL_LOOK: Duration = Duration::from_millis(50);
 
 /// Runs byte-stream sessions over sockets handed to it, one at a time.
 pub struct ByteRelay {
@@ -125,12 +128,19 @@ impl ByteRelay {
             let dup = narrate::traced(
                 || sock.try_clone(),
                 |r| match r {
+                    // socket2's try_clone: the lowest free descriptor, close-on-exec like every
+                    // descriptor sockkit makes.
                     Ok(d) => format!(
-                        "dup(fd {}) = fd {} (for the stdin thread)",
+                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) = fd {} (a second descriptor for the \
+                         same socket, for the stdin thread)",
                         socket::fd(sock),
                         socket::fd(d)
                     ),
-                    Err(e) => format!("dup(fd {}) {}", socket::fd(sock), narrate::errno_text(e)),
+                    Err(e) => format!(
+                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) {}",
+                        socket::fd(sock),
+                        narrate::errno_text(e)
+                    ),
                 },
             )?;
             let job = Job {
@@ -231,6 +241,10 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
                 }) => break Some(Up::Failed(undelivered(&err, lost, from_file))),
             }
         };
+        // The dup goes before the session hears of the outcome, so the session's close() of
+        // the socket is the last one and what it narrates (FIN, RST, TIME_WAIT) is true.
+        uplink.session_done();
+        socket::close_dup(job.sock);
         if let Some(up) = outcome {
             job.events.send(up).ok();
             (&job.wake).write_all(b"!").ok();
@@ -353,12 +367,23 @@ impl Downlink<'_> {
                 ));
             }
             let deadline = [quit_at, idle_at].into_iter().flatten().min();
-            let timeout = deadline.map(|d| d.saturating_duration_since(now));
+            let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
+            // At -vv, while our FIN is out and the peer's has not come, look at the state now
+            // and then: the ACK of our FIN (FIN_WAIT1 -> FIN_WAIT2) wakes no poll, and the
+            // learner should see it when it happens.
+            let fin_out = self.stdin_eof_at.is_some() && !self.opts.no_shutdown;
+            let watching = narrate::narrating() && fin_out && self.peer_eof.is_none();
+            if watching {
+                timeout = Some(timeout.map_or(KERNEL_LOOK, |t| t.min(KERNEL_LOOK)));
+            }
             // After the peer's EOF there is nothing to read. A reset the peer answers our later
             // bytes with reaches the stdin thread, whose next write or shutdown reports it with
             // the exact count (Up::Failed / Up::Reset): one reporter, no race between two.
             let watch = self.peer_eof.is_none().then(|| self.sock.as_raw_fd());
             let ready = socket::poll_readable(&[watch, Some(self.wake.as_raw_fd())], timeout)?;
+            if watching {
+                socket::look(self.sock, "seen while waiting for the peer's FIN");
+            }
             if ready[1] {
                 let mut drain = [0u8; 64];
                 let _drained = (&self.wake).read(&mut drain);
@@ -371,6 +396,7 @@ impl Downlink<'_> {
                 Ok(Got::Nothing) => continue,
                 Ok(Got::Eof) if self.reset_under_eof() => return Err(self.reset_while_sending()),
                 Ok(Got::Eof) => {
+                    socket::look(self.sock, "read returned 0: the peer's FIN");
                     narrate::info(format_args!(
                         "the peer closed its sending side (EOF after {} bytes)",
                         self.received

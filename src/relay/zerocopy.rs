@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use super::wire::{Inbound, Outbound};
-use crate::narrate;
+use crate::narrate::{self, Flow, Key};
 use crate::sys;
 
 /// The read(2)/write(2) buffer: large enough for loopback speed, and a read is still forwarded
@@ -108,7 +108,7 @@ fn probe(fd: RawFd) -> (Kind, Duration) {
         Err(_) => Kind::Unknown,
         Ok(st) => match st.st_mode & libc::S_IFMT {
             libc::S_IFREG => Kind::File {
-                size: st.st_size.max(0) as u64,
+                size: st.st_size.max(0).cast_unsigned(),
             },
             libc::S_IFIFO => Kind::Pipe,
             libc::S_IFSOCK => Kind::Socket,
@@ -193,14 +193,15 @@ fn grow_narrated(fd: RawFd) {
 }
 
 /// `-vv`: a call the kernel refused (`since`: when it started), and the path taken instead.
-fn narrate_fallback(call: &str, e: &io::Error, since: Instant, direction: &str) {
+/// `since` is `None` when not narrating: the hot path reads no clock for narration.
+fn narrate_fallback(call: &str, e: &io::Error, since: Option<Instant>, direction: &str) {
     narrate::call(
         format_args!(
             "{call} {}: {direction} falls back to {}",
             narrate::errno_text(e),
             Path::Buffered
         ),
-        since.elapsed(),
+        since.map_or(Duration::ZERO, |t| t.elapsed()),
     );
 }
 
@@ -237,24 +238,68 @@ fn wait_ready(fd: RawFd, events: libc::c_short) {
     let _ = sys::poll(std::slice::from_mut(&mut p), -1);
 }
 
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    sys::read(fd, buf)
+/// Tells `flow` (when narrating) of a data call that returned `result`, spelled by `full`.
+fn told(
+    flow: &mut Option<Flow>,
+    key: Key,
+    full: impl FnOnce() -> String,
+    result: io::Result<usize>,
+) -> io::Result<usize> {
+    if let Some(f) = flow {
+        f.call(key, full, &result);
+    }
+    result
 }
 
-fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    sys::write(fd, buf)
+fn read_fd(flow: &mut Option<Flow>, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    let r = sys::read(fd, buf);
+    let len = buf.len();
+    let key = Key {
+        name: "read",
+        from: fd,
+        to: None,
+    };
+    told(flow, key, || format!("read(fd {fd}, buf, {len})"), r)
+}
+
+fn write_fd(flow: &mut Option<Flow>, fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    let r = sys::write(fd, buf);
+    let len = buf.len();
+    let key = Key {
+        name: "write",
+        from: fd,
+        to: None,
+    };
+    told(flow, key, || format!("write(fd {fd}, buf, {len})"), r)
+}
+
+/// splice(2) from `inp` to `out` (SPLICE_F_MOVE, as sys::splice always sets it), narrated.
+fn splice_fd(flow: &mut Option<Flow>, inp: RawFd, out: RawFd, len: usize) -> io::Result<usize> {
+    let r = sys::splice(inp, out, len, 0);
+    let key = Key {
+        name: "splice",
+        from: inp,
+        to: Some(out),
+    };
+    told(
+        flow,
+        key,
+        || format!("splice(fd {inp}, NULL, fd {out}, NULL, {len}, SPLICE_F_MOVE)"),
+        r,
+    )
 }
 
 /// Writes all of `data` to `fd`, calling `moved` after each write; on failure says how much
 /// had been written.
 fn write_all(
+    flow: &mut Option<Flow>,
     fd: RawFd,
     mut data: &[u8],
     moved: &mut dyn FnMut(usize),
 ) -> Result<(), (usize, io::Error)> {
     let mut written = 0;
     while !data.is_empty() {
-        match write_fd(fd, data) {
+        match write_fd(flow, fd, data) {
             Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 written += n;
@@ -310,6 +355,8 @@ pub struct Uplink {
     zc_moved: u64,
     /// A stdin pipe grows once bulk data arrives: the writer runs ahead, reads take 256 KiB.
     grow: Grow,
+    /// The data calls, narrated at `-vv` (`None` otherwise).
+    flow: Option<Flow>,
 }
 
 impl Uplink {
@@ -339,6 +386,14 @@ impl Uplink {
             } else {
                 Grow::never()
             },
+            flow: Flow::new("stdin -> socket"),
+        }
+    }
+
+    /// The session's uplink is over: the data calls counted but not yet told are told.
+    pub fn session_done(&mut self) {
+        if let Some(flow) = &mut self.flow {
+            flow.summarise();
         }
     }
 
@@ -356,8 +411,16 @@ impl Uplink {
         moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
         if self.path == Path::Sendfile {
-            let t0 = Instant::now();
-            match sys::sendfile(sock.as_raw_fd(), STDIN, SENDFILE_CHUNK) {
+            let t0 = narrate::narrating().then(Instant::now);
+            let out = sock.as_raw_fd();
+            let key = Key {
+                name: "sendfile",
+                from: STDIN,
+                to: Some(out),
+            };
+            let r = sys::sendfile(out, STDIN, SENDFILE_CHUNK);
+            let full = || format!("sendfile(fd {out}, fd {STDIN}, NULL, {SENDFILE_CHUNK})");
+            match told(&mut self.flow, key, full, r) {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => {
                     self.zc_moved += n as u64;
@@ -396,7 +459,7 @@ impl Uplink {
             self.buf = vec![0u8; CHUNK];
         }
         if self.pending == 0 {
-            match read_fd(STDIN, &mut self.buf) {
+            match read_fd(&mut self.flow, STDIN, &mut self.buf) {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => {
                     self.pending = n;
@@ -415,8 +478,9 @@ impl Uplink {
         }
         let fd = sock.as_raw_fd();
         // The dump shows what the socket took: after --crlf, and only as far as it got.
+        let flow = &mut self.flow;
         let result = self.stages.pass(&self.buf[..self.pending], |data| {
-            match write_all(fd, data, moved) {
+            match write_all(flow, fd, data, moved) {
                 Ok(()) => (data.len(), Ok(Step::Moved)),
                 Err((written, err)) => (
                     written,
@@ -480,6 +544,8 @@ pub struct Sink {
     /// A stdout pipe, or our own pipe, grows once bulk data arrives: each call moves more
     /// and the reader is woken less often.
     grow: Grow,
+    /// The data calls, narrated at `-vv` (`None` otherwise).
+    flow: Option<Flow>,
 }
 
 impl Sink {
@@ -503,7 +569,7 @@ impl Sink {
             _ => Grow::never(),
         };
         if path == Path::SpliceVia {
-            let t0 = Instant::now();
+            let t0 = narrate::narrating().then(Instant::now);
             match sys::pipe() {
                 Ok(p) => {
                     grow = Grow::pipe(p.1.as_raw_fd());
@@ -535,15 +601,16 @@ impl Sink {
             pipe,
             zc_moved: 0,
             grow,
+            flow: Flow::new("socket -> stdout"),
         }
     }
 
     /// Moves what the socket has (it polled readable) to stdout; blocks while stdout is full.
     pub fn step(&mut self, sock: &Socket) -> Result<Got, DownError> {
         let fd = sock.as_raw_fd();
-        let t0 = Instant::now();
+        let t0 = narrate::narrating().then(Instant::now);
         match self.path {
-            Path::Splice => match sys::splice(fd, STDOUT, ZC_CHUNK, 0) {
+            Path::Splice => match splice_fd(&mut self.flow, fd, STDOUT, ZC_CHUNK) {
                 Ok(0) => Ok(Got::Eof),
                 Ok(n) => {
                     self.zc_moved += n as u64;
@@ -568,7 +635,15 @@ impl Sink {
             },
             Path::SpliceVia => self.splice_via(fd),
             Path::Discard => loop {
-                match sys::recv_trunc(fd, &mut self.buf) {
+                let r = sys::recv_trunc(fd, &mut self.buf);
+                let len = self.buf.len();
+                let key = Key {
+                    name: "recvfrom",
+                    from: fd,
+                    to: None,
+                };
+                let full = || format!("recvfrom(fd {fd}, buf, {len}, MSG_TRUNC, NULL, NULL)");
+                match told(&mut self.flow, key, full, r) {
                     Ok(0) => return Ok(Got::Eof),
                     Ok(n) => return Ok(Got::Data(n)),
                     Err(e) if interrupted(&e) => {}
@@ -577,7 +652,7 @@ impl Sink {
             },
             Path::Buffered | Path::Sendfile => {
                 let n = loop {
-                    match read_fd(fd, &mut self.buf) {
+                    match read_fd(&mut self.flow, fd, &mut self.buf) {
                         Ok(n) => break n,
                         Err(e) if interrupted(&e) => {}
                         Err(e) => return Err(DownError::Recv(e)),
@@ -590,7 +665,7 @@ impl Sink {
                 if self.discard {
                     return Ok(Got::Data(n));
                 }
-                write_all(STDOUT, &self.buf[..n], &mut |_| {})
+                write_all(&mut self.flow, STDOUT, &self.buf[..n], &mut |_| {})
                     .map_err(|(_, err)| DownError::Stdout { err, received: n })?;
                 self.grow.after(n);
                 Ok(Got::Data(n))
@@ -616,8 +691,8 @@ impl Sink {
             None => unreachable!("SpliceVia always has its pipe"),
         };
         let n = loop {
-            let t0 = Instant::now();
-            match sys::splice(sock, pw, ZC_CHUNK, 0) {
+            let t0 = narrate::narrating().then(Instant::now);
+            match splice_fd(&mut self.flow, sock, pw, ZC_CHUNK) {
                 Ok(n) => break n,
                 Err(e) if interrupted(&e) => {}
                 Err(e) if self.zc_moved == 0 && unsupported(&e) => {
@@ -633,8 +708,8 @@ impl Sink {
         }
         let mut left = n;
         while left > 0 {
-            let t0 = Instant::now();
-            match sys::splice(pr, STDOUT, left, 0) {
+            let t0 = narrate::narrating().then(Instant::now);
+            match splice_fd(&mut self.flow, pr, STDOUT, left) {
                 Ok(0) => {
                     let err = io::ErrorKind::WriteZero.into();
                     return Err(DownError::Stdout { err, received: n });
@@ -670,13 +745,13 @@ impl Sink {
     fn drain_pipe(&mut self, pr: RawFd, mut left: usize) -> io::Result<()> {
         while left > 0 {
             let want = left.min(self.buf.len());
-            let n = match read_fd(pr, &mut self.buf[..want]) {
+            let n = match read_fd(&mut self.flow, pr, &mut self.buf[..want]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => n,
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => return Err(e),
             };
-            write_all(STDOUT, &self.buf[..n], &mut |_| {}).map_err(|(_, e)| e)?;
+            write_all(&mut self.flow, STDOUT, &self.buf[..n], &mut |_| {}).map_err(|(_, e)| e)?;
             left -= n;
         }
         Ok(())

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mio::{Interest, Registry, Token};
+use socket2::SockRef;
 
 use super::lanes::Lanes;
 use super::limits::Limits;
@@ -185,26 +186,37 @@ impl Acceptor {
         }
     }
 
-    /// accept(), narrated at -vv with the new socket's TCP state.
+    /// accept(), narrated at -vv with the new socket's TCP state. mio's accept is accept4 with
+    /// SOCK_NONBLOCK: the event loop never blocks on a client.
     fn accept(&self) -> io::Result<(Stream, Peer)> {
         let t0 = narrate::narrating().then(Instant::now);
         let result = self.listener.accept();
         if let Some(t0) = t0 {
             match &result {
-                Ok((s, from)) => narrate::call(
-                    format_args!(
-                        "accept(fd {}) = fd {} from {from}{}",
-                        self.fd,
-                        s.as_raw_fd(),
-                        socket::tcp_state(s.as_raw_fd())
-                            .map(|s| format!(" -> {s}"))
-                            .unwrap_or_default()
-                    ),
-                    t0.elapsed(),
-                ),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok((s, from)) => {
+                    if let Peer::Ip(addr) = from {
+                        // For the look-up of what remains after this client's close().
+                        socket::remember_end(s.as_raw_fd(), *addr, false);
+                    }
+                    narrate::call(
+                        format_args!(
+                            "accept4(fd {}, ..., SOCK_CLOEXEC|SOCK_NONBLOCK) = fd {} from {from}{}",
+                            self.fd,
+                            s.as_raw_fd(),
+                            socket::state_suffix(&SockRef::from(s))
+                        ),
+                        t0.elapsed(),
+                    );
+                    socket::explain_accept(self.fd, s.as_raw_fd());
+                }
+                // The EAGAIN that ends each round of accepts is only worth a line at -vvv.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !narrate::every_call() => {}
                 Err(e) => narrate::call(
-                    format_args!("accept(fd {}) {}", self.fd, narrate::errno_text(e)),
+                    format_args!(
+                        "accept4(fd {}, ..., SOCK_CLOEXEC|SOCK_NONBLOCK) {}",
+                        self.fd,
+                        narrate::errno_text(e)
+                    ),
                     t0.elapsed(),
                 ),
             }

@@ -11,6 +11,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -18,7 +19,7 @@ use socket2::SockRef;
 use super::peer::Peer;
 use super::service::Next;
 use super::stream::Stream;
-use crate::narrate;
+use crate::narrate::{self, Flow, Key};
 use crate::socket;
 
 /// How long a client may take to close after the server said goodbye (its lingering close),
@@ -130,11 +131,47 @@ pub struct Conn<S> {
     closing_since: Option<Instant>,
     /// Owed its cap or more, as last told to `AtCap`.
     full: bool,
+    /// This client's read/write calls, narrated at -vv (`None` otherwise).
+    flow: Option<Flow>,
+}
+
+/// Which way a data call on a client's socket went.
+#[derive(Clone, Copy)]
+enum Dir {
+    Recv,
+    Send,
+}
+
+/// Tells `flow` of one call moving `len` bytes on `fd`. std's socket read and write (under
+/// mio's) are recvfrom(2) with no flags and sendto(2) with MSG_NOSIGNAL, as strace shows them.
+fn data_call(flow: &mut Flow, dir: Dir, fd: RawFd, len: usize, r: &io::Result<usize>) {
+    let name = match dir {
+        Dir::Recv => "recvfrom",
+        Dir::Send => "sendto",
+    };
+    let key = Key {
+        name,
+        from: fd,
+        to: None,
+    };
+    let r = match r {
+        Ok(n) => Ok(*n),
+        Err(e) => Err(e
+            .raw_os_error()
+            .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)),
+    };
+    let full = || match dir {
+        Dir::Recv => format!("recvfrom(fd {fd}, buf, {len}, 0, NULL, NULL)"),
+        Dir::Send => format!("sendto(fd {fd}, buf, {len}, MSG_NOSIGNAL, NULL, 0)"),
+    };
+    flow.call(key, full, &r);
 }
 
 impl<S> Conn<S> {
     pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
+        let flow = Flow::for_client(&peer);
         Conn {
+            flow,
             sock,
             peer,
             session,
@@ -211,9 +248,17 @@ impl<S> Conn<S> {
     /// byte, into `buf`. An EOF moves the connection to its half-closed phase.
     pub fn read(&mut self, buf: &mut [u8], cap: usize, now: Instant) -> Input {
         let want = cap.saturating_sub(self.owed()).min(buf.len());
-        match (&self.sock).read(&mut buf[..want]) {
+        let got = (&self.sock).read(&mut buf[..want]);
+        if let Some(flow) = &mut self.flow {
+            data_call(flow, Dir::Recv, self.sock.as_raw_fd(), want, &got);
+        }
+        match got {
             Ok(0) => {
                 self.readable = false;
+                socket::look(
+                    &SockRef::from(&self.sock),
+                    "read returned 0: the client's FIN",
+                );
                 let closing = self.is_closing();
                 self.phase = Phase::PeerDone;
                 // After our goodbye their EOF is all we waited for: nothing to tell.
@@ -339,7 +384,17 @@ impl<S> Conn<S> {
     fn write_some(&mut self, data: &[u8], now: Instant) -> io::Result<usize> {
         let mut done = 0;
         while done < data.len() {
-            match (&self.sock).write(&data[done..]) {
+            let r = (&self.sock).write(&data[done..]);
+            if let Some(flow) = &mut self.flow {
+                data_call(
+                    flow,
+                    Dir::Send,
+                    self.sock.as_raw_fd(),
+                    data.len() - done,
+                    &r,
+                );
+            }
+            match r {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

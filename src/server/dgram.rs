@@ -38,18 +38,27 @@ const SIGNAL: Token = Token(1);
 /// be) is ignored. A reply the kernel cannot queue right now is dropped, as any datagram may
 /// be; the totals count them.
 pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) -> Result<()> {
-    let unix = sock
-        .local_addr()
-        .context("reading the datagram socket's address (getsockname)")?
-        .domain()
-        == Domain::UNIX;
+    // getsockname, narrated like every call on the socket: which domain it is in.
+    let name = narrate::traced(
+        || sock.local_addr(),
+        |r| match r {
+            Ok(a) => format!("getsockname(fd {}) = {}", socket::fd(&sock), show(a)),
+            Err(e) => format!(
+                "getsockname(fd {}) {}",
+                socket::fd(&sock),
+                narrate::errno_text(e)
+            ),
+        },
+    )
+    .context("reading the datagram socket's address (getsockname)")?;
+    let unix = name.domain() == Domain::UNIX;
     let noun = if unix {
         "datagram socket"
     } else {
         "UDP socket"
     };
     let mut stop = Stop::install()?;
-    sock.set_nonblocking(true)
+    socket::set_nonblocking(&sock, true)
         .with_context(|| format!("making the {noun} non-blocking"))?;
     let fd = socket::fd(&sock);
     let mut watched = Watched::new(sock, unix);
@@ -62,10 +71,8 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
         .context("registering the signal pipe with epoll")?;
     let sock = watched.sock();
     let started = Instant::now();
-    let mut guard = (!unix)
-        .then(|| sock.local_addr().ok().and_then(|a| a.as_socket()))
-        .flatten()
-        .map(|local| Guard::new(local, started));
+    // The reflection guard needs our own port: the getsockname above already said it.
+    let mut guard = name.as_socket().map(|local| Guard::new(local, started));
     let mut events = Events::with_capacity(64);
     // A Unix datagram may be far larger than a UDP one can.
     let len = if unix { 256 * 1024 } else { 64 * 1024 };
@@ -75,6 +82,8 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
     // Datagrams may be queued that no event will announce (edge-triggered, and a turn takes
     // at most PER_TURN), so the next wait does not sleep.
     let mut behind = false;
+    // The datagram calls, narrated at -vv: the first few in full, then once a second.
+    let mut flow = narrate::Flow::new("datagrams");
     let stopped_by = 'serve: loop {
         let wait = behind.then_some(std::time::Duration::ZERO);
         if let Err(e) = poll.poll(&mut events, wait) {
@@ -98,7 +107,17 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
             for _ in 0..PER_TURN {
                 // Until recvfrom says EAGAIN, more may be waiting.
                 behind = true;
-                let (n, from) = match sock.recv_from(&mut buf) {
+                let got = sock.recv_from(&mut buf);
+                if let Some(f) = &mut flow {
+                    let who = got
+                        .as_ref()
+                        .map_or_else(|_| String::new(), |(_, a)| show(a));
+                    let len = buf.len();
+                    let r = got.as_ref().map(|(n, _)| *n).map_err(copy_error);
+                    let full = || format!("recvfrom(fd {fd}, buf, {len}, 0, {who})");
+                    f.call(key("recvfrom", fd), full, &r);
+                }
+                let (n, from) = match got {
                     Ok(got) => got,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         behind = false;
@@ -146,7 +165,7 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
                 let mut session = service.open(peer.sock_addr(), &mut out);
                 let _ = service.input(&mut session, crate::sys::received(&buf, n), &mut out);
                 if !out.is_empty() || S::ANSWERS_EMPTY {
-                    t.reply(&sock, &out, &from, &peer, n);
+                    t.reply(&sock, &out, &from, &peer, n, &mut flow);
                 }
             }
         }
@@ -238,13 +257,30 @@ impl Tally {
     }
 
     /// sendto() the service's answer to a datagram of `n` bytes; counted and, at -v, said.
-    fn reply(&mut self, sock: &Socket, out: &[u8], to: &SockAddr, peer: &Peer, n: usize) {
+    fn reply(
+        &mut self,
+        sock: &Socket,
+        out: &[u8],
+        to: &SockAddr,
+        peer: &Peer,
+        n: usize,
+        flow: &mut Option<narrate::Flow>,
+    ) {
         // A datagram's sender as the log has always named it: the address or socket name.
         let who: &dyn std::fmt::Display = match peer {
             Peer::Ip(a) => a,
             Peer::Unix(name) => name,
         };
-        match sock.send_to(out, to) {
+        let sent = sock.send_to(out, to);
+        if let Some(f) = flow {
+            let fd = socket::fd(sock);
+            let len = out.len();
+            let r = sent.as_ref().map(|m| *m).map_err(copy_error);
+            // socket2's send_to is sendto(2) with no flags, as strace shows.
+            let full = || format!("sendto(fd {fd}, buf, {len}, 0, {who})");
+            f.call(key("sendto", fd), full, &r);
+        }
+        match sent {
             Ok(m) => {
                 self.answered += 1;
                 self.bytes_out += m as u64;
@@ -260,6 +296,27 @@ impl Tally {
             }
         }
     }
+}
+
+/// A datagram call's identity for narration's counting.
+fn key(name: &'static str, fd: std::os::fd::RawFd) -> narrate::Key {
+    narrate::Key {
+        name,
+        from: fd,
+        to: None,
+    }
+}
+
+/// The same errno in a new value: narration tells an error the caller still matches on.
+fn copy_error(e: &io::Error) -> io::Error {
+    e.raw_os_error()
+        .map_or_else(|| io::Error::from(e.kind()), io::Error::from_raw_os_error)
+}
+
+/// A sender's address as narration shows it: IP, or a Unix socket's name.
+fn show(a: &SockAddr) -> String {
+    a.as_socket()
+        .map_or_else(|| unix::show(a), |s| plain_addr(s).to_string())
 }
 
 /// The socket as mio watches it (mio registers only its own types); the I/O goes through

@@ -19,6 +19,7 @@ use socket2::{SockAddr, SockRef, Socket, Type};
 use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen, raise_fd_limit};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
+use super::lookup::Lookup;
 use super::pair::{Broken, Pair, PipePool, Side, Turn};
 use super::peer::{Peer, plain_addr};
 use super::report::counted;
@@ -34,7 +35,8 @@ use crate::sockopt::{Plan, SockKind, Stage};
 /// Where each client is forwarded to.
 #[derive(Debug, Clone)]
 pub enum Dest {
-    /// HOST PORT, resolved again for each client (the addresses may change while we run).
+    /// HOST PORT, looked up again as clients come (the addresses may change while we run),
+    /// off the event loops (`lookup.rs`).
     Ip {
         host: String,
         port: u16,
@@ -91,6 +93,17 @@ pub fn serve_forward(
             "moving bytes with splice(2), socket -> pipe -> socket, no copy through user space"
         ));
     }
+    // HOST looked up off the loops from here on; the first answer is the one that checks it
+    // before the loops start.
+    let lookup = match &fwd.dest {
+        Dest::Ip { host, port, family } => Some(Lookup::start(
+            host,
+            *port,
+            *family,
+            crate::addr::resolve(host, *port, *family)?,
+        )),
+        Dest::Unix(_) => None,
+    };
     let started = Instant::now();
     let shared = Shared {
         lanes: &lanes,
@@ -98,6 +111,7 @@ pub fn serve_forward(
         plan,
         fwd,
         here: &here,
+        lookup: lookup.as_deref(),
     };
     let acceptor = Acceptor::new(listener, fd, stop);
     let outcomes = std::thread::scope(|scope| {
@@ -152,6 +166,8 @@ struct Shared<'a> {
     fwd: &'a Forward,
     /// The listening Unix socket's name.
     here: &'a str,
+    /// HOST's addresses (`None` for a Unix target).
+    lookup: Option<&'a Lookup>,
 }
 
 /// What one loop did, for the totals line.
@@ -371,13 +387,14 @@ impl<'a> Loop<'a> {
         let copy = self.shared.fwd.dump.is_some();
         let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
-            Dest::Ip { host, port, family } => match crate::addr::resolve(host, *port, *family) {
-                Ok(addrs) => {
+            Dest::Ip { .. } => match self.shared.lookup.map(Lookup::current) {
+                Some(Ok(addrs)) => {
                     pair.next_addrs = addrs;
                     pair.next_addrs.reverse();
                     Ok(())
                 }
-                Err(e) => Err(format!("{e:#}")),
+                Some(Err(why)) => Err(why),
+                None => Err("no lookup for the target".to_string()),
             },
             Dest::Unix(path) => self.connect_unix(&mut pair, path, slot),
         };

@@ -21,6 +21,7 @@ mod fanout;
 mod forward;
 mod lanes;
 mod limits;
+mod lookup;
 mod pair;
 mod peer;
 mod reflect;

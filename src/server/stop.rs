@@ -29,8 +29,8 @@ impl Stop {
             .context("making the signal pipe non-blocking")?;
         let which = Arc::new(AtomicUsize::new(0));
         let flag = Arc::clone(&which);
-        crate::relay::interrupt::install()?;
-        crate::relay::interrupt::hand_over(move |sig| {
+        crate::interrupt::install()?;
+        crate::interrupt::hand_over(move |sig| {
             flag.store(usize::try_from(sig).unwrap_or(0), Ordering::SeqCst);
             // A full pipe already holds a wake-up.
             let _ = (&tx).write(b"!");

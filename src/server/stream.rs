@@ -9,7 +9,7 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use socket2::Socket;
+use socket2::{SockRef, Socket};
 
 use super::peer::{Peer, plain_addr};
 use crate::socket::{self, unix};
@@ -24,7 +24,7 @@ impl Listen {
     /// Wraps a bound, listening socket for mio (made non-blocking first, as edge-triggered
     /// epoll needs): a Unix-domain one when `unix`, TCP otherwise.
     pub fn new(listener: Socket, unix: bool) -> io::Result<Listen> {
-        listener.set_nonblocking(true)?;
+        socket::set_nonblocking(&listener, true)?;
         Ok(if unix {
             Listen::Unix(UnixListener::from_std(
                 std::os::unix::net::UnixListener::from(OwnedFd::from(listener)),
@@ -75,8 +75,8 @@ impl Stream {
     /// already announced, so nothing).
     pub fn local_shown(&self) -> String {
         match self {
-            Stream::Tcp(s) => s
-                .local_addr()
+            // Narrated (getsockname), like every call on a client's socket.
+            Stream::Tcp(s) => socket::local_addr(&SockRef::from(s))
                 .map(|a| format!(" on {}", plain_addr(a)))
                 .unwrap_or_default(),
             Stream::Unix(_) => String::new(),

@@ -19,6 +19,7 @@ use socket2::{SockRef, Socket};
 
 use super::forward::{Dest, Forward};
 use super::limits::Limits;
+use super::lookup::Lookup;
 use super::peer::plain_addr;
 use super::report::counted;
 use super::slots::Slots;
@@ -60,6 +61,13 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
     let Dest::Ip { host, port, family } = &fwd.dest else {
         anyhow::bail!("UDP forwarding needs HOST PORT as its target");
     };
+    // HOST looked up off the loop from here on (lookup.rs).
+    let lookup = Lookup::start(
+        host,
+        *port,
+        *family,
+        crate::addr::resolve(host, *port, *family)?,
+    );
     let mut stop = Stop::install()?;
     sock.set_nonblocking(true)
         .context("making the UDP socket non-blocking")?;
@@ -138,7 +146,7 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
                             }
                             continue;
                         }
-                        match open_flow(host, *port, *family, fwd, from, now) {
+                        match open_flow(&lookup, fwd, from, now) {
                             Ok(mut flow) => {
                                 let (slot, tok) = flows.vacant();
                                 if let Err(e) = poll.registry().register(
@@ -271,17 +279,10 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
     Ok(())
 }
 
-/// A connected UDP socket to the target for a new client address (resolved again, so a
-/// target that moved is followed).
-fn open_flow(
-    host: &str,
-    port: u16,
-    family: crate::addr::Family,
-    fwd: &Forward,
-    client: SocketAddr,
-    now: Instant,
-) -> Result<Flow> {
-    let addrs = crate::addr::resolve(host, port, family)?;
+/// A connected UDP socket to the target for a new client address (HOST's latest addresses,
+/// so a target that moved is followed).
+fn open_flow(lookup: &Lookup, fwd: &Forward, client: SocketAddr, now: Instant) -> Result<Flow> {
+    let addrs = lookup.current().map_err(|why| anyhow::anyhow!(why))?;
     let sock = udp::connect_udp(&addrs, &fwd.out_plan)?;
     sock.set_nonblocking(true)
         .context("making the outbound UDP socket non-blocking")?;

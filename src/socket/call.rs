@@ -37,7 +37,7 @@ pub fn target(addr: &SocketAddr, kind: SockKind) -> Target {
 /// `socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP) = fd 3`, `socket(AF_UNIX, SOCK_DGRAM, 0) = fd 3`:
 /// the arguments by their C names, so the line reads as the call in a textbook.
 pub fn open(domain: Domain, ty: Type, protocol: Option<Protocol>) -> io::Result<Socket> {
-    narrate::traced(
+    let made = narrate::traced(
         || Socket::new(domain, ty, protocol),
         |r| {
             let res = match r {
@@ -56,9 +56,20 @@ pub fn open(domain: Domain, ty: Type, protocol: Option<Protocol>) -> io::Result<
                 Some(p) if p == Protocol::UDP => "IPPROTO_UDP",
                 _ => "0",
             };
-            format!("socket({family}, {}, {proto}) {res}", type_name(ty))
+            // socket2 asks for close-on-exec in the same call, as strace shows.
+            format!(
+                "socket({family}, {}|SOCK_CLOEXEC, {proto}) {res}",
+                type_name(ty)
+            )
         },
-    )
+    )?;
+    narrate::explain(format_args!(
+        "socket() made an endpoint, fd {}: the kernel's handle for a connection to come; \
+         nothing is on the wire yet. Java does this inside new Socket(host, port) and new \
+         ServerSocket(port).",
+        fd(&made)
+    ));
+    Ok(made)
 }
 
 /// `SOCK_STREAM` or `SOCK_DGRAM`, as socket() and the Unix `connecting to` line name it.
@@ -78,11 +89,19 @@ pub fn bind(sock: &Socket, to: &SockAddr, shown: &dyn fmt::Display, note: &str) 
         || sock.bind(to),
         After::Nothing,
         |fd, res| format!("bind(fd {fd}, {shown}) {res}{note}"),
-    )
+    )?;
+    narrate::explain(format_args!(
+        "bind() gave fd {} its local address, {shown}: what arrives for it now comes to this \
+         socket (port 0 asks the kernel to pick a free one).",
+        fd(sock)
+    ));
+    Ok(())
 }
 
-/// `connect(fd 3, 127.0.0.1:4444) (timeout 5s) = 0 -> ESTABLISHED`: bounded by `timeout`
-/// when one is given, as socket2 does it (non-blocking connect, then poll).
+/// `connect(fd 3, 127.0.0.1:4444) = 0 -> ESTABLISHED`. With a `timeout` it is the
+/// non-blocking connect every bounded connect is, each step narrated as it happens: fcntl
+/// O_NONBLOCK, connect() = EINPROGRESS, poll(POLLOUT) until the handshake ends or the time is
+/// up, getsockopt(SO_ERROR) for how it ended, and blocking again for the relay.
 pub fn connect(
     sock: &Socket,
     to: &SockAddr,
@@ -90,16 +109,154 @@ pub fn connect(
     timeout: Option<Duration>,
     after: After,
 ) -> io::Result<()> {
-    let call = || match timeout {
-        Some(t) => sock.connect_timeout(to, t),
-        None => sock.connect(to),
+    let Some(limit) = timeout else {
+        narrated(
+            sock,
+            || sock.connect(to),
+            after,
+            |fd, res| format!("connect(fd {fd}, {shown}) {res}"),
+        )?;
+        explain_connect(sock, shown, after);
+        return Ok(());
     };
-    narrated(sock, call, after, |fd, res| {
-        let limit = timeout
-            .map(|t| format!(" (timeout {})", narrate::short(t)))
-            .unwrap_or_default();
-        format!("connect(fd {fd}, {shown}){limit} {res}")
-    })
+    set_nonblocking(sock, true)?;
+    let started = narrated(
+        sock,
+        || sock.connect(to),
+        After::Nothing,
+        |fd, res| {
+            let told = if res.contains("EINPROGRESS") && after == After::TcpState {
+                state::after_inprogress(sock)
+            } else {
+                after.told(sock)
+            };
+            format!("connect(fd {fd}, {shown}) {res}{told}")
+        },
+    );
+    let result = match started {
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => finish_connect(sock, limit, after),
+        other => other,
+    };
+    // Blocking again whatever happened: the relay reads and writes it that way.
+    set_nonblocking(sock, false)?;
+    if result.is_ok() {
+        explain_connect(sock, shown, after);
+    }
+    result
+}
+
+/// `--explain` after a connect() that worked.
+fn explain_connect(sock: &Socket, shown: &dyn fmt::Display, after: After) {
+    if !narrate::explaining() {
+        return;
+    }
+    let stream = sock.r#type().is_ok_and(|t| t == Type::STREAM);
+    if after == After::Nothing && stream {
+        narrate::explain(format_args!(
+            "connect() joined fd {} to the server listening at {shown}: between Unix sockets \
+             the kernel links the two ends directly, no handshake on any wire. Java: \
+             SocketChannel.open(UnixDomainSocketAddress.of(path)).",
+            fd(sock)
+        ));
+    } else if after == After::TcpState {
+        narrate::explain(format_args!(
+            "connect() ran TCP's three-way handshake with {shown} (SYN, SYN-ACK, ACK): fd {} \
+             is a connection now, and the kernel gave our end an ephemeral port. Java's new \
+             Socket(host, port) is socket() + connect().",
+            fd(sock)
+        ));
+    } else {
+        narrate::explain(format_args!(
+            "connect() fixed fd {}'s peer, {shown}. On a datagram socket nothing is sent: it \
+             only means send() needs no address and only that peer's datagrams come in.",
+            fd(sock)
+        ));
+    }
+}
+
+/// `fcntl(fd 3, F_SETFL, O_RDWR|O_NONBLOCK) = 0`: socket2 reads the flags (F_GETFL) and sets
+/// them with O_NONBLOCK added or taken away.
+pub fn set_nonblocking(sock: &Socket, on: bool) -> io::Result<()> {
+    let flags = if on { "O_RDWR|O_NONBLOCK" } else { "O_RDWR" };
+    narrated(
+        sock,
+        || sock.set_nonblocking(on),
+        After::Nothing,
+        |fd, res| format!("fcntl(fd {fd}, F_SETFL, {flags}) {res}"),
+    )
+}
+
+/// After connect() said EINPROGRESS: poll(POLLOUT) until the handshake has ended (bounded by
+/// `limit`, re-polled after EINTR), then getsockopt(SO_ERROR) for how.
+fn finish_connect(sock: &Socket, limit: Duration, after: After) -> io::Result<()> {
+    let n = fd(sock);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        let mut p = [libc::pollfd {
+            fd: n,
+            events: libc::POLLOUT,
+            revents: 0,
+        }];
+        let t0 = narrate::narrating().then(std::time::Instant::now);
+        let r = crate::sys::poll(&mut p, ms);
+        if let Some(t0) = t0 {
+            let res = match &r {
+                Ok(0) => "= 0 (Timeout)".to_string(),
+                Ok(k) => format!("= {k} ({})", revents(p[0].revents)),
+                Err(e) => narrate::errno_text(e),
+            };
+            narrate::call(
+                format_args!("poll([{{fd={n}, events=POLLOUT}}], 1, {ms}) {res}"),
+                t0.elapsed(),
+            );
+        }
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            // Our deadline, not the kernel's: no errno, so the caller can say -w ran out.
+            Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) => break,
+        }
+    }
+    let pending = narrate::traced(
+        || sock.take_error(),
+        |r| {
+            let res = match r {
+                Ok(None) => "= 0 (no error: the handshake completed)".to_string(),
+                Ok(Some(e)) => format!(
+                    "= 0, error {}",
+                    narrate::errno_text(e).trim_start_matches("= -1 ")
+                ),
+                Err(e) => narrate::errno_text(e),
+            };
+            format!(
+                "getsockopt(fd {n}, SOL_SOCKET, SO_ERROR) {res}{}",
+                after.told(sock)
+            )
+        },
+    )?;
+    match pending {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// poll()'s revents as strace prints them: `POLLOUT|POLLERR|POLLHUP`.
+fn revents(r: libc::c_short) -> String {
+    let names = [
+        (libc::POLLIN, "POLLIN"),
+        (libc::POLLOUT, "POLLOUT"),
+        (libc::POLLERR, "POLLERR"),
+        (libc::POLLHUP, "POLLHUP"),
+    ];
+    let set: Vec<&str> = names
+        .iter()
+        .filter(|(bit, _)| r & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    set.join("|")
 }
 
 /// `listen(fd 3, backlog 1024) = 0 -> LISTEN`.
@@ -110,7 +267,15 @@ pub fn listen(sock: &Socket, backlog: i32, after: After) -> Result<()> {
         after,
         |fd, res| format!("listen(fd {fd}, backlog {backlog}) {res}"),
     )
-    .map_err(|e| anyhow!("listen(): {}", error::plain(&e)))
+    .map_err(|e| anyhow!("listen(): {}", error::plain(&e)))?;
+    narrate::explain(format_args!(
+        "listen() made fd {} a listening socket: the kernel now answers handshakes by itself \
+         and queues the finished ones (the backlog, {backlog} here, capped by somaxconn) until \
+         accept() takes them. Java's new ServerSocket(4444) is socket + \
+         setsockopt(SO_REUSEADDR) + bind + listen.",
+        fd(sock)
+    ));
+    Ok(())
 }
 
 /// `shutdown(fd, SHUT_WR)` and friends: half-close, the peer reads EOF.
@@ -125,7 +290,14 @@ pub fn shutdown(sock: &Socket, how: Shutdown) -> io::Result<()> {
         || sock.shutdown(how),
         After::TcpState,
         |fd, res| format!("shutdown(fd {fd}, {name}) {res}"),
-    )
+    )?;
+    if how == Shutdown::Write {
+        narrate::explain(format_args!(
+            "shutdown(SHUT_WR) sent our FIN: the peer's read() returns 0, end of stream, yet we \
+             can still read what it sends. Java: socket.shutdownOutput()."
+        ));
+    }
+    Ok(())
 }
 
 /// A call on `sock` that returns nothing, narrated by `text` (given the descriptor and the
@@ -142,7 +314,8 @@ fn narrated(
     })
 }
 
-/// `accept(fd 3) = fd 4 from 127.0.0.1:51234`: blocks until a client has connected; returns
+/// `accept4(fd 3, ..., SOCK_CLOEXEC) = fd 4 from 127.0.0.1:51234` (socket2's accept is
+/// accept4, the new descriptor close-on-exec from birth): blocks until a client has connected; returns
 /// its socket and address, the address shown by `show` (IP and Unix addresses read
 /// differently).
 pub fn accept(
@@ -150,19 +323,37 @@ pub fn accept(
     show: fn(&SockAddr) -> String,
     after: After,
 ) -> io::Result<(Socket, SockAddr)> {
-    narrate::traced(
+    let accepted = narrate::traced(
         || listener.accept(),
         |r| match r {
             Ok((s, a)) => format!(
-                "accept(fd {}) = fd {} from {}{}",
+                "accept4(fd {}, ..., SOCK_CLOEXEC) = fd {} from {}{}",
                 fd(listener),
                 fd(s),
                 show(a),
                 after.told(s)
             ),
-            Err(e) => format!("accept(fd {}) {}", fd(listener), narrate::errno_text(e)),
+            Err(e) => format!(
+                "accept4(fd {}, ..., SOCK_CLOEXEC) {}",
+                fd(listener),
+                narrate::errno_text(e)
+            ),
         },
-    )
+    )?;
+    if let Some(peer) = accepted.1.as_socket() {
+        state::remember_end(fd(&accepted.0), peer, false);
+    }
+    explain_accept(fd(listener), fd(&accepted.0));
+    Ok(accepted)
+}
+
+/// `--explain` after accept() returned `client` from `listener`.
+pub fn explain_accept(listener: RawFd, client: RawFd) {
+    narrate::explain(format_args!(
+        "accept() took the first finished handshake off the queue and returned it as a new \
+         socket, fd {client}, on the same local port; fd {listener} goes on listening. Java: \
+         Socket clientSocket = serverSocket.accept()."
+    ));
 }
 
 /// An IP address as narration shows it; `(not IP)` for anything else.
@@ -195,26 +386,56 @@ fn ip_name(
         },
     )
     .map_err(|e| anyhow!("{call}(): {}", error::plain(&e)))?;
-    r.as_socket()
-        .ok_or_else(|| anyhow!("{call}(): not an IP address"))
+    let addr = r
+        .as_socket()
+        .ok_or_else(|| anyhow!("{call}(): not an IP address"))?;
+    state::remember_end(fd(sock), addr, call == "getsockname");
+    Ok(addr)
 }
 
-/// `close(fd)`, narrated with the TCP state the socket was in; the socket is gone afterwards.
+/// `close(fd)`, narrated with the TCP state the socket was in and what close() sends (a FIN,
+/// a RST, or nothing); the socket is gone afterwards. For a TCP connection, what the kernel
+/// still holds of it is then looked up (`state::after_close`): TIME_WAIT, most often.
 pub fn close(sock: Socket) {
     let n = fd(&sock);
-    let was = if narrate::narrating() {
-        state::tcp_state(n)
-            .map(|s| format!(" (was {s})"))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    if !narrate::narrating() {
+        drop(sock);
+        return;
+    }
+    state::look(&sock, "looked before close()");
+    let tcp = state::tcp_state(n);
+    let was = tcp
+        .map(|s| format!(" (was {s}{})", state::before_close(&sock, s)))
+        .unwrap_or_default();
+    // The two ends as narration showed them, for the look-up after (a listener has none).
+    let ends = state::forget(n).filter(|_| tcp.is_some_and(|s| s != "LISTEN"));
     narrate::traced(
         || {
             drop(sock);
             Ok(())
         },
         |_| format!("close(fd {n}) = 0{was}"),
+    )
+    .ok();
+    narrate::explain(format_args!(
+        "close() gave fd {n} back; what TCP still owes (a FIN, a RST, the wait after) the \
+         kernel finishes without us. Java: socket.close()."
+    ));
+    if let Some((local, peer)) = ends {
+        state::after_close(local, peer);
+    }
+}
+
+/// `close(fd 6)` of a second descriptor for a socket (F_DUPFD_CLOEXEC): the socket itself
+/// stays open on its first, so nothing is sent and nothing is looked up.
+pub fn close_dup(sock: Socket) {
+    let n = fd(&sock);
+    narrate::traced(
+        || {
+            drop(sock);
+            Ok(())
+        },
+        |_| format!("close(fd {n}) = 0 (a second descriptor: the socket stays open on its first)"),
     )
     .ok();
 }

@@ -23,7 +23,10 @@ mod tcp;
 pub mod udp;
 pub mod unix;
 
-pub use call::{close, fd, local_addr, peer_addr, poll_readable, shutdown, target};
+pub use call::{
+    close, close_dup, explain_accept, fd, local_addr, peer_addr, poll_readable, set_nonblocking,
+    shutdown, target,
+};
 pub use listener::{Listener, bind_udp, listen, reach};
-pub use state::{state_suffix, tcp_info_summary, tcp_state};
+pub use state::{after_inprogress, look, remember_end, state_suffix, tcp_info_summary, tcp_state};
 pub use tcp::{accept, connect_from, tcp_socket};

@@ -75,13 +75,7 @@ pub fn connect(
         "connecting to {addr} (Unix, {})",
         call::type_name(ty)
     ));
-    let result = narrate::traced(
-        || match timeout {
-            Some(t) => sock.connect_timeout(&sa, t),
-            None => sock.connect(&sa),
-        },
-        |r| format!("connect(fd {}, {addr}) {}", fd(&sock), narrate::outcome(r)),
-    );
+    let result = call::connect(&sock, &sa, addr, timeout, After::Nothing);
     if let Err(e) = result {
         call::close(sock);
         let abstract_name = matches!(addr, UnixAddr::Abstract(_));

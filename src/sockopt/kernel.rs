@@ -19,7 +19,8 @@ impl Adjust {
             }
             (Adjust::EcnMasked, Value::Int(n)) if *n >= 0 => Value::Int(n & !3),
             (Adjust::Capped(sysctl), Value::Int(n)) => {
-                let max = read_sysctl(sysctl).map_or(i64::MAX, |m| m as i64);
+                let max =
+                    read_sysctl(sysctl).map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX));
                 Value::Int((*n).min(max))
             }
             _ => req.clone(),
@@ -63,6 +64,22 @@ impl Adjust {
             }
             (Adjust::Exact, _, _) => "the kernel reports a different value".to_string(),
         }
+    }
+}
+
+/// When another requested option changed this row's value (`requested` looks one up by name),
+/// which one and how, for `--show-opts`: setting IP_TOS makes Linux derive SO_PRIORITY from
+/// the TOS bits (rt_tos2priority), replacing a priority asked for before it.
+pub(super) fn caused_by(row: &Row, requested: &dyn Fn(&str) -> Option<Value>) -> Option<String> {
+    match row.name {
+        "SO_PRIORITY" => {
+            let tos = requested("IP_TOS")?;
+            Some(format!(
+                "set by IP_TOS={tos}, applied after it: Linux derives the priority from the \
+                 TOS bits (rt_tos2priority)"
+            ))
+        }
+        _ => None,
     }
 }
 

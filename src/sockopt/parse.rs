@@ -97,7 +97,12 @@ pub fn parse_value(kind: Kind, text: Option<&str>) -> Result<Value, String> {
             }
             Ok(Value::Toggle((!d.is_zero()).then_some(d)))
         }
-        Kind::Int => parse_int(text).map(Value::Int),
+        Kind::Int(lo, hi) => match parse_int(text)? {
+            n if n < lo || n > hi => Err(format!(
+                "{n} is outside {lo}-{hi}, the values the kernel keeps for it"
+            )),
+            n => Ok(Value::Int(n)),
+        },
         Kind::Name if text.is_empty() => Err("needs a name".to_string()),
         Kind::Name => Ok(Value::Name(text.to_string())),
     }
@@ -227,10 +232,17 @@ mod tests {
         assert!(parse_value(Kind::Bool, Some("maybe")).is_err());
         assert!(parse_value(Kind::Bytes, Some("12Q")).is_err());
         assert!(parse_value(Kind::Bytes, Some("8G")).is_err());
-        assert!(parse_value(Kind::Int, None).is_err());
-        assert_eq!(parse_value(Kind::Int, Some("0x10")), Ok(Value::Int(16)));
-        assert_eq!(parse_value(Kind::Int, Some("-1")), Ok(Value::Int(-1)));
-        assert!(parse_value(Kind::Int, Some("3000000000")).is_err());
+        let int = Kind::Int(-1, 2_147_483_647);
+        assert!(parse_value(int, None).is_err());
+        assert_eq!(parse_value(int, Some("0x10")), Ok(Value::Int(16)));
+        assert_eq!(parse_value(int, Some("-1")), Ok(Value::Int(-1)));
+        assert!(parse_value(int, Some("3000000000")).is_err());
+        // A byte-sized option: 256 would be stored as 0, so it is refused with the range.
+        let tos = Kind::Int(0, 255);
+        assert_eq!(parse_value(tos, Some("0xff")), Ok(Value::Int(255)));
+        let e = parse_value(tos, Some("256")).unwrap_err();
+        assert!(e.contains("256 is outside 0-255"), "{e}");
+        assert!(parse_value(tos, Some("-1")).is_err());
         assert_eq!(
             parse_value(Kind::Seconds, Some("2m")),
             Ok(Value::Duration(Duration::from_mins(2)))

@@ -142,7 +142,12 @@ impl Plan {
         for (row, got) in rows.iter().zip(got) {
             let requested = self.last_for(row);
             let (kernel, note) = match (&got, requested) {
-                (Ok(g), Some((req, _))) if g != req => (g.to_string(), row.adjust.explain(req, g)),
+                (Ok(g), Some((req, _))) if g != req => {
+                    // Another option's doing is named before the row's own kernel rule.
+                    let note = kernel::caused_by(row, &|name| self.requested(name).cloned())
+                        .unwrap_or_else(|| row.adjust.explain(req, g));
+                    (g.to_string(), note)
+                }
                 (Ok(g), _) => (g.to_string(), String::new()),
                 (Err(e), _) => ("?".to_string(), kernel::errno_note(e).to_string()),
             };

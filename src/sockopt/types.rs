@@ -50,8 +50,10 @@ pub enum Kind {
     Linger,
     /// `off` (or 0), or a duration the kernel keeps in milliseconds.
     Millis,
-    /// A whole number (decimal, or hex with 0x).
-    Int,
+    /// A whole number (decimal, or hex with 0x) within the range the kernel keeps, both ends
+    /// included: outside it the kernel would refuse it or silently keep other bits (IP_TOS
+    /// stores one byte, so 256 would become 0), so parsing refuses it with the range.
+    Int(i64, i64),
     /// A name, such as a congestion control algorithm or an interface.
     Name,
 }
@@ -66,7 +68,7 @@ impl Kind {
             Kind::Seconds => "seconds (30s, 2m, 45)",
             Kind::Linger => "off|seconds (0 = reset on close)",
             Kind::Millis => "off|duration (10s, 1500ms)",
-            Kind::Int => "integer",
+            Kind::Int(..) => "integer",
             Kind::Name => "name",
         }
     }
@@ -133,9 +135,8 @@ impl Value {
         }
     }
 
-    /// The integer as the C `int` the kernel receives; parsing keeps values within `i32`, and
-    /// the `as u32` casts socket2's setters need give the kernel back the same bits (`-1` stays
-    /// `-1`, which IP_TTL reads as "the default").
+    /// The integer as the C `int` the kernel receives; parsing keeps values within the row's
+    /// range, which is within `i32`.
     pub(super) fn as_int(&self) -> i32 {
         match self {
             Value::Int(n) => i32::try_from(*n).unwrap_or(i32::MAX),
@@ -143,6 +144,12 @@ impl Value {
             Value::Duration(d) => i32::try_from(d.as_secs()).unwrap_or(i32::MAX),
             _ => 0,
         }
+    }
+
+    /// The integer as the `u32` socket2's setters take, with the same bits as the C `int`
+    /// (`-1` stays `-1` for the kernel, which IP_TTL reads as "the default").
+    pub(super) fn as_c_uint(&self) -> u32 {
+        self.as_int().cast_unsigned()
     }
 
     pub(super) fn as_toggle(&self) -> Option<Duration> {

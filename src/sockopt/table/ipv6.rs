@@ -27,14 +27,17 @@ pub(super) const ROWS: &[Row] = &[
         name: "IPV6_UNICAST_HOPS",
         aliases: &["hops", "hoplimit"],
         level: Level::Ipv6,
-        kind: Kind::Int,
+        kind: Kind::Int(-1, 255),
         valid: "1-255, or -1 for net.ipv6.conf.all.hop_limit",
         applies: Applies::INET6,
         stage: Stage::Early,
         doc: "Hop limit of outgoing IPv6 unicast packets: IPv6's time to live.",
         notes: "",
-        set: Some(|s, v| s.set_unicast_hops_v6(v.as_int() as u32)),
-        get: |s| s.unicast_hops_v6().map(|n| Value::Int(i64::from(n as i32))),
+        set: Some(|s, v| s.set_unicast_hops_v6(v.as_c_uint())),
+        get: |s| {
+            s.unicast_hops_v6()
+                .map(|n| Value::Int(i64::from(n.cast_signed())))
+        },
         adjust: Adjust::Exact,
         probe: Probe::Set("9"),
     },
@@ -42,15 +45,18 @@ pub(super) const ROWS: &[Row] = &[
         name: "IPV6_TCLASS",
         aliases: &[],
         level: Level::Ipv6,
-        kind: Kind::Int,
+        kind: Kind::Int(-1, 255),
         valid: "0-255, or -1 for the default; DSCP is the top six bits",
         applies: Applies::INET6,
         stage: Stage::Early,
         doc: "The Traffic Class byte of outgoing IPv6 packets: IPv6's TOS, with the same DSCP \
               bits.",
         notes: "On TCP the kernel keeps the two low (ECN) bits for itself.",
-        set: Some(|s, v| s.set_tclass_v6(v.as_int() as u32)),
-        get: |s| s.tclass_v6().map(|n| Value::Int(i64::from(n as i32))),
+        set: Some(|s, v| s.set_tclass_v6(v.as_c_uint())),
+        get: |s| {
+            s.tclass_v6()
+                .map(|n| Value::Int(i64::from(n.cast_signed())))
+        },
         adjust: Adjust::EcnMasked,
         probe: Probe::Set("0x20"),
     },

@@ -12,7 +12,7 @@ pub(super) const ROWS: &[Row] = &[Row {
     name: "backlog",
     aliases: &["listen_backlog"],
     level: Level::Call("listen()"),
-    kind: Kind::Int,
+    kind: Kind::Int(1, 2_147_483_647),
     valid: "1 and up; sockkit asks for 1024",
     applies: Applies::TCP_LISTENER.or(Applies::IPV4).or(Applies::IPV6),
     stage: Stage::Early,

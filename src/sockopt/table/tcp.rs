@@ -33,7 +33,7 @@ pub(super) const ROWS: &[Row] = &[
         name: "TCP_MAXSEG",
         aliases: &["mss"],
         level: Level::Tcp,
-        kind: Kind::Int,
+        kind: Kind::Int(0, 32767),
         valid: "88-32767 bytes, or 0 for no limit",
         applies: Applies::ANY_TCP,
         stage: Stage::Early,
@@ -42,7 +42,7 @@ pub(super) const ROWS: &[Row] = &[
         notes: "Set before connect/listen. Once connected the kernel reports the MSS in use: \
                 the smaller of both sides', less TCP options (12 bytes of timestamps), so it \
                 reads back lower.",
-        set: Some(|s, v| s.set_tcp_mss(v.as_int() as u32)),
+        set: Some(|s, v| s.set_tcp_mss(v.as_c_uint())),
         get: |s| s.tcp_mss().map(|n| Value::Int(i64::from(n))),
         adjust: Adjust::Negotiated,
         probe: Probe::Set("1000"),
@@ -85,7 +85,7 @@ pub(super) const ROWS: &[Row] = &[
         name: "TCP_KEEPCNT",
         aliases: &[],
         level: Level::Tcp,
-        kind: Kind::Int,
+        kind: Kind::Int(1, 127),
         valid: "1-127",
         applies: Applies::ANY_TCP,
         stage: Stage::Early,
@@ -157,7 +157,7 @@ pub(super) const ROWS: &[Row] = &[
         set: Some(|s, v| set_c_int(&s, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, v.as_int())),
         get: |s| {
             get_c_int(&s, libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT)
-                .map(|n| Value::Bytes(u64::from(n as u32)))
+                .map(|n| Value::Bytes(u64::from(n.cast_unsigned())))
         },
         adjust: Adjust::Exact,
         probe: Probe::Set("16K"),

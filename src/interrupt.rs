@@ -3,7 +3,9 @@
 //! signal may come in any phase (resolving, connecting, waiting for a client, mid-session),
 //! so one thread waits for it instead of every loop. It says the live relay session's totals
 //! under `-v`, runs the registered cleanup (the `-U` socket file), and ends the process by
-//! that signal (see `error::end_by_signal`). Relay sessions publish their counters here.
+//! that signal (see `error::end_by_signal`). Relay sessions publish their counters here. A
+//! leaf beside `narrate` and `error`, so the relay and the server engine both use it without
+//! either reaching into the other.
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
