@@ -651,6 +651,12 @@ pub struct RelayArgs {
     /// listener's session ends at the client's EOF and an idle timeout is a normal end.
     #[arg(skip)]
     pub nc_rules: bool,
+
+    /// For scripts: the end-of-session summary as one JSON object on stderr (local, peer,
+    /// sent, received, duration, rates, end, tcp_info); with -z one JSON object per port on
+    /// stdout instead of the lines (host, port, proto, state, time, reason). See README.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `connect -z`: the port check.
@@ -669,12 +675,6 @@ pub struct ScanArgs {
     #[arg(long, value_name = "N", default_value_t = crate::scan::DEFAULT_PARALLEL as u16,
           value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan")]
     pub parallel: u16,
-
-    /// With -z, print one JSON object per port on stdout instead of the lines: host, port,
-    /// proto, state (open, closed, timed_out, error, open_filtered), time (seconds, or null),
-    /// reason. Every port is printed, open or not.
-    #[arg(long, requires = "scan")]
-    pub json: bool,
 
     /// nc mode (never typed: set when invoked as `nc`): like OpenBSD `nc -z`, nothing on
     /// stdout; with -v each port's line goes to stderr.

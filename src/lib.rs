@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 mod interrupt;
+mod json;
 mod narrate;
 mod relay;
 mod scan;

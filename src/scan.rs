@@ -151,29 +151,10 @@ pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
     let time = time.map_or("null".to_string(), |t| format!("{:.6}", t.as_secs_f64()));
     format!(
         "{{\"host\":{},\"port\":{},\"proto\":\"{proto}\",\"state\":\"{name}\",\"time\":{time},\"reason\":{}}}\n",
-        json_string(&addr.ip().to_string()),
+        crate::json::string(&addr.ip().to_string()),
         addr.port(),
-        json_string(&reason)
+        crate::json::string(&reason)
     )
-}
-
-/// `s` as a JSON string literal (RFC 8259: quote, backslash and control characters escaped).
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Counts for the summary line.
@@ -563,8 +544,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings_escape_what_json_requires() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    fn a_port_object_escapes_its_reason() {
         let line = json_line(
             "[::1]:80".parse().unwrap(),
             false,

@@ -1,7 +1,8 @@
-//! `connect -z --json`: one JSON object per port on stdout, every field parsed (by serde_json,
+//! `--json`: on `connect -z` one JSON object per port on stdout, on a relay session one
+//! summary object on stderr, every field parsed (by serde_json,
 //! a real parser, so the escaping and the types are what any script's parser will see) and
 //! checked against what the ports really are: a listener (open), a freed port (closed), a
-//! silent UDP socket (open_filtered).
+//! silent UDP socket (open_filtered), and byte counts the peer confirms.
 
 mod util;
 
@@ -89,10 +90,131 @@ fn udp_port_check_json_says_open_filtered() {
     assert!(objs[0]["reason"].as_str().unwrap().contains("ICMP"));
 }
 
+/// The last line of stderr as a JSON object.
+fn summary_of(stderr: &str) -> serde_json::Map<String, Value> {
+    let line = stderr.lines().last().unwrap_or_default();
+    match serde_json::from_str(line) {
+        Ok(Value::Object(m)) => m,
+        other => panic!("not a JSON object: {line} ({other:?})"),
+    }
+}
+
+const SUMMARY: &[&str] = &[
+    "local",
+    "peer",
+    "sent",
+    "received",
+    "duration",
+    "rate_up",
+    "rate_down",
+    "end",
+    "tcp_info",
+];
+const TCP_INFO: &[&str] = &[
+    "rtt_ms",
+    "rttvar_ms",
+    "retrans",
+    "total_retrans",
+    "cwnd",
+    "mss",
+    "bytes_sent",
+    "bytes_acked",
+    "bytes_received",
+    "delivery_rate",
+];
+
+fn keys_are(o: &serde_json::Map<String, Value>, want: &[&str]) {
+    let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    assert_eq!(keys, want, "{o:?}");
+}
+
 #[test]
-fn json_without_a_port_check_is_refused() {
-    let out = run(&["connect", "--json", "127.0.0.1", "1"], b"", T);
-    assert_eq!(out.code(), Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("--scan"), "{}", out.stderr);
-    assert!(out.stdout.is_empty());
+fn connect_json_summary_has_every_field_and_the_true_counts() {
+    use std::io::{Read, Write};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, from) = l.accept().unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"reply of 20 bytes..\n").unwrap();
+        (got.len(), from)
+    });
+    let sent: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+    let out = run(
+        &["connect", "--json", "127.0.0.1", &port.to_string()],
+        &sent,
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"reply of 20 bytes..\n");
+    let (server_got, from) = server.join().unwrap();
+    assert_eq!(server_got, sent.len());
+    let o = summary_of(&out.stderr);
+    keys_are(&o, SUMMARY);
+    assert_eq!(
+        o["local"],
+        from.to_string(),
+        "local is where the server saw us come from"
+    );
+    assert_eq!(o["peer"], format!("127.0.0.1:{port}"));
+    assert_eq!(o["sent"], 50_000);
+    assert_eq!(o["received"], 20);
+    let secs = o["duration"].as_f64().unwrap();
+    assert!(secs >= 0.0);
+    for rate in ["rate_up", "rate_down"] {
+        assert!(o[rate].as_f64().is_some_and(|r| r >= 0.0), "{rate}: {o:?}");
+    }
+    assert_eq!(o["end"], "closed");
+    let Value::Object(info) = &o["tcp_info"] else {
+        panic!("tcp_info is an object on TCP: {o:?}");
+    };
+    keys_are(info, TCP_INFO);
+    assert_eq!(info["bytes_sent"], 50_000, "the kernel's count agrees");
+    assert!(info["mss"].as_u64().is_some_and(|m| m > 0));
+    for k in TCP_INFO {
+        assert!(info[*k].is_number(), "{k}: {info:?}");
+    }
+}
+
+#[test]
+fn listen_json_summary_names_the_client_and_unix_has_no_tcp_info() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let dir = util::TempDir::new("json-unix");
+    let path = dir.root().join("s.sock");
+    let p = path.to_string_lossy().into_owned();
+    let mut server = util::ChildGuard::spawn(&mut util::sockkit(&["listen", "--json", "-U", &p]));
+    drop(server.stdin());
+    let mut stderr = util::LineTap::new(server.stderr());
+    stderr.wait_for(T, |l| l.contains("listening on")).unwrap();
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.write_all(b"12345").unwrap();
+    drop(c);
+    let status = server.status_within(T, "listen --json -U");
+    assert!(status.success());
+    let line = stderr.wait_for(T, |l| l.contains("\"sent\"")).unwrap();
+    let o = summary_of(&line);
+    keys_are(&o, SUMMARY);
+    assert_eq!(o["local"], p);
+    assert!(o["peer"].is_null(), "an unnamed Unix client: {o:?}");
+    assert_eq!(o["received"], 5);
+    assert_eq!(o["sent"], 0);
+    assert!(o["tcp_info"].is_null());
+}
+
+#[test]
+fn json_is_refused_where_there_is_no_summary() {
+    for args in [
+        &["connect", "--json", "-u", "127.0.0.1", "9"][..],
+        &["listen", "--json", "--broker", "0"][..],
+    ] {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with("sockkit: --json"), "{}", out.stderr);
+    }
 }

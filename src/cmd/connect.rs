@@ -46,6 +46,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
     let result = Relay::new(options::ending(&args.relay, options::Role::Client), wire)
+        .json(args.relay.json)
         .session(&sock, channel);
     socket::close(sock);
     result.map(drop)
@@ -140,7 +141,7 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
         timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
         source,
         plan: &plan,
-        lines: match (args.scan.nc_quiet, args.scan.json, args.verbosity.verbose) {
+        lines: match (args.scan.nc_quiet, args.relay.json, args.verbosity.verbose) {
             (true, _, 0) => scan::Lines::Silent,
             (true, _, _) => scan::Lines::Stderr,
             (false, true, _) => scan::Lines::Json,

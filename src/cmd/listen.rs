@@ -18,7 +18,8 @@ pub fn run(args: ListenArgs) -> Result<()> {
     let relay = Relay::new(
         options::ending(&args.relay, options::Role::Server),
         options::wire(&args.wire)?,
-    );
+    )
+    .json(args.relay.json);
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
