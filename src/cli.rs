@@ -198,6 +198,18 @@ fn parse_file_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
+/// A TLS name (`--sni`) or ALPN protocol: `-1` there is an option typed where the name
+/// should be, or a number no name starts with.
+fn parse_tls_name(s: &str) -> Result<String, String> {
+    if s.starts_with('-') {
+        return Err(format!("'{s}' looks like an option, not a name"));
+    }
+    if s.is_empty() {
+        return Err("an empty name".to_string());
+    }
+    Ok(s.to_string())
+}
+
 /// What a clap error means for the user.
 fn special(e: clap::Error, args: &[OsString]) -> Special {
     if e.use_stderr()
@@ -321,6 +333,9 @@ pub struct ConnectArgs {
     pub scan: ScanArgs,
 
     #[command(flatten)]
+    pub proxy: ProxyArgs,
+
+    #[command(flatten)]
     pub source: SourceArgs,
 
     #[command(flatten)]
@@ -334,6 +349,9 @@ pub struct ConnectArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsClientArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -391,6 +409,9 @@ pub struct ListenArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -507,7 +528,8 @@ pub struct KnockArgs {
 #[command(
     override_usage = "sockkit forward [OPTIONS] [ADDR] PORT HOST PORT\n       \
                             sockkit forward [OPTIONS] -U PATH HOST PORT\n       \
-                            sockkit forward [OPTIONS] [ADDR] PORT --to-unix PATH"
+                            sockkit forward [OPTIONS] [ADDR] PORT --to-unix PATH\n       \
+                            sockkit forward [OPTIONS] --socks5 [ADDR] PORT"
 )]
 pub struct ForwardArgs {
     /// Where to listen (`[ADDR] PORT`, left out with -U), then where to forward to (`HOST
@@ -533,8 +555,34 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
+    /// With --socks5 it also bounds each client's handshake.
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+
+    /// Dynamic forwarding (as ssh -D): speak SOCKS5 to each client and connect wherever it
+    /// asks, so no HOST PORT is given. --allow/--deny apply to the target asked for as well as
+    /// to the client; a target refused or unreachable is answered with its SOCKS5 reply code.
+    #[arg(long, conflicts_with_all = ["to_unix", "udp"])]
+    pub socks5: bool,
+
+    /// With --socks5, require this username and password (RFC 1929) from every client
+    /// (visible in `ps`: for a shared machine, prefer the firewall and --allow).
+    #[arg(long, value_name = "USER:PASS", requires = "socks5", value_parser = parse_user_pass)]
+    pub proxy_auth: Option<(String, String)>,
+
+    /// Make each outbound connection through a proxy (the URLs of `connect --proxy`: socks5,
+    /// socks4a, socks4, http): the forwarder connects to the proxy and asks it for HOST PORT,
+    /// or with --socks5 for the target each client names; -w bounds the connect and the
+    /// proxy's handshake. The target's name is resolved by the proxy unless --proxy-dns local.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["udp", "to_unix"],
+          value_parser = clap::value_parser!(crate::proxy::ProxyUrl))]
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+
+    /// With --proxy, who resolves the target's name: `remote` (the proxy; the default) or
+    /// `local` (here, and the proxy is sent the address).
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = ProxyDns::Remote,
+          hide_possible_values = true, requires = "proxy")]
+    pub proxy_dns: ProxyDns,
 
     /// Set a socket option on each outbound socket (repeatable; the names of -o, which sets
     /// them on the listening socket and the clients accepted).
@@ -555,6 +603,18 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+/// `USER:PASS`: a user name (not empty) and a password (may be empty, may hold `:`).
+fn parse_user_pass(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() && u.len() <= 255 && p.len() <= 255 => {
+            Ok((u.to_string(), p.to_string()))
+        }
+        Some(("", _)) => Err("the user name before `:` is empty".into()),
+        Some(_) => Err("SOCKS5 user names and passwords are at most 255 bytes".into()),
+        None => Err("expected USER:PASS".into()),
+    }
 }
 
 /// Address family choice shared by every subcommand.
@@ -671,15 +731,44 @@ pub struct ScanArgs {
     ])]
     pub scan: bool,
 
-    /// With -z, check at most N ports at once.
+    /// With -z, check at most N ports at once (through --proxy, one at a time).
     #[arg(long, value_name = "N", default_value_t = crate::scan::DEFAULT_PARALLEL as u16,
-          value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan")]
+          value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan",
+          conflicts_with = "proxy")]
     pub parallel: u16,
 
     /// nc mode (never typed: set when invoked as `nc`): like OpenBSD `nc -z`, nothing on
     /// stdout; with -v each port's line goes to stderr.
     #[arg(skip)]
     pub nc_quiet: bool,
+}
+
+/// `--proxy URL` and `--proxy-dns`: reach the target through a SOCKS or HTTP CONNECT proxy.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProxyArgs {
+    /// Go through a proxy: socks5://[USER:PASS@]HOST[:PORT] (the proxy resolves the target's
+    /// name, as socks5h), socks4a://HOST[:PORT], socks4://HOST[:PORT] (IPv4, resolved here),
+    /// or http://[USER:PASS@]HOST:PORT (CONNECT). The handshake is done on the connected
+    /// socket before the relay starts, within -w (30s without it); -vv shows each message.
+    /// With -z, says whether the proxy could reach each port.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["udp", "unix"],
+          value_parser = clap::value_parser!(crate::proxy::ProxyUrl))]
+    pub proxy: Option<crate::proxy::ProxyUrl>,
+
+    /// Who resolves the target's name: `remote` (the proxy; the default) or `local` (here,
+    /// and the proxy is sent the address).
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = ProxyDns::Remote,
+          hide_possible_values = true,
+          requires = "proxy")]
+    pub proxy_dns: ProxyDns,
+}
+
+/// `--proxy-dns`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyDns {
+    #[default]
+    Remote,
+    Local,
 }
 
 /// `-s`/`-p`: the local end of a client's connection, bound before connect.
@@ -779,6 +868,69 @@ pub struct SockOptArgs {
     /// After setup, print every option that applies to the socket: requested and kernel values.
     #[arg(long)]
     pub show_opts: bool,
+}
+
+/// TLS for `connect`: rustls over the TCP (or Unix stream) connection.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsClientArgs {
+    /// Speak TLS over the connection (rustls). The server's certificate is verified against
+    /// the system's roots (/etc/ssl/certs) unless --ca or --insecure; SNI is HOST (over -U:
+    /// localhost) unless --sni. With SSLKEYLOGFILE=FILE in the environment the session keys are appended to FILE,
+    /// so Wireshark can decrypt a capture of the session.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Trust the CA certificates in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub ca: Option<PathBuf>,
+
+    /// The name to send in SNI and check the certificate against (default: HOST).
+    #[arg(long, value_name = "NAME", value_parser = parse_tls_name)]
+    pub sni: Option<String>,
+
+    /// Offer these ALPN protocols, comma-separated, in order of preference (h2,http/1.1).
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
+    pub alpn: Vec<String>,
+
+    /// Present this client certificate (PEM chain, leaf first); needs --key.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub key: Option<PathBuf>,
+
+    /// Do not verify the server's certificate (said once on stderr): anyone in the middle can
+    /// read and change the session.
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+}
+
+/// TLS for `listen`: rustls on each accepted connection.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsServerArgs {
+    /// Speak TLS with each client (rustls). Without --cert/--key a self-signed certificate is
+    /// made at start for the listening names, and its SHA-256 fingerprint printed after the
+    /// `listening on` line so a client can pin it. SSLKEYLOGFILE=FILE appends the session keys
+    /// to FILE (for Wireshark).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Serve this certificate chain (PEM, leaf first); needs --key.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub key: Option<PathBuf>,
+
+    /// Ask each client for a certificate and verify it against the CAs in this PEM file.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub client_ca: Option<PathBuf>,
+
+    /// Accept these ALPN protocols, comma-separated, in order of preference.
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
+    pub alpn: Vec<String>,
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.

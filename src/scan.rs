@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use socket2::{Domain, SockAddr, Socket};
 
-use crate::addr::Source;
+use crate::addr::{Family, Source};
 use crate::error;
+use crate::error::UsageError;
 use crate::narrate;
 use crate::socket;
+use crate::socket::Proxy;
 use crate::socket::source;
 use crate::sockopt::{Plan, SockKind, Stage};
 
@@ -46,6 +48,8 @@ pub enum State {
     Failed(String),
     /// UDP: a datagram came back, so something is there.
     Answered(Duration),
+    /// Through a proxy: the proxy could not reach the port, in its words.
+    Unreached(String),
     /// UDP: no answer and no ICMP port unreachable within `-w`. UDP cannot tell an open port
     /// that ignores an empty datagram from a firewall that drops it.
     OpenFiltered(Duration),
@@ -68,6 +72,7 @@ impl fmt::Display for State {
             State::Closed => f.write_str("closed"),
             State::TimedOut(t) => write!(f, "timed out (no answer in {})", narrate::short(*t)),
             State::Failed(why) => write!(f, "error: {why}"),
+            State::Unreached(why) => write!(f, "not reached by the proxy: {why}"),
             State::Answered(t) => write!(f, "open (answered in {})", narrate::short(*t)),
             State::OpenFiltered(t) => write!(
                 f,
@@ -130,8 +135,9 @@ fn put_line(
 
 /// One port as a JSON object on one line, the stable schema of `connect -z --json`:
 /// `host` (the address checked, a string), `port` (a number), `proto` ("tcp" or "udp"),
-/// `state` ("open", "closed", "timed_out", "error", "open_filtered"), `time` (seconds the
-/// answer took, a number; null when the state has no time: closed, error) and `reason` (why
+/// `state` ("open", "closed", "timed_out", "error", "open_filtered", through a proxy
+/// "unreached"), `time` (seconds the answer took, a number; null when the state has no
+/// time: closed, error, unreached) and `reason` (why
 /// the state, in words: "connected", "connection refused", the error...).
 pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
     let proto = if udp { "udp" } else { "tcp" };
@@ -141,6 +147,11 @@ pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
         State::Closed => ("closed", None, "connection refused".to_string()),
         State::TimedOut(t) => ("timed_out", Some(*t), "no answer within -w".to_string()),
         State::Failed(why) => ("error", None, why.clone()),
+        State::Unreached(why) => (
+            "unreached",
+            None,
+            format!("the proxy could not reach it: {why}"),
+        ),
         State::Answered(t) => ("open", Some(*t), "a datagram came back".to_string()),
         State::OpenFiltered(t) => (
             "open_filtered",
@@ -175,6 +186,7 @@ impl Tally {
             State::Closed => self.closed += 1,
             State::TimedOut(_) => self.timed_out += 1,
             State::Failed(_) => self.failed += 1,
+            State::Unreached(_) => self.closed += 1,
             State::Answered(_) => self.open += 1,
             State::OpenFiltered(_) => self.maybe += 1,
         }
@@ -266,6 +278,69 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
         "{} {} on {ip} checked in {}: {tally}",
         ports.len(),
         if ports.len() == 1 { "port" } else { "ports" },
+        narrate::short(started.elapsed())
+    );
+    if tally.open == 0 {
+        return Err(anyhow!("no open port: {summary}"));
+    }
+    narrate::emit(format_args!("{summary}"));
+    Ok(tally)
+}
+
+/// `-z --proxy`: where the check goes and how long each port may take.
+pub struct Via<'a> {
+    pub proxy: &'a Proxy,
+    pub family: Family,
+    pub timeout: Duration,
+    pub source: Source,
+    pub plan: &'a Plan,
+}
+
+/// `-z --proxy`: for each port, a connection to the proxy and a CONNECT to `host:port`, one
+/// after the other (each is a whole handshake), closed as soon as the proxy answers. The
+/// proxy's own failure (down, bad credentials, garbage) ends the check: it says nothing about
+/// the ports.
+pub fn run_via(host: &str, ports: &[u16], via: &Via) -> Result<Tally> {
+    if via.timeout.is_zero() {
+        return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());
+    }
+    let started = Instant::now();
+    let mut stdout = io::stdout().lock();
+    let mut tally = Tally::default();
+    let shown = crate::proxy::Dest::of(host);
+    for &port in ports {
+        let t0 = Instant::now();
+        let (sock, reached) = socket::connect_via(
+            via.proxy,
+            host,
+            port,
+            via.family,
+            Some(via.timeout),
+            via.plan,
+            &via.source,
+        )?;
+        socket::close(sock);
+        let state = match reached {
+            Ok(()) => State::Open(t0.elapsed()),
+            Err(why) => State::Unreached(why),
+        };
+        tally.add(&state);
+        let line = format!("{shown}:{port} {state}\n");
+        if let Err(e) = stdout
+            .write_all(line.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            if error::is_broken_pipe(&e) {
+                return Ok(tally);
+            }
+            return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
+        }
+    }
+    let summary = format!(
+        "{} {} on {shown} checked through {} in {}: {tally}",
+        ports.len(),
+        if ports.len() == 1 { "port" } else { "ports" },
+        via.proxy.url,
         narrate::short(started.elapsed())
     );
     if tally.open == 0 {

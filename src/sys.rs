@@ -138,6 +138,13 @@ pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
 }
 
+/// recv(2) into `buf`, with MSG_PEEK when `peek` (the bytes stay queued for the next recv).
+pub fn recv(fd: RawFd, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let flags = if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) })
+}
+
 /// An unbuffered `File` over a descriptor the process keeps open for its whole life (0, 1, 2),
 /// never closed when dropped. Unbuffered on purpose: one read is one datagram, and std's
 /// `Stdin` would merge reads.

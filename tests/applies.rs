@@ -111,6 +111,9 @@ fn expected_refusal(id: &str, mode: Mode, transport: Transport) -> Option<&'stat
 #[test]
 fn every_cell_of_the_table_is_honoured_or_refused() {
     let mut cells = 0;
+    // A certificate and key for the TLS rows' samples (--ca, --cert/--key, --client-ca).
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let pair = (made.cert.pem(), made.signing_key.serialize_pem());
     for (n, row) in TABLE.iter().enumerate() {
         for &mode in row.modes {
             for transport in Transport::ALL {
@@ -120,6 +123,9 @@ fn every_cell_of_the_table_is_honoured_or_refused() {
                 cells += 1;
                 let dir = TempDir::new("applies");
                 dir.file("jokes", "Lettuce\tLettuce in, it's cold out here!\n");
+                dir.file("cert.pem", &pair.0);
+                dir.file("ca.pem", &pair.0);
+                dir.file("key.pem", &pair.1);
                 let sock = dir.path(&format!("s{n}-{mode:?}-{transport:?}"));
                 let extra = sample(row.sample, &dir);
                 let args = cell_args(mode, transport, &extra, &sock);

@@ -349,6 +349,40 @@ fn vv_narrates_both_legs_and_v_names_all_four_addresses() {
 }
 
 #[test]
+fn vvv_narrates_every_splice_of_both_directions() {
+    // -vv shows each distinct data call's first few and then sums; -vvv shows every one, so
+    // the 4 bytes can be followed into each direction's pipe and out, and each FIN read.
+    let target = echo();
+    let tport = target.port().to_string();
+    let mut fwd = forward(&["-vvv", "127.0.0.1", "0", "127.0.0.1", &tport]);
+    let c = dial(fwd.loopback());
+    let me = c.local_addr().unwrap().to_string();
+    let w = send_then_fin(c.try_clone().unwrap(), b"ping".to_vec());
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    w.join().unwrap();
+    assert_eq!(got, b"ping");
+    fwd.stderr.wait_for(T, |l| l.contains("pair ")).unwrap();
+    let said = fwd.stderr.text();
+    for label in [
+        format!("client {me} -> target"),
+        format!("client {me} <- target"),
+    ] {
+        let ours = |l: &&str| l.contains("splice(fd") && l.ends_with(&format!("({label})"));
+        let moved = said
+            .lines()
+            .filter(ours)
+            .filter(|l| l.contains(") = 4 "))
+            .count();
+        assert_eq!(moved, 2, "{label}: into the pipe and out:\n{said}");
+        assert!(
+            said.lines().filter(ours).any(|l| l.contains(") = 0 ")),
+            "{label}: the FIN read as a splice of 0:\n{said}"
+        );
+    }
+}
+
+#[test]
 fn x_labels_each_direction_of_a_pair() {
     let target = echo();
     let tport = target.port().to_string();

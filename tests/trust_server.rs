@@ -481,3 +481,36 @@ fn a_client_that_never_reads_does_not_hold_up_a_to_b_and_is_dropped_with_its_rea
         "{line}"
     );
 }
+
+#[test]
+fn forward_u_opens_no_flow_for_its_own_port_or_a_service_port() {
+    // The sibling of echo's loop: a forged datagram "from" the forwarder's own port would
+    // open a flow whose replies the forwarder sends to itself, forever.
+    in_netns(|| {
+        let target = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tport = target.local_addr().unwrap().port().to_string();
+        let mut fwd =
+            Server::start(&["forward", "-u", "-v", "127.0.0.1", "0", "127.0.0.1", &tport]);
+        let port = fwd.port();
+        spoofed_udp(port, port, b"loop");
+        let line = fwd
+            .stderr
+            .wait_for(WAIT, |l| l.contains("refused"))
+            .unwrap();
+        assert!(line.contains("own port"), "{line}");
+        // From chargen's port (refusal lines are at most one a second: the totals count it).
+        spoofed_udp(19, port, b"loop");
+        // A client from an ephemeral port is forwarded as ever, and is all the target sees.
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(b"hello", fwd.addr).unwrap();
+        target.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = target.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello", "a refused datagram reached the target");
+        let log = stop(&mut fwd);
+        assert!(
+            log.contains("forwarded 1 client (2 datagrams refused"),
+            "{log}"
+        );
+    });
+}

@@ -212,6 +212,20 @@ const THREADS_DGRAM: &str = "--threads sizes the connection engine's event loops
 const QUIET_CLIENT: &str = "-q silences a server's `listening on` line, and connect is a \
                             client: it has none to silence";
 
+// One sentence for all of a side's TLS flags: they come together (clap makes each need --tls).
+const TLS_SCAN: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, --insecure) speaks TLS \
+                        over a relay session, and -z relays nothing: it only checks that each \
+                        port accepts a connection";
+const TLS_DGRAM_CLIENT: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, --insecure) \
+                                needs a byte stream (TCP or a Unix stream socket): datagrams \
+                                would need DTLS, which sockkit does not speak";
+const TLS_DGRAM_SERVER: &str = "--tls (with --cert, --key, --client-ca, --alpn) needs a byte \
+                                stream (TCP or a Unix stream socket): datagrams would need \
+                                DTLS, which sockkit does not speak";
+const TLS_BROKER: &str = "--tls (with --cert, --key, --client-ca, --alpn) runs one TLS session \
+                          between stdio and a client, and --broker and --chat pass plain bytes \
+                          between clients";
+
 // The exceptions of each row, first match first.
 const NONE: &[Rule] = &[];
 const BROKER: &[Rule] = &[
@@ -229,6 +243,8 @@ const JSON: &[Rule] = &[
     refuse(&[Connect, Listen], DGRAMS, JSON_DGRAM),
     refuse(&[Broker], ANY, JSON_BROKER),
 ];
+// A proxy carries a TCP connection: clap refuses it with -u and -U.
+const PROXY: &[Rule] = &[parser(CLIENTS, &[Udp, UnixStream, UnixDgram])];
 const LINES: &[Rule] = &[
     parser(RELAY_ARGS, STREAMS),
     refuse(&[Check], DGRAMS, LINES_SCAN),
@@ -264,6 +280,14 @@ const NOT_SCAN: &[Rule] = &[parser(&[Check], ANY)];
 const IP_FILTERS: &[Rule] = &[refuse(&[Echo, Knock], UNIX, IP_FILTERS_UNIX)];
 const THREADS: &[Rule] = &[refuse(&[Echo], DGRAMS, THREADS_DGRAM)];
 const QUIET: &[Rule] = &[refuse(CLIENTS, ANY, QUIET_CLIENT)];
+const TLS_CLIENT: &[Rule] = &[
+    refuse(&[Check], ANY, TLS_SCAN),
+    refuse(&[Connect], DGRAMS, TLS_DGRAM_CLIENT),
+];
+const TLS_SERVER: &[Rule] = &[
+    refuse(&[Broker], ANY, TLS_BROKER),
+    refuse(&[Listen], DGRAMS, TLS_DGRAM_SERVER),
+];
 
 /// Every option of every subcommand: id, flag, the modes offering it, its exceptions, a
 /// sample. `-u` and `-U` choose the transport, so their rows hold no exceptions of their
@@ -277,6 +301,9 @@ pub const TABLE: &[Row] = &[
     row("scan", "-z", &[Check], SCAN, &[]),
     row("parallel", "--parallel", CLIENTS, PARALLEL, &["--parallel", "4"]),
     row("json", "--json", RELAY_ARGS, JSON, &["--json"]),
+    row("proxy", "--proxy", CLIENTS, PROXY, &["--proxy", "socks5://127.0.0.1:9"]),
+    row("proxy_dns", "--proxy-dns", CLIENTS, PROXY,
+        &["--proxy-dns", "local", "--proxy", "socks5://127.0.0.1:9"]),
     row("lines", "--lines", RELAY_ARGS, LINES, &["--lines"]),
     row("unlink", "--unlink", SERVERS, UNLINK, &["--unlink"]),
     row("keep_open", "-k", &[Listen, Broker], KEEP_OPEN, &["-k"]),
@@ -306,6 +333,18 @@ pub const TABLE: &[Row] = &[
     row("verbose", "-v", EVERY, NONE, &["-v"]),
     row("explain", "--explain", EVERY, NONE, &["--explain"]),
     row("quiet", "-q", EVERY, QUIET, &["-q"]),
+    row("tls", "--tls", CLIENTS, TLS_CLIENT, &["--tls"]),
+    row("ca", "--ca", CLIENTS, TLS_CLIENT, &["--tls", "--ca", "{dir}/ca.pem"]),
+    row("sni", "--sni", CLIENTS, TLS_CLIENT, &["--tls", "--sni", "localhost"]),
+    row("alpn", "--alpn", CLIENTS, TLS_CLIENT, &["--tls", "--alpn", "h2,http/1.1"]),
+    row("cert", "--cert", CLIENTS, TLS_CLIENT, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("key", "--key", CLIENTS, TLS_CLIENT, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("insecure", "--insecure", CLIENTS, TLS_CLIENT, &["--tls", "--insecure"]),
+    row("tls", "--tls", &[Listen, Broker], TLS_SERVER, &["--tls"]),
+    row("cert", "--cert", &[Listen, Broker], TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("key", "--key", &[Listen, Broker], TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("client_ca", "--client-ca", &[Listen, Broker], TLS_SERVER, &["--tls", "--client-ca", "{dir}/ca.pem"]),
+    row("alpn", "--alpn", &[Listen, Broker], TLS_SERVER, &["--tls", "--alpn", "h2,http/1.1"]),
 ];
 
 /// The mode and transport a parsed command runs in; `None` for `forward`, whose options all

@@ -10,19 +10,22 @@ use socket2::{Socket, Type};
 
 use super::applies::Transport;
 use super::options;
+use super::tls;
 use crate::addr;
 use crate::cli::ConnectArgs;
 use crate::error::{self, UsageError};
 use crate::narrate;
 use crate::relay::{Peers, Relay};
 use crate::scan;
-use crate::socket::{self, unix};
+use crate::socket::{self, Proxy, unix};
 use crate::sockopt::{Plan, SockKind};
 
 pub fn run(args: ConnectArgs) -> Result<()> {
     if args.scan.scan {
         return check_ports(&args);
     }
+    let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
+    options::json_without_tls(args.relay.json, tls.is_some())?;
     let wire = options::wire(&args.wire)?;
     let plan = Plan::new(&args.sockopts.opts);
     let transport = Transport::of(args.unix.is_some(), args.dgram.udp);
@@ -42,12 +45,19 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             show_opts(&args, &plan, &sock, unix::target(), &title);
             sock
         }
-        None => connect_ip(&args, transport, &plan)?,
+        None => match options::proxy(&args.proxy) {
+            Some(proxy) => connect_proxied(&args, &proxy, &plan)?,
+            None => connect_ip(&args, transport, &plan)?,
+        },
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
-    let result = Relay::new(options::ending(&args.relay, options::Role::Client), wire)
-        .json(args.relay.json)
-        .session(&sock, channel);
+    let ending = options::ending(&args.relay, options::Role::Client);
+    let result = match tls {
+        Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
+        None => Relay::new(ending, wire)
+            .json(args.relay.json)
+            .session(&sock, channel),
+    };
     socket::close(sock);
     result.map(drop)
 }
@@ -89,6 +99,44 @@ fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<S
     Ok(sock)
 }
 
+/// Connects to the proxy and has it connect to HOST PORT; then the socket is a stream to the
+/// target like any other.
+fn connect_proxied(args: &ConnectArgs, proxy: &Proxy, plan: &Plan) -> Result<Socket> {
+    let (host, port) = args.host_port()?;
+    let port = addr::connect_port(port.single()?)?;
+    let source = args.source.source();
+    let (sock, reached) = socket::connect_via(
+        proxy,
+        host,
+        port,
+        args.net.family(),
+        args.timeout,
+        plan,
+        &source,
+    )?;
+    if let Err(why) = reached {
+        socket::close(sock);
+        return Err(anyhow!(
+            "proxy {} could not connect to {host}:{port}: {why}",
+            proxy.url
+        ));
+    }
+    let local = socket::local_addr(&sock)?;
+    let peer = tcp_peer(&sock)?;
+    narrate::info(format_args!(
+        "connected: {local} -> {peer} (proxy), tunnel to {host}:{port}"
+    ));
+    let title = format!("fd {} ({local} -> proxy {peer})", socket::fd(&sock));
+    show_opts(
+        args,
+        plan,
+        &sock,
+        socket::target(&peer, SockKind::Tcp),
+        &title,
+    );
+    Ok(sock)
+}
+
 /// The peer of a TCP connection just made. A peer that accepts and resets at once leaves
 /// nobody to name: say what happened.
 fn tcp_peer(sock: &Socket) -> Result<SocketAddr> {
@@ -124,6 +172,17 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
         addr::connect_port(port)?;
     }
     let ports = list.ports();
+    if let Some(proxy) = options::proxy(&args.proxy) {
+        let plan = Plan::new(&args.sockopts.opts);
+        let via = scan::Via {
+            proxy: &proxy,
+            family: args.net.family(),
+            timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
+            source: args.source.source(),
+            plan: &plan,
+        };
+        return scan::run_via(host, ports, &via).map(drop);
+    }
     let addrs = addr::resolve(host, ports[0], args.net.family())?;
     let source = args.source.source();
     let addrs = source.fitting(host, addrs)?;

@@ -14,9 +14,9 @@ use super::applies::Transport;
 use super::options;
 use super::setup::{self, Local, Place};
 use crate::addr::{self, PortArg};
-use crate::cli::ForwardArgs;
+use crate::cli::{ForwardArgs, ProxyArgs, ProxyDns};
 use crate::error::UsageError;
-use crate::server::{self, Dest, Forward};
+use crate::server::{self, Auth, Dest, Forward};
 use crate::sockopt::{Plan, SockOptRequest};
 
 /// How long each connect attempt to the target may take without `-w`.
@@ -64,12 +64,21 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let (listen, target) = split(&args)?;
     let family = args.net.family();
     let dest = match (&args.to_unix, target) {
+        _ if args.socks5 => Dest::Socks5 {
+            auth: args
+                .proxy_auth
+                .clone()
+                .map(|(user, pass)| Auth { user, pass }),
+            family,
+        },
         (Some(path), _) => Dest::Unix(path.clone()),
         (None, Some((host, port))) => {
             let port = addr::connect_port(port.parse::<PortArg>().map_err(UsageError::new)?)?;
             // Checked once now, so a typo fails before anything listens; resolved again for
-            // each client.
-            addr::resolve(&host, port, family)?;
+            // each client. Through a proxy the name may be known only there.
+            if args.proxy.is_none() || args.proxy_dns == ProxyDns::Local {
+                addr::resolve(&host, port, family)?;
+            }
             Dest::Ip { host, port, family }
         }
         (None, None) => {
@@ -95,7 +104,12 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let transport = Transport::of(args.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     refuse_loop(&bound.local, &dest)?;
+    let proxy = options::proxy(&ProxyArgs {
+        proxy: args.proxy.clone(),
+        proxy_dns: args.proxy_dns,
+    });
     let fwd = Forward {
+        proxy,
         dest,
         connect_timeout: args.timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         out_plan: Plan::new(&args.to_opts),
@@ -125,7 +139,11 @@ type TargetWords = (String, String);
 /// The positional words: `[ADDR] PORT` unless -U, then `HOST PORT` unless --to-unix.
 fn split(args: &ForwardArgs) -> Result<(Option<Endpoint>, Option<TargetWords>), UsageError> {
     let words = &args.endpoints;
-    let target_words = if args.to_unix.is_some() { 0 } else { 2 };
+    let target_words = if args.to_unix.is_some() || args.socks5 {
+        0
+    } else {
+        2
+    };
     let listen_words = words.len().checked_sub(target_words);
     let wanted = || -> UsageError {
         UsageError::new(format!(
@@ -135,9 +153,16 @@ fn split(args: &ForwardArgs) -> Result<(Option<Endpoint>, Option<TargetWords>), 
             } else {
                 "[ADDR] PORT to listen on"
             },
-            match (args.unix.is_some(), args.to_unix.is_some()) {
+            match (args.unix.is_some(), args.to_unix.is_some() || args.socks5) {
+                (true, true) if args.socks5 => {
+                    "no HOST PORT with -U PATH and --socks5 (each client names its target)"
+                        .to_string()
+                }
                 (true, true) => "no HOST PORT with -U PATH and --to-unix PATH".to_string(),
                 (true, false) => "HOST PORT to forward to after -U PATH".to_string(),
+                (false, true) if args.socks5 => {
+                    " (with --socks5 each client names its target)".to_string()
+                }
                 (false, true) => " (the target is --to-unix PATH)".to_string(),
                 (false, false) => ", then HOST PORT to forward to".to_string(),
             },

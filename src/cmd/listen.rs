@@ -8,13 +8,17 @@ use anyhow::Result;
 use super::applies::Transport;
 use super::options;
 use super::setup::{self, Bound, Place};
+use super::tls::{self, ServerRelay};
 use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::relay::{Channel, End, Peers, Relay};
 use crate::socket;
+use crate::tls::TlsRelay;
 
 pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
+    let tls = tls::server(&args.tls, args.addr.as_deref(), &args.wire)?;
+    options::json_without_tls(args.relay.json, tls.is_some())?;
     let relay = Relay::new(
         options::ending(&args.relay, options::Role::Server),
         options::wire(&args.wire)?,
@@ -24,6 +28,14 @@ pub fn run(args: ListenArgs) -> Result<()> {
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
     if transport.is_stream() {
+        let relay = match tls {
+            Some(server) => {
+                tls::announce(&server, args.verbosity.quiet);
+                let ending = options::ending(&args.relay, options::Role::Server);
+                ServerRelay::Tls(TlsRelay::new(ending, tls::HANDSHAKE_TIMEOUT), server)
+            }
+            None => ServerRelay::Plain(relay),
+        };
         one_client_at_a_time(bound, relay, &args)
     } else {
         datagrams(bound, relay, channel)
@@ -40,7 +52,7 @@ fn datagrams(bound: Bound, mut relay: Relay, channel: Channel) -> Result<()> {
 
 /// The accept-and-relay loop of a stream socket (TCP, Unix stream): one client, or with `-k`
 /// one after another.
-fn one_client_at_a_time(bound: Bound, mut relay: Relay, args: &ListenArgs) -> Result<()> {
+fn one_client_at_a_time(bound: Bound, mut relay: ServerRelay, args: &ListenArgs) -> Result<()> {
     let Bound {
         socket,
         plan,

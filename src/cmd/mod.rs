@@ -14,6 +14,7 @@ mod knock;
 mod listen;
 mod options;
 mod setup;
+mod tls;
 
 use anyhow::Result;
 

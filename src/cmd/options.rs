@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cli::{DgramArgs, DumpArgs, RelayArgs, ServerArgs, Verbosity, WireArgs};
+use crate::cli::{
+    DgramArgs, DumpArgs, ProxyArgs, ProxyDns, RelayArgs, ServerArgs, Verbosity, WireArgs,
+};
 use crate::error::UsageError;
 use crate::relay::wire::Dump;
 use crate::relay::{Channel, Ending, Peers, Wire};
 use crate::server::{DEFAULT_MAX_OWED, Limits};
+use crate::socket::Proxy;
 
 /// The relay's options from `--no-shutdown`, `--quit-after`, `--send-only`, `--recv-only` and
 /// `--idle-timeout` (0: no limit, as on every server).
@@ -27,6 +30,14 @@ pub fn ending(args: &RelayArgs, role: Role) -> Ending {
     }
 }
 
+/// The proxy `--proxy` names, if any, and who resolves the target (`--proxy-dns`).
+pub fn proxy(args: &ProxyArgs) -> Option<Proxy> {
+    args.proxy.clone().map(|url| Proxy {
+        url,
+        local_dns: args.proxy_dns == ProxyDns::Local,
+    })
+}
+
 /// Which end of the relay this is: it decides what the peer's EOF means to a person at a
 /// terminal (see `Ending::peer_eof_ends_terminal`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +46,18 @@ pub enum Role {
     Client,
     /// `listen`.
     Server,
+}
+
+/// `--json` with `--tls`: the TLS relay has no JSON summary yet, so the pair is refused (exit
+/// 2) rather than `--json` ignored.
+pub fn json_without_tls(json: bool, tls: bool) -> Result<()> {
+    if json && tls {
+        return Err(UsageError::new(
+            "--json's summary is not built for --tls sessions yet (-v shows their totals)",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// `--idle-timeout` as a limit: 0 turns it off, on every subcommand that takes it.

@@ -131,8 +131,9 @@ pub struct Conn<S> {
     closing_since: Option<Instant>,
     /// Owed its cap or more, as last told to `AtCap`.
     full: bool,
-    /// This client's read/write calls, narrated at -vv (`None` otherwise).
-    flow: Option<Flow>,
+    /// This client's read/write calls, narrated at -vv (`None` otherwise). Boxed: a pointer
+    /// where the whole Flow would add ~100 bytes to every idle client when narration is off.
+    flow: Option<Box<Flow>>,
 }
 
 /// Which way a data call on a client's socket went.
@@ -169,7 +170,7 @@ fn data_call(flow: &mut Flow, dir: Dir, fd: RawFd, len: usize, r: &io::Result<us
 
 impl<S> Conn<S> {
     pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
-        let flow = Flow::for_client(&peer);
+        let flow = Flow::for_client(&peer).map(Box::new);
         Conn {
             flow,
             sock,
@@ -480,6 +481,15 @@ impl<S> Conn<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an idle client costs the engine is its Conn (the socket buffers are the
+    /// kernel's): 10,000 idle clients in a few MiB (benches/README.md) need it small, and
+    /// what only -vv uses stays behind a pointer.
+    #[test]
+    fn an_idle_client_costs_a_small_struct() {
+        let size = std::mem::size_of::<Conn<()>>();
+        assert!(size <= 224, "a Conn is {size} bytes");
+    }
 
     /// A connection to a Unix stream pair's other end, which the test reads when it likes.
     fn pair() -> (Conn<()>, std::os::unix::net::UnixStream) {

@@ -4,8 +4,9 @@
 //! address of the target in turn, each bounded by the connect timeout), then moves both
 //! directions as events come. A target that refuses or times out has its client reset at once
 //! and the reason said; a pair ends when both FINs are passed on, or is reset on both sides
-//! when either fails. The -v line per pair, the totals at the end. What the options mean on the
-//! command line is cmd's (`cmd/forward.rs`).
+//! when either fails. With `--socks5` a pair first speaks SOCKS5 with its client (`socks.rs`),
+//! and the target it names passes --allow/--deny before the connect. The -v line per pair, the
+//! totals at the end. What the options mean on the command line is cmd's (`cmd/forward.rs`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,17 +20,19 @@ use socket2::{SockAddr, SockRef, Socket, Type};
 use super::acceptor::{Acceptor, Arrival, LISTENER, SIGNAL, Seen, raise_fd_limit};
 use super::lanes::{Lanes, WAKER};
 use super::limits::Limits;
-use super::lookup::Lookup;
+use super::lookup::{Lookup, Names};
 use super::pair::{Broken, Pair, PipePool, Side, Turn};
 use super::peer::{Peer, plain_addr};
 use super::report::counted;
 use super::slots::Slots;
+use super::socks::{self, Auth, Handshake, Progress};
 use super::stop::Stop;
 use super::stream::{Listen, Stream};
+use super::via::{Via, Went};
 use crate::addr::{Family, UnixAddr};
 use crate::narrate;
 use crate::relay::wire::Dump;
-use crate::socket::{self, unix};
+use crate::socket::{self, Proxy, unix};
 use crate::sockopt::{Plan, SockKind, Stage};
 
 /// Where each client is forwarded to.
@@ -43,6 +46,12 @@ pub enum Dest {
         family: Family,
     },
     Unix(UnixAddr),
+    /// `--socks5`: wherever each client asks, by SOCKS5 (with `--proxy-auth`, only for a
+    /// client that gives the username and password), names resolved in `family`.
+    Socks5 {
+        auth: Option<Auth>,
+        family: Family,
+    },
 }
 
 /// What `forward` does besides the engine's limits.
@@ -55,6 +64,8 @@ pub struct Forward {
     /// `--show-opts`: each outbound socket's options as it connects.
     pub show_opts: bool,
     pub dump: Option<Dump>,
+    /// `--proxy`: each outbound connection goes to this proxy, which is asked for the target.
+    pub proxy: Option<Proxy>,
 }
 
 /// The token bit that says "the pair's target socket" (the client's has it clear).
@@ -95,14 +106,28 @@ pub fn serve_forward(
     }
     // HOST looked up off the loops from here on; the first answer is the one that checks it
     // before the loops start.
-    let lookup = match &fwd.dest {
-        Dest::Ip { host, port, family } => Some(Lookup::start(
+    // With --proxy the outbound connections all go to the proxy: its name is the one looked up.
+    let lookup = match (&fwd.proxy, &fwd.dest) {
+        (Some(proxy), _) => {
+            let (host, port) = (&proxy.url.host, proxy.url.port);
+            let first = crate::addr::resolve(host, port, Family::Any)?;
+            Some(Lookup::start(host, port, Family::Any, first))
+        }
+        (None, Dest::Ip { host, port, family }) => Some(Lookup::start(
             host,
             *port,
             *family,
             crate::addr::resolve(host, *port, *family)?,
         )),
-        Dest::Unix(_) => None,
+        (None, Dest::Unix(_) | Dest::Socks5 { .. }) => None,
+    };
+    // What the proxy is asked for, when HOST is fixed: worked out once, so a name the proxy
+    // wants resolved here (`--proxy-dns local`, socks4://) is never looked up in a loop.
+    let via_target = match (&fwd.proxy, &fwd.dest) {
+        (Some(proxy), Dest::Ip { host, port, family }) => {
+            Some(socket::destination(proxy, host, *port, *family)?)
+        }
+        _ => None,
     };
     let started = Instant::now();
     let shared = Shared {
@@ -112,6 +137,7 @@ pub fn serve_forward(
         fwd,
         here: &here,
         lookup: lookup.as_deref(),
+        via_target: via_target.as_ref(),
     };
     let acceptor = Acceptor::new(listener, fd, stop);
     let outcomes = std::thread::scope(|scope| {
@@ -168,6 +194,8 @@ struct Shared<'a> {
     here: &'a str,
     /// HOST's addresses (`None` for a Unix target).
     lookup: Option<&'a Lookup>,
+    /// With `--proxy` and a fixed HOST: what each connection asks the proxy for.
+    via_target: Option<&'a crate::proxy::Dest>,
 }
 
 /// What one loop did, for the totals line.
@@ -216,7 +244,12 @@ struct Loop<'a> {
     sweep_every: Duration,
     next_sweep: Instant,
     pipes: PipePool,
+    /// `--socks5` clients' target names, looked up off the loop (started at the first name).
+    names: Option<Names>,
 }
+
+/// The token of the lookup thread's answers.
+const NAMES: Token = Token(usize::MAX - 3);
 
 impl<'a> Loop<'a> {
     fn new(id: usize, poll: Poll, shared: Shared<'a>, accept: Option<Acceptor>) -> Self {
@@ -239,6 +272,7 @@ impl<'a> Loop<'a> {
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
             pipes: PipePool::default(),
+            names: None,
         }
     }
 
@@ -282,6 +316,7 @@ impl<'a> Loop<'a> {
                 match ev.token() {
                     LISTENER => self.accept_all(now),
                     SIGNAL => stop |= self.signalled(),
+                    NAMES => self.names_answered(now),
                     WAKER => {
                         self.take_inbox(now);
                         stop |= self.shared.lanes.stopping();
@@ -387,8 +422,13 @@ impl<'a> Loop<'a> {
         let copy = self.shared.fwd.dump.is_some();
         let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
-            Dest::Ip { .. } => match self.shared.lookup.map(Lookup::current) {
+            Dest::Ip { port, .. } => match self.shared.lookup.map(Lookup::current) {
                 Some(Ok(addrs)) => {
+                    // Through a proxy the addresses are the proxy's, and the target is what
+                    // it is asked for.
+                    if let Some(dest) = self.shared.via_target {
+                        pair.via_dest = Some((dest.clone(), *port));
+                    }
                     pair.next_addrs = addrs;
                     pair.next_addrs.reverse();
                     Ok(())
@@ -397,10 +437,19 @@ impl<'a> Loop<'a> {
                 None => Err("no lookup for the target".to_string()),
             },
             Dest::Unix(path) => self.connect_unix(&mut pair, path, slot),
+            Dest::Socks5 { .. } => {
+                pair.socks = Some(Handshake::default());
+                // The handshake, like a connect, has -w to finish in.
+                pair.deadline = Some(now + self.shared.fwd.connect_timeout);
+                Ok(())
+            }
         };
         self.pairs.fill(slot, pair);
         match first {
             Err(why) => self.fail(slot, &why),
+            Ok(()) if matches!(self.shared.fwd.dest, Dest::Socks5 { .. }) => {
+                self.socks_turn(slot, now);
+            }
             Ok(()) if matches!(self.shared.fwd.dest, Dest::Ip { .. }) => {
                 self.next_attempt(slot, now, Vec::new());
             }
@@ -486,13 +535,204 @@ impl<'a> Loop<'a> {
             return;
         };
         if !pair.up_and_running {
-            if side == Side::Target {
+            if side == Side::Target && pair.via.is_some() {
+                self.via_turn(slot, now);
+            } else if side == Side::Target {
                 self.connect_result(slot, now);
+            } else if pair.socks.as_ref().is_some_and(|h| !h.connecting()) {
+                self.socks_turn(slot, now);
             }
             // The client's bytes wait in its socket until the target is there.
             return;
         }
         self.drive(slot, now);
+    }
+
+    /// `--socks5`: the handshake as far as the client's bytes go; once it names a target, the
+    /// rules (`--allow`/`--deny` apply to the target too), then the connect.
+    fn socks_turn(&mut self, slot: usize, now: Instant) {
+        let Dest::Socks5 { auth, family } = &self.shared.fwd.dest else {
+            return;
+        };
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let Some(hs) = pair.socks.as_mut() else {
+            return;
+        };
+        let (dest, port) = match hs.turn(&pair.client, auth.as_ref(), &pair.peer) {
+            Progress::Wait => return,
+            Progress::Over(why) => return self.socks_over(slot, &why),
+            Progress::Connect(dest, port) => (dest, port),
+        };
+        let host = match &dest {
+            crate::proxy::Dest::Name(n) => n.clone(),
+            crate::proxy::Dest::Ip(ip) => ip.to_string(),
+        };
+        let rules = !(self.shared.limits.allow.is_empty() && self.shared.limits.deny.is_empty());
+        let via = self.shared.fwd.proxy.is_some();
+        let here = self
+            .shared
+            .fwd
+            .proxy
+            .as_ref()
+            .is_some_and(socket::resolves_here);
+        pair.asked = Some((dest.to_string(), host.clone(), port));
+        if matches!(dest, crate::proxy::Dest::Name(_)) && (!via || rules || here) {
+            // getaddrinfo may take seconds: asked of the lookup thread, answered by NAMES.
+            let family = *family;
+            let token = self.pairs.token(slot);
+            return self.ask_name(slot, token, &host, port, family);
+        }
+        // An address needs no lookup, and through --proxy without rules a name is the
+        // proxy's to look up.
+        let addrs = if via && !rules && !here {
+            Ok(Vec::new())
+        } else {
+            crate::addr::resolve(&host, port, *family).map_err(|e| format!("{e:#}"))
+        };
+        self.socks_target(slot, addrs, now);
+    }
+
+    /// Hands `host` to the loop's lookup thread (started at the first name).
+    fn ask_name(&mut self, slot: usize, token: Token, host: &str, port: u16, family: Family) {
+        if self.names.is_none() {
+            match Names::start(self.poll.registry(), NAMES) {
+                Ok(n) => self.names = Some(n),
+                Err(e) => return self.fail(slot, &format!("starting the lookup thread: {e}")),
+            }
+        }
+        if !self
+            .names
+            .as_ref()
+            .is_some_and(|n| n.ask(token, host, port, family))
+        {
+            self.fail(slot, "the lookup thread has gone");
+        }
+    }
+
+    /// The lookup thread's answers, each to its pair if the pair is still there.
+    fn names_answered(&mut self, now: Instant) {
+        let answers = self.names.as_ref().map(Names::answered).unwrap_or_default();
+        for (token, addrs) in answers {
+            if let Some(slot) = self.pairs.slot_of(token) {
+                self.socks_target(slot, addrs, now);
+            }
+        }
+    }
+
+    /// The requested target's addresses are known (or not): the rules, then the connect,
+    /// directly or through `--proxy`.
+    fn socks_target(&mut self, slot: usize, addrs: Result<Vec<SocketAddr>, String>, now: Instant) {
+        let Dest::Socks5 { family, .. } = &self.shared.fwd.dest else {
+            return;
+        };
+        let family = *family;
+        let Some((dest, host, port)) = self.pairs.get_mut(slot).and_then(|p| p.asked.take()) else {
+            return;
+        };
+        if let Some(proxy) = &self.shared.fwd.proxy {
+            return self.socks_via(slot, proxy, &host, port, family, addrs, now);
+        }
+        let addrs = match addrs {
+            Ok(a) => a,
+            Err(why) => {
+                if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+                    hs.fail_code = 4;
+                }
+                return self.fail(slot, &why);
+            }
+        };
+        if let Some((a, why)) = addrs
+            .iter()
+            .find_map(|a| self.shared.limits.refuses(a.ip()).map(|w| (a, w)))
+        {
+            if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+                hs.fail_code = 2;
+            }
+            return self.fail(
+                slot,
+                &format!("the target {dest}:{port} ({}) {why}", a.ip()),
+            );
+        }
+        if let Some(pair) = self.pairs.get_mut(slot) {
+            pair.target_addr = format!("{dest}:{port}");
+            pair.next_addrs = addrs;
+            pair.next_addrs.reverse();
+        }
+        self.next_attempt(slot, now, Vec::new());
+    }
+
+    /// `--socks5 --proxy`: the client's target is asked of the proxy. --allow/--deny still
+    /// apply to it: a name is resolved here for them when there are rules.
+    #[allow(clippy::too_many_arguments)]
+    fn socks_via(
+        &mut self,
+        slot: usize,
+        proxy: &Proxy,
+        host: &str,
+        port: u16,
+        family: Family,
+        resolved: Result<Vec<SocketAddr>, String>,
+        now: Instant,
+    ) {
+        let limits = self.shared.limits;
+        // A name the proxy wants resolved here was looked up off the loop already: hand
+        // destination() the address, which needs no lookup.
+        let looked_up = match (&resolved, socket::resolves_here(proxy)) {
+            (Ok(addrs), true) => addrs.first().map(|a| a.ip().to_string()),
+            _ => None,
+        };
+        if socket::resolves_here(proxy)
+            && let Err(why) = &resolved
+        {
+            return self.fail(slot, why);
+        }
+        let host = looked_up.as_deref().unwrap_or(host);
+        if !(limits.allow.is_empty() && limits.deny.is_empty()) {
+            let refused = match resolved {
+                Ok(addrs) => addrs
+                    .iter()
+                    .find_map(|a| limits.refuses(a.ip()).map(|w| format!("({}) {w}", a.ip()))),
+                Err(e) => Some(format!("cannot be checked against --allow/--deny: {e}")),
+            };
+            if let Some(why) = refused {
+                if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+                    hs.fail_code = 2;
+                }
+                return self.fail(slot, &format!("the target {host}:{port} {why}"));
+            }
+        }
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let addrs = self.shared.lookup.map(Lookup::current);
+        let ready = socket::destination(proxy, host, port, family)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|dest| {
+                pair.target_addr = format!("{dest}:{port}");
+                pair.via_dest = Some((dest, port));
+                let mut a = addrs.unwrap_or_else(|| Err("no lookup for the proxy".into()))?;
+                a.reverse();
+                pair.next_addrs = a;
+                Ok(())
+            });
+        match ready {
+            Ok(()) => self.next_attempt(slot, now, Vec::new()),
+            Err(why) => self.fail(slot, &why),
+        }
+    }
+
+    /// A SOCKS5 client that did not get as far as a target: closed (the answer, where SOCKS5
+    /// has one, is already written), the reason said with -v.
+    fn socks_over(&mut self, slot: usize, why: &str) {
+        let Some(pair) = self.pairs.remove(slot) else {
+            return;
+        };
+        narrate::info(format_args!("{}: {why}; closed", pair.peer));
+        self.totals.failed += 1;
+        self.shared.lanes.left(self.id);
+        pair.close(false);
     }
 
     /// The outbound connect finished, one way or the other (or the event was spurious).
@@ -540,6 +780,57 @@ impl<'a> Loop<'a> {
         if let Err(e) = fwd.out_plan.apply(&sock, target, Stage::Connected) {
             return self.fail(slot, &format!("{e:#}"));
         }
+        // `--proxy`: this is the proxy; the handshake comes before the relay, within -w.
+        if let (Some(proxy), Some((dest, port))) = (&fwd.proxy, pair.via_dest.take()) {
+            match Via::start(&proxy.url, dest, port, s) {
+                Ok(v) => {
+                    pair.via = Some(v);
+                    pair.deadline = Some(now + fwd.connect_timeout);
+                    return self.via_turn(slot, now);
+                }
+                Err(why) => return self.fail(slot, &format!("proxy {}: {why}", proxy.url)),
+            }
+        }
+        self.established(slot, now);
+    }
+
+    /// `--proxy`: the handshake as far as the proxy's bytes go.
+    fn via_turn(&mut self, slot: usize, now: Instant) {
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let (Some(via), Some(s)) = (pair.via.as_mut(), pair.target.as_ref()) else {
+            return;
+        };
+        match via.turn(s) {
+            Went::Wait => {}
+            Went::Reached => {
+                pair.via = None;
+                self.established(slot, now);
+            }
+            Went::Failed(why) => self.fail(slot, &why),
+        }
+    }
+
+    /// The way to the target is open (connected, and through the proxy if there is one):
+    /// a SOCKS5 client is told so, and the relay starts.
+    fn established(&mut self, slot: usize, now: Instant) {
+        let fwd = self.shared.fwd;
+        let Some(pair) = self.pairs.get_mut(slot) else {
+            return;
+        };
+        let Some(s) = &pair.target else {
+            return;
+        };
+        if pair.socks.is_some() {
+            let bound = SockRef::from(s)
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket());
+            if let Err(why) = socks::answer(&pair.client, 0, bound, &pair.peer) {
+                return self.end(slot, End::Reset(why));
+            }
+        }
         pair.up_and_running = true;
         pair.deadline = None;
         pair.last = now;
@@ -551,6 +842,9 @@ impl<'a> Loop<'a> {
 
     fn connect_failed(&mut self, slot: usize, addr: SocketAddr, e: &io::Error, now: Instant) {
         let why = crate::error::connect_failure(addr, e);
+        if let Some(hs) = self.pairs.get_mut(slot).and_then(|p| p.socks.as_mut()) {
+            hs.fail_code = socks::code_for(e);
+        }
         if let Some(pair) = self.pairs.get_mut(slot)
             && let Some(mut s) = pair.target.take()
         {
@@ -574,12 +868,23 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.remove(slot) else {
             return;
         };
+        self.totals.failed += 1;
+        self.shared.lanes.left(self.id);
+        // A SOCKS5 client is told why in its reply, so it is closed, not reset.
+        if let Some(hs) = pair.socks.as_ref().filter(|h| h.connecting()) {
+            let _ = socks::answer(&pair.client, hs.fail_code, None, &pair.peer);
+            narrate::emit(format_args!(
+                "{}: target unreachable, SOCKS5 reply {} ({}): {why}",
+                pair.peer,
+                hs.fail_code,
+                crate::proxy::socks5::reply_name(hs.fail_code)
+            ));
+            return pair.close(false);
+        }
         narrate::emit(format_args!(
             "{}: target unreachable, client reset: {why}",
             pair.peer
         ));
-        self.totals.failed += 1;
-        self.shared.lanes.left(self.id);
         pair.close(true);
     }
 
@@ -617,6 +922,25 @@ impl<'a> Loop<'a> {
                 continue;
             };
             if let Some(d) = pair.deadline
+                && now >= d
+                && pair.target.is_none()
+                && pair.socks.as_ref().is_some_and(|h| !h.connecting())
+            {
+                let took = narrate::short(self.shared.fwd.connect_timeout);
+                self.socks_over(
+                    slot,
+                    &format!("the SOCKS5 handshake did not finish in {took} (-w)"),
+                );
+            } else if let Some(d) = pair.deadline
+                && now >= d
+                && pair.via.is_some()
+            {
+                let took = narrate::short(self.shared.fwd.connect_timeout);
+                self.fail(
+                    slot,
+                    &format!("the proxy's handshake did not finish in {took} (-w)"),
+                );
+            } else if let Some(d) = pair.deadline
                 && now >= d
             {
                 let addr = pair

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use socket2::SockRef;
 
 use super::peer::Peer;
+use super::socks::Handshake;
 use super::stream::Stream;
-use crate::narrate;
+use super::via::Via;
+use crate::narrate::{self, Flow, Key};
 use crate::relay::wire::{Dir, Dump};
 use crate::socket;
 
@@ -79,6 +81,9 @@ pub struct Half {
     /// Bytes read from the source, and delivered to the other side.
     pub taken: u64,
     pub delivered: u64,
+    /// This direction's data calls (splice, read, write), narrated at -vv; `None` otherwise,
+    /// and boxed so an idle pair stays small when narration is off.
+    flow: Option<Box<Flow>>,
 }
 
 impl Half {
@@ -94,7 +99,15 @@ impl Half {
             shut: false,
             taken: 0,
             delivered: 0,
+            flow: None,
         }
+    }
+
+    /// Narrates this direction's data calls at -vv, each line tagged with `who` (the
+    /// client's address and which way).
+    fn narrated(mut self, who: &str) -> Half {
+        self.flow = Flow::for_client(&who).map(Box::new);
+        self
     }
 
     /// Bytes taken and not delivered (what a reset now would lose).
@@ -191,7 +204,16 @@ impl Half {
             }
             if let Some(p) = &self.pipe {
                 let room = self.cap - self.held;
-                match crate::sys::splice(src.as_raw_fd(), p.w.as_raw_fd(), room, NONBLOCK) {
+                let (from, to) = (src.as_raw_fd(), p.w.as_raw_fd());
+                let got = crate::sys::splice(from, to, room, NONBLOCK);
+                if let Some(f) = &mut self.flow {
+                    f.call(
+                        Key { name: "splice", from, to: Some(to) },
+                        || format!("splice(fd {from}, NULL, fd {to}, NULL, {room}, SPLICE_F_MOVE|SPLICE_F_NONBLOCK)"),
+                        &got.as_ref().map(|n| *n).map_err(copy_error),
+                    );
+                }
+                match got {
                     // Refused for these descriptors (EINVAL) or this kernel (ENOSYS): copy.
                     Err(e) if self.held == 0 && refused(&e) => {
                         narrate::info(format_args!(
@@ -215,7 +237,22 @@ impl Half {
         if end == buf.len() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = (&*src).read(&mut buf[end..])?;
+        let want = buf.len() - end;
+        let got = (&*src).read(&mut buf[end..]);
+        if let Some(f) = &mut self.flow {
+            let fd = src.as_raw_fd();
+            // std's socket read is recvfrom(2) with no flags, as strace shows it.
+            f.call(
+                Key {
+                    name: "recvfrom",
+                    from: fd,
+                    to: None,
+                },
+                || format!("recvfrom(fd {fd}, buf, {want}, 0, NULL, NULL)"),
+                &got.as_ref().map(|n| *n).map_err(copy_error),
+            );
+        }
+        let n = got?;
         if let Some((d, label, dir)) = dump {
             d.record(Some(label), dir, self.taken, &buf[end..end + n]);
         }
@@ -224,13 +261,36 @@ impl Half {
 
     /// One write of what is held to the other side.
     fn drain(&mut self, dst: &Stream) -> io::Result<usize> {
+        let (held, fd) = (self.held, dst.as_raw_fd());
         if let (false, Some(p)) = (self.copy, &self.pipe) {
-            return crate::sys::splice(p.r.as_raw_fd(), dst.as_raw_fd(), self.held, NONBLOCK);
+            let from = p.r.as_raw_fd();
+            let got = crate::sys::splice(from, fd, held, NONBLOCK);
+            if let Some(f) = &mut self.flow {
+                f.call(
+                    Key { name: "splice", from, to: Some(fd) },
+                    || format!("splice(fd {from}, NULL, fd {fd}, NULL, {held}, SPLICE_F_MOVE|SPLICE_F_NONBLOCK)"),
+                    &got.as_ref().map(|n| *n).map_err(copy_error),
+                );
+            }
+            return got;
         }
         let Some(buf) = &self.buf else {
             return Ok(0);
         };
-        let n = (&*dst).write(&buf[self.start..self.start + self.held])?;
+        let got = (&*dst).write(&buf[self.start..self.start + held]);
+        if let Some(f) = &mut self.flow {
+            // std's socket write is sendto(2) with MSG_NOSIGNAL, as strace shows it.
+            f.call(
+                Key {
+                    name: "sendto",
+                    from: fd,
+                    to: None,
+                },
+                || format!("sendto(fd {fd}, buf, {held}, MSG_NOSIGNAL, NULL, 0)"),
+                &got.as_ref().map(|n| *n).map_err(copy_error),
+            );
+        }
+        let n = got?;
         self.start += n;
         Ok(n)
     }
@@ -243,6 +303,15 @@ impl Half {
 }
 
 const NONBLOCK: libc::c_uint = libc::SPLICE_F_NONBLOCK;
+
+/// A copy of a call's error for the narration, which takes the result by reference while the
+/// caller keeps the original.
+fn copy_error(e: &io::Error) -> io::Error {
+    e.raw_os_error().map_or_else(
+        || io::Error::new(e.kind(), e.to_string()),
+        io::Error::from_raw_os_error,
+    )
+}
 
 fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
@@ -296,10 +365,23 @@ pub struct Pair {
     pub down: Half,
     pub last: Instant,
     pub opened: Instant,
+    /// `forward --socks5`: the SOCKS5 handshake, before the target is known.
+    pub socks: Option<Handshake>,
+    /// `--proxy`: what to ask the proxy for (until it is asked), and the handshake with it.
+    pub via_dest: Option<(crate::proxy::Dest, u16)>,
+    /// `--socks5`: the target the client asked for (as said, as looked up, port) while its
+    /// addresses are being looked up.
+    pub asked: Option<(String, String, u16)>,
+    pub via: Option<Via>,
 }
 
 impl Pair {
     pub fn new(client: Stream, peer: Peer, copy: bool, now: Instant) -> Pair {
+        let (mut up, mut down) = (Half::new(copy), Half::new(copy));
+        if narrate::narrating() {
+            up = up.narrated(&format!("{peer} -> target"));
+            down = down.narrated(&format!("{peer} <- target"));
+        }
         Pair {
             client,
             peer,
@@ -308,10 +390,14 @@ impl Pair {
             up_and_running: false,
             next_addrs: Vec::new(),
             deadline: None,
-            up: Half::new(copy),
-            down: Half::new(copy),
+            up,
+            down,
             last: now,
             opened: now,
+            socks: None,
+            asked: None,
+            via_dest: None,
+            via: None,
         }
     }
 

@@ -21,6 +21,7 @@ use super::forward::{Dest, Forward};
 use super::limits::Limits;
 use super::lookup::Lookup;
 use super::peer::plain_addr;
+use super::reflect::Guard;
 use super::report::counted;
 use super::slots::Slots;
 use super::stop::Stop;
@@ -71,7 +72,11 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
     let mut stop = Stop::install()?;
     sock.set_nonblocking(true)
         .context("making the UDP socket non-blocking")?;
-    let local = socket::local_addr(&sock).map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let bound = socket::local_addr(&sock).ok();
+    let local = bound.map_or_else(|| "?".to_string(), |a| a.to_string());
+    // What keeps echo -u from answering itself keeps forward -u from relaying a target's
+    // replies to itself or to another service (reflect.rs), checked when a flow would open.
+    let mut guard = bound.map(|a| Guard::new(a, Instant::now()));
     let mut listener = UdpSocket::from_std(std::net::UdpSocket::from(OwnedFd::from(sock)));
     let mut poll = Poll::new().context("creating the event loop (epoll_create)")?;
     poll.registry()
@@ -128,15 +133,19 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
                     let slot = if let Some(&slot) = by_client.get(&from) {
                         slot
                     } else {
-                        let refusal = limits.refuses(from.ip()).or_else(|| {
-                            (by_client.len() >= limits.max_conns).then(|| {
-                                format!(
-                                    "--max-conns {} reached ({} flows open)",
-                                    limits.max_conns,
-                                    by_client.len()
-                                )
-                            })
-                        });
+                        let silenced = guard.as_mut().and_then(|g| g.check(from, now));
+                        let refusal = silenced
+                            .map(|s| s.why())
+                            .or_else(|| limits.refuses(from.ip()))
+                            .or_else(|| {
+                                (by_client.len() >= limits.max_conns).then(|| {
+                                    format!(
+                                        "--max-conns {} reached ({} flows open)",
+                                        limits.max_conns,
+                                        by_client.len()
+                                    )
+                                })
+                            });
                         if let Some(why) = refusal {
                             t.refused += 1;
                             // At most one line a second: a flood must not flood stderr.

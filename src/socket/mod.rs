@@ -10,6 +10,7 @@
 //! - `state.rs`: the TCP state and TCP_INFO, as narration and `-v` show them;
 //! - `tcp.rs`: connecting over candidate addresses, and accept;
 //! - `listener.rs`: an IP server's socket (TCP or UDP), dual-stack by default;
+//! - `proxied.rs`: a TCP connection through a SOCKS or HTTP CONNECT proxy, handshake included;
 //! - `udp.rs`, `unix.rs`, `source.rs`: UDP clients, Unix sockets, a client's source address.
 //!
 //! The parts name each other (`super::call::fd`), never an item through this file, so the
@@ -17,6 +18,7 @@
 
 mod call;
 mod listener;
+mod proxied;
 pub mod source;
 mod state;
 mod tcp;
@@ -28,6 +30,7 @@ pub use call::{
     shutdown, target,
 };
 pub use listener::{Listener, bind_udp, listen, reach};
+pub use proxied::{Proxy, connect_via, destination, resolves_here};
 pub use state::{
     after_inprogress, look, remember_end, state_suffix, tcp_info_json, tcp_info_summary, tcp_state,
 };

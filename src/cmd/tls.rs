@@ -1,0 +1,161 @@
+//! `--tls` on connect and listen: the TLS arguments become tls/'s options, checked before
+//! anything opens (a bad file is exit 2), and the relay of a stream socket becomes the TLS
+//! relay. Which transports and modes take `--tls` at all is applies.rs's table; the TLS
+//! work itself is tls/'s.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use rustls::{ClientConnection, Connection, ServerConnection};
+use socket2::Socket;
+
+use crate::cli::{TlsClientArgs, TlsServerArgs, WireArgs};
+use crate::error::UsageError;
+use crate::narrate;
+use crate::relay::{Channel, End, Ending, Relay};
+use crate::tls::config::{self, Client, Server};
+use crate::tls::session::Role;
+use crate::tls::{ClientOptions, ServerOptions, TlsRelay};
+
+/// How long a handshake may take when `-w` does not say.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The wire stages see the bytes the plain relay copies; the TLS relay does not run them.
+fn no_wire_stages(wire: &WireArgs) -> Result<()> {
+    if wire.crlf || wire.dump.hexdump || wire.dump.hexdump_file.is_some() {
+        return Err(UsageError::new(
+            "--crlf, -x and --hexdump-file are stages of the plain relay, and --tls relays \
+             through rustls without them",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// --cert and --key come together: a certificate is no use without its key.
+fn pair_given(cert: bool, key: bool) -> Result<()> {
+    match (cert, key) {
+        (true, false) => {
+            Err(UsageError::new("--cert needs --key: the private key of the certificate").into())
+        }
+        (false, true) => {
+            Err(UsageError::new("--key needs --cert: the certificate the key belongs to").into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `connect --tls`: the client configuration for HOST (None without --tls), made before any
+/// socket.
+pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Result<Option<Client>> {
+    let shaping = args.ca.is_some()
+        || args.sni.is_some()
+        || !args.alpn.is_empty()
+        || args.cert.is_some()
+        || args.key.is_some()
+        || args.insecure;
+    if !args.tls {
+        if shaping {
+            return Err(UsageError::new(
+                "--ca, --sni, --alpn, --cert, --key and --insecure shape a TLS session, and \
+                 need --tls",
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    pair_given(args.cert.is_some(), args.key.is_some())?;
+    no_wire_stages(wire)?;
+    // A Unix socket has no host name: the certificate is checked for `localhost`.
+    let host = host.unwrap_or("localhost");
+    let opts = ClientOptions {
+        ca: args.ca.clone(),
+        sni: args.sni.clone(),
+        alpn: args.alpn.clone(),
+        cert: args.cert.clone().zip(args.key.clone()),
+        insecure: args.insecure,
+    };
+    let client = config::client(&opts, host)?;
+    if args.insecure {
+        narrate::emit(format_args!(
+            "WARNING: --insecure: the server's certificate is not verified; anyone in the \
+             middle can read and change this session"
+        ));
+    }
+    Ok(Some(client))
+}
+
+/// Relays stdio over `sock`, through TLS as `client` says.
+pub fn connect_session(
+    client: Client,
+    sock: &Socket,
+    ending: Ending,
+    timeout: Option<Duration>,
+) -> Result<End> {
+    let conn = ClientConnection::new(client.config, client.name)
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let mut relay = TlsRelay::new(ending, timeout.unwrap_or(HANDSHAKE_TIMEOUT));
+    relay.session(
+        sock,
+        Connection::Client(conn),
+        &Role::Client(client.checked),
+    )
+}
+
+/// `listen --tls`: the server configuration (None without --tls), made before the bind.
+pub fn server(args: &TlsServerArgs, addr: Option<&str>, wire: &WireArgs) -> Result<Option<Server>> {
+    let shaping = args.cert.is_some()
+        || args.key.is_some()
+        || args.client_ca.is_some()
+        || !args.alpn.is_empty();
+    if !args.tls {
+        if shaping {
+            return Err(UsageError::new(
+                "--cert, --key, --client-ca and --alpn shape a TLS session, and need --tls",
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    pair_given(args.cert.is_some(), args.key.is_some())?;
+    no_wire_stages(wire)?;
+    let names: Vec<String> = match addr {
+        Some(a) => vec![a.trim_start_matches('[').trim_end_matches(']').to_string()],
+        None => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+    };
+    let opts = ServerOptions {
+        cert: args.cert.clone().zip(args.key.clone()),
+        client_ca: args.client_ca.clone(),
+        alpn: args.alpn.clone(),
+    };
+    Ok(Some(config::server(&opts, &names)?))
+}
+
+/// The line that goes with `listening on`: what a client can check or pin.
+pub fn announce(server: &Server, quiet: bool) {
+    if !quiet {
+        narrate::emit(format_args!(
+            "TLS certificate {}, SHA-256 fingerprint {}",
+            server.origin, server.fingerprint
+        ));
+    }
+}
+
+/// The relay a listener runs each client through: plain, or TLS.
+pub enum ServerRelay {
+    Plain(Relay),
+    Tls(TlsRelay, Server),
+}
+
+impl ServerRelay {
+    pub fn session(&mut self, sock: &Socket, channel: Channel) -> Result<End> {
+        match self {
+            ServerRelay::Plain(relay) => relay.session(sock, channel),
+            ServerRelay::Tls(relay, server) => {
+                let conn = ServerConnection::new(server.config.clone())
+                    .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+                relay.session(sock, Connection::Server(conn), &Role::Server)
+            }
+        }
+    }
+}

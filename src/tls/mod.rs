@@ -1,0 +1,14 @@
+//! TLS: a stage between a stream socket and the relay (rustls with the ring provider, no
+//! OpenSSL). config.rs turns the options into rustls configurations (roots, `--ca`, client and
+//! server certificates, the self-signed certificate made at start), verify.rs checks the
+//! peer's certificate and turns a refusal into one sentence, report.rs is the `-v` account of
+//! a handshake and a certificate chain, session.rs relays stdio over a TLS connection. Sockets
+//! are made elsewhere (socket/, cmd/), and the plain relay stays relay/'s.
+
+pub mod config;
+pub mod report;
+pub mod session;
+pub mod verify;
+
+pub use config::{ClientOptions, ServerOptions};
+pub use session::TlsRelay;

@@ -1,0 +1,923 @@
+//! `--tls` driven as a user would: the real binary on loopback, port 0, every wait bounded,
+//! with a test PKI made here (rcgen: a CA, leaves for localhost, an expired one, one for
+//! another name, one from an untrusted CA), against `openssl s_server`/`s_client`, `ncat
+//! --ssl`, rustls servers written here (to half-close or truncate on cue) and sockkit itself.
+//! Covers bytes both ways, 64 MiB each way, close_notify semantics, each bad certificate with
+//! its sentence, `--insecure`, the pinned fingerprint, and bad certificate files (exit 2).
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
+};
+use util::{
+    ChildGuard, LineTap, T, TempDir, assert_bytes_eq, collect, join_within, listening_port_of,
+    peer_or_skip, random_bytes, run, sockkit,
+};
+
+/// A test PKI on disk: `ca.pem` and, per leaf, `NAME.pem` + `NAME.key`.
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new("tls");
+        let ca = make_ca("sockkit test CA");
+        dir.file("ca.pem", &ca.pem());
+        let other = make_ca("some other CA");
+        let localhost = || vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        leaf(&dir, "good", localhost(), &ca, false);
+        leaf(&dir, "expired", localhost(), &ca, true);
+        leaf(
+            &dir,
+            "elsewhere",
+            vec!["elsewhere.example".to_string()],
+            &ca,
+            false,
+        );
+        leaf(&dir, "untrusted", localhost(), &other, false);
+        let own = rcgen::generate_simple_self_signed(localhost()).unwrap();
+        dir.file("selfsigned.pem", &own.cert.pem());
+        dir.file("selfsigned.key", &own.signing_key.serialize_pem());
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path(name).display().to_string()
+    }
+
+    fn ca(&self) -> String {
+        self.path("ca.pem")
+    }
+
+    fn cert(&self, name: &str) -> String {
+        self.path(&format!("{name}.pem"))
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.path(&format!("{name}.key"))
+    }
+}
+
+fn make_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    dir: &TempDir,
+    name: &str,
+    sans: Vec<String>,
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    expired: bool,
+) {
+    let mut params = CertificateParams::new(sans).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} leaf"));
+    if expired {
+        params.not_before = date_time_ymd(2020, 1, 1);
+        params.not_after = date_time_ymd(2021, 1, 1);
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, ca).unwrap();
+    dir.file(&format!("{name}.pem"), &cert.pem());
+    dir.file(&format!("{name}.key"), &key.serialize_pem());
+}
+
+/// `sockkit listen --tls ARGS 127.0.0.1 0`, stdin from `stdin`; returns the child, its
+/// address and its stderr.
+fn listen_tls(args: &[&str], stdin: Stdio) -> (ChildGuard, SocketAddr, LineTap) {
+    let mut all = vec!["listen", "--tls"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["127.0.0.1", "0"]);
+    let mut cmd = sockkit(&all);
+    cmd.stdin(stdin);
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let (addr, tap) = util::read_listening(child.stderr(), T);
+    (child, addr, tap)
+}
+
+/// A peer program's pipes: stdin to write, stdout and stderr collected.
+fn spawn_peer(cmd: &mut Command) -> ChildGuard {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    ChildGuard::spawn(cmd)
+}
+
+#[test]
+fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let mut server = spawn_peer(Command::new(openssl).args([
+        "s_server",
+        "-quiet",
+        "-naccept",
+        "1",
+        "-accept",
+        "127.0.0.1:0",
+        "-cert",
+        &pki.cert("good"),
+        "-key",
+        &pki.key("good"),
+    ]));
+    let port = listening_port_of(server.id(), T).expect("s_server's port");
+    let mut server_in = server.stdin();
+    server_in.write_all(b"from s_server\n").unwrap();
+    let server_out = collect(server.stdout());
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "-v",
+            "localhost",
+            &port.to_string(),
+        ],
+        b"from sockkit\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "from s_server\n", "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("server certificate: verified against the trusted roots"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("TLS handshake done"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("subject CN=good leaf"),
+        "{}",
+        out.stderr
+    );
+    drop(server_in);
+    server.status_within(T, "s_server");
+    let got = join_within(server_out, T);
+    assert_eq!(String::from_utf8_lossy(&got), "from sockkit\n");
+}
+
+/// A line on `tap` within the bound, or the test fails saying what was seen.
+fn line(tap: &mut LineTap, want: &str) {
+    tap.wait_seen(T, |l| l == want)
+        .unwrap_or_else(|e| panic!("waiting for {want:?}: {e}"));
+}
+
+/// `listen --tls --cert --key` and a TLS client program (`client`) exchange a line each way
+/// with both stdins open; then listen's stdin ends and it sends close_notify. A client that
+/// answers with its own (`answers`) ends the session cleanly (exit 0); one that does not
+/// ends when its stdin does, and listen says the end may be a truncation (exit 1).
+fn exchange_with_listen_tls(pki: &Pki, client: &mut Command, what: &str, answers: bool) {
+    let (mut listener, _addr, mut tap) = listen_tls_at(
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+        Stdio::piped(),
+        client,
+    );
+    let mut listen_in = listener.stdin();
+    listen_in.write_all(b"from sockkit\n").unwrap();
+    let mut listen_out = LineTap::new(listener.stdout());
+    let mut peer = spawn_peer(client);
+    let mut peer_in = peer.stdin();
+    peer_in
+        .write_all(format!("from {what}\n").as_bytes())
+        .unwrap();
+    let mut peer_out = LineTap::new(peer.stdout());
+    line(&mut listen_out, &format!("from {what}"));
+    line(&mut peer_out, "from sockkit");
+    drop(listen_in);
+    if !answers {
+        drop(peer_in);
+        let status = listener.status_within(T, "listen --tls");
+        assert_eq!(status.code(), Some(1), "{what}");
+        tap.wait_seen(T, |l| {
+            l == "sockkit: TLS: the peer closed the connection without close_notify after 10 \
+                  bytes: the data may be truncated"
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        peer.status_within(T, what);
+        return;
+    }
+    let status = listener.status_within(T, "listen --tls");
+    assert_eq!(status.code(), Some(0), "{what}: {}", tap.text());
+    peer.status_within(T, what);
+    drop(peer_in);
+}
+
+/// `listen_tls`, with the port it got added to `client`'s arguments as HOST:PORT or HOST
+/// PORT (`{port}` in them).
+fn listen_tls_at(
+    args: &[&str],
+    stdin: Stdio,
+    client: &mut Command,
+) -> (ChildGuard, SocketAddr, LineTap) {
+    let (child, addr, tap) = listen_tls(args, stdin);
+    let filled: Vec<String> = client
+        .get_args()
+        .map(|a| {
+            a.to_string_lossy()
+                .replace("{port}", &addr.port().to_string())
+        })
+        .collect();
+    let program = client.get_program().to_owned();
+    *client = Command::new(program);
+    client.args(filled);
+    (child, addr, tap)
+}
+
+#[test]
+fn openssl_s_client_reaches_listen_tls_with_cert_and_key() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let ca = pki.ca();
+    let mut client = Command::new(openssl);
+    client.args([
+        "s_client",
+        "-quiet",
+        "-verify_return_error",
+        "-CAfile",
+        &ca,
+        "-servername",
+        "localhost",
+        "-connect",
+        "127.0.0.1:{port}",
+    ]);
+    exchange_with_listen_tls(&pki, &mut client, "s_client", true);
+}
+
+#[test]
+fn ncat_ssl_connects_to_listen_tls() {
+    let Some(ncat) = peer_or_skip("ncat") else {
+        return;
+    };
+    let pki = Pki::new();
+    let ca = pki.ca();
+    let mut client = Command::new(ncat);
+    client.args([
+        "--ssl",
+        "--ssl-verify",
+        "--ssl-trustfile",
+        &ca,
+        // ncat checks a certificate's DNS names only, not its IP addresses.
+        "localhost",
+        "{port}",
+    ]);
+    // ncat as a client never sends close_notify: it closes at its stdin's EOF.
+    exchange_with_listen_tls(&pki, &mut client, "ncat", false);
+}
+
+/// `ncat --ssl -l` on a port the kernel just handed out (ncat cannot bind port 0 and say
+/// which it got), serving the good certificate.
+fn ncat_listen(ncat: &std::path::Path, pki: &Pki) -> (ChildGuard, u16) {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let server = spawn_peer(Command::new(ncat).args([
+        "--ssl",
+        "--ssl-cert",
+        &pki.cert("good"),
+        "--ssl-key",
+        &pki.key("good"),
+        "-l",
+        "127.0.0.1",
+        &port.to_string(),
+    ]));
+    listening_port_of(server.id(), T).expect("ncat's port");
+    (server, port)
+}
+
+#[test]
+fn connect_tls_reaches_ncat_ssl_listen() {
+    let Some(ncat) = peer_or_skip("ncat") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = ncat_listen(&ncat, &pki);
+    let mut server_in = server.stdin();
+    server_in.write_all(b"from ncat\n").unwrap();
+    let mut server_out = LineTap::new(server.stdout());
+    let mut client = ChildGuard::spawn(&mut sockkit(&[
+        "connect",
+        "--tls",
+        "--ca",
+        &pki.ca(),
+        "127.0.0.1",
+        &port.to_string(),
+    ]));
+    let mut client_in = client.stdin();
+    client_in.write_all(b"from sockkit\n").unwrap();
+    let mut client_out = LineTap::new(client.stdout());
+    line(&mut client_out, "from ncat");
+    line(&mut server_out, "from sockkit");
+    // Our close_notify; ncat answers with its own and ends.
+    drop(client_in);
+    let status = client.status_within(T, "connect --tls");
+    assert_eq!(status.code(), Some(0));
+    server.status_within(T, "ncat --ssl -l");
+    drop(server_in);
+}
+
+#[test]
+fn ncat_ending_without_close_notify_is_reported_as_possible_truncation() {
+    let Some(ncat) = peer_or_skip("ncat") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = ncat_listen(&ncat, &pki);
+    // At its stdin's EOF ncat closes the TCP connection without a close_notify.
+    let mut server_in = server.stdin();
+    server_in.write_all(b"from ncat\n").unwrap();
+    drop(server_in);
+    let mut client = ChildGuard::spawn(&mut sockkit(&[
+        "connect",
+        "--tls",
+        "--ca",
+        &pki.ca(),
+        "127.0.0.1",
+        &port.to_string(),
+    ]));
+    let client_in = client.stdin();
+    let out = collect(client.stdout());
+    let err = collect(client.stderr());
+    let status = client.status_within(T, "connect --tls");
+    drop(client_in);
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(join_within(out, T), b"from ncat\n");
+    assert_eq!(
+        String::from_utf8_lossy(&join_within(err, T)),
+        "sockkit: TLS: the peer closed the connection without close_notify after 10 bytes: \
+         the data may be truncated\n"
+    );
+    server.status_within(T, "ncat --ssl -l");
+}
+
+/// 64 MiB from one sockkit to the other over TLS, byte-exact; `upload`: connect sends.
+fn sixty_four_mib(upload: bool) {
+    let pki = Pki::new();
+    let data = random_bytes(if upload { 1 } else { 2 }, 64 << 20);
+    let (mut listener, addr, _tap) = listen_tls(
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+        Stdio::piped(),
+    );
+    let mut listen_in = listener.stdin();
+    let listen_out = collect(listener.stdout());
+    let feeder = if upload {
+        drop(listen_in);
+        None
+    } else {
+        let d = data.clone();
+        Some(thread::spawn(move || {
+            listen_in.write_all(&d).unwrap();
+        }))
+    };
+    let input: &[u8] = if upload { &data } else { b"" };
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ],
+        input,
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    if let Some(f) = feeder {
+        join_within(f, T);
+    }
+    listener.status_within(T, "listen --tls");
+    let got_server = join_within(listen_out, T);
+    if upload {
+        assert_bytes_eq(&got_server, &data, "64 MiB connect -> listen over TLS");
+        assert!(out.stdout.is_empty());
+    } else {
+        assert_bytes_eq(&out.stdout, &data, "64 MiB listen -> connect over TLS");
+        assert!(got_server.is_empty());
+    }
+}
+
+#[test]
+fn sixty_four_mib_connect_to_listen_arrive_byte_exact() {
+    sixty_four_mib(true);
+}
+
+#[test]
+fn sixty_four_mib_listen_to_connect_arrive_byte_exact() {
+    sixty_four_mib(false);
+}
+
+/// A rustls server in the test: one client, `serve` runs on the TLS stream.
+fn rustls_server(
+    pki: &Pki,
+    serve: impl FnOnce(&mut rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>)
+    + Send
+    + 'static,
+) -> (u16, thread::JoinHandle<()>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<_> = CertificateDer::pem_file_iter(pki.cert("good"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.key("good")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let (addr, h) = util::serve_once(move |tcp| {
+        let conn = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        serve(&mut tls);
+    });
+    (addr.port(), h)
+}
+
+#[test]
+fn request_then_close_notify_gets_the_whole_response_after_it() {
+    let pki = Pki::new();
+    let (port, server) = rustls_server(&pki, |tls| {
+        // Read the request to its close_notify, then answer: only a half-closed TLS 1.3
+        // session carries the answer back.
+        let mut request = Vec::new();
+        tls.read_to_end(&mut request).unwrap();
+        assert_eq!(request, b"GET /answer\n");
+        tls.write_all(b"the answer is 42\n").unwrap();
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+    });
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "-v",
+            "localhost",
+            &port.to_string(),
+        ],
+        b"GET /answer\n",
+        T,
+    );
+    join_within(server, T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "the answer is 42\n");
+    assert!(
+        out.stderr.contains("sending close_notify"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("TLSv1.3"), "{}", out.stderr);
+}
+
+#[test]
+fn eof_without_close_notify_is_reported_as_possible_truncation() {
+    let pki = Pki::new();
+    let (port, server) = rustls_server(&pki, |tls| {
+        tls.write_all(b"partial").unwrap();
+        tls.flush().unwrap();
+        // The TCP connection ends here with no close_notify: as a cut cable would end it.
+        tls.sock.shutdown(std::net::Shutdown::Both).unwrap();
+    });
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "localhost",
+            &port.to_string(),
+        ],
+        b"",
+        T,
+    );
+    join_within(server, T);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert_eq!(out.stdout_text(), "partial");
+    assert_eq!(
+        out.stderr,
+        "sockkit: TLS: the peer closed the connection without close_notify after 7 bytes: \
+         the data may be truncated\n"
+    );
+}
+
+/// `connect --tls --ca ca.pem` to a `listen --tls` serving certificate `name`: its stderr.
+fn refused_by_connect(pki: &Pki, name: &str, extra: &[&str]) -> String {
+    let (mut listener, addr, _tap) = listen_tls(
+        &["--cert", &pki.cert(name), "--key", &pki.key(name)],
+        Stdio::null(),
+    );
+    let mut args = vec!["connect", "--tls", "--ca"];
+    let ca = pki.ca();
+    args.push(&ca);
+    args.extend_from_slice(extra);
+    let port = addr.port().to_string();
+    args.extend_from_slice(&["127.0.0.1", &port]);
+    let out = run(&args, b"never sent\n", T);
+    assert_eq!(out.code(), Some(1), "{name}: {}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert_eq!(out.stderr.lines().count(), 1, "{name}: {}", out.stderr);
+    listener.status_within(T, "listen --tls after a refused handshake");
+    out.stderr
+}
+
+const WAY_OUT: &str = "pass --ca FILE to trust its issuer, or --insecure to skip verification";
+
+#[test]
+fn an_expired_certificate_is_refused_in_one_line() {
+    let pki = Pki::new();
+    let err = refused_by_connect(&pki, "expired", &[]);
+    assert!(
+        err.starts_with(
+            "sockkit: TLS: the server's certificate has expired (valid until Jan  1 00:00:00 2021"
+        ),
+        "{err}"
+    );
+    assert!(err.contains(WAY_OUT), "{err}");
+}
+
+#[test]
+fn a_self_signed_certificate_is_refused_in_one_line() {
+    let pki = Pki::new();
+    let err = refused_by_connect(&pki, "selfsigned", &[]);
+    assert!(
+        err.starts_with("sockkit: TLS: the server's certificate is self-signed (CN=rcgen self signed cert) and not trusted"),
+        "{err}"
+    );
+    assert!(err.contains(WAY_OUT), "{err}");
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused_in_one_line() {
+    let pki = Pki::new();
+    let err = refused_by_connect(&pki, "elsewhere", &[]);
+    assert!(
+        err.starts_with("sockkit: TLS: the server's certificate is for elsewhere.example, not 127.0.0.1 (wrong name"),
+        "{err}"
+    );
+    assert!(err.contains(WAY_OUT), "{err}");
+}
+
+#[test]
+fn a_certificate_from_an_untrusted_ca_is_refused_in_one_line() {
+    let pki = Pki::new();
+    let err = refused_by_connect(&pki, "untrusted", &[]);
+    assert!(
+        err.starts_with("sockkit: TLS: the server's certificate was issued by CN=some other CA, which is not trusted"),
+        "{err}"
+    );
+    assert!(err.contains(WAY_OUT), "{err}");
+}
+
+#[test]
+fn insecure_accepts_a_self_signed_certificate_and_warns_once() {
+    let (mut listener, addr, _tap) = listen_tls(&[], Stdio::null());
+    let listen_out = collect(listener.stdout());
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--insecure",
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ],
+        b"trust me\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "sockkit: WARNING: --insecure: the server's certificate is not verified; anyone in the \
+         middle can read and change this session\n"
+    );
+    listener.status_within(T, "listen --tls");
+    assert_eq!(join_within(listen_out, T), b"trust me\n");
+}
+
+#[test]
+fn the_printed_fingerprint_is_what_openssl_prints_for_the_served_certificate() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let (_listener, addr, mut tap) = listen_tls(&[], Stdio::null());
+    let line = tap
+        .wait_seen(T, |l| l.contains("SHA-256 fingerprint "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let printed = line
+        .split("SHA-256 fingerprint ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    // The certificate as a client receives it, and openssl's own fingerprint of it.
+    let fetched = Command::new(&openssl)
+        .args(["s_client", "-connect", &addr.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let mut x509 = Command::new(&openssl)
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(&fetched.stdout)
+        .unwrap();
+    let said = x509.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&said.stdout);
+    assert_eq!(said.trim(), format!("sha256 Fingerprint={printed}"));
+}
+
+#[test]
+fn certificate_and_key_files_that_do_not_parse_or_match_fail_before_binding() {
+    let pki = Pki::new();
+    let junk = pki.dir.file("junk.pem", "not a certificate\n");
+    let junk = junk.display().to_string();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--cert".into(),
+                junk.clone(),
+                "--key".into(),
+                pki.key("good"),
+            ],
+            "no CERTIFICATE block in it",
+        ),
+        (
+            vec![
+                "--cert".into(),
+                pki.cert("good"),
+                "--key".into(),
+                junk.clone(),
+            ],
+            "no private key in it",
+        ),
+        (
+            vec![
+                "--cert".into(),
+                pki.cert("good"),
+                "--key".into(),
+                pki.key("expired"),
+            ],
+            "does not match the certificate in",
+        ),
+    ];
+    for (files, want) in cases {
+        let mut args: Vec<String> = vec!["listen".into(), "--tls".into(), "-v".into()];
+        args.extend(files.iter().cloned());
+        args.extend(["127.0.0.1".into(), "0".into()]);
+        let out = run(&args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(want), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("listening on"), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        // The client's --cert/--key are read before it connects, too.
+        let mut args: Vec<String> = vec!["connect".into(), "--tls".into()];
+        args.extend(files);
+        args.extend(["127.0.0.1".into(), "9".into()]);
+        let out = run(&args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(want), "{args:?}: {}", out.stderr);
+    }
+    let missing: PathBuf = pki.dir.path("absent.pem");
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &missing.display().to_string(),
+            "127.0.0.1",
+            "9",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.starts_with("sockkit: --ca "), "{}", out.stderr);
+}
+
+#[test]
+fn a_plain_text_client_on_listen_k_tls_is_logged_and_the_next_client_is_served() {
+    let pki = Pki::new();
+    let (mut listener, addr, mut tap) = listen_tls(
+        &[
+            "-k",
+            "-v",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        Stdio::null(),
+    );
+    let listen_out = collect(listener.stdout());
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let line = tap
+        .wait_for(T, |l| l.contains("did not answer in TLS"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.starts_with("sockkit: client 127.0.0.1:"), "{line}");
+    drop(plain);
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ],
+        b"after the plain one\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    tap.wait_for(T, |l| l.contains("received 20 B of plaintext"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(listener);
+    assert_eq!(join_within(listen_out, T), b"after the plain one\n");
+}
+
+#[test]
+fn client_ca_admits_a_client_with_a_certificate_and_refuses_one_without() {
+    let pki = Pki::new();
+    let (mut listener, addr, mut tap) = listen_tls(
+        &[
+            "-k",
+            "-v",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+            "--client-ca",
+            &pki.ca(),
+        ],
+        Stdio::null(),
+    );
+    let listen_out = collect(listener.stdout());
+    let port = addr.port().to_string();
+    let ca = pki.ca();
+    let without = run(
+        &["connect", "--tls", "--ca", &ca, "127.0.0.1", &port],
+        b"no\n",
+        T,
+    );
+    assert_eq!(without.code(), Some(1), "{}", without.stderr);
+    assert!(
+        without.stderr.contains("CertificateRequired"),
+        "{}",
+        without.stderr
+    );
+    let (cert, key) = (pki.cert("good"), pki.key("good"));
+    let with = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "127.0.0.1",
+            &port,
+        ],
+        b"with a certificate\n",
+        T,
+    );
+    assert_eq!(with.code(), Some(0), "{}", with.stderr);
+    tap.wait_seen(T, |l| {
+        l.contains("client certificate 0: subject CN=good leaf")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    tap.wait_seen(T, |l| l.contains("received 19 B of plaintext"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(listener);
+    assert_eq!(join_within(listen_out, T), b"with a certificate\n");
+}
+
+#[test]
+fn alpn_is_negotiated_and_keys_are_logged_to_sslkeylogfile() {
+    let pki = Pki::new();
+    let (mut listener, addr, _tap) = listen_tls(
+        &[
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+            "--alpn",
+            "h2,http/1.1",
+        ],
+        Stdio::null(),
+    );
+    let keylog = pki.dir.path("keys.log");
+    let mut cmd = sockkit(&[
+        "connect",
+        "--tls",
+        "-v",
+        "--ca",
+        &pki.ca(),
+        "--alpn",
+        "http/1.1,spdy/1",
+        "127.0.0.1",
+        &addr.port().to_string(),
+    ]);
+    cmd.env("SSLKEYLOGFILE", &keylog);
+    let out = util::run_cmd(&mut cmd, b"", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("ALPN http/1.1"), "{}", out.stderr);
+    listener.status_within(T, "listen --tls");
+    let logged = std::fs::read_to_string(&keylog).unwrap();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.starts_with("CLIENT_TRAFFIC_SECRET_0 ")),
+        "{logged}"
+    );
+}
+
+#[test]
+fn a_recv_only_listener_ends_with_close_notify_so_its_client_exits_0() {
+    let pki = Pki::new();
+    // Its stdin stays open and unread: only the close_notify at the end lets the client go.
+    let (mut listener, addr, _tap) = listen_tls(
+        &[
+            "--recv-only",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        Stdio::piped(),
+    );
+    let listen_in = listener.stdin();
+    let listen_out = collect(listener.stdout());
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ],
+        b"one way\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let status = listener.status_within(T, "listen --recv-only --tls");
+    assert_eq!(status.code(), Some(0));
+    drop(listen_in);
+    assert_eq!(join_within(listen_out, T), b"one way\n");
+}
+
+#[test]
+fn tls_options_without_tls_or_a_cert_without_its_key_are_usage_errors() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["connect", "--ca", "ca.pem", "127.0.0.1", "9"],
+            "sockkit: --ca, --sni, --alpn, --cert, --key and --insecure shape a TLS session, and need --tls\n",
+        ),
+        (
+            &["listen", "--client-ca", "ca.pem", "127.0.0.1", "0"],
+            "sockkit: --cert, --key, --client-ca and --alpn shape a TLS session, and need --tls\n",
+        ),
+        (
+            &["connect", "--tls", "--cert", "c.pem", "127.0.0.1", "9"],
+            "sockkit: --cert needs --key: the private key of the certificate\n",
+        ),
+        (
+            &["listen", "--tls", "--key", "k.pem", "127.0.0.1", "0"],
+            "sockkit: --key needs --cert: the certificate the key belongs to\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, want, "{args:?}");
+    }
+}
