@@ -31,11 +31,11 @@ const REFUSED: &[(char, &str)] = &[
     ('W', "a receive limit (-W) is not offered"),
     (
         'X',
-        "proxies (-X) are not offered: sockkit has no proxy support yet",
+        "proxies (-X) are not mapped in nc mode yet: use `sockkit connect --proxy URL`",
     ),
     (
         'x',
-        "proxies (-x) are not offered: sockkit has no proxy support yet",
+        "proxies (-x) are not mapped in nc mode yet: use `sockkit connect --proxy URL`",
     ),
     ('Z', "DCCP (-Z) is not offered"),
     (
