@@ -348,6 +348,9 @@ pub struct ConnectArgs {
     pub wire: WireArgs,
 
     #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
     pub sockopts: SockOptArgs,
 
     #[command(flatten)]
@@ -406,6 +409,9 @@ pub struct ListenArgs {
 
     #[command(flatten)]
     pub wire: WireArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
@@ -818,6 +824,42 @@ pub struct WireArgs {
 
     #[command(flatten)]
     pub dump: DumpArgs,
+}
+
+/// `--wire`, `--pcap` and `--trace`: what the connection put on the wire, and every event.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CaptureArgs {
+    /// Show each TCP segment (UDP datagram) of this connection on stderr as it crosses the
+    /// wire, beside the calls and on their clock, tcpdump's way: `-> [S] seq 0 win 65495
+    /// <mss 65495,sackOK,TS,nop,wscale 7>`, `<- [S.] seq 0 ack 1`, `-> [P.] seq 1:7 ack 1 len
+    /// 6`, `-> [F.] seq 7 ack 1`, `<- [R] seq 1`. `->` is sent by this end, `<-` received;
+    /// numbers are relative to each side's initial sequence number; the window and options are
+    /// shown on SYNs; the time is the kernel's (a line may come just after the call that caused
+    /// it). Captured by the kernel on a packet socket (AF_PACKET, `lo` for
+    /// loopback) filtered in the kernel (BPF) to this connection's port; needs CAP_NET_RAW
+    /// (root, or `setcap cap_net_raw+ep $(which sockkit)`): without it one line says so and the
+    /// session goes on. At the end: packets captured and dropped by the kernel.
+    #[arg(long)]
+    pub wire: bool,
+
+    /// Write the same packets to FILE as a classic pcap file (link type LINUX_SLL), for
+    /// `tcpdump -r FILE` or Wireshark. Needs CAP_NET_RAW, as --wire does.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub pcap: Option<PathBuf>,
+
+    /// Write every event of the session to FILE as JSON lines, one object per line, in
+    /// timestamp order. Every object has "t_ns" (nanoseconds on the session clock, monotonic,
+    /// the clock -vv's +TIME shows) and "event", one of: "call" (a socket call: "name",
+    /// "args" and "result" as -vvv spells them, "duration_ns"; a data call has "bytes", the
+    /// bytes it moved, instead of "duration_ns"); "kernel" (what the kernel did that no call of
+    /// ours did, such as a TCP state change or a RST: "text"); "segment" (a captured packet:
+    /// "dir" out or in, "local", "remote", "proto" tcp or udp, "len" payload bytes, for TCP
+    /// "flags" as tcpdump writes them and "win", "line", --wire's line, and "kernel_ago_ns", how
+    /// long before "t_ns" the kernel saw it); "capture" (at the
+    /// end: "packets", "dropped"). Segments are captured as for --wire (CAP_NET_RAW). New
+    /// fields may be added; these keep their names and meaning.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub trace: Option<PathBuf>,
 }
 
 /// `-x`/`--hexdump-file`: a hex + ASCII view of every byte that crosses the wire.

@@ -4,7 +4,9 @@
 //! rest is the crate's own, so rustc reports code nothing uses.
 
 mod addr;
+mod capture;
 pub mod cli;
+mod clock;
 pub mod cmd;
 pub mod error;
 mod interrupt;
@@ -19,4 +21,5 @@ mod socket;
 pub mod sockopt;
 mod sys;
 mod tls;
+mod trace;
 mod value;

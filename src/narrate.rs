@@ -4,12 +4,12 @@
 
 use std::fmt;
 use std::io::{self, Write};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::trace;
+
 static LEVEL: AtomicU8 = AtomicU8::new(0);
-static START: OnceLock<Instant> = OnceLock::new();
 static EXPLAIN: AtomicBool = AtomicBool::new(false);
 
 /// `--explain`: a plain sentence after each narrated step.
@@ -34,7 +34,7 @@ pub fn explain(what: fmt::Arguments) {
 /// calls of each kind, 3 `-vvv` every call.
 pub fn set_level(level: u8) {
     LEVEL.store(level, Ordering::Relaxed);
-    START.get_or_init(Instant::now);
+    crate::clock::start();
 }
 
 pub fn level() -> u8 {
@@ -58,7 +58,14 @@ pub fn every_call() -> bool {
 
 /// Time since the program started, the left margin of narration lines.
 fn since_start() -> Duration {
-    START.get_or_init(Instant::now).elapsed()
+    crate::clock::since_start()
+}
+
+/// The session clock as narration's left margin shows it (`+1.2ms`), for something told by
+/// others on the same clock that happened `ago` before now (a packet the kernel timestamped
+/// before the capture thread read it).
+pub fn stamp_ago(ago: Duration) -> String {
+    format!("+{}", short(since_start().saturating_sub(ago)))
 }
 
 /// One line on stderr, whole: a single write so lines of concurrent threads never interleave.
@@ -83,6 +90,16 @@ pub fn info(args: fmt::Arguments) {
 /// A `-vv` line for one socket call that has returned: `what` is the call as C would spell it,
 /// `took` its duration.
 pub fn call(what: fmt::Arguments, took: Duration) {
+    if trace::on() {
+        let text = what.to_string();
+        let (name, args, result) = trace::split_call(&text);
+        trace::record("call", |f| {
+            f.str("name", name)
+                .str("args", args)
+                .str("result", result)
+                .num("duration_ns", took.as_nanos() as i128);
+        });
+    }
     if narrating() {
         emit(format_args!(
             "{:>9} {what} [{}]",
@@ -94,6 +111,11 @@ pub fn call(what: fmt::Arguments, took: Duration) {
 
 /// A `-vv` line that is no call of ours: what the kernel did, told when sockkit saw it.
 pub fn seen(what: fmt::Arguments) {
+    if trace::on() {
+        trace::record("kernel", |f| {
+            f.str("text", &what.to_string());
+        });
+    }
     if narrating() {
         emit(format_args!(
             "{:>9} {what}",
@@ -108,7 +130,7 @@ pub fn traced<T>(
     f: impl FnOnce() -> io::Result<T>,
     describe: impl FnOnce(&io::Result<T>) -> String,
 ) -> io::Result<T> {
-    if !narrating() {
+    if !narrating() && !trace::on() {
         return f();
     }
     let t0 = Instant::now();
@@ -163,7 +185,7 @@ impl Flow {
     /// A flow for `direction` (`stdin -> socket`, `client 127.0.0.1:5555`), or `None` when
     /// `-vv` is off.
     pub fn new(direction: &str) -> Option<Flow> {
-        narrating().then(|| Flow {
+        (narrating() || trace::on()).then(|| Flow {
             direction: direction.to_string(),
             tag: false,
             seen: Vec::new(),
@@ -186,6 +208,29 @@ impl Flow {
     /// One data call has returned `result`; `full` spells it as strace would (without the
     /// result), and is only called when the line is shown.
     pub fn call(&mut self, key: Key, full: impl FnOnce() -> String, result: &io::Result<usize>) {
+        if trace::on() {
+            let text = full();
+            let (name, args, _) = trace::split_call(&text);
+            let res = match result {
+                Ok(n) => format!("{n}"),
+                Err(e) => errno_text(e).trim_start_matches("= ").to_string(),
+            };
+            trace::record("call", |f| {
+                f.str("name", name).str("args", args).str("result", &res);
+                if let Ok(n) = result {
+                    f.num("bytes", *n as i128);
+                }
+            });
+            if !narrating() {
+                return;
+            }
+            return self.shown(key, || text, result);
+        }
+        self.shown(key, full, result);
+    }
+
+    /// The narration of one data call (shown, or counted for the summary).
+    fn shown(&mut self, key: Key, full: impl FnOnce() -> String, result: &io::Result<usize>) {
         let n = if let Some((_, n)) = self.seen.iter_mut().find(|(k, _)| *k == key) {
             *n += 1;
             *n

@@ -85,6 +85,155 @@ pub fn setsockopt<T: Pod>(
     .map(drop)
 }
 
+// SAFETY: tpacket_stats is two unsigned ints.
+#[cfg(target_os = "linux")]
+unsafe impl Pod for libc::tpacket_stats {}
+// SAFETY: timeval is two integers (SO_RCVTIMEO).
+unsafe impl Pod for libc::timeval {}
+
+/// A packet socket for `--wire`: `socket(AF_PACKET, SOCK_DGRAM, 0)`. Protocol 0 receives
+/// nothing until [`packet_bind`] names one, so the filter can be attached before the first
+/// packet is queued (none slips in unfiltered).
+#[cfg(target_os = "linux")]
+pub fn packet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) with constant arguments; the returned descriptor is new and
+    // owned by nobody else.
+    let fd =
+        cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by this OwnedFd alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(SO_ATTACH_FILTER)`: a classic BPF program run by the kernel on every packet,
+/// so only the ones it accepts are copied to this socket.
+#[cfg(target_os = "linux")]
+pub fn attach_filter(fd: RawFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `program`, alive for the call; the kernel copies the program
+    // (it reads `len` instructions and never writes through the pointer).
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::from_ref(&prog).cast(),
+            socklen_of::<libc::sock_fprog>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `bind(2)` a packet socket to every protocol (ETH_P_ALL) on interface `ifindex` (0: all).
+#[cfg(target_os = "linux")]
+pub fn packet_bind(fd: RawFd, ifindex: u32) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a live sockaddr_ll and the length passed is its size.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            std::ptr::from_ref(&sll).cast(),
+            socklen_of::<libc::sockaddr_ll>(),
+        )
+    })
+    .map(drop)
+}
+
+/// What the kernel says about one captured packet besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketMeta {
+    pub ifindex: u32,
+    /// PACKET_HOST, PACKET_OUTGOING, ...
+    pub pkttype: u8,
+    pub hatype: u16,
+    /// The network protocol (ETH_P_IP, ETH_P_IPV6), host order.
+    pub protocol: u16,
+    pub halen: u8,
+    pub addr: [u8; 8],
+}
+
+/// `recvfrom(2)` on a packet socket: the packet (from its network header on, SOCK_DGRAM) and
+/// the sockaddr_ll that says where it was seen and which way it went.
+#[cfg(target_os = "linux")]
+pub fn packet_recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, PacketMeta)> {
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = socklen_of::<libc::sockaddr_ll>();
+    // SAFETY: `buf` is writable for its length; `sll` for `len` bytes, and the kernel writes
+    // at most `len` of them.
+    let n = cvt_size(unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC,
+            std::ptr::from_mut(&mut sll).cast(),
+            &raw mut len,
+        )
+    })?;
+    let meta = PacketMeta {
+        ifindex: sll.sll_ifindex as u32,
+        pkttype: sll.sll_pkttype,
+        hatype: sll.sll_hatype,
+        protocol: u16::from_be(sll.sll_protocol),
+        halen: sll.sll_halen,
+        addr: sll.sll_addr,
+    };
+    Ok((n.min(buf.len()), meta))
+}
+
+/// PACKET_STATISTICS: packets the kernel queued and dropped (its buffer full) since the last
+/// call; reading resets the counters.
+#[cfg(target_os = "linux")]
+pub fn packet_stats(fd: RawFd) -> io::Result<(u32, u32)> {
+    let st: libc::tpacket_stats = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_STATISTICS)?;
+    Ok((st.tp_packets, st.tp_drops))
+}
+
+/// SIOCGSTAMPNS (linux/sockios.h): the kernel's receive timestamp of the last packet read.
+#[cfg(target_os = "linux")]
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+
+/// When the kernel saw the last packet read from `fd` (SIOCGSTAMPNS, wall clock), so a
+/// captured segment is timed by the kernel, not by when the reader thread got to it.
+#[cfg(target_os = "linux")]
+pub fn packet_stamp(fd: RawFd) -> io::Result<std::time::SystemTime> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: SIOCGSTAMPNS writes one timespec through the pointer, which is live and
+    // writable for the call.
+    cvt(unsafe { libc::ioctl(fd, SIOCGSTAMPNS as _, &raw mut ts) })?;
+    let d = std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    Ok(std::time::UNIX_EPOCH + d)
+}
+
+/// SO_RCVTIMEO: how long a blocking recv waits before EAGAIN, so a reader thread can look up.
+pub fn set_recv_timeout(fd: RawFd, d: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(d.subsec_micros() as i32),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+}
+
+/// if_nametoindex(3): `lo` -> 1; 0 when there is no such interface.
+pub fn if_index(name: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return 0;
+    };
+    // SAFETY: `c` is a NUL-terminated string alive for the call.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
 /// getsockopt(TCP_INFO): the kernel's own view of a TCP connection (Linux; socket2 lacks it).
 #[cfg(target_os = "linux")]
 pub fn tcp_info(fd: RawFd) -> Option<libc::tcp_info> {

@@ -211,6 +211,13 @@ const THREADS_DGRAM: &str = "--threads sizes the connection engine's event loops
                              datagram server runs one loop";
 const QUIET_CLIENT: &str = "-q silences a server's `listening on` line, and connect is a \
                             client: it has none to silence";
+const WIRE_UNIX: &str = "--wire/--pcap capture IP packets, and a Unix socket puts none on a \
+                         network wire (--trace still records its calls)";
+const CAPTURE_SCAN: &str = "--wire/--pcap/--trace follow a relay session, and -z checks ports \
+                            without one (-vv narrates each check)";
+const CAPTURE_BROKER: &str = "--wire/--pcap/--trace follow listen's one relay session, and \
+                              --broker/--chat run many clients on the server engine, which \
+                              sockkit does not capture (-vv narrates its calls)";
 
 // One sentence for all of a side's TLS flags: they come together (clap makes each need --tls).
 const TLS_SCAN: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, --insecure) speaks TLS \
@@ -280,6 +287,15 @@ const NOT_SCAN: &[Rule] = &[parser(&[Check], ANY)];
 const IP_FILTERS: &[Rule] = &[refuse(&[Echo, Knock], UNIX, IP_FILTERS_UNIX)];
 const THREADS: &[Rule] = &[refuse(&[Echo], DGRAMS, THREADS_DGRAM)];
 const QUIET: &[Rule] = &[refuse(CLIENTS, ANY, QUIET_CLIENT)];
+const WIRE: &[Rule] = &[
+    refuse(&[Check], ANY, CAPTURE_SCAN),
+    refuse(&[Broker], ANY, CAPTURE_BROKER),
+    refuse(RELAYS, UNIX, WIRE_UNIX),
+];
+const TRACE: &[Rule] = &[
+    refuse(&[Check], ANY, CAPTURE_SCAN),
+    refuse(&[Broker], ANY, CAPTURE_BROKER),
+];
 const TLS_CLIENT: &[Rule] = &[
     refuse(&[Check], ANY, TLS_SCAN),
     refuse(&[Connect], DGRAMS, TLS_DGRAM_CLIENT),
@@ -323,6 +339,9 @@ pub const TABLE: &[Row] = &[
     row("crlf", "--crlf", RELAY_ARGS, CRLF, &["--crlf"]),
     row("hexdump", "-x", EVERY, NOT_SCAN, &["-x"]),
     row("hexdump_file", "--hexdump-file", EVERY, NOT_SCAN, &["--hexdump-file", "{dir}/dump"]),
+    row("wire", "--wire", RELAY_ARGS, WIRE, &["--wire"]),
+    row("pcap", "--pcap", RELAY_ARGS, WIRE, &["--pcap", "{dir}/p.pcap"]),
+    row("trace", "--trace", RELAY_ARGS, TRACE, &["--trace", "{dir}/t.jsonl"]),
     row("allow", "--allow", &[Echo, Knock], IP_FILTERS, &["--allow", "127.0.0.0/8"]),
     row("deny", "--deny", &[Echo, Knock], IP_FILTERS, &["--deny", "10.0.0.0/8"]),
     row("threads", "--threads", &[Echo, Knock], THREADS, &["--threads", "2"]),

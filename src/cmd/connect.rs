@@ -12,6 +12,7 @@ use super::applies::Transport;
 use super::options;
 use super::tls;
 use crate::addr;
+use crate::capture::{Capture, CaptureOpts, Proto, Scope};
 use crate::cli::ConnectArgs;
 use crate::error::{self, UsageError};
 use crate::narrate;
@@ -27,9 +28,10 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
     options::json_without_tls(args.relay.json, tls.is_some())?;
     let wire = options::wire(&args.wire)?;
+    let capture = options::capture(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
     let transport = Transport::of(args.unix.is_some(), args.dgram.udp);
-    let sock = match &args.unix {
+    let (sock, captured) = match &args.unix {
         Some(path) => {
             let ty = if transport.is_stream() {
                 Type::STREAM
@@ -43,11 +45,21 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             ));
             let title = format!("fd {} (Unix -> {path})", socket::fd(&sock));
             show_opts(&args, &plan, &sock, unix::target(), &title);
-            sock
+            (sock, None)
         }
         None => match options::proxy(&args.proxy) {
-            Some(proxy) => connect_proxied(&args, &proxy, &plan)?,
-            None => connect_ip(&args, transport, &plan)?,
+            Some(proxy) => {
+                if args.capture.wire || args.capture.pcap.is_some() {
+                    return Err(UsageError::new(
+                        "--wire/--pcap capture the connection to HOST PORT, and with --proxy \
+                         sockkit's own connection goes to the proxy: capture the proxy's port \
+                         with tcpdump instead",
+                    )
+                    .into());
+                }
+                (connect_proxied(&args, &proxy, &plan)?, None)
+            }
+            None => connect_ip(&args, transport, &plan, &capture)?,
         },
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
@@ -59,12 +71,21 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             .session(&sock, channel),
     };
     socket::close(sock);
+    if let Some(c) = captured {
+        c.stop();
+    }
     result.map(drop)
 }
 
 /// Resolves HOST, then connects over TCP (each address in turn, from `-s`/`-p` if given) or
-/// fixes the peer of a UDP socket (connect() sends nothing).
-fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<Socket> {
+/// fixes the peer of a UDP socket (connect() sends nothing). `--wire` starts capturing before
+/// the first call, so the SYN is seen; it watches the first address tried.
+fn connect_ip(
+    args: &ConnectArgs,
+    transport: Transport,
+    plan: &Plan,
+    capture: &CaptureOpts,
+) -> Result<(Socket, Option<Capture>)> {
     let (host, port) = args.host_port()?;
     let port = addr::connect_port(port.single()?)?;
     let addrs = addr::resolve(host, port, args.net.family())?;
@@ -73,12 +94,22 @@ fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<S
         narrate::info(format_args!("{} resolves to {}", host, list.join(", ")));
     }
     let udp = transport == Transport::Udp;
+    let (proto, addrs) = if udp {
+        (Proto::Udp, addrs)
+    } else {
+        (Proto::Tcp, args.source.source().fitting(host, addrs)?)
+    };
+    let cap = Capture::start(
+        capture,
+        Scope::Client {
+            proto,
+            peer: addrs[0],
+        },
+    );
     let sock = if udp {
         socket::udp::connect_udp(&addrs, plan)?
     } else {
-        let source = args.source.source();
-        let addrs = source.fitting(host, addrs)?;
-        socket::connect_from(&addrs, args.timeout, plan, &source)?
+        socket::connect_from(&addrs, args.timeout, plan, &args.source.source())?
     };
     let local = socket::local_addr(&sock)?;
     let fd = socket::fd(&sock);
@@ -96,7 +127,7 @@ fn connect_ip(args: &ConnectArgs, transport: Transport, plan: &Plan) -> Result<S
     narrate::info(format_args!("{said} {local} -> {peer}"));
     let title = format!("{title} ({local} -> {peer})");
     show_opts(args, plan, &sock, socket::target(&peer, kind), &title);
-    Ok(sock)
+    Ok((sock, cap))
 }
 
 /// Connects to the proxy and has it connect to HOST PORT; then the socket is a stream to the

@@ -9,6 +9,7 @@ use super::applies::Transport;
 use super::options;
 use super::setup::{self, Bound, Place};
 use super::tls::{self, ServerRelay};
+use crate::capture::{Capture, Proto, Scope};
 use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::relay::{Channel, End, Peers, Relay};
@@ -24,10 +25,23 @@ pub fn run(args: ListenArgs) -> Result<()> {
         options::wire(&args.wire)?,
     )
     .json(args.relay.json);
+    let capture = options::capture(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
-    if transport.is_stream() {
+    // A server's capture covers its port: the listening socket and every client's.
+    let captured = match socket::local_addr(&bound.socket) {
+        Ok(local) if args.local.unix.is_none() => {
+            let proto = if transport.is_stream() {
+                Proto::Tcp
+            } else {
+                Proto::Udp
+            };
+            Capture::start(&capture, Scope::Server { proto, local })
+        }
+        _ => None,
+    };
+    let result = if transport.is_stream() {
         let relay = match tls {
             Some(server) => {
                 tls::announce(&server, args.verbosity.quiet);
@@ -39,7 +53,11 @@ pub fn run(args: ListenArgs) -> Result<()> {
         one_client_at_a_time(bound, relay, &args)
     } else {
         datagrams(bound, relay, channel)
+    };
+    if let Some(c) = captured {
+        c.stop();
     }
+    result
 }
 
 /// A datagram socket: one relay session with whoever sends (stdin to the last one heard).

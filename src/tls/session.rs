@@ -52,6 +52,9 @@ struct Stdin {
     chunks: Receiver<Chunk>,
     wake: UnixStream,
     at_eof: bool,
+    /// What a session ended before rustls took (`listen -k`): the next client gets it first,
+    /// as the plain relay hands stdin on, so nothing typed between clients is lost.
+    carry: Vec<u8>,
 }
 
 /// Runs TLS sessions over sockets handed to it, one at a time.
@@ -95,6 +98,7 @@ impl TlsRelay {
                 chunks: rx,
                 wake: wake_rx,
                 at_eof: false,
+                carry: Vec::new(),
             });
         }
         Ok(self.stdin.as_mut().expect("made above"))
@@ -130,6 +134,9 @@ impl TlsRelay {
             peer_closed: false,
             tcp_eof: false,
         };
+        if let Some(i) = s.stdin.as_deref_mut() {
+            s.held = std::mem::take(&mut i.carry);
+        }
         if s.stdin.as_ref().is_some_and(|i| i.at_eof) {
             // stdin ended during an earlier session (`listen -k`): this one starts half-closed.
             s.stdin_eof_at = Some(started);
@@ -144,6 +151,11 @@ impl TlsRelay {
             s.conn.send_close_notify();
             s.close_sent = true;
             s.flush().ok();
+        }
+        if s.held_at < s.held.len()
+            && let Some(i) = s.stdin.as_deref_mut()
+        {
+            i.carry = s.held.split_off(s.held_at);
         }
         let totals = Totals {
             sent: s.sent,

@@ -1,0 +1,120 @@
+//! `--trace FILE`: every event of the session as one JSON object per line, timed by the
+//! session clock (`clock.rs`). It owns the file and the line format; what an event says is the
+//! caller's (narrate for calls and kernel events, capture for segments). Off, it costs one
+//! relaxed atomic load per event site: nothing is formatted.
+//!
+//! Each line is written whole with one write(2) under a lock, and its `t_ns` is read under
+//! that lock, so the lines of concurrent threads are in timestamp order.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::clock;
+
+static ON: AtomicBool = AtomicBool::new(false);
+static FILE: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Opens (creates, truncates) the trace file; from now on events are written to it.
+pub fn open(path: &Path) -> io::Result<()> {
+    let file = File::create(path)?;
+    if FILE.set(Mutex::new(file)).is_ok() {
+        ON.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// True when `--trace` is on.
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// One event line: `{"t_ns":..,"event":"<kind>", <fields>}`; `fields` appends `,"k":v` pairs
+/// (see [`Fields`]). Nothing happens when the trace is off.
+pub fn record(kind: &str, fields: impl FnOnce(&mut Fields)) {
+    let Some(file) = FILE.get() else { return };
+    let mut f = Fields(String::with_capacity(160));
+    fields(&mut f);
+    let Ok(mut file) = file.lock() else { return };
+    let t = clock::since_start().as_nanos();
+    let line = format!("{{\"t_ns\":{t},\"event\":\"{kind}\"{}}}\n", f.0);
+    // A trace that cannot be written (disk full) must not end the session it describes.
+    let _ = file.write_all(line.as_bytes());
+}
+
+/// The fields of one event, appended as JSON.
+pub struct Fields(String);
+
+impl Fields {
+    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        let _ = write!(self.0, ",\"{key}\":\"");
+        escape_into(&mut self.0, value);
+        self.0.push('"');
+        self
+    }
+
+    pub fn num(&mut self, key: &str, value: impl Into<i128>) -> &mut Self {
+        let _ = write!(self.0, ",\"{key}\":{}", value.into());
+        self
+    }
+}
+
+/// JSON string escaping (RFC 8259): quote, backslash and control characters.
+fn escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// A call as narration spells it, `connect(3, {...}) = 0`, split into name, arguments and
+/// result for the trace.
+pub fn split_call(text: &str) -> (&str, &str, &str) {
+    let Some(open) = text.find('(') else {
+        return (text, "", "");
+    };
+    match text.rfind(") = ") {
+        Some(close) if close > open => (&text[..open], &text[open + 1..close], &text[close + 4..]),
+        _ => match text.rfind(')') {
+            Some(close) if close > open => (
+                &text[..open],
+                &text[open + 1..close],
+                text[close + 1..].trim(),
+            ),
+            _ => (text, "", ""),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_split_into_name_args_result() {
+        assert_eq!(
+            split_call("connect(3, {sa_family=AF_INET}, 16) = 0"),
+            ("connect", "3, {sa_family=AF_INET}, 16", "0")
+        );
+        assert_eq!(split_call("close(3)"), ("close", "3", ""));
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut s = String::new();
+        escape_into(&mut s, "a\"b\\c\n\u{1}");
+        assert_eq!(s, "a\\\"b\\\\c\\n\\u0001");
+    }
+}

@@ -1,0 +1,420 @@
+//! `--wire`, `--pcap` and `--trace` on real loopback connections (capture needs CAP_NET_RAW:
+//! these tests run as root, and skip without it unless CI=1): the handshake, the data and the
+//! FINs in order, a RST from SO_LINGER 0, a pcap file tcpdump reads with the same segments, a
+//! trace of JSON lines in timestamp order whose calls are -vvv's, and without CAP_NET_RAW one
+//! notice and a session that goes on byte-exact.
+
+mod util;
+use std::process::{Command, Stdio};
+
+use util::*;
+
+/// Capture needs CAP_NET_RAW; as root we have it. Elsewhere: skip (fail under CI=1).
+fn root_or_skip() -> bool {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    if String::from_utf8_lossy(&uid).trim() == "0" {
+        true
+    } else {
+        skip_or_fail("capture needs CAP_NET_RAW (run as root)");
+        false
+    }
+}
+
+/// The `--wire` lines of stderr, without their timestamps: `-> [S] seq 0 ...`.
+fn segments(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let i = ["-> [", "<- [", "-> UDP", "<- UDP"]
+                .iter()
+                .find_map(|m| l.find(m))?;
+            Some(l[i..].to_string())
+        })
+        .collect()
+}
+
+/// Index of the first segment at or after `from` that starts with `prefix`.
+fn find(segs: &[String], from: usize, prefix: &str) -> usize {
+    segs.iter()
+        .skip(from)
+        .position(|s| s.starts_with(prefix))
+        .map_or_else(
+            || panic!("no `{prefix}` after #{from} in {segs:#?}"),
+            |i| i + from,
+        )
+}
+
+#[test]
+fn wire_shows_the_handshake_the_data_and_the_fins_in_order() {
+    if !root_or_skip() {
+        return;
+    }
+    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let out = run(&["connect", "--wire", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let segs = segments(&out.stderr);
+    assert!(segs[0].starts_with("-> [S] seq 0 win "), "{segs:#?}");
+    assert!(segs[0].contains("<mss "), "{segs:#?}");
+    assert!(segs[1].starts_with("<- [S.] seq 0 ack 1 "), "{segs:#?}");
+    assert!(segs[2].starts_with("-> [.] seq 1 ack 1"), "{segs:#?}");
+    let sent = find(&segs, 3, "-> [P.] seq 1:7 ack 1 len 6");
+    let echoed = find(&segs, sent, "<- [P.] seq 1:7");
+    assert!(segs[echoed].ends_with("len 6"), "{segs:#?}");
+    let our_fin = find(&segs, sent, "-> [F.] seq 7");
+    let their_fin = find(&segs, echoed, "<- [F.] seq 7");
+    // Each FIN is acknowledged: ack 8 (FIN takes one sequence number) the other way.
+    let acked = |from: usize, prefix: &str| {
+        segs.iter()
+            .skip(from)
+            .any(|s| s.starts_with(prefix) && s.contains("ack 8"))
+    };
+    assert!(
+        acked(our_fin, "<- [") && acked(their_fin, "-> ["),
+        "{segs:#?}"
+    );
+    assert!(
+        out.stderr.contains("dropped by the kernel"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn linger_zero_without_shutdown_ends_with_a_rst() {
+    if !root_or_skip() {
+        return;
+    }
+    // A listener that sends nothing and closes (its stdin is empty) at once.
+    let mut cmd = sockkit(&["listen", "127.0.0.1", "0"]);
+    cmd.stdin(Stdio::null());
+    let server = Server::start_with(&mut cmd);
+    let port = server.port().to_string();
+    let out = run(
+        &[
+            "connect",
+            "--wire",
+            "-o",
+            "linger=0",
+            "--no-shutdown",
+            "127.0.0.1",
+            &port,
+        ],
+        b"hello\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let segs = segments(&out.stderr);
+    let last_out = segs.iter().rev().find(|s| s.starts_with("-> ")).unwrap();
+    assert!(last_out.starts_with("-> [R"), "{segs:#?}");
+    assert!(
+        !segs.iter().any(|s| s.starts_with("-> [F")),
+        "no FIN of ours: {segs:#?}"
+    );
+}
+
+#[test]
+fn pcap_holds_the_segments_wire_showed() {
+    if !root_or_skip() {
+        return;
+    }
+    let Some(tcpdump) = peer_or_skip("tcpdump") else {
+        return;
+    };
+    let dir = TempDir::new("wire-pcap");
+    let pcap = dir.root().join("s.pcap");
+    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let out = run(
+        &[
+            "connect",
+            "--wire",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "127.0.0.1",
+            &port,
+        ],
+        b"0123456789",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let segs = segments(&out.stderr);
+    let read = Command::new(tcpdump)
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let text = String::from_utf8_lossy(&read.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), segs.len(), "{text}\n{segs:#?}");
+    assert!(lines[0].contains("Flags [S]"), "{text}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("length 10")).count(),
+        2,
+        "{text}"
+    );
+}
+
+#[test]
+fn trace_is_json_lines_in_time_order_and_its_calls_are_the_narrations() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("wire-trace");
+    let trace = dir.root().join("t.jsonl");
+    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let out = run(
+        &[
+            "connect",
+            "-vvv",
+            "--wire",
+            "--trace",
+            trace.to_str().unwrap(),
+            "127.0.0.1",
+            &port,
+        ],
+        b"ping\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let times: Vec<u64> = events.iter().map(|e| e["t_ns"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{text}");
+    // Every narrated call (`+TIME name(args) = result [took]`, or a data call's `= n`) is a
+    // call event with the same name and arguments, in the same order.
+    let calls: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "call")
+        .map(|e| {
+            format!(
+                "{}({})",
+                e["name"].as_str().unwrap(),
+                e["args"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let narrated: Vec<String> = out
+        .stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("sockkit:")?.trim_start();
+            let (stamp, call) = rest.split_once(' ')?;
+            if !stamp.starts_with('+')
+                || call.starts_with("->")
+                || call.starts_with("<-")
+                || call.starts_with("kernel:")
+            {
+                return None;
+            }
+            let close = call.rfind(") = ").or_else(|| call.rfind(')'))?;
+            Some(call[..=close].to_string())
+        })
+        .collect();
+    assert!(narrated.len() >= 5, "{}", out.stderr);
+    assert_eq!(calls, narrated, "trace calls vs -vvv narration");
+    let segs = events.iter().filter(|e| e["event"] == "segment").count();
+    assert_eq!(segs, segments(&out.stderr).len());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "segment" && e["flags"] == "S")
+    );
+    // What the kernel did is in the trace too, as narration told it.
+    let kernel_told = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" kernel: "))
+        .count();
+    let kernel_traced = events.iter().filter(|e| e["event"] == "kernel").count();
+    assert_eq!(kernel_told, kernel_traced, "{text}");
+}
+
+#[test]
+fn without_cap_net_raw_one_notice_and_the_session_goes_on() {
+    let Some(setpriv) = peer_or_skip("setpriv") else {
+        return;
+    };
+    if !root_or_skip() {
+        return;
+    }
+    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let data = random_bytes(13, 100_000);
+    let mut cmd = Command::new(setpriv);
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(bin())
+    .args(["connect", "--wire", "127.0.0.1", &port]);
+    let out = run_cmd(&mut cmd, &data, T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_bytes_eq(&out.stdout, &data, "echo without capture");
+    let notices: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("CAP_NET_RAW"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{}", out.stderr);
+    assert!(
+        notices[0].contains("setcap cap_net_raw+ep"),
+        "{}",
+        out.stderr
+    );
+    assert!(segments(&out.stderr).is_empty(), "{}", out.stderr);
+}
+
+#[test]
+fn wire_on_a_unix_socket_is_a_usage_error() {
+    let out = run(&["connect", "--wire", "-U", "/nonexistent/sock"], b"", T);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("a Unix socket puts none on a network wire"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Two small writes 2 ms apart to a peer that delays its ACKs (TCP_QUICKACK off, so it waits
+/// its delayed-ACK time, 40 ms on Linux): the segments of the connection, as `--wire` tells
+/// them. The second write is where Nagle shows.
+fn two_small_writes(opts: &[&str]) -> Vec<String> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let peer = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let off: libc::c_int = 0;
+        // SAFETY: a live socket and a c_int option value of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                conn.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                std::ptr::from_ref(&off).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        conn.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut args = vec!["connect", "--wire"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["127.0.0.1", &port]);
+    let mut cmd = sockkit(&args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let mut err = LineTap::new(child.stderr());
+    let mut stdin = child.stdin();
+    // Connected (the handshake's last ACK told), and the relay settled, before the writes.
+    err.wait_for(T, |l| l.contains("-> [.] seq 1 ack 1"))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stdin.write_all(b"abc").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    stdin.write_all(b"def").unwrap();
+    // Longer than the peer's delayed ACK, so what waited for it has gone before our FIN.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(stdin);
+    let status = child.status_within(T, "connect with two small writes");
+    assert!(status.success());
+    assert_eq!(join_within(peer, T), b"abcdef");
+    segments(&err.finish(T))
+}
+
+#[test]
+fn nagle_holds_the_second_small_write_until_the_ack_and_nodelay_does_not() {
+    if !root_or_skip() {
+        return;
+    }
+    let nagle = two_small_writes(&[]);
+    let first = find(&nagle, 0, "-> [P.] seq 1:4");
+    let second = find(&nagle, first, "-> [P.] seq 4:7 ack 1 len 3");
+    let acked = nagle[first..second]
+        .iter()
+        .any(|s| s.starts_with("<- [.]") && s.contains("ack 4"));
+    assert!(
+        acked,
+        "with Nagle the second write waits for the ACK: {nagle:#?}"
+    );
+
+    let nodelay = two_small_writes(&["-o", "nodelay"]);
+    let first = find(&nodelay, 0, "-> [P.] seq 1:4");
+    let second = find(&nodelay, first, "-> [P.] seq 4:7 ack 1 len 3");
+    let acked = nodelay[first..second].iter().any(|s| s.starts_with("<- "));
+    assert!(
+        !acked,
+        "with TCP_NODELAY the second write goes at once: {nodelay:#?}"
+    );
+}
+
+#[test]
+fn wire_tells_each_udp_datagram_with_its_length() {
+    if !root_or_skip() {
+        return;
+    }
+    let server = Server::start(&["echo", "-u", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let out = run(
+        &[
+            "connect",
+            "-u",
+            "--wire",
+            "--quit-after",
+            "1s",
+            "127.0.0.1",
+            &port,
+        ],
+        b"hello\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let segs = segments(&out.stderr);
+    assert_eq!(segs, ["-> UDP len 6", "<- UDP len 6"], "{}", out.stderr);
+}
+
+#[test]
+fn listen_wire_tells_its_clients_segments_from_the_server_side() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut cmd = sockkit(&["listen", "--wire", "127.0.0.1", "0"]);
+    cmd.stdin(Stdio::null());
+    let mut server = Server::start_with(&mut cmd);
+    let port = server.port().to_string();
+    let out = run(&["connect", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let status = server.child.status_within(T, "listen after its one client");
+    assert!(status.success());
+    let segs = segments(&server.stderr.finish(T));
+    // The server receives the SYN and answers it; the client's 6 bytes come in.
+    assert!(segs[0].starts_with("<- [S] seq 0 "), "{segs:#?}");
+    assert!(segs[1].starts_with("-> [S.] seq 0 ack 1 "), "{segs:#?}");
+    assert!(segs[0].contains("(client 127.0.0.1:"), "{segs:#?}");
+    find(&segs, 2, "<- [P.] seq 1:7 ack ");
+}
