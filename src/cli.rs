@@ -16,7 +16,9 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod complete;
 mod nc;
+mod ncmode;
 
 use crate::addr::{Family, PortArg, PortList, UnixAddr, parse_ip};
 use crate::error;
@@ -91,6 +93,9 @@ pub fn parse() -> ParseResult {
 /// Parses `args` (the program name first).
 pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseResult {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if let Some(words) = ncmode::nc_args(&args) {
+        return nc_mode(&words);
+    }
     let matches = match command().try_get_matches_from(&args) {
         Ok(m) => m,
         Err(e) => return ParseResult::Special(special(e, &args)),
@@ -104,6 +109,7 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         Err(e) => return ParseResult::Special(special(e, &args)),
     };
     let sockopts = match &cli.command {
+        Command::Completions(_) => &SockOptArgs::default(),
         Command::Connect(a) => &a.sockopts,
         Command::Listen(a) => &a.sockopts,
         Command::Echo(a) => &a.sockopts,
@@ -135,6 +141,27 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         command: cli.command,
         given,
     })
+}
+
+/// OpenBSD nc's command line (invoked as `nc`, or `sockkit nc ...`): rewritten as sockkit's,
+/// parsed as sockkit's, then marked so the engines follow nc where its rules differ.
+fn nc_mode(words: &[String]) -> ParseResult {
+    let argv = match ncmode::translate(words) {
+        Ok(argv) => argv,
+        Err(line) => return ParseResult::Special(Special::Usage(line)),
+    };
+    let mut result = parse_from(argv);
+    if let ParseResult::Run(invocation) = &mut result {
+        match &mut invocation.command {
+            Command::Connect(a) => {
+                a.relay.nc_rules = true;
+                a.scan.nc_quiet = true;
+            }
+            Command::Listen(a) => a.relay.nc_rules = true,
+            _ => {}
+        }
+    }
+    result
 }
 
 /// The parser: `Cli`'s command with every option that takes a value told to take a negative
@@ -212,6 +239,10 @@ fn special(e: clap::Error, args: &[OsString]) -> Special {
 /// option by its kernel name, and `--show-opts` prints what the kernel really set.
 ///
 /// Data goes to stdout, and only data; everything sockkit says goes to stderr.
+///
+/// Invoked as `nc` (a symlink named nc) or as `sockkit nc ARGS`, sockkit takes OpenBSD
+/// netcat's command line instead (-l, -k, -u, -U, -z, -v, -w, -q, -N, -C, -d, -n, -s, -p, -4,
+/// -6, -I, -O, -T, -M) and follows nc's rules, so scripts written for nc keep working.
 #[derive(Parser, Debug)]
 #[command(
     name = "sockkit",
@@ -231,6 +262,32 @@ pub enum Command {
     Echo(EchoArgs),
     Knock(KnockArgs),
     Forward(ForwardArgs),
+    Completions(CompletionsArgs),
+}
+
+/// The completion script for `shell` (bash, zsh, fish, elvish, powershell), `-o` names included.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    complete::script(shell, command())
+}
+
+/// Print a shell completion script on stdout: subcommands, options, and `-o` socket option names.
+///
+/// Install it where the shell looks (see README, Install):
+///
+///   bash: sockkit completions bash > ~/.local/share/bash-completion/completions/sockkit
+///
+///   zsh:  sockkit completions zsh > ~/.zfunc/_sockkit  (with fpath+=~/.zfunc before compinit)
+///
+///   fish: sockkit completions fish > ~/.config/fish/completions/sockkit.fish
+///
+///   elvish: sockkit completions elvish >> ~/.config/elvish/rc.elv
+///
+///   powershell: sockkit completions powershell >> $PROFILE
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for: bash, zsh, fish, elvish or powershell.
+    #[arg(value_name = "SHELL", hide_possible_values = true)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -655,13 +712,25 @@ pub struct RelayArgs {
     /// With --broker/--chat it closes each silent client instead (default there: 5m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+
+    /// nc mode (never typed: set when invoked as `nc`): OpenBSD nc's rules, under which a
+    /// listener's session ends at the client's EOF and an idle timeout is a normal end.
+    #[arg(skip)]
+    pub nc_rules: bool,
+
+    /// For scripts: the end-of-session summary as one JSON object on stderr (local, peer,
+    /// sent, received, duration, rates, end, tcp_info); with -z one JSON object per port on
+    /// stdout instead of the lines (host, port, proto, state, time, reason). See README.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `connect -z`: the port check.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct ScanArgs {
-    /// Port check: connect to each of PORTS without sending data; one line per port on stdout
-    /// (open, closed, timed out), a summary on stderr; exit 0 if any port is open, 1 if none.
+    /// Port check: connect to each of PORTS without sending data; the open ports on stdout
+    /// (with -v every port: open, closed, timed out), a summary counting each state on stderr;
+    /// exit 0 if any port is open, 1 if none.
     #[arg(short = 'z', long = "scan", conflicts_with_all = [
         "crlf", "hexdump", "hexdump_file", "send_only", "recv_only", "quit_after", "no_shutdown",
         "show_opts",
@@ -673,6 +742,11 @@ pub struct ScanArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024), requires = "scan",
           conflicts_with = "proxy")]
     pub parallel: u16,
+
+    /// nc mode (never typed: set when invoked as `nc`): like OpenBSD `nc -z`, nothing on
+    /// stdout; with -v each port's line goes to stderr.
+    #[arg(skip)]
+    pub nc_quiet: bool,
 }
 
 /// `--proxy URL` and `--proxy-dns`: reach the target through a SOCKS or HTTP CONNECT proxy.
@@ -902,7 +976,7 @@ pub struct TlsServerArgs {
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.
-#[derive(Args, Debug, Clone, Copy)]
+#[derive(Args, Debug, Clone, Copy, Default)]
 pub struct Verbosity {
     /// Say more on stderr: -v connections and totals, -vv every socket call as it happens
     /// (data calls: the first three of each, then a summary once a second), -vvv every call.

@@ -10,6 +10,7 @@ mod clock;
 pub mod cmd;
 pub mod error;
 mod interrupt;
+mod json;
 mod narrate;
 mod proxy;
 mod relay;

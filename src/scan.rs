@@ -1,6 +1,7 @@
 //! `connect -z`: the port check, over the ports `addr::PortList` parsed (`80`, `8000-8100`,
 //! `22,80,8000-8010`): a non-blocking connect per port, several in flight at once (at most
-//! `--parallel`), each bounded by `-w`, no data sent. One line per port goes to stdout,
+//! `--parallel`), each bounded by `-w`, no data sent. The open ports go to stdout (every port
+//! with -v, each as a JSON object with --json),
 //! because with `-z` the ports' states are the data the user asked for (nc -zv puts them on
 //! stderr only because its stdout belongs to the socket, and here no socket data exists); the
 //! summary is status, so it goes to stderr. Socket setup is shared with `socket/`, the words
@@ -54,6 +55,16 @@ pub enum State {
     OpenFiltered(Duration),
 }
 
+impl State {
+    /// Something answers there (TCP open; UDP a datagram came back or nothing refused it).
+    fn is_open(&self) -> bool {
+        matches!(
+            self,
+            State::Open(_) | State::Answered(_) | State::OpenFiltered(_)
+        )
+    }
+}
+
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -79,6 +90,82 @@ pub struct Check<'a> {
     /// Bind this before each connect (`-s`; a fixed `-p` is refused earlier).
     pub source: Source,
     pub plan: &'a Plan,
+    /// Where each port's line goes.
+    pub lines: Lines,
+}
+
+/// Where a check's per-port lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// Every port on stdout (`-z -v`): the check's data.
+    All,
+    /// Only the ports found open on stdout (plain `-z`): a check of 65,535 ports shows what
+    /// answers, and the summary on stderr counts the rest.
+    Open,
+    /// One JSON object per port on stdout (`--json`): see `json_line` for the schema.
+    Json,
+    /// Every port on stderr, as OpenBSD `nc -zv` reports (nc mode with -v).
+    Stderr,
+    /// Nowhere: the exit status is the answer (nc mode's `-z`).
+    Silent,
+}
+
+/// Writes one port's line where `lines` says.
+fn put_line(
+    lines: Lines,
+    stdout: &mut impl Write,
+    addr: SocketAddr,
+    udp: bool,
+    state: &State,
+) -> io::Result<()> {
+    let line = match lines {
+        Lines::Json => json_line(addr, udp, state),
+        Lines::Open if !state.is_open() => return Ok(()),
+        Lines::Silent => return Ok(()),
+        _ => format!("{addr} {state}\n"),
+    };
+    if lines == Lines::Stderr {
+        narrate::say(&line);
+        return Ok(());
+    }
+    stdout
+        .write_all(line.as_bytes())
+        .and_then(|()| stdout.flush())
+}
+
+/// One port as a JSON object on one line, the stable schema of `connect -z --json`:
+/// `host` (the address checked, a string), `port` (a number), `proto` ("tcp" or "udp"),
+/// `state` ("open", "closed", "timed_out", "error", "open_filtered", through a proxy
+/// "unreached"), `time` (seconds the answer took, a number; null when the state has no
+/// time: closed, error, unreached) and `reason` (why
+/// the state, in words: "connected", "connection refused", the error...).
+pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
+    let proto = if udp { "udp" } else { "tcp" };
+    let (name, time, reason) = match state {
+        State::Open(t) => ("open", Some(*t), "connected".to_string()),
+        State::Closed if udp => ("closed", None, "ICMP port unreachable".to_string()),
+        State::Closed => ("closed", None, "connection refused".to_string()),
+        State::TimedOut(t) => ("timed_out", Some(*t), "no answer within -w".to_string()),
+        State::Failed(why) => ("error", None, why.clone()),
+        State::Unreached(why) => (
+            "unreached",
+            None,
+            format!("the proxy could not reach it: {why}"),
+        ),
+        State::Answered(t) => ("open", Some(*t), "a datagram came back".to_string()),
+        State::OpenFiltered(t) => (
+            "open_filtered",
+            Some(*t),
+            "no answer and no ICMP port unreachable".to_string(),
+        ),
+    };
+    let time = time.map_or("null".to_string(), |t| format!("{:.6}", t.as_secs_f64()));
+    format!(
+        "{{\"host\":{},\"port\":{},\"proto\":\"{proto}\",\"state\":\"{name}\",\"time\":{time},\"reason\":{}}}\n",
+        crate::json::string(&addr.ip().to_string()),
+        addr.port(),
+        crate::json::string(&reason)
+    )
 }
 
 /// Counts for the summary line.
@@ -130,7 +217,7 @@ struct Probe {
     started: Instant,
 }
 
-/// Checks every port of `ports` on `ip`, printing one line per port to stdout in the order
+/// Checks every port of `ports` on `ip`, printing each port's line where `check.lines` says, in the order
 /// given, and a summary on stderr. Ok when at least one port is open; otherwise the error is
 /// the summary (exit status 1).
 pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
@@ -167,15 +254,12 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
         }
         while let Some(state) = done.remove(&printed) {
             tally.add(&state);
-            let line = format!("{} {state}\n", SocketAddr::new(ip, ports[printed]));
+            let addr = SocketAddr::new(ip, ports[printed]);
             printed += 1;
             if reader_gone {
                 continue;
             }
-            if let Err(e) = stdout
-                .write_all(line.as_bytes())
-                .and_then(|()| stdout.flush())
-            {
+            if let Err(e) = put_line(check.lines, &mut stdout, addr, false, &state) {
                 if !error::is_broken_pipe(&e) {
                     return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
                 }
@@ -315,8 +399,13 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
                 socket::close(s);
             }
             tally.add(&state);
-            let line = format!("{} {state}\n", SocketAddr::new(ip, port));
-            if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            if let Err(e) = put_line(
+                check.lines,
+                &mut out,
+                SocketAddr::new(ip, port),
+                true,
+                &state,
+            ) {
                 if error::is_broken_pipe(&e) {
                     return Ok(tally);
                 }
@@ -528,6 +617,19 @@ fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_object_escapes_its_reason() {
+        let line = json_line(
+            "[::1]:80".parse().unwrap(),
+            false,
+            &State::Failed("no \"route\"".into()),
+        );
+        assert_eq!(
+            line,
+            "{\"host\":\"::1\",\"port\":80,\"proto\":\"tcp\",\"state\":\"error\",\"time\":null,\"reason\":\"no \\\"route\\\"\"}\n"
+        );
+    }
 
     #[test]
     fn states_read_as_words() {

@@ -202,7 +202,19 @@ fn port_check_reports_each_port_in_order_and_exits_0_when_one_is_open() {
     let (_a, _b, c) = three_in_a_row();
     let (p, q) = (c - 2, closed_port());
     let ports = format!("{p}-{c},{q}");
+    // Plain -z: only the open ports on stdout; the summary on stderr counts the rest.
     let out = run(&["connect", "-z", "127.0.0.1", &ports], b"", T);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines: Vec<String> = out.text().lines().map(String::from).collect();
+    assert_eq!(lines.len(), 2, "the open ports: {lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("127.0.0.1:{p} open in ")),
+        "{lines:?}"
+    );
+    assert!(lines[1].starts_with(&format!("127.0.0.1:{} open in ", p + 1)));
+    assert!(out.stderr.contains("2 open, 2 closed"), "{}", out.stderr);
+    // -v: every port, in the order given.
+    let out = run(&["connect", "-z", "-v", "127.0.0.1", &ports], b"", T);
     assert!(out.status.success(), "{}", out.stderr);
     let lines: Vec<String> = out.text().lines().map(String::from).collect();
     assert_eq!(lines.len(), 4, "one line per port: {lines:?}");
@@ -227,10 +239,9 @@ fn port_check_exits_1_when_no_port_is_open() {
     let (p, q) = (closed_port(), closed_port());
     let out = run(&["connect", "-z", "127.0.0.1", &format!("{p},{q}")], b"", T);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    assert_eq!(
-        out.text(),
-        format!("127.0.0.1:{p} closed\n127.0.0.1:{q} closed\n")
-    );
+    // Nothing open, so nothing on stdout (-v lists the closed ones); the error counts them.
+    assert_eq!(out.text(), "");
+    assert!(out.stderr.contains("0 open, 2 closed"), "{}", out.stderr);
     assert!(
         out.stderr.starts_with("sockkit: no open port: 2 ports"),
         "{}",
@@ -761,7 +772,7 @@ fn port_check_and_source_work_over_ipv6() {
         .unwrap()
         .port();
     let out = run(
-        &["connect", "-z", "::1", &format!("{port},{closed}")],
+        &["connect", "-z", "-v", "::1", &format!("{port},{closed}")],
         b"",
         T,
     );

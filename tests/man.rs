@@ -65,9 +65,14 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
                 "echo ping | sockkit connect --quit-after 1s localhost 4444",
             ),
             (
-                "Port check: which of these ports are open? One line per port on stdout; exit \
-                 0 if any is open, 1 if none.",
+                "Port check: which of these ports are open? The open ones on stdout (-v: every \
+                 port); exit 0 if any is open, 1 if none.",
                 "sockkit connect -z localhost 22,80,8000-8010",
+            ),
+            (
+                "The same for a script: one JSON object per port (host, port, proto, state, \
+                 time, reason).",
+                "sockkit connect -z --json localhost 22,80,8000-8010",
             ),
             (
                 "Connect from a chosen local address and port; -vv shows the bind before the \
@@ -166,6 +171,24 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             (
                 "Forward DNS over UDP; each client's flow ends after 30 s without datagrams.",
                 "sockkit forward -u --idle-timeout 30s 5353 127.0.0.53 53",
+            ),
+        ],
+    ),
+    (
+        "completions",
+        &[
+            (
+                "Complete sockkit in bash from now on (bash-completion loads it on first use).",
+                "sockkit completions bash > ~/.local/share/bash-completion/completions/sockkit",
+            ),
+            (
+                "Complete it in zsh: a directory on fpath before compinit runs.",
+                "mkdir -p ~/.zfunc && sockkit completions zsh > ~/.zfunc/_sockkit\n\
+                 echo 'fpath+=~/.zfunc; autoload -U compinit; compinit' >> ~/.zshrc",
+            ),
+            (
+                "Complete it in fish.",
+                "sockkit completions fish > ~/.config/fish/completions/sockkit.fish",
             ),
         ],
     ),
@@ -391,7 +414,13 @@ fn pages_have_the_promised_sections() {
             let heading = format!(".SH {}\n", roff_arg(section));
             assert!(text.contains(&heading), "{file} has no {section} section");
         }
-        assert!(text.contains(".SH \"SOCKET OPTIONS\"\n"), "{file}");
+        // Where -o is taken (and on the main page, which lists them): the option names.
+        let takes_opts = file == "sockkit.1" || text.contains("\\fB\\-\\-opt\\fR");
+        assert_eq!(
+            text.contains(".SH \"SOCKET OPTIONS\"\n"),
+            takes_opts,
+            "{file}: SOCKET OPTIONS where -o is taken"
+        );
     }
     let main = &pages()["sockkit.1"];
     for row in TABLE {

@@ -1050,7 +1050,16 @@ fn a_udp_port_check_says_closed_or_open_filtered_and_never_open_without_an_answe
         .port();
     let list = format!("{open},{closed}");
     let out = util::run(
-        &["connect", "-z", "-u", "-w", "300ms", "127.0.0.1", &list],
+        &[
+            "connect",
+            "-z",
+            "-v",
+            "-u",
+            "-w",
+            "300ms",
+            "127.0.0.1",
+            &list,
+        ],
         b"",
         util::T,
     );

@@ -26,6 +26,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         return check_ports(&args);
     }
     let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
+    options::json_without_tls(args.relay.json, tls.is_some())?;
     let wire = options::wire(&args.wire)?;
     let capture = options::capture(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
@@ -65,7 +66,9 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     let ending = options::ending(&args.relay, options::Role::Client);
     let result = match tls {
         Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
-        None => Relay::new(ending, wire).session(&sock, channel),
+        None => Relay::new(ending, wire)
+            .json(args.relay.json)
+            .session(&sock, channel),
     };
     socket::close(sock);
     if let Some(c) = captured {
@@ -228,6 +231,13 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
         timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
         source,
         plan: &plan,
+        lines: match (args.scan.nc_quiet, args.relay.json, args.verbosity.verbose) {
+            (true, _, 0) => scan::Lines::Silent,
+            (true, _, _) => scan::Lines::Stderr,
+            (false, true, _) => scan::Lines::Json,
+            (false, false, 0) => scan::Lines::Open,
+            (false, false, _) => scan::Lines::All,
+        },
     };
     if check.timeout.is_zero() {
         return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());

@@ -19,10 +19,12 @@ use crate::tls::TlsRelay;
 pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let tls = tls::server(&args.tls, args.addr.as_deref(), &args.wire)?;
+    options::json_without_tls(args.relay.json, tls.is_some())?;
     let relay = Relay::new(
         options::ending(&args.relay, options::Role::Server),
         options::wire(&args.wire)?,
-    );
+    )
+    .json(args.relay.json);
     let capture = options::capture(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;

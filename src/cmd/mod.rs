@@ -1,11 +1,12 @@
 //! One module per subcommand, each the glue from its parsed arguments to the engines (relay,
 //! scan, server): connect.rs, listen.rs (broker.rs for `--broker`/`--chat`), echo.rs,
-//! knock.rs, forward.rs. What they share is in siblings they name directly: applies.rs (which option
+//! knock.rs, forward.rs, completions.rs. What they share is in siblings they name directly: applies.rs (which option
 //! applies where, checked before anything runs), options.rs (arguments -> engine options) and
 //! setup.rs (a server's socket on any transport). This file only dispatches.
 
 pub mod applies;
 mod broker;
+mod completions;
 mod connect;
 mod echo;
 mod forward;
@@ -17,7 +18,7 @@ mod tls;
 
 use anyhow::Result;
 
-use crate::cli::{Command, Invocation};
+use crate::cli::{Command, Invocation, Verbosity};
 use crate::interrupt;
 use crate::narrate;
 
@@ -31,6 +32,7 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Echo(a) => a.verbosity,
         Command::Knock(a) => a.verbosity,
         Command::Forward(a) => a.verbosity,
+        Command::Completions(_) => Verbosity::default(),
     };
     // --explain narrates every step it explains: at least -vv.
     let level = if verbosity.explain {
@@ -50,5 +52,6 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Echo(args) => echo::run(args),
         Command::Knock(args) => knock::run(args),
         Command::Forward(args) => forward::run(args),
+        Command::Completions(args) => completions::run(&args),
     }
 }

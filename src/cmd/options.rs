@@ -27,6 +27,8 @@ pub fn ending(args: &RelayArgs, role: Role) -> Ending {
         recv_only: args.recv_only,
         idle_timeout: idle_limit(args.idle_timeout),
         peer_eof_ends_terminal: role == Role::Client,
+        peer_eof_ends: args.nc_rules && role == Role::Server,
+        idle_ends_cleanly: args.nc_rules,
     }
 }
 
@@ -46,6 +48,18 @@ pub enum Role {
     Client,
     /// `listen`.
     Server,
+}
+
+/// `--json` with `--tls`: the TLS relay has no JSON summary yet, so the pair is refused (exit
+/// 2) rather than `--json` ignored.
+pub fn json_without_tls(json: bool, tls: bool) -> Result<()> {
+    if json && tls {
+        return Err(UsageError::new(
+            "--json's summary is not built for --tls sessions yet (-v shows their totals)",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// `--idle-timeout` as a limit: 0 turns it off, on every subcommand that takes it.

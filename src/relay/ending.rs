@@ -37,4 +37,9 @@ pub struct Ending {
     /// server (`listen`: a client that has sent its request and half-closed is waiting for
     /// the person's answer, which their Ctrl-D ends).
     pub peer_eof_ends_terminal: bool,
+    /// The peer's EOF ends the session whatever stdin is (OpenBSD nc's listener), once what
+    /// the peer sent is written.
+    pub peer_eof_ends: bool,
+    /// The idle timeout is a normal end (exit 0) rather than a failure (OpenBSD nc's `-w`).
+    pub idle_ends_cleanly: bool,
 }

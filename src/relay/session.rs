@@ -12,6 +12,7 @@ use socket2::Socket;
 use super::dgram::{self, DgramRelay, Peers};
 use super::ending::{End, Ending};
 use super::stream::{self, ByteRelay};
+use super::summary;
 use super::wire::Wire;
 
 /// What a session carries.
@@ -37,6 +38,8 @@ pub struct Relay {
     /// Made at the first byte-stream session and kept: its stdin thread carries what was
     /// typed between two clients over to the next one.
     bytes: Option<ByteRelay>,
+    /// `--json`: the end-of-session summary as one JSON object (summary.rs) instead of -v's lines.
+    json: bool,
 }
 
 impl Relay {
@@ -45,7 +48,14 @@ impl Relay {
             ending,
             wire,
             bytes: None,
+            json: false,
         }
+    }
+
+    /// Report each byte-stream session as one JSON object on stderr (`--json`).
+    pub fn json(mut self, on: bool) -> Self {
+        self.json = on;
+        self
     }
 
     /// Relays between stdio and `sock` until the session ends, then reports it (`-v`). The
@@ -57,8 +67,18 @@ impl Relay {
                 let relay = self
                     .bytes
                     .get_or_insert_with(|| ByteRelay::new(ending, wire.clone()));
+                // Named now: once the peer has closed, getpeername() has nobody to name.
+                let peer = if self.json {
+                    sock.peer_addr().ok()
+                } else {
+                    None
+                };
                 let totals = relay.session(sock)?;
-                stream::report(sock, &totals);
+                if self.json {
+                    crate::narrate::say(&format!("{}\n", summary::json(sock, peer, &totals)));
+                } else {
+                    stream::report(sock, &totals);
+                }
                 Ok(totals.end)
             }
             Channel::Datagrams {

@@ -331,7 +331,9 @@ impl Downlink<'_> {
                 }
             }
             if self.peer_eof.is_some()
-                && (self.uplink_done() || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+                && (self.uplink_done()
+                    || self.opts.peer_eof_ends
+                    || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
             {
                 return Ok(End::Closed);
             }
@@ -352,6 +354,13 @@ impl Downlink<'_> {
             if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
                 && now >= at
             {
+                if self.opts.idle_ends_cleanly {
+                    narrate::info(format_args!(
+                        "idle for {}: ending (nc's -w)",
+                        humantime::format_duration(t)
+                    ));
+                    return Ok(End::Closed);
+                }
                 return Err(anyhow!(
                     "idle timeout: no data moved either way for {}",
                     humantime::format_duration(t)

@@ -307,6 +307,27 @@ pub fn tcp_info_summary(sock: &Socket) -> Option<String> {
     ))
 }
 
+/// TCP_INFO for `--json`: rtt_ms, rttvar_ms, retrans, total_retrans, cwnd (segments), mss,
+/// bytes_sent, bytes_acked, bytes_received, delivery_rate (bytes per second), as an object.
+#[cfg(target_os = "linux")]
+pub fn tcp_info_json(sock: &Socket) -> Option<String> {
+    let i = crate::sys::tcp_info(sock.as_raw_fd())?;
+    Some(
+        crate::json::Object::default()
+            .real("rtt_ms", f64::from(i.tcpi_rtt) / 1000.0)
+            .real("rttvar_ms", f64::from(i.tcpi_rttvar) / 1000.0)
+            .num("retrans", u64::from(i.tcpi_retransmits))
+            .num("total_retrans", u64::from(i.tcpi_total_retrans))
+            .num("cwnd", u64::from(i.tcpi_snd_cwnd))
+            .num("mss", u64::from(i.tcpi_snd_mss))
+            .num("bytes_sent", i.tcpi_bytes_sent)
+            .num("bytes_acked", i.tcpi_bytes_acked)
+            .num("bytes_received", i.tcpi_bytes_received)
+            .num("delivery_rate", i.tcpi_delivery_rate)
+            .text(),
+    )
+}
+
 /// A rate in bytes/s as `ss` prints it: bits per second, `12.3Mbps`.
 #[cfg(target_os = "linux")]
 fn bits_per_second(bytes_per_sec: u64) -> String {
@@ -320,6 +341,11 @@ fn bits_per_second(bytes_per_sec: u64) -> String {
     } else {
         format!("{bits}bps")
     }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn tcp_info_json(_sock: &Socket) -> Option<String> {
+    None
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -24,7 +24,7 @@ mod types;
 pub use doc::man_roff;
 pub use kernel::read_sysctl;
 pub use parse::parse_value;
-pub use table::{TABLE, find};
+pub use table::{TABLE, find, names_of};
 pub use types::{Fam, Probe, Row, SockKind, Stage, Target, Value};
 
 pub(crate) use doc::{help_in_args, print_help};
