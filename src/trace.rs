@@ -50,32 +50,13 @@ pub struct Fields(String);
 
 impl Fields {
     pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
-        let _ = write!(self.0, ",\"{key}\":\"");
-        escape_into(&mut self.0, value);
-        self.0.push('"');
+        let _ = write!(self.0, ",\"{key}\":{}", crate::json::string(value));
         self
     }
 
     pub fn num(&mut self, key: &str, value: impl Into<i128>) -> &mut Self {
         let _ = write!(self.0, ",\"{key}\":{}", value.into());
         self
-    }
-}
-
-/// JSON string escaping (RFC 8259): quote, backslash and control characters.
-fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
     }
 }
 
@@ -113,8 +94,8 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        let mut s = String::new();
-        escape_into(&mut s, "a\"b\\c\n\u{1}");
-        assert_eq!(s, "a\\\"b\\\\c\\n\\u0001");
+        let mut f = Fields(String::new());
+        f.str("k", "a\"b\\c\n\u{1}");
+        assert_eq!(f.0, ",\"k\":\"a\\\"b\\\\c\\n\\u0001\"");
     }
 }

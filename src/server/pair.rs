@@ -15,7 +15,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
@@ -204,15 +204,7 @@ impl Half {
             }
             if let Some(p) = &self.pipe {
                 let room = self.cap - self.held;
-                let (from, to) = (src.as_raw_fd(), p.w.as_raw_fd());
-                let got = crate::sys::splice(from, to, room, NONBLOCK);
-                if let Some(f) = &mut self.flow {
-                    f.call(
-                        Key { name: "splice", from, to: Some(to) },
-                        || format!("splice(fd {from}, NULL, fd {to}, NULL, {room}, SPLICE_F_MOVE|SPLICE_F_NONBLOCK)"),
-                        &got.as_ref().map(|n| *n).map_err(copy_error),
-                    );
-                }
+                let got = splice(&mut self.flow, src.as_raw_fd(), p.w.as_raw_fd(), room);
                 match got {
                     // Refused for these descriptors (EINVAL) or this kernel (ENOSYS): copy.
                     Err(e) if self.held == 0 && refused(&e) => {
@@ -239,19 +231,11 @@ impl Half {
         }
         let want = buf.len() - end;
         let got = (&*src).read(&mut buf[end..]);
-        if let Some(f) = &mut self.flow {
-            let fd = src.as_raw_fd();
-            // std's socket read is recvfrom(2) with no flags, as strace shows it.
-            f.call(
-                Key {
-                    name: "recvfrom",
-                    from: fd,
-                    to: None,
-                },
-                || format!("recvfrom(fd {fd}, buf, {want}, 0, NULL, NULL)"),
-                &got.as_ref().map(|n| *n).map_err(copy_error),
-            );
-        }
+        let fd = src.as_raw_fd();
+        // std's socket read is recvfrom(2) with no flags, as strace shows it.
+        tell(&mut self.flow, ("recvfrom", fd, None), &got, || {
+            format!("recvfrom(fd {fd}, buf, {want}, 0, NULL, NULL)")
+        });
         let n = got?;
         if let Some((d, label, dir)) = dump {
             d.record(Some(label), dir, self.taken, &buf[end..end + n]);
@@ -263,33 +247,16 @@ impl Half {
     fn drain(&mut self, dst: &Stream) -> io::Result<usize> {
         let (held, fd) = (self.held, dst.as_raw_fd());
         if let (false, Some(p)) = (self.copy, &self.pipe) {
-            let from = p.r.as_raw_fd();
-            let got = crate::sys::splice(from, fd, held, NONBLOCK);
-            if let Some(f) = &mut self.flow {
-                f.call(
-                    Key { name: "splice", from, to: Some(fd) },
-                    || format!("splice(fd {from}, NULL, fd {fd}, NULL, {held}, SPLICE_F_MOVE|SPLICE_F_NONBLOCK)"),
-                    &got.as_ref().map(|n| *n).map_err(copy_error),
-                );
-            }
-            return got;
+            return splice(&mut self.flow, p.r.as_raw_fd(), fd, held);
         }
         let Some(buf) = &self.buf else {
             return Ok(0);
         };
         let got = (&*dst).write(&buf[self.start..self.start + held]);
-        if let Some(f) = &mut self.flow {
-            // std's socket write is sendto(2) with MSG_NOSIGNAL, as strace shows it.
-            f.call(
-                Key {
-                    name: "sendto",
-                    from: fd,
-                    to: None,
-                },
-                || format!("sendto(fd {fd}, buf, {held}, MSG_NOSIGNAL, NULL, 0)"),
-                &got.as_ref().map(|n| *n).map_err(copy_error),
-            );
-        }
+        // std's socket write is sendto(2) with MSG_NOSIGNAL, as strace shows it.
+        tell(&mut self.flow, ("sendto", fd, None), &got, || {
+            format!("sendto(fd {fd}, buf, {held}, MSG_NOSIGNAL, NULL, 0)")
+        });
         let n = got?;
         self.start += n;
         Ok(n)
@@ -303,6 +270,29 @@ impl Half {
 }
 
 const NONBLOCK: libc::c_uint = libc::SPLICE_F_NONBLOCK;
+
+/// splice(2) of at most `len` bytes, non-blocking, told to `flow` at -vv.
+fn splice(flow: &mut Option<Box<Flow>>, from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    let got = crate::sys::splice(from, to, len, NONBLOCK);
+    tell(flow, ("splice", from, Some(to)), &got, || {
+        format!("splice(fd {from}, NULL, fd {to}, NULL, {len}, SPLICE_F_MOVE|SPLICE_F_NONBLOCK)")
+    });
+    got
+}
+
+/// Tells `flow` (when -vv made one) of one data call: its name and descriptors, its result,
+/// and how strace spells it (`full`, only formatted when the line is shown).
+fn tell(
+    flow: &mut Option<Box<Flow>>,
+    (name, from, to): (&'static str, RawFd, Option<RawFd>),
+    got: &io::Result<usize>,
+    full: impl FnOnce() -> String,
+) {
+    if let Some(f) = flow {
+        let result = got.as_ref().map(|n| *n).map_err(copy_error);
+        f.call(Key { name, from, to }, full, &result);
+    }
+}
 
 /// A copy of a call's error for the narration, which takes the result by reference while the
 /// caller keeps the original.
