@@ -73,6 +73,19 @@ pub struct Seen {
     pub refused_full: u64,
 }
 
+/// How long a loop may sleep in epoll_wait: not at all while it has work left over (`busy`)
+/// or the acceptor is behind, else until `until` (the loop's own next deadline) or the end of
+/// an accept pause, whichever comes first. Every loop that may hold the acceptor asks this.
+pub fn wait(accept: Option<&Acceptor>, busy: bool, mut until: Instant, now: Instant) -> Duration {
+    if busy || accept.is_some_and(Acceptor::behind) {
+        return Duration::ZERO;
+    }
+    if let Some(t) = accept.and_then(Acceptor::paused_until) {
+        until = until.min(t);
+    }
+    until.saturating_duration_since(now)
+}
+
 impl Acceptor {
     pub fn new(listener: Listen, fd: RawFd, stop: Stop) -> Acceptor {
         Acceptor {

@@ -294,16 +294,12 @@ impl<'a> Loop<'a> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let timeout =
-                if self.again.is_empty() && !self.accept.as_ref().is_some_and(Acceptor::behind) {
-                    let mut until = self.next_sweep;
-                    if let Some(t) = self.accept.as_ref().and_then(Acceptor::paused_until) {
-                        until = until.min(t);
-                    }
-                    until.saturating_duration_since(now)
-                } else {
-                    Duration::ZERO
-                };
+            let timeout = super::acceptor::wait(
+                self.accept.as_ref(),
+                !self.again.is_empty(),
+                self.next_sweep,
+                now,
+            );
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;

@@ -190,17 +190,11 @@ impl<'a, S: Service> Worker<'a, S> {
     /// How long epoll_wait may sleep: not past the next idle sweep or the end of an accept
     /// pause, and not at all while some client still has input waiting.
     fn timeout(&self, now: Instant) -> Duration {
-        if !self.again.is_empty() || self.accept.as_ref().is_some_and(Acceptor::behind) {
-            return Duration::ZERO;
-        }
-        let mut until = self.next_sweep;
-        if let Some(t) = self.fan.check_at() {
-            until = until.min(t);
-        }
-        if let Some(t) = self.accept.as_ref().and_then(Acceptor::paused_until) {
-            until = until.min(t);
-        }
-        until.saturating_duration_since(now)
+        let until = self
+            .fan
+            .check_at()
+            .map_or(self.next_sweep, |t| t.min(self.next_sweep));
+        super::acceptor::wait(self.accept.as_ref(), !self.again.is_empty(), until, now)
     }
 
     /// A wake-up on the signal pipe: true when it was SIGINT or SIGTERM.
