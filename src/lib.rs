@@ -14,6 +14,7 @@ mod json;
 mod narrate;
 mod proxy;
 mod relay;
+mod report;
 mod scan;
 mod server;
 pub mod service;

@@ -436,3 +436,91 @@ fn listen_wire_tells_its_clients_segments_from_the_server_side() {
     assert!(segs[0].contains("(client 127.0.0.1:"), "{segs:#?}");
     find(&segs, 2, "<- [P.] seq 1:7 ack ");
 }
+
+/// `(ms on the session clock, cwnd, rtt ms)` of each `tcp_info:` line on stderr.
+fn tcp_info_lines(stderr: &str) -> Vec<(f64, u64, f64)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let i = l.find(" tcp_info: rtt ")?;
+            let stamp = l[..i].trim().strip_prefix("sockkit:")?.trim();
+            let ms = if let Some(v) = stamp.strip_prefix('+').and_then(|s| s.strip_suffix("ms")) {
+                v.parse::<f64>().ok()?
+            } else {
+                stamp
+                    .strip_prefix('+')?
+                    .strip_suffix('s')?
+                    .parse::<f64>()
+                    .ok()?
+                    * 1000.0
+            };
+            let words: Vec<&str> = l[i..].split_whitespace().collect();
+            let after = |w: &str| words.iter().position(|x| *x == w).map(|p| words[p + 1]);
+            let rtt = after("rtt")?.split('/').next()?.parse().ok()?;
+            let cwnd = after("cwnd")?.parse().ok()?;
+            Some((ms, cwnd, rtt))
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_info_every_samples_a_paced_transfer_in_time_order_on_stderr_and_in_the_trace() {
+    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let dir = TempDir::new("tcpinfo");
+    let trace = dir.path("t.jsonl");
+    let mut cmd = sockkit(&[
+        "connect",
+        "--tcp-info-every",
+        "20ms",
+        "--trace",
+        trace.to_str().unwrap(),
+        "127.0.0.1",
+        &port,
+    ]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let mut stdin = child.stdin();
+    let out = collect(child.stdout());
+    let err = collect(child.stderr());
+    // 20 writes 50 ms apart: about a second in which the sampler reads every 20 ms.
+    let chunk = random_bytes(13, 1000);
+    for _ in 0..20 {
+        std::io::Write::write_all(&mut stdin, &chunk).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(stdin);
+    let status = child.status_within(T, "connect --tcp-info-every");
+    let stderr = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(join_within(out, T).len(), 20_000, "echoed back whole");
+    let lines = tcp_info_lines(&stderr);
+    // ~50 at 20 ms over a second; a loaded machine may wake the sampler late, not 10x late.
+    assert!(lines.len() >= 5, "{stderr}");
+    assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0), "{lines:?}");
+    assert!(
+        lines.iter().all(|&(_, cwnd, rtt)| cwnd > 0 && rtt > 0.0),
+        "{lines:?}"
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["event"] == "tcp_info")
+        .collect();
+    assert_eq!(events.len(), lines.len(), "a trace event per stderr line");
+    let t: Vec<u64> = events.iter().map(|e| e["t_ns"].as_u64().unwrap()).collect();
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+    for e in &events {
+        assert!(e["cwnd"].as_u64().unwrap() > 0, "{e}");
+        assert!(e["rtt_us"].as_u64().unwrap() > 0, "{e}");
+        assert!(e["mss"].as_u64().unwrap() > 0, "{e}");
+    }
+    // The last sample is taken as the connection ends: everything sent has been acked (+1
+    // for the SYN), everything echoed received.
+    let last = events.last().unwrap();
+    assert!(last["bytes_acked"].as_u64().unwrap() >= 20_001, "{last}");
+    assert!(last["bytes_received"].as_u64().unwrap() >= 20_000, "{last}");
+}

@@ -267,9 +267,12 @@ fn read_loop(
         } else {
             (packet.dst, packet.src)
         };
-        let line = match &packet.body {
-            Body::Tcp(t) => isns.tcp_line(outgoing, local, remote, t),
-            Body::Udp { len } => format::udp_line(outgoing, *len),
+        let (line, numbers) = match &packet.body {
+            Body::Tcp(t) => {
+                let told = isns.tcp_line(outgoing, local, remote, t);
+                (told.line, Some((told.seq, told.ack)))
+            }
+            Body::Udp { len } => (format::udp_line(outgoing, *len), None),
         };
         let line = match scope {
             Scope::Server { .. } => format!("{line} (client {remote})"),
@@ -289,6 +292,12 @@ fn read_loop(
                             .str("flags", &t.flags())
                             .num("len", t.len as i128)
                             .num("win", t.win);
+                        if let Some((seq, ack)) = numbers {
+                            f.num("seq", seq);
+                            if let Some(ack) = ack {
+                                f.num("ack", ack);
+                            }
+                        }
                     }
                     Body::Udp { len } => {
                         f.str("proto", "udp").num("len", *len as i128);
