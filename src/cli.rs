@@ -483,6 +483,9 @@ pub struct EchoArgs {
     pub dump: DumpArgs,
 
     #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
     pub server: ServerArgs,
 
     #[command(flatten)]
@@ -520,6 +523,9 @@ pub struct KnockArgs {
 
     #[command(flatten)]
     pub dump: DumpArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 
     #[command(flatten)]
     pub local: LocalArgs,
@@ -621,6 +627,9 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     pub dump: DumpArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,

@@ -190,7 +190,7 @@ fn report_refuses_a_file_that_is_not_a_trace_in_one_line() {
 
 /// Decodes a PNG (8-bit RGB/RGBA, not interlaced, as Chromium writes) and prints `width
 /// height share-of-non-white-pixels distinct-colours`.
-const PNG_STATS: &str = r#"
+const PNG_STATS: &str = r"
 import sys, zlib, struct
 data = open(sys.argv[1], 'rb').read()
 assert data[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG'
@@ -231,7 +231,7 @@ for y in range(h):
             colours.add(px)
     prev = line
 print(w, h, nonwhite / (w * h), len(colours))
-"#;
+";
 
 #[test]
 fn the_report_renders_in_headless_chromium_with_its_arrows_and_plots() {
@@ -281,7 +281,7 @@ fn the_report_renders_in_headless_chromium_with_its_arrows_and_plots() {
         .args(extra)
         .arg(&url);
         // Bounded: a browser that hangs fails the test (and is killed), never CI.
-        run_cmd(&mut cmd, b"", Duration::from_secs(60))
+        run_cmd(&mut cmd, b"", Duration::from_mins(1))
     };
     let dom = browser(&["--dump-dom".to_string()]);
     assert_eq!(dom.code(), Some(0), "{}", dom.stderr);
@@ -299,7 +299,7 @@ fn the_report_renders_in_headless_chromium_with_its_arrows_and_plots() {
     assert_eq!(shot.code(), Some(0), "{}", shot.stderr);
     let mut cmd = Command::new(&python);
     cmd.args(["-c", PNG_STATS]).arg(&png);
-    let stats = run_cmd(&mut cmd, b"", Duration::from_secs(120));
+    let stats = run_cmd(&mut cmd, b"", Duration::from_mins(2));
     assert_eq!(stats.code(), Some(0), "{}", stats.stderr);
     let words: Vec<String> = stats
         .stdout_text()

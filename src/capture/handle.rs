@@ -45,11 +45,26 @@ pub enum Proto {
     Udp,
 }
 
-/// Whose packets: a client's (to and from its peer) or a server's (to and from its port).
+/// Whose packets: a client's (to and from its peer) or a server's (to and from its port,
+/// and for a forwarder to and from its target too).
 #[derive(Debug, Clone, Copy)]
 pub enum Scope {
-    Client { proto: Proto, peer: SocketAddr },
-    Server { proto: Proto, local: SocketAddr },
+    Client {
+        proto: Proto,
+        peer: SocketAddr,
+    },
+    Server {
+        proto: Proto,
+        local: SocketAddr,
+        target: Option<SocketAddr>,
+    },
+}
+
+/// Which leg a packet of a server's scope is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    Client,
+    Target,
 }
 
 impl Scope {
@@ -59,10 +74,12 @@ impl Scope {
         }
     }
 
-    fn port(self) -> u16 {
+    fn ports(self) -> Vec<u16> {
         match self {
-            Scope::Client { peer, .. } => peer.port(),
-            Scope::Server { local, .. } => local.port(),
+            Scope::Client { peer, .. } => vec![peer.port()],
+            Scope::Server { local, target, .. } => std::iter::once(local.port())
+                .chain(target.map(|t| t.port()))
+                .collect(),
         }
     }
 
@@ -70,36 +87,45 @@ impl Scope {
     fn loopback(self) -> bool {
         match self {
             Scope::Client { peer, .. } => peer.ip().is_loopback(),
-            Scope::Server { local, .. } => local.ip().is_loopback(),
+            Scope::Server { local, target, .. } => {
+                local.ip().is_loopback() && target.is_none_or(|t| t.ip().is_loopback())
+            }
         }
     }
 
-    /// Whether a packet from `src` to `dst` is ours, and which way it went: `Some(true)` sent
-    /// by this end.
-    fn direction(self, src: SocketAddr, dst: SocketAddr) -> Option<bool> {
+    /// Whether a packet from `src` to `dst` is ours, which way it went (`true`: sent by this
+    /// end) and on which leg.
+    fn direction(self, src: SocketAddr, dst: SocketAddr) -> Option<(bool, Leg)> {
         let same = |a: SocketAddr, b: SocketAddr| {
             a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
         };
         match self {
             Scope::Client { peer, .. } => {
                 if same(dst, peer) {
-                    Some(true)
+                    Some((true, Leg::Client))
                 } else if same(src, peer) {
-                    Some(false)
+                    Some((false, Leg::Client))
                 } else {
                     None
                 }
             }
-            Scope::Server { local, .. } => {
+            Scope::Server { local, target, .. } => {
                 let here = |a: SocketAddr| {
                     a.port() == local.port()
                         && (local.ip().is_unspecified()
                             || canonical(a.ip()) == canonical(local.ip()))
                 };
-                if here(src) {
-                    Some(true)
+                let there = |a: SocketAddr| target.is_some_and(|t| same(a, t));
+                // A forwarder on loopback to a target on loopback: a packet to the target
+                // leaves us, one from it comes in.
+                if there(dst) {
+                    Some((true, Leg::Target))
+                } else if there(src) {
+                    Some((false, Leg::Target))
+                } else if here(src) {
+                    Some((true, Leg::Client))
                 } else if here(dst) {
-                    Some(false)
+                    Some((false, Leg::Client))
                 } else {
                     None
                 }
@@ -204,7 +230,7 @@ fn open(scope: Scope) -> io::Result<OwnedFd> {
         Proto::Tcp => libc::IPPROTO_TCP,
         Proto::Udp => libc::IPPROTO_UDP,
     } as u8;
-    sys::attach_filter(fd, &filter::program(proto, scope.port()))?;
+    sys::attach_filter(fd, &filter::program(proto, &scope.ports()))?;
     // A bigger queue is best effort: the default still works, it drops sooner.
     let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &QUEUE_BYTES);
     sys::set_recv_timeout(fd, QUIET)?;
@@ -252,7 +278,7 @@ fn read_loop(
         let Some(packet) = decode::decode(data) else {
             continue;
         };
-        let Some(outgoing) = scope.direction(packet.src, packet.dst) else {
+        let Some((outgoing, leg)) = scope.direction(packet.src, packet.dst) else {
             continue;
         };
         seen += 1;
@@ -274,9 +300,12 @@ fn read_loop(
             }
             Body::Udp { len } => (format::udp_line(outgoing, *len), None),
         };
-        let line = match scope {
-            Scope::Server { .. } => format!("{line} (client {remote})"),
-            Scope::Client { .. } => line,
+        let line = match (scope, leg) {
+            (Scope::Server { .. }, Leg::Client) => format!("{line} (client {remote})"),
+            (Scope::Server { .. }, Leg::Target) => {
+                format!("{line} (target {remote} from port {})", local.port())
+            }
+            (Scope::Client { .. }, _) => line,
         };
         if wire {
             narrate::emit(format_args!("{:>9} {line}", narrate::stamp_ago(ago)));

@@ -1,8 +1,8 @@
 //! `--tcp-info-every DURATION`: TCP_INFO read through each connection's life, told as one
 //! compact stderr line per connection and sample on the session clock, and as a `tcp_info`
 //! event in the trace. One sampler thread serves the whole process however many connections
-//! it has: a command or server registers a connection's socket with [`watch`] when it has one
-//! and drops the [`Watch`] before it closes the socket. The thread reads every registered
+//! it has: a command registers a connection's socket with [`watch`] and drops the [`Watch`]
+//! before it closes the socket; a server's loop calls [`begin`] and [`end`]. The thread reads every registered
 //! socket under the registry's lock, so a socket is never read after its watch is gone (and
 //! its descriptor number never read once reused). Off (no `--tcp-info-every`), [`watch`]
 //! costs one relaxed atomic load and no thread runs.
@@ -10,7 +10,7 @@
 //! The reading itself is `crate::sys::tcp_info`; the rate spelling is narrate's.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -118,9 +118,10 @@ impl Sample {
     }
 }
 
-/// A registered connection: its socket and, on a server, the client it serves.
+/// A registered connection: its socket (one entry per open descriptor: it is removed before
+/// the descriptor is closed, so a number is never two connections) and, on a server, the
+/// client it serves.
 struct Entry {
-    id: u64,
     fd: RawFd,
     label: Option<String>,
 }
@@ -138,7 +139,6 @@ struct Sampler {
 
 static ON: AtomicBool = AtomicBool::new(false);
 static SAMPLER: OnceLock<Sampler> = OnceLock::new();
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Starts the one sampler thread, reading every watched connection each `every`; `tell`
 /// puts each sample on stderr too.
@@ -186,35 +186,53 @@ pub fn on() -> bool {
 /// While this lives, the sampler reads its socket. Drop it before the socket is closed.
 #[must_use = "the socket is sampled only while its Watch lives"]
 pub struct Watch {
-    id: u64,
+    fd: RawFd,
 }
 
-/// Watches the TCP socket `fd` (labelled with its client on a server), sampled once now;
-/// `None` when sampling is off.
+/// Watches the TCP socket `fd` (labelled with its client on a server) until the [`Watch`]
+/// is dropped; `None` when sampling is off.
 pub fn watch(fd: RawFd, label: Option<String>) -> Option<Watch> {
     if !on() {
         return None;
     }
-    let s = SAMPLER.get()?;
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let entry = Entry { id, fd, label };
-    let mut entries = s.entries.lock().ok()?;
-    sample(&entry, s.tell);
-    entries.push(entry);
-    Some(Watch { id })
+    begin(fd, || label);
+    Some(Watch { fd })
 }
 
 impl Drop for Watch {
-    /// The last sample, as the connection ends (its socket still open).
     fn drop(&mut self) {
-        if let Some(s) = SAMPLER.get()
-            && let Ok(mut entries) = s.entries.lock()
-            && let Some(i) = entries.iter().position(|e| e.id == self.id)
-        {
-            let entry = entries.swap_remove(i);
-            if !s.stopping.load(Ordering::Acquire) {
-                sample(&entry, s.tell);
-            }
+        end(self.fd);
+    }
+}
+
+/// For a server's loop, which holds no guard per client: starts sampling the TCP socket `fd`
+/// (one sample now), labelled by `label` (called only when sampling is on). [`end`] must be
+/// called before the socket is closed.
+pub fn begin(fd: RawFd, label: impl FnOnce() -> Option<String>) {
+    if !on() {
+        return;
+    }
+    let Some(s) = SAMPLER.get() else { return };
+    let entry = Entry { fd, label: label() };
+    let Ok(mut entries) = s.entries.lock() else {
+        return;
+    };
+    sample(&entry, s.tell);
+    entries.push(entry);
+}
+
+/// Stops sampling `fd`, with a last sample as the connection ends (its socket still open).
+pub fn end(fd: RawFd) {
+    if !on() {
+        return;
+    }
+    if let Some(s) = SAMPLER.get()
+        && let Ok(mut entries) = s.entries.lock()
+        && let Some(i) = entries.iter().position(|e| e.fd == fd)
+    {
+        let entry = entries.swap_remove(i);
+        if !s.stopping.load(Ordering::Acquire) {
+            sample(&entry, s.tell);
         }
     }
 }

@@ -1,10 +1,12 @@
 //! `sockkit echo [ADDR] PORT`: the echo service (RFC 862) on the connection engine, or on the
 //! datagram loop with `-u`, over IP or a Unix socket (`-U PATH`). Glue only: the socket on
-//! its transport (setup.rs), the limits, then the engine with the echo service.
+//! its transport (setup.rs), the limits, the capture of its port (`--wire`), then the engine
+//! with the echo service.
 
 use anyhow::Result;
 
 use super::applies::Transport;
+use super::observe;
 use super::options;
 use super::setup::{self, Place};
 use crate::cli::EchoArgs;
@@ -12,10 +14,16 @@ use crate::service::echo::Echo;
 
 pub fn run(args: EchoArgs) -> Result<()> {
     let dump = options::dump(&args.dump)?;
+    let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let transport = Transport::of(args.local.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
-    setup::serve(bound, limits, Echo, dump)
+    let captured = observe::capture_server(&capture, &bound, None);
+    let result = setup::serve(bound, limits, Echo, dump);
+    if let Some(c) = captured {
+        c.stop();
+    }
+    result.and(observed.finish())
 }

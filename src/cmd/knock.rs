@@ -6,6 +6,7 @@
 use anyhow::Result;
 
 use super::applies::Transport;
+use super::observe;
 use super::options;
 use super::setup::{self, Place};
 use crate::cli::KnockArgs;
@@ -26,6 +27,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let service = Knock::new(jokes, args.shuffle);
     // -x: the same service, with each client's bytes shown in hex on the way.
     let dump = options::dump(&args.dump)?;
+    let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
     let place = Place {
@@ -47,5 +49,10 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    setup::serve(bound, limits, service, dump)
+    let captured = observe::capture_server(&capture, &bound, None);
+    let result = setup::serve(bound, limits, service, dump);
+    if let Some(c) = captured {
+        c.stop();
+    }
+    result.and(observed.finish())
 }

@@ -10,7 +10,7 @@ use super::observe;
 use super::options;
 use super::setup::{self, Bound, Local, Place};
 use super::tls::{self, ServerRelay};
-use crate::capture::{Capture, Proto, Scope, sample};
+use crate::capture::sample;
 use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::relay::{Channel, End, Peers, Relay};
@@ -31,17 +31,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
     // A server's capture covers its port: the listening socket and every client's.
-    let captured = match socket::local_addr(&bound.socket) {
-        Ok(local) if args.local.unix.is_none() => {
-            let proto = if transport.is_stream() {
-                Proto::Tcp
-            } else {
-                Proto::Udp
-            };
-            Capture::start(&capture, Scope::Server { proto, local })
-        }
-        _ => None,
-    };
+    let captured = observe::capture_server(&capture, &bound, None);
     let result = if transport.is_stream() {
         let relay = match tls {
             Some(server) => {

@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
-use crate::capture::CaptureOpts;
-use crate::capture::sample;
+use std::net::SocketAddr;
+
+use super::setup::{Bound, Local};
+use crate::capture::{Capture, CaptureOpts, Proto, Scope, sample};
 use crate::cli::CaptureArgs;
 use crate::error::{self, UsageError};
 use crate::narrate;
@@ -80,6 +82,32 @@ pub fn start(args: &CaptureArgs) -> Result<(CaptureOpts, Observed)> {
         pcap: args.pcap.clone(),
     };
     Ok((opts, Observed { report }))
+}
+
+/// A server's capture: its port, so the listening socket and every client, and for a
+/// forwarder the connections to `target` as well. None on a Unix socket (no packets) or when
+/// no capture was asked for.
+pub fn capture_server(
+    opts: &CaptureOpts,
+    bound: &Bound,
+    target: Option<SocketAddr>,
+) -> Option<Capture> {
+    let Local::Ip { addr, .. } = &bound.local else {
+        return None;
+    };
+    let proto = if bound.transport.is_stream() {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    };
+    Capture::start(
+        opts,
+        Scope::Server {
+            proto,
+            local: *addr,
+            target,
+        },
+    )
 }
 
 impl Observed {

@@ -82,9 +82,9 @@ pub struct Model {
     /// Only every `stride`-th sample is kept once the buffer has been halved.
     stride: u64,
     offered: u64,
-    /// The connection whose samples are plotted (`None`: a client's own; `Some`: a client of
-    /// a server), and how many samples of others were not.
-    sampled: Option<Option<String>>,
+    /// The connection whose samples are plotted, once one has been seen, and how many
+    /// samples of others were not.
+    sampled: Sampled,
     pub other_samples: u64,
     pub local: Option<String>,
     pub remotes: Vec<String>,
@@ -95,6 +95,17 @@ pub struct Model {
     pub captured: Option<(u64, u64)>,
     conns: VecDeque<Conn>,
     last_segment_ns: u64,
+}
+
+/// Whose samples are plotted.
+#[derive(Debug, Default, PartialEq, Eq)]
+enum Sampled {
+    #[default]
+    NoneYet,
+    /// A client's own connection (its samples have no "remote").
+    Own,
+    /// One client of a server.
+    Client(String),
 }
 
 /// The two sides of one connection, each in its state.
@@ -303,18 +314,19 @@ impl Model {
     }
 
     fn sample(&mut self, t: u64, v: &Value) {
-        let key = v.get("remote").and_then(Value::as_str).map(String::from);
-        match &self.sampled {
-            None => self.sampled = Some(key),
-            Some(k) if *k == key => {}
-            Some(_) => {
-                self.other_samples += 1;
-                return;
-            }
+        let key = match v.get("remote").and_then(Value::as_str) {
+            Some(who) => Sampled::Client(who.to_string()),
+            None => Sampled::Own,
+        };
+        if self.sampled == Sampled::NoneYet {
+            self.sampled = key;
+        } else if self.sampled != key {
+            self.other_samples += 1;
+            return;
         }
         self.offered += 1;
         let stride = self.stride.max(1);
-        if self.offered % stride != 0 {
+        if !self.offered.is_multiple_of(stride) {
             return;
         }
         let mss = num(v, "mss") as f64;
@@ -337,7 +349,10 @@ impl Model {
 
     /// Whose samples are plotted: `Some(client)` on a server.
     pub fn sampled_remote(&self) -> Option<&str> {
-        self.sampled.as_ref().and_then(|k| k.as_deref())
+        match &self.sampled {
+            Sampled::Client(who) => Some(who),
+            Sampled::NoneYet | Sampled::Own => None,
+        }
     }
 }
 
@@ -380,9 +395,8 @@ impl Side {
             self.state = Some("SYN_RCVD");
             return;
         }
-        if s.syn && self.state == Some("SYN_SENT") {
-            self.state = Some("ESTABLISHED");
-        } else if s.ack && self.state == Some("SYN_RCVD") {
+        // Our SYN answered (SYN-ACK), or our SYN-ACK acknowledged.
+        if (s.syn && self.state == Some("SYN_SENT")) || (s.ack && self.state == Some("SYN_RCVD")) {
             self.state = Some("ESTABLISHED");
         }
         // Without numbers (an older trace) any ACK after our FIN is taken to cover it.
@@ -484,7 +498,7 @@ pub mod tests {
             ]
         );
         assert_eq!(m.samples.len(), 2);
-        assert_eq!(m.samples[1].moved, 16.0);
+        assert!((m.samples[1].moved - 16.0).abs() < f64::EPSILON);
         assert_eq!(m.local.as_deref(), Some("127.0.0.1:5000"));
     }
 

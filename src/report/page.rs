@@ -147,7 +147,7 @@ fn diagram(out: &mut String, m: &Model) {
                 out,
                 "<g class=\"gap\"><text x=\"{}\" y=\"{y}\" text-anchor=\"middle\">... {} \
                  segments and {} other events not drawn ...</text></g>",
-                (LOCAL_X + PEER_X) / 2,
+                u32::midpoint(LOCAL_X, PEER_X),
                 m.skipped_segments,
                 m.skipped_other
             );
@@ -198,7 +198,7 @@ fn draw(out: &mut String, timed: &Timed, y: u32, many_peers: bool) {
                  text-anchor=\"middle\">{}{}</text></g>",
                 y - 4,
                 y + 8,
-                (LOCAL_X + PEER_X) / 2,
+                u32::midpoint(LOCAL_X, PEER_X),
                 y - 2,
                 esc(label),
                 esc(&who)
