@@ -436,12 +436,9 @@ fn num(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
+/// A small real-shaped trace: handshake, 6 bytes each way, FINs, two samples.
 #[cfg(test)]
-pub mod tests {
-    use super::*;
-
-    /// A small real-shaped trace: handshake, 6 bytes each way, FINs, two samples.
-    pub const SMALL: &str = r#"{"t_ns":1000,"event":"call","name":"connect","args":"fd 5, 127.0.0.1:4000","result":"0","duration_ns":90}
+pub const SMALL: &str = r#"{"t_ns":1000,"event":"call","name":"connect","args":"fd 5, 127.0.0.1:4000","result":"0","duration_ns":90}
 {"t_ns":1100,"event":"segment","dir":"out","local":"127.0.0.1:5000","remote":"127.0.0.1:4000","proto":"tcp","flags":"S","len":0,"win":65495,"seq":0,"line":"-> [S] seq 0 win 65495","kernel_ago_ns":0}
 {"t_ns":1200,"event":"segment","dir":"in","local":"127.0.0.1:5000","remote":"127.0.0.1:4000","proto":"tcp","flags":"S.","len":0,"win":65483,"seq":0,"ack":1,"line":"<- [S.] seq 0 ack 1 win 65483","kernel_ago_ns":0}
 {"t_ns":1300,"event":"segment","dir":"out","local":"127.0.0.1:5000","remote":"127.0.0.1:4000","proto":"tcp","flags":".","len":0,"win":64,"seq":1,"ack":1,"line":"-> [.] seq 1 ack 1","kernel_ago_ns":0}
@@ -454,13 +451,18 @@ pub mod tests {
 {"t_ns":2000,"event":"tcp_info","rtt_us":50,"rttvar_us":25,"cwnd":10,"mss":32768,"ssthresh":null,"unacked":0,"in_flight":0,"delivery_rate":0,"retrans":0,"total_retrans":0,"snd_wnd":65483,"rcv_space":65483,"bytes_acked":8,"bytes_received":8}
 "#;
 
-    pub fn small() -> Model {
-        let mut m = Model::default();
-        for l in SMALL.lines() {
-            m.add_line(l).unwrap();
-        }
-        m
+#[cfg(test)]
+pub fn small() -> Model {
+    let mut m = Model::default();
+    for l in SMALL.lines() {
+        m.add_line(l).unwrap();
     }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn states(m: &Model, lane: Lane) -> Vec<&'static str> {
         m.items()

@@ -411,7 +411,7 @@ fn esc(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::tests::small;
+    use super::super::model::{SMALL, small};
     use super::*;
 
     #[test]
@@ -445,10 +445,7 @@ mod tests {
     #[test]
     fn without_samples_the_page_says_so_instead_of_drawing_empty_axes() {
         let mut m = Model::default();
-        for l in super::super::model::tests::SMALL
-            .lines()
-            .filter(|l| !l.contains("tcp_info"))
-        {
+        for l in SMALL.lines().filter(|l| !l.contains("tcp_info")) {
             m.add_line(l).unwrap();
         }
         let page = render(&m, "t");
