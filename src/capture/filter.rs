@@ -24,8 +24,12 @@ const JSET: u16 = 0x40;
 const K: u16 = 0x00;
 /// `SKF_AD_OFF + SKF_AD_PROTOCOL`: the packet's ethertype, in host order.
 const AD_PROTOCOL: u32 = (-0x1000_i32) as u32;
-/// How much of an accepted packet is kept: all of it, as tcpdump does by default.
+/// How much of an accepted packet is kept for `--pcap`: all of it, as tcpdump does by default.
 pub const SNAPLEN: u32 = 262_144;
+/// How much is kept when only the headers are told (`--wire`, `--trace` without `--pcap`):
+/// the longest IPv4 header (60) and TCP header (60), with room to spare. Copying 192 bytes
+/// instead of a 64 KiB loopback segment is what lets the reader keep up with a bulk transfer.
+pub const HEADERS: u32 = 192;
 
 fn stmt(code: u16, k: u32) -> sock_filter {
     sock_filter {
@@ -50,8 +54,8 @@ enum To {
 }
 
 /// The program for `proto` (6 TCP, 17 UDP) on any of `ports` (a server's own, and for a
-/// forwarder its target's): accept (return SNAPLEN) or drop (0).
-pub fn program(proto: u8, ports: &[u16]) -> Vec<sock_filter> {
+/// forwarder its target's): accept (keep `snap` bytes of the packet) or drop (0).
+pub fn program(proto: u8, ports: &[u16], snap: u32) -> Vec<sock_filter> {
     let proto = u32::from(proto);
     // (instruction, where it jumps when true, when false), resolved below.
     let mut code: Vec<(sock_filter, To, To)> = Vec::new();
@@ -87,7 +91,7 @@ pub fn program(proto: u8, ports: &[u16]) -> Vec<sock_filter> {
     code.push(plain(stmt(LD | H | ABS, 42))); // destination port
     port_checks(&mut code, To::Drop);
     let accept = code.len();
-    code.push(plain(stmt(RET | K, SNAPLEN)));
+    code.push(plain(stmt(RET | K, snap)));
     let drop = code.len();
     code.push(plain(stmt(RET | K, 0)));
     let offset = |from: usize, to: To| -> u8 {
@@ -165,7 +169,7 @@ mod tests {
     #[test]
     fn the_program_takes_its_ports_either_way_and_drops_the_rest() {
         for ports in [&[80u16][..], &[80, 9000][..]] {
-            let prog = program(6, ports);
+            let prog = program(6, ports, SNAPLEN);
             for (i, ins) in prog.iter().enumerate() {
                 if ins.code & 0x07 == JMP {
                     for off in [ins.jt, ins.jf] {

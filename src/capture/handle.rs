@@ -161,7 +161,13 @@ impl Capture {
         if !opts.wanted() {
             return None;
         }
-        let sock = match open(scope) {
+        // Headers only unless the packets are written whole.
+        let snap = if opts.pcap.is_some() {
+            filter::SNAPLEN
+        } else {
+            filter::HEADERS
+        };
+        let sock = match open(scope, snap) {
             Ok(s) => s,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
                 narrate::emit(format_args!(
@@ -223,14 +229,14 @@ impl Drop for Capture {
 }
 
 /// socket, filter, then bind: no packet is queued before the filter is in place.
-fn open(scope: Scope) -> io::Result<OwnedFd> {
+fn open(scope: Scope, snap: u32) -> io::Result<OwnedFd> {
     let sock = sys::packet_socket()?;
     let fd = sock.as_raw_fd();
     let proto = match scope.proto() {
         Proto::Tcp => libc::IPPROTO_TCP,
         Proto::Udp => libc::IPPROTO_UDP,
     } as u8;
-    sys::attach_filter(fd, &filter::program(proto, &scope.ports()))?;
+    sys::attach_filter(fd, &filter::program(proto, &scope.ports(), snap))?;
     // A bigger queue is best effort: the default still works, it drops sooner.
     let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &QUEUE_BYTES);
     sys::set_recv_timeout(fd, QUIET)?;
@@ -252,6 +258,8 @@ fn read_loop(
     stop: &AtomicBool,
 ) {
     let fd = sock.as_raw_fd();
+    // The totals are said when packets were asked for (not for --trace alone) or lost.
+    let tell_totals = wire || pcap.is_some();
     let mut buf = vec![0u8; filter::SNAPLEN as usize];
     let mut isns = Isns::default();
     let mut seen = 0u64;
@@ -341,7 +349,7 @@ fn read_loop(
         let _ = w.finish();
     }
     if let Ok((_, drops)) = sys::packet_stats(fd) {
-        if wire || drops > 0 {
+        if tell_totals || drops > 0 {
             narrate::emit(format_args!(
                 "wire: {seen} packets captured, {drops} dropped by the kernel (its queue was full)"
             ));

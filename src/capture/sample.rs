@@ -2,10 +2,11 @@
 //! compact stderr line per connection and sample on the session clock, and as a `tcp_info`
 //! event in the trace. One sampler thread serves the whole process however many connections
 //! it has: a command registers a connection's socket with [`watch`] and drops the [`Watch`]
-//! before it closes the socket; a server's loop calls [`begin`] and [`end`]. The thread reads every registered
-//! socket under the registry's lock, so a socket is never read after its watch is gone (and
-//! its descriptor number never read once reused). Off (no `--tcp-info-every`), [`watch`]
-//! costs one relaxed atomic load and no thread runs.
+//! before it closes the socket; a server's loop calls [`begin`] and [`end`]. The thread reads
+//! every registered socket under the registry's lock, so a socket is never read after its
+//! registration is gone (and its descriptor number never read once reused). Off (no
+//! `--tcp-info-every` or `--report`), each call costs one relaxed atomic load and no thread
+//! runs.
 //!
 //! The reading itself is `crate::sys::tcp_info`; the rate spelling is narrate's.
 

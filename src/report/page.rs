@@ -276,16 +276,24 @@ fn plots(out: &mut String, m: &Model) {
         );
     }
     let s = &m.samples;
+    // Over a window of at least THROUGHPUT_WINDOW_NS, so writes spaced wider than the
+    // sampling interval draw a rate, not a comb of spikes.
+    let mut from = 0;
     let throughput: Vec<(u64, f64)> = s
-        .windows(2)
-        .map(|w| {
-            let dt = (w[1].t_ns.saturating_sub(w[0].t_ns)) as f64 / 1e9;
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, p)| {
+            while from + 1 < i && p.t_ns - s[from + 1].t_ns >= THROUGHPUT_WINDOW_NS {
+                from += 1;
+            }
+            let dt = p.t_ns.saturating_sub(s[from].t_ns) as f64 / 1e9;
             let rate = if dt > 0.0 {
-                (w[1].moved - w[0].moved).max(0.0) / dt / 1e6
+                (p.moved - s[from].moved).max(0.0) / dt / 1e6
             } else {
                 0.0
             };
-            (w[1].t_ns, rate)
+            (p.t_ns, rate)
         })
         .collect();
     let series =
@@ -320,13 +328,16 @@ fn plots(out: &mut String, m: &Model) {
     plot(
         out,
         "throughput",
-        "throughput (MB/s)",
+        "throughput /100ms (MB/s)",
         &throughput,
         start,
         end,
     );
     out.push_str("</div>\n");
 }
+
+/// The shortest span a throughput point is measured over.
+const THROUGHPUT_WINDOW_NS: u64 = 100_000_000;
 
 const PW: f64 = 268.0;
 const PH: f64 = 170.0;
