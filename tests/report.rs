@@ -313,3 +313,41 @@ fn the_report_renders_in_headless_chromium_with_its_arrows_and_plots() {
     assert!(inked > 0.02, "only {inked} of the pixels are not white");
     assert!(colours > 20, "{colours} colours");
 }
+
+#[test]
+fn a_long_session_is_drawn_in_part_and_the_page_stays_small() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("report-long");
+    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let (html, trace) = (dir.path("r.html"), dir.path("t.jsonl"));
+    let data = random_bytes(7, 32 << 20);
+    let out = run(
+        &[
+            "connect",
+            "--report",
+            html.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            "127.0.0.1",
+            &port,
+        ],
+        &data,
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_bytes_eq(&out.stdout, &data, "echoed");
+    let segs = trace_segments(&trace);
+    let page = std::fs::read_to_string(&html).unwrap();
+    let drawn = arrows(&page);
+    // The page draws at most 500 rows (calls and states among them).
+    assert!(segs > 500, "{segs} segments: the session should be long");
+    assert!(drawn < segs, "{drawn} of {segs} drawn");
+    assert!(
+        page.contains(&format!("... {} segments and ", segs - drawn)),
+        "the page says how many were left out"
+    );
+    assert!(page.len() < 400_000, "{} bytes", page.len());
+}

@@ -151,6 +151,8 @@ pub struct Capture {
 /// How long the reader waits for a packet before it looks at the stop flag; at the end it
 /// drains until the line has been quiet this long.
 const QUIET: Duration = Duration::from_millis(50);
+/// How long the kernel's deferred switch to stamping packets is given (see `open`).
+const STAMPING_STARTS: Duration = Duration::from_millis(5);
 /// The kernel's queue for this socket: a few hundred full-size packets.
 const QUEUE_BYTES: libc::c_int = 4 << 20;
 
@@ -239,6 +241,17 @@ fn open(scope: Scope, snap: u32) -> io::Result<OwnedFd> {
     sys::attach_filter(fd, &filter::program(proto, &scope.ports(), snap))?;
     // A bigger queue is best effort: the default still works, it drops sooner.
     let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &QUEUE_BYTES);
+    // Each packet comes with the time the kernel saw it (SCM_TIMESTAMPNS). The kernel turns
+    // its packet stamping on from a work queue a moment later (net_enable_timestamp); until
+    // then a packet is stamped when read, so the handshake would seem to follow connect().
+    // A few milliseconds, once per session, let it start before the first call.
+    let _ = sys::setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        &1 as &libc::c_int,
+    );
+    std::thread::sleep(STAMPING_STARTS);
     sys::set_recv_timeout(fd, QUIET)?;
     let ifindex = if scope.loopback() {
         sys::if_index("lo")
@@ -264,7 +277,7 @@ fn read_loop(
     let mut isns = Isns::default();
     let mut seen = 0u64;
     loop {
-        let (n, meta) = match sys::packet_recv(fd, &mut buf) {
+        let (n, meta, stamp) = match sys::packet_recv(fd, &mut buf) {
             Ok(got) => got,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {
                 if stop.load(Ordering::Relaxed) {
@@ -291,7 +304,7 @@ fn read_loop(
         };
         seen += 1;
         let now = SystemTime::now();
-        let when = sys::packet_stamp(fd).unwrap_or(now);
+        let when = stamp.unwrap_or(now);
         let ago = now.duration_since(when).unwrap_or_default();
         if let Some(w) = pcap.as_mut() {
             let _ = w.packet(when, &meta, data);

@@ -94,7 +94,6 @@ pub struct Model {
     pub not_understood: u64,
     pub captured: Option<(u64, u64)>,
     conns: VecDeque<Conn>,
-    last_segment_ns: u64,
 }
 
 /// Whose samples are plotted.
@@ -159,7 +158,8 @@ impl Model {
                 } else {
                     format!("{name}({args}) = {result}")
                 };
-                self.push(t, Item::Call { text });
+                // At the call's start, so connect() comes before the handshake it causes.
+                self.push(t.saturating_sub(num(v, "duration_ns")), Item::Call { text });
             }
             "kernel" => self.push(
                 t,
@@ -178,11 +178,9 @@ impl Model {
 
     /// Every kept item in time order, with the place the gap goes (the index of the first
     /// tail item) when some were left out.
-    pub fn items(&self) -> (Vec<&Timed>, Option<usize>) {
-        let mut head: Vec<&Timed> = self.head.iter().collect();
-        head.sort_by_key(|i| i.t_ns);
-        let mut tail: Vec<&Timed> = self.tail.iter().collect();
-        tail.sort_by_key(|i| i.t_ns);
+    pub fn items(&self) -> (Vec<Timed>, Option<usize>) {
+        let mut head: Vec<Timed> = in_order(self.head.iter());
+        let tail = in_order(self.tail.iter());
         let gap = (self.skipped_segments + self.skipped_other > 0).then_some(head.len());
         head.extend(tail);
         (head, gap)
@@ -207,12 +205,8 @@ impl Model {
     }
 
     fn segment(&mut self, t: u64, v: &Value) {
-        // The kernel's stamp, but never before the segment captured before it: the capture
-        // reads them in the kernel's order, and two clocks' rounding must not swap them.
-        let t = t
-            .saturating_sub(num(v, "kernel_ago_ns"))
-            .max(self.last_segment_ns);
-        self.last_segment_ns = t;
+        // The kernel's stamp (in_order keeps the capture's order where stamps disagree).
+        let t = t.saturating_sub(num(v, "kernel_ago_ns"));
         let out = text(v, "dir") == "out";
         let local = text(v, "local");
         let remote = text(v, "remote");
@@ -354,6 +348,32 @@ impl Model {
             Sampled::NoneYet | Sampled::Own => None,
         }
     }
+}
+
+/// `items` sorted by time, after making the segments' times agree with the order they were
+/// captured in (the kernel's): a segment is moved back to the time of the one captured after
+/// it when its own stamp is later. A stamp can be late (the kernel stamps some packets only
+/// as they are read, such as a SYN whose buffer carried a departure time); it is never early.
+fn in_order<'a>(items: impl Iterator<Item = &'a Timed>) -> Vec<Timed> {
+    let mut v: Vec<Timed> = items.cloned().collect();
+    let mut next = u64::MAX;
+    for t in v.iter_mut().rev() {
+        if matches!(t.item, Item::Segment { .. }) {
+            t.t_ns = t.t_ns.min(next);
+            next = t.t_ns;
+        }
+    }
+    // A state a segment implies was pushed right after it: it moves with it.
+    let mut last = None;
+    for t in &mut v {
+        match t.item {
+            Item::Segment { .. } => last = Some(t.t_ns),
+            Item::State { .. } => t.t_ns = last.unwrap_or(t.t_ns),
+            Item::Call { .. } | Item::Kernel { .. } => {}
+        }
+    }
+    v.sort_by_key(|i| i.t_ns);
+    v
 }
 
 /// What the state machine reads of a segment.
@@ -502,6 +522,39 @@ mod tests {
         assert_eq!(m.samples.len(), 2);
         assert!((m.samples[1].moved - 16.0).abs() < f64::EPSILON);
         assert_eq!(m.local.as_deref(), Some("127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn a_late_stamped_segment_keeps_its_place_in_the_capture_order() {
+        let mut m = Model::default();
+        for line in [
+            r#"{"t_ns":100,"event":"call","name":"connect","args":"","result":"0","duration_ns":90}"#,
+            r#"{"t_ns":300,"event":"segment","dir":"out","local":"a","remote":"b","proto":"tcp","flags":"S","len":0,"seq":0,"line":"-> [S] seq 0","kernel_ago_ns":100}"#,
+            r#"{"t_ns":310,"event":"segment","dir":"in","local":"a","remote":"b","proto":"tcp","flags":"S.","len":0,"seq":0,"ack":1,"line":"<- [S.] seq 0 ack 1","kernel_ago_ns":260}"#,
+        ] {
+            m.add_line(line).unwrap();
+        }
+        let (items, _) = m.items();
+        let segs: Vec<(u64, bool)> = items
+            .iter()
+            .filter_map(|t| match &t.item {
+                Item::Segment { out, .. } => Some((t.t_ns, *out)),
+                _ => None,
+            })
+            .collect();
+        // The SYN (stamped 200) was captured before the SYN-ACK (stamped 50): both at 50,
+        // SYN first, and within the connect() that started at 10.
+        assert_eq!(segs, [(50, true), (50, false)]);
+        let states: Vec<u64> = items
+            .iter()
+            .filter(|t| matches!(t.item, Item::State { .. }))
+            .map(|t| t.t_ns)
+            .collect();
+        assert!(
+            !states.is_empty() && states.iter().all(|&t| t == 50),
+            "{states:?}"
+        );
+        assert!(matches!(items[0].item, Item::Call { .. }) && items[0].t_ns == 10);
     }
 
     #[test]
