@@ -108,8 +108,13 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     refuse_loop(&bound.local, &dest)?;
     // Both legs: the clients' port, and the target's (its first address, as resolved now).
+    // Through a proxy the target is the proxy's to find (and packets are refused there).
     let target_addr = match &dest {
-        Dest::Ip { host, port, family } => addr::resolve(host, *port, *family)?.first().copied(),
+        Dest::Ip { host, port, family } if capture.wanted() && args.proxy.is_none() => {
+            addr::resolve(host, *port, *family)
+                .ok()
+                .and_then(|a| a.first().copied())
+        }
         _ => None,
     };
     let captured = observe::capture_server(&capture, &bound, target_addr);
