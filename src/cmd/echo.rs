@@ -19,8 +19,11 @@ pub fn run(args: EchoArgs) -> Result<()> {
     let limits = options::limits(&args.server)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let transport = Transport::of(args.local.unix.is_some(), args.udp);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
-    let captured = observe::capture_server(&capture, &bound, None);
+    // The capture is in place before the `listening on` line: no client comes before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, None)
+        })?;
     let result = setup::serve(bound, limits, Echo, dump);
     if let Some(c) = captured {
         c.stop();

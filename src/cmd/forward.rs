@@ -105,8 +105,6 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         unlink: args.unlink,
     };
     let transport = Transport::of(args.unix.is_some(), args.udp);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
-    refuse_loop(&bound.local, &dest)?;
     // Both legs: the clients' port, and the target's (its first address, as resolved now).
     // Through a proxy the target is the proxy's to find (and packets are refused there).
     let target_addr = match &dest {
@@ -117,7 +115,12 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         }
         _ => None,
     };
-    let captured = observe::capture_server(&capture, &bound, target_addr);
+    // The capture is in place before the `listening on` line: no client comes before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, target_addr)
+        })?;
+    refuse_loop(&bound.local, &dest)?;
     let proxy = options::proxy(&ProxyArgs {
         proxy: args.proxy.clone(),
         proxy_dns: args.proxy_dns,

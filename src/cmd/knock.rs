@@ -35,7 +35,11 @@ pub fn run(args: KnockArgs) -> Result<()> {
         ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
     };
     let transport = Transport::of(args.local.unix.is_some(), false);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    // The capture is in place before the `listening on` line: no client comes before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, None)
+        })?;
     narrate::info(format_args!(
         "knock: {} jokes{}, told {}",
         told,
@@ -49,7 +53,6 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    let captured = observe::capture_server(&capture, &bound, None);
     let result = setup::serve(bound, limits, service, dump);
     if let Some(c) = captured {
         c.stop();

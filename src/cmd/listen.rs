@@ -28,10 +28,13 @@ pub fn run(args: ListenArgs) -> Result<()> {
     .json(args.relay.json);
     let (capture, observed) = observe::start(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    // A server's capture covers its port: the listening socket and every client's. It is
+    // in place before the `listening on` line, so no client can come before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, None)
+        })?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
-    // A server's capture covers its port: the listening socket and every client's.
-    let captured = observe::capture_server(&capture, &bound, None);
     let result = if transport.is_stream() {
         let relay = match tls {
             Some(server) => {
