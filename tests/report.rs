@@ -351,3 +351,54 @@ fn a_long_session_is_drawn_in_part_and_the_page_stays_small() {
     );
     assert!(page.len() < 400_000, "{} bytes", page.len());
 }
+
+#[test]
+fn an_echo_server_writes_its_report_when_stopped() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("report-echo");
+    let (html, trace) = (dir.path("echo.html"), dir.path("echo.jsonl"));
+    let mut server = Server::start(&[
+        "echo",
+        "--report",
+        html.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+        "127.0.0.1",
+        "0",
+    ]);
+    let port = server.port().to_string();
+    for _ in 0..2 {
+        let out = run(&["connect", "127.0.0.1", &port], b"hello\n", T);
+        assert_eq!(out.stdout, b"hello\n", "{}", out.stderr);
+    }
+    // Both clients' last segments are in before the server is stopped.
+    let text = || std::fs::read_to_string(&trace).unwrap_or_default();
+    let deadline = std::time::Instant::now() + T;
+    while text().matches("\"flags\":\"F.\"").count() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{}", text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    server.child.status_within(T, "echo after SIGINT");
+    let page = std::fs::read_to_string(&html).unwrap();
+    let segs = trace_segments(&trace);
+    assert!(segs >= 20, "two clients' segments: {segs}");
+    assert_eq!(arrows(&page), segs);
+    // Two clients: the peer lane says so, and each arrow names its client.
+    assert!(
+        page.contains(">2 peers<"),
+        "the peer lane names both clients"
+    );
+    assert_eq!(
+        plots(&page).len(),
+        4,
+        "the first client's samples are plotted"
+    );
+    assert!(page.contains("samples of other clients not plotted"));
+}
