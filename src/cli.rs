@@ -468,6 +468,9 @@ pub struct EchoArgs {
     pub sockopts: SockOptArgs,
 
     #[command(flatten)]
+    pub tls: TlsServerArgs,
+
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -508,6 +511,9 @@ pub struct KnockArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,

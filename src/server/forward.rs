@@ -1025,6 +1025,7 @@ fn target_local(target: Option<&Stream>) -> String {
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| plain_addr(a).to_string()),
         Some(Stream::Unix(_)) => "(unnamed)".to_string(),
+        Some(Stream::Tls(t)) => target_local(Some(t.get_ref())),
         None => "?".to_string(),
     }
 }
@@ -1068,7 +1069,7 @@ fn show_opts(s: &Stream, fwd: &Forward, shown: &str) {
         Stream::Tcp(t) => t
             .peer_addr()
             .map_or(unix::target(), |a| socket::target(&a, SockKind::Tcp)),
-        Stream::Unix(_) => unix::target(),
+        Stream::Unix(_) | Stream::Tls(_) => unix::target(),
     };
     let title = format!("outbound fd {} ({shown})", s.as_raw_fd());
     eprint!("{}", fwd.out_plan.show(&SockRef::from(s), target, &title));

@@ -45,6 +45,18 @@ pub struct Records {
 }
 
 impl Records {
+    /// How many bytes end the header or record under way: a reader that takes no more than
+    /// this sees one record at a time (None: no limit, the bytes are not TLS).
+    pub fn want(&self) -> Option<usize> {
+        if self.not_tls.is_some() {
+            return None;
+        }
+        Some(match self.current {
+            None => 5 - self.head_have,
+            Some(_) => self.left,
+        })
+    }
+
     /// Takes the next bytes of this direction; returns the records they completed.
     pub fn feed(&mut self, mut data: &[u8]) -> Vec<Record> {
         let mut done = Vec::new();
@@ -294,7 +306,10 @@ mod tests {
         let total: usize = s.iter().map(|r| r.len + 5).sum();
         assert_eq!(total, SERVER.len());
         let line = describe(false, &s[0], true);
-        assert!(line.starts_with("<- TLS record handshake (TLS 1.2), "), "{line}");
+        assert!(
+            line.starts_with("<- TLS record handshake (TLS 1.2), "),
+            "{line}"
+        );
         assert!(line.contains(": ServerHello ("), "{line}");
     }
 
@@ -311,7 +326,10 @@ mod tests {
     #[test]
     fn tls12_shows_certificate_in_the_clear_and_finished_encrypted_after_ccs() {
         let s = all(SERVER12, 1 << 20);
-        let names: Vec<u8> = s.iter().flat_map(|r| r.messages.iter().map(|m| m.0)).collect();
+        let names: Vec<u8> = s
+            .iter()
+            .flat_map(|r| r.messages.iter().map(|m| m.0))
+            .collect();
         // ServerHello, Certificate, ServerKeyExchange, ServerHelloDone, then after the
         // client's Finished (maybe a NewSessionTicket), CCS and the encrypted Finished.
         assert_eq!(&names[..4], &[2, 11, 12, 14], "{names:?}");
@@ -323,6 +341,21 @@ mod tests {
         assert_eq!(c[1].messages[0].0, 16, "ClientKeyExchange");
         assert!(c[3].encrypted, "the client's Finished is encrypted");
         assert!(describe(true, &c[3], true).ends_with("(encrypted handshake)"));
+    }
+
+    #[test]
+    fn reading_what_want_says_completes_one_record_at_a_time() {
+        let mut r = Records::default();
+        let mut at = 0;
+        let mut seen = Vec::new();
+        while at < SERVER.len() {
+            let n = r.want().unwrap().min(SERVER.len() - at);
+            let done = r.feed(&SERVER[at..at + n]);
+            assert!(done.len() <= 1);
+            seen.extend(done);
+            at += n;
+        }
+        assert_eq!(seen, all(SERVER, 1 << 20));
     }
 
     #[test]

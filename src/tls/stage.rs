@@ -33,6 +33,32 @@ use crate::socket;
 /// record's worth times a few, so one write does not hold a burst in user space.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+/// What a server needs to speak TLS with each client it accepts.
+#[derive(Clone)]
+pub struct Accept {
+    pub config: Arc<rustls::ServerConfig>,
+    /// How long a client may take over its handshake before it is dropped.
+    pub handshake: Duration,
+}
+
+impl Accept {
+    /// The server's end of TLS over an accepted `sock`, `who` tagging its `-vv` records.
+    pub fn wrap<S>(&self, sock: S, who: &str) -> Result<TlsStream<S>, String>
+    where
+        S: AsFd,
+        for<'a> &'a S: Read + Write,
+    {
+        let conn =
+            rustls::ServerConnection::new(self.config.clone()).map_err(|e| format!("TLS: {e}"))?;
+        Ok(TlsStream::new(
+            sock,
+            Connection::Server(conn),
+            self.handshake,
+            who,
+        ))
+    }
+}
+
 /// A TLS connection over a non-blocking socket `S`.
 pub struct TlsStream<S> {
     sock: S,
@@ -63,6 +89,9 @@ pub struct Tap {
     who: String,
     out: Records,
     inn: Records,
+    /// Our next encrypted record is our last flight of the handshake (a TLS 1.3 client's
+    /// Finished, a TLS 1.2 server's), queued when rustls already counts the handshake done.
+    finishing: bool,
 }
 
 impl Tap {
@@ -73,8 +102,15 @@ impl Tap {
                 who: who.to_string(),
                 out: Records::default(),
                 inn: Records::default(),
+                finishing: false,
             })
         })
+    }
+
+    /// The handshake just ended with ciphertext of ours still queued: its first encrypted
+    /// record is the last of our handshake.
+    pub fn last_flight(&mut self) {
+        self.finishing = true;
     }
 
     /// Tells the records `data` (bytes that just went `out`, or came in) completed.
@@ -88,9 +124,10 @@ impl Tap {
             format!("{} ", self.who)
         };
         for r in &done {
+            let last_flight = out && r.encrypted && std::mem::take(&mut self.finishing);
             narrate::seen(format_args!(
                 "{tag}{}",
-                records::describe(out, r, handshaking)
+                records::describe(out, r, handshaking || last_flight)
             ));
         }
         if let (true, Some(first)) = (was_tls, side.not_tls) {
@@ -107,8 +144,15 @@ pub struct Tapped<'a, S> {
 }
 
 impl<S: Read> Read for Tapped<'_, S> {
+    /// With the tap on, one record (or its header) at a time, so rustls processes each
+    /// before the next arrives and the narration knows which ones were the handshake's.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.sock.read(buf)?;
+        let limit = self
+            .tap
+            .as_deref()
+            .and_then(|t| t.inn.want())
+            .map_or(buf.len(), |w| w.min(buf.len()));
+        let n = self.sock.read(&mut buf[..limit])?;
         if let Some(t) = self.tap.as_deref_mut() {
             t.saw(false, &buf[..n], self.handshaking);
         }
@@ -121,6 +165,24 @@ impl<S: Write> Write for Tapped<'_, S> {
         let n = self.sock.write(buf)?;
         if let Some(t) = self.tap.as_deref_mut() {
             t.saw(true, &buf[..n], self.handshaking);
+        }
+        Ok(n)
+    }
+
+    /// rustls hands its queued records over as one vector: one writev, as without the tap,
+    /// so a flight's records do not go out as small writes that Nagle would hold back.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.sock.write_vectored(bufs)?;
+        if let Some(t) = self.tap.as_deref_mut() {
+            let mut left = n;
+            for b in bufs {
+                let take = left.min(b.len());
+                t.saw(true, &b[..take], self.handshaking);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
         }
         Ok(n)
     }
@@ -192,6 +254,10 @@ where
 
     pub fn get_ref(&self) -> &S {
         &self.sock
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.sock
     }
 
     pub fn into_inner(self) -> S {
