@@ -9,13 +9,13 @@ use anyhow::Result;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use socket2::Socket;
 
-use crate::cli::{TlsClientArgs, TlsServerArgs, WireArgs};
+use crate::cli::{TlsClientArgs, TlsServerArgs, ToTlsArgs, WireArgs};
 use crate::error::UsageError;
 use crate::narrate;
 use crate::relay::{Channel, End, Ending, Relay};
 use crate::tls::config::{self, Client, Server};
 use crate::tls::session::Role;
-use crate::tls::stage::Accept;
+use crate::tls::stage::{Accept, Originate};
 use crate::tls::{ClientOptions, ServerOptions, TlsRelay};
 
 /// How long a handshake may take when `-w` does not say.
@@ -160,6 +160,34 @@ pub fn engine_accept(server: Option<Server>, quiet: bool) -> Option<Accept> {
             handshake: HANDSHAKE_TIMEOUT,
         }
     })
+}
+
+/// `forward --to-tls`: the client configuration for the target HOST (None without
+/// --to-tls), made before anything listens; `--insecure` warns once, as on connect.
+pub fn originate(args: &ToTlsArgs, host: &str) -> Result<Option<Originate>> {
+    if !args.to_tls {
+        return Ok(None);
+    }
+    let opts = ClientOptions {
+        ca: args.ca.clone(),
+        sni: args.sni.clone(),
+        alpn: Vec::new(),
+        cert: None,
+        insecure: args.insecure,
+    };
+    let client = config::client(&opts, host)?;
+    if args.insecure {
+        narrate::emit(format_args!(
+            "WARNING: --insecure: the target's certificate is not verified; anyone in the \
+             middle can read and change what is forwarded"
+        ));
+    }
+    Ok(Some(Originate {
+        config: client.config,
+        name: client.name,
+        checked: client.checked,
+        handshake: HANDSHAKE_TIMEOUT,
+    }))
 }
 
 /// The relay a listener runs each client through: plain, or TLS.

@@ -59,6 +59,36 @@ impl Accept {
     }
 }
 
+/// What a client of a TLS server needs (forward --to-tls): its configuration, the name it
+/// checks, what the verifier saw.
+#[derive(Clone)]
+pub struct Originate {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
+    pub checked: Arc<Checked>,
+    pub handshake: Duration,
+}
+
+impl Originate {
+    /// The client's end of TLS over a connected `sock`; on failure the socket comes back.
+    pub fn wrap<S>(&self, sock: S, who: &str) -> Result<TlsStream<S>, (S, String)>
+    where
+        S: AsFd,
+        for<'a> &'a S: Read + Write,
+    {
+        match rustls::ClientConnection::new(self.config.clone(), self.name.clone()) {
+            Ok(conn) => Ok(TlsStream::client(
+                sock,
+                Connection::Client(conn),
+                self.checked.clone(),
+                self.handshake,
+                who,
+            )),
+            Err(e) => Err((sock, format!("TLS: {e}"))),
+        }
+    }
+}
+
 /// A TLS connection over a non-blocking socket `S`.
 pub struct TlsStream<S> {
     sock: S,
@@ -76,6 +106,9 @@ struct Inner {
     /// The `-v` lines of a handshake just finished, for the holder to print with its tag.
     news: Option<Vec<String>>,
     close_sent: bool,
+    /// Our side ended during the handshake: close_notify waits for its end (sent during it,
+    /// it would end the handshake).
+    close_wanted: bool,
     shut: bool,
     tcp_eof: bool,
     /// The peer's TCP EOF came without its close_notify.
@@ -231,6 +264,7 @@ where
                 handshaken: false,
                 news: None,
                 close_sent: false,
+                close_wanted: false,
                 shut: false,
                 tcp_eof: false,
                 truncated: false,
@@ -264,6 +298,11 @@ where
         self.sock
     }
 
+    /// The handshake's bound counts from now (forward: once the target is reached).
+    pub fn start_clock(&self) {
+        self.inner.borrow_mut().started = Instant::now();
+    }
+
     pub fn handshaking(&self) -> bool {
         !self.inner.borrow().handshaken
     }
@@ -276,7 +315,7 @@ where
     /// Rustls holds ciphertext the kernel has not taken yet.
     pub fn holds_output(&self) -> bool {
         let i = self.inner.borrow();
-        i.conn.wants_write() || (i.close_sent && !i.shut)
+        i.conn.wants_write() || ((i.close_sent || i.close_wanted) && !i.shut)
     }
 
     /// The `-v` lines of a handshake that finished since the last call (once).
@@ -313,7 +352,9 @@ where
     pub fn close_write(&self) {
         {
             let mut i = self.inner.borrow_mut();
-            if !i.close_sent {
+            if !i.handshaken {
+                i.close_wanted = true;
+            } else if !i.close_sent {
                 i.close_sent = true;
                 i.conn.send_close_notify();
             }
@@ -383,7 +424,13 @@ where
             }
             // Handshake replies (and tickets) go out as soon as they are made.
             i.flush(&self.sock)?;
-            i.notice_handshake();
+            if i.notice_handshake() && i.close_wanted {
+                i.close_sent = true;
+                i.conn.send_close_notify();
+                drop(i);
+                self.send_held()?;
+                i = self.inner.borrow_mut();
+            }
         }
     }
 
@@ -457,13 +504,14 @@ impl Inner {
         Ok(())
     }
 
-    fn notice_handshake(&mut self) {
+    /// True when the handshake has just ended.
+    fn notice_handshake(&mut self) -> bool {
         if self.handshaken || self.conn.is_handshaking() {
-            return;
+            return false;
         }
         self.handshaken = true;
         if !narrate::verbose() {
-            return;
+            return true;
         }
         let mut lines = vec![report::summary(&self.conn, self.started.elapsed())];
         match (&self.checked, self.conn.peer_certificates()) {
@@ -483,6 +531,7 @@ impl Inner {
             (None, None) => {}
         }
         self.news = Some(lines);
+        true
     }
 }
 
