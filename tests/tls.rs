@@ -1378,3 +1378,36 @@ fn forward_to_tls_with_a_bad_target_certificate_fails_that_pair_in_one_line_and_
         );
     }
 }
+
+#[test]
+fn broker_tls_passes_one_tls_clients_bytes_to_another() {
+    let pki = Pki::new();
+    let (_hub, addr, mut tap) = engine_tls(
+        "listen",
+        &[
+            "--broker",
+            "-v",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+    );
+    let mut a = spawn_peer(&mut sockkit(&[
+        "connect",
+        "--tls",
+        "--ca",
+        &pki.ca(),
+        "localhost",
+        &addr.port().to_string(),
+    ]));
+    let a_in = a.stdin();
+    let mut a_out = LineTap::new(a.stdout());
+    tap.wait_for(T, |l| l.contains(": TLS handshake done in "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = tls_client(&pki, addr, b"to everyone\n");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    line(&mut a_out, "to everyone");
+    drop(a_in);
+    assert_eq!(a.status_within(T, "connect --tls").code(), Some(0));
+}

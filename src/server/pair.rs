@@ -405,7 +405,10 @@ impl Pair {
             ("target", self.target.as_ref()),
         ];
         for (side, s) in sides {
-            if let Some(lines) = s.and_then(Stream::tls).and_then(crate::tls::TlsStream::news) {
+            if let Some(lines) = s
+                .and_then(Stream::tls)
+                .and_then(crate::tls::TlsStream::news)
+            {
                 for line in lines {
                     narrate::info(format_args!("{} ({side} side): {line}", self.peer));
                 }
