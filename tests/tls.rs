@@ -116,13 +116,10 @@ fn spawn_peer(cmd: &mut Command) -> ChildGuard {
     ChildGuard::spawn(cmd)
 }
 
-#[test]
-fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
-    let Some(openssl) = peer_or_skip("openssl") else {
-        return;
-    };
-    let pki = Pki::new();
-    let mut server = spawn_peer(Command::new(openssl).args([
+/// `openssl s_server` for one client, serving the `good` leaf on a port of the kernel's
+/// choosing: the child and its port.
+fn s_server(openssl: &std::path::Path, pki: &Pki) -> (ChildGuard, u16) {
+    let server = spawn_peer(Command::new(openssl).args([
         "s_server",
         "-quiet",
         "-naccept",
@@ -135,6 +132,16 @@ fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
         &pki.key("good"),
     ]));
     let port = listening_port_of(server.id(), T).expect("s_server's port");
+    (server, port)
+}
+
+#[test]
+fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = s_server(&openssl, &pki);
     let mut server_in = server.stdin();
     server_in.write_all(b"from s_server\n").unwrap();
     let server_out = collect(server.stdout());
@@ -1297,19 +1304,7 @@ fn forward_to_tls_in_front_of_openssl_s_server_is_byte_exact_for_a_plain_client(
         return;
     };
     let pki = Pki::new();
-    let mut server = spawn_peer(Command::new(openssl).args([
-        "s_server",
-        "-quiet",
-        "-naccept",
-        "1",
-        "-accept",
-        "127.0.0.1:0",
-        "-cert",
-        &pki.cert("good"),
-        "-key",
-        &pki.key("good"),
-    ]));
-    let port = listening_port_of(server.id(), T).expect("s_server's port");
+    let (mut server, port) = s_server(&openssl, &pki);
     let (_fwd, addr, mut tap) = forward(&["-v", "--to-tls", "--ca", &pki.ca()], "localhost", port);
     let up = random_bytes(3, 100_000);
     let mut server_in = server.stdin();
