@@ -567,7 +567,8 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
-    /// With --socks5 it also bounds each client's handshake.
+    /// With --socks5 it also bounds each client's handshake, with --tls and --to-tls each TLS
+    /// handshake.
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 

@@ -1438,3 +1438,33 @@ fn broker_tls_passes_one_tls_clients_bytes_to_another() {
     drop(a_in);
     assert_eq!(a.status_within(T, "connect --tls").code(), Some(0));
 }
+
+#[test]
+fn forward_tls_drops_a_client_stalled_in_its_handshake_at_w() {
+    let pki = Pki::new();
+    let target = util::Server::start(&["echo", "127.0.0.1", "0"]);
+    let (mut fwd, addr, mut tap) = forward(
+        &[
+            "-w",
+            "1s",
+            "--tls",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        "127.0.0.1",
+        target.port(),
+    );
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled.write_all(&[22, 3, 1]).unwrap();
+    let said = tap
+        .wait_for(T, |l| l.contains("TLS handshake not finished within 1s"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(said.starts_with("sockkit: dropped 127.0.0.1:"), "{said}");
+    assert!(said.contains("the client: "), "{said}");
+    assert!(fwd.try_status().is_none(), "the forwarder goes on");
+    // A client that speaks TLS is forwarded to the plain echo and back.
+    let out = tls_client(&pki, addr, b"through\n");
+    assert_eq!(out.stdout, b"through\n", "{}", out.stderr);
+}

@@ -127,7 +127,11 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let transport = Transport::of(args.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
     refuse_loop(&bound.local, &dest)?;
-    let server_tls = tls::engine_accept(server_tls, args.verbosity.quiet);
+    // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's.
+    let handshake = args.timeout.unwrap_or(tls::HANDSHAKE_TIMEOUT);
+    let server_tls = tls::engine_accept(server_tls, args.verbosity.quiet)
+        .map(|a| tls::Accept { handshake, ..a });
+    let to_tls = to_tls.map(|o| tls::Originate { handshake, ..o });
     let proxy = options::proxy(&ProxyArgs {
         proxy: args.proxy.clone(),
         proxy_dns: args.proxy_dns,

@@ -15,7 +15,7 @@ use crate::narrate;
 use crate::relay::{Channel, End, Ending, Relay};
 use crate::tls::config::{self, Client, Server};
 use crate::tls::session::Role;
-use crate::tls::stage::{Accept, Originate};
+pub use crate::tls::stage::{Accept, Originate};
 use crate::tls::{ClientOptions, ServerOptions, TlsRelay};
 
 /// How long a handshake may take when `-w` does not say.

@@ -156,15 +156,23 @@ impl Tap {
         } else {
             format!("{} ", self.who)
         };
+        // On the narration clock, as the calls are (not `seen`: a record is no kernel event,
+        // and --trace keeps to calls and the kernel's).
+        let stamp = || format!("{:>9}", narrate::stamp_ago(Duration::ZERO));
         for r in &done {
             let last_flight = out && r.encrypted && std::mem::take(&mut self.finishing);
-            narrate::seen(format_args!(
-                "{tag}{}",
+            narrate::emit(format_args!(
+                "{} {tag}{}",
+                stamp(),
                 records::describe(out, r, handshaking || last_flight)
             ));
         }
         if let (true, Some(first)) = (was_tls, side.not_tls) {
-            narrate::seen(format_args!("{tag}{}", records::not_tls(out, first)));
+            narrate::emit(format_args!(
+                "{} {tag}{}",
+                stamp(),
+                records::not_tls(out, first)
+            ));
         }
     }
 }
