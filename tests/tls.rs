@@ -1468,3 +1468,37 @@ fn forward_tls_drops_a_client_stalled_in_its_handshake_at_w() {
     let out = tls_client(&pki, addr, b"through\n");
     assert_eq!(out.stdout, b"through\n", "{}", out.stderr);
 }
+
+#[test]
+fn vv_on_echo_tls_narrates_each_clients_records_tagged_with_the_client() {
+    let pki = Pki::new();
+    let (_echo, addr, mut tap) = engine_tls(
+        "echo",
+        &[
+            "-vv",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+    );
+    let out = tls_client(&pki, addr, b"hi\n");
+    assert_eq!(out.stdout, b"hi\n", "{}", out.stderr);
+    let hello = tap
+        .wait_seen(T, |l| l.contains("<- TLS record handshake (TLS 1.0), "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        hello.contains(" 127.0.0.1:") && hello.contains(": ClientHello ("),
+        "{hello}"
+    );
+    let server = tap
+        .wait_seen(T, |l| l.contains("-> TLS record handshake (TLS 1.2), "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(server.contains(": ServerHello ("), "{server}");
+    let text = tap.text();
+    let at = |l: &str| text.find(l).unwrap();
+    assert!(
+        at(&hello) < at(&server),
+        "ClientHello before ServerHello:\n{text}"
+    );
+}
