@@ -468,6 +468,9 @@ pub struct EchoArgs {
     pub sockopts: SockOptArgs,
 
     #[command(flatten)]
+    pub tls: TlsServerArgs,
+
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -508,6 +511,9 @@ pub struct KnockArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -561,7 +567,8 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
-    /// With --socks5 it also bounds each client's handshake.
+    /// With --socks5 it also bounds each client's handshake, with --tls and --to-tls each TLS
+    /// handshake.
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
@@ -606,6 +613,12 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
+
+    #[command(flatten)]
+    pub to_tls: ToTlsArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -973,6 +986,28 @@ pub struct TlsServerArgs {
     /// Accept these ALPN protocols, comma-separated, in order of preference.
     #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
     pub alpn: Vec<String>,
+}
+
+/// TLS toward forward's target: forward originates it, verified as `connect --tls` verifies.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ToTlsArgs {
+    /// Speak TLS to the target (rustls): each client's plain bytes go out encrypted. The
+    /// target's certificate is verified against the system's roots unless --ca or --insecure;
+    /// SNI is HOST (with --to-unix: localhost) unless --sni.
+    #[arg(long)]
+    pub to_tls: bool,
+
+    /// With --to-tls: trust the CA certificates in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path, requires = "to_tls")]
+    pub ca: Option<PathBuf>,
+
+    /// With --to-tls: the name to send in SNI and check the target's certificate against.
+    #[arg(long, value_name = "NAME", value_parser = parse_tls_name, requires = "to_tls")]
+    pub sni: Option<String>,
+
+    /// With --to-tls: do not verify the target's certificate (said once on stderr).
+    #[arg(long, conflicts_with = "ca", requires = "to_tls")]
+    pub insecure: bool,
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.

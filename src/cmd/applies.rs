@@ -229,10 +229,6 @@ const TLS_DGRAM_CLIENT: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, 
 const TLS_DGRAM_SERVER: &str = "--tls (with --cert, --key, --client-ca, --alpn) needs a byte \
                                 stream (TCP or a Unix stream socket): datagrams would need \
                                 DTLS, which sockkit does not speak";
-const TLS_BROKER: &str = "--tls (with --cert, --key, --client-ca, --alpn) runs one TLS session \
-                          between stdio and a client, and --broker and --chat pass plain bytes \
-                          between clients";
-
 // The exceptions of each row, first match first.
 const NONE: &[Rule] = &[];
 const BROKER: &[Rule] = &[
@@ -300,10 +296,7 @@ const TLS_CLIENT: &[Rule] = &[
     refuse(&[Check], ANY, TLS_SCAN),
     refuse(&[Connect], DGRAMS, TLS_DGRAM_CLIENT),
 ];
-const TLS_SERVER: &[Rule] = &[
-    refuse(&[Broker], ANY, TLS_BROKER),
-    refuse(&[Listen], DGRAMS, TLS_DGRAM_SERVER),
-];
+const TLS_SERVER: &[Rule] = &[refuse(&[Listen, Broker, Echo], DGRAMS, TLS_DGRAM_SERVER)];
 
 /// Every option of every subcommand: id, flag, the modes offering it, its exceptions, a
 /// sample. `-u` and `-U` choose the transport, so their rows hold no exceptions of their
@@ -359,11 +352,11 @@ pub const TABLE: &[Row] = &[
     row("cert", "--cert", CLIENTS, TLS_CLIENT, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
     row("key", "--key", CLIENTS, TLS_CLIENT, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
     row("insecure", "--insecure", CLIENTS, TLS_CLIENT, &["--tls", "--insecure"]),
-    row("tls", "--tls", &[Listen, Broker], TLS_SERVER, &["--tls"]),
-    row("cert", "--cert", &[Listen, Broker], TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
-    row("key", "--key", &[Listen, Broker], TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
-    row("client_ca", "--client-ca", &[Listen, Broker], TLS_SERVER, &["--tls", "--client-ca", "{dir}/ca.pem"]),
-    row("alpn", "--alpn", &[Listen, Broker], TLS_SERVER, &["--tls", "--alpn", "h2,http/1.1"]),
+    row("tls", "--tls", SERVERS, TLS_SERVER, &["--tls"]),
+    row("cert", "--cert", SERVERS, TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("key", "--key", SERVERS, TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("client_ca", "--client-ca", SERVERS, TLS_SERVER, &["--tls", "--client-ca", "{dir}/ca.pem"]),
+    row("alpn", "--alpn", SERVERS, TLS_SERVER, &["--tls", "--alpn", "h2,http/1.1"]),
 ];
 
 /// The mode and transport a parsed command runs in; `None` for `forward`, whose options all

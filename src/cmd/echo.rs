@@ -7,6 +7,7 @@ use anyhow::Result;
 use super::applies::Transport;
 use super::options;
 use super::setup::{self, Place};
+use super::tls;
 use crate::cli::EchoArgs;
 use crate::service::echo::Echo;
 
@@ -14,8 +15,10 @@ pub fn run(args: EchoArgs) -> Result<()> {
     let dump = options::dump(&args.dump)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
+    let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let transport = Transport::of(args.local.unix.is_some(), args.udp);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
-    setup::serve(bound, limits, Echo, dump)
+    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    setup::serve(bound, limits, Echo, dump, tls)
 }

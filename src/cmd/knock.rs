@@ -8,6 +8,7 @@ use anyhow::Result;
 use super::applies::Transport;
 use super::options;
 use super::setup::{self, Place};
+use super::tls;
 use crate::cli::KnockArgs;
 use crate::narrate;
 use crate::service::jokes::Jokes;
@@ -28,6 +29,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let dump = options::dump(&args.dump)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
+    let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
     let place = Place {
         default_port: Some(DEFAULT_PORT),
         ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
@@ -47,5 +49,6 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    setup::serve(bound, limits, service, dump)
+    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    setup::serve(bound, limits, service, dump, tls)
 }

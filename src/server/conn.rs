@@ -10,7 +10,6 @@
 //! bytes each.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -89,6 +88,8 @@ pub enum Overdue {
     Now(String),
     /// Silent past this `--idle-timeout`: tell it why, then close it lingering.
     Idle(Duration, String),
+    /// It broke a rule of the engine's (a TLS handshake past its bound): say so, close now.
+    Dropped(String),
 }
 
 /// What one read() brought.
@@ -222,10 +223,11 @@ impl<S> Conn<S> {
     /// our side is shut (FIN) and we wait for theirs. `Ok(true)`: it may be read now (input
     /// may be waiting, and it is owed less than its cap: the backpressure rule).
     pub fn pump(&mut self, at_cap: &mut AtCap, now: Instant) -> Result<bool, String> {
-        if let Err(e) = self.flush(now, at_cap) {
+        if let Err(e) = self.sock.send_held().and_then(|()| self.flush(now, at_cap)) {
             return Err(crate::error::client_io_failure("write", &e));
         }
-        if self.owed() == 0 {
+        // Over TLS, "all sent" includes the ciphertext rustls still holds.
+        if self.owed() == 0 && !self.sock.holds_output() {
             match self.phase {
                 Phase::PeerDone => {
                     let why = if self.said_bye {
@@ -236,7 +238,7 @@ impl<S> Conn<S> {
                     return Err(self.ending.take().unwrap_or_else(|| why.to_string()));
                 }
                 Phase::Closing { shut: false } => {
-                    let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
+                    self.sock.shutdown_write();
                     self.phase = Phase::Closing { shut: true };
                 }
                 _ => {}
@@ -250,8 +252,14 @@ impl<S> Conn<S> {
     pub fn read(&mut self, buf: &mut [u8], cap: usize, now: Instant) -> Input {
         let want = cap.saturating_sub(self.owed()).min(buf.len());
         let got = (&self.sock).read(&mut buf[..want]);
-        if let Some(flow) = &mut self.flow {
+        // Over TLS the calls on the socket are rustls's, and -vv tells its records instead.
+        if let Some(flow) = self.flow.as_mut().filter(|_| self.sock.tls().is_none()) {
             data_call(flow, Dir::Recv, self.sock.as_raw_fd(), want, &got);
+        }
+        if let Some(lines) = self.sock.tls().and_then(crate::tls::TlsStream::news) {
+            for line in lines {
+                narrate::info(format_args!("{}: {line}", self.peer));
+            }
         }
         match got {
             Ok(0) => {
@@ -386,7 +394,7 @@ impl<S> Conn<S> {
         let mut done = 0;
         while done < data.len() {
             let r = (&self.sock).write(&data[done..]);
-            if let Some(flow) = &mut self.flow {
+            if let Some(flow) = self.flow.as_mut().filter(|_| self.sock.tls().is_none()) {
                 data_call(
                     flow,
                     Dir::Send,
@@ -415,6 +423,9 @@ impl<S> Conn<S> {
     /// over (close it now), or it has been silent past the idle timeout (tell it, then the
     /// lingering close).
     pub fn overdue(&self, now: Instant, idle_timeout: Option<Duration>) -> Option<Overdue> {
+        if let Some(why) = self.sock.tls().and_then(|t| t.overdue(now)) {
+            return Some(Overdue::Dropped(why));
+        }
         if let Some(since) = self.closing_since {
             let waited = now.saturating_duration_since(since);
             return (waited >= LINGER).then(|| {
@@ -456,10 +467,22 @@ impl<S> Conn<S> {
     }
 
     /// Ends the connection: its `-v` line, TCP_INFO at `-vv`, close() narrated, its place in
-    /// `at_cap` given back. Returns the bytes it took in and sent, for the loop's totals.
-    pub fn close(self, why: &str, at_cap: &mut AtCap) -> (u64, u64) {
+    /// `at_cap` given back. Returns the bytes it took in and sent, for the loop's totals, and
+    /// whether its TLS peer ended without close_notify (always said: the data may be cut).
+    pub fn close(self, why: &str, at_cap: &mut AtCap) -> (u64, u64, bool) {
         if self.full {
             at_cap.count -= 1;
+        }
+        let truncated = self
+            .sock
+            .tls()
+            .is_some_and(crate::tls::TlsStream::truncated);
+        if truncated {
+            narrate::emit(format_args!(
+                "{}: TLS: EOF without close_notify after {}: possible truncation",
+                self.peer,
+                narrate::bytes(self.bytes_in)
+            ));
         }
         narrate::info(format_args!(
             "closed {}: {why}; {} in, {} out, {}",
@@ -474,7 +497,7 @@ impl<S> Conn<S> {
             narrate::emit(format_args!("{} {info}", self.peer));
         }
         self.sock.close();
-        (self.bytes_in, self.bytes_out)
+        (self.bytes_in, self.bytes_out, truncated)
     }
 }
 

@@ -34,6 +34,7 @@ use crate::narrate;
 use crate::relay::wire::Dump;
 use crate::socket::{self, Proxy, unix};
 use crate::sockopt::{Plan, SockKind, Stage};
+use crate::tls::stage::{Accept, Originate};
 
 /// Where each client is forwarded to.
 #[derive(Debug, Clone)]
@@ -66,6 +67,10 @@ pub struct Forward {
     pub dump: Option<Dump>,
     /// `--proxy`: each outbound connection goes to this proxy, which is asked for the target.
     pub proxy: Option<Proxy>,
+    /// `--tls`: TLS with each client (terminated here).
+    pub tls: Option<Accept>,
+    /// `--to-tls`: TLS to the target (originated here, verified).
+    pub to_tls: Option<Originate>,
 }
 
 /// The token bit that says "the pair's target socket" (the client's has it clear).
@@ -94,7 +99,13 @@ pub fn serve_forward(
         .map(|_| Poll::new().context("creating the event loop (epoll_create)"))
         .collect::<Result<Vec<_>>>()?;
     let lanes = Lanes::new(&polls)?;
-    if fwd.dump.is_some() {
+    if fwd.tls.is_some() || fwd.to_tls.is_some() {
+        narrate::info(format_args!(
+            "moving bytes through rustls and a {} buffer per direction (TLS is encrypted and \
+             decrypted here, so no splice)",
+            narrate::bytes(super::pair::COPY_BUF as u64)
+        ));
+    } else if fwd.dump.is_some() {
         narrate::info(format_args!(
             "moving bytes with read(2)/write(2) through a {} buffer per direction (-x must see them)",
             narrate::bytes(super::pair::COPY_BUF as u64)
@@ -421,7 +432,20 @@ impl<'a> Loop<'a> {
                 stream.as_raw_fd()
             ));
         }
-        let copy = self.shared.fwd.dump.is_some();
+        let fwd = self.shared.fwd;
+        // TLS bytes are encrypted and decrypted on the way: they must pass through us.
+        let copy = fwd.dump.is_some() || fwd.tls.is_some() || fwd.to_tls.is_some();
+        if let Some(tls) = &fwd.tls {
+            stream = match tls.wrap(stream, &peer.to_string()) {
+                Ok(s) => Stream::Tls(Box::new(s)),
+                Err(why) => {
+                    narrate::emit(format_args!("client {peer}: {why}"));
+                    self.shared.lanes.left(self.id);
+                    self.pairs.release(slot);
+                    return;
+                }
+            };
+        }
         let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
             Dest::Ip { port, .. } => match self.shared.lookup.map(Lookup::current) {
@@ -839,6 +863,23 @@ impl<'a> Loop<'a> {
         if fwd.show_opts {
             show_opts(s, fwd, &pair.target_addr);
         }
+        // The client's handshake clock starts now: it could not go on while the target was
+        // being reached.
+        if let Some(t) = pair.client.tls() {
+            t.start_clock();
+        }
+        if let Some(to) = &fwd.to_tls
+            && let Some(plain) = pair.target.take()
+        {
+            let who = format!("{} -> target", pair.peer);
+            match to.wrap(plain, &who) {
+                Ok(s) => pair.target = Some(Stream::Tls(Box::new(s))),
+                Err((plain, why)) => {
+                    pair.target = Some(plain);
+                    return self.fail(slot, &why);
+                }
+            }
+        }
         self.drive(slot, now);
     }
 
@@ -896,7 +937,9 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.get_mut(slot) else {
             return;
         };
-        match pair.pump(dump, &mut self.pipes, now) {
+        let pumped = pair.pump(dump, &mut self.pipes, now);
+        pair.tell_tls();
+        match pumped {
             Ok(Turn::More) => self.again.push(self.pairs.token(slot)),
             Ok(Turn::Waiting) if pair.done() => self.end(slot, End::Done),
             Ok(Turn::Waiting) => {}
@@ -909,7 +952,14 @@ impl<'a> Loop<'a> {
                         ("the target", e)
                     }
                 };
-                let why = format!("{who}: {}", crate::error::plain(&e));
+                let why = if e.kind() == io::ErrorKind::InvalidData {
+                    // TLS refused (plain text, a bad certificate): its sentence, always said.
+                    let why = format!("{who}: {e}");
+                    narrate::emit(format_args!("dropped {}: {why}", pair.peer));
+                    why
+                } else {
+                    format!("{who}: {}", crate::error::plain(&e))
+                };
                 self.end(slot, End::Reset(why));
             }
         }
@@ -951,6 +1001,9 @@ impl<'a> Loop<'a> {
                     .unwrap_or_else(|_| SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0));
                 let e = io::Error::from_raw_os_error(libc::ETIMEDOUT);
                 self.connect_failed(slot, addr, &e, now);
+            } else if let Some(why) = pair.tls_overdue(now) {
+                narrate::emit(format_args!("dropped {}: {why}", pair.peer));
+                self.end(slot, End::Reset(why));
             } else if let Some(limit) = idle
                 && pair.up_and_running
                 && now.saturating_duration_since(pair.last) >= limit
@@ -1031,6 +1084,7 @@ fn target_local(target: Option<&Stream>) -> String {
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| plain_addr(a).to_string()),
         Some(Stream::Unix(_)) => "(unnamed)".to_string(),
+        Some(Stream::Tls(t)) => target_local(Some(t.get_ref())),
         None => "?".to_string(),
     }
 }
@@ -1074,7 +1128,7 @@ fn show_opts(s: &Stream, fwd: &Forward, shown: &str) {
         Stream::Tcp(t) => t
             .peer_addr()
             .map_or(unix::target(), |a| socket::target(&a, SockKind::Tcp)),
-        Stream::Unix(_) => unix::target(),
+        Stream::Unix(_) | Stream::Tls(_) => unix::target(),
     };
     let title = format!("outbound fd {} ({shown})", s.as_raw_fd());
     eprint!("{}", fwd.out_plan.show(&SockRef::from(s), target, &title));
