@@ -718,9 +718,11 @@ pub struct RelayArgs {
     #[arg(skip)]
     pub nc_rules: bool,
 
-    /// For scripts: the end-of-session summary as one JSON object on stderr (local, peer,
-    /// sent, received, duration, rates, end, tcp_info); with -z one JSON object per port on
-    /// stdout instead of the lines (host, port, proto, state, time, reason). See README.
+    /// For scripts: the end-of-session summary as one JSON object on stderr (kind, proto,
+    /// local, peer, sent, received, duration, rates, end, tcp_info; with -u also datagrams each
+    /// way, truncated, dropped), and with listen -k a totals object at Ctrl-C; with --broker or
+    /// --chat one object per client and the totals; with -z one JSON object per port on stdout
+    /// instead of the lines (host, port, proto, state, time, reason). See README.
     #[arg(long)]
     pub json: bool,
 }
@@ -897,6 +899,12 @@ pub struct ServerArgs {
     /// Event-loop threads (default: one per CPU core); each serves its share of the clients.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+
+    /// For scripts: one JSON object on stderr per client as it ends (peer, sent, received,
+    /// duration, rates, reason, tcp_info; forward: one per pair) and a totals object when the
+    /// server stops, instead of -v's lines. See README.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `-o NAME[=VALUE]` and `--show-opts`, the same on every subcommand.

@@ -11,6 +11,23 @@ use crate::trace;
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 static EXPLAIN: AtomicBool = AtomicBool::new(false);
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// `--json`: end-of-session and end-of-client reports are JSON objects (their writers build
+/// them) instead of `-v`'s lines. Set once by `cmd`, read by whoever reports.
+pub fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
+
+/// True when `--json` asked for the reports as JSON objects.
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// One JSON object (already JSON text) as one line on stderr.
+pub fn json_line(object: &str) {
+    say(&format!("{object}\n"));
+}
 
 /// `--explain`: a plain sentence after each narrated step.
 pub fn set_explain(on: bool) {

@@ -25,6 +25,10 @@ pub fn run(args: ListenArgs) -> Result<()> {
         options::wire(&args.wire)?,
     )
     .json(args.relay.json);
+    if args.relay.json && args.keep_open {
+        // -k ends at a stop signal: its totals object comes from there.
+        crate::interrupt::keep_totals();
+    }
     let capture = options::capture(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;

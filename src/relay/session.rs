@@ -14,6 +14,9 @@ use super::ending::{End, Ending};
 use super::stream::{self, ByteRelay};
 use super::summary;
 use super::wire::Wire;
+use crate::interrupt;
+use crate::json;
+use crate::narrate;
 
 /// What a session carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +41,8 @@ pub struct Relay {
     /// Made at the first byte-stream session and kept: its stdin thread carries what was
     /// typed between two clients over to the next one.
     bytes: Option<ByteRelay>,
-    /// `--json`: the end-of-session summary as one JSON object (summary.rs) instead of -v's lines.
+    /// `--json`: the end-of-session summary as one JSON object (summary.rs) instead of -v's
+    /// lines.
     json: bool,
 }
 
@@ -52,7 +56,7 @@ impl Relay {
         }
     }
 
-    /// Report each byte-stream session as one JSON object on stderr (`--json`).
+    /// Report each session as one JSON object on stderr (`--json`).
     pub fn json(mut self, on: bool) -> Self {
         self.json = on;
         self
@@ -73,9 +77,14 @@ impl Relay {
                 } else {
                     None
                 };
-                let totals = relay.session(sock)?;
                 if self.json {
-                    crate::narrate::say(&format!("{}\n", summary::json(sock, peer, &totals)));
+                    let shown = json::address(peer.as_ref());
+                    interrupt::name_session(summary::head(sock, false), shown, None);
+                }
+                let totals = relay.session(sock)?;
+                interrupt::session_ended(totals.sent, totals.received);
+                if self.json {
+                    narrate::json_line(&summary::stream(sock, peer.as_ref(), &totals).text());
                 } else {
                     stream::report(sock, &totals);
                 }
@@ -87,6 +96,14 @@ impl Relay {
                 quiet,
             } => {
                 let started = Instant::now();
+                if self.json {
+                    // The kernel's drop count at a stop signal, read on a descriptor of its own.
+                    let dup = sock.try_clone().ok();
+                    let drops: interrupt::Drops =
+                        Box::new(move || dup.as_ref().and_then(crate::socket::udp::kernel_drops));
+                    let peer = json::address(sock.peer_addr().ok().as_ref());
+                    interrupt::name_session(summary::head(sock, true), peer, Some(drops));
+                }
                 let outcome = DgramRelay {
                     sock,
                     opts: self.ending,
@@ -96,9 +113,15 @@ impl Relay {
                     wire: &self.wire,
                 }
                 .run();
-                crate::interrupt::retire();
+                interrupt::retire();
                 let (counts, end) = outcome?;
-                dgram::report(sock, &counts, started.elapsed());
+                interrupt::session_ended(counts.sent_bytes, counts.received_bytes);
+                if self.json {
+                    let o = summary::datagrams(sock, &counts, started.elapsed(), end);
+                    narrate::json_line(&o.text());
+                } else {
+                    dgram::report(sock, &counts, started.elapsed());
+                }
                 Ok(end)
             }
         }
