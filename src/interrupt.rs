@@ -253,7 +253,10 @@ fn json_at_stop(live: Option<&Live>, signal: &str) {
         if let Some(drops) = n.drops {
             o = o
                 .num("datagrams_sent", l.datagrams_sent.load(Ordering::SeqCst))
-                .num("datagrams_received", l.datagrams_received.load(Ordering::SeqCst))
+                .num(
+                    "datagrams_received",
+                    l.datagrams_received.load(Ordering::SeqCst),
+                )
                 .num("truncated", l.truncated.load(Ordering::SeqCst))
                 .num("dropped", drops().unwrap_or(0));
         }

@@ -31,7 +31,9 @@ pub fn address(a: Option<&SockAddr>) -> String {
         return "null".to_string();
     };
     if let Some(ip) = a.as_socket() {
-        return string(&crate::addr::plain(ip).to_string());
+        // Unmapped as addr::plain does (spelled here: addr is above this file).
+        let ip = std::net::SocketAddr::new(ip.ip().to_canonical(), ip.port());
+        return string(&ip.to_string());
     }
     if let Some(path) = a.as_pathname() {
         return string(&path.to_string_lossy());

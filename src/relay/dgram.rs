@@ -555,10 +555,7 @@ impl DgramRelay<'_> {
                     .live
                     .sent
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
-                counts
-                    .live
-                    .datagrams_sent
-                    .fetch_add(1, Ordering::Relaxed);
+                counts.live.datagrams_sent.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {

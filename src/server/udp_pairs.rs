@@ -357,16 +357,16 @@ fn end_flow(mut f: Flow, local: &str, t: &mut Tally, poll: &Poll, why: &str) {
         narrate::json_line(&o.text());
     } else {
         narrate::info(format_args!(
-        "flow {} -> {local} | {} -> {}: {} ({}) to the target, {} ({}) back, {} dropped, {} ({why})",
-        f.client,
-        f.out_local,
-        f.target,
-        counted(f.up.0, "datagram"),
-        narrate::bytes(f.up.1),
-        counted(f.down.0, "datagram"),
-        narrate::bytes(f.down.1),
-        f.dropped,
-        narrate::short(f.opened.elapsed()),
+            "flow {} -> {local} | {} -> {}: {} ({}) to the target, {} ({}) back, {} dropped, {} ({why})",
+            f.client,
+            f.out_local,
+            f.target,
+            counted(f.up.0, "datagram"),
+            narrate::bytes(f.up.1),
+            counted(f.down.0, "datagram"),
+            narrate::bytes(f.down.1),
+            f.dropped,
+            narrate::short(f.opened.elapsed()),
         ));
     }
     socket::close(Socket::from(OwnedFd::from(f.sock)));
