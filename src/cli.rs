@@ -725,6 +725,17 @@ pub struct RelayArgs {
     /// instead of the lines (host, port, proto, state, time, reason). See README.
     #[arg(long)]
     pub json: bool,
+
+    /// Keep one live line on stderr: bytes each way and current rates (with a regular file on
+    /// stdin, percent sent and time left); with -z, ports checked of the total. On by default
+    /// with -v when stderr is a terminal; given, it is drawn even when stderr is not one (as
+    /// on a terminal: redrawn with \r, erased before every other line).
+    #[arg(long, conflicts_with = "no_progress")]
+    pub progress: bool,
+
+    /// No live progress line, even with -v at a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `connect -z`: the port check.

@@ -47,6 +47,16 @@ impl Live {
             started: Instant::now(),
         })
     }
+
+    /// When the session began: tells one session from the next.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+/// The session in progress, if one is live (for `--progress`'s line, a few times a second).
+pub fn live() -> Option<Arc<Live>> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 /// The session the signal thread reports, if one is live.

@@ -170,6 +170,8 @@ const CHAT_UNIX: &str = "--chat names each line's sender by its address, and a U
                          clients have none: use --broker";
 const UNLINK_IP: &str = "--unlink replaces a stale socket file at the -U PATH, and [ADDR] PORT \
                          has no file";
+const PROGRESS_BROKER: &str = "--progress draws one relay session's transfer, and --broker/--chat \
+                               relay between many clients (-v says each one's totals)";
 const SCAN_UNIX: &str = "-z checks ports, and a Unix socket has none";
 const LINES_SCAN: &str = "--lines splits stdin into datagrams, and -z sends no stdin";
 const KEEP_OPEN_DGRAM: &str = "-k accepts the next client when one leaves, and a datagram \
@@ -242,6 +244,7 @@ const CHAT: &[Rule] = &[
 ];
 const SCAN: &[Rule] = &[refuse(&[Check], UNIX, SCAN_UNIX)];
 const PARALLEL: &[Rule] = &[parser(&[Connect], ANY)];
+const PROGRESS: &[Rule] = &[refuse(&[Broker], ANY, PROGRESS_BROKER)];
 // A proxy carries a TCP connection: clap refuses it with -u and -U.
 const PROXY: &[Rule] = &[parser(CLIENTS, &[Udp, UnixStream, UnixDgram])];
 const LINES: &[Rule] = &[
@@ -310,6 +313,8 @@ pub const TABLE: &[Row] = &[
     row("parallel", "--parallel", CLIENTS, PARALLEL, &["--parallel", "4"]),
     row("json", "--json", RELAY_ARGS, NONE, &["--json"]),
     row("json", "--json", &[Echo, Knock], NONE, &["--json"]),
+    row("progress", "--progress", RELAY_ARGS, PROGRESS, &["--progress"]),
+    row("no_progress", "--no-progress", RELAY_ARGS, NONE, &["--no-progress"]),
     row("proxy", "--proxy", CLIENTS, PROXY, &["--proxy", "socks5://127.0.0.1:9"]),
     row("proxy_dns", "--proxy-dns", CLIENTS, PROXY,
         &["--proxy-dns", "local", "--proxy", "socks5://127.0.0.1:9"]),

@@ -27,6 +27,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     }
     let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
     options::json_without_tls(args.relay.json, tls.is_some())?;
+    options::progress_without_tls(&args.relay, tls.is_some())?;
     let wire = options::wire(&args.wire)?;
     let capture = options::capture(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
@@ -68,6 +69,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
         None => Relay::new(ending, wire)
             .json(args.relay.json)
+            .progress(options::progress(&args.relay, args.verbosity))
             .session(&sock, channel),
     };
     socket::close(sock);
@@ -211,6 +213,7 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
             timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
             source: args.source.source(),
             plan: &plan,
+            progress: options::progress(&args.relay, args.verbosity),
         };
         return scan::run_via(host, ports, &via).map(drop);
     }
@@ -238,6 +241,7 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
             (false, false, 0) => scan::Lines::Open,
             (false, false, _) => scan::Lines::All,
         },
+        progress: options::progress(&args.relay, args.verbosity),
     };
     if check.timeout.is_zero() {
         return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());

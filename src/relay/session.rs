@@ -17,6 +17,7 @@ use super::wire::Wire;
 use crate::interrupt;
 use crate::json;
 use crate::narrate;
+use crate::progress;
 
 /// What a session carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct Relay {
     /// `--json`: the end-of-session summary as one JSON object (summary.rs) instead of -v's
     /// lines.
     json: bool,
+    /// `--progress`: the live line while a session runs (progress.rs).
+    progress: bool,
 }
 
 impl Relay {
@@ -53,12 +56,19 @@ impl Relay {
             wire,
             bytes: None,
             json: false,
+            progress: false,
         }
     }
 
     /// Report each session as one JSON object on stderr (`--json`).
     pub fn json(mut self, on: bool) -> Self {
         self.json = on;
+        self
+    }
+
+    /// Keep the live `--progress` line on stderr while each session runs.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
         self
     }
 
@@ -81,7 +91,13 @@ impl Relay {
                     let shown = json::address(peer.as_ref());
                     interrupt::name_session(summary::head(sock, false), shown, None);
                 }
-                let totals = relay.session(sock)?;
+                let line = self
+                    .progress
+                    .then(|| progress::transfer(progress::stdin_size()));
+                let totals = relay.session(sock);
+                // Erased before the summary, so the last line is the summary, whole.
+                drop(line);
+                let totals = totals?;
                 interrupt::session_ended(totals.sent, totals.received);
                 if self.json {
                     narrate::json_line(&summary::stream(sock, peer.as_ref(), &totals).text());
@@ -104,6 +120,9 @@ impl Relay {
                     let peer = json::address(sock.peer_addr().ok().as_ref());
                     interrupt::name_session(summary::head(sock, true), peer, Some(drops));
                 }
+                let line = self
+                    .progress
+                    .then(|| progress::transfer(progress::stdin_size()));
                 let outcome = DgramRelay {
                     sock,
                     opts: self.ending,
@@ -113,6 +132,7 @@ impl Relay {
                     wire: &self.wire,
                 }
                 .run();
+                drop(line);
                 interrupt::retire();
                 let (counts, end) = outcome?;
                 interrupt::session_ended(counts.sent_bytes, counts.received_bytes);
