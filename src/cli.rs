@@ -153,11 +153,16 @@ fn nc_mode(words: &[String]) -> ParseResult {
     let mut result = parse_from(argv);
     if let ParseResult::Run(invocation) = &mut result {
         match &mut invocation.command {
+            // OpenBSD nc draws no progress line, even with -v at a terminal.
             Command::Connect(a) => {
                 a.relay.nc_rules = true;
+                a.relay.no_progress = true;
                 a.scan.nc_quiet = true;
             }
-            Command::Listen(a) => a.relay.nc_rules = true,
+            Command::Listen(a) => {
+                a.relay.nc_rules = true;
+                a.relay.no_progress = true;
+            }
             _ => {}
         }
     }

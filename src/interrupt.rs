@@ -222,6 +222,8 @@ fn stop(sig: i32) {
         _ => "SIGTERM",
     };
     let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    // The process ends here: a live `--progress` line must not be left for the prompt.
+    narrate::clear_live_line();
     if narrate::json() {
         json_at_stop(live.as_deref(), name);
     } else {
