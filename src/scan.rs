@@ -123,11 +123,29 @@ fn put_line(
     udp: bool,
     state: &State,
 ) -> io::Result<()> {
+    put(
+        lines,
+        stdout,
+        &addr.to_string(),
+        || json_line(addr, udp, state),
+        state,
+    )
+}
+
+/// Writes one port's line where `lines` says: `shown` (`host:port`) and its state, or the
+/// JSON object `json` makes.
+fn put(
+    lines: Lines,
+    stdout: &mut impl Write,
+    shown: &str,
+    json: impl FnOnce() -> String,
+    state: &State,
+) -> io::Result<()> {
     let line = match lines {
-        Lines::Json => json_line(addr, udp, state),
+        Lines::Json => json(),
         Lines::Open if !state.is_open() => return Ok(()),
         Lines::Silent => return Ok(()),
-        _ => format!("{addr} {state}\n"),
+        _ => format!("{shown} {state}\n"),
     };
     if lines == Lines::Stderr {
         narrate::say(&line);
@@ -145,6 +163,11 @@ fn put_line(
 /// time: closed, error, unreached) and `reason` (why
 /// the state, in words: "connected", "connection refused", the error...).
 pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
+    json_port(&addr.ip().to_string(), addr.port(), udp, state)
+}
+
+/// `json_line` for a host as named (through a proxy, which resolves it).
+fn json_port(host: &str, port: u16, udp: bool, state: &State) -> String {
     let proto = if udp { "udp" } else { "tcp" };
     let (name, time, reason) = match state {
         State::Open(t) => ("open", Some(*t), "connected".to_string()),
@@ -167,8 +190,8 @@ pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
     let time = time.map_or("null".to_string(), |t| format!("{:.6}", t.as_secs_f64()));
     format!(
         "{{\"host\":{},\"port\":{},\"proto\":\"{proto}\",\"state\":\"{name}\",\"time\":{time},\"reason\":{}}}\n",
-        crate::json::string(&addr.ip().to_string()),
-        addr.port(),
+        crate::json::string(host),
+        port,
         crate::json::string(&reason)
     )
 }
@@ -302,6 +325,8 @@ pub struct Via<'a> {
     pub timeout: Duration,
     pub source: Source,
     pub plan: &'a Plan,
+    /// Where each port's line goes.
+    pub lines: Lines,
     /// `--progress`: the live line of ports checked (progress.rs).
     pub progress: bool,
 }
@@ -364,11 +389,10 @@ pub fn run_via(host: &str, ports: &[u16], via: &Via) -> Result<Tally> {
         };
         tally.add(&state);
         progress.add(&state);
-        let line = format!("{shown}:{port} {state}\n");
-        if let Err(e) = stdout
-            .write_all(line.as_bytes())
-            .and_then(|()| stdout.flush())
-        {
+        let host = shown.to_string();
+        let line = format!("{host}:{port}");
+        let json = || json_port(&host, port, false, &state);
+        if let Err(e) = put(via.lines, &mut stdout, &line, json, &state) {
             if error::is_broken_pipe(&e) {
                 return Ok(tally);
             }

@@ -535,7 +535,11 @@ const PROXY_CASES: &[Case] = &[
     case("-x {S} 127.0.0.1 {C}", b"data\n", Peer::Refused),
     case("-X connect -x {H} 127.0.0.1 {P}", b"", Peer::Banner),
     case("-X connect -x {H} 127.0.0.1 {P}", REQUEST, Peer::Http),
-    case("-X connect -x {H} -N 127.0.0.1 {P}", b"a file\n", Peer::Sink),
+    case(
+        "-X connect -x {H} -N 127.0.0.1 {P}",
+        b"a file\n",
+        Peer::Sink,
+    ),
 ];
 
 /// A microsocks on 127.0.0.1, port 0, its port read from /proc.

@@ -196,7 +196,11 @@ fn proxy_url(proxy: &str, protocol: Option<&str>) -> Result<String, String> {
         None | Some("5") => ("socks5", 1080),
         Some("4") => ("socks4", 1080),
         Some("connect") => ("http", 3128),
-        Some(other) => return Err(format!("-X {other}: not a proxy protocol (4, 5 or connect)")),
+        Some(other) => {
+            return Err(format!(
+                "-X {other}: not a proxy protocol (4, 5 or connect)"
+            ));
+        }
     };
     // `[::1]:1080`, `[::1]`, `host:1080`, `host`, or a bare IPv6 address (no port).
     let (host, port) = if let Some(rest) = proxy.strip_prefix('[') {
@@ -492,11 +496,11 @@ mod tests {
     fn unsupported_and_wrong_lines_are_refused_by_name() {
         for (nc, says) in [
             ("-P alice -X connect -x p host 80", "-P"),
-        ("-X 6 -x p host 80", "-X 6: not a proxy protocol"),
-        ("-X connect host 80", "needs -x"),
-        ("-x p -l 4444", "-x: a listener"),
-        ("-x p -u host 53", "not -u datagrams"),
-        ("-x p:99999 host 80", "not a port"),
+            ("-X 6 -x p host 80", "-X 6: not a proxy protocol"),
+            ("-X connect host 80", "needs -x"),
+            ("-x p -l 4444", "-x: a listener"),
+            ("-x p -u host 53", "not -u datagrams"),
+            ("-x p:99999 host 80", "not a port"),
             ("-r host 80", "-r"),
             ("-e /bin/sh -l 4444", "-e"),
             ("-n localhost 80", "not a numeric address"),
