@@ -16,7 +16,7 @@ use util::{T, TempDir, peer_or_skip, run_cmd};
 
 /// Runs `sockkit ARGS` with stdin from `stdin`, stdout discarded and stderr on a pty; prints
 /// every byte the pty got to stdout and exits with sockkit's status.
-const UNDER_PTY: &str = r#"
+const UNDER_PTY: &str = r"
 import os, pty, subprocess, sys
 m, s = pty.openpty()
 with open(sys.argv[1], 'rb') as stdin:
@@ -33,7 +33,7 @@ while True:
     out += d
 sys.stdout.buffer.write(out)
 sys.exit(p.wait())
-"#;
+";
 
 const ERASE: &str = "\r\x1b[K";
 
@@ -84,8 +84,8 @@ fn under_pty(stdin: &std::path::Path, args: &[&str]) -> Option<(String, Option<i
 
 #[test]
 fn the_live_line_redraws_at_a_terminal_with_v_and_leaves_the_summary_clean() {
-    let dir = TempDir::new("progress-pty");
     const LEN: usize = 8 * 1024 * 1024;
+    let dir = TempDir::new("progress-pty");
     let data = file_of(&dir, LEN);
     let (port, server) = slow_reader();
     let Some((tty, code)) = under_pty(&data, &["connect", "-v", "127.0.0.1", &port.to_string()])
