@@ -75,18 +75,6 @@ impl Server {
             .expect("VmRSS in /proc/PID/status")
     }
 
-    /// CPU time used so far (user + system), from /proc/PID/stat.
-    fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let f: Vec<&str> = after.split(' ').collect();
-        // Fields 14 and 15 of stat(5) (utime, stime) are 12 and 13 after the comm field.
-        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf only reads a constant.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-        Duration::from_millis(ticks * 1000 / hz)
-    }
-
     /// Sends `signal`, waits (bounded) for the exit status and for the rest of stderr.
     fn stop(&mut self, signal: i32) -> std::process::ExitStatus {
         // SAFETY: kill() on our own child's PID.
@@ -105,6 +93,38 @@ fn connect(server: &Server) -> TcpStream {
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.set_write_timeout(Some(WAIT)).unwrap();
     s
+}
+
+/// How many accept4 and epoll_wait calls process `pid` (every thread) makes in one second:
+/// strace attached for the second, then detached by SIGINT, which leaves the process running.
+fn syscalls_for_a_second(strace: &std::path::Path, pid: u32) -> (usize, usize) {
+    let dir = util::TempDir::new("emfile-strace");
+    let out = dir.root().join("calls");
+    let mut tracer = util::ChildGuard::spawn(
+        Command::new(strace)
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=accept4,epoll_wait,epoll_pwait",
+                "-o",
+            ])
+            .arg(&out)
+            .args(["-p", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    thread::sleep(Duration::from_secs(1));
+    // SAFETY: kill() on the strace this test started, by its PID.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    tracer.status_within(WAIT, "strace after SIGINT");
+    let calls = std::fs::read_to_string(&out).expect("strace's record");
+    let count = |name: &str| calls.lines().filter(|l| l.contains(name)).count();
+    (
+        count("accept4("),
+        count("epoll_wait(") + count("epoll_pwait("),
+    )
 }
 
 /// Connects from a chosen loopback source address (all of 127/8 is local on Linux).
@@ -446,13 +466,21 @@ fn running_out_of_descriptors_pauses_accept_without_spinning() {
     let mut clients: Vec<TcpStream> = (0..45).map(|_| connect(&server)).collect();
     let starved = server.wait_for("too many open files");
     assert!(starved.contains("EMFILE"), "{starved}");
-    let cpu0 = server.cpu_time();
-    thread::sleep(Duration::from_secs(1));
-    let spent = server.cpu_time().checked_sub(cpu0).unwrap();
-    assert!(
-        spent < Duration::from_millis(300),
-        "the server burnt {spent:?} of CPU in 1s while out of descriptors"
-    );
+    // Not spinning, counted: for one second, every accept4 and epoll_wait the starved server
+    // makes, as strace sees them. It rests ACCEPT_PAUSE (100 ms) between retries, so about
+    // ten accept4 calls and as many wake-ups; a loop retrying at once makes tens of thousands.
+    if let Some(strace) = peer_or_skip("strace") {
+        let (accepts, waits) = syscalls_for_a_second(&strace, server.pid());
+        assert!(
+            (2..=40).contains(&accepts),
+            "{accepts} accept4 calls in 1 s while out of descriptors (a rest of 100 ms between \
+             retries makes about 10)"
+        );
+        assert!(
+            waits <= 100,
+            "{waits} epoll_wait calls in 1 s while out of descriptors: the loop is spinning"
+        );
+    }
     // Twenty of the served leave; the ones waiting in the backlog are served now.
     let served_before = server.count("accepted ");
     assert!(served_before < 45, "all were accepted despite the limit");

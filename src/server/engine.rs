@@ -120,7 +120,10 @@ fn run_loops<S: Service>(
             // Built inside its thread: a session need not be Send, it never leaves its loop.
             let handle = std::thread::Builder::new()
                 .name(format!("sockkit-loop-{}", i + 1))
-                .spawn_scoped(scope, move || Worker::new(i + 1, poll, setup, None).run());
+                .spawn_scoped(scope, move || {
+                    let _stop = setup.lanes.stop_all_if_this_panics();
+                    Worker::new(i + 1, poll, setup, None).run()
+                });
             match handle {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -129,7 +132,10 @@ fn run_loops<S: Service>(
                 }
             }
         }
-        let first = Worker::new(0, poll0, setup, Some(acceptor)).run();
+        let first = {
+            let _stop = setup.lanes.stop_all_if_this_panics();
+            Worker::new(0, poll0, setup, Some(acceptor)).run()
+        };
         setup.lanes.stop_all();
         let rest = handles
             .into_iter()

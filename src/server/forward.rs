@@ -150,7 +150,10 @@ pub fn serve_forward(
         for (i, poll) in polls.enumerate() {
             let handle = std::thread::Builder::new()
                 .name(format!("sockkit-fwd-{}", i + 1))
-                .spawn_scoped(scope, move || Loop::new(i + 1, poll, shared, None).run());
+                .spawn_scoped(scope, move || {
+                    let _stop = shared.lanes.stop_all_if_this_panics();
+                    Loop::new(i + 1, poll, shared, None).run()
+                });
             match handle {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -159,7 +162,10 @@ pub fn serve_forward(
                 }
             }
         }
-        let mut all = vec![Loop::new(0, poll0, shared, Some(acceptor)).run()];
+        let mut all = vec![{
+            let _stop = lanes.stop_all_if_this_panics();
+            Loop::new(0, poll0, shared, Some(acceptor)).run()
+        }];
         lanes.stop_all();
         for h in handles {
             all.push(

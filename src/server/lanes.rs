@@ -23,6 +23,17 @@ pub struct Lanes {
     stopping: AtomicBool,
 }
 
+/// See `Lanes::stop_all_if_this_panics`.
+pub struct StopOnPanic<'a>(&'a Lanes);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop_all();
+        }
+    }
+}
+
 struct Lane {
     inbox: Mutex<Vec<(Stream, Peer)>>,
     waker: Waker,
@@ -54,6 +65,13 @@ impl Lanes {
         for lane in &self.lanes {
             let _ = lane.waker.wake();
         }
+    }
+
+    /// Held by each event loop while it runs: if that loop panics, the others are told to
+    /// stop as it unwinds, so the server ends (with the panic as its error) rather than going
+    /// on deaf, handing clients to a loop that is gone and waiting on it at SIGTERM.
+    pub fn stop_all_if_this_panics(&self) -> StopOnPanic<'_> {
+        StopOnPanic(self)
     }
 
     pub fn stopping(&self) -> bool {
@@ -108,5 +126,32 @@ impl Lanes {
     pub fn left(&self, me: usize) {
         self.open.fetch_sub(1, Ordering::SeqCst);
         self.lanes[me].load.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_that_panics_stops_the_others_and_one_that_returns_does_not() {
+        let polls = [Poll::new().unwrap(), Poll::new().unwrap()];
+        let lanes = Lanes::new(&polls).unwrap();
+        std::thread::scope(|scope| {
+            let quiet = scope.spawn(|| {
+                let _g = lanes.stop_all_if_this_panics();
+            });
+            assert!(quiet.join().is_ok());
+            assert!(
+                !lanes.stopping(),
+                "a loop that ended normally stopped the others"
+            );
+            let broken = scope.spawn(|| {
+                let _g = lanes.stop_all_if_this_panics();
+                panic!("a bug in one loop");
+            });
+            assert!(broken.join().is_err());
+        });
+        assert!(lanes.stopping(), "the other loops were not told to stop");
     }
 }
