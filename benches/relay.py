@@ -230,6 +230,10 @@ def commands(tool, port, sockkit):
             srv_env[name] = cli_env[name] = value
         # `sockkit-vv`: both ends narrating (-vv), to measure what narration costs when on.
         vv = ["-vv"] if tool == "sockkit-vv" else []
+        # `sockkit-progress`: both ends drawing the live --progress line (forced: stderr is a
+        # file here), to show what the line costs: its thread reads counters kept anyway.
+        if tool == "sockkit-progress":
+            vv = ["--progress"]
         return ([sockkit, "listen", "-v", *vv, "127.0.0.1", p],
                 [sockkit, "connect", *vv, "127.0.0.1", p], srv_env, cli_env)
     if tool == "nc":

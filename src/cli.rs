@@ -153,11 +153,16 @@ fn nc_mode(words: &[String]) -> ParseResult {
     let mut result = parse_from(argv);
     if let ParseResult::Run(invocation) = &mut result {
         match &mut invocation.command {
+            // OpenBSD nc draws no progress line, even with -v at a terminal.
             Command::Connect(a) => {
                 a.relay.nc_rules = true;
+                a.relay.no_progress = true;
                 a.scan.nc_quiet = true;
             }
-            Command::Listen(a) => a.relay.nc_rules = true,
+            Command::Listen(a) => {
+                a.relay.nc_rules = true;
+                a.relay.no_progress = true;
+            }
             _ => {}
         }
     }
@@ -731,11 +736,24 @@ pub struct RelayArgs {
     #[arg(skip)]
     pub nc_rules: bool,
 
-    /// For scripts: the end-of-session summary as one JSON object on stderr (local, peer,
-    /// sent, received, duration, rates, end, tcp_info); with -z one JSON object per port on
-    /// stdout instead of the lines (host, port, proto, state, time, reason). See README.
+    /// For scripts: the end-of-session summary as one JSON object on stderr (kind, proto,
+    /// local, peer, sent, received, duration, rates, end, tcp_info; with -u also datagrams each
+    /// way, truncated, dropped), and with listen -k a totals object at Ctrl-C; with --broker or
+    /// --chat one object per client and the totals; with -z one JSON object per port on stdout
+    /// instead of the lines (host, port, proto, state, time, reason). See README.
     #[arg(long)]
     pub json: bool,
+
+    /// Keep one live line on stderr: bytes each way and current rates (with a regular file on
+    /// stdin, percent sent and time left); with -z, ports checked of the total. On by default
+    /// with -v when stderr is a terminal; given, it is drawn even when stderr is not one (as
+    /// on a terminal: redrawn with \r, erased before every other line).
+    #[arg(long, conflicts_with = "no_progress")]
+    pub progress: bool,
+
+    /// No live progress line, even with -v at a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `connect -z`: the port check.
@@ -910,6 +928,12 @@ pub struct ServerArgs {
     /// Event-loop threads (default: one per CPU core); each serves its share of the clients.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+
+    /// For scripts: one JSON object on stderr per client as it ends (peer, sent, received,
+    /// duration, rates, reason, tcp_info; forward: one per pair) and a totals object when the
+    /// server stops, instead of -v's lines. See README.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `-o NAME[=VALUE]` and `--show-opts`, the same on every subcommand.

@@ -170,10 +170,8 @@ const CHAT_UNIX: &str = "--chat names each line's sender by its address, and a U
                          clients have none: use --broker";
 const UNLINK_IP: &str = "--unlink replaces a stale socket file at the -U PATH, and [ADDR] PORT \
                          has no file";
-const JSON_DGRAM: &str = "--json's summary covers byte-stream sessions (TCP, Unix stream) so \
-                          far; a datagram session's totals are -v's lines";
-const JSON_BROKER: &str = "--json summarises one relay session, and a --broker/--chat hub has no \
-                           such summary yet";
+const PROGRESS_BROKER: &str = "--progress draws one relay session's transfer, and --broker/--chat \
+                               relay between many clients (-v says each one's totals)";
 const SCAN_UNIX: &str = "-z checks ports, and a Unix socket has none";
 const LINES_SCAN: &str = "--lines splits stdin into datagrams, and -z sends no stdin";
 const KEEP_OPEN_DGRAM: &str = "-k accepts the next client when one leaves, and a datagram \
@@ -242,10 +240,7 @@ const CHAT: &[Rule] = &[
 ];
 const SCAN: &[Rule] = &[refuse(&[Check], UNIX, SCAN_UNIX)];
 const PARALLEL: &[Rule] = &[parser(&[Connect], ANY)];
-const JSON: &[Rule] = &[
-    refuse(&[Connect, Listen], DGRAMS, JSON_DGRAM),
-    refuse(&[Broker], ANY, JSON_BROKER),
-];
+const PROGRESS: &[Rule] = &[refuse(&[Broker], ANY, PROGRESS_BROKER)];
 // A proxy carries a TCP connection: clap refuses it with -u and -U.
 const PROXY: &[Rule] = &[parser(CLIENTS, &[Udp, UnixStream, UnixDgram])];
 const LINES: &[Rule] = &[
@@ -309,7 +304,10 @@ pub const TABLE: &[Row] = &[
     row("chat", "--chat", &[Broker], CHAT, &["--chat"]),
     row("scan", "-z", &[Check], SCAN, &[]),
     row("parallel", "--parallel", CLIENTS, PARALLEL, &["--parallel", "4"]),
-    row("json", "--json", RELAY_ARGS, JSON, &["--json"]),
+    row("json", "--json", RELAY_ARGS, NONE, &["--json"]),
+    row("json", "--json", &[Echo, Knock], NONE, &["--json"]),
+    row("progress", "--progress", RELAY_ARGS, PROGRESS, &["--progress"]),
+    row("no_progress", "--no-progress", RELAY_ARGS, NONE, &["--no-progress"]),
     row("proxy", "--proxy", CLIENTS, PROXY, &["--proxy", "socks5://127.0.0.1:9"]),
     row("proxy_dns", "--proxy-dns", CLIENTS, PROXY,
         &["--proxy-dns", "local", "--proxy", "socks5://127.0.0.1:9"]),

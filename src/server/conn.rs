@@ -18,6 +18,7 @@ use socket2::SockRef;
 use super::peer::Peer;
 use super::service::Next;
 use super::stream::Stream;
+use super::summary;
 use crate::narrate::{self, Flow, Key};
 use crate::socket;
 
@@ -466,9 +467,10 @@ impl<S> Conn<S> {
         })
     }
 
-    /// Ends the connection: its `-v` line, TCP_INFO at `-vv`, close() narrated, its place in
-    /// `at_cap` given back. Returns the bytes it took in and sent, for the loop's totals, and
-    /// whether its TLS peer ended without close_notify (always said: the data may be cut).
+    /// Ends the connection: its `-v` line (or `--json` object), TCP_INFO at `-vv`, close()
+    /// narrated, its place in `at_cap` given back. Returns the bytes it took in and sent, for
+    /// the loop's totals, and whether its TLS peer ended without close_notify (always said:
+    /// the data may be cut).
     pub fn close(self, why: &str, at_cap: &mut AtCap) -> (u64, u64, bool) {
         if self.full {
             at_cap.count -= 1;
@@ -484,13 +486,24 @@ impl<S> Conn<S> {
                 narrate::bytes(self.bytes_in)
             ));
         }
-        narrate::info(format_args!(
-            "closed {}: {why}; {} in, {} out, {}",
-            self.peer,
-            narrate::bytes(self.bytes_in),
-            narrate::bytes(self.bytes_out),
-            narrate::short(self.opened.elapsed())
-        ));
+        if narrate::json() {
+            narrate::json_line(&summary::client(&summary::Client {
+                peer: &self.peer,
+                sock: SockRef::from(&self.sock),
+                received: self.bytes_in,
+                sent: self.bytes_out,
+                elapsed: self.opened.elapsed(),
+                reason: why,
+            }));
+        } else {
+            narrate::info(format_args!(
+                "closed {}: {why}; {} in, {} out, {}",
+                self.peer,
+                narrate::bytes(self.bytes_in),
+                narrate::bytes(self.bytes_out),
+                narrate::short(self.opened.elapsed())
+            ));
+        }
         if narrate::narrating()
             && let Some(info) = socket::tcp_info_summary(&SockRef::from(&self.sock))
         {

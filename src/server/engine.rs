@@ -17,6 +17,7 @@ use super::report::counted;
 use super::service::Service;
 use super::stop::Stop;
 use super::stream::Listen;
+use super::summary::{self, Served};
 use super::worker::{Setup, Totals, Worker};
 use crate::narrate;
 use crate::socket::{self, Listener};
@@ -91,7 +92,15 @@ fn serve_on<S: Service>(
     for t in rest {
         sum.add(&t?.0);
     }
-    if narrate::verbose() {
+    if narrate::json() {
+        let served = Served {
+            served: sum.served,
+            sent: sum.bytes_out,
+            received: sum.bytes_in,
+            uptime: started.elapsed(),
+        };
+        narrate::json_line(&summary::totals(&served, &seen));
+    } else if narrate::verbose() {
         say_totals(&sum, &seen, started);
     }
     Ok(())

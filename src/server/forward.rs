@@ -28,6 +28,7 @@ use super::slots::Slots;
 use super::socks::{self, Auth, Handshake, Progress};
 use super::stop::Stop;
 use super::stream::{Listen, Stream};
+use super::summary;
 use super::via::{Via, Went};
 use crate::addr::{Family, UnixAddr};
 use crate::narrate;
@@ -194,7 +195,15 @@ pub fn serve_forward(
             seen = s;
         }
     }
-    if narrate::verbose() || sum.undelivered > 0 {
+    if narrate::json() {
+        let o = summary::refusals(summary::totals_head(sum.pairs), &seen)
+            .num("failed", sum.failed)
+            .num("reset", sum.reset)
+            .num("up", sum.up)
+            .num("down", sum.down)
+            .num("undelivered", sum.undelivered);
+        narrate::json_line(&summary::totals_tail(o, started.elapsed(), seen.stopped_by));
+    } else if narrate::verbose() || sum.undelivered > 0 {
         say_totals(&sum, &seen, started);
     }
     Ok(())
@@ -755,6 +764,7 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.remove(slot) else {
             return;
         };
+        self.json_pair(&pair, 0, why);
         narrate::info(format_args!("{}: {why}; closed", pair.peer));
         self.totals.failed += 1;
         self.shared.lanes.left(self.id);
@@ -913,6 +923,7 @@ impl<'a> Loop<'a> {
         };
         self.totals.failed += 1;
         self.shared.lanes.left(self.id);
+        self.json_pair(&pair, 0, &format!("target unreachable: {why}"));
         // A SOCKS5 client is told why in its reply, so it is closed, not reset.
         if let Some(hs) = pair.socks.as_ref().filter(|h| h.connecting()) {
             let _ = socks::answer(&pair.client, hs.fail_code, None, &pair.peer);
@@ -1036,7 +1047,8 @@ impl<'a> Loop<'a> {
         if reset {
             self.totals.reset += 1;
         }
-        if narrate::verbose() || lost > 0 {
+        self.json_pair(&pair, lost, &how);
+        if !narrate::json() && (narrate::verbose() || lost > 0) {
             narrate::emit(format_args!(
                 "pair {} -> {} | {} -> {}: {} to the target, {} back, {} undelivered, {} ({how})",
                 pair.peer,
@@ -1050,6 +1062,29 @@ impl<'a> Loop<'a> {
             ));
         }
         pair.close(reset);
+    }
+
+    /// `--json`: the pair's object as it ends (`lost`: bytes read but never delivered).
+    fn json_pair(&self, pair: &Pair, lost: u64, reason: &str) {
+        if !narrate::json() {
+            return;
+        }
+        let local = self.client_local(&pair.client);
+        let o = summary::pair(&summary::Pair {
+            proto: if matches!(pair.peer, Peer::Ip(_)) {
+                "tcp"
+            } else {
+                "unix"
+            },
+            peer: &pair.peer,
+            local: &local,
+            target: &pair.target_addr,
+            up: pair.up.delivered,
+            down: pair.down.delivered,
+            elapsed: pair.age(Instant::now()),
+            reason,
+        });
+        narrate::json_line(&o.num("undelivered", lost).text());
     }
 
     /// Our end of a client's connection, as shown: looked up only for a line that shows it.
