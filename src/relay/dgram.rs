@@ -344,9 +344,6 @@ impl DgramRelay<'_> {
                     && self.note_peer(&from, &who, &mut target, &mut known, &mut known_order)
                 {
                     counts.peer.clone_from(&target);
-                    if narrate::json() {
-                        interrupt::peer_changed(crate::json::address(target.as_ref()));
-                    }
                 }
                 narrate::info(format_args!("datagram of {n} B from {who}"));
                 let data = crate::sys::received(&rbuf, kept);
@@ -475,6 +472,12 @@ impl DgramRelay<'_> {
                 known.remove(&old);
             }
         }
+        *target = Some(from.clone());
+        // Published before it is announced, so a signal that follows the announcement finds
+        // the peer in the cut-short summary.
+        if narrate::json() {
+            interrupt::peer_changed(crate::json::address(Some(from)));
+        }
         if !self.quiet {
             if new {
                 narrate::emit(format_args!("new peer {who}: stdin now goes to it"));
@@ -484,7 +487,6 @@ impl DgramRelay<'_> {
                 ));
             }
         }
-        *target = Some(from.clone());
         true
     }
 
