@@ -233,6 +233,10 @@ def commands(tool, port, sockkit):
             srv_env[name] = cli_env[name] = value
         # `sockkit-vv`: both ends narrating (-vv), to measure what narration costs when on.
         vv = ["-vv"] if tool == "sockkit-vv" else []
+        # `sockkit-progress`: both ends drawing the live --progress line (forced: stderr is a
+        # file here), to show what the line costs: its thread reads counters kept anyway.
+        if tool == "sockkit-progress":
+            vv = ["--progress"]
         # `sockkit-wire`: both ends capture and tell every segment (--wire); `sockkit-pcap`:
         # both capture into a pcap file each, nothing told. Each end has its own capture.
         srv_x, cli_x = [], []

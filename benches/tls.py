@@ -88,6 +88,19 @@ def one(server_cmd, client_cmd, nbytes):
     return wall, cpu, nbytes - got
 
 
+def make_pki(d):
+    """A CA and a P-256 server certificate for localhost and 127.0.0.1, by the openssl CLI."""
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True, cwd=d)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA", "-days", "1")
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    with open(f"{d}/ext", "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sockkit", required=True)
@@ -96,15 +109,7 @@ def main():
     args = ap.parse_args()
     nbytes = int(args.gib * (1 << 30))
     with tempfile.TemporaryDirectory() as d:
-        run = lambda *a: subprocess.run(a, check=True, capture_output=True, cwd=d)
-        run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA", "-days", "1")
-        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-        with open(f"{d}/ext", "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-        run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext")
+        make_pki(d)
         print(f"| {args.gib:g} GiB client -> server over TLS (127.0.0.1), median of {args.rounds} "
               "| wall s | MiB/s | CPU s/GiB |")
         print("|---|---|---|---|")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Bulk TLS throughput: `sockkit connect --tls -> listen --tls` (release build) against
-# openssl s_client/s_server, ncat --ssl and socat OPENSSL, 1 GiB over 127.0.0.1, with CPU
-# seconds per GiB. One command; not part of `cargo test`. Figures: benches/README.md. Extra
-# arguments go to benches/tls.py (e.g. --gib 0.25 --rounds 1).
+# TLS, two tables: bulk throughput, `sockkit connect --tls -> listen --tls` (release build)
+# against openssl s_client/s_server, ncat --ssl and socat OPENSSL, 1 GiB over 127.0.0.1 with
+# CPU seconds per GiB (benches/tls.py); then handshakes per second against `sockkit echo
+# --tls`, `ncat --ssl -l -k -e /bin/cat` and `openssl s_server -rev` with 2 parallel short
+# clients (benches/handshakes.py). One command; not part of `cargo test`. Figures:
+# benches/README.md. Extra arguments go to benches/tls.py (e.g. --gib 0.25 --rounds 1);
+# HANDSHAKES=N sets the handshake count (default 2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for need in openssl ncat socat python3; do
@@ -10,4 +13,6 @@ for need in openssl ncat socat python3; do
 done
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --quiet
-exec python3 benches/tls.py --sockkit "$target/release/sockkit" "$@"
+python3 benches/tls.py --sockkit "$target/release/sockkit" "$@"
+echo
+python3 benches/handshakes.py --sockkit "$target/release/sockkit" --count "${HANDSHAKES:-2000}"

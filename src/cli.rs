@@ -153,11 +153,16 @@ fn nc_mode(words: &[String]) -> ParseResult {
     let mut result = parse_from(argv);
     if let ParseResult::Run(invocation) = &mut result {
         match &mut invocation.command {
+            // OpenBSD nc draws no progress line, even with -v at a terminal.
             Command::Connect(a) => {
                 a.relay.nc_rules = true;
+                a.relay.no_progress = true;
                 a.scan.nc_quiet = true;
             }
-            Command::Listen(a) => a.relay.nc_rules = true,
+            Command::Listen(a) => {
+                a.relay.nc_rules = true;
+                a.relay.no_progress = true;
+            }
             _ => {}
         }
     }
@@ -495,6 +500,9 @@ pub struct EchoArgs {
     pub sockopts: SockOptArgs,
 
     #[command(flatten)]
+    pub tls: TlsServerArgs,
+
+    #[command(flatten)]
     pub verbosity: Verbosity,
 }
 
@@ -538,6 +546,9 @@ pub struct KnockArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -591,7 +602,8 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
-    /// With --socks5 it also bounds each client's handshake.
+    /// With --socks5 it also bounds each client's handshake, with --tls and --to-tls each TLS
+    /// handshake.
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
@@ -639,6 +651,12 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     pub sockopts: SockOptArgs,
+
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
+
+    #[command(flatten)]
+    pub to_tls: ToTlsArgs,
 
     #[command(flatten)]
     pub verbosity: Verbosity,
@@ -751,11 +769,24 @@ pub struct RelayArgs {
     #[arg(skip)]
     pub nc_rules: bool,
 
-    /// For scripts: the end-of-session summary as one JSON object on stderr (local, peer,
-    /// sent, received, duration, rates, end, tcp_info); with -z one JSON object per port on
-    /// stdout instead of the lines (host, port, proto, state, time, reason). See README.
+    /// For scripts: the end-of-session summary as one JSON object on stderr (kind, proto,
+    /// local, peer, sent, received, duration, rates, end, tcp_info; with -u also datagrams each
+    /// way, truncated, dropped), and with listen -k a totals object at Ctrl-C; with --broker or
+    /// --chat one object per client and the totals; with -z one JSON object per port on stdout
+    /// instead of the lines (host, port, proto, state, time, reason). See README.
     #[arg(long)]
     pub json: bool,
+
+    /// Keep one live line on stderr: bytes each way and current rates (with a regular file on
+    /// stdin, percent sent and time left); with -z, ports checked of the total. On by default
+    /// with -v when stderr is a terminal; given, it is drawn even when stderr is not one (as
+    /// on a terminal: redrawn with \r, erased before every other line).
+    #[arg(long, conflicts_with = "no_progress")]
+    pub progress: bool,
+
+    /// No live progress line, even with -v at a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `connect -z`: the port check.
@@ -953,6 +984,12 @@ pub struct ServerArgs {
     /// Event-loop threads (default: one per CPU core); each serves its share of the clients.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+
+    /// For scripts: one JSON object on stderr per client as it ends (peer, sent, received,
+    /// duration, rates, reason, tcp_info; forward: one per pair) and a totals object when the
+    /// server stops, instead of -v's lines. See README.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `-o NAME[=VALUE]` and `--show-opts`, the same on every subcommand.
@@ -1029,6 +1066,28 @@ pub struct TlsServerArgs {
     /// Accept these ALPN protocols, comma-separated, in order of preference.
     #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
     pub alpn: Vec<String>,
+}
+
+/// TLS toward forward's target: forward originates it, verified as `connect --tls` verifies.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ToTlsArgs {
+    /// Speak TLS to the target (rustls): each client's plain bytes go out encrypted. The
+    /// target's certificate is verified against the system's roots unless --ca or --insecure;
+    /// SNI is HOST (with --to-unix: localhost) unless --sni.
+    #[arg(long)]
+    pub to_tls: bool,
+
+    /// With --to-tls: trust the CA certificates in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path, requires = "to_tls")]
+    pub ca: Option<PathBuf>,
+
+    /// With --to-tls: the name to send in SNI and check the target's certificate against.
+    #[arg(long, value_name = "NAME", value_parser = parse_tls_name, requires = "to_tls")]
+    pub sni: Option<String>,
+
+    /// With --to-tls: do not verify the target's certificate (said once on stderr).
+    #[arg(long, conflicts_with = "ca", requires = "to_tls")]
+    pub insecure: bool,
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.

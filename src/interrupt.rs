@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::error;
+use crate::json::{self, Object};
 use crate::narrate;
 use crate::sys;
 
@@ -26,6 +27,11 @@ use crate::sys;
 pub struct Live {
     pub sent: Arc<AtomicU64>,
     pub received: Arc<AtomicU64>,
+    /// A datagram session's datagrams each way and those cut to sockkit's buffer (zero on a
+    /// byte stream), for `--json`'s object of an interrupted session.
+    pub datagrams_sent: AtomicU64,
+    pub datagrams_received: AtomicU64,
+    pub truncated: AtomicU64,
     started: Instant,
 }
 
@@ -35,13 +41,87 @@ impl Live {
         Arc::new(Live {
             sent,
             received: Arc::new(AtomicU64::new(0)),
+            datagrams_sent: AtomicU64::new(0),
+            datagrams_received: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
             started: Instant::now(),
         })
     }
+
+    /// When the session began: tells one session from the next.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+/// The session in progress, if one is live (for `--progress`'s line, a few times a second).
+pub fn live() -> Option<Arc<Live>> {
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 /// The session the signal thread reports, if one is live.
 static LIVE: Mutex<Option<Arc<Live>>> = Mutex::new(None);
+
+/// How a datagram session's socket tells the kernel's drop count (the relay's to read).
+pub type Drops = Box<dyn Fn() -> Option<u64> + Send>;
+
+/// `--json`: the live session's object's first fields (`kind` to `local`, relay/summary.rs's),
+/// its peer (JSON text), and for a datagram session how to read the kernel's drop count; set
+/// by the relay while the session runs.
+struct Named {
+    head: Object,
+    peer: String,
+    drops: Option<Drops>,
+}
+static NAMED: Mutex<Option<Named>> = Mutex::new(None);
+
+/// `--json` with `listen -k`: the sessions so far, for the totals object a stop signal
+/// prints (`None`: no totals wanted).
+struct Served {
+    sessions: u64,
+    sent: u64,
+    received: u64,
+}
+static SERVED: Mutex<Option<Served>> = Mutex::new(None);
+
+/// The live session's first JSON fields (`head`) and `peer`; `drops` reads the kernel's
+/// drop count when it carries datagrams.
+pub fn name_session(head: Object, peer: String, drops: Option<Drops>) {
+    *NAMED.lock().unwrap_or_else(PoisonError::into_inner) = Some(Named { head, peer, drops });
+}
+
+/// `listen -u`: the live session's peer is now `peer` (JSON text), the one heard from last.
+pub fn peer_changed(peer: String) {
+    if let Some(n) = NAMED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+    {
+        n.peer = peer;
+    }
+}
+
+/// `listen -k --json`: a stop signal ends with a totals object over every session.
+pub fn keep_totals() {
+    *SERVED.lock().unwrap_or_else(PoisonError::into_inner) = Some(Served {
+        sessions: 0,
+        sent: 0,
+        received: 0,
+    });
+}
+
+/// A session has ended and reported itself: its bytes go into the totals (if kept).
+pub fn session_ended(sent: u64, received: u64) {
+    if let Some(s) = SERVED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+    {
+        s.sessions += 1;
+        s.sent += sent;
+        s.received += received;
+    }
+}
 
 /// The cleanup to run before the process ends by a signal.
 type Cleanup = Box<dyn FnOnce() + Send>;
@@ -55,6 +135,7 @@ pub fn publish(live: &Arc<Live>) {
 /// The session has ended (and reported itself): nothing live to report.
 pub fn retire() {
     *LIVE.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    *NAMED.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
 /// Runs `cleanup` (once) if a stop signal ends the process from the signal thread.
@@ -141,14 +222,12 @@ fn stop(sig: i32) {
         _ => "SIGTERM",
     };
     let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    match live {
-        Some(l) => narrate::info(format_args!(
-            "stopped on {name}: sent {}, received {} in {} (the session did not finish)",
-            narrate::bytes(l.sent.load(Ordering::SeqCst)),
-            narrate::bytes(l.received.load(Ordering::SeqCst)),
-            narrate::short(l.started.elapsed()),
-        )),
-        None => narrate::info(format_args!("stopped on {name}: no session had started")),
+    // The process ends here: a live `--progress` line must not be left for the prompt.
+    narrate::clear_live_line();
+    if narrate::json() {
+        json_at_stop(live.as_deref(), name);
+    } else {
+        say_at_stop(live.as_deref(), name);
     }
     let cleanup = CLEANUP
         .lock()
@@ -160,5 +239,64 @@ fn stop(sig: i32) {
     error::note_stop_signal(sig);
     if let Some(status) = error::end_by_signal() {
         std::process::exit(i32::from(status));
+    }
+}
+
+/// `--json` at a stop signal: the session cut short as one object (its `end` is "signal";
+/// its TCP_INFO, the main thread's to read, is null), then with `listen -k` the totals.
+fn json_at_stop(live: Option<&Live>, signal: &str) {
+    let named = NAMED.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let (Some(l), Some(n)) = (live, named) {
+        let (sent, received) = (
+            l.sent.load(Ordering::SeqCst),
+            l.received.load(Ordering::SeqCst),
+        );
+        let secs = l.started.elapsed().as_secs_f64();
+        let mut o = n
+            .head
+            .raw("peer", n.peer)
+            .num("sent", sent)
+            .num("received", received)
+            .real("duration", secs)
+            .real("rate_up", json::rate(sent, secs))
+            .real("rate_down", json::rate(received, secs))
+            .str("end", "signal")
+            .raw("tcp_info", "null");
+        if let Some(drops) = n.drops {
+            o = o
+                .num("datagrams_sent", l.datagrams_sent.load(Ordering::SeqCst))
+                .num(
+                    "datagrams_received",
+                    l.datagrams_received.load(Ordering::SeqCst),
+                )
+                .num("truncated", l.truncated.load(Ordering::SeqCst))
+                .num("dropped", drops().unwrap_or(0));
+        }
+        narrate::json_line(&o.text());
+        session_ended(sent, received);
+    }
+    let served = SERVED.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(s) = served {
+        let o = Object::default()
+            .str("kind", "totals")
+            .num("served", s.sessions)
+            .num("sent", s.sent)
+            .num("received", s.received)
+            .real("duration", crate::clock::since_start().as_secs_f64())
+            .str("stopped_by", signal);
+        narrate::json_line(&o.text());
+    }
+}
+
+/// `-v` at a stop signal: what the session cut short had moved.
+fn say_at_stop(live: Option<&Live>, name: &str) {
+    match live {
+        Some(l) => narrate::info(format_args!(
+            "stopped on {name}: sent {}, received {} in {} (the session did not finish)",
+            narrate::bytes(l.sent.load(Ordering::SeqCst)),
+            narrate::bytes(l.received.load(Ordering::SeqCst)),
+            narrate::short(l.started.elapsed()),
+        )),
+        None => narrate::info(format_args!("stopped on {name}: no session had started")),
     }
 }

@@ -1,6 +1,9 @@
 //! JSON text for scripts (`--json`): string literals escaped as RFC 8259 requires, and flat
-//! objects built field by field. The objects' schemas are their writers' (scan.rs for `-z`,
-//! relay/report.rs for a session's summary); this file only spells JSON.
+//! objects built field by field, and the values more than one object holds (an address, a
+//! rate). The objects' schemas are their writers' (scan.rs for `-z`, relay/summary.rs for a
+//! session, server/summary.rs for a server's clients and totals); this file only spells JSON.
+
+use socket2::SockAddr;
 
 /// `s` as a JSON string literal (quote, backslash and control characters escaped).
 pub fn string(s: &str) -> String {
@@ -21,6 +24,31 @@ pub fn string(s: &str) -> String {
     out
 }
 
+/// An address as a JSON value: `"127.0.0.1:4444"`, `"[::1]:80"` (IPv4 on a dual-stack
+/// socket unmapped), a Unix path, `"@name"` (abstract), or null (an unnamed Unix socket).
+pub fn address(a: Option<&SockAddr>) -> String {
+    let Some(a) = a else {
+        return "null".to_string();
+    };
+    if let Some(ip) = a.as_socket() {
+        // Unmapped as addr::plain does (spelled here: addr is above this file).
+        let ip = std::net::SocketAddr::new(ip.ip().to_canonical(), ip.port());
+        return string(&ip.to_string());
+    }
+    if let Some(path) = a.as_pathname() {
+        return string(&path.to_string_lossy());
+    }
+    match a.as_abstract_namespace() {
+        Some(name) => string(&format!("@{}", String::from_utf8_lossy(name))),
+        None => "null".to_string(),
+    }
+}
+
+/// `n` bytes over `secs` seconds, in bytes per second (0 for no time at all).
+pub fn rate(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
 /// A JSON object written in field order: `{"a":1,"b":"x"}`.
 #[derive(Debug, Default)]
 pub struct Object(Vec<String>);
@@ -38,6 +66,14 @@ impl Object {
 
     pub fn num(self, key: &str, value: u64) -> Self {
         self.raw(key, value.to_string())
+    }
+
+    /// A string, or null for none.
+    pub fn opt_str(self, key: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.raw(key, "null"),
+        }
     }
 
     /// Seconds (or any real quantity), to the microsecond.

@@ -12,6 +12,7 @@ pub mod error;
 mod interrupt;
 mod json;
 mod narrate;
+mod progress;
 mod proxy;
 mod relay;
 mod report;

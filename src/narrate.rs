@@ -11,6 +11,23 @@ use crate::trace;
 
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 static EXPLAIN: AtomicBool = AtomicBool::new(false);
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// `--json`: end-of-session and end-of-client reports are JSON objects (their writers build
+/// them) instead of `-v`'s lines. Set once by `cmd`, read by whoever reports.
+pub fn set_json(on: bool) {
+    JSON.store(on, Ordering::Relaxed);
+}
+
+/// True when `--json` asked for the reports as JSON objects.
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// One JSON object (already JSON text) as one line on stderr.
+pub fn json_line(object: &str) {
+    say(&format!("{object}\n"));
+}
 
 /// `--explain`: a plain sentence after each narrated step.
 pub fn set_explain(on: bool) {
@@ -77,7 +94,35 @@ pub fn emit(args: fmt::Arguments) {
 /// (`2>&-`, `2>&1 | true`) must neither panic (as `eprint!` does) nor change the exit status,
 /// and there is nowhere left to report it. Every word sockkit says goes through here.
 pub fn say(text: &str) {
-    let _ = io::stderr().lock().write_all(text.as_bytes());
+    let mut err = io::stderr().lock();
+    // A live `--progress` line is erased first, so what is said starts at the margin and
+    // the line is redrawn under it (progress.rs) at its next tick.
+    if LIVE_LINE.swap(false, Ordering::Relaxed) {
+        let _ = err.write_all(ERASE.as_bytes());
+    }
+    let _ = err.write_all(text.as_bytes());
+}
+
+/// Carriage return and erase to the end of the line (ANSI EL): the live line gone.
+const ERASE: &str = "\r\x1b[K";
+
+/// A `--progress` line is on stderr now, with no newline after it.
+static LIVE_LINE: AtomicBool = AtomicBool::new(false);
+
+/// Draws `line` as the live `--progress` line, over the one before (progress.rs calls it at
+/// most a few times a second).
+pub fn live_line(line: &str) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_all(format!("{ERASE}{line}").as_bytes());
+    LIVE_LINE.store(true, Ordering::Relaxed);
+}
+
+/// Erases the live `--progress` line, if one is shown.
+pub fn clear_live_line() {
+    let mut err = io::stderr().lock();
+    if LIVE_LINE.swap(false, Ordering::Relaxed) {
+        let _ = err.write_all(ERASE.as_bytes());
+    }
 }
 
 /// A `-v` line.

@@ -14,6 +14,8 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -23,6 +25,7 @@ use crate::addr::{Family, Source};
 use crate::error;
 use crate::error::UsageError;
 use crate::narrate;
+use crate::progress;
 use crate::socket;
 use crate::socket::Proxy;
 use crate::socket::source;
@@ -92,6 +95,8 @@ pub struct Check<'a> {
     pub plan: &'a Plan,
     /// Where each port's line goes.
     pub lines: Lines,
+    /// `--progress`: the live line of ports checked (progress.rs).
+    pub progress: bool,
 }
 
 /// Where a check's per-port lines go.
@@ -118,11 +123,29 @@ fn put_line(
     udp: bool,
     state: &State,
 ) -> io::Result<()> {
+    put(
+        lines,
+        stdout,
+        &addr.to_string(),
+        || json_line(addr, udp, state),
+        state,
+    )
+}
+
+/// Writes one port's line where `lines` says: `shown` (`host:port`) and its state, or the
+/// JSON object `json` makes.
+fn put(
+    lines: Lines,
+    stdout: &mut impl Write,
+    shown: &str,
+    json: impl FnOnce() -> String,
+    state: &State,
+) -> io::Result<()> {
     let line = match lines {
-        Lines::Json => json_line(addr, udp, state),
+        Lines::Json => json(),
         Lines::Open if !state.is_open() => return Ok(()),
         Lines::Silent => return Ok(()),
-        _ => format!("{addr} {state}\n"),
+        _ => format!("{shown} {state}\n"),
     };
     if lines == Lines::Stderr {
         narrate::say(&line);
@@ -140,6 +163,11 @@ fn put_line(
 /// time: closed, error, unreached) and `reason` (why
 /// the state, in words: "connected", "connection refused", the error...).
 pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
+    json_port(&addr.ip().to_string(), addr.port(), udp, state)
+}
+
+/// `json_line` for a host as named (through a proxy, which resolves it).
+fn json_port(host: &str, port: u16, udp: bool, state: &State) -> String {
     let proto = if udp { "udp" } else { "tcp" };
     let (name, time, reason) = match state {
         State::Open(t) => ("open", Some(*t), "connected".to_string()),
@@ -162,8 +190,8 @@ pub fn json_line(addr: SocketAddr, udp: bool, state: &State) -> String {
     let time = time.map_or("null".to_string(), |t| format!("{:.6}", t.as_secs_f64()));
     format!(
         "{{\"host\":{},\"port\":{},\"proto\":\"{proto}\",\"state\":\"{name}\",\"time\":{time},\"reason\":{}}}\n",
-        crate::json::string(&addr.ip().to_string()),
-        addr.port(),
+        crate::json::string(host),
+        port,
         crate::json::string(&reason)
     )
 }
@@ -229,6 +257,7 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
     let mut done: BTreeMap<usize, State> = BTreeMap::new();
     let mut inflight: Vec<Probe> = Vec::with_capacity(parallel);
     let mut tally = Tally::default();
+    let shown = Shown::start(check.progress, ports.len());
     let mut reader_gone = false;
     while printed < ports.len() {
         // Start connects until `parallel` are in flight (or descriptors run out for now).
@@ -254,6 +283,7 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
         }
         while let Some(state) = done.remove(&printed) {
             tally.add(&state);
+            shown.add(&state);
             let addr = SocketAddr::new(ip, ports[printed]);
             printed += 1;
             if reader_gone {
@@ -274,6 +304,7 @@ pub fn run(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
             return Ok(tally);
         }
     }
+    drop(shown);
     let summary = format!(
         "{} {} on {ip} checked in {}: {tally}",
         ports.len(),
@@ -294,6 +325,37 @@ pub struct Via<'a> {
     pub timeout: Duration,
     pub source: Source,
     pub plan: &'a Plan,
+    /// Where each port's line goes.
+    pub lines: Lines,
+    /// `--progress`: the live line of ports checked (progress.rs).
+    pub progress: bool,
+}
+
+/// `--progress` over a check: the ports done so far and how many were open, read by the
+/// live line's thread; the line is gone once this is dropped (before the summary).
+struct Shown {
+    checked: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
+    _ticker: Option<progress::Ticker>,
+}
+
+impl Shown {
+    fn start(on: bool, total: usize) -> Shown {
+        let (checked, open) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let ticker = on.then(|| progress::ports(Arc::clone(&checked), Arc::clone(&open), total));
+        Shown {
+            checked,
+            open,
+            _ticker: ticker,
+        }
+    }
+
+    fn add(&self, s: &State) {
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        if s.is_open() {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// `-z --proxy`: for each port, a connection to the proxy and a CONNECT to `host:port`, one
@@ -307,6 +369,7 @@ pub fn run_via(host: &str, ports: &[u16], via: &Via) -> Result<Tally> {
     let started = Instant::now();
     let mut stdout = io::stdout().lock();
     let mut tally = Tally::default();
+    let progress = Shown::start(via.progress, ports.len());
     let shown = crate::proxy::Dest::of(host);
     for &port in ports {
         let t0 = Instant::now();
@@ -325,17 +388,18 @@ pub fn run_via(host: &str, ports: &[u16], via: &Via) -> Result<Tally> {
             Err(why) => State::Unreached(why),
         };
         tally.add(&state);
-        let line = format!("{shown}:{port} {state}\n");
-        if let Err(e) = stdout
-            .write_all(line.as_bytes())
-            .and_then(|()| stdout.flush())
-        {
+        progress.add(&state);
+        let host = shown.to_string();
+        let line = format!("{host}:{port}");
+        let json = || json_port(&host, port, false, &state);
+        if let Err(e) = put(via.lines, &mut stdout, &line, json, &state) {
             if error::is_broken_pipe(&e) {
                 return Ok(tally);
             }
             return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
         }
     }
+    drop(progress);
     let summary = format!(
         "{} {} on {shown} checked through {} in {}: {tally}",
         ports.len(),
@@ -358,6 +422,7 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
     let started = Instant::now();
     let mut out = io::stdout().lock();
     let mut tally = Tally::default();
+    let shown = Shown::start(check.progress, ports.len());
     for batch in ports.chunks(check.parallel.max(1)) {
         let mut probes: Vec<(u16, Option<Socket>, Instant, Option<State>)> = Vec::new();
         for &port in batch {
@@ -399,6 +464,7 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
                 socket::close(s);
             }
             tally.add(&state);
+            shown.add(&state);
             if let Err(e) = put_line(
                 check.lines,
                 &mut out,
@@ -413,6 +479,7 @@ pub fn run_udp(ip: IpAddr, ports: &[u16], check: &Check) -> Result<Tally> {
             }
         }
     }
+    drop(shown);
     let summary = format!(
         "{} UDP {} on {ip} checked in {}: {tally}",
         ports.len(),

@@ -2,7 +2,9 @@
 //! .ci/run) and once with sockkit invoked as `nc` (a symlink named nc to the binary), each
 //! against a fresh loopback peer of the same kind. Both runs must give the same stdout bytes,
 //! the same exit status, and the peer must see the same bytes. Deliberate differences are not
-//! in this table and are listed in README (Coming from nc).
+//! in this table and are listed in README (Coming from nc). The proxy one-liners (`-x`, `-X`)
+//! go through a real microsocks (SOCKS5) and tinyproxy (HTTP CONNECT), started once for both
+//! runs, as tests/proxy.rs starts them.
 
 mod util;
 
@@ -59,7 +61,8 @@ enum Peer {
 }
 
 /// One one-liner: nc's arguments (`{P}` the peer's port or the port nc listens on, `{Q}` the
-/// next port, `{C}` a closed port, `{U}` a Unix socket path), its stdin, and its peer.
+/// next port, `{C}` a closed port, `{U}` a Unix socket path; `{S}` and `{H}` the SOCKS5 and
+/// HTTP proxies' `127.0.0.1:PORT`), its stdin, and its peer.
 struct Case {
     args: &'static str,
     stdin: Input,
@@ -394,6 +397,18 @@ fn is_listen(peer: Peer) -> bool {
 
 /// Runs one case with the nc at `program`.
 fn run_case(program: &Path, c: &Case, dir: &Path) -> Seen {
+    run_case_via(program, c, dir, &Proxies::default())
+}
+
+/// The proxies' `127.0.0.1:PORT`, for `{S}` (SOCKS5) and `{H}` (HTTP CONNECT).
+#[derive(Default)]
+struct Proxies {
+    socks: String,
+    http: String,
+}
+
+/// Runs one case with the nc at `program`, its proxies at `via`.
+fn run_case_via(program: &Path, c: &Case, dir: &Path, via: &Proxies) -> Seen {
     let _ = std::fs::remove_file(dir.join("peer.sock"));
     let (port, path, server) = if is_listen(c.peer) {
         (free_port(), dir.join("peer.sock"), None)
@@ -414,6 +429,8 @@ fn run_case(program: &Path, c: &Case, dir: &Path) -> Seen {
                 .replace("{Q}", &(port.wrapping_add(1)).to_string())
                 .replace("{C}", &closed.to_string())
                 .replace("{U}", &path.to_string_lossy())
+                .replace("{S}", &via.socks)
+                .replace("{H}", &via.http)
         })
         .collect();
     let mut child = ChildGuard::spawn(
@@ -502,4 +519,107 @@ fn show(s: &Seen) -> String {
         cut(&s.stdout),
         cut(&s.peer)
     )
+}
+
+/// One-liners through a proxy: `-x` alone is SOCKS5, `-X 5` says so, `-X connect` is HTTP
+/// CONNECT; the peer is reached through the proxy, so it sees the proxy's connection.
+const PROXY_CASES: &[Case] = &[
+    case("-x {S} 127.0.0.1 {P}", b"", Peer::Banner),
+    case("-X 5 -x {S} 127.0.0.1 {P}", REQUEST, Peer::Http),
+    Case {
+        args: "-X 5 -x {S} -N 127.0.0.1 {P}",
+        stdin: Input::Big(300_000),
+        peer: Peer::Sink,
+    },
+    case("-x {S} -zv 127.0.0.1 {P}", b"", Peer::Echo),
+    case("-x {S} 127.0.0.1 {C}", b"data\n", Peer::Refused),
+    case("-X connect -x {H} 127.0.0.1 {P}", b"", Peer::Banner),
+    case("-X connect -x {H} 127.0.0.1 {P}", REQUEST, Peer::Http),
+    case(
+        "-X connect -x {H} -N 127.0.0.1 {P}",
+        b"a file\n",
+        Peer::Sink,
+    ),
+];
+
+/// A microsocks on 127.0.0.1, port 0, its port read from /proc.
+fn microsocks() -> Option<(ChildGuard, u16)> {
+    let bin = peer_or_skip("microsocks")?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["-i", "127.0.0.1", "-p", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = ChildGuard::spawn(&mut cmd);
+    let port = util::listening_port_of(child.id(), T).expect("microsocks never listened");
+    Some((child, port))
+}
+
+/// A tinyproxy on 127.0.0.1 at a free port (it cannot take port 0); the temp dir holds its
+/// config while it runs.
+fn tinyproxy() -> Option<(ChildGuard, u16, TempDir)> {
+    let bin = peer_or_skip("tinyproxy")?;
+    let dir = TempDir::new("nc-tinyproxy");
+    let port = free_port();
+    let conf = format!(
+        "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Critical\n\
+         MaxClients 10\n"
+    );
+    let path = dir.file("tinyproxy.conf", &conf);
+    let mut cmd = Command::new(bin);
+    cmd.arg("-d")
+        .arg("-c")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = ChildGuard::spawn(&mut cmd);
+    wait_until("tinyproxy", || bound(port, false));
+    Some((child, port, dir))
+}
+
+#[test]
+fn sockkit_as_nc_matches_openbsd_nc_through_proxies() {
+    let Some(nc) = peer_or_skip("nc") else {
+        return;
+    };
+    let help = Command::new(&nc).arg("-h").output().unwrap();
+    if !String::from_utf8_lossy(&help.stderr).contains("OpenBSD netcat") {
+        skip_or_fail("the nc on PATH is not OpenBSD netcat (netcat-openbsd)");
+        return;
+    }
+    let Some((_socks, socks)) = microsocks() else {
+        return;
+    };
+    let Some((_http, http, _conf)) = tinyproxy() else {
+        return;
+    };
+    let via = Proxies {
+        socks: format!("127.0.0.1:{socks}"),
+        http: format!("127.0.0.1:{http}"),
+    };
+    let dir = TempDir::new("nc-dropin-proxy");
+    let ours = dir.root().join("nc");
+    std::os::unix::fs::symlink(bin(), &ours).unwrap();
+    let mut failures = Vec::new();
+    for c in PROXY_CASES {
+        let theirs = run_case_via(&nc, c, dir.root(), &via);
+        let mine = run_case_via(&ours, c, dir.root(), &via);
+        if theirs != mine {
+            failures.push(format!(
+                "nc {} (peer {:?}):\n  OpenBSD nc: {}\n  sockkit:    {}",
+                c.args,
+                c.peer,
+                show(&theirs),
+                show(&mine)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        PROXY_CASES.len(),
+        failures.join("\n")
+    );
 }

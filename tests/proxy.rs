@@ -207,15 +207,24 @@ fn socks5_target_refused_is_named_and_z_tells_each_port() {
 
     let echo = Server::start(&["echo", "127.0.0.1", "0"]);
     let open = echo.port().to_string();
+    let ports = format!("{open},{shut}");
+    // Plain -z shows the open ports (the summary counts the rest), as without a proxy.
     let out = run(
-        &[
-            "connect",
-            "-z",
-            "--proxy",
-            &url,
-            "127.0.0.1",
-            &format!("{open},{shut}"),
-        ],
+        &["connect", "-z", "--proxy", &url, "127.0.0.1", &ports],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr.clone());
+    let text = out.stdout_text();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with(&format!("127.0.0.1:{open} open in ")),
+        "{text}"
+    );
+    assert!(out.stderr.contains("1 open, 1 closed"), "{}", out.stderr);
+    // -v shows every port.
+    let out = run(
+        &["connect", "-z", "-v", "--proxy", &url, "127.0.0.1", &ports],
         b"",
         T,
     );

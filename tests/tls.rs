@@ -116,13 +116,10 @@ fn spawn_peer(cmd: &mut Command) -> ChildGuard {
     ChildGuard::spawn(cmd)
 }
 
-#[test]
-fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
-    let Some(openssl) = peer_or_skip("openssl") else {
-        return;
-    };
-    let pki = Pki::new();
-    let mut server = spawn_peer(Command::new(openssl).args([
+/// `openssl s_server` for one client, serving the `good` leaf on a port of the kernel's
+/// choosing: the child and its port.
+fn s_server(openssl: &std::path::Path, pki: &Pki) -> (ChildGuard, u16) {
+    let server = spawn_peer(Command::new(openssl).args([
         "s_server",
         "-quiet",
         "-naccept",
@@ -135,6 +132,16 @@ fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
         &pki.key("good"),
     ]));
     let port = listening_port_of(server.id(), T).expect("s_server's port");
+    (server, port)
+}
+
+#[test]
+fn connect_tls_with_ca_talks_both_ways_with_openssl_s_server() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = s_server(&openssl, &pki);
     let mut server_in = server.stdin();
     server_in.write_all(b"from s_server\n").unwrap();
     let server_out = collect(server.stdout());
@@ -920,4 +927,578 @@ fn tls_options_without_tls_or_a_cert_without_its_key_are_usage_errors() {
         assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
         assert_eq!(out.stderr, want, "{args:?}");
     }
+}
+
+// ---- TLS on the server engine (echo, knock) and on forward ----
+
+/// `sockkit SUBCOMMAND --tls ARGS 127.0.0.1 0` (an engine server); the child, its address,
+/// its stderr.
+fn engine_tls(sub: &str, args: &[&str]) -> (ChildGuard, SocketAddr, LineTap) {
+    let mut all = vec![sub, "--tls"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["127.0.0.1", "0"]);
+    let mut cmd = sockkit(&all);
+    cmd.stdin(Stdio::null());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let (addr, tap) = util::read_listening(child.stderr(), T);
+    (child, addr, tap)
+}
+
+/// Reads exactly `n` bytes from `r` on a thread, for a bounded join.
+fn read_n<R: Read + Send + 'static>(r: R, n: usize) -> thread::JoinHandle<Vec<u8>> {
+    read_n_counted(r, n, Arc::default())
+}
+
+/// `read_n`, telling `count` how many bytes have come so far.
+fn read_n_counted<R: Read + Send + 'static>(
+    mut r: R,
+    n: usize,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut got = vec![0u8; n];
+        let mut at = 0;
+        while at < n {
+            match r.read(&mut got[at..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => at += k,
+            }
+            count.store(at, std::sync::atomic::Ordering::Relaxed);
+        }
+        got.truncate(at);
+        got
+    })
+}
+
+/// A TLS client program sends `payload` to `echo --tls` and must get exactly it back; the
+/// echo server's `-v` shows that client's TLS summary.
+fn echo_tls_round_trip(client: &mut Command, what: &str, lockstep: bool) {
+    let pki = Pki::new();
+    let (_echo, addr, mut tap) = engine_tls(
+        "echo",
+        &["-v", "--cert", &pki.cert("good"), "--key", &pki.key("good")],
+    );
+    let filled: Vec<String> = client
+        .get_args()
+        .map(|a| {
+            a.to_string_lossy()
+                .replace("{port}", &addr.port().to_string())
+                .replace("{ca}", &pki.ca())
+        })
+        .collect();
+    let mut cmd = Command::new(client.get_program());
+    cmd.args(filled);
+    let mut peer = spawn_peer(&mut cmd);
+    let payload = random_bytes(18, 300_000);
+    let echoed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let back = read_n_counted(peer.stdout(), payload.len(), echoed.clone());
+    let mut input = peer.stdin();
+    let sent = payload.clone();
+    let writer = thread::spawn(move || {
+        if lockstep {
+            // A piece at a time, each once the one before is back (see the ncat test).
+            for (i, piece) in sent.chunks(4096).enumerate() {
+                input.write_all(piece)?;
+                while echoed.load(std::sync::atomic::Ordering::Relaxed) < (i + 1) * 4096
+                    && echoed.load(std::sync::atomic::Ordering::Relaxed) < sent.len()
+                {
+                    thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+            Ok(input)
+        } else {
+            input.write_all(&sent).map(|()| input)
+        }
+    });
+    let got = join_within(back, T);
+    assert_bytes_eq(&got, &payload, what);
+    drop(join_within(writer, T));
+    let summary = tap
+        .wait_seen(T, |l| l.contains(": TLS handshake done in "))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(summary.starts_with("sockkit: 127.0.0.1:"), "{summary}");
+    assert!(summary.contains("TLSv1.3, TLS13_"), "{summary}");
+    assert!(summary.contains("ALPN none"), "{summary}");
+}
+
+#[test]
+fn echo_tls_echoes_openssl_s_client_byte_exact() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let mut client = Command::new(openssl);
+    client.args([
+        "s_client",
+        "-quiet",
+        "-verify_return_error",
+        "-CAfile",
+        "{ca}",
+        "-servername",
+        "localhost",
+        "-connect",
+        "127.0.0.1:{port}",
+    ]);
+    echo_tls_round_trip(&mut client, "s_client", false);
+}
+
+#[test]
+fn echo_tls_echoes_ncat_ssl_byte_exact() {
+    let Some(ncat) = peer_or_skip("ncat") else {
+        return;
+    };
+    let mut client = Command::new(ncat);
+    // ncat checks a certificate's DNS names only, so it connects to `localhost`.
+    client.args([
+        "--ssl",
+        "--ssl-verify",
+        "--ssl-trustfile",
+        "{ca}",
+        "localhost",
+        "{port}",
+    ]);
+    // ncat --ssl, fed its whole input at once, can leave the last record it decrypted
+    // unwritten to its stdout until it reads again (seen with strace: sockkit had sent every
+    // byte), so it is fed a piece at a time, each once the last one is back.
+    echo_tls_round_trip(&mut client, "ncat --ssl", true);
+}
+
+/// `sockkit connect --tls --ca` to ADDR with `input`, as a client of an engine server.
+fn tls_client(pki: &Pki, addr: SocketAddr, input: &[u8]) -> util::Output {
+    run(
+        &[
+            "connect",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "localhost",
+            &addr.port().to_string(),
+        ],
+        input,
+        T,
+    )
+}
+
+#[test]
+fn a_stalled_handshake_costs_only_its_slot_and_is_dropped_at_the_bound() {
+    let pki = Pki::new();
+    let (mut echo, addr, mut tap) = engine_tls(
+        "echo",
+        &[
+            "--threads",
+            "1",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+    );
+    // Half a record header, then nothing: the handshake can never finish.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled.write_all(&[22, 3, 1]).unwrap();
+    // Meanwhile another client (on the same event loop) is served in full.
+    let out = tls_client(&pki, addr, b"served meanwhile\n");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"served meanwhile\n");
+    assert!(
+        !tap.text().contains("dropped"),
+        "dropped before the bound: {}",
+        tap.text()
+    );
+    // At the bound (10 s) the stalled one is dropped, with one line, and its socket closed.
+    let line = tap
+        .wait_for(T, |l| l.contains("TLS handshake not finished within 10s"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.starts_with("sockkit: dropped 127.0.0.1:"), "{line}");
+    stalled.set_read_timeout(Some(T)).unwrap();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(echo.try_status().is_none(), "the server goes on");
+    let out = tls_client(&pki, addr, b"and after\n");
+    assert_eq!(out.stdout, b"and after\n", "{}", out.stderr);
+}
+
+#[test]
+fn a_plain_text_client_on_echo_tls_is_logged_and_does_not_disturb_another() {
+    let pki = Pki::new();
+    let (_echo, addr, mut tap) = engine_tls(
+        "echo",
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+    );
+    // A TLS client mid-session, before and after the plain one.
+    let mut client = spawn_peer(&mut sockkit(&[
+        "connect",
+        "--tls",
+        "--ca",
+        &pki.ca(),
+        "localhost",
+        &addr.port().to_string(),
+    ]));
+    let mut client_in = client.stdin();
+    let mut client_out = LineTap::new(client.stdout());
+    client_in.write_all(b"before\n").unwrap();
+    line(&mut client_out, "before");
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let said = tap
+        .wait_for(T, |l| l.contains("did not answer in TLS"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(said.starts_with("sockkit: dropped 127.0.0.1:"), "{said}");
+    assert!(said.contains("is it speaking plain text?"), "{said}");
+    // The plain client gets a TLS alert, not an echo, then the end.
+    plain.set_read_timeout(Some(T)).unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert_eq!(answer.first(), Some(&21), "an alert record: {answer:?}");
+    client_in.write_all(b"after\n").unwrap();
+    line(&mut client_out, "after");
+    drop(client_in);
+    let status = client.status_within(T, "connect --tls");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn knock_tls_tells_its_joke_over_tls() {
+    let pki = Pki::new();
+    let (_knock, addr, _tap) = engine_tls(
+        "knock",
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+    );
+    let out = tls_client(&pki, addr, b"Who's there?\n");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let text = out.stdout_text();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("Knock! Knock!"), "{text}");
+    assert!(lines.next().is_some(), "the clue follows: {text}");
+}
+
+#[test]
+fn echo_tls_without_cert_pins_the_printed_fingerprint() {
+    let (_echo, addr, mut tap) = engine_tls("echo", &[]);
+    // The line after `listening on`, which may still be on its way.
+    let fp = tap
+        .wait_seen(T, |l| l.contains("SHA-256 fingerprint "))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .split("SHA-256 fingerprint ")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    // The client that trusts nothing sees the same certificate (its -v chain shows it).
+    let out = run(
+        &[
+            "connect",
+            "-v",
+            "--tls",
+            "--insecure",
+            "127.0.0.1",
+            &addr.port().to_string(),
+        ],
+        b"x",
+        T,
+    );
+    assert_eq!(out.stdout, b"x", "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("SHA-256 {fp}")),
+        "{fp}: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn vv_on_connect_tls_narrates_client_hello_then_server_hello_with_sizes() {
+    let pki = Pki::new();
+    let (_echo, addr, _tap) = engine_tls(
+        "echo",
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+    );
+    let out = run(
+        &[
+            "connect",
+            "-vv",
+            "--tls",
+            "--ca",
+            &pki.ca(),
+            "localhost",
+            &addr.port().to_string(),
+        ],
+        b"hi\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let at = |want: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(want))
+            .unwrap_or_else(|| panic!("no {want:?} in:\n{}", out.stderr))
+    };
+    let hello = at("-> TLS record handshake (TLS 1.0), ");
+    let server = at("<- TLS record handshake (TLS 1.2), ");
+    let encrypted = at("(encrypted handshake)");
+    let done = at("TLS handshake done in ");
+    let connected = at("connect(fd ");
+    assert!(connected < hello && hello < server && server < encrypted && encrypted < done);
+    // `N bytes: ClientHello (M bytes)`: one message, its 4-byte header inside the record.
+    let sizes = |l: &str, name: &str| -> (usize, usize) {
+        let rec = l.split("), ").nth(1).unwrap();
+        let n: usize = rec.split(' ').next().unwrap().parse().unwrap();
+        let m: usize = l
+            .split(&format!("{name} ("))
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (n, m)
+    };
+    let (n, m) = sizes(lines[hello], "ClientHello");
+    assert_eq!(n, m + 4, "{}", lines[hello]);
+    let (n, m) = sizes(lines[server], "ServerHello");
+    assert_eq!(n, m + 4, "{}", lines[server]);
+    // Each line carries the narration clock.
+    assert!(
+        lines[hello]
+            .trim_start_matches("sockkit:")
+            .trim_start()
+            .starts_with('+')
+    );
+}
+
+/// `sockkit forward ARGS 127.0.0.1 0 HOST PORT`: the child, its address, its stderr.
+fn forward(args: &[&str], host: &str, port: u16) -> (ChildGuard, SocketAddr, LineTap) {
+    let port = port.to_string();
+    let mut all = vec!["forward"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["127.0.0.1", "0", host, &port]);
+    let mut cmd = sockkit(&all);
+    cmd.stdin(Stdio::null());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let (addr, tap) = util::read_listening(child.stderr(), T);
+    (child, addr, tap)
+}
+
+#[test]
+fn curl_through_forward_tls_to_a_plain_http_server_gets_the_file_byte_exact() {
+    let (Some(curl), Some(python)) = (peer_or_skip("curl"), peer_or_skip("python3")) else {
+        return;
+    };
+    let pki = Pki::new();
+    let body = random_bytes(7, 1 << 20);
+    std::fs::write(pki.dir.path("file"), &body).unwrap();
+    let http = ChildGuard::spawn(
+        Command::new(python)
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "0"])
+            .current_dir(pki.dir.root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let http_port = listening_port_of(http.id(), T).expect("http.server's port");
+    let (_fwd, addr, mut tap) = forward(
+        &[
+            "-v",
+            "--tls",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        "127.0.0.1",
+        http_port,
+    );
+    let got = pki.dir.path("got");
+    let out = util::run_cmd(
+        Command::new(curl).args([
+            "-sS",
+            "--cacert",
+            &pki.ca(),
+            "-o",
+            &got.display().to_string(),
+            &format!("https://localhost:{}/file", addr.port()),
+        ]),
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_bytes_eq(
+        &std::fs::read(&got).unwrap(),
+        &body,
+        "through forward --tls",
+    );
+    tap.wait_seen(T, |l| l.contains("(client side): TLS handshake done in "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(http);
+}
+
+#[test]
+fn forward_to_tls_in_front_of_openssl_s_server_is_byte_exact_for_a_plain_client() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = s_server(&openssl, &pki);
+    let (_fwd, addr, mut tap) = forward(&["-v", "--to-tls", "--ca", &pki.ca()], "localhost", port);
+    let up = random_bytes(3, 100_000);
+    let mut server_in = server.stdin();
+    let down = random_bytes(4, 100_000);
+    // s_server reads its stdin once a client is there: written from a thread, so a full
+    // pipe does not stop the test before the client connects.
+    let sent = down.clone();
+    let feeder = thread::spawn(move || server_in.write_all(&sent).map(|()| server_in));
+    let at_server = read_n(server.stdout(), up.len());
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let at_client = read_n(client.try_clone().unwrap(), down.len());
+    client.write_all(&up).unwrap();
+    assert_bytes_eq(&join_within(at_server, T), &up, "client -> s_server");
+    assert_bytes_eq(&join_within(at_client, T), &down, "s_server -> client");
+    drop(join_within(feeder, T));
+    tap.wait_seen(T, |l| {
+        l.contains("server certificate: verified against the trusted roots")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn forward_to_tls_with_a_bad_target_certificate_fails_that_pair_in_one_line_and_goes_on() {
+    let pki = Pki::new();
+    // The target serves a self-signed certificate, which --ca does not vouch for.
+    let (_target, taddr, _ttap) = engine_tls(
+        "echo",
+        &[
+            "--cert",
+            &pki.cert("selfsigned"),
+            "--key",
+            &pki.key("selfsigned"),
+        ],
+    );
+    let (mut fwd, addr, mut tap) =
+        forward(&["--to-tls", "--ca", &pki.ca()], "localhost", taddr.port());
+    for round in 0..2 {
+        let out = run(
+            &["connect", "127.0.0.1", &addr.port().to_string()],
+            b"hello\n",
+            T,
+        );
+        assert_ne!(out.code(), Some(0), "round {round}: {}", out.stderr);
+        assert!(out.stdout.is_empty());
+        let said = tap
+            .wait_for(T, |l| {
+                l.contains("the target: TLS: the server's certificate")
+            })
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(said.starts_with("sockkit: dropped 127.0.0.1:"), "{said}");
+        assert!(said.contains("pass --ca FILE"), "{said}");
+        assert!(fwd.try_status().is_none(), "the forwarder goes on");
+    }
+    // TLS is refused where it cannot be: datagrams, and --socks5.
+    for args in [
+        vec!["forward", "-u", "--tls", "127.0.0.1", "0", "127.0.0.1", "9"],
+        vec!["forward", "--socks5", "--to-tls", "127.0.0.1", "0"],
+    ] {
+        let out = run(&args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("sockkit: --tls and --to-tls "),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn broker_tls_passes_one_tls_clients_bytes_to_another() {
+    let pki = Pki::new();
+    let (_hub, addr, mut tap) = engine_tls(
+        "listen",
+        &[
+            "--broker",
+            "-v",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+    );
+    let mut a = spawn_peer(&mut sockkit(&[
+        "connect",
+        "--tls",
+        "--ca",
+        &pki.ca(),
+        "localhost",
+        &addr.port().to_string(),
+    ]));
+    let a_in = a.stdin();
+    let mut a_out = LineTap::new(a.stdout());
+    tap.wait_for(T, |l| l.contains(": TLS handshake done in "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = tls_client(&pki, addr, b"to everyone\n");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    line(&mut a_out, "to everyone");
+    drop(a_in);
+    assert_eq!(a.status_within(T, "connect --tls").code(), Some(0));
+}
+
+#[test]
+fn forward_tls_drops_a_client_stalled_in_its_handshake_at_w() {
+    let pki = Pki::new();
+    let target = util::Server::start(&["echo", "127.0.0.1", "0"]);
+    let (mut fwd, addr, mut tap) = forward(
+        &[
+            "-w",
+            "1s",
+            "--tls",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        "127.0.0.1",
+        target.port(),
+    );
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled.write_all(&[22, 3, 1]).unwrap();
+    let said = tap
+        .wait_for(T, |l| l.contains("TLS handshake not finished within 1s"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(said.starts_with("sockkit: dropped 127.0.0.1:"), "{said}");
+    assert!(said.contains("the client: "), "{said}");
+    assert!(fwd.try_status().is_none(), "the forwarder goes on");
+    // A client that speaks TLS is forwarded to the plain echo and back.
+    let out = tls_client(&pki, addr, b"through\n");
+    assert_eq!(out.stdout, b"through\n", "{}", out.stderr);
+}
+
+#[test]
+fn vv_on_echo_tls_narrates_each_clients_records_tagged_with_the_client() {
+    let pki = Pki::new();
+    let (_echo, addr, mut tap) = engine_tls(
+        "echo",
+        &[
+            "-vv",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+    );
+    let out = tls_client(&pki, addr, b"hi\n");
+    assert_eq!(out.stdout, b"hi\n", "{}", out.stderr);
+    let hello = tap
+        .wait_seen(T, |l| l.contains("<- TLS record handshake (TLS 1.0), "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        hello.contains(" 127.0.0.1:") && hello.contains(": ClientHello ("),
+        "{hello}"
+    );
+    let server = tap
+        .wait_seen(T, |l| l.contains("-> TLS record handshake (TLS 1.2), "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(server.contains(": ServerHello ("), "{server}");
+    let text = tap.text();
+    let at = |l: &str| text.find(l).unwrap();
+    assert!(
+        at(&hello) < at(&server),
+        "ClientHello before ServerHello:\n{text}"
+    );
 }

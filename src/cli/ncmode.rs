@@ -23,20 +23,16 @@ const REFUSED: &[(char, &str)] = &[
     ('F', "passing the socket to a parent (-F) is not offered"),
     ('i', "a delay between lines (-i) is not offered"),
     ('m', "a minimum TTL (-m) is not offered"),
-    ('P', "proxy authentication (-P) is not offered"),
+    (
+        'P',
+        "proxy authentication (-P) asks for the password at the terminal, which nc mode does \
+         not do: use `sockkit connect --proxy http://USER:PASS@HOST:PORT`",
+    ),
     ('r', "random port order (-r) is not offered"),
     ('S', "TCP MD5 signatures (-S) are not offered"),
     ('t', "telnet negotiation (-t) is not offered"),
     ('V', "routing tables (-V) are OpenBSD's and not offered"),
     ('W', "a receive limit (-W) is not offered"),
-    (
-        'X',
-        "proxies (-X) are not mapped in nc mode yet: use `sockkit connect --proxy URL`",
-    ),
-    (
-        'x',
-        "proxies (-x) are not mapped in nc mode yet: use `sockkit connect --proxy URL`",
-    ),
     ('Z', "DCCP (-Z) is not offered"),
     (
         'e',
@@ -192,6 +188,48 @@ fn tos(s: &str) -> Result<u8, String> {
     n.ok_or_else(|| format!("-T {s}: not a TOS keyword or a number 0-255"))
 }
 
+/// nc's `-x proxy[:port]` with `-X 4|5|connect` as a `--proxy` URL: SOCKS5 when -X is not
+/// given, port 1080 for SOCKS and 3128 for HTTP CONNECT when the proxy's has none (OpenBSD
+/// nc's defaults). `-X 4` is SOCKS4, whose target address nc resolves itself: `socks4://`.
+fn proxy_url(proxy: &str, protocol: Option<&str>) -> Result<String, String> {
+    let (scheme, default_port) = match protocol.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("5") => ("socks5", 1080),
+        Some("4") => ("socks4", 1080),
+        Some("connect") => ("http", 3128),
+        Some(other) => {
+            return Err(format!(
+                "-X {other}: not a proxy protocol (4, 5 or connect)"
+            ));
+        }
+    };
+    // `[::1]:1080`, `[::1]`, `host:1080`, `host`, or a bare IPv6 address (no port).
+    let (host, port) = if let Some(rest) = proxy.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, "")) => (format!("[{h}]"), None),
+            Some((h, p)) if p.starts_with(':') => (format!("[{h}]"), Some(&p[1..])),
+            _ => return Err(format!("-x {proxy}: not proxy[:port]")),
+        }
+    } else {
+        match proxy.split_once(':') {
+            Some((h, p)) if !p.contains(':') => (h.to_string(), Some(p)),
+            Some(_) => (format!("[{proxy}]"), None),
+            None => (proxy.to_string(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("-x {proxy}: names no proxy host"));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("-x {proxy}: {p} is not a port (1-65535)"))?,
+    };
+    Ok(format!("{scheme}://{host}:{port}"))
+}
+
 /// The sockkit command line (program name first) for nc's `words`, or the one-line reason it
 /// cannot be run (`sockkit: ...`, exit 2).
 pub fn translate(words: &[String]) -> Result<Vec<OsString>, String> {
@@ -285,6 +323,26 @@ pub fn translate(words: &[String]) -> Result<Vec<OsString>, String> {
     if let Some(v) = nc.value('M') {
         out.push("-o".into());
         out.push(format!("ttl={v}"));
+    }
+    match (nc.value('x'), nc.value('X')) {
+        (Some(proxy), protocol) => {
+            if listen {
+                return Err(fail("-x: a listener goes through no proxy".into()));
+            }
+            if nc.has('u') || unix {
+                return Err(fail(
+                    "-x: a proxy carries TCP connections, not -u datagrams or -U sockets".into(),
+                ));
+            }
+            out.push("--proxy".into());
+            out.push(proxy_url(proxy, protocol).map_err(fail)?);
+        }
+        (None, Some(_)) => {
+            return Err(fail(
+                "-X names the proxy's protocol and needs -x proxy[:port]".into(),
+            ));
+        }
+        (None, None) => {}
     }
     let numeric = nc.has('n');
     let check_numeric = |host: &str| -> Result<(), String> {
@@ -405,6 +463,30 @@ mod tests {
                 "sockkit connect -o rcvbuf=65536 -o tos=16 -o ttl=9 -- h 1",
             ),
             ("-Cd -N h 25", "sockkit connect --crlf --recv-only -- h 25"),
+            (
+                "-x 127.0.0.1 -N h 80",
+                "sockkit connect --proxy socks5://127.0.0.1:1080 -- h 80",
+            ),
+            (
+                "-X 5 -x proxy:9050 -N h 80",
+                "sockkit connect --proxy socks5://proxy:9050 -- h 80",
+            ),
+            (
+                "-X4 -xproxy -N h 80",
+                "sockkit connect --proxy socks4://proxy:1080 -- h 80",
+            ),
+            (
+                "-X connect -x proxy -N h 443",
+                "sockkit connect --proxy http://proxy:3128 -- h 443",
+            ),
+            (
+                "-X CONNECT -x [::1]:8080 -N h 443",
+                "sockkit connect --proxy http://[::1]:8080 -- h 443",
+            ),
+            (
+                "-x ::1 -zv h 22",
+                "sockkit connect -v -z --proxy socks5://[::1]:1080 -- h 22",
+            ),
         ] {
             assert_eq!(tr(nc).as_deref(), Ok(sockkit), "nc {nc}");
         }
@@ -413,7 +495,12 @@ mod tests {
     #[test]
     fn unsupported_and_wrong_lines_are_refused_by_name() {
         for (nc, says) in [
-            ("-x proxy:1080 host 80", "-x"),
+            ("-P alice -X connect -x p host 80", "-P"),
+            ("-X 6 -x p host 80", "-X 6: not a proxy protocol"),
+            ("-X connect host 80", "needs -x"),
+            ("-x p -l 4444", "-x: a listener"),
+            ("-x p -u host 53", "not -u datagrams"),
+            ("-x p:99999 host 80", "not a port"),
             ("-r host 80", "-r"),
             ("-e /bin/sh -l 4444", "-e"),
             ("-n localhost 80", "not a numeric address"),

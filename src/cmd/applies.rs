@@ -170,10 +170,8 @@ const CHAT_UNIX: &str = "--chat names each line's sender by its address, and a U
                          clients have none: use --broker";
 const UNLINK_IP: &str = "--unlink replaces a stale socket file at the -U PATH, and [ADDR] PORT \
                          has no file";
-const JSON_DGRAM: &str = "--json's summary covers byte-stream sessions (TCP, Unix stream) so \
-                          far; a datagram session's totals are -v's lines";
-const JSON_BROKER: &str = "--json summarises one relay session, and a --broker/--chat hub has no \
-                           such summary yet";
+const PROGRESS_BROKER: &str = "--progress draws one relay session's transfer, and --broker/--chat \
+                               relay between many clients (-v says each one's totals)";
 const SCAN_UNIX: &str = "-z checks ports, and a Unix socket has none";
 const LINES_SCAN: &str = "--lines splits stdin into datagrams, and -z sends no stdin";
 const KEEP_OPEN_DGRAM: &str = "-k accepts the next client when one leaves, and a datagram \
@@ -235,10 +233,6 @@ const TLS_DGRAM_CLIENT: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, 
 const TLS_DGRAM_SERVER: &str = "--tls (with --cert, --key, --client-ca, --alpn) needs a byte \
                                 stream (TCP or a Unix stream socket): datagrams would need \
                                 DTLS, which sockkit does not speak";
-const TLS_BROKER: &str = "--tls (with --cert, --key, --client-ca, --alpn) runs one TLS session \
-                          between stdio and a client, and --broker and --chat pass plain bytes \
-                          between clients";
-
 // The exceptions of each row, first match first.
 const NONE: &[Rule] = &[];
 const BROKER: &[Rule] = &[
@@ -252,10 +246,7 @@ const CHAT: &[Rule] = &[
 ];
 const SCAN: &[Rule] = &[refuse(&[Check], UNIX, SCAN_UNIX)];
 const PARALLEL: &[Rule] = &[parser(&[Connect], ANY)];
-const JSON: &[Rule] = &[
-    refuse(&[Connect, Listen], DGRAMS, JSON_DGRAM),
-    refuse(&[Broker], ANY, JSON_BROKER),
-];
+const PROGRESS: &[Rule] = &[refuse(&[Broker], ANY, PROGRESS_BROKER)];
 // A proxy carries a TCP connection: clap refuses it with -u and -U.
 const PROXY: &[Rule] = &[parser(CLIENTS, &[Udp, UnixStream, UnixDgram])];
 const LINES: &[Rule] = &[
@@ -317,10 +308,7 @@ const TLS_CLIENT: &[Rule] = &[
     refuse(&[Check], ANY, TLS_SCAN),
     refuse(&[Connect], DGRAMS, TLS_DGRAM_CLIENT),
 ];
-const TLS_SERVER: &[Rule] = &[
-    refuse(&[Broker], ANY, TLS_BROKER),
-    refuse(&[Listen], DGRAMS, TLS_DGRAM_SERVER),
-];
+const TLS_SERVER: &[Rule] = &[refuse(&[Listen, Broker, Echo], DGRAMS, TLS_DGRAM_SERVER)];
 
 /// Every option of every subcommand: id, flag, the modes offering it, its exceptions, a
 /// sample. `-u` and `-U` choose the transport, so their rows hold no exceptions of their
@@ -333,7 +321,10 @@ pub const TABLE: &[Row] = &[
     row("chat", "--chat", &[Broker], CHAT, &["--chat"]),
     row("scan", "-z", &[Check], SCAN, &[]),
     row("parallel", "--parallel", CLIENTS, PARALLEL, &["--parallel", "4"]),
-    row("json", "--json", RELAY_ARGS, JSON, &["--json"]),
+    row("json", "--json", RELAY_ARGS, NONE, &["--json"]),
+    row("json", "--json", &[Echo, Knock], NONE, &["--json"]),
+    row("progress", "--progress", RELAY_ARGS, PROGRESS, &["--progress"]),
+    row("no_progress", "--no-progress", RELAY_ARGS, NONE, &["--no-progress"]),
     row("proxy", "--proxy", CLIENTS, PROXY, &["--proxy", "socks5://127.0.0.1:9"]),
     row("proxy_dns", "--proxy-dns", CLIENTS, PROXY,
         &["--proxy-dns", "local", "--proxy", "socks5://127.0.0.1:9"]),
@@ -378,11 +369,11 @@ pub const TABLE: &[Row] = &[
     row("cert", "--cert", CLIENTS, TLS_CLIENT, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
     row("key", "--key", CLIENTS, TLS_CLIENT, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
     row("insecure", "--insecure", CLIENTS, TLS_CLIENT, &["--tls", "--insecure"]),
-    row("tls", "--tls", &[Listen, Broker], TLS_SERVER, &["--tls"]),
-    row("cert", "--cert", &[Listen, Broker], TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
-    row("key", "--key", &[Listen, Broker], TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
-    row("client_ca", "--client-ca", &[Listen, Broker], TLS_SERVER, &["--tls", "--client-ca", "{dir}/ca.pem"]),
-    row("alpn", "--alpn", &[Listen, Broker], TLS_SERVER, &["--tls", "--alpn", "h2,http/1.1"]),
+    row("tls", "--tls", SERVERS, TLS_SERVER, &["--tls"]),
+    row("cert", "--cert", SERVERS, TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("key", "--key", SERVERS, TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
+    row("client_ca", "--client-ca", SERVERS, TLS_SERVER, &["--tls", "--client-ca", "{dir}/ca.pem"]),
+    row("alpn", "--alpn", SERVERS, TLS_SERVER, &["--tls", "--alpn", "h2,http/1.1"]),
 ];
 
 /// The mode and transport a parsed command runs in; `None` for `forward`, whose options all

@@ -11,6 +11,7 @@ use anyhow::Result;
 use super::applies::Transport;
 use super::options;
 use super::setup::{self, Place};
+use super::tls;
 use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::server::Limits;
@@ -36,6 +37,7 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         None => Some(DEFAULT_IDLE),
         given => options::idle_limit(given),
     };
+    let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
@@ -51,5 +53,6 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         "{}: each client's bytes go to every other client; stdin is not read",
         if args.broker.chat { "chat" } else { "broker" }
     ));
-    setup::serve(bound, limits, Broker::new(args.broker.chat), dump)
+    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    setup::serve(bound, limits, Broker::new(args.broker.chat), dump, tls)
 }

@@ -28,6 +28,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     }
     let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
     options::json_without_tls(args.relay.json, tls.is_some())?;
+    options::progress_without_tls(&args.relay, tls.is_some())?;
     let wire = options::wire(&args.wire)?;
     let (capture, observed) = observe::start(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
@@ -74,6 +75,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
         None => Relay::new(ending, wire)
             .json(args.relay.json)
+            .progress(options::progress(&args.relay, args.verbosity))
             .session(&sock, channel),
     };
     drop(watch);
@@ -204,6 +206,18 @@ fn show_opts(
     }
 }
 
+/// Where a check's per-port lines go: nc mode's (nothing, or stderr with -v), JSON, only the
+/// open ports, or (-v) every port.
+fn lines(args: &ConnectArgs) -> scan::Lines {
+    match (args.scan.nc_quiet, args.relay.json, args.verbosity.verbose) {
+        (true, _, 0) => scan::Lines::Silent,
+        (true, _, _) => scan::Lines::Stderr,
+        (false, true, _) => scan::Lines::Json,
+        (false, false, 0) => scan::Lines::Open,
+        (false, false, _) => scan::Lines::All,
+    }
+}
+
 /// `connect -z HOST PORTS`: from the parsed arguments to the check.
 fn check_ports(args: &ConnectArgs) -> Result<()> {
     let (host, list) = args.host_port()?;
@@ -219,6 +233,8 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
             timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
             source: args.source.source(),
             plan: &plan,
+            lines: lines(args),
+            progress: options::progress(&args.relay, args.verbosity),
         };
         return scan::run_via(host, ports, &via).map(drop);
     }
@@ -239,13 +255,8 @@ fn check_ports(args: &ConnectArgs) -> Result<()> {
         timeout: args.timeout.unwrap_or(scan::DEFAULT_TIMEOUT),
         source,
         plan: &plan,
-        lines: match (args.scan.nc_quiet, args.relay.json, args.verbosity.verbose) {
-            (true, _, 0) => scan::Lines::Silent,
-            (true, _, _) => scan::Lines::Stderr,
-            (false, true, _) => scan::Lines::Json,
-            (false, false, 0) => scan::Lines::Open,
-            (false, false, _) => scan::Lines::All,
-        },
+        lines: lines(args),
+        progress: options::progress(&args.relay, args.verbosity),
     };
     if check.timeout.is_zero() {
         return Err(UsageError::new("-w 0 leaves no time for any port to answer").into());

@@ -9,6 +9,7 @@ use super::applies::Transport;
 use super::observe;
 use super::options;
 use super::setup::{self, Place};
+use super::tls;
 use crate::cli::EchoArgs;
 use crate::service::echo::Echo;
 
@@ -17,6 +18,7 @@ pub fn run(args: EchoArgs) -> Result<()> {
     let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
+    let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let transport = Transport::of(args.local.unix.is_some(), args.udp);
     // The capture is in place before the `listening on` line: no client comes before it.
@@ -24,7 +26,8 @@ pub fn run(args: EchoArgs) -> Result<()> {
         setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
             observe::capture_server(&capture, b, None)
         })?;
-    let result = setup::serve(bound, limits, Echo, dump);
+    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    let result = setup::serve(bound, limits, Echo, dump, tls);
     if let Some(c) = captured {
         c.stop();
     }

@@ -14,6 +14,7 @@ use super::applies::Transport;
 use super::observe;
 use super::options;
 use super::setup::{self, Local, Place};
+use super::tls;
 use crate::addr::{self, PortArg};
 use crate::cli::{ForwardArgs, ProxyArgs, ProxyDns};
 use crate::error::UsageError;
@@ -63,6 +64,20 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         .into());
     }
     refuse_capture(&args)?;
+    if (args.tls.tls || args.to_tls.to_tls) && args.udp {
+        return Err(UsageError::new(
+            "--tls and --to-tls need a byte stream: datagrams would need DTLS, which sockkit \
+             does not speak",
+        )
+        .into());
+    }
+    if (args.tls.tls || args.to_tls.to_tls) && args.socks5 {
+        return Err(UsageError::new(
+            "--tls and --to-tls are not offered with --socks5: the SOCKS5 handshake comes first \
+             and each client names its own target",
+        )
+        .into());
+    }
     let (listen, target) = split(&args)?;
     let family = args.net.family();
     let dest = match (&args.to_unix, target) {
@@ -87,6 +102,14 @@ pub fn run(args: ForwardArgs) -> Result<()> {
             return Err(UsageError::new("forward needs HOST PORT (or --to-unix PATH)").into());
         }
     };
+    let to_host = match &dest {
+        Dest::Ip { host, .. } => host.as_str(),
+        // A Unix socket has no host name: the certificate is checked for `localhost`.
+        _ => "localhost",
+    };
+    let to_tls = tls::originate(&args.to_tls, to_host)?;
+    let listen_name = listen.as_ref().and_then(|(a, _)| a.as_deref());
+    let server_tls = tls::engine_server(&args.tls, listen_name)?;
     let dump = options::dump(&args.dump)?;
     let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit (--max-conns 0) must not follow a
@@ -121,6 +144,11 @@ pub fn run(args: ForwardArgs) -> Result<()> {
             observe::capture_server(&capture, b, target_addr)
         })?;
     refuse_loop(&bound.local, &dest)?;
+    // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's.
+    let handshake = args.timeout.unwrap_or(tls::HANDSHAKE_TIMEOUT);
+    let server_tls = tls::engine_accept(server_tls, args.verbosity.quiet)
+        .map(|a| tls::Accept { handshake, ..a });
+    let to_tls = to_tls.map(|o| tls::Originate { handshake, ..o });
     let proxy = options::proxy(&ProxyArgs {
         proxy: args.proxy.clone(),
         proxy_dns: args.proxy_dns,
@@ -132,6 +160,8 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         out_plan: Plan::new(&args.to_opts),
         show_opts: args.sockopts.show_opts,
         dump,
+        tls: server_tls,
+        to_tls,
     };
     let setup::Bound {
         socket,

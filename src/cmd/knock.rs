@@ -9,6 +9,7 @@ use super::applies::Transport;
 use super::observe;
 use super::options;
 use super::setup::{self, Place};
+use super::tls;
 use crate::cli::KnockArgs;
 use crate::narrate;
 use crate::service::jokes::Jokes;
@@ -30,6 +31,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
+    let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
     let place = Place {
         default_port: Some(DEFAULT_PORT),
         ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
@@ -53,7 +55,8 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    let result = setup::serve(bound, limits, service, dump);
+    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    let result = setup::serve(bound, limits, service, dump, tls);
     if let Some(c) = captured {
         c.stop();
     }

@@ -21,11 +21,17 @@ pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let tls = tls::server(&args.tls, args.addr.as_deref(), &args.wire)?;
     options::json_without_tls(args.relay.json, tls.is_some())?;
+    options::progress_without_tls(&args.relay, tls.is_some())?;
     let relay = Relay::new(
         options::ending(&args.relay, options::Role::Server),
         options::wire(&args.wire)?,
     )
-    .json(args.relay.json);
+    .json(args.relay.json)
+    .progress(options::progress(&args.relay, args.verbosity));
+    if args.relay.json && args.keep_open {
+        // -k ends at a stop signal: its totals object comes from there.
+        crate::interrupt::keep_totals();
+    }
     let (capture, observed) = observe::start(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     // A server's capture covers its port: the listening socket and every client's. It is

@@ -45,6 +45,14 @@ pub fn run(invocation: Invocation) -> Result<()> {
     };
     narrate::set_level(level);
     narrate::set_explain(verbosity.explain);
+    narrate::set_json(match &command {
+        Command::Connect(a) => a.relay.json,
+        Command::Listen(a) => a.relay.json,
+        Command::Echo(a) => a.server.json,
+        Command::Knock(a) => a.server.json,
+        Command::Forward(a) => a.server.json,
+        Command::Completions(_) | Command::Report(_) => false,
+    });
     // SIGINT/SIGTERM/SIGHUP from here on: the totals (-v), cleanup, then the process ends by
     // the signal; a server's event loop takes them over once it runs (server/stop.rs).
     interrupt::install()?;

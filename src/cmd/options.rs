@@ -48,6 +48,29 @@ pub enum Role {
     Server,
 }
 
+/// Whether the live `--progress` line is drawn: `--no-progress` never, `--progress` always
+/// (even when stderr is not a terminal: the user asked), otherwise with `-v` when stderr is a
+/// terminal, where a person watches it. A log never gets it unasked.
+pub fn progress(args: &RelayArgs, verbosity: Verbosity) -> bool {
+    use std::io::IsTerminal;
+    if args.no_progress {
+        return false;
+    }
+    args.progress || (verbosity.verbose >= 1 && std::io::stderr().is_terminal())
+}
+
+/// `--progress` with `--tls`: the TLS relay keeps no live counters for the line yet, so the
+/// pair is refused (exit 2) rather than `--progress` ignored.
+pub fn progress_without_tls(args: &RelayArgs, tls: bool) -> Result<()> {
+    if args.progress && tls {
+        return Err(UsageError::new(
+            "--progress's line is not built for --tls sessions yet (-v shows their totals)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `--json` with `--tls`: the TLS relay has no JSON summary yet, so the pair is refused (exit
 /// 2) rather than `--json` ignored.
 pub fn json_without_tls(json: bool, tls: bool) -> Result<()> {

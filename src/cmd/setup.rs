@@ -20,6 +20,7 @@ use crate::service::dumped::Dumped;
 use crate::socket::unix::{self, PathGuard, UnixListener};
 use crate::socket::{self, Listener};
 use crate::sockopt::{Plan, SockKind, Stage, Target, Value};
+use crate::tls::stage::Accept;
 
 /// Where a server binds: `[ADDR] [PORT]` (with a subcommand's default port), or `-U PATH`.
 pub struct Place<'a> {
@@ -231,7 +232,7 @@ impl Accepted {
 }
 
 /// Serves `service` on `bound` through the server engine until SIGINT or SIGTERM, with each
-/// client's bytes in the hex view when `dump` is given: a stream on the connection engine, a
+/// client's bytes in the hex view when `dump` is given and over TLS when `tls` is: a stream on the connection engine, a
 /// datagram socket on the datagram loop (where the connection limits do not apply). A Unix
 /// socket file is removed at the end.
 pub fn serve<S: Service>(
@@ -239,7 +240,9 @@ pub fn serve<S: Service>(
     limits: Limits,
     service: S,
     dump: Option<Dump>,
+    tls: Option<Accept>,
 ) -> Result<()> {
+    let tls = tls.as_ref();
     match dump {
         Some(dump) => serve_as(
             bound,
@@ -248,12 +251,18 @@ pub fn serve<S: Service>(
                 inner: service,
                 dump,
             },
+            tls,
         ),
-        None => serve_as(bound, limits, service),
+        None => serve_as(bound, limits, service, tls),
     }
 }
 
-fn serve_as<S: Service>(bound: Bound, limits: Limits, service: S) -> Result<()> {
+fn serve_as<S: Service>(
+    bound: Bound,
+    limits: Limits,
+    service: S,
+    tls: Option<&Accept>,
+) -> Result<()> {
     let Bound {
         socket,
         transport,
@@ -270,12 +279,12 @@ fn serve_as<S: Service>(bound: Bound, limits: Limits, service: S) -> Result<()> 
                 plan: plan.clone(),
             };
             if stream {
-                server::serve(listener, &plan, limits, service)
+                server::serve(listener, &plan, limits, service, tls)
             } else {
                 server::serve_datagrams(listener.socket, &limits, service)
             }
         }
-        (Local::Unix(_), true) => server::serve_unix(socket, &plan, limits, service),
+        (Local::Unix(_), true) => server::serve_unix(socket, &plan, limits, service, tls),
         (Local::Unix(_), false) => server::serve_datagrams(socket, &limits, service),
     };
     drop(guard);

@@ -1,4 +1,4 @@
-//! `--tls` on connect and listen: the TLS arguments become tls/'s options, checked before
+//! `--tls` on connect, listen and the engine's servers (echo, knock, --broker): the TLS arguments become tls/'s options, checked before
 //! anything opens (a bad file is exit 2), and the relay of a stream socket becomes the TLS
 //! relay. Which transports and modes take `--tls` at all is applies.rs's table; the TLS
 //! work itself is tls/'s.
@@ -9,12 +9,13 @@ use anyhow::Result;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use socket2::Socket;
 
-use crate::cli::{TlsClientArgs, TlsServerArgs, WireArgs};
+use crate::cli::{TlsClientArgs, TlsServerArgs, ToTlsArgs, WireArgs};
 use crate::error::UsageError;
 use crate::narrate;
 use crate::relay::{Channel, End, Ending, Relay};
 use crate::tls::config::{self, Client, Server};
 use crate::tls::session::Role;
+pub use crate::tls::stage::{Accept, Originate};
 use crate::tls::{ClientOptions, ServerOptions, TlsRelay};
 
 /// How long a handshake may take when `-w` does not say.
@@ -104,6 +105,16 @@ pub fn connect_session(
 
 /// `listen --tls`: the server configuration (None without --tls), made before the bind.
 pub fn server(args: &TlsServerArgs, addr: Option<&str>, wire: &WireArgs) -> Result<Option<Server>> {
+    let server = engine_server(args, addr)?;
+    if server.is_some() {
+        no_wire_stages(wire)?;
+    }
+    Ok(server)
+}
+
+/// `--tls` on a server of the connection engine (echo, knock, --broker): the configuration,
+/// made before the bind. The engine's services see plaintext, so -x shows it as it is.
+pub fn engine_server(args: &TlsServerArgs, addr: Option<&str>) -> Result<Option<Server>> {
     let shaping = args.cert.is_some()
         || args.key.is_some()
         || args.client_ca.is_some()
@@ -118,7 +129,6 @@ pub fn server(args: &TlsServerArgs, addr: Option<&str>, wire: &WireArgs) -> Resu
         return Ok(None);
     }
     pair_given(args.cert.is_some(), args.key.is_some())?;
-    no_wire_stages(wire)?;
     let names: Vec<String> = match addr {
         Some(a) => vec![a.trim_start_matches('[').trim_end_matches(']').to_string()],
         None => vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
@@ -139,6 +149,45 @@ pub fn announce(server: &Server, quiet: bool) {
             server.origin, server.fingerprint
         ));
     }
+}
+
+/// After `listening on`: the certificate line, and what the engine needs for each client.
+pub fn engine_accept(server: Option<Server>, quiet: bool) -> Option<Accept> {
+    server.map(|s| {
+        announce(&s, quiet);
+        Accept {
+            config: s.config,
+            handshake: HANDSHAKE_TIMEOUT,
+        }
+    })
+}
+
+/// `forward --to-tls`: the client configuration for the target HOST (None without
+/// --to-tls), made before anything listens; `--insecure` warns once, as on connect.
+pub fn originate(args: &ToTlsArgs, host: &str) -> Result<Option<Originate>> {
+    if !args.to_tls {
+        return Ok(None);
+    }
+    let opts = ClientOptions {
+        ca: args.ca.clone(),
+        sni: args.sni.clone(),
+        alpn: Vec::new(),
+        cert: None,
+        insecure: args.insecure,
+    };
+    let client = config::client(&opts, host)?;
+    if args.insecure {
+        narrate::emit(format_args!(
+            "WARNING: --insecure: the target's certificate is not verified; anyone in the \
+             middle can read and change what is forwarded"
+        ));
+    }
+    Ok(Some(Originate {
+        config: client.config,
+        name: client.name,
+        checked: client.checked,
+        handshake: HANDSHAKE_TIMEOUT,
+    }))
 }
 
 /// The relay a listener runs each client through: plain, or TLS.

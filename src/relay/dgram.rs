@@ -68,6 +68,10 @@ pub struct Counts {
     pub sent_bytes: u64,
     pub received: u64,
     pub received_bytes: u64,
+    /// Datagrams larger than sockkit's receive buffer, cut to it (and said so on stderr).
+    pub truncated: u64,
+    /// Who the session was with: the connected peer, or the one heard from last.
+    pub peer: Option<SockAddr>,
     /// The byte counts again, for the signal thread (interrupt.rs).
     live: Arc<Live>,
 }
@@ -82,6 +86,8 @@ impl Counts {
             sent_bytes: 0,
             received: 0,
             received_bytes: 0,
+            truncated: 0,
+            peer: None,
             live,
         }
     }
@@ -241,6 +247,7 @@ impl DgramRelay<'_> {
         let mut line: Vec<u8> = Vec::new();
         let mut rbuf = vec![MaybeUninit::<u8>::uninit(); RECV_BUF];
         let mut counts = Counts::start();
+        counts.peer.clone_from(&connected_to);
         let mut stdin_open = !self.opts.recv_only;
         let mut stdin_eof_at: Option<Instant> = None;
         let mut last_activity = Instant::now();
@@ -315,20 +322,28 @@ impl DgramRelay<'_> {
                 let kept = n.min(RECV_BUF);
                 let who = show(&from);
                 if n > RECV_BUF {
+                    counts.truncated += 1;
+                    counts.live.truncated.fetch_add(1, Ordering::Relaxed);
                     narrate::emit(format_args!(
                         "a datagram of {n} bytes from {who} was cut to {RECV_BUF} (sockkit's \
                          receive buffer)"
                     ));
                 }
                 counts.received += 1;
+                counts
+                    .live
+                    .datagrams_received
+                    .fetch_add(1, Ordering::Relaxed);
                 counts.received_bytes += kept as u64;
                 counts
                     .live
                     .received
                     .fetch_add(kept as u64, Ordering::Relaxed);
                 last_activity = Instant::now();
-                if self.peers == Peers::AnswerLast {
-                    self.note_peer(&from, &who, &mut target, &mut known, &mut known_order);
+                if self.peers == Peers::AnswerLast
+                    && self.note_peer(&from, &who, &mut target, &mut known, &mut known_order)
+                {
+                    counts.peer.clone_from(&target);
                 }
                 narrate::info(format_args!("datagram of {n} B from {who}"));
                 let data = crate::sys::received(&rbuf, kept);
@@ -420,7 +435,8 @@ impl DgramRelay<'_> {
     }
 
     /// `listen -u`: remembers who sent the last datagram (stdin goes there) and announces a
-    /// new peer, or a change back to an earlier one, so no peer goes unnoticed.
+    /// new peer, or a change back to an earlier one, so no peer goes unnoticed. True when
+    /// stdin's target changed.
     fn note_peer(
         &self,
         from: &SockAddr,
@@ -428,10 +444,10 @@ impl DgramRelay<'_> {
         target: &mut Option<SockAddr>,
         known: &mut HashSet<Vec<u8>>,
         order: &mut std::collections::VecDeque<Vec<u8>>,
-    ) {
+    ) -> bool {
         let key = addr_key(from);
         if target.as_ref().map(addr_key).as_deref() == Some(&key[..]) {
-            return;
+            return false;
         }
         // An unbound Unix socket: no path, no abstract name, so nothing to sendto.
         let unnamed = from.as_socket().is_none()
@@ -445,7 +461,7 @@ impl DgramRelay<'_> {
                     target.as_ref().map_or_else(|| "nobody".into(), show)
                 ));
             }
-            return;
+            return false;
         }
         let new = known.insert(key.clone());
         if new {
@@ -456,6 +472,12 @@ impl DgramRelay<'_> {
                 known.remove(&old);
             }
         }
+        *target = Some(from.clone());
+        // Published before it is announced, so a signal that follows the announcement finds
+        // the peer in the cut-short summary.
+        if narrate::json() {
+            interrupt::peer_changed(crate::json::address(Some(from)));
+        }
         if !self.quiet {
             if new {
                 narrate::emit(format_args!("new peer {who}: stdin now goes to it"));
@@ -465,7 +487,7 @@ impl DgramRelay<'_> {
                 ));
             }
         }
-        *target = Some(from.clone());
+        true
     }
 
     /// Sends one datagram, through the wire stages, to the connected peer or by sendto to `to`.
@@ -535,6 +557,7 @@ impl DgramRelay<'_> {
                     .live
                     .sent
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
+                counts.live.datagrams_sent.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {

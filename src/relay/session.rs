@@ -14,6 +14,10 @@ use super::ending::{End, Ending};
 use super::stream::{self, ByteRelay};
 use super::summary;
 use super::wire::Wire;
+use crate::interrupt;
+use crate::json;
+use crate::narrate;
+use crate::progress;
 
 /// What a session carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +42,11 @@ pub struct Relay {
     /// Made at the first byte-stream session and kept: its stdin thread carries what was
     /// typed between two clients over to the next one.
     bytes: Option<ByteRelay>,
-    /// `--json`: the end-of-session summary as one JSON object (summary.rs) instead of -v's lines.
+    /// `--json`: the end-of-session summary as one JSON object (summary.rs) instead of -v's
+    /// lines.
     json: bool,
+    /// `--progress`: the live line while a session runs (progress.rs).
+    progress: bool,
 }
 
 impl Relay {
@@ -49,12 +56,19 @@ impl Relay {
             wire,
             bytes: None,
             json: false,
+            progress: false,
         }
     }
 
-    /// Report each byte-stream session as one JSON object on stderr (`--json`).
+    /// Report each session as one JSON object on stderr (`--json`).
     pub fn json(mut self, on: bool) -> Self {
         self.json = on;
+        self
+    }
+
+    /// Keep the live `--progress` line on stderr while each session runs.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
         self
     }
 
@@ -73,9 +87,20 @@ impl Relay {
                 } else {
                     None
                 };
-                let totals = relay.session(sock)?;
                 if self.json {
-                    crate::narrate::say(&format!("{}\n", summary::json(sock, peer, &totals)));
+                    let shown = json::address(peer.as_ref());
+                    interrupt::name_session(summary::head(sock, false), shown, None);
+                }
+                let line = self
+                    .progress
+                    .then(|| progress::transfer(progress::stdin_size()));
+                let totals = relay.session(sock);
+                // Erased before the summary, so the last line is the summary, whole.
+                drop(line);
+                let totals = totals?;
+                interrupt::session_ended(totals.sent, totals.received);
+                if self.json {
+                    narrate::json_line(&summary::stream(sock, peer.as_ref(), &totals).text());
                 } else {
                     stream::report(sock, &totals);
                 }
@@ -87,6 +112,17 @@ impl Relay {
                 quiet,
             } => {
                 let started = Instant::now();
+                if self.json {
+                    // The kernel's drop count at a stop signal, read on a descriptor of its own.
+                    let dup = sock.try_clone().ok();
+                    let drops: interrupt::Drops =
+                        Box::new(move || dup.as_ref().and_then(crate::socket::udp::kernel_drops));
+                    let peer = json::address(sock.peer_addr().ok().as_ref());
+                    interrupt::name_session(summary::head(sock, true), peer, Some(drops));
+                }
+                let line = self
+                    .progress
+                    .then(|| progress::transfer(progress::stdin_size()));
                 let outcome = DgramRelay {
                     sock,
                     opts: self.ending,
@@ -96,9 +132,16 @@ impl Relay {
                     wire: &self.wire,
                 }
                 .run();
-                crate::interrupt::retire();
+                drop(line);
+                interrupt::retire();
                 let (counts, end) = outcome?;
-                dgram::report(sock, &counts, started.elapsed());
+                interrupt::session_ended(counts.sent_bytes, counts.received_bytes);
+                if self.json {
+                    let o = summary::datagrams(sock, &counts, started.elapsed(), end);
+                    narrate::json_line(&o.text());
+                } else {
+                    dgram::report(sock, &counts, started.elapsed());
+                }
                 Ok(end)
             }
         }

@@ -10,7 +10,6 @@
 //! bytes each.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use socket2::SockRef;
 use super::peer::Peer;
 use super::service::Next;
 use super::stream::Stream;
+use super::summary;
 use crate::capture::sample;
 use crate::narrate::{self, Flow, Key};
 use crate::socket;
@@ -90,6 +90,8 @@ pub enum Overdue {
     Now(String),
     /// Silent past this `--idle-timeout`: tell it why, then close it lingering.
     Idle(Duration, String),
+    /// It broke a rule of the engine's (a TLS handshake past its bound): say so, close now.
+    Dropped(String),
 }
 
 /// What one read() brought.
@@ -226,10 +228,11 @@ impl<S> Conn<S> {
     /// our side is shut (FIN) and we wait for theirs. `Ok(true)`: it may be read now (input
     /// may be waiting, and it is owed less than its cap: the backpressure rule).
     pub fn pump(&mut self, at_cap: &mut AtCap, now: Instant) -> Result<bool, String> {
-        if let Err(e) = self.flush(now, at_cap) {
+        if let Err(e) = self.sock.send_held().and_then(|()| self.flush(now, at_cap)) {
             return Err(crate::error::client_io_failure("write", &e));
         }
-        if self.owed() == 0 {
+        // Over TLS, "all sent" includes the ciphertext rustls still holds.
+        if self.owed() == 0 && !self.sock.holds_output() {
             match self.phase {
                 Phase::PeerDone => {
                     let why = if self.said_bye {
@@ -240,7 +243,7 @@ impl<S> Conn<S> {
                     return Err(self.ending.take().unwrap_or_else(|| why.to_string()));
                 }
                 Phase::Closing { shut: false } => {
-                    let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
+                    self.sock.shutdown_write();
                     self.phase = Phase::Closing { shut: true };
                 }
                 _ => {}
@@ -254,8 +257,14 @@ impl<S> Conn<S> {
     pub fn read(&mut self, buf: &mut [u8], cap: usize, now: Instant) -> Input {
         let want = cap.saturating_sub(self.owed()).min(buf.len());
         let got = (&self.sock).read(&mut buf[..want]);
-        if let Some(flow) = &mut self.flow {
+        // Over TLS the calls on the socket are rustls's, and -vv tells its records instead.
+        if let Some(flow) = self.flow.as_mut().filter(|_| self.sock.tls().is_none()) {
             data_call(flow, Dir::Recv, self.sock.as_raw_fd(), want, &got);
+        }
+        if let Some(lines) = self.sock.tls().and_then(crate::tls::TlsStream::news) {
+            for line in lines {
+                narrate::info(format_args!("{}: {line}", self.peer));
+            }
         }
         match got {
             Ok(0) => {
@@ -390,7 +399,7 @@ impl<S> Conn<S> {
         let mut done = 0;
         while done < data.len() {
             let r = (&self.sock).write(&data[done..]);
-            if let Some(flow) = &mut self.flow {
+            if let Some(flow) = self.flow.as_mut().filter(|_| self.sock.tls().is_none()) {
                 data_call(
                     flow,
                     Dir::Send,
@@ -419,6 +428,9 @@ impl<S> Conn<S> {
     /// over (close it now), or it has been silent past the idle timeout (tell it, then the
     /// lingering close).
     pub fn overdue(&self, now: Instant, idle_timeout: Option<Duration>) -> Option<Overdue> {
+        if let Some(why) = self.sock.tls().and_then(|t| t.overdue(now)) {
+            return Some(Overdue::Dropped(why));
+        }
         if let Some(since) = self.closing_since {
             let waited = now.saturating_duration_since(since);
             return (waited >= LINGER).then(|| {
@@ -459,19 +471,43 @@ impl<S> Conn<S> {
         })
     }
 
-    /// Ends the connection: its `-v` line, TCP_INFO at `-vv`, close() narrated, its place in
-    /// `at_cap` given back. Returns the bytes it took in and sent, for the loop's totals.
-    pub fn close(self, why: &str, at_cap: &mut AtCap) -> (u64, u64) {
+    /// Ends the connection: its `-v` line (or `--json` object), TCP_INFO at `-vv`, close()
+    /// narrated, its place in `at_cap` given back. Returns the bytes it took in and sent, for
+    /// the loop's totals, and whether its TLS peer ended without close_notify (always said:
+    /// the data may be cut).
+    pub fn close(self, why: &str, at_cap: &mut AtCap) -> (u64, u64, bool) {
         if self.full {
             at_cap.count -= 1;
         }
-        narrate::info(format_args!(
-            "closed {}: {why}; {} in, {} out, {}",
-            self.peer,
-            narrate::bytes(self.bytes_in),
-            narrate::bytes(self.bytes_out),
-            narrate::short(self.opened.elapsed())
-        ));
+        let truncated = self
+            .sock
+            .tls()
+            .is_some_and(crate::tls::TlsStream::truncated);
+        if truncated {
+            narrate::emit(format_args!(
+                "{}: TLS: EOF without close_notify after {}: possible truncation",
+                self.peer,
+                narrate::bytes(self.bytes_in)
+            ));
+        }
+        if narrate::json() {
+            narrate::json_line(&summary::client(&summary::Client {
+                peer: &self.peer,
+                sock: SockRef::from(&self.sock),
+                received: self.bytes_in,
+                sent: self.bytes_out,
+                elapsed: self.opened.elapsed(),
+                reason: why,
+            }));
+        } else {
+            narrate::info(format_args!(
+                "closed {}: {why}; {} in, {} out, {}",
+                self.peer,
+                narrate::bytes(self.bytes_in),
+                narrate::bytes(self.bytes_out),
+                narrate::short(self.opened.elapsed())
+            ));
+        }
         if narrate::narrating()
             && let Some(info) = socket::tcp_info_summary(&SockRef::from(&self.sock))
         {
@@ -481,7 +517,7 @@ impl<S> Conn<S> {
             sample::end(t.as_raw_fd());
         }
         self.sock.close();
-        (self.bytes_in, self.bytes_out)
+        (self.bytes_in, self.bytes_out, truncated)
     }
 }
 

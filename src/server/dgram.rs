@@ -24,6 +24,7 @@ use super::reflect::{Guard, Silence};
 use super::report::counted;
 use super::service::Service;
 use super::stop::Stop;
+use super::summary;
 use crate::error;
 use crate::narrate;
 use crate::socket::{self, unix};
@@ -172,6 +173,22 @@ pub fn serve_datagrams<S: Service>(sock: Socket, limits: &Limits, service: S) ->
     };
     let _ = poll.registry().deregister(watched.source());
     watched.close();
+    if narrate::json() {
+        let o = summary::datagram_totals(t.answered)
+            .num("refused", t.refused)
+            .num("looping", t.looping)
+            .num("limited", t.limited)
+            .num("unanswerable", t.unanswerable)
+            .num("dropped", t.dropped)
+            .num("sent", t.bytes_out)
+            .num("received", t.bytes_in);
+        narrate::json_line(&summary::totals_tail(
+            o,
+            started.elapsed(),
+            Some(stopped_by),
+        ));
+        return Ok(());
+    }
     let skipped = if unix {
         format!("{} from unbound senders", t.unanswerable)
     } else {

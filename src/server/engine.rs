@@ -17,10 +17,12 @@ use super::report::counted;
 use super::service::Service;
 use super::stop::Stop;
 use super::stream::Listen;
+use super::summary::{self, Served};
 use super::worker::{Setup, Totals, Worker};
 use crate::narrate;
 use crate::socket::{self, Listener};
 use crate::sockopt::Plan;
+use crate::tls::stage::Accept;
 
 /// Runs a TCP server until SIGINT or SIGTERM: accepts on `listener`, serves each client with
 /// `service` within `limits`, then stops accepting, closes every client and (with `-v`)
@@ -30,8 +32,9 @@ pub fn serve<S: Service>(
     plan: &Plan,
     limits: Limits,
     service: S,
+    tls: Option<&Accept>,
 ) -> Result<()> {
-    serve_on(listener.socket, false, plan, limits, service)
+    serve_on(listener.socket, false, plan, limits, service, tls)
 }
 
 /// `serve` for a listening Unix stream socket (`-U PATH`): the same loops, the same limits
@@ -41,8 +44,9 @@ pub fn serve_unix<S: Service>(
     plan: &Plan,
     limits: Limits,
     service: S,
+    tls: Option<&Accept>,
 ) -> Result<()> {
-    serve_on(listener, true, plan, limits, service)
+    serve_on(listener, true, plan, limits, service, tls)
 }
 
 fn serve_on<S: Service>(
@@ -51,6 +55,7 @@ fn serve_on<S: Service>(
     plan: &Plan,
     limits: Limits,
     service: S,
+    tls: Option<&Accept>,
 ) -> Result<()> {
     raise_fd_limit(limits.max_conns);
     let stop = Stop::install()?;
@@ -78,6 +83,7 @@ fn serve_on<S: Service>(
         service: &service,
         plan,
         limits: &limits,
+        tls,
     };
     let acceptor = Acceptor::new(listener, fd, stop);
     let (first, rest) = run_loops(polls, setup, acceptor);
@@ -86,7 +92,15 @@ fn serve_on<S: Service>(
     for t in rest {
         sum.add(&t?.0);
     }
-    if narrate::verbose() {
+    if narrate::json() {
+        let served = Served {
+            served: sum.served,
+            sent: sum.bytes_out,
+            received: sum.bytes_in,
+            uptime: started.elapsed(),
+        };
+        narrate::json_line(&summary::totals(&served, &seen));
+    } else if narrate::verbose() {
         say_totals(&sum, &seen, started);
     }
     Ok(())
@@ -144,7 +158,7 @@ fn say_totals(sum: &Totals, seen: &Seen, started: Instant) {
     let refused = seen.refused_denied + seen.refused_full;
     narrate::emit(format_args!(
         "stopped{}: served {} ({} refused: {} by --allow/--deny, {} at --max-conns; \
-         at most {} at once), {} in, {} out, up {}",
+         at most {} at once), {} in, {} out, up {}{}",
         seen.stopped_by
             .map(|s| format!(" on {s}"))
             .unwrap_or_default(),
@@ -156,6 +170,14 @@ fn say_totals(sum: &Totals, seen: &Seen, started: Instant) {
         narrate::bytes(sum.bytes_in),
         narrate::bytes(sum.bytes_out),
         narrate::short(started.elapsed()),
+        if sum.truncated > 0 {
+            format!(
+                "; {} ended without TLS close_notify",
+                counted(sum.truncated, "client")
+            )
+        } else {
+            String::new()
+        },
     ));
 }
 
@@ -237,7 +259,8 @@ mod tests {
         };
         let (done_tx, done_rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = done_tx.send(serve(listener, &plan, limits, Lines).map_err(|e| e.to_string()));
+            let _ = done_tx
+                .send(serve(listener, &plan, limits, Lines, None).map_err(|e| e.to_string()));
         });
 
         // Greeting first, then an answer per line.

@@ -28,12 +28,14 @@ use super::slots::Slots;
 use super::socks::{self, Auth, Handshake, Progress};
 use super::stop::Stop;
 use super::stream::{Listen, Stream};
+use super::summary;
 use super::via::{Via, Went};
 use crate::addr::{Family, UnixAddr};
 use crate::narrate;
 use crate::relay::wire::Dump;
 use crate::socket::{self, Proxy, unix};
 use crate::sockopt::{Plan, SockKind, Stage};
+use crate::tls::stage::{Accept, Originate};
 
 /// Where each client is forwarded to.
 #[derive(Debug, Clone)]
@@ -66,6 +68,10 @@ pub struct Forward {
     pub dump: Option<Dump>,
     /// `--proxy`: each outbound connection goes to this proxy, which is asked for the target.
     pub proxy: Option<Proxy>,
+    /// `--tls`: TLS with each client (terminated here).
+    pub tls: Option<Accept>,
+    /// `--to-tls`: TLS to the target (originated here, verified).
+    pub to_tls: Option<Originate>,
 }
 
 /// The token bit that says "the pair's target socket" (the client's has it clear).
@@ -94,7 +100,13 @@ pub fn serve_forward(
         .map(|_| Poll::new().context("creating the event loop (epoll_create)"))
         .collect::<Result<Vec<_>>>()?;
     let lanes = Lanes::new(&polls)?;
-    if fwd.dump.is_some() {
+    if fwd.tls.is_some() || fwd.to_tls.is_some() {
+        narrate::info(format_args!(
+            "moving bytes through rustls and a {} buffer per direction (TLS is encrypted and \
+             decrypted here, so no splice)",
+            narrate::bytes(super::pair::COPY_BUF as u64)
+        ));
+    } else if fwd.dump.is_some() {
         narrate::info(format_args!(
             "moving bytes with read(2)/write(2) through a {} buffer per direction (-x must see them)",
             narrate::bytes(super::pair::COPY_BUF as u64)
@@ -183,7 +195,15 @@ pub fn serve_forward(
             seen = s;
         }
     }
-    if narrate::verbose() || sum.undelivered > 0 {
+    if narrate::json() {
+        let o = summary::refusals(summary::totals_head(sum.pairs), &seen)
+            .num("failed", sum.failed)
+            .num("reset", sum.reset)
+            .num("up", sum.up)
+            .num("down", sum.down)
+            .num("undelivered", sum.undelivered);
+        narrate::json_line(&summary::totals_tail(o, started.elapsed(), seen.stopped_by));
+    } else if narrate::verbose() || sum.undelivered > 0 {
         say_totals(&sum, &seen, started);
     }
     Ok(())
@@ -421,7 +441,20 @@ impl<'a> Loop<'a> {
                 stream.as_raw_fd()
             ));
         }
-        let copy = self.shared.fwd.dump.is_some();
+        let fwd = self.shared.fwd;
+        // TLS bytes are encrypted and decrypted on the way: they must pass through us.
+        let copy = fwd.dump.is_some() || fwd.tls.is_some() || fwd.to_tls.is_some();
+        if let Some(tls) = &fwd.tls {
+            stream = match tls.wrap(stream, &peer.to_string()) {
+                Ok(s) => Stream::Tls(Box::new(s)),
+                Err(why) => {
+                    narrate::emit(format_args!("client {peer}: {why}"));
+                    self.shared.lanes.left(self.id);
+                    self.pairs.release(slot);
+                    return;
+                }
+            };
+        }
         let mut pair = Pair::new(stream, peer, copy, now);
         let first = match &self.shared.fwd.dest {
             Dest::Ip { port, .. } => match self.shared.lookup.map(Lookup::current) {
@@ -731,6 +764,7 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.remove(slot) else {
             return;
         };
+        self.json_pair(&pair, 0, why);
         narrate::info(format_args!("{}: {why}; closed", pair.peer));
         self.totals.failed += 1;
         self.shared.lanes.left(self.id);
@@ -839,6 +873,23 @@ impl<'a> Loop<'a> {
         if fwd.show_opts {
             show_opts(s, fwd, &pair.target_addr);
         }
+        // The client's handshake clock starts now: it could not go on while the target was
+        // being reached.
+        if let Some(t) = pair.client.tls() {
+            t.start_clock();
+        }
+        if let Some(to) = &fwd.to_tls
+            && let Some(plain) = pair.target.take()
+        {
+            let who = format!("{} -> target", pair.peer);
+            match to.wrap(plain, &who) {
+                Ok(s) => pair.target = Some(Stream::Tls(Box::new(s))),
+                Err((plain, why)) => {
+                    pair.target = Some(plain);
+                    return self.fail(slot, &why);
+                }
+            }
+        }
         self.drive(slot, now);
     }
 
@@ -872,6 +923,7 @@ impl<'a> Loop<'a> {
         };
         self.totals.failed += 1;
         self.shared.lanes.left(self.id);
+        self.json_pair(&pair, 0, &format!("target unreachable: {why}"));
         // A SOCKS5 client is told why in its reply, so it is closed, not reset.
         if let Some(hs) = pair.socks.as_ref().filter(|h| h.connecting()) {
             let _ = socks::answer(&pair.client, hs.fail_code, None, &pair.peer);
@@ -896,7 +948,9 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.get_mut(slot) else {
             return;
         };
-        match pair.pump(dump, &mut self.pipes, now) {
+        let pumped = pair.pump(dump, &mut self.pipes, now);
+        pair.tell_tls();
+        match pumped {
             Ok(Turn::More) => self.again.push(self.pairs.token(slot)),
             Ok(Turn::Waiting) if pair.done() => self.end(slot, End::Done),
             Ok(Turn::Waiting) => {}
@@ -909,7 +963,14 @@ impl<'a> Loop<'a> {
                         ("the target", e)
                     }
                 };
-                let why = format!("{who}: {}", crate::error::plain(&e));
+                let why = if e.kind() == io::ErrorKind::InvalidData {
+                    // TLS refused (plain text, a bad certificate): its sentence, always said.
+                    let why = format!("{who}: {e}");
+                    narrate::emit(format_args!("dropped {}: {why}", pair.peer));
+                    why
+                } else {
+                    format!("{who}: {}", crate::error::plain(&e))
+                };
                 self.end(slot, End::Reset(why));
             }
         }
@@ -951,6 +1012,9 @@ impl<'a> Loop<'a> {
                     .unwrap_or_else(|_| SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0));
                 let e = io::Error::from_raw_os_error(libc::ETIMEDOUT);
                 self.connect_failed(slot, addr, &e, now);
+            } else if let Some(why) = pair.tls_overdue(now) {
+                narrate::emit(format_args!("dropped {}: {why}", pair.peer));
+                self.end(slot, End::Reset(why));
             } else if let Some(limit) = idle
                 && pair.up_and_running
                 && now.saturating_duration_since(pair.last) >= limit
@@ -983,7 +1047,8 @@ impl<'a> Loop<'a> {
         if reset {
             self.totals.reset += 1;
         }
-        if narrate::verbose() || lost > 0 {
+        self.json_pair(&pair, lost, &how);
+        if !narrate::json() && (narrate::verbose() || lost > 0) {
             narrate::emit(format_args!(
                 "pair {} -> {} | {} -> {}: {} to the target, {} back, {} undelivered, {} ({how})",
                 pair.peer,
@@ -997,6 +1062,29 @@ impl<'a> Loop<'a> {
             ));
         }
         pair.close(reset);
+    }
+
+    /// `--json`: the pair's object as it ends (`lost`: bytes read but never delivered).
+    fn json_pair(&self, pair: &Pair, lost: u64, reason: &str) {
+        if !narrate::json() {
+            return;
+        }
+        let local = self.client_local(&pair.client);
+        let o = summary::pair(&summary::Pair {
+            proto: if matches!(pair.peer, Peer::Ip(_)) {
+                "tcp"
+            } else {
+                "unix"
+            },
+            peer: &pair.peer,
+            local: &local,
+            target: &pair.target_addr,
+            up: pair.up.delivered,
+            down: pair.down.delivered,
+            elapsed: pair.age(Instant::now()),
+            reason,
+        });
+        narrate::json_line(&o.num("undelivered", lost).text());
     }
 
     /// Our end of a client's connection, as shown: looked up only for a line that shows it.
@@ -1031,6 +1119,7 @@ fn target_local(target: Option<&Stream>) -> String {
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| plain_addr(a).to_string()),
         Some(Stream::Unix(_)) => "(unnamed)".to_string(),
+        Some(Stream::Tls(t)) => target_local(Some(t.get_ref())),
         None => "?".to_string(),
     }
 }
@@ -1074,7 +1163,7 @@ fn show_opts(s: &Stream, fwd: &Forward, shown: &str) {
         Stream::Tcp(t) => t
             .peer_addr()
             .map_or(unix::target(), |a| socket::target(&a, SockKind::Tcp)),
-        Stream::Unix(_) => unix::target(),
+        Stream::Unix(_) | Stream::Tls(_) => unix::target(),
     };
     let title = format!("outbound fd {} ({shown})", s.as_raw_fd());
     eprint!("{}", fwd.out_plan.show(&SockRef::from(s), target, &title));

@@ -12,7 +12,8 @@
 //! under `--proxy` (`via.rs`), and its UDP flows
 //! (`udp_pairs.rs`); one loop for datagrams, UDP or Unix (`dgram.rs`), and the senders
 //! it will not answer so it cannot become a reflector (`reflect.rs`); who a client is
-//! (`peer.rs`), how a server is told to stop (`stop.rs`), shared wording (`report.rs`). This
+//! (`peer.rs`), how a server is told to stop (`stop.rs`), shared wording (`report.rs`), and
+//! `--json`'s objects for clients and totals (`summary.rs`). This
 //! file only names what the rest of sockkit may use.
 
 mod acceptor;
@@ -33,6 +34,7 @@ mod slots;
 mod socks;
 mod stop;
 mod stream;
+mod summary;
 mod turned;
 mod udp_pairs;
 mod via;

@@ -14,7 +14,6 @@
 //! direction) is allocated only when used.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,6 @@ use super::via::Via;
 use crate::capture::sample;
 use crate::narrate::{self, Flow, Key};
 use crate::relay::wire::{Dir, Dump};
-use crate::socket;
 
 /// What a pipe of one direction is asked to hold (the Linux default, made sure of).
 const PIPE_SIZE: i32 = 64 * 1024;
@@ -175,7 +173,8 @@ impl Half {
             if self.eof && self.held == 0 && !self.shut {
                 self.shut = true;
                 // The receiver may be gone already; its reset shows in the other direction.
-                let _ = socket::shutdown(&SockRef::from(dst), Shutdown::Write);
+                // Over TLS: close_notify, then the FIN once it is out.
+                dst.shutdown_write();
                 return Ok(Turn::Waiting);
             }
             if !moved {
@@ -395,9 +394,46 @@ impl Pair {
         }
     }
 
-    /// Both FINs passed on: the pair is done.
+    /// Both FINs passed on (and over TLS, the last ciphertext out): the pair is done.
     pub fn done(&self) -> bool {
-        self.up.shut && self.down.shut
+        self.up.shut
+            && self.down.shut
+            && !self.client.holds_output()
+            && !self.target.as_ref().is_some_and(Stream::holds_output)
+    }
+
+    /// The `-v` lines of a TLS handshake either side just finished.
+    pub fn tell_tls(&self) {
+        let sides = [
+            ("client", Some(&self.client)),
+            ("target", self.target.as_ref()),
+        ];
+        for (side, s) in sides {
+            if let Some(lines) = s
+                .and_then(Stream::tls)
+                .and_then(crate::tls::TlsStream::news)
+            {
+                for line in lines {
+                    narrate::info(format_args!("{} ({side} side): {line}", self.peer));
+                }
+            }
+        }
+    }
+
+    /// Why the pair must go now: a TLS handshake on either side has run past its bound.
+    pub fn tls_overdue(&self, now: Instant) -> Option<String> {
+        if !self.up_and_running {
+            return None;
+        }
+        let sides = [
+            ("client", Some(&self.client)),
+            ("target", self.target.as_ref()),
+        ];
+        sides.into_iter().find_map(|(side, s)| {
+            s.and_then(Stream::tls)
+                .and_then(|t| t.overdue(now))
+                .map(|why| format!("the {side}: {why}"))
+        })
     }
 
     /// Moves both directions as far as they go now. `More`: call again this turn.
@@ -410,6 +446,13 @@ impl Pair {
         let Some(target) = &self.target else {
             return Ok(Turn::Waiting);
         };
+        // Ciphertext rustls could not hand over last time goes first (a writable event).
+        self.client
+            .send_held()
+            .map_err(|e| (Side::Target, Broken::Write(e)))?;
+        target
+            .send_held()
+            .map_err(|e| (Side::Client, Broken::Write(e)))?;
         let (before_up, before_down) = (self.up.taken, self.down.taken);
         let labels = dump.map(|d| {
             (

@@ -1,6 +1,9 @@
 //! The two kinds of stream socket the engine serves, TCP and Unix-domain, behind one type each
 //! (`Listen`, `Stream`) so the acceptor, the event loop and the connection do not care which.
-//! Who a client is lives in `peer.rs`; nothing here decides anything.
+//! Who a client is lives in `peer.rs`; nothing here decides anything. A client's stream may
+//! also be TLS over either (`Stream::Tls`, tls/stage.rs): read and written as plaintext the
+//! same way, with its ciphertext sent on writable events (`send_held`) and its close_notify
+//! on our shutdown.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -13,6 +16,7 @@ use socket2::{SockRef, Socket};
 
 use super::peer::{Peer, plain_addr};
 use crate::socket::{self, unix};
+use crate::tls::TlsStream;
 
 /// A listening socket the engine accepts on.
 pub enum Listen {
@@ -68,6 +72,8 @@ impl From<Listen> for OwnedFd {
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// TLS over one of the others (boxed: a plain client does not pay for rustls's state).
+    Tls(Box<TlsStream<Stream>>),
 }
 
 impl Stream {
@@ -80,12 +86,49 @@ impl Stream {
                 .map(|a| format!(" on {}", plain_addr(a)))
                 .unwrap_or_default(),
             Stream::Unix(_) => String::new(),
+            Stream::Tls(s) => s.get_ref().local_shown(),
         }
     }
 
-    /// close(), narrated like every close; the descriptor also leaves epoll with it.
+    /// close(), narrated like every close; the descriptor also leaves epoll with it. A TLS
+    /// stream says close_notify first, if it has not.
     pub fn close(self) {
-        socket::close(Socket::from(OwnedFd::from(self)));
+        let plain = match self {
+            Stream::Tls(s) => s.finish(),
+            plain => plain,
+        };
+        socket::close(Socket::from(OwnedFd::from(plain)));
+    }
+
+    /// shutdown(SHUT_WR): our FIN; over TLS, close_notify first, the FIN once it is out.
+    pub fn shutdown_write(&self) {
+        match self {
+            Stream::Tls(s) => s.close_write(),
+            plain => {
+                let _ = socket::shutdown(&SockRef::from(plain), std::net::Shutdown::Write);
+            }
+        }
+    }
+
+    /// Over TLS, sends the ciphertext rustls holds as far as the kernel takes it (a
+    /// writable event's work); nothing for a plain socket, which holds nothing.
+    pub fn send_held(&self) -> io::Result<()> {
+        match self {
+            Stream::Tls(s) => s.send_held(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Bytes written to us that the kernel has not taken yet (TLS's ciphertext).
+    pub fn holds_output(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.holds_output())
+    }
+
+    pub fn tls(&self) -> Option<&TlsStream<Stream>> {
+        match self {
+            Stream::Tls(s) => Some(s),
+            _ => None,
+        }
     }
 }
 
@@ -94,6 +137,7 @@ impl Read for &Stream {
         match self {
             Stream::Tcp(s) => (&*s).read(buf),
             Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -103,6 +147,23 @@ impl Write for &Stream {
         match self {
             Stream::Tcp(s) => (&*s).write(buf),
             Stream::Unix(s) => (&*s).write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    /// One writev for many buffers (rustls hands over a flight of records this way): as
+    /// small writes, Nagle would hold all but the first for the peer's delayed ACK.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write_vectored(bufs),
+            Stream::Unix(s) => (&*s).write_vectored(bufs),
+            Stream::Tls(s) => {
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                s.write(first)
+            }
         }
     }
 
@@ -116,6 +177,7 @@ impl AsRawFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.get_ref().as_raw_fd(),
         }
     }
 }
@@ -125,6 +187,7 @@ impl AsFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Tls(s) => s.get_ref().as_fd(),
         }
     }
 }
@@ -134,6 +197,7 @@ impl From<Stream> for OwnedFd {
         match s {
             Stream::Tcp(s) => s.into(),
             Stream::Unix(s) => s.into(),
+            Stream::Tls(s) => s.into_inner().into(),
         }
     }
 }
@@ -166,4 +230,29 @@ macro_rules! delegate_source {
 }
 
 delegate_source!(Listen);
-delegate_source!(Stream);
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+            Stream::Tls(s) => s.get_mut().register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+            Stream::Tls(s) => s.get_mut().reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+            Stream::Tls(s) => s.get_mut().deregister(r),
+        }
+    }
+}

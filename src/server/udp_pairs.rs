@@ -20,11 +20,12 @@ use socket2::{SockRef, Socket};
 use super::forward::{Dest, Forward};
 use super::limits::Limits;
 use super::lookup::Lookup;
-use super::peer::plain_addr;
+use super::peer::{Peer, plain_addr};
 use super::reflect::Guard;
 use super::report::counted;
 use super::slots::Slots;
 use super::stop::Stop;
+use super::summary;
 use crate::error;
 use crate::narrate;
 use crate::relay::wire::Dir;
@@ -273,6 +274,21 @@ pub fn serve_udp_forward(sock: Socket, limits: &Limits, fwd: &Forward) -> Result
     }
     let _ = poll.registry().deregister(&mut listener);
     socket::close(Socket::from(OwnedFd::from(listener)));
+    if narrate::json() {
+        let o = summary::totals_head(t.flows)
+            .num("refused", t.refused)
+            .num("dropped", t.dropped)
+            .num("up", t.up.1)
+            .num("down", t.down.1)
+            .num("datagrams_up", t.up.0)
+            .num("datagrams_down", t.down.0);
+        narrate::json_line(&summary::totals_tail(
+            o,
+            started.elapsed(),
+            Some(stopped_by),
+        ));
+        return Ok(());
+    }
     narrate::info(format_args!(
         "stopped on {stopped_by}: forwarded {} ({} datagrams refused, {} dropped), {} in {} to \
          targets, {} in {} back, up {}",
@@ -323,17 +339,35 @@ fn end_flow(mut f: Flow, local: &str, t: &mut Tally, poll: &Poll, why: &str) {
     t.down.0 += f.down.0;
     t.down.1 += f.down.1;
     t.dropped += f.dropped;
-    narrate::info(format_args!(
-        "flow {} -> {local} | {} -> {}: {} ({}) to the target, {} ({}) back, {} dropped, {} ({why})",
-        f.client,
-        f.out_local,
-        f.target,
-        counted(f.up.0, "datagram"),
-        narrate::bytes(f.up.1),
-        counted(f.down.0, "datagram"),
-        narrate::bytes(f.down.1),
-        f.dropped,
-        narrate::short(f.opened.elapsed()),
-    ));
+    if narrate::json() {
+        let target = f.target.to_string();
+        let o = summary::pair(&summary::Pair {
+            proto: "udp",
+            peer: &Peer::Ip(f.client),
+            local,
+            target: &target,
+            up: f.up.1,
+            down: f.down.1,
+            elapsed: f.opened.elapsed(),
+            reason: why,
+        })
+        .num("datagrams_up", f.up.0)
+        .num("datagrams_down", f.down.0)
+        .num("dropped", f.dropped);
+        narrate::json_line(&o.text());
+    } else {
+        narrate::info(format_args!(
+            "flow {} -> {local} | {} -> {}: {} ({}) to the target, {} ({}) back, {} dropped, {} ({why})",
+            f.client,
+            f.out_local,
+            f.target,
+            counted(f.up.0, "datagram"),
+            narrate::bytes(f.up.1),
+            counted(f.down.0, "datagram"),
+            narrate::bytes(f.down.1),
+            f.dropped,
+            narrate::short(f.opened.elapsed()),
+        ));
+    }
     socket::close(Socket::from(OwnedFd::from(f.sock)));
 }

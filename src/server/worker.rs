@@ -26,6 +26,7 @@ use super::turned::TurnedAway;
 use crate::narrate;
 use crate::socket;
 use crate::sockopt::{Plan, SockKind, Stage};
+use crate::tls::stage::Accept;
 
 /// One read() asks for at most this much; it is also the loop's only read buffer.
 const READ_BUF: usize = 64 * 1024;
@@ -38,6 +39,8 @@ pub struct Setup<'a, S> {
     pub service: &'a S,
     pub plan: &'a Plan,
     pub limits: &'a Limits,
+    /// `--tls`: each client's stream is TLS, its handshake bounded.
+    pub tls: Option<&'a Accept>,
 }
 
 impl<S> Clone for Setup<'_, S> {
@@ -54,6 +57,8 @@ pub struct Totals {
     pub served: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// TLS clients whose EOF came without close_notify.
+    pub truncated: u64,
 }
 
 impl Totals {
@@ -61,6 +66,7 @@ impl Totals {
         self.served += o.served;
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
+        self.truncated += o.truncated;
     }
 }
 
@@ -218,9 +224,12 @@ impl<'a, S: Service> Worker<'a, S> {
             Arrival::Admitted(stream, peer) => self.open_conn(stream, peer, now),
             Arrival::Full(stream, max) => {
                 self.out.clear();
-                self.setup
-                    .service
-                    .farewell(&Farewell::Full(max), &mut self.out);
+                // A TLS client could not read a plain line: it is closed without one.
+                if self.setup.tls.is_none() {
+                    self.setup
+                        .service
+                        .farewell(&Farewell::Full(max), &mut self.out);
+                }
                 self.turned
                     .add(self.poll.registry(), stream, &self.out, now);
             }
@@ -258,6 +267,15 @@ impl<'a, S: Service> Worker<'a, S> {
         {
             narrate::emit(format_args!("client {peer}: {e:#}"));
             return self.forget(stream);
+        }
+        if let Some(tls) = self.setup.tls {
+            stream = match tls.wrap(stream, &peer.to_string()) {
+                Ok(s) => Stream::Tls(Box::new(s)),
+                Err(why) => {
+                    narrate::emit(format_args!("client {peer}: {why}"));
+                    return self.setup.lanes.left(self.id);
+                }
+            };
         }
         let (slot, t) = self.conns.vacant();
         if let Err(e) =
@@ -315,6 +333,12 @@ impl<'a, S: Service> Worker<'a, S> {
             match c.read(&mut self.rbuf, self.at_cap.cap(), now) {
                 Input::Nothing => {}
                 Input::Drained => return,
+                Input::Failed(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // TLS refused (plain text, a bad certificate...): always said, as a drop.
+                    let why = e.to_string();
+                    say_dropped(&c.peer, &why);
+                    return self.close(slot, why);
+                }
                 Input::Failed(e) => {
                     return self.close(slot, crate::error::client_io_failure("read", &e));
                 }
@@ -442,6 +466,7 @@ impl<'a, S: Service> Worker<'a, S> {
             };
             match c.overdue(now, idle) {
                 Some(Overdue::Now(why)) => self.close(slot, why),
+                Some(Overdue::Dropped(why)) => self.drop_client(slot, why),
                 Some(Overdue::Idle(limit, why)) => {
                     self.part(slot, &Farewell::Idle(limit), why, now);
                 }
@@ -464,9 +489,10 @@ impl<'a, S: Service> Worker<'a, S> {
             self.broadcast(None, Instant::now());
         }
         self.setup.lanes.left(self.id);
-        let (bytes_in, bytes_out) = c.close(&why, &mut self.at_cap);
+        let (bytes_in, bytes_out, truncated) = c.close(&why, &mut self.at_cap);
         self.totals.bytes_in += bytes_in;
         self.totals.bytes_out += bytes_out;
+        self.totals.truncated += u64::from(truncated);
     }
 
     /// At stop: each client is told (where the protocol has lines) and closed lingering, as

@@ -80,11 +80,15 @@ pub fn fingerprint(der: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-/// The `-v` lines for what the handshake settled.
+/// The `-v` line for what the handshake settled.
 pub fn handshake(conn: &rustls::Connection, took: std::time::Duration) {
-    if !narrate::verbose() {
-        return;
+    if narrate::verbose() {
+        narrate::emit(format_args!("{}", summary(conn, took)));
     }
+}
+
+/// What a handshake settled, in one line: version, suite, group, ALPN, resumption.
+pub fn summary(conn: &rustls::Connection, took: std::time::Duration) -> String {
     let version = conn
         .protocol_version()
         .map_or_else(|| "?".to_string(), |v| format!("{v:?}").replace('_', "."));
@@ -102,10 +106,10 @@ pub fn handshake(conn: &rustls::Connection, took: std::time::Duration) {
         Some(rustls::HandshakeKind::Resumed) => "yes",
         _ => "no",
     };
-    narrate::info(format_args!(
+    format!(
         "TLS handshake done in {}: {version}, {suite}, key exchange {group}, ALPN {alpn}, resumed {resumed}",
         narrate::short(took)
-    ));
+    )
 }
 
 /// The `-v` lines for a peer's chain, leaf first, and the verdict on it.

@@ -25,6 +25,7 @@ use rustls::Connection;
 use socket2::Socket;
 
 use super::report;
+use super::stage::{Tap, Tapped, sentence};
 use super::verify::{self, Checked};
 use crate::error;
 use crate::narrate;
@@ -133,6 +134,7 @@ impl TlsRelay {
             shut: false,
             peer_closed: false,
             tcp_eof: false,
+            tap: Tap::new(""),
         };
         if let Some(i) = s.stdin.as_deref_mut() {
             s.held = std::mem::take(&mut i.carry);
@@ -222,6 +224,8 @@ struct Session<'a> {
     peer_closed: bool,
     /// TCP EOF from the peer.
     tcp_eof: bool,
+    /// `-vv`: the records each way (stage.rs's tap, shared with the event loops).
+    tap: Option<Box<Tap>>,
 }
 
 impl Session<'_> {
@@ -388,7 +392,12 @@ impl Session<'_> {
     /// Sends what rustls holds, as far as the socket takes it.
     fn flush(&mut self) -> Result<()> {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut &*self.sock) {
+            let mut io = Tapped {
+                sock: self.sock,
+                tap: self.tap.as_deref_mut(),
+                handshaking: !self.handshaken,
+            };
+            match self.conn.write_tls(&mut io) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -409,7 +418,12 @@ impl Session<'_> {
     /// Reads what the socket has, decrypts it and writes the plaintext to stdout.
     fn receive(&mut self) -> Result<()> {
         loop {
-            match self.conn.read_tls(&mut &*self.sock) {
+            let mut io = Tapped {
+                sock: self.sock,
+                tap: self.tap.as_deref_mut(),
+                handshaking: !self.handshaken,
+            };
+            match self.conn.read_tls(&mut io) {
                 Ok(0) => {
                     self.tcp_eof = true;
                 }
@@ -432,6 +446,11 @@ impl Session<'_> {
         };
         if !self.handshaken && !self.conn.is_handshaking() {
             self.handshaken = true;
+            if self.conn.wants_write()
+                && let Some(t) = self.tap.as_deref_mut()
+            {
+                t.last_flight();
+            }
             self.on_handshake();
         }
         let mut plain = state.plaintext_bytes_to_read();
@@ -505,18 +524,7 @@ impl Session<'_> {
             Role::Client(_) => "server",
             Role::Server => "client",
         };
-        match e {
-            rustls::Error::InvalidMessage(_) if !self.handshaken => anyhow!(
-                "TLS handshake: the {peer_is} did not answer in TLS ({e}): is it speaking plain text?"
-            ),
-            rustls::Error::AlertReceived(alert) => {
-                anyhow!("TLS: the {peer_is} refused the handshake with the alert {alert:?}")
-            }
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
-                anyhow!("TLS: the {peer_is}'s certificate: {e}")
-            }
-            _ => anyhow!("TLS: {e}"),
-        }
+        anyhow!(sentence(e, peer_is, self.handshaken))
     }
 }
 

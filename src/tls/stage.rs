@@ -1,0 +1,685 @@
+//! TLS as a stage of a non-blocking, edge-triggered event loop: `TlsStream` holds a rustls
+//! connection (either end) over a socket and reads and writes plaintext like a socket does,
+//! `WouldBlock` included, so the server engine's connections and forward's pairs hold one in
+//! place of a plain socket. The handshake is driven by the reads and writes readiness calls
+//! for, bounded by a deadline the loop checks (`overdue`); our close sends close_notify; an
+//! EOF without the peer's close_notify is kept as a possible truncation for the loop to
+//! report. What the loop does with the bytes, and when, stays the loop's; the blocking relay
+//! of connect and listen is session.rs's, which shares the record tap and the wording.
+//!
+//! Edge-triggered rules kept here: a read goes on until the caller's buffer is full or the
+//! kernel says EAGAIN (rustls holds decrypted plaintext and reads the socket in pieces, so a
+//! short read means what it means for a socket: nothing more is waiting), and ciphertext
+//! rustls could not hand to the kernel waits in rustls until `send_held` on the next
+//! writable event.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::Connection;
+use socket2::SockRef;
+
+use super::records::{self, Records};
+use super::report;
+use super::verify::{self, Checked};
+use crate::narrate;
+use crate::socket;
+
+/// At most this much plaintext is handed to rustls per write: a little more than a
+/// record's worth times a few, so one write does not hold a burst in user space.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// What a server needs to speak TLS with each client it accepts.
+#[derive(Clone)]
+pub struct Accept {
+    pub config: Arc<rustls::ServerConfig>,
+    /// How long a client may take over its handshake before it is dropped.
+    pub handshake: Duration,
+}
+
+impl Accept {
+    /// The server's end of TLS over an accepted `sock`, `who` tagging its `-vv` records.
+    pub fn wrap<S>(&self, sock: S, who: &str) -> Result<TlsStream<S>, String>
+    where
+        S: AsFd,
+        for<'a> &'a S: Read + Write,
+    {
+        let conn =
+            rustls::ServerConnection::new(self.config.clone()).map_err(|e| format!("TLS: {e}"))?;
+        Ok(TlsStream::new(
+            sock,
+            Connection::Server(conn),
+            self.handshake,
+            who,
+        ))
+    }
+}
+
+/// What a client of a TLS server needs (forward --to-tls): its configuration, the name it
+/// checks, what the verifier saw.
+#[derive(Clone)]
+pub struct Originate {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: rustls::pki_types::ServerName<'static>,
+    pub checked: Arc<Checked>,
+    pub handshake: Duration,
+}
+
+impl Originate {
+    /// The client's end of TLS over a connected `sock`; on failure the socket comes back.
+    pub fn wrap<S>(&self, sock: S, who: &str) -> Result<TlsStream<S>, (S, String)>
+    where
+        S: AsFd,
+        for<'a> &'a S: Read + Write,
+    {
+        match rustls::ClientConnection::new(self.config.clone(), self.name.clone()) {
+            Ok(conn) => Ok(TlsStream::client(
+                sock,
+                Connection::Client(conn),
+                self.checked.clone(),
+                self.handshake,
+                who,
+            )),
+            Err(e) => Err((sock, format!("TLS: {e}"))),
+        }
+    }
+}
+
+/// A TLS connection over a non-blocking socket `S`.
+pub struct TlsStream<S> {
+    sock: S,
+    inner: RefCell<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    /// What the verifier saw (we are the client), for the refusal sentence and `-v`.
+    checked: Option<Arc<Checked>>,
+    started: Instant,
+    bound: Duration,
+    /// The handshake is over (and was reported).
+    handshaken: bool,
+    /// The `-v` lines of a handshake just finished, for the holder to print with its tag.
+    news: Option<Vec<String>>,
+    close_sent: bool,
+    /// Our side ended during the handshake: close_notify waits for its end (sent during it,
+    /// it would end the handshake).
+    close_wanted: bool,
+    shut: bool,
+    tcp_eof: bool,
+    /// The peer's TCP EOF came without its close_notify.
+    truncated: bool,
+    /// `-vv`: each record each way, told as it passes.
+    tap: Option<Box<Tap>>,
+}
+
+/// The record narration of one connection: both directions and whose they are.
+pub struct Tap {
+    who: String,
+    out: Records,
+    inn: Records,
+    /// Our next encrypted record is our last flight of the handshake (a TLS 1.3 client's
+    /// Finished, a TLS 1.2 server's), queued when rustls already counts the handshake done.
+    finishing: bool,
+}
+
+impl Tap {
+    /// A tap at `-vv` (None otherwise); `who` tags its lines (empty: untagged).
+    pub fn new(who: &str) -> Option<Box<Tap>> {
+        narrate::narrating().then(|| {
+            Box::new(Tap {
+                who: who.to_string(),
+                out: Records::default(),
+                inn: Records::default(),
+                finishing: false,
+            })
+        })
+    }
+
+    /// The handshake just ended with ciphertext of ours still queued: its first encrypted
+    /// record is the last of our handshake.
+    pub fn last_flight(&mut self) {
+        self.finishing = true;
+    }
+
+    /// Tells the records `data` (bytes that just went `out`, or came in) completed.
+    pub fn saw(&mut self, out: bool, data: &[u8], handshaking: bool) {
+        let side = if out { &mut self.out } else { &mut self.inn };
+        let was_tls = side.not_tls.is_none();
+        let done = side.feed(data);
+        let tag = if self.who.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", self.who)
+        };
+        // On the narration clock, as the calls are (not `seen`: a record is no kernel event,
+        // and --trace keeps to calls and the kernel's).
+        let stamp = || format!("{:>9}", narrate::stamp_ago(Duration::ZERO));
+        for r in &done {
+            let last_flight = out && r.encrypted && std::mem::take(&mut self.finishing);
+            narrate::emit(format_args!(
+                "{} {tag}{}",
+                stamp(),
+                records::describe(out, r, handshaking || last_flight)
+            ));
+        }
+        if let (true, Some(first)) = (was_tls, side.not_tls) {
+            narrate::emit(format_args!(
+                "{} {tag}{}",
+                stamp(),
+                records::not_tls(out, first)
+            ));
+        }
+    }
+}
+
+/// A socket as rustls's read_tls/write_tls see it, with the tap on the bytes.
+pub struct Tapped<'a, S> {
+    pub sock: S,
+    pub tap: Option<&'a mut Tap>,
+    pub handshaking: bool,
+}
+
+impl<S: Read> Read for Tapped<'_, S> {
+    /// With the tap on, one record (or its header) at a time, so rustls processes each
+    /// before the next arrives and the narration knows which ones were the handshake's.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let limit = self
+            .tap
+            .as_deref()
+            .and_then(|t| t.inn.want())
+            .map_or(buf.len(), |w| w.min(buf.len()));
+        let n = self.sock.read(&mut buf[..limit])?;
+        if let Some(t) = self.tap.as_deref_mut() {
+            t.saw(false, &buf[..n], self.handshaking);
+        }
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Tapped<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.sock.write(buf)?;
+        if let Some(t) = self.tap.as_deref_mut() {
+            t.saw(true, &buf[..n], self.handshaking);
+        }
+        Ok(n)
+    }
+
+    /// rustls hands its queued records over as one vector: one writev, as without the tap,
+    /// so a flight's records do not go out as small writes that Nagle would hold back.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.sock.write_vectored(bufs)?;
+        if let Some(t) = self.tap.as_deref_mut() {
+            let mut left = n;
+            for b in bufs {
+                let take = left.min(b.len());
+                t.saw(true, &b[..take], self.handshaking);
+                left -= take;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+/// A failure of the TLS layer as an io::Error (InvalidData), its text the one line to log.
+fn failure(text: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, text)
+}
+
+/// The one sentence for a rustls error: what the peer did, or what its certificate is.
+/// `peer_is`: "client" or "server".
+pub fn sentence(e: &rustls::Error, peer_is: &str, handshaken: bool) -> String {
+    match e {
+        rustls::Error::InvalidMessage(_) if !handshaken => format!(
+            "TLS handshake: the {peer_is} did not answer in TLS ({e}): is it speaking plain text?"
+        ),
+        rustls::Error::AlertReceived(alert) => {
+            format!("TLS: the {peer_is} refused the handshake with the alert {alert:?}")
+        }
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            format!("TLS: the {peer_is}'s certificate: {e}")
+        }
+        _ => format!("TLS: {e}"),
+    }
+}
+
+impl<S> TlsStream<S>
+where
+    S: AsFd,
+    for<'a> &'a S: Read + Write,
+{
+    /// A server's end of TLS over an accepted `sock`; the handshake must end within `bound`.
+    pub fn new(sock: S, conn: Connection, bound: Duration, who: &str) -> Self {
+        TlsStream {
+            sock,
+            inner: RefCell::new(Inner {
+                conn,
+                checked: None,
+                started: Instant::now(),
+                bound,
+                handshaken: false,
+                news: None,
+                close_sent: false,
+                close_wanted: false,
+                shut: false,
+                tcp_eof: false,
+                truncated: false,
+                tap: Tap::new(who),
+            }),
+        }
+    }
+
+    /// A client's end, with what its verifier will see.
+    pub fn client(
+        sock: S,
+        conn: Connection,
+        checked: Arc<Checked>,
+        bound: Duration,
+        who: &str,
+    ) -> Self {
+        let s = TlsStream::new(sock, conn, bound, who);
+        s.inner.borrow_mut().checked = Some(checked);
+        s
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.sock
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.sock
+    }
+
+    pub fn into_inner(self) -> S {
+        self.sock
+    }
+
+    /// The handshake's bound counts from now (forward: once the target is reached).
+    pub fn start_clock(&self) {
+        self.inner.borrow_mut().started = Instant::now();
+    }
+
+    pub fn handshaking(&self) -> bool {
+        !self.inner.borrow().handshaken
+    }
+
+    /// The peer's EOF came without close_notify: what it sent may have been cut short.
+    pub fn truncated(&self) -> bool {
+        self.inner.borrow().truncated
+    }
+
+    /// Rustls holds ciphertext the kernel has not taken yet.
+    pub fn holds_output(&self) -> bool {
+        let i = self.inner.borrow();
+        i.conn.wants_write() || ((i.close_sent || i.close_wanted) && !i.shut)
+    }
+
+    /// The `-v` lines of a handshake that finished since the last call (once).
+    pub fn news(&self) -> Option<Vec<String>> {
+        self.inner.borrow_mut().news.take()
+    }
+
+    /// Why the connection must go now: its handshake has run past the bound.
+    pub fn overdue(&self, now: Instant) -> Option<String> {
+        let i = self.inner.borrow();
+        (!i.handshaken && now.saturating_duration_since(i.started) >= i.bound).then(|| {
+            format!(
+                "TLS handshake not finished within {} (a stalled or plain-text client)",
+                humantime::format_duration(i.bound)
+            )
+        })
+    }
+
+    /// Hands rustls's ciphertext to the kernel as far as it takes it (EAGAIN is no error:
+    /// the rest waits for the next writable event); once all is out after our
+    /// close_notify, shuts TCP's sending side.
+    pub fn send_held(&self) -> io::Result<()> {
+        let mut i = self.inner.borrow_mut();
+        i.flush(&self.sock)?;
+        if i.close_sent && !i.shut && !i.conn.wants_write() {
+            i.shut = true;
+            let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
+        }
+        Ok(())
+    }
+
+    /// Our side is done: close_notify (once the handshake allows it), then, once sent, the
+    /// TCP FIN.
+    pub fn close_write(&self) {
+        {
+            let mut i = self.inner.borrow_mut();
+            if !i.handshaken {
+                i.close_wanted = true;
+            } else if !i.close_sent {
+                i.close_sent = true;
+                i.conn.send_close_notify();
+            }
+        }
+        let _ = self.send_held();
+    }
+
+    /// Plaintext into `buf`: what rustls holds, then what the socket has, until `buf` is
+    /// full or the kernel has no more (`WouldBlock` when nothing came). `Ok(0)`: the peer's
+    /// close_notify, or its EOF without one (`truncated`). A TLS failure is InvalidData, its
+    /// text the sentence to log.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut i = self.inner.borrow_mut();
+        let mut got = 0;
+        loop {
+            match i.conn.reader().read(&mut buf[got..]) {
+                Ok(0) if got < buf.len() => return Ok(got),
+                Ok(n) => {
+                    got += n;
+                    if got == buf.len() {
+                        return Ok(got);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    if got > 0 {
+                        return Ok(got);
+                    }
+                    if !i.handshaken {
+                        let peer_is = i.peer_is();
+                        return Err(failure(format!(
+                            "TLS handshake: the {peer_is} closed the connection before it \
+                             finished (is it speaking TLS?)"
+                        )));
+                    }
+                    i.truncated = true;
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+            if i.tcp_eof {
+                // rustls said neither EOF nor data after the socket's EOF: treat as EOF.
+                return Ok(got);
+            }
+            let handshaking = !i.handshaken;
+            let Inner { conn, tap, .. } = &mut *i;
+            let mut io = Tapped {
+                sock: &self.sock,
+                tap: tap.as_deref_mut(),
+                handshaking,
+            };
+            match conn.read_tls(&mut io) {
+                Ok(0) => i.tcp_eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return if got > 0 { Ok(got) } else { Err(e) };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = i.conn.process_new_packets() {
+                let text = i.refusal(&e);
+                // The alert rustls queued goes out, if the kernel takes it.
+                let _ = i.flush(&self.sock);
+                return Err(failure(text));
+            }
+            // Handshake replies (and tickets) go out as soon as they are made.
+            i.flush(&self.sock)?;
+            if i.notice_handshake() && i.close_wanted {
+                i.close_sent = true;
+                i.conn.send_close_notify();
+                drop(i);
+                self.send_held()?;
+                i = self.inner.borrow_mut();
+            }
+        }
+    }
+
+    /// Plaintext from `buf` into rustls (before the handshake ends it waits there), then out
+    /// as far as the kernel takes it. `WouldBlock` while rustls still holds ciphertext the
+    /// kernel would not take: backpressure, as a full socket buffer gives.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        let mut i = self.inner.borrow_mut();
+        i.flush(&self.sock)?;
+        if i.conn.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = i.conn.writer().write(&buf[..buf.len().min(WRITE_CHUNK)])?;
+        if n == 0 && !buf.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        i.flush(&self.sock)?;
+        Ok(n)
+    }
+
+    /// Closes: close_notify first if the session got that far and we have not said it, one
+    /// attempt to send it, and the socket back for its narrated close.
+    pub fn finish(self) -> S {
+        let said = {
+            let i = self.inner.borrow();
+            i.close_sent || !i.handshaken
+        };
+        if !said {
+            self.close_write();
+        }
+        self.sock
+    }
+}
+
+impl Inner {
+    fn peer_is(&self) -> &'static str {
+        match self.conn {
+            Connection::Client(_) => "server",
+            Connection::Server(_) => "client",
+        }
+    }
+
+    fn refusal(&self, e: &rustls::Error) -> String {
+        if let Some(checked) = &self.checked
+            && let Some(line) = verify::refusal(e, checked)
+        {
+            return line;
+        }
+        sentence(e, self.peer_is(), self.handshaken)
+    }
+
+    /// write_tls until rustls holds nothing or the kernel is full.
+    fn flush<S>(&mut self, sock: &S) -> io::Result<()>
+    where
+        for<'a> &'a S: Write,
+    {
+        let handshaking = !self.handshaken;
+        while self.conn.wants_write() {
+            let mut io = Tapped {
+                sock,
+                tap: self.tap.as_deref_mut(),
+                handshaking,
+            };
+            match self.conn.write_tls(&mut io) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the handshake has just ended.
+    fn notice_handshake(&mut self) -> bool {
+        if self.handshaken || self.conn.is_handshaking() {
+            return false;
+        }
+        self.handshaken = true;
+        if !narrate::verbose() {
+            return true;
+        }
+        let mut lines = vec![report::summary(&self.conn, self.started.elapsed())];
+        match (&self.checked, self.conn.peer_certificates()) {
+            (Some(checked), _) => {
+                let seen = checked.seen();
+                lines.push(format!("server certificate: {}", seen.verdict));
+            }
+            (None, Some(certs)) => {
+                let subject = certs
+                    .first()
+                    .and_then(report::Cert::parse)
+                    .map_or_else(|| "?".to_string(), |c| c.subject);
+                lines.push(format!(
+                    "client certificate: subject {subject}, verified against --client-ca"
+                ));
+            }
+            (None, None) => {}
+        }
+        self.news = Some(lines);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Both ends of TLS over a Unix socket pair, non-blocking, driven by hand as an event
+    //! loop would: the handshake, bytes both ways, close_notify, a truncation, a plain-text
+    //! client, and the handshake bound.
+
+    use super::*;
+    use crate::tls::config::{self, ClientOptions, ServerOptions};
+    use rustls::{ClientConnection, ServerConnection};
+    use std::os::unix::net::UnixStream;
+
+    fn server_conn() -> Connection {
+        let server = config::server(&ServerOptions::default(), &["localhost".to_string()]).unwrap();
+        Connection::Server(ServerConnection::new(server.config).unwrap())
+    }
+
+    /// A server and a client end over a socket pair (the client trusts anything: what is
+    /// tested here is the stage, not verification, which tests/tls.rs covers).
+    fn ends() -> (TlsStream<UnixStream>, TlsStream<UnixStream>) {
+        let opts = ClientOptions {
+            insecure: true,
+            ..ClientOptions::default()
+        };
+        let client = config::client(&opts, "localhost").unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let s = TlsStream::new(a, server_conn(), Duration::from_secs(10), "");
+        let c = TlsStream::client(
+            b,
+            Connection::Client(ClientConnection::new(client.config, client.name).unwrap()),
+            client.checked,
+            Duration::from_secs(10),
+            "",
+        );
+        (s, c)
+    }
+
+    /// Turns both ends until neither moves: what each read, and how each read ended.
+    fn turn(
+        a: &TlsStream<UnixStream>,
+        b: &TlsStream<UnixStream>,
+    ) -> (Vec<u8>, Vec<u8>, [Option<io::Result<usize>>; 2]) {
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        let mut last = [None, None];
+        let mut buf = [0u8; 1000];
+        for _ in 0..200 {
+            a.send_held().unwrap();
+            b.send_held().unwrap();
+            for (k, (s, got)) in [(a, &mut got_a), (b, &mut got_b)].into_iter().enumerate() {
+                let r = s.read(&mut buf);
+                if let Ok(n) = &r {
+                    got.extend_from_slice(&buf[..*n]);
+                }
+                let ended = !matches!(&r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+                if ended {
+                    last[k] = Some(r);
+                }
+            }
+        }
+        (got_a, got_b, last)
+    }
+
+    #[test]
+    fn handshake_bytes_both_ways_and_close_notify_is_a_clean_eof() {
+        let (s, c) = ends();
+        // The client's bytes wait in rustls until the handshake is done, then go.
+        assert_eq!(c.write(b"hello").unwrap(), 5);
+        assert!(c.handshaking());
+        let (at_s, at_c, _) = turn(&s, &c);
+        assert!(!s.handshaking() && !c.handshaking());
+        assert_eq!(at_s, b"hello");
+        assert!(at_c.is_empty());
+        // More than one read buffer's worth comes through whole, in order.
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut at = 0;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while got.len() < big.len() {
+            if at < big.len() {
+                match s.write(&big[at..]) {
+                    Ok(n) => at += n,
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                }
+            }
+            s.send_held().unwrap();
+            match c.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            }
+        }
+        assert_eq!(got, big);
+        s.close_write();
+        let (_, _, last) = turn(&s, &c);
+        assert!(matches!(last[1], Some(Ok(0))), "{:?}", last[1]);
+        assert!(!c.truncated());
+    }
+
+    #[test]
+    fn an_eof_without_close_notify_is_a_truncation() {
+        let (s, c) = ends();
+        let _ = turn(&s, &c);
+        assert!(!c.handshaking());
+        // The server's socket is shut without a close_notify.
+        s.into_inner().shutdown(Shutdown::Write).unwrap();
+        let mut buf = [0u8; 100];
+        let mut end = None;
+        for _ in 0..100 {
+            match c.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => {
+                    end = Some(r.unwrap());
+                    break;
+                }
+            }
+        }
+        assert_eq!(end, Some(0));
+        assert!(c.truncated());
+    }
+
+    #[test]
+    fn plain_text_fails_the_handshake_with_one_sentence() {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let server = TlsStream::new(a, server_conn(), Duration::from_secs(10), "");
+        (&b).write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let e = server.read(&mut [0u8; 100]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("plain text"), "{e}");
+    }
+
+    #[test]
+    fn a_handshake_past_its_bound_is_overdue() {
+        let (s, _c) = ends();
+        let now = Instant::now();
+        assert_eq!(s.overdue(now), None);
+        let why = s.overdue(now + Duration::from_secs(10)).unwrap();
+        assert!(why.contains("within 10s"), "{why}");
+    }
+}
