@@ -174,8 +174,8 @@ fn data_call(flow: &mut Flow, dir: Dir, fd: RawFd, len: usize, r: &io::Result<us
 impl<S> Conn<S> {
     pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
         let flow = Flow::for_client(&peer).map(Box::new);
-        if let Stream::Tcp(t) = &sock {
-            sample::begin(t.as_raw_fd(), || Some(peer.to_string()));
+        if sock.is_tcp() {
+            sample::begin(sock.as_raw_fd(), || Some(peer.to_string()));
         }
         Conn {
             flow,
@@ -513,8 +513,8 @@ impl<S> Conn<S> {
         {
             narrate::emit(format_args!("{} {info}", self.peer));
         }
-        if let Stream::Tcp(t) = &self.sock {
-            sample::end(t.as_raw_fd());
+        if self.sock.is_tcp() {
+            sample::end(self.sock.as_raw_fd());
         }
         self.sock.close();
         (self.bytes_in, self.bytes_out, truncated)

@@ -367,7 +367,7 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(client: Stream, peer: Peer, copy: bool, now: Instant) -> Pair {
-        if let Stream::Tcp(_) = &client {
+        if client.is_tcp() {
             sample::begin(client.as_raw_fd(), || Some(peer.to_string()));
         }
         let (mut up, mut down) = (Half::new(copy), Half::new(copy));
@@ -497,7 +497,7 @@ impl Pair {
     /// Closes both sockets; `reset`: with SO_LINGER 0, so each peer gets a RST, not a FIN.
     pub fn close(self, reset: bool) {
         let Pair { client, target, .. } = self;
-        if let Stream::Tcp(_) = &client {
+        if client.is_tcp() {
             sample::end(client.as_raw_fd());
         }
         for s in std::iter::once(client).chain(target) {
