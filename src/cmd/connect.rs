@@ -26,8 +26,6 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         return check_ports(&args);
     }
     let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
-    options::json_without_tls(args.relay.json, tls.is_some())?;
-    options::progress_without_tls(&args.relay, tls.is_some())?;
     let wire = options::wire(&args.wire)?;
     let capture = options::capture(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
@@ -66,7 +64,14 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
     let ending = options::ending(&args.relay, options::Role::Client);
     let result = match tls {
-        Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
+        Some(client) => tls::connect_session(
+            client,
+            &sock,
+            ending,
+            args.timeout,
+            args.relay.json,
+            options::progress(&args.relay, args.verbosity),
+        ),
         None => Relay::new(ending, wire)
             .json(args.relay.json)
             .progress(options::progress(&args.relay, args.verbosity))
