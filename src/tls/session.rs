@@ -30,9 +30,8 @@ use super::stage::{Tap, Tapped, sentence};
 use super::verify::{self, Checked};
 use crate::error;
 use crate::interrupt::{self, Live};
-use crate::json;
 use crate::narrate;
-use crate::progress;
+use crate::relay::session::stream_reports;
 use crate::relay::stream;
 use crate::relay::summary;
 use crate::relay::{End, Ending};
@@ -140,19 +139,7 @@ impl TlsRelay {
         // session publishes its own.
         let live = Live::new(Arc::new(AtomicU64::new(0)));
         interrupt::publish(&live);
-        // Named now: once the peer has closed, getpeername() has nobody to name.
-        let peer = if self.json {
-            sock.peer_addr().ok()
-        } else {
-            None
-        };
-        if self.json {
-            let shown = json::address(peer.as_ref());
-            interrupt::name_session(summary::head(sock, false), shown, None);
-        }
-        let line = self
-            .progress
-            .then(|| progress::transfer(progress::stdin_size()));
+        let (peer, line) = stream_reports(sock, self.json, self.progress);
         let uplink = !self.opts.recv_only;
         if uplink {
             self.stdin()?;
