@@ -771,7 +771,8 @@ pub struct RelayArgs {
 
     /// For scripts: the end-of-session summary as one JSON object on stderr (kind, proto,
     /// local, peer, sent, received, duration, rates, end, tcp_info; with -u also datagrams each
-    /// way, truncated, dropped), and with listen -k a totals object at Ctrl-C; with --broker or
+    /// way, truncated, dropped; with --tls a tls object: version, suite, group, alpn, resumed,
+    /// peer_certificates, close_notify), and with listen -k a totals object at Ctrl-C; with --broker or
     /// --chat one object per client and the totals; with -z one JSON object per port on stdout
     /// instead of the lines (host, port, proto, state, time, reason). See README.
     #[arg(long)]
@@ -986,7 +987,8 @@ pub struct ServerArgs {
     pub threads: Option<u16>,
 
     /// For scripts: one JSON object on stderr per client as it ends (peer, sent, received,
-    /// duration, rates, reason, tcp_info; forward: one per pair) and a totals object when the
+    /// duration, rates, reason, tcp_info, tls with --tls; forward: one per pair, with
+    /// client_tls and target_tls) and a totals object when the
     /// server stops, instead of -v's lines. See README.
     #[arg(long)]
     pub json: bool,

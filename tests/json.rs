@@ -349,6 +349,7 @@ const CLIENT: &[&str] = &[
     "rate_down",
     "reason",
     "tcp_info",
+    "tls",
 ];
 const TOTALS: &[&str] = &[
     "kind",
@@ -570,7 +571,11 @@ fn forward_json_has_one_object_per_pair_and_the_totals() {
     let pairs = of_kind(&objs, "pair");
     assert_eq!(pairs.len(), 1, "{text}");
     let o = pairs[0];
-    keys_are(o, &with(PAIR, &["undelivered"]));
+    keys_are(o, &with(PAIR, &["undelivered", "client_tls", "target_tls"]));
+    assert!(
+        o["client_tls"].is_null() && o["target_tls"].is_null(),
+        "{o:?}"
+    );
     assert_eq!(o["proto"], "tcp");
     assert_eq!(o["peer"], from.to_string());
     assert!(o["who"].is_null());
@@ -757,14 +762,166 @@ fn listen_keep_open_json_ends_with_the_totals_at_ctrl_c() {
     assert_eq!(t[0]["stopped_by"], "SIGINT");
 }
 
+/// The fields of `--json`'s `tls` object on a relay session.
+const TLS: &[&str] = &[
+    "version",
+    "suite",
+    "group",
+    "alpn",
+    "resumed",
+    "peer_certificates",
+    "close_notify",
+];
+
 #[test]
-fn json_with_tls_is_still_refused() {
-    for args in [
-        &["connect", "--json", "--tls", "127.0.0.1", "9"][..],
-        &["listen", "--json", "--tls", "127.0.0.1", "0"][..],
+fn tls_sessions_json_add_what_the_handshake_settled_and_the_peers_chain() {
+    use std::io::{Read, Write};
+    let mut cmd = util::sockkit(&["listen", "--tls", "--json", "127.0.0.1", "0"]);
+    let mut server = util::Server::start_with(&mut cmd);
+    let port = server.port().to_string();
+    let fingerprint = server
+        .stderr
+        .wait_for(T, |l| l.contains("SHA-256 fingerprint"))
+        .unwrap();
+    let fingerprint = fingerprint.rsplit(' ').next().unwrap().to_string();
+    let mut stdin = server.child.stdin();
+    stdin.write_all(b"pong").unwrap();
+    drop(stdin);
+    let client = run(
+        &[
+            "connect",
+            "--tls",
+            "--insecure",
+            "--json",
+            "127.0.0.1",
+            &port,
+        ],
+        b"ping",
+        T,
+    );
+    assert_eq!(client.code(), Some(0), "{}", client.stderr);
+    assert_eq!(client.stdout, b"pong");
+    let status = server
+        .child
+        .status_within(T, "listen --tls after its client");
+    assert_eq!(status.code(), Some(0));
+    let mut got = Vec::new();
+    server.child.stdout().read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"ping");
+    let server_text = server.stderr.finish(T);
+    for (text, sent, received, certs) in [
+        (client.stderr.as_str(), 4, 4, 1),
+        (server_text.as_str(), 4, 4, 0),
     ] {
-        let out = run(args, b"", T);
-        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
-        assert!(out.stderr.starts_with("sockkit: --json"), "{}", out.stderr);
+        let objs = json_lines(text);
+        assert_eq!(objs.len(), 1, "{text}");
+        let o = &objs[0];
+        keys_are(o, &with(SUMMARY, &["tls"]));
+        assert_eq!(o["kind"], "session");
+        assert_eq!(o["proto"], "tcp");
+        assert_eq!(o["sent"], sent, "{o:?}");
+        assert_eq!(o["received"], received, "{o:?}");
+        assert_eq!(o["end"], "closed");
+        assert!(o["tcp_info"].is_object(), "{o:?}");
+        let t = o["tls"].as_object().expect("a tls object");
+        keys_are(t, TLS);
+        assert_eq!(t["version"], "TLSv1.3");
+        assert!(
+            t["suite"].as_str().is_some_and(|s| s.starts_with("TLS13_")),
+            "{t:?}"
+        );
+        assert!(t["group"].is_string(), "{t:?}");
+        assert!(t["alpn"].is_null(), "{t:?}");
+        assert_eq!(t["resumed"], false);
+        assert_eq!(t["close_notify"], true, "{t:?}");
+        // The client sees the server's self-signed certificate; the server asked for none.
+        let chain = t["peer_certificates"].as_array().unwrap();
+        assert_eq!(chain.len(), certs, "{t:?}");
+        if let Some(c) = chain.first() {
+            assert_eq!(c["sha256"], fingerprint.as_str());
+            for k in ["subject", "issuer", "not_before", "not_after"] {
+                assert!(c[k].is_string(), "{k}: {c:?}");
+            }
+            let names = c["names"].as_array().unwrap();
+            assert!(names.iter().any(|n| n == "IP:127.0.0.1"), "{c:?}");
+        }
     }
+}
+
+/// The fields of the `tls` object on a server's client or a forwarded pair's legs.
+const SERVER_TLS: &[&str] = &[
+    "version",
+    "suite",
+    "group",
+    "alpn",
+    "resumed",
+    "peer_certificates",
+    "truncated",
+];
+
+#[test]
+fn tls_on_the_servers_json_client_and_pair_objects() {
+    // connect --tls -> forward --tls --to-tls -> echo --tls: TLS on each leg, and each
+    // server's object says what its leg settled.
+    let mut echo = util::Server::start(&["echo", "--tls", "--json", "127.0.0.1", "0"]);
+    let eport = echo.port().to_string();
+    let mut fwd = util::Server::start(&[
+        "forward",
+        "--tls",
+        "--to-tls",
+        "--insecure",
+        "--json",
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &eport,
+    ]);
+    let fport = fwd.port().to_string();
+    let client = run(
+        &["connect", "--tls", "--insecure", "127.0.0.1", &fport],
+        b"through three TLS sessions",
+        T,
+    );
+    assert_eq!(client.code(), Some(0), "{}", client.stderr);
+    assert_eq!(client.stdout, b"through three TLS sessions");
+    for s in [&mut echo, &mut fwd] {
+        s.stderr
+            .wait_for(T, |l| {
+                l.contains("\"kind\":\"client\"") || l.contains("\"kind\":\"pair\"")
+            })
+            .unwrap();
+    }
+    let settled = |t: &Value, what: &str| {
+        let t = t
+            .as_object()
+            .unwrap_or_else(|| panic!("{what}: no tls object: {t:?}"));
+        keys_are(t, SERVER_TLS);
+        assert_eq!(t["version"], "TLSv1.3", "{what}");
+        assert!(
+            t["suite"].is_string() && t["group"].is_string(),
+            "{what}: {t:?}"
+        );
+        assert_eq!(t["truncated"], false, "{what}");
+        t["peer_certificates"].as_array().unwrap().len()
+    };
+    let text = interrupt(&mut echo);
+    let objs = json_lines(&text);
+    let clients = of_kind(&objs, "client");
+    assert_eq!(clients.len(), 1, "{text}");
+    keys_are(clients[0], CLIENT);
+    assert_eq!(clients[0]["received"], 26);
+    assert_eq!(clients[0]["sent"], 26);
+    // echo asked its client (the forwarder) for no certificate.
+    assert_eq!(settled(&clients[0]["tls"], "echo's client"), 0);
+    let text = interrupt(&mut fwd);
+    let objs = json_lines(&text);
+    let pairs = of_kind(&objs, "pair");
+    assert_eq!(pairs.len(), 1, "{text}");
+    let p = pairs[0];
+    keys_are(p, &with(PAIR, &["undelivered", "client_tls", "target_tls"]));
+    assert_eq!(p["up"], 26);
+    assert_eq!(p["down"], 26);
+    assert_eq!(settled(&p["client_tls"], "forward's client leg"), 0);
+    // Toward the target the forwarder is the client: it saw echo's self-signed certificate.
+    assert_eq!(settled(&p["target_tls"], "forward's target leg"), 1);
 }

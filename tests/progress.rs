@@ -232,3 +232,49 @@ fn progress_is_refused_on_a_broker_and_with_its_opposite() {
         assert!(out.stderr.contains("--progress"), "{}", out.stderr);
     }
 }
+
+#[test]
+fn a_tls_transfer_keeps_the_line_too() {
+    // listen --tls's stdout read slowly, so the 16 MiB (past what the
+    // socket buffers hold) take long enough for a few redraws.
+    let dir = TempDir::new("progress-tls");
+    let data = file_of(&dir, 16 * 1024 * 1024);
+    let mut cmd = util::sockkit(&["listen", "--tls", "127.0.0.1", "0"]);
+    cmd.stdin(std::process::Stdio::null());
+    let mut server = util::Server::start_with(&mut cmd);
+    let mut stdout = server.child.stdout();
+    let reader = std::thread::spawn(move || {
+        let (mut n, mut buf) = (0, vec![0u8; 64 * 1024]);
+        loop {
+            match stdout.read(&mut buf).unwrap() {
+                0 => return n,
+                k => n += k,
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let port = server.port().to_string();
+    let mut cmd = util::sockkit(&[
+        "connect",
+        "-v",
+        "--progress",
+        "--tls",
+        "--insecure",
+        "127.0.0.1",
+        &port,
+    ]);
+    let out = util::run_cmd_from(&mut cmd, std::fs::File::open(&data).unwrap(), T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(reader.join().unwrap(), 16 * 1024 * 1024);
+    assert!(
+        out.stderr.contains(&format!("{ERASE}sent ")),
+        "{:?}",
+        out.stderr
+    );
+    let tail = out.stderr.rsplit(ERASE).next().unwrap();
+    assert!(tail.contains("closed: sent 16.00 MiB"), "{:?}", out.stderr);
+    assert!(!tail.contains("| received"), "{:?}", out.stderr);
+    server
+        .child
+        .status_within(T, "listen --tls after its client");
+}

@@ -27,8 +27,6 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         return check_ports(&args);
     }
     let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
-    options::json_without_tls(args.relay.json, tls.is_some())?;
-    options::progress_without_tls(&args.relay, tls.is_some())?;
     let wire = options::wire(&args.wire)?;
     let (capture, observed) = observe::start(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
@@ -72,7 +70,14 @@ pub fn run(args: ConnectArgs) -> Result<()> {
         None
     };
     let result = match tls {
-        Some(client) => tls::connect_session(client, &sock, ending, args.timeout),
+        Some(client) => tls::connect_session(
+            client,
+            &sock,
+            ending,
+            args.timeout,
+            args.relay.json,
+            options::progress(&args.relay, args.verbosity),
+        ),
         None => Relay::new(ending, wire)
             .json(args.relay.json)
             .progress(options::progress(&args.relay, args.verbosity))

@@ -20,8 +20,6 @@ use crate::tls::TlsRelay;
 pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let tls = tls::server(&args.tls, args.addr.as_deref(), &args.wire)?;
-    options::json_without_tls(args.relay.json, tls.is_some())?;
-    options::progress_without_tls(&args.relay, tls.is_some())?;
     let relay = Relay::new(
         options::ending(&args.relay, options::Role::Server),
         options::wire(&args.wire)?,
@@ -46,7 +44,10 @@ pub fn run(args: ListenArgs) -> Result<()> {
             Some(server) => {
                 tls::announce(&server, args.verbosity.quiet);
                 let ending = options::ending(&args.relay, options::Role::Server);
-                ServerRelay::Tls(TlsRelay::new(ending, tls::HANDSHAKE_TIMEOUT), server)
+                let relay = TlsRelay::new(ending, tls::HANDSHAKE_TIMEOUT)
+                    .json(args.relay.json)
+                    .progress(options::progress(&args.relay, args.verbosity));
+                ServerRelay::Tls(relay, server)
             }
             None => ServerRelay::Plain(relay),
         };

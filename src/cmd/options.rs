@@ -59,30 +59,6 @@ pub fn progress(args: &RelayArgs, verbosity: Verbosity) -> bool {
     args.progress || (verbosity.verbose >= 1 && std::io::stderr().is_terminal())
 }
 
-/// `--progress` with `--tls`: the TLS relay keeps no live counters for the line yet, so the
-/// pair is refused (exit 2) rather than `--progress` ignored.
-pub fn progress_without_tls(args: &RelayArgs, tls: bool) -> Result<()> {
-    if args.progress && tls {
-        return Err(UsageError::new(
-            "--progress's line is not built for --tls sessions yet (-v shows their totals)",
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// `--json` with `--tls`: the TLS relay has no JSON summary yet, so the pair is refused (exit
-/// 2) rather than `--json` ignored.
-pub fn json_without_tls(json: bool, tls: bool) -> Result<()> {
-    if json && tls {
-        return Err(UsageError::new(
-            "--json's summary is not built for --tls sessions yet (-v shows their totals)",
-        )
-        .into());
-    }
-    Ok(())
-}
-
 /// `--idle-timeout` as a limit: 0 turns it off, on every subcommand that takes it.
 pub fn idle_limit(given: Option<Duration>) -> Option<Duration> {
     given.filter(|d| !d.is_zero())

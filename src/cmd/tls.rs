@@ -92,10 +92,14 @@ pub fn connect_session(
     sock: &Socket,
     ending: Ending,
     timeout: Option<Duration>,
+    json: bool,
+    progress: bool,
 ) -> Result<End> {
     let conn = ClientConnection::new(client.config, client.name)
         .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-    let mut relay = TlsRelay::new(ending, timeout.unwrap_or(HANDSHAKE_TIMEOUT));
+    let mut relay = TlsRelay::new(ending, timeout.unwrap_or(HANDSHAKE_TIMEOUT))
+        .json(json)
+        .progress(progress);
     relay.session(
         sock,
         Connection::Client(conn),

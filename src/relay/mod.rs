@@ -10,7 +10,7 @@ pub mod dgram;
 pub mod ending;
 pub mod session;
 pub mod stream;
-mod summary;
+pub mod summary;
 pub mod wire;
 pub mod zerocopy;
 

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use socket2::Socket;
+use socket2::{SockAddr, Socket};
 
 use super::dgram::{self, DgramRelay, Peers};
 use super::ending::{End, Ending};
@@ -81,19 +81,7 @@ impl Relay {
                 let relay = self
                     .bytes
                     .get_or_insert_with(|| ByteRelay::new(ending, wire.clone()));
-                // Named now: once the peer has closed, getpeername() has nobody to name.
-                let peer = if self.json {
-                    sock.peer_addr().ok()
-                } else {
-                    None
-                };
-                if self.json {
-                    let shown = json::address(peer.as_ref());
-                    interrupt::name_session(summary::head(sock, false), shown, None);
-                }
-                let line = self
-                    .progress
-                    .then(|| progress::transfer(progress::stdin_size()));
+                let (peer, line) = stream_reports(sock, self.json, self.progress);
                 let totals = relay.session(sock);
                 // Erased before the summary, so the last line is the summary, whole.
                 drop(line);
@@ -146,4 +134,21 @@ impl Relay {
             }
         }
     }
+}
+
+/// What a byte-stream session (plain, or TLS's) sets up for its reports before it runs: with
+/// `--json` the peer, named now (once the peer has closed, getpeername() has nobody to name),
+/// and the session named for a stop signal's object; with `--progress` the live line.
+pub fn stream_reports(
+    sock: &Socket,
+    json: bool,
+    progress: bool,
+) -> (Option<SockAddr>, Option<progress::Ticker>) {
+    let peer = if json { sock.peer_addr().ok() } else { None };
+    if json {
+        let shown = json::address(peer.as_ref());
+        interrupt::name_session(summary::head(sock, false), shown, None);
+    }
+    let line = progress.then(|| progress::transfer(progress::stdin_size()));
+    (peer, line)
 }

@@ -498,6 +498,7 @@ impl<S> Conn<S> {
                 sent: self.bytes_out,
                 elapsed: self.opened.elapsed(),
                 reason: why,
+                tls: self.sock.tls().map(crate::tls::TlsStream::json),
             }));
         } else {
             narrate::info(format_args!(

@@ -1084,7 +1084,15 @@ impl<'a> Loop<'a> {
             elapsed: pair.age(Instant::now()),
             reason,
         });
-        narrate::json_line(&o.num("undelivered", lost).text());
+        let tls = |s: Option<&Stream>| {
+            s.and_then(Stream::tls)
+                .map_or_else(|| "null".to_string(), crate::tls::TlsStream::json)
+        };
+        let o = o
+            .num("undelivered", lost)
+            .raw("client_tls", tls(Some(&pair.client)))
+            .raw("target_tls", tls(pair.target.as_ref()));
+        narrate::json_line(&o.text());
     }
 
     /// Our end of a client's connection, as shown: looked up only for a line that shows it.

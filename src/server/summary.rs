@@ -43,11 +43,13 @@ pub struct Client<'a> {
     pub elapsed: Duration,
     /// Why it ended, in words (the `-v` `closed` line's reason).
     pub reason: &'a str,
+    /// With `--tls`: the `tls` object (tls/report.rs), JSON text; null without.
+    pub tls: Option<String>,
 }
 
 /// One ended client of echo, knock or a broker: `kind`, `proto`, `local`, `peer`, `who`
 /// (a Unix client's credentials, else null), `sent`, `received`, `duration`, `rate_up`,
-/// `rate_down`, `reason`, `tcp_info`.
+/// `rate_down`, `reason`, `tcp_info`, and `tls` (an object with `--tls`, else null).
 pub fn client(c: &Client) -> String {
     let secs = c.elapsed.as_secs_f64();
     let (shown, who) = peer(c.peer);
@@ -67,6 +69,7 @@ pub fn client(c: &Client) -> String {
             "tcp_info",
             socket::tcp_info_json(&c.sock).unwrap_or_else(|| "null".to_string()),
         )
+        .raw("tls", c.tls.clone().unwrap_or_else(|| "null".to_string()))
         .text()
 }
 
@@ -113,7 +116,8 @@ pub struct Pair<'a> {
 
 /// One ended pair of `forward`: `kind` ("pair"), `proto`, `peer`, `who`, `local`, `target`,
 /// `up` (bytes to the target), `down` (bytes back), `duration`, `rate_up`, `rate_down`,
-/// `reason`; the caller adds its transport's own (TCP: `undelivered`; UDP: `datagrams_up`,
+/// `reason`; the caller adds its transport's own (TCP: `undelivered`, `client_tls`,
+/// `target_tls` (tls/report.rs objects with `--tls`/`--to-tls`, else null); UDP: `datagrams_up`,
 /// `datagrams_down`, `dropped`).
 pub fn pair(p: &Pair) -> Object {
     let secs = p.elapsed.as_secs_f64();

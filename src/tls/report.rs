@@ -6,6 +6,7 @@
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use crate::json::{self, Object};
 use crate::narrate;
 
 /// The fields of a certificate a person checks.
@@ -110,6 +111,51 @@ pub fn summary(conn: &rustls::Connection, took: std::time::Duration) -> String {
         "TLS handshake done in {}: {version}, {suite}, key exchange {group}, ALPN {alpn}, resumed {resumed}",
         narrate::short(took)
     )
+}
+
+/// `--json`'s `tls` object: what the handshake settled and the peer's chain, the fields of
+/// `-v`'s lines; the caller adds how the TLS session ended.
+pub fn json(conn: &rustls::Connection) -> Object {
+    let version = conn
+        .protocol_version()
+        .map(|v| format!("{v:?}").replace('_', "."));
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()));
+    let group = conn
+        .negotiated_key_exchange_group()
+        .map(|g| format!("{:?}", g.name()));
+    let alpn = conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    let chain: Vec<String> = conn
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|der| {
+            let o = match Cert::parse(der) {
+                Some(c) => {
+                    let sans: Vec<String> = c.sans.iter().map(|n| json::string(n)).collect();
+                    Object::default()
+                        .str("subject", &c.subject)
+                        .str("issuer", &c.issuer)
+                        .str("not_before", &c.not_before)
+                        .str("not_after", &c.not_after)
+                        .raw("names", format!("[{}]", sans.join(",")))
+                }
+                None => Object::default().raw("subject", "null"),
+            };
+            o.str("sha256", &fingerprint(der)).text()
+        })
+        .collect();
+    Object::default()
+        .opt_str("version", version.as_deref())
+        .opt_str("suite", suite.as_deref())
+        .opt_str("group", group.as_deref())
+        .opt_str("alpn", alpn.as_deref())
+        .raw("resumed", resumed.to_string())
+        .raw("peer_certificates", format!("[{}]", chain.join(",")))
 }
 
 /// The `-v` lines for a peer's chain, leaf first, and the verdict on it.

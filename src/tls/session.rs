@@ -16,6 +16,7 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,7 +29,11 @@ use super::report;
 use super::stage::{Tap, Tapped, sentence};
 use super::verify::{self, Checked};
 use crate::error;
+use crate::interrupt::{self, Live};
 use crate::narrate;
+use crate::relay::session::stream_reports;
+use crate::relay::stream;
+use crate::relay::summary;
 use crate::relay::{End, Ending};
 use crate::socket;
 use crate::sys;
@@ -64,6 +69,10 @@ pub struct TlsRelay {
     handshake_timeout: Duration,
     stdin: Option<Stdin>,
     stdin_is_tty: bool,
+    /// `--json`: the session's summary object instead of `-v`'s closing lines.
+    json: bool,
+    /// `--progress`: the live line while each session runs (progress.rs).
+    progress: bool,
 }
 
 /// What a session moved, for `-v`.
@@ -82,7 +91,23 @@ impl TlsRelay {
             handshake_timeout,
             stdin: None,
             stdin_is_tty: io::stdin().is_terminal(),
+            json: false,
+            progress: false,
         }
+    }
+
+    /// End each session with its `--json` object (relay/summary.rs's, with a `tls` object).
+    #[must_use]
+    pub fn json(mut self, on: bool) -> Self {
+        self.json = on;
+        self
+    }
+
+    /// Keep the live `--progress` line on stderr while each session runs.
+    #[must_use]
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
     }
 
     fn stdin(&mut self) -> Result<&mut Stdin> {
@@ -110,6 +135,11 @@ impl TlsRelay {
     pub fn session(&mut self, sock: &Socket, conn: Connection, role: &Role) -> Result<End> {
         let started = Instant::now();
         sock.set_nonblocking(true)?;
+        // Plaintext counters the signal thread and the --progress line read, as a plain
+        // session publishes its own.
+        let live = Live::new(Arc::new(AtomicU64::new(0)));
+        interrupt::publish(&live);
+        let (peer, line) = stream_reports(sock, self.json, self.progress);
         let uplink = !self.opts.recv_only;
         if uplink {
             self.stdin()?;
@@ -135,6 +165,7 @@ impl TlsRelay {
             peer_closed: false,
             tcp_eof: false,
             tap: Tap::new(""),
+            live,
         };
         if let Some(i) = s.stdin.as_deref_mut() {
             s.held = std::mem::take(&mut i.carry);
@@ -168,7 +199,32 @@ impl TlsRelay {
             // Whatever the error, the peer hears the end now (an alert, if rustls queued one).
             s.flush().ok();
         }
-        report_totals(sock, &totals);
+        drop(line);
+        interrupt::retire();
+        match (&result, self.json) {
+            (Ok(end), true) => {
+                interrupt::session_ended(totals.sent, totals.received);
+                let t = stream::Totals {
+                    sent: totals.sent,
+                    received: totals.received,
+                    elapsed: totals.elapsed,
+                    end: *end,
+                };
+                let tls = report::json(&s.conn)
+                    .raw("close_notify", s.peer_closed.to_string())
+                    .text();
+                let o = summary::stream(sock, peer.as_ref(), &t).raw("tls", tls);
+                narrate::json_line(&o.text());
+            }
+            // A failed session has no object: its error line is the account, as on TCP.
+            (Err(_), true) => {}
+            (_, false) => {
+                if result.is_ok() {
+                    interrupt::session_ended(totals.sent, totals.received);
+                }
+                report_totals(sock, &totals);
+            }
+        }
         result
     }
 }
@@ -226,6 +282,8 @@ struct Session<'a> {
     tcp_eof: bool,
     /// `-vv`: the records each way (stage.rs's tap, shared with the event loops).
     tap: Option<Box<Tap>>,
+    /// The counters published for the signal thread and `--progress`.
+    live: Arc<Live>,
 }
 
 impl Session<'_> {
@@ -359,6 +417,7 @@ impl Session<'_> {
                     .map_err(|e| anyhow!("TLS: {e}"))?;
                 self.held_at += n;
                 self.sent += n as u64;
+                self.live.sent.fetch_add(n as u64, Ordering::Relaxed);
                 self.last_moved = Instant::now();
                 if n == 0 {
                     return Ok(());
@@ -466,6 +525,7 @@ impl Session<'_> {
             }
             plain = plain.saturating_sub(n);
             self.received += n as u64;
+            self.live.received.fetch_add(n as u64, Ordering::Relaxed);
             self.last_moved = Instant::now();
             if !self.opts.send_only {
                 let mut out = sys::stdio_file(1);

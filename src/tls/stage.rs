@@ -320,6 +320,15 @@ where
         self.inner.borrow().truncated
     }
 
+    /// `--json`'s `tls` object for a server's client: what the handshake settled, the
+    /// client's chain, and `truncated` (its EOF came without close_notify).
+    pub fn json(&self) -> String {
+        let i = self.inner.borrow();
+        super::report::json(&i.conn)
+            .raw("truncated", i.truncated.to_string())
+            .text()
+    }
+
     /// Rustls holds ciphertext the kernel has not taken yet.
     pub fn holds_output(&self) -> bool {
         let i = self.inner.borrow();
