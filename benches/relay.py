@@ -5,6 +5,9 @@ Run through benches/relay.sh, which finds or installs the peers and builds sockk
 mode. Everything runs over 127.0.0.1 on ports the kernel hands out (bind port 0, read it,
 close). Each run is bounded in time; a run that hangs is killed and the benchmark fails.
 
+Variants of sockkit: `sockkit-vv` (-vv narration), `sockkit-wire` (--wire on both ends),
+`sockkit-pcap` (--pcap /dev/null on both ends), `sockkit-rw*` (read/write paths).
+
 Scenario A: a 2 GiB regular file -> client -> server -> /dev/null (iperf3, sending 2 GiB from
 memory, as the kernel's own reference). Scenario B: `head -c 4G /dev/zero` -> client -> server
 -> `wc -c`. Tools alternate within each round, 3 rounds, median. Every run's byte count is
@@ -234,8 +237,16 @@ def commands(tool, port, sockkit):
         # file here), to show what the line costs: its thread reads counters kept anyway.
         if tool == "sockkit-progress":
             vv = ["--progress"]
-        return ([sockkit, "listen", "-v", *vv, "127.0.0.1", p],
-                [sockkit, "connect", *vv, "127.0.0.1", p], srv_env, cli_env)
+        # `sockkit-wire`: both ends capture and tell every segment (--wire); `sockkit-pcap`:
+        # both capture into a pcap file each, nothing told. Each end has its own capture.
+        srv_x, cli_x = [], []
+        if tool == "sockkit-wire":
+            srv_x, cli_x = ["--wire"], ["--wire"]
+        elif tool == "sockkit-pcap":
+            # Written whole, to /dev/null: the cost of capturing and writing, not of a disk.
+            srv_x, cli_x = ["--pcap", os.devnull], ["--pcap", os.devnull]
+        return ([sockkit, "listen", "-v", *vv, *srv_x, "127.0.0.1", p],
+                [sockkit, "connect", *vv, *cli_x, "127.0.0.1", p], srv_env, cli_env)
     if tool == "nc":
         return (["nc", "-l", "127.0.0.1", p], ["nc", "-N", "127.0.0.1", p], None, None)
     if tool == "ncat":
@@ -247,13 +258,21 @@ def commands(tool, port, sockkit):
     raise ValueError(tool)
 
 
+def captured_by_sockkit(stderr_text):
+    """The receiving end's `wire: N packets captured, D dropped` line, if it captured."""
+    m = re.search(r"wire: (\d+) packets captured, (\d+) dropped", stderr_text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def devnull(mode=os.O_RDWR):
     return os.open(os.devnull, mode)
 
 
 class Result:
-    def __init__(self, tool, seconds, cpu, rss, verified, all_cpu=None):
+    def __init__(self, tool, seconds, cpu, rss, verified, all_cpu=None, captured=None):
         self.tool, self.seconds, self.cpu, self.rss, self.verified = tool, seconds, cpu, rss, verified
+        # (packets, dropped) the receiving end's capture counted, for the --wire variants.
+        self.captured = captured
         # Every process of the run (B: with head and wc), against the machine's CPUs.
         self.all_cpu = all_cpu
 
@@ -320,8 +339,12 @@ def run_a(tool, path, n, sockkit, baseline):
             if got != n:
                 raise SystemExit(f"bench: {tool} server wrote {got} bytes to stdout, expected {n}")
             verified = f"wchar {server.io['wchar']} - {baseline.get(tool, 0)} = {got} B"
+        captured = captured_by_sockkit(err_text) if tool in ("sockkit-wire", "sockkit-pcap") \
+            else None
+        if captured:
+            verified += f"; server captured {captured[0]} packets, {captured[1]} dropped"
     return Result(tool, seconds, server.cpu + client.cpu, (client.maxrss_kib, server.maxrss_kib),
-                  verified, sum(k.cpu for k in g.kids.values()))
+                  verified, sum(k.cpu for k in g.kids.values()), captured)
 
 
 def wchar_baseline(tool, sockkit, empty):
@@ -378,8 +401,13 @@ def run_b(tool, n, sockkit):
         got = int(count.read().split()[0])
         if got != n:
             raise SystemExit(f"bench: wc -c counted {got}, expected {n}")
+        verified = f"wc -c {got}"
+        captured = captured_by_sockkit(err_text) if tool in ("sockkit-wire", "sockkit-pcap") \
+            else None
+        if captured:
+            verified += f"; server captured {captured[0]} packets, {captured[1]} dropped"
     return Result(tool, seconds, server.cpu + client.cpu, (client.maxrss_kib, server.maxrss_kib),
-                  f"wc -c {got}", sum(k.cpu for k in g.kids.values()))
+                  verified, sum(k.cpu for k in g.kids.values()), captured)
 
 
 # --- latency -----------------------------------------------------------------------------
@@ -562,6 +590,13 @@ def main():
             ratio = median_of(res["iperf3"], "seconds") / sk
             verdict = "met" if ratio >= 1.0 else f"missed by {(1 - ratio) * 100:.0f}%"
             say(f"sockkit vs iperf3: {ratio:.2f}x (target 1.0x: {verdict})")
+        for t, rs in res.items():
+            caught = [r.captured for r in rs if r.captured]
+            if caught:
+                wire = median_of(rs, "seconds") / sk
+                say(f"{t}: {wire:.2f}x the time of sockkit without capture; the receiving end "
+                    "captured (packets/dropped by the kernel) "
+                    + ", ".join(f"{p}/{d}" for p, d in caught))
         rss = [r.rss for r in res["sockkit"]]
         say(f"sockkit peak RSS (client, server): "
             + ", ".join(f"{c / 1024:.1f}/{s / 1024:.1f} MiB" for c, s in rss))

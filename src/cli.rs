@@ -109,7 +109,7 @@ pub fn parse_from(args: impl IntoIterator<Item = impl Into<OsString>>) -> ParseR
         Err(e) => return ParseResult::Special(special(e, &args)),
     };
     let sockopts = match &cli.command {
-        Command::Completions(_) => &SockOptArgs::default(),
+        Command::Completions(_) | Command::Report(_) => &SockOptArgs::default(),
         Command::Connect(a) => &a.sockopts,
         Command::Listen(a) => &a.sockopts,
         Command::Echo(a) => &a.sockopts,
@@ -268,6 +268,7 @@ pub enum Command {
     Knock(KnockArgs),
     Forward(ForwardArgs),
     Completions(CompletionsArgs),
+    Report(ReportArgs),
 }
 
 /// The completion script for `shell` (bash, zsh, fish, elvish, powershell), `-o` names included.
@@ -293,6 +294,29 @@ pub struct CompletionsArgs {
     /// The shell to write the script for: bash, zsh, fish, elvish or powershell.
     #[arg(value_name = "SHELL", hide_possible_values = true)]
     pub shell: clap_complete::Shell,
+}
+
+/// Draw a saved --trace file as one self-contained HTML page, the page --report writes at exit.
+///
+/// The page has a sequence diagram (this end and the peer, each segment an arrow at its time
+/// with its flags and length, the calls, the TCP states the segments imply) and plots of cwnd,
+/// rtt, bytes in flight and throughput from the "tcp_info" samples. Inline SVG and CSS only:
+/// no script, no font, nothing fetched. A long session is drawn in part (its first and last
+/// segments, with how many were left out said) so the page stays small.
+///
+/// Exit status: 0 written; 1 TRACE cannot be read, is not a --trace file (said in one line),
+/// or the page cannot be written; 2 usage.
+///
+/// Example: sockkit report session.jsonl -o session.html
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The --trace file (JSON lines) to draw.
+    #[arg(value_name = "TRACE", value_parser = parse_file_path)]
+    pub trace: PathBuf,
+
+    /// Write the page to FILE (default: stdout).
+    #[arg(short = 'o', long, value_name = "FILE", value_parser = parse_file_path)]
+    pub output: Option<PathBuf>,
 }
 
 /// Connect to HOST PORT and relay: stdin to the socket, the socket to stdout.
@@ -464,6 +488,9 @@ pub struct EchoArgs {
     pub dump: DumpArgs,
 
     #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
     pub server: ServerArgs,
 
     #[command(flatten)]
@@ -504,6 +531,9 @@ pub struct KnockArgs {
 
     #[command(flatten)]
     pub dump: DumpArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 
     #[command(flatten)]
     pub local: LocalArgs,
@@ -609,6 +639,9 @@ pub struct ForwardArgs {
 
     #[command(flatten)]
     pub dump: DumpArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 
     #[command(flatten)]
     pub server: ServerArgs,
@@ -887,11 +920,34 @@ pub struct CaptureArgs {
     /// ours did, such as a TCP state change or a RST: "text"); "segment" (a captured packet:
     /// "dir" out or in, "local", "remote", "proto" tcp or udp, "len" payload bytes, for TCP
     /// "flags" as tcpdump writes them and "win", "line", --wire's line, and "kernel_ago_ns", how
-    /// long before "t_ns" the kernel saw it); "capture" (at the
+    /// long before "t_ns" the kernel saw it; "seq" and, with ACK set, "ack", relative as the
+    /// line shows them); "tcp_info" (a --tcp-info-every sample: "rtt_us", "rttvar_us", "cwnd"
+    /// and "mss" (cwnd is in segments of mss bytes), "ssthresh" (segments, null before the
+    /// first loss), "unacked", "in_flight" (segments), "delivery_rate" (bytes/s), "retrans",
+    /// "total_retrans", "snd_wnd" (the peer's advertised window, bytes), "rcv_space",
+    /// "bytes_acked", "bytes_received"; on a server "remote", the client); "capture" (at the
     /// end: "packets", "dropped"). Segments are captured as for --wire (CAP_NET_RAW). New
     /// fields may be added; these keep their names and meaning.
     #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
     pub trace: Option<PathBuf>,
+
+    /// Read TCP_INFO every DURATION (humantime: 20ms, 1s) through each TCP connection's life,
+    /// and once when it starts and ends: one stderr line per sample (`tcp_info: rtt 0.05/0.02
+    /// ms cwnd 10 ssthresh - in_flight 0 (unacked 0) delivery 4.4Gbps retrans 0/0 rwnd 64 KiB
+    /// ...`) on the session clock, and a "tcp_info" event in --trace. One sampler thread
+    /// serves every connection. At least 1ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub tcp_info_every: Option<Duration>,
+
+    /// At exit, write FILE as one self-contained HTML page (inline SVG and CSS, no script,
+    /// nothing fetched): a sequence diagram of the connection (this end and the peer, each
+    /// segment an arrow at its time with its flags and length, the calls, and the TCP states
+    /// the segments imply) and plots of cwnd, rtt, bytes in flight and throughput over time
+    /// from TCP_INFO samples. Without --tcp-info-every it samples every 20ms for the page
+    /// alone (no stderr lines). Segments need CAP_NET_RAW, as --wire does. `sockkit report`
+    /// draws the same page from a saved --trace file.
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub report: Option<PathBuf>,
 }
 
 /// `-x`/`--hexdump-file`: a hex + ASCII view of every byte that crosses the wire.

@@ -15,6 +15,7 @@ mod narrate;
 mod progress;
 mod proxy;
 mod relay;
+mod report;
 mod scan;
 mod server;
 pub mod service;

@@ -516,6 +516,20 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.2} {}", UNITS[unit])
 }
 
+/// A rate in bytes/s as `ss` prints it: bits per second, `12.3Mbps`.
+pub fn bits_per_second(bytes_per_sec: u64) -> String {
+    let bits = bytes_per_sec as f64 * 8.0;
+    if bits >= 1e9 {
+        format!("{:.1}Gbps", bits / 1e9)
+    } else if bits >= 1e6 {
+        format!("{:.1}Mbps", bits / 1e6)
+    } else if bits >= 1e3 {
+        format!("{:.1}Kbps", bits / 1e3)
+    } else {
+        format!("{bits}bps")
+    }
+}
+
 /// Transfer rate for the `-v` summary: bytes over the time they took.
 pub fn rate(n: u64, d: Duration) -> String {
     let secs = d.as_secs_f64();

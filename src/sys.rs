@@ -159,25 +159,50 @@ pub struct PacketMeta {
     pub addr: [u8; 8],
 }
 
-/// `recvfrom(2)` on a packet socket: the packet (from its network header on, SOCK_DGRAM) and
-/// the sockaddr_ll that says where it was seen and which way it went.
+/// `recvmsg(2)` on a packet socket: the packet (from its network header on, SOCK_DGRAM),
+/// the sockaddr_ll that says where it was seen and which way it went, and the kernel's
+/// receive timestamp (SCM_TIMESTAMPNS, wall clock) when SO_TIMESTAMPNS is on: one call, so a
+/// captured segment is timed by the kernel, not by when the reader thread got to it.
 #[cfg(target_os = "linux")]
-pub fn packet_recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, PacketMeta)> {
+pub fn packet_recv(
+    fd: RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, PacketMeta, Option<std::time::SystemTime>)> {
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    let mut len = socklen_of::<libc::sockaddr_ll>();
-    // SAFETY: `buf` is writable for its length; `sll` for `len` bytes, and the kernel writes
-    // at most `len` of them.
-    let n = cvt_size(unsafe {
-        libc::recvfrom(
-            fd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_TRUNC,
-            std::ptr::from_mut(&mut sll).cast(),
-            &raw mut len,
-        )
-    })?;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one cmsghdr and a timespec, aligned as cmsghdr wants.
+    let mut control = [0u64; 8];
+    // SAFETY: all-zero is a valid msghdr; the pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = std::ptr::from_mut(&mut sll).cast();
+    msg.msg_namelen = socklen_of::<libc::sockaddr_ll>();
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `sll`, `iov` (over `buf`) and `control`, all live and writable
+    // for their stated lengths during the call; the kernel writes within them.
+    let n = cvt_size(unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_TRUNC) })?;
+    let mut stamp = None;
+    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/CMSG_NXTHDR walk only within
+    // msg_control[..msg_controllen], and a header is read only when the walk returns one.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&raw const msg) };
+    while !c.is_null() {
+        // SAFETY: `c` is a cmsghdr inside `control` (CMSG_FIRSTHDR/CMSG_NXTHDR said so).
+        let h = unsafe { &*c };
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+            // SAFETY: an SCM_TIMESTAMPNS message carries one timespec, possibly unaligned.
+            let ts: libc::timespec = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            let d = std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+            stamp = Some(std::time::UNIX_EPOCH + d);
+        }
+        // SAFETY: as for CMSG_FIRSTHDR: the walk stays within msg_control.
+        c = unsafe { libc::CMSG_NXTHDR(&raw const msg, c) };
+    }
     let meta = PacketMeta {
         ifindex: sll.sll_ifindex as u32,
         pkttype: sll.sll_pkttype,
@@ -186,7 +211,7 @@ pub fn packet_recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, PacketMeta)>
         halen: sll.sll_halen,
         addr: sll.sll_addr,
     };
-    Ok((n.min(buf.len()), meta))
+    Ok((n.min(buf.len()), meta, stamp))
 }
 
 /// PACKET_STATISTICS: packets the kernel queued and dropped (its buffer full) since the last
@@ -195,25 +220,6 @@ pub fn packet_recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, PacketMeta)>
 pub fn packet_stats(fd: RawFd) -> io::Result<(u32, u32)> {
     let st: libc::tpacket_stats = getsockopt(fd, libc::SOL_PACKET, libc::PACKET_STATISTICS)?;
     Ok((st.tp_packets, st.tp_drops))
-}
-
-/// SIOCGSTAMPNS (linux/sockios.h): the kernel's receive timestamp of the last packet read.
-#[cfg(target_os = "linux")]
-const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
-
-/// When the kernel saw the last packet read from `fd` (SIOCGSTAMPNS, wall clock), so a
-/// captured segment is timed by the kernel, not by when the reader thread got to it.
-#[cfg(target_os = "linux")]
-pub fn packet_stamp(fd: RawFd) -> io::Result<std::time::SystemTime> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: SIOCGSTAMPNS writes one timespec through the pointer, which is live and
-    // writable for the call.
-    cvt(unsafe { libc::ioctl(fd, SIOCGSTAMPNS as _, &raw mut ts) })?;
-    let d = std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-    Ok(std::time::UNIX_EPOCH + d)
 }
 
 /// SO_RCVTIMEO: how long a blocking recv waits before EAGAIN, so a reader thread can look up.

@@ -4,7 +4,8 @@
 //! relaxed atomic load per event site: nothing is formatted.
 //!
 //! Each line is written whole with one write(2) under a lock, and its `t_ns` is read under
-//! that lock, so the lines of concurrent threads are in timestamp order.
+//! that lock, so the lines of concurrent threads are in timestamp order. `--report` reads the
+//! same lines through a tap, with or without a file.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -15,37 +16,67 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::clock;
 
-static ON: AtomicBool = AtomicBool::new(false);
-static FILE: OnceLock<Mutex<File>> = OnceLock::new();
+/// Who else reads each line as it is written (`--report` keeps a bounded picture of them).
+pub type Tap = Box<dyn FnMut(&str) + Send>;
 
-/// Opens (creates, truncates) the trace file; from now on events are written to it.
-pub fn open(path: &Path) -> io::Result<()> {
-    let file = File::create(path)?;
-    if FILE.set(Mutex::new(file)).is_ok() {
+static ON: AtomicBool = AtomicBool::new(false);
+static SINK: OnceLock<Mutex<Sink>> = OnceLock::new();
+
+struct Sink {
+    file: Option<File>,
+    tap: Option<Tap>,
+}
+
+/// Starts the trace: lines go to `path` (created, truncated) and/or to `tap`. With neither
+/// nothing starts. The first start wins.
+pub fn open(path: Option<&Path>, tap: Option<Tap>) -> io::Result<()> {
+    let file = path.map(File::create).transpose()?;
+    if file.is_none() && tap.is_none() {
+        return Ok(());
+    }
+    if SINK.set(Mutex::new(Sink { file, tap })).is_ok() {
         ON.store(true, Ordering::Release);
     }
     Ok(())
 }
 
-/// True when `--trace` is on.
+/// True when `--trace` (or `--report`) is on.
 pub fn on() -> bool {
     ON.load(Ordering::Relaxed)
+}
+
+/// Stops the trace and hands back its tap, so that whoever fed it can read what it kept;
+/// later events are not written.
+pub fn close() -> Option<Tap> {
+    ON.store(false, Ordering::Release);
+    let mut sink = SINK.get()?.lock().ok()?;
+    sink.file = None;
+    sink.tap.take()
 }
 
 /// One event line: `{"t_ns":..,"event":"<kind>", <fields>}`; `fields` appends `,"k":v` pairs
 /// (see [`Fields`]). Nothing happens when the trace is off.
 pub fn record(kind: &str, fields: impl FnOnce(&mut Fields)) {
-    let Some(file) = FILE.get() else { return };
+    if !on() {
+        return;
+    }
+    let Some(sink) = SINK.get() else { return };
     let mut f = Fields(String::with_capacity(160));
     fields(&mut f);
-    let Ok(mut file) = file.lock() else { return };
+    let Ok(mut sink) = sink.lock() else { return };
     let t = clock::since_start().as_nanos();
     let line = format!("{{\"t_ns\":{t},\"event\":\"{kind}\"{}}}\n", f.0);
     // A trace that cannot be written (disk full) must not end the session it describes.
-    let _ = file.write_all(line.as_bytes());
+    if let Some(file) = sink.file.as_mut() {
+        let _ = file.write_all(line.as_bytes());
+    }
+    if let Some(tap) = sink.tap.as_mut() {
+        tap(line.trim_end());
+    }
 }
 
 /// The fields of one event, appended as JSON.
+#[derive(Default)]
 pub struct Fields(String);
 
 impl Fields {
@@ -57,6 +88,18 @@ impl Fields {
     pub fn num(&mut self, key: &str, value: impl Into<i128>) -> &mut Self {
         let _ = write!(self.0, ",\"{key}\":{}", value.into());
         self
+    }
+
+    /// A value already in JSON (`null`, an object).
+    pub fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        let _ = write!(self.0, ",\"{key}\":{json}");
+        self
+    }
+
+    /// The fields as written so far (`,"k":v,...`).
+    #[cfg(test)]
+    pub fn text(&self) -> &str {
+        &self.0
     }
 }
 

@@ -192,6 +192,19 @@ const EXAMPLES: &[(&str, &[(&str, &str)])] = &[
             ),
         ],
     ),
+    (
+        "report",
+        &[
+            (
+                "Draw a session saved with --trace as a page (sequence diagram and TCP_INFO plots).",
+                "sockkit report session.jsonl -o session.html",
+            ),
+            (
+                "Or have the session write its own page at exit, with TCP_INFO every 10 ms.",
+                "sockkit connect --report session.html --tcp-info-every 10ms example.org 80",
+            ),
+        ],
+    ),
 ];
 
 /// Meaning of each exit status, numbered from `sockkit::error` so the page cannot drift.

@@ -436,3 +436,251 @@ fn listen_wire_tells_its_clients_segments_from_the_server_side() {
     assert!(segs[0].contains("(client 127.0.0.1:"), "{segs:#?}");
     find(&segs, 2, "<- [P.] seq 1:7 ack ");
 }
+
+/// `(ms on the session clock, cwnd, rtt ms)` of each `tcp_info:` line on stderr.
+fn tcp_info_lines(stderr: &str) -> Vec<(f64, u64, f64)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let i = l.find(" tcp_info: rtt ")?;
+            let stamp = l[..i].trim().strip_prefix("sockkit:")?.trim();
+            let ms = if let Some(v) = stamp.strip_prefix('+').and_then(|s| s.strip_suffix("ms")) {
+                v.parse::<f64>().ok()?
+            } else {
+                stamp
+                    .strip_prefix('+')?
+                    .strip_suffix('s')?
+                    .parse::<f64>()
+                    .ok()?
+                    * 1000.0
+            };
+            let words: Vec<&str> = l[i..].split_whitespace().collect();
+            let after = |w: &str| words.iter().position(|x| *x == w).map(|p| words[p + 1]);
+            let rtt = after("rtt")?.split('/').next()?.parse().ok()?;
+            let cwnd = after("cwnd")?.parse().ok()?;
+            Some((ms, cwnd, rtt))
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_info_every_samples_a_paced_transfer_in_time_order_on_stderr_and_in_the_trace() {
+    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let dir = TempDir::new("tcpinfo");
+    let trace = dir.path("t.jsonl");
+    let mut cmd = sockkit(&[
+        "connect",
+        "--tcp-info-every",
+        "20ms",
+        "--trace",
+        trace.to_str().unwrap(),
+        "127.0.0.1",
+        &port,
+    ]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard::spawn(&mut cmd);
+    let mut stdin = child.stdin();
+    let out = collect(child.stdout());
+    let err = collect(child.stderr());
+    // 20 writes 50 ms apart: about a second in which the sampler reads every 20 ms.
+    let chunk = random_bytes(13, 1000);
+    for _ in 0..20 {
+        std::io::Write::write_all(&mut stdin, &chunk).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(stdin);
+    let status = child.status_within(T, "connect --tcp-info-every");
+    let stderr = String::from_utf8_lossy(&join_within(err, T)).into_owned();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(join_within(out, T).len(), 20_000, "echoed back whole");
+    let lines = tcp_info_lines(&stderr);
+    // ~50 at 20 ms over a second; a loaded machine may wake the sampler late, not 10x late.
+    assert!(lines.len() >= 5, "{stderr}");
+    assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0), "{lines:?}");
+    assert!(
+        lines.iter().all(|&(_, cwnd, rtt)| cwnd > 0 && rtt > 0.0),
+        "{lines:?}"
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["event"] == "tcp_info")
+        .collect();
+    assert_eq!(events.len(), lines.len(), "a trace event per stderr line");
+    let t: Vec<u64> = events.iter().map(|e| e["t_ns"].as_u64().unwrap()).collect();
+    assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+    for e in &events {
+        assert!(e["cwnd"].as_u64().unwrap() > 0, "{e}");
+        assert!(e["rtt_us"].as_u64().unwrap() > 0, "{e}");
+        assert!(e["mss"].as_u64().unwrap() > 0, "{e}");
+    }
+    // The last sample is taken as the connection ends: everything sent has been acked (+1
+    // for the SYN), everything echoed received.
+    let last = events.last().unwrap();
+    assert!(last["bytes_acked"].as_u64().unwrap() >= 20_001, "{last}");
+    assert!(last["bytes_received"].as_u64().unwrap() >= 20_000, "{last}");
+}
+
+/// The segments of a server's stderr tagged `tag` (`(client 127.0.0.1:5000)`), tag removed.
+fn tagged(stderr: &str, tag: &str) -> Vec<String> {
+    segments(stderr)
+        .into_iter()
+        .filter_map(|s| Some(s[..s.find(tag)?].trim_end().to_string()))
+        .collect()
+}
+
+/// Index of the first segment at or after `from` carrying bytes 1:7 (6 bytes) `arrow` way;
+/// its ack depends on whether the other side's FIN came first, so it is not matched.
+fn data(segs: &[String], from: usize, arrow: &str) -> usize {
+    segs.iter()
+        .skip(from)
+        .position(|s| s.starts_with(&format!("{arrow} [P.] seq 1:7 ack ")) && s.ends_with(" len 6"))
+        .map_or_else(
+            || panic!("no {arrow} data after #{from} in {segs:#?}"),
+            |i| i + from,
+        )
+}
+
+/// The client's own address, from `connect -v`'s `connected: LOCAL -> PEER` line.
+fn client_address(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find_map(|l| l.split("connected: ").nth(1))
+        .and_then(|rest| rest.split(" -> ").next())
+        .unwrap_or_else(|| panic!("no connected line: {stderr}"))
+        .to_string()
+}
+
+#[test]
+fn echo_wire_shows_each_clients_handshake_and_data_segments() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut server = Server::start(&["echo", "--wire", "127.0.0.1", "0"]);
+    let port = server.port().to_string();
+    let out = run(&["connect", "-v", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let tag = format!("(client {})", client_address(&out.stderr));
+    // The last segment: the client's ACK of the server's FIN.
+    server
+        .stderr
+        .wait_seen(T, |l| l.contains("<- [.] seq 8 ack 8") && l.ends_with(&tag))
+        .unwrap();
+    let segs = tagged(&server.stderr.text(), &tag);
+    assert!(segs[0].starts_with("<- [S] seq 0 win "), "{segs:#?}");
+    assert!(segs[1].starts_with("-> [S.] seq 0 ack 1 win "), "{segs:#?}");
+    assert_eq!(segs[2], "<- [.] seq 1 ack 1", "{segs:#?}");
+    let came = data(&segs, 3, "<-");
+    assert_eq!(segs[came], "<- [P.] seq 1:7 ack 1 len 6");
+    let echoed = data(&segs, came, "->");
+    let their_fin = find(&segs, came, "<- [F.] seq 7");
+    let our_fin = find(&segs, echoed.max(their_fin), "-> [F.] seq 7 ack 8");
+    assert!(our_fin > echoed, "{segs:#?}");
+}
+
+#[test]
+fn forward_wire_shows_the_client_leg_and_the_target_leg() {
+    if !root_or_skip() {
+        return;
+    }
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let mut fwd = Server::start(&["forward", "--wire", "127.0.0.1", "0", "127.0.0.1", &tport]);
+    let port = fwd.port().to_string();
+    let out = run(&["connect", "-v", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let client = format!("(client {})", client_address(&out.stderr));
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [.] seq 8 ack 8") && l.ends_with(&client)
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    let theirs = tagged(&text, &client);
+    assert!(theirs[0].starts_with("<- [S] seq 0 "), "{theirs:#?}");
+    let came = data(&theirs, 1, "<-");
+    let back = data(&theirs, came, "->");
+    // The target leg: the forwarder's own connection, tagged with the target and the port
+    // it came from.
+    let leg = format!("(target 127.0.0.1:{tport} from port ");
+    let target_segs = tagged(&text, &leg);
+    assert!(target_segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    assert!(target_segs[1].starts_with("<- [S.] seq 0 ack 1 "), "{text}");
+    let sent = data(&target_segs, 2, "->");
+    let echoed = data(&target_segs, sent, "<-");
+    // In order across the legs: the client's bytes reach the target after they came in, and
+    // the echo goes back to the client after the target sent it.
+    let at = |line: &str, tag: &str| {
+        text.lines()
+            .position(|l| l.contains(line) && l.contains(tag))
+            .unwrap_or_else(|| panic!("{line} {tag}: {text}"))
+    };
+    assert!(
+        at(&theirs[came], &client) < at(&target_segs[sent], &leg),
+        "{text}"
+    );
+    assert!(
+        at(&target_segs[echoed], &leg) < at(&theirs[back], &client),
+        "{text}"
+    );
+}
+
+#[test]
+fn forward_refuses_capture_where_a_leg_has_no_wire_and_tcp_info_without_tcp() {
+    let dir = TempDir::new("fwd-refuse");
+    let sock = dir.path("s.sock");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "forward",
+                "--wire",
+                "-U",
+                sock.to_str().unwrap(),
+                "127.0.0.1",
+                "9",
+            ],
+            "-U/--to-unix make one leg a Unix socket",
+        ),
+        (
+            &[
+                "forward",
+                "--report",
+                "r.html",
+                "--socks5",
+                "127.0.0.1",
+                "0",
+            ],
+            "with --socks5 or --proxy each connection goes where its client",
+        ),
+        (
+            &[
+                "forward",
+                "-u",
+                "--tcp-info-every",
+                "20ms",
+                "127.0.0.1",
+                "0",
+                "127.0.0.1",
+                "9",
+            ],
+            "--tcp-info-every samples TCP_INFO of each TCP client",
+        ),
+    ];
+    for (args, why) in cases {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(why), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("listening on"),
+            "refused before binding"
+        );
+    }
+    assert!(!std::path::Path::new("r.html").exists());
+}

@@ -1,11 +1,11 @@
-//! One captured packet, from its IP header on, decoded into what `--wire` tells: addresses,
+//! One captured packet, from its IP header on (perhaps only its headers), decoded into what `--wire` tells: addresses,
 //! ports, and for TCP the flags, sequence numbers, window and options. Decoding is
 //! etherparse's (a maintained, allocation-free parser of IPv4/IPv6/TCP/UDP with checked
 //! lengths), so a truncated or odd packet is an error here, never a panic or a misread.
 
 use std::net::{IpAddr, SocketAddr};
 
-use etherparse::{NetSlice, SlicedPacket, TcpOptionElement, TransportSlice};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TcpOptionElement, TransportSlice};
 
 /// A decoded packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,19 +44,30 @@ pub struct Tcp {
     pub options: Vec<String>,
 }
 
-/// Decodes `data` (an IP packet); `None` for what is neither TCP nor UDP over IP, or is cut.
+/// Decodes `data` (an IP packet, perhaps cut after its headers: see `filter::HEADERS`);
+/// `None` for what is neither TCP nor UDP over IP, or is cut inside a header. Payload
+/// lengths come from the IP header, so a packet captured headers-only still says its length.
 pub fn decode(data: &[u8]) -> Option<Packet> {
-    let sliced = SlicedPacket::from_ip(data).ok()?;
-    let (src_ip, dst_ip): (IpAddr, IpAddr) = match sliced.net? {
-        NetSlice::Ipv4(v4) => (
-            v4.header().source_addr().into(),
-            v4.header().destination_addr().into(),
-        ),
-        NetSlice::Ipv6(v6) => (
-            v6.header().source_addr().into(),
-            v6.header().destination_addr().into(),
-        ),
-        NetSlice::Arp(_) => return None,
+    let sliced = LaxSlicedPacket::from_ip(data).ok()?;
+    let (src_ip, dst_ip, ip_payload): (IpAddr, IpAddr, usize) = match sliced.net? {
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let payload = usize::from(h.total_len()).checked_sub(usize::from(h.ihl()) * 4)?;
+            (h.source_addr().into(), h.destination_addr().into(), payload)
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            // Extension headers would count in payload_length: only plain TCP/UDP is decoded.
+            if !v6.extensions().is_empty() {
+                return None;
+            }
+            (
+                h.source_addr().into(),
+                h.destination_addr().into(),
+                usize::from(h.payload_length()),
+            )
+        }
+        LaxNetSlice::Arp(_) => return None,
     };
     match sliced.transport? {
         TransportSlice::Tcp(t) => Some(Packet {
@@ -74,7 +85,7 @@ pub fn decode(data: &[u8]) -> Option<Packet> {
                 ece: t.ece(),
                 cwr: t.cwr(),
                 has_ack: t.ack(),
-                len: t.payload().len(),
+                len: ip_payload.checked_sub(usize::from(t.data_offset()) * 4)?,
                 options: t
                     .options_iterator()
                     .map_while(Result::ok)
@@ -86,7 +97,7 @@ pub fn decode(data: &[u8]) -> Option<Packet> {
             src: SocketAddr::new(src_ip, u.source_port()),
             dst: SocketAddr::new(dst_ip, u.destination_port()),
             body: Body::Udp {
-                len: u.payload().len(),
+                len: usize::from(u.length()).checked_sub(8)?,
             },
         }),
         _ => None,
@@ -169,5 +180,25 @@ mod tests {
         builder.write(&mut buf, b"hello").unwrap();
         assert_eq!(decode(&buf).unwrap().body, Body::Udp { len: 5 });
         assert_eq!(decode(&buf[..10]), None);
+        // Cut after the headers, as --wire captures: the length is still the datagram's.
+        assert_eq!(decode(&buf[..48]).unwrap().body, Body::Udp { len: 5 });
+    }
+
+    #[test]
+    fn a_segment_cut_after_its_headers_keeps_its_payload_length() {
+        let builder = PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .tcp(40000, 80, 1000, 65495)
+            .ack(5)
+            .psh();
+        let mut buf = Vec::new();
+        builder.write(&mut buf, &[7u8; 3000]).unwrap();
+        let Body::Tcp(t) = decode(&buf[..super::super::filter::HEADERS as usize])
+            .unwrap()
+            .body
+        else {
+            panic!("not tcp")
+        };
+        assert_eq!((t.len, t.flags()), (3000, "P.".to_string()));
+        assert_eq!(decode(&buf[..30]), None, "cut inside the TCP header");
     }
 }

@@ -8,6 +8,14 @@ use std::net::SocketAddr;
 
 use super::decode::Tcp;
 
+/// One segment as told: the line, and its relative numbers for the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Told {
+    pub line: String,
+    pub seq: u32,
+    pub ack: Option<u32>,
+}
+
 /// The initial sequence numbers of each connection seen, to make numbers relative.
 #[derive(Default)]
 pub struct Isns {
@@ -34,7 +42,7 @@ impl Isns {
         local: SocketAddr,
         remote: SocketAddr,
         t: &Tcp,
-    ) -> String {
+    ) -> Told {
         let found = self
             .seen
             .iter()
@@ -71,11 +79,12 @@ impl Isns {
         } else {
             line.push_str(&format!(" seq {seq}"));
         }
-        if t.has_ack {
-            match receiver {
-                Some(b) => line.push_str(&format!(" ack {}", t.ack.wrapping_sub(*b))),
-                None => line.push_str(&format!(" ack {}", t.ack)),
-            }
+        let ack = t.has_ack.then(|| match receiver {
+            Some(b) => t.ack.wrapping_sub(*b),
+            None => t.ack,
+        });
+        if let Some(ack) = ack {
+            line.push_str(&format!(" ack {ack}"));
         }
         if t.syn {
             line.push_str(&format!(" win {}", t.win));
@@ -86,7 +95,7 @@ impl Isns {
         if t.len > 0 {
             line.push_str(&format!(" len {}", t.len));
         }
-        line
+        Told { line, seq, ack }
     }
 }
 
@@ -126,16 +135,17 @@ mod tests {
         );
         let mut isns = Isns::default();
         assert_eq!(
-            isns.tcp_line(true, l, r, &seg(1000, 0, true, false, 0)),
+            isns.tcp_line(true, l, r, &seg(1000, 0, true, false, 0))
+                .line,
             "-> [S] seq 0 win 65495 <mss 65495>"
         );
         assert_eq!(
-            isns.tcp_line(false, l, r, &seg(5000, 1001, true, true, 0)),
+            isns.tcp_line(false, l, r, &seg(5000, 1001, true, true, 0))
+                .line,
             "<- [S.] seq 0 ack 1 win 65495 <mss 65495>"
         );
-        assert_eq!(
-            isns.tcp_line(true, l, r, &seg(1001, 5001, false, true, 6)),
-            "-> [P.] seq 1:7 ack 1 len 6"
-        );
+        let data = isns.tcp_line(true, l, r, &seg(1001, 5001, false, true, 6));
+        assert_eq!(data.line, "-> [P.] seq 1:7 ack 1 len 6");
+        assert_eq!((data.seq, data.ack), (1, Some(1)));
     }
 }

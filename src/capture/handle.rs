@@ -45,11 +45,26 @@ pub enum Proto {
     Udp,
 }
 
-/// Whose packets: a client's (to and from its peer) or a server's (to and from its port).
+/// Whose packets: a client's (to and from its peer) or a server's (to and from its port,
+/// and for a forwarder to and from its target too).
 #[derive(Debug, Clone, Copy)]
 pub enum Scope {
-    Client { proto: Proto, peer: SocketAddr },
-    Server { proto: Proto, local: SocketAddr },
+    Client {
+        proto: Proto,
+        peer: SocketAddr,
+    },
+    Server {
+        proto: Proto,
+        local: SocketAddr,
+        target: Option<SocketAddr>,
+    },
+}
+
+/// Which leg a packet of a server's scope is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leg {
+    Client,
+    Target,
 }
 
 impl Scope {
@@ -59,10 +74,12 @@ impl Scope {
         }
     }
 
-    fn port(self) -> u16 {
+    fn ports(self) -> Vec<u16> {
         match self {
-            Scope::Client { peer, .. } => peer.port(),
-            Scope::Server { local, .. } => local.port(),
+            Scope::Client { peer, .. } => vec![peer.port()],
+            Scope::Server { local, target, .. } => std::iter::once(local.port())
+                .chain(target.map(|t| t.port()))
+                .collect(),
         }
     }
 
@@ -70,36 +87,45 @@ impl Scope {
     fn loopback(self) -> bool {
         match self {
             Scope::Client { peer, .. } => peer.ip().is_loopback(),
-            Scope::Server { local, .. } => local.ip().is_loopback(),
+            Scope::Server { local, target, .. } => {
+                local.ip().is_loopback() && target.is_none_or(|t| t.ip().is_loopback())
+            }
         }
     }
 
-    /// Whether a packet from `src` to `dst` is ours, and which way it went: `Some(true)` sent
-    /// by this end.
-    fn direction(self, src: SocketAddr, dst: SocketAddr) -> Option<bool> {
+    /// Whether a packet from `src` to `dst` is ours, which way it went (`true`: sent by this
+    /// end) and on which leg.
+    fn direction(self, src: SocketAddr, dst: SocketAddr) -> Option<(bool, Leg)> {
         let same = |a: SocketAddr, b: SocketAddr| {
             a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
         };
         match self {
             Scope::Client { peer, .. } => {
                 if same(dst, peer) {
-                    Some(true)
+                    Some((true, Leg::Client))
                 } else if same(src, peer) {
-                    Some(false)
+                    Some((false, Leg::Client))
                 } else {
                     None
                 }
             }
-            Scope::Server { local, .. } => {
+            Scope::Server { local, target, .. } => {
                 let here = |a: SocketAddr| {
                     a.port() == local.port()
                         && (local.ip().is_unspecified()
                             || canonical(a.ip()) == canonical(local.ip()))
                 };
-                if here(src) {
-                    Some(true)
+                let there = |a: SocketAddr| target.is_some_and(|t| same(a, t));
+                // A forwarder on loopback to a target on loopback: a packet to the target
+                // leaves us, one from it comes in.
+                if there(dst) {
+                    Some((true, Leg::Target))
+                } else if there(src) {
+                    Some((false, Leg::Target))
+                } else if here(src) {
+                    Some((true, Leg::Client))
                 } else if here(dst) {
-                    Some(false)
+                    Some((false, Leg::Client))
                 } else {
                     None
                 }
@@ -125,6 +151,8 @@ pub struct Capture {
 /// How long the reader waits for a packet before it looks at the stop flag; at the end it
 /// drains until the line has been quiet this long.
 const QUIET: Duration = Duration::from_millis(50);
+/// How long the kernel's deferred switch to stamping packets is given (see `open`).
+const STAMPING_STARTS: Duration = Duration::from_millis(5);
 /// The kernel's queue for this socket: a few hundred full-size packets.
 const QUEUE_BYTES: libc::c_int = 4 << 20;
 
@@ -135,7 +163,13 @@ impl Capture {
         if !opts.wanted() {
             return None;
         }
-        let sock = match open(scope) {
+        // Headers only unless the packets are written whole.
+        let snap = if opts.pcap.is_some() {
+            filter::SNAPLEN
+        } else {
+            filter::HEADERS
+        };
+        let sock = match open(scope, snap) {
             Ok(s) => s,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
                 narrate::emit(format_args!(
@@ -197,16 +231,27 @@ impl Drop for Capture {
 }
 
 /// socket, filter, then bind: no packet is queued before the filter is in place.
-fn open(scope: Scope) -> io::Result<OwnedFd> {
+fn open(scope: Scope, snap: u32) -> io::Result<OwnedFd> {
     let sock = sys::packet_socket()?;
     let fd = sock.as_raw_fd();
     let proto = match scope.proto() {
         Proto::Tcp => libc::IPPROTO_TCP,
         Proto::Udp => libc::IPPROTO_UDP,
     } as u8;
-    sys::attach_filter(fd, &filter::program(proto, scope.port()))?;
+    sys::attach_filter(fd, &filter::program(proto, &scope.ports(), snap))?;
     // A bigger queue is best effort: the default still works, it drops sooner.
     let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &QUEUE_BYTES);
+    // Each packet comes with the time the kernel saw it (SCM_TIMESTAMPNS). The kernel turns
+    // its packet stamping on from a work queue a moment later (net_enable_timestamp); until
+    // then a packet is stamped when read, so the handshake would seem to follow connect().
+    // A few milliseconds, once per session, let it start before the first call.
+    let _ = sys::setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        &1 as &libc::c_int,
+    );
+    std::thread::sleep(STAMPING_STARTS);
     sys::set_recv_timeout(fd, QUIET)?;
     let ifindex = if scope.loopback() {
         sys::if_index("lo")
@@ -226,11 +271,13 @@ fn read_loop(
     stop: &AtomicBool,
 ) {
     let fd = sock.as_raw_fd();
+    // The totals are said when packets were asked for (not for --trace alone) or lost.
+    let tell_totals = wire || pcap.is_some();
     let mut buf = vec![0u8; filter::SNAPLEN as usize];
     let mut isns = Isns::default();
     let mut seen = 0u64;
     loop {
-        let (n, meta) = match sys::packet_recv(fd, &mut buf) {
+        let (n, meta, stamp) = match sys::packet_recv(fd, &mut buf) {
             Ok(got) => got,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {
                 if stop.load(Ordering::Relaxed) {
@@ -252,12 +299,12 @@ fn read_loop(
         let Some(packet) = decode::decode(data) else {
             continue;
         };
-        let Some(outgoing) = scope.direction(packet.src, packet.dst) else {
+        let Some((outgoing, leg)) = scope.direction(packet.src, packet.dst) else {
             continue;
         };
         seen += 1;
         let now = SystemTime::now();
-        let when = sys::packet_stamp(fd).unwrap_or(now);
+        let when = stamp.unwrap_or(now);
         let ago = now.duration_since(when).unwrap_or_default();
         if let Some(w) = pcap.as_mut() {
             let _ = w.packet(when, &meta, data);
@@ -267,13 +314,19 @@ fn read_loop(
         } else {
             (packet.dst, packet.src)
         };
-        let line = match &packet.body {
-            Body::Tcp(t) => isns.tcp_line(outgoing, local, remote, t),
-            Body::Udp { len } => format::udp_line(outgoing, *len),
+        let (line, numbers) = match &packet.body {
+            Body::Tcp(t) => {
+                let told = isns.tcp_line(outgoing, local, remote, t);
+                (told.line, Some((told.seq, told.ack)))
+            }
+            Body::Udp { len } => (format::udp_line(outgoing, *len), None),
         };
-        let line = match scope {
-            Scope::Server { .. } => format!("{line} (client {remote})"),
-            Scope::Client { .. } => line,
+        let line = match (scope, leg) {
+            (Scope::Server { .. }, Leg::Client) => format!("{line} (client {remote})"),
+            (Scope::Server { .. }, Leg::Target) => {
+                format!("{line} (target {remote} from port {})", local.port())
+            }
+            (Scope::Client { .. }, _) => line,
         };
         if wire {
             narrate::emit(format_args!("{:>9} {line}", narrate::stamp_ago(ago)));
@@ -289,6 +342,12 @@ fn read_loop(
                             .str("flags", &t.flags())
                             .num("len", t.len as i128)
                             .num("win", t.win);
+                        if let Some((seq, ack)) = numbers {
+                            f.num("seq", seq);
+                            if let Some(ack) = ack {
+                                f.num("ack", ack);
+                            }
+                        }
                     }
                     Body::Udp { len } => {
                         f.str("proto", "udp").num("len", *len as i128);
@@ -303,7 +362,7 @@ fn read_loop(
         let _ = w.finish();
     }
     if let Ok((_, drops)) = sys::packet_stats(fd) {
-        if wire || drops > 0 {
+        if tell_totals || drops > 0 {
             narrate::emit(format_args!(
                 "wire: {seen} packets captured, {drops} dropped by the kernel (its queue was full)"
             ));

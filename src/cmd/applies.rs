@@ -211,11 +211,17 @@ const QUIET_CLIENT: &str = "-q silences a server's `listening on` line, and conn
                             client: it has none to silence";
 const WIRE_UNIX: &str = "--wire/--pcap capture IP packets, and a Unix socket puts none on a \
                          network wire (--trace still records its calls)";
-const CAPTURE_SCAN: &str = "--wire/--pcap/--trace follow a relay session, and -z checks ports \
-                            without one (-vv narrates each check)";
-const CAPTURE_BROKER: &str = "--wire/--pcap/--trace follow listen's one relay session, and \
-                              --broker/--chat run many clients on the server engine, which \
-                              sockkit does not capture (-vv narrates its calls)";
+const CAPTURE_SCAN: &str = "--wire/--pcap/--trace/--tcp-info-every/--report follow a relay \
+                            session, and -z checks ports without one (-vv narrates each check)";
+const CAPTURE_BROKER: &str = "--wire/--pcap/--trace/--tcp-info-every/--report follow a relay \
+                              session or a server's clients, and a --broker/--chat hub is not \
+                              captured (-vv narrates its calls)";
+const TCP_INFO_UDP: &str = "--tcp-info-every samples TCP_INFO, and a UDP socket has no TCP \
+                            state to sample";
+const TCP_INFO_UNIX: &str = "--tcp-info-every samples TCP_INFO, and a Unix socket has no TCP \
+                             state to sample";
+const REPORT_UNIX: &str = "--report draws segments and TCP_INFO samples, and a Unix socket has \
+                           neither (--trace still records its calls)";
 
 // One sentence for all of a side's TLS flags: they come together (clap makes each need --tls).
 const TLS_SCAN: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, --insecure) speaks TLS \
@@ -281,11 +287,22 @@ const QUIET: &[Rule] = &[refuse(CLIENTS, ANY, QUIET_CLIENT)];
 const WIRE: &[Rule] = &[
     refuse(&[Check], ANY, CAPTURE_SCAN),
     refuse(&[Broker], ANY, CAPTURE_BROKER),
-    refuse(RELAYS, UNIX, WIRE_UNIX),
+    refuse(&[Connect, Listen, Echo, Knock], UNIX, WIRE_UNIX),
 ];
 const TRACE: &[Rule] = &[
     refuse(&[Check], ANY, CAPTURE_SCAN),
     refuse(&[Broker], ANY, CAPTURE_BROKER),
+];
+const TCP_INFO: &[Rule] = &[
+    refuse(&[Check], ANY, CAPTURE_SCAN),
+    refuse(&[Broker], ANY, CAPTURE_BROKER),
+    refuse(EVERY, &[Udp], TCP_INFO_UDP),
+    refuse(EVERY, UNIX, TCP_INFO_UNIX),
+];
+const REPORT: &[Rule] = &[
+    refuse(&[Check], ANY, CAPTURE_SCAN),
+    refuse(&[Broker], ANY, CAPTURE_BROKER),
+    refuse(EVERY, UNIX, REPORT_UNIX),
 ];
 const TLS_CLIENT: &[Rule] = &[
     refuse(&[Check], ANY, TLS_SCAN),
@@ -330,9 +347,11 @@ pub const TABLE: &[Row] = &[
     row("crlf", "--crlf", RELAY_ARGS, CRLF, &["--crlf"]),
     row("hexdump", "-x", EVERY, NOT_SCAN, &["-x"]),
     row("hexdump_file", "--hexdump-file", EVERY, NOT_SCAN, &["--hexdump-file", "{dir}/dump"]),
-    row("wire", "--wire", RELAY_ARGS, WIRE, &["--wire"]),
-    row("pcap", "--pcap", RELAY_ARGS, WIRE, &["--pcap", "{dir}/p.pcap"]),
-    row("trace", "--trace", RELAY_ARGS, TRACE, &["--trace", "{dir}/t.jsonl"]),
+    row("wire", "--wire", EVERY, WIRE, &["--wire"]),
+    row("pcap", "--pcap", EVERY, WIRE, &["--pcap", "{dir}/p.pcap"]),
+    row("trace", "--trace", EVERY, TRACE, &["--trace", "{dir}/t.jsonl"]),
+    row("tcp_info_every", "--tcp-info-every", EVERY, TCP_INFO, &["--tcp-info-every", "20ms"]),
+    row("report", "--report", EVERY, REPORT, &["--report", "{dir}/r.html"]),
     row("allow", "--allow", &[Echo, Knock], IP_FILTERS, &["--allow", "127.0.0.0/8"]),
     row("deny", "--deny", &[Echo, Knock], IP_FILTERS, &["--deny", "10.0.0.0/8"]),
     row("threads", "--threads", &[Echo, Knock], THREADS, &["--threads", "2"]),
@@ -375,7 +394,7 @@ pub fn cell(command: &Command) -> Option<(Mode, Transport)> {
         ),
         Command::Echo(a) => (Echo, Transport::of(a.local.unix.is_some(), a.udp)),
         Command::Knock(a) => (Knock, Transport::of(a.local.unix.is_some(), false)),
-        Command::Forward(_) | Command::Completions(_) => return None,
+        Command::Forward(_) | Command::Completions(_) | Command::Report(_) => return None,
     })
 }
 
@@ -415,8 +434,8 @@ mod tests {
             "listen" => &[Listen, Broker],
             "echo" => &[Echo],
             "knock" => &[Knock],
-            // Not in the table: see `cell`.
-            "forward" => &[],
+            // Not in the table: see `cell` (report reads a file: no socket, no transport).
+            "forward" | "report" => &[],
             other => panic!("a subcommand the table does not know: {other}"),
         }
     }

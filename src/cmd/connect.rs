@@ -9,10 +9,11 @@ use anyhow::{Result, anyhow};
 use socket2::{Socket, Type};
 
 use super::applies::Transport;
+use super::observe;
 use super::options;
 use super::tls;
 use crate::addr;
-use crate::capture::{Capture, CaptureOpts, Proto, Scope};
+use crate::capture::{Capture, CaptureOpts, Proto, Scope, sample};
 use crate::cli::ConnectArgs;
 use crate::error::{self, UsageError};
 use crate::narrate;
@@ -27,7 +28,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     }
     let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
     let wire = options::wire(&args.wire)?;
-    let capture = options::capture(&args.capture)?;
+    let (capture, observed) = observe::start(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
     let transport = Transport::of(args.unix.is_some(), args.dgram.udp);
     let (sock, captured) = match &args.unix {
@@ -63,6 +64,11 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     };
     let channel = options::channel(args.dgram, Peers::Connected, args.verbosity);
     let ending = options::ending(&args.relay, options::Role::Client);
+    let watch = if transport == Transport::Tcp {
+        sample::watch(socket::fd(&sock), None)
+    } else {
+        None
+    };
     let result = match tls {
         Some(client) => tls::connect_session(
             client,
@@ -77,11 +83,13 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             .progress(options::progress(&args.relay, args.verbosity))
             .session(&sock, channel),
     };
+    drop(watch);
     socket::close(sock);
     if let Some(c) = captured {
         c.stop();
     }
-    result.map(drop)
+    let finished = observed.finish();
+    result.map(drop).and(finished)
 }
 
 /// Resolves HOST, then connects over TCP (each address in turn, from `-s`/`-p` if given) or

@@ -2,8 +2,8 @@
 //! `--to-unix PATH` to forward to one, `-u` for UDP): glue only. It sorts out the positional endpoints,
 //! checks the target once before listening (it resolves, it is not port 0, it is not the
 //! listening address itself, which would loop), binds as every server does (setup.rs), and
-//! hands the socket to the forwarding engine (`server::serve_forward`). Moving bytes is the
-//! engine's.
+//! hands the socket to the forwarding engine (`server::serve_forward`), with the capture of
+//! both legs when asked (`--wire`). Moving bytes is the engine's.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::applies::Transport;
+use super::observe;
 use super::options;
 use super::setup::{self, Local, Place};
 use super::tls;
@@ -62,6 +63,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         )
         .into());
     }
+    refuse_capture(&args)?;
     if (args.tls.tls || args.to_tls.to_tls) && args.udp {
         return Err(UsageError::new(
             "--tls and --to-tls need a byte stream: datagrams would need DTLS, which sockkit \
@@ -109,6 +111,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let listen_name = listen.as_ref().and_then(|(a, _)| a.as_deref());
     let server_tls = tls::engine_server(&args.tls, listen_name)?;
     let dump = options::dump(&args.dump)?;
+    let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit (--max-conns 0) must not follow a
     // `listening on` line.
     let limits = options::limits(&args.server)?;
@@ -125,7 +128,21 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         unlink: args.unlink,
     };
     let transport = Transport::of(args.unix.is_some(), args.udp);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    // Both legs: the clients' port, and the target's (its first address, as resolved now).
+    // Through a proxy the target is the proxy's to find (and packets are refused there).
+    let target_addr = match &dest {
+        Dest::Ip { host, port, family } if capture.wanted() && args.proxy.is_none() => {
+            addr::resolve(host, *port, *family)
+                .ok()
+                .and_then(|a| a.first().copied())
+        }
+        _ => None,
+    };
+    // The capture is in place before the `listening on` line: no client comes before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, target_addr)
+        })?;
     refuse_loop(&bound.local, &dest)?;
     // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's.
     let handshake = args.timeout.unwrap_or(tls::HANDSHAKE_TIMEOUT);
@@ -158,7 +175,37 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         server::serve_forward(socket, args.unix.is_some(), &plan, limits, &fwd)
     };
     drop(guard);
-    result
+    if let Some(c) = captured {
+        c.stop();
+    }
+    result.and(observed.finish())
+}
+
+/// The capture options forward cannot honour, refused with the reason: packets need IP on
+/// both legs and a target known before the first client; TCP_INFO needs TCP.
+fn refuse_capture(args: &ForwardArgs) -> Result<(), UsageError> {
+    let c = &args.capture;
+    let packets = c.wire || c.pcap.is_some() || c.report.is_some();
+    if packets && (args.unix.is_some() || args.to_unix.is_some()) {
+        return Err(UsageError::new(
+            "--wire/--pcap/--report capture IP packets on both legs, and -U/--to-unix make one \
+             leg a Unix socket, which puts none on a network wire (--trace records its calls)",
+        ));
+    }
+    if packets && (args.socks5 || args.proxy.is_some()) {
+        return Err(UsageError::new(
+            "--wire/--pcap/--report capture the legs to a target known at start, and with \
+             --socks5 or --proxy each connection goes where its client (or the proxy) says: \
+             capture with tcpdump instead",
+        ));
+    }
+    if c.tcp_info_every.is_some() && (args.udp || args.unix.is_some()) {
+        return Err(UsageError::new(
+            "--tcp-info-every samples TCP_INFO of each TCP client, and with -u or -U there is \
+             no TCP client to sample",
+        ));
+    }
+    Ok(())
 }
 
 /// `[ADDR] PORT` to listen on, as typed.

@@ -6,6 +6,7 @@
 use anyhow::Result;
 
 use super::applies::Transport;
+use super::observe;
 use super::options;
 use super::setup::{self, Place};
 use super::tls;
@@ -27,6 +28,7 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let service = Knock::new(jokes, args.shuffle);
     // -x: the same service, with each client's bytes shown in hex on the way.
     let dump = options::dump(&args.dump)?;
+    let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
     let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
@@ -35,7 +37,11 @@ pub fn run(args: KnockArgs) -> Result<()> {
         ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)
     };
     let transport = Transport::of(args.local.unix.is_some(), false);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    // The capture is in place before the `listening on` line: no client comes before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, None)
+        })?;
     narrate::info(format_args!(
         "knock: {} jokes{}, told {}",
         told,
@@ -50,5 +56,9 @@ pub fn run(args: KnockArgs) -> Result<()> {
         }
     ));
     let tls = tls::engine_accept(tls, args.verbosity.quiet);
-    setup::serve(bound, limits, service, dump, tls)
+    let result = setup::serve(bound, limits, service, dump, tls);
+    if let Some(c) = captured {
+        c.stop();
+    }
+    result.and(observed.finish())
 }

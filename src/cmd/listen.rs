@@ -6,10 +6,11 @@
 use anyhow::Result;
 
 use super::applies::Transport;
+use super::observe;
 use super::options;
-use super::setup::{self, Bound, Place};
+use super::setup::{self, Bound, Local, Place};
 use super::tls::{self, ServerRelay};
-use crate::capture::{Capture, Proto, Scope};
+use crate::capture::sample;
 use crate::cli::ListenArgs;
 use crate::narrate;
 use crate::relay::{Channel, End, Peers, Relay};
@@ -29,22 +30,15 @@ pub fn run(args: ListenArgs) -> Result<()> {
         // -k ends at a stop signal: its totals object comes from there.
         crate::interrupt::keep_totals();
     }
-    let capture = options::capture(&args.capture)?;
+    let (capture, observed) = observe::start(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    // A server's capture covers its port: the listening socket and every client's. It is
+    // in place before the `listening on` line, so no client can come before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, None)
+        })?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
-    // A server's capture covers its port: the listening socket and every client's.
-    let captured = match socket::local_addr(&bound.socket) {
-        Ok(local) if args.local.unix.is_none() => {
-            let proto = if transport.is_stream() {
-                Proto::Tcp
-            } else {
-                Proto::Udp
-            };
-            Capture::start(&capture, Scope::Server { proto, local })
-        }
-        _ => None,
-    };
     let result = if transport.is_stream() {
         let relay = match tls {
             Some(server) => {
@@ -64,7 +58,8 @@ pub fn run(args: ListenArgs) -> Result<()> {
     if let Some(c) = captured {
         c.stop();
     }
-    result
+    let finished = observed.finish();
+    result.and(finished)
 }
 
 /// A datagram socket: one relay session with whoever sends (stdin to the last one heard).
@@ -112,7 +107,12 @@ fn one_client_at_a_time(bound: Bound, mut relay: ServerRelay, args: &ListenArgs)
             let title = format!("fd {} ({here} <- {})", socket::fd(&client.sock), client.who);
             crate::narrate::say(&plan.show(&client.sock, client.target, &title));
         }
+        let watch = match local {
+            Local::Ip { .. } => sample::watch(socket::fd(&client.sock), Some(client.who.clone())),
+            Local::Unix(_) => None,
+        };
         let result = relay.session(&client.sock, Channel::Bytes);
+        drop(watch);
         socket::close(client.sock);
         match result {
             Ok(End::StdoutClosed) => break Ok(()),

@@ -1,8 +1,9 @@
 //! One module per subcommand, each the glue from its parsed arguments to the engines (relay,
 //! scan, server): connect.rs, listen.rs (broker.rs for `--broker`/`--chat`), echo.rs,
-//! knock.rs, forward.rs, completions.rs. What they share is in siblings they name directly: applies.rs (which option
+//! knock.rs, forward.rs, completions.rs, report.rs (`sockkit report`). What they share is in siblings they name directly: applies.rs (which option
 //! applies where, checked before anything runs), options.rs (arguments -> engine options) and
-//! setup.rs (a server's socket on any transport). This file only dispatches.
+//! setup.rs (a server's socket on any transport) and observe.rs (--trace, --tcp-info-every and
+//! --report around a session). This file only dispatches.
 
 pub mod applies;
 mod broker;
@@ -12,7 +13,9 @@ mod echo;
 mod forward;
 mod knock;
 mod listen;
+mod observe;
 mod options;
+mod report;
 mod setup;
 mod tls;
 
@@ -32,7 +35,7 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Echo(a) => a.verbosity,
         Command::Knock(a) => a.verbosity,
         Command::Forward(a) => a.verbosity,
-        Command::Completions(_) => Verbosity::default(),
+        Command::Completions(_) | Command::Report(_) => Verbosity::default(),
     };
     // --explain narrates every step it explains: at least -vv.
     let level = if verbosity.explain {
@@ -48,7 +51,7 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Echo(a) => a.server.json,
         Command::Knock(a) => a.server.json,
         Command::Forward(a) => a.server.json,
-        Command::Completions(_) => false,
+        Command::Completions(_) | Command::Report(_) => false,
     });
     // SIGINT/SIGTERM/SIGHUP from here on: the totals (-v), cleanup, then the process ends by
     // the signal; a server's event loop takes them over once it runs (server/stop.rs).
@@ -61,5 +64,6 @@ pub fn run(invocation: Invocation) -> Result<()> {
         Command::Knock(args) => knock::run(args),
         Command::Forward(args) => forward::run(args),
         Command::Completions(args) => completions::run(&args),
+        Command::Report(args) => report::run(&args),
     }
 }

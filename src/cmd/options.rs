@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::capture::CaptureOpts;
 use crate::cli::{
-    CaptureArgs, DgramArgs, DumpArgs, ProxyArgs, ProxyDns, RelayArgs, ServerArgs, Verbosity,
-    WireArgs,
+    DgramArgs, DumpArgs, ProxyArgs, ProxyDns, RelayArgs, ServerArgs, Verbosity, WireArgs,
 };
 use crate::error::UsageError;
 use crate::relay::wire::Dump;
@@ -116,20 +114,6 @@ pub fn limits(args: &ServerArgs) -> Result<Limits> {
         deny: args.deny.clone(),
         max_owed: DEFAULT_MAX_OWED,
         threads: args.threads.map_or(cores, usize::from).max(1),
-    })
-}
-
-/// `--wire`, `--pcap` and `--trace` as capture options; the trace file is opened here, before
-/// the first call it records. A trace file that cannot be made is an error before anything
-/// starts.
-pub fn capture(args: &CaptureArgs) -> Result<CaptureOpts> {
-    if let Some(path) = &args.trace {
-        crate::trace::open(path)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::error::plain(&e)))?;
-    }
-    Ok(CaptureOpts {
-        wire: args.wire,
-        pcap: args.pcap.clone(),
     })
 }
 

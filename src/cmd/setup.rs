@@ -90,6 +90,18 @@ pub fn bind(
     sockopts: &SockOptArgs,
     verbosity: Verbosity,
 ) -> Result<Bound> {
+    bind_then(place, transport, sockopts, verbosity, |_| ()).map(|(bound, ())| bound)
+}
+
+/// [`bind`], running `before_announcing` on the bound socket before the `listening on` line:
+/// what must be in place before a client can know the port (the capture of `--wire`).
+pub fn bind_then<T>(
+    place: &Place,
+    transport: Transport,
+    sockopts: &SockOptArgs,
+    verbosity: Verbosity,
+    before_announcing: impl FnOnce(&Bound) -> T,
+) -> Result<(Bound, T)> {
     let plan = server_plan(sockopts, place.unix.is_some());
     let bound = if let Some(path) = place.unix {
         let ty = if transport.is_stream() {
@@ -152,10 +164,11 @@ pub fn bind(
         let title = format!("{what} fd {fd} ({place})");
         crate::narrate::say(&bound.plan.show(&bound.socket, target, &title));
     }
+    let then = before_announcing(&bound);
     if !verbosity.quiet {
         announce(&bound);
     }
-    Ok(bound)
+    Ok((bound, then))
 }
 
 /// The `listening on ADDR (scope), REACH` line every server prints when ready: which

@@ -19,6 +19,7 @@ use super::peer::Peer;
 use super::service::Next;
 use super::stream::Stream;
 use super::summary;
+use crate::capture::sample;
 use crate::narrate::{self, Flow, Key};
 use crate::socket;
 
@@ -173,6 +174,9 @@ fn data_call(flow: &mut Flow, dir: Dir, fd: RawFd, len: usize, r: &io::Result<us
 impl<S> Conn<S> {
     pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
         let flow = Flow::for_client(&peer).map(Box::new);
+        if sock.is_tcp() {
+            sample::begin(sock.as_raw_fd(), || Some(peer.to_string()));
+        }
         Conn {
             flow,
             sock,
@@ -509,6 +513,9 @@ impl<S> Conn<S> {
             && let Some(info) = socket::tcp_info_summary(&SockRef::from(&self.sock))
         {
             narrate::emit(format_args!("{} {info}", self.peer));
+        }
+        if self.sock.is_tcp() {
+            sample::end(self.sock.as_raw_fd());
         }
         self.sock.close();
         (self.bytes_in, self.bytes_out, truncated)

@@ -23,6 +23,7 @@ use super::peer::Peer;
 use super::socks::Handshake;
 use super::stream::Stream;
 use super::via::Via;
+use crate::capture::sample;
 use crate::narrate::{self, Flow, Key};
 use crate::relay::wire::{Dir, Dump};
 
@@ -366,6 +367,9 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(client: Stream, peer: Peer, copy: bool, now: Instant) -> Pair {
+        if client.is_tcp() {
+            sample::begin(client.as_raw_fd(), || Some(peer.to_string()));
+        }
         let (mut up, mut down) = (Half::new(copy), Half::new(copy));
         if narrate::narrating() {
             up = up.narrated(&format!("{peer} -> target"));
@@ -493,6 +497,9 @@ impl Pair {
     /// Closes both sockets; `reset`: with SO_LINGER 0, so each peer gets a RST, not a FIN.
     pub fn close(self, reset: bool) {
         let Pair { client, target, .. } = self;
+        if client.is_tcp() {
+            sample::end(client.as_raw_fd());
+        }
         for s in std::iter::once(client).chain(target) {
             if reset {
                 set_linger_zero(&s);

@@ -77,6 +77,15 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// A TCP connection, plain or under TLS (what TCP_INFO can be read from).
+    pub fn is_tcp(&self) -> bool {
+        match self {
+            Stream::Tcp(_) => true,
+            Stream::Unix(_) => false,
+            Stream::Tls(s) => s.get_ref().is_tcp(),
+        }
+    }
+
     /// ` on 127.0.0.1:7`: our end, for the `accepted` line (a Unix socket's is its path,
     /// already announced, so nothing).
     pub fn local_shown(&self) -> String {

@@ -303,7 +303,7 @@ pub fn tcp_info_summary(sock: &Socket) -> Option<String> {
         i.tcpi_bytes_sent,
         i.tcpi_bytes_acked,
         i.tcpi_bytes_received,
-        bits_per_second(i.tcpi_delivery_rate),
+        crate::narrate::bits_per_second(i.tcpi_delivery_rate),
     ))
 }
 
@@ -326,21 +326,6 @@ pub fn tcp_info_json(sock: &Socket) -> Option<String> {
             .num("delivery_rate", i.tcpi_delivery_rate)
             .text(),
     )
-}
-
-/// A rate in bytes/s as `ss` prints it: bits per second, `12.3Mbps`.
-#[cfg(target_os = "linux")]
-fn bits_per_second(bytes_per_sec: u64) -> String {
-    let bits = bytes_per_sec as f64 * 8.0;
-    if bits >= 1e9 {
-        format!("{:.1}Gbps", bits / 1e9)
-    } else if bits >= 1e6 {
-        format!("{:.1}Mbps", bits / 1e6)
-    } else if bits >= 1e3 {
-        format!("{:.1}Kbps", bits / 1e3)
-    } else {
-        format!("{bits}bps")
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
