@@ -584,6 +584,57 @@ fn echo_wire_shows_each_clients_handshake_and_data_segments() {
 }
 
 #[test]
+fn broker_wire_shows_a_message_come_in_from_one_client_and_go_out_to_the_other() {
+    use std::io::{Read, Write};
+    if !root_or_skip() {
+        return;
+    }
+    let mut server = Server::start(&["listen", "--broker", "-v", "--wire", "127.0.0.1", "0"]);
+    let dial = || {
+        let s = std::net::TcpStream::connect(server.loopback()).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        s
+    };
+    let mut a = dial();
+    let mut b = dial();
+    let (ta, tb) = (
+        format!("(client {})", a.local_addr().unwrap()),
+        format!("(client {})", b.local_addr().unwrap()),
+    );
+    // Both are in before a speaks: the broker has said so for each.
+    for t in [&ta, &tb] {
+        let who = t
+            .trim_start_matches("(client ")
+            .trim_end_matches(')')
+            .to_string();
+        server
+            .stderr
+            .wait_seen(T, |l| l.contains("accepted") && l.contains(&who))
+            .unwrap();
+    }
+    a.write_all(b"hello\n").unwrap();
+    let mut got = [0u8; 6];
+    b.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello\n");
+    server
+        .stderr
+        .wait_seen(T, |l| {
+            l.contains("-> [P.] seq 1:7 ack ") && l.contains(" len 6") && l.ends_with(&tb)
+        })
+        .unwrap();
+    let text = server.stderr.text();
+    for t in [&ta, &tb] {
+        let segs = tagged(&text, t);
+        assert!(segs[0].starts_with("<- [S] seq 0 win "), "{segs:#?}");
+        assert!(segs[1].starts_with("-> [S.] seq 0 ack 1 win "), "{segs:#?}");
+        assert_eq!(segs[2], "<- [.] seq 1 ack 1", "{segs:#?}");
+    }
+    // The message as it came in from a, and as it went out to b.
+    data(&tagged(&text, &ta), 3, "<-");
+    data(&tagged(&text, &tb), 3, "->");
+}
+
+#[test]
 fn forward_wire_shows_the_client_leg_and_the_target_leg() {
     if !root_or_skip() {
         return;

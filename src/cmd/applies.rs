@@ -213,9 +213,6 @@ const WIRE_UNIX: &str = "--wire/--pcap capture IP packets, and a Unix socket put
                          network wire (--trace still records its calls)";
 const CAPTURE_SCAN: &str = "--wire/--pcap/--trace/--tcp-info-every/--report follow a relay \
                             session, and -z checks ports without one (-vv narrates each check)";
-const CAPTURE_BROKER: &str = "--wire/--pcap/--trace/--tcp-info-every/--report follow a relay \
-                              session or a server's clients, and a --broker/--chat hub is not \
-                              captured (-vv narrates its calls)";
 const TCP_INFO_UDP: &str = "--tcp-info-every samples TCP_INFO, and a UDP socket has no TCP \
                             state to sample";
 const TCP_INFO_UNIX: &str = "--tcp-info-every samples TCP_INFO, and a Unix socket has no TCP \
@@ -286,22 +283,16 @@ const THREADS: &[Rule] = &[refuse(&[Echo], DGRAMS, THREADS_DGRAM)];
 const QUIET: &[Rule] = &[refuse(CLIENTS, ANY, QUIET_CLIENT)];
 const WIRE: &[Rule] = &[
     refuse(&[Check], ANY, CAPTURE_SCAN),
-    refuse(&[Broker], ANY, CAPTURE_BROKER),
-    refuse(&[Connect, Listen, Echo, Knock], UNIX, WIRE_UNIX),
+    refuse(&[Connect, Listen, Broker, Echo, Knock], UNIX, WIRE_UNIX),
 ];
-const TRACE: &[Rule] = &[
-    refuse(&[Check], ANY, CAPTURE_SCAN),
-    refuse(&[Broker], ANY, CAPTURE_BROKER),
-];
+const TRACE: &[Rule] = &[refuse(&[Check], ANY, CAPTURE_SCAN)];
 const TCP_INFO: &[Rule] = &[
     refuse(&[Check], ANY, CAPTURE_SCAN),
-    refuse(&[Broker], ANY, CAPTURE_BROKER),
     refuse(EVERY, &[Udp], TCP_INFO_UDP),
     refuse(EVERY, UNIX, TCP_INFO_UNIX),
 ];
 const REPORT: &[Rule] = &[
     refuse(&[Check], ANY, CAPTURE_SCAN),
-    refuse(&[Broker], ANY, CAPTURE_BROKER),
     refuse(EVERY, UNIX, REPORT_UNIX),
 ];
 const TLS_CLIENT: &[Rule] = &[

@@ -2,13 +2,15 @@
 //! socket): the hub on the connection engine. Glue only: the socket as `listen` binds it,
 //! limits from listen's own options, the announcement, then the engine with the broker
 //! service. stdin is not read: the broker passes clients' bytes between them and takes no
-//! part itself. Which transports a broker runs on is applies.rs's call.
+//! part itself. Which transports a broker runs on is applies.rs's call. `--wire` and the other
+//! watchers cover its port, so every client's segments, as they do for echo.
 
 use std::time::Duration;
 
 use anyhow::Result;
 
 use super::applies::Transport;
+use super::observe;
 use super::options;
 use super::setup::{self, Place};
 use super::tls;
@@ -31,6 +33,7 @@ pub const DEFAULT_IDLE: Duration = Duration::from_mins(5);
 
 pub fn run(args: &ListenArgs) -> Result<()> {
     let dump = options::dump(&args.wire.dump)?;
+    let (capture, observed) = observe::start(&args.capture)?;
     let max_conns = options::max_conns(args.broker.max_conns)?;
     // Not given: the default; 0: off, as everywhere.
     let idle_timeout = match args.relay.idle_timeout {
@@ -40,7 +43,11 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
-    let bound = setup::bind(&place, transport, &args.sockopts, args.verbosity)?;
+    // The capture is in place before the `listening on` line: no client comes before it.
+    let (bound, captured) =
+        setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
+            observe::capture_server(&capture, b, None)
+        })?;
     let limits = Limits {
         max_conns,
         idle_timeout,
@@ -54,5 +61,9 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         if args.broker.chat { "chat" } else { "broker" }
     ));
     let tls = tls::engine_accept(tls, args.verbosity.quiet);
-    setup::serve(bound, limits, Broker::new(args.broker.chat), dump, tls)
+    let result = setup::serve(bound, limits, Broker::new(args.broker.chat), dump, tls);
+    if let Some(c) = captured {
+        c.stop();
+    }
+    result.and(observed.finish())
 }

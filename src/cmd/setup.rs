@@ -83,18 +83,8 @@ fn server_plan(sockopts: &SockOptArgs, unix: bool) -> Plan {
 }
 
 /// socket, setsockopt, bind (and listen, for a stream) with the server plan, then
-/// `--show-opts` and the `listening on` line.
-pub fn bind(
-    place: &Place,
-    transport: Transport,
-    sockopts: &SockOptArgs,
-    verbosity: Verbosity,
-) -> Result<Bound> {
-    bind_then(place, transport, sockopts, verbosity, |_| ()).map(|(bound, ())| bound)
-}
-
-/// [`bind`], running `before_announcing` on the bound socket before the `listening on` line:
-/// what must be in place before a client can know the port (the capture of `--wire`).
+/// `before_announcing` on the bound socket (what must be in place before a client can know
+/// the port: the capture of `--wire`), then `--show-opts` and the `listening on` line.
 pub fn bind_then<T>(
     place: &Place,
     transport: Transport,
