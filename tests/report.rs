@@ -178,6 +178,15 @@ fn report_refuses_a_file_that_is_not_a_trace_in_one_line() {
         out.stderr
     );
     assert!(!out_html.exists(), "nothing written");
+    // A file with no newline is refused at the line bound, not read whole into memory.
+    let out = run(&["report", "/dev/zero"], b"", T);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("/dev/zero: not a sockkit --trace file: line 1 is longer than 1.00 MiB"),
+        "{}",
+        out.stderr
+    );
     let empty = dir.file("empty.jsonl", "");
     let out = run(&["report", empty.to_str().unwrap()], b"", T);
     assert_eq!(out.code(), Some(1));
