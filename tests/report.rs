@@ -411,3 +411,49 @@ fn an_echo_server_writes_its_report_when_stopped() {
     );
     assert!(page.contains("samples of other clients not plotted"));
 }
+
+#[test]
+fn a_refused_connection_still_gets_its_page_and_a_refused_command_leaves_the_file_alone() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("report-fail");
+    // A port nobody listens on: the kernel answers the SYN with a RST, and the page shows it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let page = dir.path("refused.html");
+    let out = run(
+        &[
+            "connect",
+            "--report",
+            page.to_str().unwrap(),
+            "127.0.0.1",
+            &port,
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("class=\"segment out syn"), "no SYN drawn");
+    assert!(html.contains("class=\"segment in rst"), "no RST drawn");
+    // Refused before any socket (exit 2): an existing file is not touched.
+    let kept = dir.file("kept.html", "keep me");
+    let out = run(
+        &[
+            "echo",
+            "--report",
+            kept.to_str().unwrap(),
+            "--max-conns",
+            "0",
+            "127.0.0.1",
+            "0",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "keep me");
+}
