@@ -18,6 +18,8 @@ use crate::narrate;
 
 /// How often the line is redrawn: often enough to look live, rarely enough to cost nothing.
 pub const TICK: Duration = Duration::from_millis(250);
+/// Past this much time left at the current rate, the line says "stalled" instead.
+const STALLED: Duration = Duration::from_hours(24);
 
 /// The thread drawing the live line; dropping it stops the thread and erases the line.
 pub struct Ticker {
@@ -77,6 +79,15 @@ impl Rate {
     }
 }
 
+/// `2s left` for `left` bytes at `rate` bytes a second. A rate decaying through a stall gives
+/// times no Duration holds (and none worth showing): past a day, or at no rate, `stalled`.
+fn time_left(left: u64, rate: f64) -> String {
+    match Duration::try_from_secs_f64(left as f64 / rate) {
+        Ok(d) if rate > 0.0 && d <= STALLED => format!("{} left", narrate::short(d)),
+        _ => "stalled".to_string(),
+    }
+}
+
 /// A rate as the line shows it: `12.5 MiB/s`.
 fn per_sec(r: f64) -> String {
     // A float-to-int `as` saturates (never wraps); the rate is positive and shown rounded.
@@ -113,13 +124,8 @@ pub fn transfer(total: Option<u64>) -> Ticker {
                 let left = t.saturating_sub(sent);
                 let eta = if left == 0 {
                     "done".to_string()
-                } else if r_up > 0.0 {
-                    format!(
-                        "{} left",
-                        narrate::short(Duration::from_secs_f64(left as f64 / r_up))
-                    )
                 } else {
-                    "stalled".to_string()
+                    time_left(left, r_up)
                 };
                 format!(
                     "{pct:.0}% of {}, {}, {eta}",
@@ -153,4 +159,19 @@ pub fn ports(checked: Arc<AtomicU64>, open: Arc<AtomicU64>, total: usize) -> Tic
 pub fn stdin_size() -> Option<u64> {
     let meta = crate::sys::stdio_file(0).metadata().ok()?;
     meta.is_file().then_some(meta.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_says_stalled_for_a_rate_decayed_to_almost_nothing() {
+        assert_eq!(time_left(1000, 500.0), "2.00s left");
+        // 300 MB at a rate halved every tick for a minute: seconds beyond any Duration.
+        assert_eq!(time_left(300_000_000, 1e-300), "stalled");
+        assert_eq!(time_left(300_000_000, 1.0), "stalled");
+        assert_eq!(time_left(1, 0.0), "stalled");
+        assert_eq!(time_left(1, f64::NAN), "stalled");
+    }
 }

@@ -178,6 +178,15 @@ fn report_refuses_a_file_that_is_not_a_trace_in_one_line() {
         out.stderr
     );
     assert!(!out_html.exists(), "nothing written");
+    // A file with no newline is refused at the line bound, not read whole into memory.
+    let out = run(&["report", "/dev/zero"], b"", T);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("/dev/zero: not a sockkit --trace file: line 1 is longer than 1.00 MiB"),
+        "{}",
+        out.stderr
+    );
     let empty = dir.file("empty.jsonl", "");
     let out = run(&["report", empty.to_str().unwrap()], b"", T);
     assert_eq!(out.code(), Some(1));
@@ -401,4 +410,50 @@ fn an_echo_server_writes_its_report_when_stopped() {
         "the first client's samples are plotted"
     );
     assert!(page.contains("samples of other clients not plotted"));
+}
+
+#[test]
+fn a_refused_connection_still_gets_its_page_and_a_refused_command_leaves_the_file_alone() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("report-fail");
+    // A port nobody listens on: the kernel answers the SYN with a RST, and the page shows it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let page = dir.path("refused.html");
+    let out = run(
+        &[
+            "connect",
+            "--report",
+            page.to_str().unwrap(),
+            "127.0.0.1",
+            &port,
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("class=\"segment out syn"), "no SYN drawn");
+    assert!(html.contains("class=\"segment in rst"), "no RST drawn");
+    // Refused before any socket (exit 2): an existing file is not touched.
+    let kept = dir.file("kept.html", "keep me");
+    let out = run(
+        &[
+            "echo",
+            "--report",
+            kept.to_str().unwrap(),
+            "--max-conns",
+            "0",
+            "127.0.0.1",
+            "0",
+        ],
+        b"",
+        T,
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "keep me");
 }

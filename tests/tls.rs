@@ -1619,3 +1619,60 @@ fn forward_to_tls_counts_bytes_held_in_a_failed_handshake_as_undelivered() {
     );
     assert!(fwd.try_status().is_none(), "the forwarder goes on");
 }
+
+#[test]
+fn data_and_close_notify_in_one_flight_get_the_echo_and_the_servers_close() {
+    // A client that writes its request and its close_notify in one send (as Python's
+    // unwrap() or Go's CloseWrite() do): echo --tls must see both, answer, and close.
+    use rustls::pki_types::ServerName;
+    use rustls::pki_types::pem::PemObject;
+    let pki = Pki::new();
+    let (_echo, addr, _tap) = engine_tls(
+        "echo",
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(pki.ca()).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(T)).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).unwrap();
+    }
+    conn.writer().write_all(b"hello over tls\n").unwrap();
+    conn.send_close_notify();
+    // Both records, in one write.
+    let mut flight = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut flight).unwrap();
+    }
+    tcp.write_all(&flight).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // A server that never saw the close_notify never closes: the read times out (T).
+        match conn.reader().read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let n = conn
+                    .read_tls(&mut tcp)
+                    .expect("the server's answer and close");
+                assert!(n > 0, "TCP EOF before the server's close_notify");
+                conn.process_new_packets().unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, b"hello over tls\n");
+}

@@ -33,7 +33,6 @@ pub const DEFAULT_IDLE: Duration = Duration::from_mins(5);
 
 pub fn run(args: &ListenArgs) -> Result<()> {
     let dump = options::dump(&args.wire.dump)?;
-    let (capture, observed) = observe::start(&args.capture)?;
     let max_conns = options::max_conns(args.broker.max_conns)?;
     // Not given: the default; 0: off, as everywhere.
     let idle_timeout = match args.relay.idle_timeout {
@@ -41,6 +40,7 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         given => options::idle_limit(given),
     };
     let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
+    let (capture, observed) = observe::start(&args.capture)?;
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     // The capture is in place before the `listening on` line: no client comes before it.

@@ -15,10 +15,10 @@ use crate::service::echo::Echo;
 
 pub fn run(args: EchoArgs) -> Result<()> {
     let dump = options::dump(&args.dump)?;
-    let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
     let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
+    let (capture, observed) = observe::start(&args.capture)?;
     let place = Place::new(args.addr.as_deref(), args.port, args.net, &args.local);
     let transport = Transport::of(args.local.unix.is_some(), args.udp);
     // The capture is in place before the `listening on` line: no client comes before it.

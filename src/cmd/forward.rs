@@ -111,7 +111,6 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let listen_name = listen.as_ref().and_then(|(a, _)| a.as_deref());
     let server_tls = tls::engine_server(&args.tls, listen_name)?;
     let dump = options::dump(&args.dump)?;
-    let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit (--max-conns 0) must not follow a
     // `listening on` line.
     let limits = options::limits(&args.server)?;
@@ -119,6 +118,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         Some((a, p)) => (a, Some(p.parse::<PortArg>().map_err(UsageError::new)?)),
         None => (None, None),
     };
+    let (capture, observed) = observe::start(&args.capture)?;
     let place = Place {
         addr: laddr.as_deref(),
         port: lport,

@@ -28,10 +28,10 @@ pub fn run(args: KnockArgs) -> Result<()> {
     let service = Knock::new(jokes, args.shuffle);
     // -x: the same service, with each client's bytes shown in hex on the way.
     let dump = options::dump(&args.dump)?;
-    let (capture, observed) = observe::start(&args.capture)?;
     // Checked before anything binds: a refused limit must not follow a `listening on` line.
     let limits = options::limits(&args.server)?;
     let tls = tls::engine_server(&args.tls, args.addr.as_deref())?;
+    let (capture, observed) = observe::start(&args.capture)?;
     let place = Place {
         default_port: Some(DEFAULT_PORT),
         ..Place::new(args.addr.as_deref(), args.port, args.net, &args.local)

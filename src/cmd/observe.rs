@@ -35,8 +35,9 @@ pub struct Observed {
     report: Option<(PathBuf, File, Arc<Mutex<Model>>)>,
 }
 
-/// Opens the trace and the report file (so a bad path fails before anything starts), starts
-/// the sampler, and hands back the capture's options.
+/// Opens the trace and the report file (so a bad path fails before any socket is made),
+/// starts the sampler, and hands back the capture's options. Called after the command's own
+/// usage checks, so a refused command leaves an existing file as it was.
 pub fn start(args: &CaptureArgs) -> Result<(CaptureOpts, Observed)> {
     if let Some(every) = args.tcp_info_every
         && every < MIN_EVERY
@@ -112,10 +113,14 @@ pub fn capture_server(
 
 impl Observed {
     /// Stops the sampler and the trace and writes the report page, if one was asked for.
-    pub fn finish(self) -> Result<()> {
+    pub fn finish(mut self) -> Result<()> {
+        self.write_report()
+    }
+
+    fn write_report(&mut self) -> Result<()> {
         sample::stop();
         trace::close();
-        let Some((path, mut file, model)) = self.report else {
+        let Some((path, mut file, model)) = self.report.take() else {
             return Ok(());
         };
         let model = model
@@ -134,5 +139,15 @@ impl Observed {
             model.samples.len()
         ));
         Ok(())
+    }
+}
+
+/// A command that fails after `start` (a refused connection, a bind in use) still gets its
+/// page: what the kernel did up to the failure (a SYN answered by a RST) is worth drawing.
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if let Err(e) = self.write_report() {
+            narrate::emit(format_args!("{e:#}"));
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! a trace is refused in one line (exit 1), before anything is written.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use anyhow::{Result, anyhow};
 
@@ -12,12 +12,35 @@ use crate::error;
 use crate::narrate;
 use crate::report::{self, Model};
 
+/// The longest line a trace may have. Its lines are one event each, a few hundred bytes.
+const MAX_LINE: u64 = 1024 * 1024;
+
 pub fn run(args: &ReportArgs) -> Result<()> {
     let shown = args.trace.display();
     let file = File::open(&args.trace).map_err(|e| anyhow!("{shown}: {}", error::plain(&e)))?;
     let mut model = Model::default();
-    for line in BufReader::new(file).split(b'\n') {
-        let line = line.map_err(|e| anyhow!("{shown}: {}", error::plain(&e)))?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        // Each line read through a bound, so a file with no newline (/dev/zero, a binary) is
+        // refused instead of read whole into memory.
+        let got = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| anyhow!("{shown}: {}", error::plain(&e)))?;
+        if got == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if got as u64 > MAX_LINE {
+            return Err(anyhow!(
+                "{shown}: not a sockkit --trace file: line {number} is longer than {} (a trace's \
+                 lines are short)",
+                narrate::bytes(MAX_LINE)
+            ));
+        }
         model
             .add_line(&String::from_utf8_lossy(&line))
             .map_err(|why| anyhow!("{shown}: not a sockkit --trace file: {}", why.0))?;

@@ -329,7 +329,7 @@ impl Model {
             cwnd: num(v, "cwnd") as f64,
             rtt_ms: num(v, "rtt_us") as f64 / 1000.0,
             in_flight_bytes: num(v, "in_flight") as f64 * mss,
-            moved: (num(v, "bytes_acked") + num(v, "bytes_received")) as f64,
+            moved: num(v, "bytes_acked").saturating_add(num(v, "bytes_received")) as f64,
         });
         if self.samples.len() >= MAX_SAMPLES {
             let mut i = 0;
@@ -398,7 +398,7 @@ impl Side {
         }
         if s.fin && !self.fin_sent {
             self.fin_sent = true;
-            self.fin_end = s.seq.map(|q| q + s.len + 1);
+            self.fin_end = s.seq.map(|q| q.saturating_add(s.len).saturating_add(1));
             self.state = match self.state {
                 Some("CLOSE_WAIT") => Some("LAST_ACK"),
                 _ => Some("FIN_WAIT_1"),
@@ -522,6 +522,24 @@ mod tests {
         assert_eq!(m.samples.len(), 2);
         assert!((m.samples[1].moved - 16.0).abs() < f64::EPSILON);
         assert_eq!(m.local.as_deref(), Some("127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn numbers_at_their_limits_and_times_running_backwards_are_drawn_without_overflow() {
+        // A trace is a file anyone can write: the page must not panic (a debug build checks
+        // overflow) or wrap on what it holds.
+        let mut m = Model::default();
+        let max = u64::MAX;
+        for line in [
+            format!(r#"{{"t_ns":{max},"event":"segment","dir":"out","local":"a","remote":"b","proto":"tcp","flags":"F.","len":{max},"seq":{max},"line":"-> [F.]"}}"#),
+            format!(r#"{{"t_ns":{max},"event":"tcp_info","cwnd":10,"rtt_us":5,"in_flight":0,"mss":1,"bytes_acked":{max},"bytes_received":{max}}}"#),
+            r#"{"t_ns":5,"event":"tcp_info","cwnd":10,"rtt_us":5,"in_flight":0,"mss":1,"bytes_acked":1,"bytes_received":1}"#.to_string(),
+            r#"{"t_ns":1,"event":"tcp_info","cwnd":10,"rtt_us":5,"in_flight":0,"mss":1,"bytes_acked":1,"bytes_received":1}"#.to_string(),
+        ] {
+            m.add_line(&line).unwrap();
+        }
+        let page = crate::report::render(&m, "limits");
+        assert!(page.contains("class=\"plot cwnd\""), "{page}");
     }
 
     #[test]

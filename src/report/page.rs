@@ -284,7 +284,7 @@ fn plots(out: &mut String, m: &Model) {
         .enumerate()
         .skip(1)
         .map(|(i, p)| {
-            while from + 1 < i && p.t_ns - s[from + 1].t_ns >= THROUGHPUT_WINDOW_NS {
+            while from + 1 < i && p.t_ns.saturating_sub(s[from + 1].t_ns) >= THROUGHPUT_WINDOW_NS {
                 from += 1;
             }
             let dt = p.t_ns.saturating_sub(s[from].t_ns) as f64 / 1e9;
@@ -300,7 +300,7 @@ fn plots(out: &mut String, m: &Model) {
         |f: fn(&Point) -> f64| -> Vec<(u64, f64)> { s.iter().map(|p| (p.t_ns, f(p))).collect() };
     out.push_str("<div class=\"plots\">\n");
     let start = m.first_ns.unwrap_or(0);
-    let end = m.last_ns.max(start + 1);
+    let end = m.last_ns.max(start.saturating_add(1));
     plot(
         out,
         "cwnd",
@@ -349,7 +349,7 @@ const PB: f64 = 28.0;
 fn plot(out: &mut String, class: &str, title: &str, points: &[(u64, f64)], start: u64, end: u64) {
     let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
-    let span = (end - start) as f64;
+    let span = end.saturating_sub(start).max(1) as f64;
     let x = |t: u64| PL + (t.saturating_sub(start)) as f64 / span * (PW - PL - PR);
     let y = |v: f64| PH - PB - v / top * (PH - PT - PB);
     let _ = write!(
@@ -371,7 +371,7 @@ fn plot(out: &mut String, class: &str, title: &str, points: &[(u64, f64)], start
         PH - 8.0,
         PW - PR,
         PH - 8.0,
-        format_args!("+{}", ms(end - start)),
+        format_args!("+{}", ms(end.saturating_sub(start))),
     );
     let pts: Vec<String> = points
         .iter()

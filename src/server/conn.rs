@@ -282,8 +282,10 @@ impl<S> Conn<S> {
                 self.bytes_in += n as u64;
                 self.last_active = now;
                 // A short read emptied the kernel's queue: more input will raise a new
-                // event. Not so after a hang-up, whose EOF would raise none.
-                if n < want && !self.hangup {
+                // event. Not so after a hang-up, whose EOF would raise none, nor over TLS: a
+                // close_notify that came with the data waits inside rustls, and the kernel
+                // has nothing left to raise an event with.
+                if n < want && !self.hangup && self.sock.tls().is_none() {
                     self.readable = false;
                 }
                 if self.is_closing() {
