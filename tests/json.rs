@@ -599,6 +599,7 @@ fn forward_json_has_one_object_per_pair_and_the_totals() {
             "peak",
             "failed",
             "reset",
+            "truncated",
             "up",
             "down",
             "undelivered",
@@ -609,6 +610,7 @@ fn forward_json_has_one_object_per_pair_and_the_totals() {
     assert_eq!(t[0]["served"], 1);
     assert_eq!(t[0]["failed"], 0);
     assert_eq!(t[0]["reset"], 0);
+    assert_eq!(t[0]["truncated"], 0);
     assert_eq!(t[0]["up"], 5);
     assert_eq!(t[0]["down"], 7);
     assert_eq!(t[0]["undelivered"], 0);

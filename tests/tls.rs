@@ -1384,9 +1384,12 @@ fn forward_to_tls_with_a_bad_target_certificate_fails_that_pair_in_one_line_and_
         assert!(out.stdout.is_empty());
         let said = tap
             .wait_for(T, |l| {
-                l.contains("the target: TLS: the server's certificate")
+                l.starts_with("sockkit: dropped ")
+                    && l.contains("the target: TLS: the server's certificate")
             })
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        // (When the client's bytes were waiting in the handshake, a pair line before it says
+        // they were lost: forward_to_tls_counts_bytes_held_in_a_failed_handshake_...)
         assert!(said.starts_with("sockkit: dropped 127.0.0.1:"), "{said}");
         assert!(said.contains("pass --ca FILE"), "{said}");
         assert!(fwd.try_status().is_none(), "the forwarder goes on");
@@ -1501,6 +1504,120 @@ fn vv_on_echo_tls_narrates_each_clients_records_tagged_with_the_client() {
         at(&hello) < at(&server),
         "ClientHello before ServerHello:\n{text}"
     );
+}
+
+/// A TLS client that ends with a bare TCP FIN (python's `SSLSocket.shutdown` drops the TLS
+/// object and shuts the socket, no close_notify): forward says so, and passes the truncation
+/// on as one, so `echo --tls` behind it sees it too instead of a clean close_notify.
+#[test]
+fn forward_tls_passes_a_truncation_on_and_says_so() {
+    let Some(python) = peer_or_skip("python3") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (_echo, eaddr, mut etap) = engine_tls(
+        "echo",
+        &["--cert", &pki.cert("good"), "--key", &pki.key("good")],
+    );
+    let (_fwd, addr, mut tap) = forward(
+        &[
+            "--tls",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+            "--to-tls",
+            "--insecure",
+        ],
+        "localhost",
+        eaddr.port(),
+    );
+    let script = "import socket, ssl, sys\n\
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)\n\
+        ctx.check_hostname = False\n\
+        ctx.verify_mode = ssl.CERT_NONE\n\
+        raw = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)\n\
+        s = ctx.wrap_socket(raw, server_hostname='localhost')\n\
+        s.sendall(b'cut short\\n')\n\
+        got = b''\n\
+        while len(got) < 10:\n\
+        \x20   d = s.recv(100)\n\
+        \x20   if not d: break\n\
+        \x20   got += d\n\
+        sys.stdout.write(got.decode())\n\
+        s.shutdown(socket.SHUT_WR)\n\
+        while s.recv(4096): pass\n";
+    let mut child = ChildGuard::spawn(
+        Command::new(python)
+            .args(["-c", script, &addr.port().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut out = LineTap::new(child.stdout());
+    line(&mut out, "cut short");
+    assert_eq!(child.status_within(T, "python3 client").code(), Some(0));
+    let said = tap
+        .wait_for(T, |l| l.contains("possible truncation"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(said.starts_with("sockkit: 127.0.0.1:"), "{said}");
+    assert!(
+        said.contains("(client side): TLS: EOF without close_notify after 10 B"),
+        "{said}"
+    );
+    assert!(said.contains("bare FIN"), "{said}");
+    let echo_said = etap
+        .wait_for(T, |l| l.contains("close_notify"))
+        .unwrap_or_else(|e| panic!("echo: {e}"));
+    assert!(
+        echo_said.contains("TLS: EOF without close_notify after 10 B: possible truncation"),
+        "{echo_said}"
+    );
+}
+
+/// Bytes forward hands to the target's TLS before its handshake ends are not delivered:
+/// when the handshake then fails (a certificate --ca does not vouch for), the pair line
+/// counts them undelivered, not "to the target". The test relays forward's connection to
+/// the target only after the client's bytes are in, so they wait in the handshake.
+#[test]
+fn forward_to_tls_counts_bytes_held_in_a_failed_handshake_as_undelivered() {
+    let pki = Pki::new();
+    let (_target, taddr, _ttap) = engine_tls(
+        "echo",
+        &[
+            "--cert",
+            &pki.cert("selfsigned"),
+            "--key",
+            &pki.key("selfsigned"),
+        ],
+    );
+    let gate = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gport = gate.local_addr().unwrap().port();
+    let (mut fwd, addr, mut tap) = forward(&["--to-tls", "--ca", &pki.ca()], "localhost", gport);
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.write_all(&[b'x'; 10_000]).unwrap();
+    // Only now does the target side answer forward's ClientHello.
+    let (from_fwd, _) = gate.accept().unwrap();
+    let to_target = std::net::TcpStream::connect(taddr).unwrap();
+    for (mut a, mut b) in [
+        (
+            from_fwd.try_clone().unwrap(),
+            to_target.try_clone().unwrap(),
+        ),
+        (to_target, from_fwd),
+    ] {
+        thread::spawn(move || {
+            let _ = std::io::copy(&mut a, &mut b);
+            let _ = b.shutdown(std::net::Shutdown::Write);
+        });
+    }
+    let said = tap
+        .wait_for(T, |l| l.starts_with("sockkit: pair "))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        said.contains(": 0 B to the target, 0 B back, 9.77 KiB undelivered"),
+        "{said}"
+    );
+    assert!(fwd.try_status().is_none(), "the forwarder goes on");
 }
 
 #[test]

@@ -199,6 +199,7 @@ pub fn serve_forward(
         let o = summary::refusals(summary::totals_head(sum.pairs), &seen)
             .num("failed", sum.failed)
             .num("reset", sum.reset)
+            .num("truncated", sum.truncated)
             .num("up", sum.up)
             .num("down", sum.down)
             .num("undelivered", sum.undelivered);
@@ -232,6 +233,8 @@ struct Totals {
     failed: u64,
     /// Pairs ended by a reset (from either side, or by us).
     reset: u64,
+    /// Pairs where a TLS side ended without close_notify (passed on as a bare FIN).
+    truncated: u64,
     up: u64,
     down: u64,
     undelivered: u64,
@@ -242,6 +245,7 @@ impl Totals {
         self.pairs += o.pairs;
         self.failed += o.failed;
         self.reset += o.reset;
+        self.truncated += o.truncated;
         self.up += o.up;
         self.down += o.down;
         self.undelivered += o.undelivered;
@@ -1036,9 +1040,29 @@ impl<'a> Loop<'a> {
         };
         self.shared.lanes.left(self.id);
         let lost = pair.undelivered();
-        self.totals.up += pair.up.delivered;
-        self.totals.down += pair.down.delivered;
+        let (up, down) = pair.delivered();
+        self.totals.up += up;
+        self.totals.down += down;
         self.totals.undelivered += lost;
+        // Always said, as the server engine says it: what that side sent may be cut short,
+        // and the other side was given a bare FIN, not close_notify, to show it.
+        let cut = [
+            (pair.up.truncated, "client", up, "target"),
+            (pair.down.truncated, "target", down, "client"),
+        ];
+        let mut truncated = false;
+        for (_, side, n, other) in cut.into_iter().filter(|c| c.0) {
+            truncated = true;
+            narrate::emit(format_args!(
+                "{} ({side} side): TLS: EOF without close_notify after {}: possible truncation \
+                 (passed on to the {other} as a bare FIN)",
+                pair.peer,
+                narrate::bytes(n)
+            ));
+        }
+        if truncated {
+            self.totals.truncated += 1;
+        }
         let (reset, how) = match how {
             End::Done => (false, "both sides done".to_string()),
             End::Closed(why) => (false, why),
@@ -1055,8 +1079,8 @@ impl<'a> Loop<'a> {
                 self.client_local(&pair.client),
                 target_local(pair.target.as_ref()),
                 pair.target_addr,
-                narrate::bytes(pair.up.delivered),
-                narrate::bytes(pair.down.delivered),
+                narrate::bytes(up),
+                narrate::bytes(down),
                 narrate::bytes(lost),
                 narrate::short(pair.age(Instant::now())),
             ));
@@ -1066,6 +1090,7 @@ impl<'a> Loop<'a> {
 
     /// `--json`: the pair's object as it ends (`lost`: bytes read but never delivered).
     fn json_pair(&self, pair: &Pair, lost: u64, reason: &str) {
+        let (up, down) = pair.delivered();
         if !narrate::json() {
             return;
         }
@@ -1079,8 +1104,8 @@ impl<'a> Loop<'a> {
             peer: &pair.peer,
             local: &local,
             target: &pair.target_addr,
-            up: pair.up.delivered,
-            down: pair.down.delivered,
+            up,
+            down,
             elapsed: pair.age(Instant::now()),
             reason,
         });
@@ -1182,7 +1207,7 @@ fn say_totals(sum: &Totals, seen: &Seen, started: Instant) {
     let refused = seen.refused_denied + seen.refused_full;
     narrate::emit(format_args!(
         "stopped{}: forwarded {} ({} refused: {} by --allow/--deny, {} at --max-conns; {} with \
-         the target unreachable; {} reset; at most {} at once), {} to targets, {} back, {} \
+         the target unreachable; {} reset{}; at most {} at once), {} to targets, {} back, {} \
          undelivered, up {}",
         seen.stopped_by
             .map(|s| format!(" on {s}"))
@@ -1193,6 +1218,10 @@ fn say_totals(sum: &Totals, seen: &Seen, started: Instant) {
         seen.refused_full,
         sum.failed,
         sum.reset,
+        match sum.truncated {
+            0 => String::new(),
+            n => format!(", {n} with a TLS truncation"),
+        },
         seen.peak,
         narrate::bytes(sum.up),
         narrate::bytes(sum.down),

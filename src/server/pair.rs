@@ -80,6 +80,8 @@ pub struct Half {
     /// Bytes read from the source, and delivered to the other side.
     pub taken: u64,
     pub delivered: u64,
+    /// The source's TLS ended with a TCP EOF and no close_notify; the FIN passed on was bare.
+    pub truncated: bool,
     /// This direction's data calls (splice, read, write), narrated at -vv; `None` otherwise,
     /// and boxed so an idle pair stays small when narration is off.
     flow: Option<Box<Flow>>,
@@ -98,6 +100,7 @@ impl Half {
             shut: false,
             taken: 0,
             delivered: 0,
+            truncated: false,
             flow: None,
         }
     }
@@ -173,8 +176,15 @@ impl Half {
             if self.eof && self.held == 0 && !self.shut {
                 self.shut = true;
                 // The receiver may be gone already; its reset shows in the other direction.
-                // Over TLS: close_notify, then the FIN once it is out.
-                dst.shutdown_write();
+                // Over TLS: close_notify, then the FIN once it is out; but a truncation
+                // (the source's TLS ended without close_notify) is passed on as one, a bare
+                // FIN, so the far end does not take cut data for a clean end.
+                self.truncated = src.truncated();
+                if self.truncated {
+                    dst.shutdown_write_bare();
+                } else {
+                    dst.shutdown_write();
+                }
                 return Ok(Turn::Waiting);
             }
             if !moved {
@@ -489,9 +499,29 @@ impl Pair {
         })
     }
 
-    /// Bytes taken from one side and never delivered to the other.
+    /// Bytes taken from one side and never delivered to the other: held here, or accepted by
+    /// a TLS side during its handshake and never sent as ciphertext.
     pub fn undelivered(&self) -> u64 {
-        self.up.held() + self.down.held()
+        let (up, down) = self.unsent();
+        self.up.held() + self.down.held() + up + down
+    }
+
+    /// Bytes delivered to the target, and back to the client: what left as ciphertext, not
+    /// what rustls took in during a handshake that may never end.
+    pub fn delivered(&self) -> (u64, u64) {
+        let (up, down) = self.unsent();
+        (
+            self.up.delivered.saturating_sub(up),
+            self.down.delivered.saturating_sub(down),
+        )
+    }
+
+    /// Plaintext a TLS side accepted and has not sent (to the target, to the client).
+    fn unsent(&self) -> (u64, u64) {
+        (
+            self.target.as_ref().map_or(0, Stream::unsent),
+            self.client.unsent(),
+        )
     }
 
     /// Closes both sockets; `reset`: with SO_LINGER 0, so each peer gets a RST, not a FIN.

@@ -119,6 +119,25 @@ impl Stream {
         }
     }
 
+    /// shutdown(SHUT_WR) without close_notify even over TLS: how forward passes on a
+    /// truncation, so the far end sees one too.
+    pub fn shutdown_write_bare(&self) {
+        match self {
+            Stream::Tls(s) => s.bare_close_write(),
+            plain => plain.shutdown_write(),
+        }
+    }
+
+    /// The source ended its TLS with a TCP EOF and no close_notify.
+    pub fn truncated(&self) -> bool {
+        self.tls().is_some_and(TlsStream::truncated)
+    }
+
+    /// Plaintext written and not yet out as ciphertext (over TLS, during its handshake).
+    pub fn unsent(&self) -> u64 {
+        self.tls().map_or(0, TlsStream::unsent)
+    }
+
     /// Over TLS, sends the ciphertext rustls holds as far as the kernel takes it (a
     /// writable event's work); nothing for a plain socket, which holds nothing.
     pub fn send_held(&self) -> io::Result<()> {

@@ -109,8 +109,13 @@ struct Inner {
     /// Our side ended during the handshake: close_notify waits for its end (sent during it,
     /// it would end the handshake).
     close_wanted: bool,
+    /// Our side ends with a bare TCP FIN, no close_notify (forward passing on a truncation).
+    bare_fin: bool,
     shut: bool,
     tcp_eof: bool,
+    /// Plaintext accepted while the handshake was on: rustls holds it until the handshake
+    /// ends, so it is not delivered until it leaves as ciphertext (`unsent`).
+    early: u64,
     /// The peer's TCP EOF came without its close_notify.
     truncated: bool,
     /// `-vv`: each record each way, told as it passes.
@@ -273,6 +278,8 @@ where
                 news: None,
                 close_sent: false,
                 close_wanted: false,
+                bare_fin: false,
+                early: 0,
                 shut: false,
                 tcp_eof: false,
                 truncated: false,
@@ -332,7 +339,7 @@ where
     /// Rustls holds ciphertext the kernel has not taken yet.
     pub fn holds_output(&self) -> bool {
         let i = self.inner.borrow();
-        i.conn.wants_write() || ((i.close_sent || i.close_wanted) && !i.shut)
+        i.conn.wants_write() || ((i.close_sent || i.close_wanted || i.bare_fin) && !i.shut)
     }
 
     /// The `-v` lines of a handshake that finished since the last call (once).
@@ -357,7 +364,7 @@ where
     pub fn send_held(&self) -> io::Result<()> {
         let mut i = self.inner.borrow_mut();
         i.flush(&self.sock)?;
-        if i.close_sent && !i.shut && !i.conn.wants_write() {
+        if (i.close_sent || i.bare_fin) && !i.shut && !i.conn.wants_write() {
             i.shut = true;
             let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
         }
@@ -377,6 +384,29 @@ where
             }
         }
         let _ = self.send_held();
+    }
+
+    /// Our side ends without close_notify: the TCP FIN alone, once the ciphertext rustls holds
+    /// is out, so the peer sees a truncation, not a clean end (forward passing one on).
+    pub fn bare_close_write(&self) {
+        {
+            let mut i = self.inner.borrow_mut();
+            i.close_wanted = false;
+            i.bare_fin = true;
+        }
+        let _ = self.send_held();
+    }
+
+    /// Plaintext accepted by `write` that has not yet gone to the kernel as ciphertext: what
+    /// was written during the handshake, until the handshake ends and all rustls holds is
+    /// out. Not delivered, whatever `write` returned.
+    pub fn unsent(&self) -> u64 {
+        let i = self.inner.borrow();
+        if i.handshaken && !i.conn.wants_write() {
+            0
+        } else {
+            i.early
+        }
     }
 
     /// Plaintext into `buf`: what rustls holds, then what the socket has, until `buf` is
@@ -464,6 +494,9 @@ where
         if n == 0 && !buf.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        if !i.handshaken {
+            i.early += n as u64;
+        }
         i.flush(&self.sock)?;
         Ok(n)
     }
@@ -473,7 +506,7 @@ where
     pub fn finish(self) -> S {
         let said = {
             let i = self.inner.borrow();
-            i.close_sent || !i.handshaken
+            i.close_sent || i.bare_fin || !i.handshaken
         };
         if !said {
             self.close_write();
