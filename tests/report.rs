@@ -329,13 +329,18 @@ fn a_long_session_is_drawn_in_part_and_the_page_stays_small() {
         return;
     }
     let dir = TempDir::new("report-long");
-    let server = Server::start(&["echo", "127.0.0.1", "0"]);
+    let server = Server::start(&["echo", "-o", "rcvbuf=4096", "127.0.0.1", "0"]);
     let port = server.port().to_string();
     let (html, trace) = (dir.path("r.html"), dir.path("t.jsonl"));
-    let data = random_bytes(7, 32 << 20);
+    // Small receive buffers at both ends keep each window, so each segment, to a few KiB:
+    // 4 MiB make over a thousand segments each way, paced slowly enough for the capture to
+    // keep up on a loaded machine, and many more than the page draws.
+    let data = random_bytes(7, 4 << 20);
     let out = run(
         &[
             "connect",
+            "-o",
+            "rcvbuf=4096",
             "--report",
             html.to_str().unwrap(),
             "--trace",
