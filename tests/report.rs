@@ -254,23 +254,7 @@ fn the_report_renders_in_headless_chromium_with_its_arrows_and_plots() {
         return;
     };
     let dir = TempDir::new("report-chromium");
-    let server = Server::start(&["echo", "127.0.0.1", "0"]);
-    let port = server.port().to_string();
-    let (html, trace) = (dir.path("r.html"), dir.path("t.jsonl"));
-    let out = run(
-        &[
-            "connect",
-            "--report",
-            html.to_str().unwrap(),
-            "--trace",
-            trace.to_str().unwrap(),
-            "127.0.0.1",
-            &port,
-        ],
-        b"GET / HTTP/1.0\r\n\r\n",
-        T,
-    );
-    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let (html, trace) = session(&dir);
     let segs = trace_segments(&trace);
     let url = format!("file://{}", html.display());
     let browser = |extra: &[String]| {
