@@ -10,20 +10,6 @@ use std::time::Duration;
 
 use util::*;
 
-fn root_or_skip() -> bool {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    if String::from_utf8_lossy(&uid).trim() == "0" {
-        true
-    } else {
-        skip_or_fail("capture needs CAP_NET_RAW (run as root)");
-        false
-    }
-}
-
 /// The segment events of a trace file.
 fn trace_segments(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path)

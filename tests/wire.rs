@@ -9,21 +9,6 @@ use std::process::{Command, Stdio};
 
 use util::*;
 
-/// Capture needs CAP_NET_RAW; as root we have it. Elsewhere: skip (fail under CI=1).
-fn root_or_skip() -> bool {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    if String::from_utf8_lossy(&uid).trim() == "0" {
-        true
-    } else {
-        skip_or_fail("capture needs CAP_NET_RAW (run as root)");
-        false
-    }
-}
-
 /// The `--wire` lines of stderr, without their timestamps: `-> [S] seq 0 ...`.
 fn segments(stderr: &str) -> Vec<String> {
     stderr

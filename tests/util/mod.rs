@@ -527,6 +527,18 @@ pub fn peer_or_skip(name: &str) -> Option<PathBuf> {
     }
 }
 
+/// Packet capture (--wire, --pcap, --report) needs CAP_NET_RAW; as root we have it.
+/// Elsewhere: skip (fail under CI=1).
+pub fn root_or_skip() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        true
+    } else {
+        skip_or_fail("capture needs CAP_NET_RAW (run as root)");
+        false
+    }
+}
+
 /// The first executable called `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
