@@ -61,6 +61,20 @@ impl Server {
         self.log().lines().filter(|l| l.contains(what)).count()
     }
 
+    /// Waits (bounded) until `n` stderr lines contain `what`, and returns how many do. A reply
+    /// on the socket can arrive before the log line the server wrote ahead of it has been read
+    /// from its stderr pipe, so a count taken right after a round trip can come up short.
+    fn wait_count(&self, what: &str, n: usize) -> usize {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen = self.count(what);
+            if seen >= n || Instant::now() >= deadline {
+                return seen;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn pid(&self) -> u32 {
         self.inner.child.id()
     }
@@ -488,7 +502,7 @@ fn running_out_of_descriptors_pauses_accept_without_spinning() {
     for s in &mut clients {
         round_trip(s, b"my turn");
     }
-    assert_eq!(server.count("accepted "), 45);
+    assert_eq!(server.wait_count("accepted ", 45), 45, "{}", server.log());
     server.wait_for("accept() works again");
     // Said once when it starts and once when it ends, not at every retry.
     assert_eq!(server.count("too many open files"), 1, "{}", server.log());
