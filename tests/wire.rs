@@ -667,32 +667,186 @@ fn forward_wire_shows_the_client_leg_and_the_target_leg() {
     );
 }
 
+/// The segments of `text` on the target leg to `target`, each with the local port the leg
+/// came from: `("-> [S] seq 0 ...", 41234)`.
+fn target_leg(text: &str, target: &str) -> Vec<(String, u16)> {
+    let tag = format!("(target {target} from port ");
+    segments(text)
+        .into_iter()
+        .filter_map(|s| {
+            let at = s.find(&tag)?;
+            let port = s[at + tag.len()..].trim_end_matches(')').parse().ok()?;
+            Some((s[..at].trim_end().to_string(), port))
+        })
+        .collect()
+}
+
+#[test]
+fn forward_to_localhost_shows_the_refused_v6_attempt_and_the_v4_leg_that_connected() {
+    if !root_or_skip() {
+        return;
+    }
+    if !ipv6_loopback_works() {
+        return skip_or_fail("no IPv6 loopback");
+    }
+    let Some(unshare) = peer_or_skip("unshare") else {
+        return;
+    };
+    // `localhost` as Debian's /etc/hosts has it, ::1 first, in a mount namespace of the
+    // forwarder's own, so the machine's file is left alone whatever it says.
+    let dir = TempDir::new("wire-localhost");
+    let hosts = dir.file("hosts", "::1 localhost\n127.0.0.1 localhost\n");
+    // Only 127.0.0.1 listens: the connect to [::1] is refused and falls through.
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port();
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec {} forward -v --wire 127.0.0.1 0 localhost {tport}",
+        hosts.display(),
+        bin()
+    );
+    let mut cmd = Command::new(unshare);
+    cmd.args(["-m", "sh", "-c", &script]);
+    let mut fwd = Server::start_with(&mut cmd);
+    let port = fwd.port().to_string();
+    let out = run(&["connect", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let v4 = format!("127.0.0.1:{tport}");
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("-> [.] seq 8 ack 8") && l.contains(&format!("(target {v4} "))
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    assert!(
+        text.contains(&format!(
+            "nothing is listening on [::1]:{tport}; trying the next"
+        )),
+        "{text}"
+    );
+    // The refused attempt: our SYN to [::1] and its RST, from one port.
+    let refused = target_leg(&text, &format!("[::1]:{tport}"));
+    assert_eq!(refused.len(), 2, "{text}");
+    assert!(refused[0].0.starts_with("-> [S] seq 0 "), "{text}");
+    assert!(refused[1].0.starts_with("<- [R.] "), "{text}");
+    assert_eq!(refused[0].1, refused[1].1, "{text}");
+    // The leg that connected: handshake, the bytes each way, the FINs, all from one port.
+    let leg = target_leg(&text, &v4);
+    let segs: Vec<String> = leg.iter().map(|(s, _)| s.clone()).collect();
+    assert!(segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    assert!(segs[1].starts_with("<- [S.] seq 0 ack 1 "), "{text}");
+    let sent = data(&segs, 2, "->");
+    data(&segs, sent, "<-");
+    find(&segs, sent, "-> [F.]");
+    find(&segs, sent, "<- [F.]");
+    assert!(leg.iter().all(|(_, p)| *p == leg[0].1), "{text}");
+    assert_ne!(leg[0].1, refused[0].1, "{text}");
+}
+
+#[test]
+fn forward_socks5_wire_shows_the_client_leg_and_the_target_leg_it_asked_for() {
+    if !root_or_skip() {
+        return;
+    }
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let mut fwd = Server::start(&["forward", "--wire", "--socks5", "127.0.0.1", "0"]);
+    let url = format!("socks5://127.0.0.1:{}", fwd.port());
+    let out = run(
+        &["connect", "-v", "--proxy", &url, "127.0.0.1", &tport],
+        b"hello\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let client = format!("(client {})", client_address(&out.stderr));
+    let v4 = format!("127.0.0.1:{tport}");
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [.] seq ") && l.ends_with(&client) && l.contains(" ack ")
+        })
+        .unwrap();
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("[F.]") && l.contains(&format!("(target {v4} "))
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    // The client leg: its handshake, then the SOCKS5 greeting (3 bytes) before any data.
+    let theirs = tagged(&text, &client);
+    assert!(theirs[0].starts_with("<- [S] seq 0 "), "{theirs:#?}");
+    find(&theirs, 1, "<- [P.] seq 1:4 ack 1 len 3");
+    // The target leg, known only once the client named it: handshake and the six bytes each
+    // way, after the client's request came in.
+    let segs: Vec<String> = target_leg(&text, &v4).into_iter().map(|(s, _)| s).collect();
+    assert!(segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    assert!(segs[1].starts_with("<- [S.] seq 0 ack 1 "), "{text}");
+    let sent = data(&segs, 2, "->");
+    data(&segs, sent, "<-");
+}
+
+#[test]
+fn forward_to_unix_wire_shows_the_client_leg_and_says_the_target_leg_has_no_wire() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("wire-to-unix");
+    let path = dir.path("echo.sock");
+    let path = path.to_str().unwrap();
+    let mut cmd = sockkit(&["echo", "-U", path]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut unix_echo = ChildGuard::spawn(cmd.stderr(Stdio::piped()));
+    let mut tap = LineTap::new(unix_echo.stderr());
+    tap.wait_for(T, |l| l.contains("listening on")).unwrap();
+    let mut fwd = Server::start(&["forward", "--wire", "127.0.0.1", "0", "--to-unix", path]);
+    let port = fwd.port().to_string();
+    let out = run(&["connect", "-v", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let client = format!("(client {})", client_address(&out.stderr));
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [.] seq 8 ack 8") && l.ends_with(&client)
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    let said = format!(
+        "wire: the target leg is a Unix socket (--to-unix {path}), which has no wire: only \
+         the client legs are captured"
+    );
+    assert_eq!(text.matches(&said).count(), 1, "{text}");
+    assert!(
+        text.find(&said) < text.find("listening on"),
+        "said before any client: {text}"
+    );
+    let theirs = tagged(&text, &client);
+    assert!(theirs[0].starts_with("<- [S] seq 0 "), "{theirs:#?}");
+    let came = data(&theirs, 1, "<-");
+    data(&theirs, came, "->");
+    assert!(!text.contains("(target "), "{text}");
+}
+
 #[test]
 fn forward_refuses_capture_where_a_leg_has_no_wire_and_tcp_info_without_tcp() {
     let dir = TempDir::new("fwd-refuse");
     let sock = dir.path("s.sock");
+    let sock = sock.to_str().unwrap();
     let cases: [(&[&str], &str); 3] = [
         (
-            &[
-                "forward",
-                "--wire",
-                "-U",
-                sock.to_str().unwrap(),
-                "127.0.0.1",
-                "9",
-            ],
-            "-U/--to-unix make one leg a Unix socket",
+            &["forward", "--wire", "-U", sock, "--to-unix", sock],
+            "with -U and --to-unix both legs are Unix sockets",
         ),
         (
             &[
                 "forward",
                 "--report",
                 "r.html",
-                "--socks5",
-                "127.0.0.1",
-                "0",
+                "-U",
+                sock,
+                "--to-unix",
+                sock,
             ],
-            "with --socks5 or --proxy each connection goes where its client",
+            "with -U and --to-unix both legs are Unix sockets",
         ),
         (
             &[

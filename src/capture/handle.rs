@@ -9,7 +9,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use super::decode::{self, Body};
 use super::filter;
 use super::format::{self, Isns};
+use super::legs::Legs;
 use super::pcap::{OUTGOING, PcapWriter};
 use crate::narrate;
 use crate::sys;
@@ -45,8 +45,8 @@ pub enum Proto {
     Udp,
 }
 
-/// Whose packets: a client's (to and from its peer) or a server's (to and from its port,
-/// and for a forwarder to and from its target too).
+/// Whose packets: a client's (to and from its peer), a server's (to and from its port), or
+/// a forwarder's (its port, if it listens on IP, and each target leg as it opens: legs.rs).
 #[derive(Debug, Clone, Copy)]
 pub enum Scope {
     Client {
@@ -56,7 +56,13 @@ pub enum Scope {
     Server {
         proto: Proto,
         local: SocketAddr,
-        target: Option<SocketAddr>,
+    },
+    Forward {
+        proto: Proto,
+        /// The listening address; `None` when clients come over a Unix socket (-U).
+        local: Option<SocketAddr>,
+        /// Every address a leg may go to is on loopback (so capture on `lo` alone).
+        loopback: bool,
     },
 }
 
@@ -70,16 +76,18 @@ enum Leg {
 impl Scope {
     fn proto(self) -> Proto {
         match self {
-            Scope::Client { proto, .. } | Scope::Server { proto, .. } => proto,
+            Scope::Client { proto, .. }
+            | Scope::Server { proto, .. }
+            | Scope::Forward { proto, .. } => proto,
         }
     }
 
+    /// The ports the filter takes either way before any target leg opens.
     fn ports(self) -> Vec<u16> {
         match self {
             Scope::Client { peer, .. } => vec![peer.port()],
-            Scope::Server { local, target, .. } => std::iter::once(local.port())
-                .chain(target.map(|t| t.port()))
-                .collect(),
+            Scope::Server { local, .. } => vec![local.port()],
+            Scope::Forward { local, .. } => local.map(|l| l.port()).into_iter().collect(),
         }
     }
 
@@ -87,49 +95,54 @@ impl Scope {
     fn loopback(self) -> bool {
         match self {
             Scope::Client { peer, .. } => peer.ip().is_loopback(),
-            Scope::Server { local, target, .. } => {
-                local.ip().is_loopback() && target.is_none_or(|t| t.ip().is_loopback())
-            }
+            Scope::Server { local, .. } => local.ip().is_loopback(),
+            Scope::Forward {
+                local, loopback, ..
+            } => loopback && local.is_none_or(|l| l.ip().is_loopback()),
         }
     }
 
     /// Whether a packet from `src` to `dst` is ours, which way it went (`true`: sent by this
-    /// end) and on which leg.
-    fn direction(self, src: SocketAddr, dst: SocketAddr) -> Option<(bool, Leg)> {
+    /// end), on which leg, and that leg's ends (this end's, the peer's).
+    fn direction(
+        self,
+        legs: &Legs,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<(bool, Leg, SocketAddr, SocketAddr)> {
         let same = |a: SocketAddr, b: SocketAddr| {
             a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
+        };
+        let here = |local: SocketAddr, a: SocketAddr| {
+            a.port() == local.port()
+                && (local.ip().is_unspecified() || canonical(a.ip()) == canonical(local.ip()))
+        };
+        let client_leg = |local: SocketAddr| {
+            if here(local, src) {
+                Some((true, Leg::Client, src, dst))
+            } else if here(local, dst) {
+                Some((false, Leg::Client, dst, src))
+            } else {
+                None
+            }
         };
         match self {
             Scope::Client { peer, .. } => {
                 if same(dst, peer) {
-                    Some((true, Leg::Client))
+                    Some((true, Leg::Client, src, dst))
                 } else if same(src, peer) {
-                    Some((false, Leg::Client))
+                    Some((false, Leg::Client, dst, src))
                 } else {
                     None
                 }
             }
-            Scope::Server { local, target, .. } => {
-                let here = |a: SocketAddr| {
-                    a.port() == local.port()
-                        && (local.ip().is_unspecified()
-                            || canonical(a.ip()) == canonical(local.ip()))
-                };
-                let there = |a: SocketAddr| target.is_some_and(|t| same(a, t));
-                // A forwarder on loopback to a target on loopback: a packet to the target
-                // leaves us, one from it comes in.
-                if there(dst) {
-                    Some((true, Leg::Target))
-                } else if there(src) {
-                    Some((false, Leg::Target))
-                } else if here(src) {
-                    Some((true, Leg::Client))
-                } else if here(dst) {
-                    Some((false, Leg::Client))
-                } else {
-                    None
-                }
-            }
+            Scope::Server { local, .. } => client_leg(local),
+            // A forwarder on loopback to a target on loopback: a packet to the target leaves
+            // us, one from it comes in, so the legs are asked first.
+            Scope::Forward { local, .. } => legs
+                .which(src, dst)
+                .map(|f| (f.outgoing, Leg::Target, f.local, f.remote))
+                .or_else(|| local.and_then(client_leg)),
         }
     }
 }
@@ -146,6 +159,7 @@ fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
 pub struct Capture {
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
+    legs: Legs,
 }
 
 /// How long the reader waits for a packet before it looks at the stop flag; at the end it
@@ -169,7 +183,7 @@ impl Capture {
         } else {
             filter::HEADERS
         };
-        let sock = match open(scope, snap) {
+        let legs = match open(scope, snap) {
             Ok(s) => s,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
                 narrate::emit(format_args!(
@@ -201,14 +215,21 @@ impl Capture {
         let flag = Arc::clone(&stop);
         let wire = opts.wire;
         let lo = sys::if_index("lo");
+        let shared = legs.clone();
         let reader = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || read_loop(&sock, scope, wire, lo, pcap, &flag))
+            .spawn(move || read_loop(&shared, scope, wire, lo, pcap, &flag))
             .ok()?;
         Some(Capture {
             stop,
             reader: Some(reader),
+            legs,
         })
+    }
+
+    /// The registry a forwarder's engine tells its target legs to (legs.rs).
+    pub fn legs(&self) -> Legs {
+        self.legs.clone()
     }
 
     /// Lets the reader drain what is still queued, then ends it.
@@ -231,14 +252,14 @@ impl Drop for Capture {
 }
 
 /// socket, filter, then bind: no packet is queued before the filter is in place.
-fn open(scope: Scope, snap: u32) -> io::Result<OwnedFd> {
+fn open(scope: Scope, snap: u32) -> io::Result<Legs> {
     let sock = sys::packet_socket()?;
-    let fd = sock.as_raw_fd();
     let proto = match scope.proto() {
         Proto::Tcp => libc::IPPROTO_TCP,
         Proto::Udp => libc::IPPROTO_UDP,
     } as u8;
-    sys::attach_filter(fd, &filter::program(proto, &scope.ports(), snap))?;
+    let legs = Legs::new(sock, proto, scope.ports(), snap)?;
+    let fd = legs.fd();
     // A bigger queue is best effort: the default still works, it drops sooner.
     let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &QUEUE_BYTES);
     // Each packet comes with the time the kernel saw it (SCM_TIMESTAMPNS). The kernel turns
@@ -259,18 +280,18 @@ fn open(scope: Scope, snap: u32) -> io::Result<OwnedFd> {
         0
     };
     sys::packet_bind(fd, ifindex)?;
-    Ok(sock)
+    Ok(legs)
 }
 
 fn read_loop(
-    sock: &OwnedFd,
+    legs: &Legs,
     scope: Scope,
     wire: bool,
     lo: u32,
     mut pcap: Option<PcapWriter>,
     stop: &AtomicBool,
 ) {
-    let fd = sock.as_raw_fd();
+    let fd = legs.fd();
     // The totals are said when packets were asked for (not for --trace alone) or lost.
     let tell_totals = wire || pcap.is_some();
     let mut buf = vec![0u8; filter::SNAPLEN as usize];
@@ -283,6 +304,7 @@ fn read_loop(
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
+                legs.tidy();
                 continue;
             }
             Err(e) => {
@@ -299,7 +321,8 @@ fn read_loop(
         let Some(packet) = decode::decode(data) else {
             continue;
         };
-        let Some((outgoing, leg)) = scope.direction(packet.src, packet.dst) else {
+        let Some((outgoing, leg, local, remote)) = scope.direction(legs, packet.src, packet.dst)
+        else {
             continue;
         };
         seen += 1;
@@ -309,11 +332,6 @@ fn read_loop(
         if let Some(w) = pcap.as_mut() {
             let _ = w.packet(when, &meta, data);
         }
-        let (local, remote) = if outgoing {
-            (packet.src, packet.dst)
-        } else {
-            (packet.dst, packet.src)
-        };
         let (line, numbers) = match &packet.body {
             Body::Tcp(t) => {
                 let told = isns.tcp_line(outgoing, local, remote, t);
@@ -322,11 +340,11 @@ fn read_loop(
             Body::Udp { len } => (format::udp_line(outgoing, *len), None),
         };
         let line = match (scope, leg) {
-            (Scope::Server { .. }, Leg::Client) => format!("{line} (client {remote})"),
-            (Scope::Server { .. }, Leg::Target) => {
+            (Scope::Client { .. }, _) => line,
+            (_, Leg::Client) => format!("{line} (client {remote})"),
+            (_, Leg::Target) => {
                 format!("{line} (target {remote} from port {})", local.port())
             }
-            (Scope::Client { .. }, _) => line,
         };
         if wire {
             narrate::emit(format_args!("{:>9} {line}", narrate::stamp_ago(ago)));

@@ -36,7 +36,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
     // in place before the `listening on` line, so no client can come before it.
     let (bound, captured) =
         setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
-            observe::capture_server(&capture, b, None)
+            observe::capture_server(&capture, b)
         })?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
     let result = if transport.is_stream() {

@@ -23,7 +23,7 @@ use super::peer::Peer;
 use super::socks::Handshake;
 use super::stream::Stream;
 use super::via::Via;
-use crate::capture::sample;
+use crate::capture::{Leg, sample};
 use crate::narrate::{self, Flow, Key};
 use crate::relay::wire::{Dir, Dump};
 
@@ -373,6 +373,8 @@ pub struct Pair {
     /// addresses are being looked up.
     pub asked: Option<(String, String, u16)>,
     pub via: Option<Via>,
+    /// The capture's hold on the target connection (`--wire`): let go when the socket goes.
+    pub leg: Option<Leg>,
 }
 
 impl Pair {
@@ -401,6 +403,7 @@ impl Pair {
             asked: None,
             via_dest: None,
             via: None,
+            leg: None,
         }
     }
 
