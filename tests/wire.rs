@@ -827,6 +827,150 @@ fn forward_to_unix_wire_shows_the_client_leg_and_says_the_target_leg_has_no_wire
 }
 
 #[test]
+fn forward_from_unix_clients_wire_and_tcp_info_show_the_target_leg_alone() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("wire-from-unix");
+    let path = dir.path("fwd.sock");
+    let path = path.to_str().unwrap();
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let mut cmd = sockkit(&[
+        "forward",
+        "--wire",
+        "--tcp-info-every",
+        "1s",
+        "-U",
+        path,
+        "127.0.0.1",
+        &tport,
+    ]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut fwd = ChildGuard::spawn(cmd.stderr(Stdio::piped()));
+    let mut tap = LineTap::new(fwd.stderr());
+    tap.wait_for(T, |l| l.contains("listening on")).unwrap();
+    let out = run(&["connect", "-U", path], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let v4 = format!("127.0.0.1:{tport}");
+    tap.wait_seen(T, |l| l.contains(" tcp_info: ") && l.contains(" acked 8 "))
+        .unwrap();
+    let text = tap.text();
+    let said = format!(
+        "wire: the client leg is a Unix socket (-U {path}), which has no wire: only the target \
+         legs are captured"
+    );
+    assert_eq!(text.matches(&said).count(), 1, "{text}");
+    let segs: Vec<String> = target_leg(&text, &v4).into_iter().map(|(s, _)| s).collect();
+    assert!(segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    let sent = data(&segs, 2, "->");
+    data(&segs, sent, "<-");
+    assert!(!text.contains("(client "), "{text}");
+    // Sampled: the target leg, at its start and as it ended.
+    let samples = text
+        .lines()
+        .filter(|l| l.contains(" tcp_info: ") && l.contains(&format!("(target {v4} from port ")))
+        .count();
+    assert!(samples >= 2, "{text}");
+}
+
+#[test]
+fn forward_tcp_info_every_samples_both_legs_of_a_bulk_transfer_and_the_trace_names_the_leg() {
+    let dir = TempDir::new("fwd-tcp-info");
+    let trace = dir.path("t.jsonl");
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let mut fwd = Server::start(&[
+        "forward",
+        "--tcp-info-every",
+        "10ms",
+        "--trace",
+        trace.to_str().unwrap(),
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &tport,
+    ]);
+    let port = fwd.port().to_string();
+    let data = random_bytes(13, 4 << 20);
+    let out = run(&["connect", "-v", "127.0.0.1", &port], &data, T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_bytes_eq(&out.stdout, &data, "echoed through forward");
+    let client = client_address(&out.stderr);
+    let target_tag = format!("(target 127.0.0.1:{tport} from port ");
+    let pair_tag = format!(", client {client})");
+    // Each leg's last sample is taken as the pair closes: wait for the target's, which has
+    // every byte acked (+1 for the SYN).
+    let acked = |l: &str| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.iter()
+            .position(|x| *x == "acked")
+            .and_then(|p| w[p + 1].parse::<usize>().ok())
+    };
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains(&target_tag) && acked(l).is_some_and(|a| a > data.len())
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    let target_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" tcp_info: rtt ") && l.contains(&target_tag))
+        .collect();
+    let client_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" tcp_info: rtt ") && l.ends_with(&format!("(client {client})")))
+        .collect();
+    // At least the first and the last of each leg, and the target's name their pair.
+    assert!(target_lines.len() >= 2, "{text}");
+    assert!(
+        target_lines.iter().all(|l| l.ends_with(&pair_tag)),
+        "{text}"
+    );
+    assert!(client_lines.len() >= 2, "{text}");
+    let kill = Command::new("kill")
+        .args(["-INT", &fwd.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    fwd.child.status_within(T, "forward after SIGINT");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v: &serde_json::Value| v["event"] == "tcp_info")
+        .collect();
+    let leg = |name: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["leg"] == name).collect()
+    };
+    let (clients, targets) = (leg("client"), leg("target"));
+    assert_eq!(
+        clients.len() + targets.len(),
+        events.len(),
+        "every sample has its leg"
+    );
+    assert!(clients.len() >= 2 && targets.len() >= 2, "{events:#?}");
+    for e in &clients {
+        assert_eq!(e["remote"], client.as_str(), "{e}");
+        assert_eq!(e["pair"], client.as_str(), "{e}");
+    }
+    for e in &targets {
+        assert_eq!(e["remote"], format!("127.0.0.1:{tport}").as_str(), "{e}");
+        assert_eq!(e["pair"], client.as_str(), "{e}");
+        assert!(e["local_port"].as_u64().unwrap() > 0, "{e}");
+    }
+    // The last samples saw the whole transfer: the forwarder received every byte from the
+    // client and from the target, and each acked what it sent them.
+    let (c, t) = (clients.last().unwrap(), targets.last().unwrap());
+    let n = data.len() as u64;
+    assert!(c["bytes_received"].as_u64().unwrap() >= n, "{c}");
+    assert!(c["bytes_acked"].as_u64().unwrap() > n, "{c}");
+    assert!(t["bytes_received"].as_u64().unwrap() >= n, "{t}");
+    assert!(t["bytes_acked"].as_u64().unwrap() > n, "{t}");
+}
+
+#[test]
 fn forward_refuses_capture_where_a_leg_has_no_wire_and_tcp_info_without_tcp() {
     let dir = TempDir::new("fwd-refuse");
     let sock = dir.path("s.sock");
@@ -859,7 +1003,7 @@ fn forward_refuses_capture_where_a_leg_has_no_wire_and_tcp_info_without_tcp() {
                 "127.0.0.1",
                 "9",
             ],
-            "--tcp-info-every samples TCP_INFO of each TCP client",
+            "--tcp-info-every samples TCP_INFO of each TCP leg (client and target)",
         ),
     ];
     for (args, why) in cases {

@@ -204,10 +204,10 @@ fn refuse_capture(args: &ForwardArgs) -> Result<(), UsageError> {
              Unix sockets, which put none on a network wire (--trace records the calls)",
         ));
     }
-    if c.tcp_info_every.is_some() && (args.udp || args.unix.is_some()) {
+    if c.tcp_info_every.is_some() && (args.udp || args.unix.is_some() && args.to_unix.is_some()) {
         return Err(UsageError::new(
-            "--tcp-info-every samples TCP_INFO of each TCP client, and with -u or -U there is \
-             no TCP client to sample",
+            "--tcp-info-every samples TCP_INFO of each TCP leg (client and target), and with -u, \
+             or with -U and --to-unix, no leg is TCP",
         ));
     }
     Ok(())

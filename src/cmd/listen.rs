@@ -108,7 +108,10 @@ fn one_client_at_a_time(bound: Bound, mut relay: ServerRelay, args: &ListenArgs)
             crate::narrate::say(&plan.show(&client.sock, client.target, &title));
         }
         let watch = match local {
-            Local::Ip { .. } => sample::watch(socket::fd(&client.sock), Some(client.who.clone())),
+            Local::Ip { .. } => sample::watch(
+                socket::fd(&client.sock),
+                Some(sample::Who::Client(client.who.clone())),
+            ),
             Local::Unix(_) => None,
         };
         let result = relay.session(&client.sock, Channel::Bytes);

@@ -885,6 +885,7 @@ impl<'a> Loop<'a> {
             }
         }
         pair.up_and_running = true;
+        pair.sample_target();
         pair.deadline = None;
         pair.last = now;
         if fwd.show_opts {
