@@ -770,7 +770,7 @@ fn forward_socks5_wire_shows_the_client_leg_and_the_target_leg_it_asked_for() {
         .unwrap();
     fwd.stderr
         .wait_seen(T, |l| {
-            l.contains("[F.]") && l.contains(&format!("(target {v4} "))
+            l.contains("<- [F.]") && l.contains(&format!("(target {v4} "))
         })
         .unwrap();
     let text = fwd.stderr.text();
@@ -905,8 +905,14 @@ fn forward_from_unix_clients_wire_and_tcp_info_show_the_target_leg_alone() {
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, b"hello\n");
     let v4 = format!("127.0.0.1:{tport}");
+    // The last sample (taken as the pair closes) and the last segment (the capture's
+    // reader tells it a moment later) are both in.
     tap.wait_seen(T, |l| l.contains(" tcp_info: ") && l.contains(" acked 8 "))
         .unwrap();
+    tap.wait_seen(T, |l| {
+        l.contains("-> [.] seq 8 ack 8") && l.contains(&format!("(target {v4} "))
+    })
+    .unwrap();
     let text = tap.text();
     let said = format!(
         "wire: the client leg is a Unix socket (-U {path}), which has no wire: only the target \
@@ -1011,12 +1017,13 @@ fn forward_tcp_info_every_samples_both_legs_of_a_bulk_transfer_and_the_trace_nam
         assert_eq!(e["pair"], client.as_str(), "{e}");
         assert!(e["local_port"].as_u64().unwrap() > 0, "{e}");
     }
-    // The last samples saw the whole transfer: the forwarder received every byte from the
-    // client and from the target, and each acked what it sent them.
+    // The last samples saw the whole transfer: the forwarder had received every byte from
+    // the client and from the target, and the target had acked all it was sent (its FIN
+    // came after our FIN). The client may still have been acking the echo when the pair
+    // closed, so its acked count is not checked.
     let (c, t) = (clients.last().unwrap(), targets.last().unwrap());
     let n = data.len() as u64;
     assert!(c["bytes_received"].as_u64().unwrap() >= n, "{c}");
-    assert!(c["bytes_acked"].as_u64().unwrap() > n, "{c}");
     assert!(t["bytes_received"].as_u64().unwrap() >= n, "{t}");
     assert!(t["bytes_acked"].as_u64().unwrap() > n, "{t}");
 }

@@ -4,8 +4,11 @@
 //! on the session clock, and to the trace and the pcap file; [`Capture::stop`] lets it drain,
 //! joins it and reports what the kernel dropped (PACKET_STATISTICS).
 //!
-//! Bounded: the socket's receive buffer is the kernel's fixed queue; when the reader falls
-//! behind the kernel drops and counts, and memory here stays one packet buffer.
+//! Bounded: the kernel fills a fixed ring mapped into this process (PACKET_RX_RING,
+//! TPACKET_V3: 8 MiB for headers, 32 MiB with `--pcap`, read in place with no system call
+//! per packet); when the reader falls behind and every block is still its own, the kernel
+//! drops and counts. Where the ring cannot be had, recvmsg on the socket's receive queue,
+//! which drops sooner.
 
 use std::io;
 use std::net::SocketAddr;
@@ -167,8 +170,19 @@ pub struct Capture {
 const QUIET: Duration = Duration::from_millis(50);
 /// How long the kernel's deferred switch to stamping packets is given (see `open`).
 const STAMPING_STARTS: Duration = Duration::from_millis(5);
-/// The kernel's queue for this socket: a few hundred full-size packets.
+/// Without the ring, the kernel's queue for this socket: a few hundred full-size packets
+/// (each queued packet is charged its whole buffer, however little of it is kept).
 const QUEUE_BYTES: libc::c_int = 4 << 20;
+/// The receive ring, 32 blocks: of 256 KiB for packets cut to their headers (`--wire`,
+/// `--trace`: about 900 a block, 8 MiB in all), of 1 MiB for whole ones (`--pcap`: a dozen
+/// or more 64 KiB loopback segments a block, 32 MiB). Many blocks, so a reader held off the
+/// CPU for a while finds the kernel still has blocks to fill.
+const RING_BLOCKS: usize = 32;
+const RING_BLOCK_HEADERS: usize = 256 << 10;
+const RING_BLOCK_WHOLE: usize = 1 << 20;
+/// A block that is not full is handed over after this long, so a quiet connection's
+/// segments are told within it (and 32 blocks so retired still cover 64 ms).
+const RETIRE: Duration = Duration::from_millis(2);
 
 impl Capture {
     /// Starts capturing for `scope`, or `None` when nothing asked for it or it cannot be had
@@ -183,8 +197,8 @@ impl Capture {
         } else {
             filter::HEADERS
         };
-        let legs = match open(scope, snap) {
-            Ok(s) => s,
+        let (legs, source) = match open(scope, snap) {
+            Ok(got) => got,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
                 narrate::emit(format_args!(
                     "wire: capturing packets needs CAP_NET_RAW, which this process lacks: \
@@ -218,7 +232,7 @@ impl Capture {
         let shared = legs.clone();
         let reader = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || read_loop(&shared, scope, wire, lo, pcap, &flag))
+            .spawn(move || read_loop(&shared, source, scope, wire, lo, pcap, &flag))
             .ok()?;
         Some(Capture {
             stop,
@@ -251,8 +265,15 @@ impl Drop for Capture {
     }
 }
 
-/// socket, filter, then bind: no packet is queued before the filter is in place.
-fn open(scope: Scope, snap: u32) -> io::Result<Legs> {
+/// Where the reader takes packets from: the mapped ring, or recvmsg one packet at a time
+/// when the ring cannot be had (or `SOCKKIT_CAPTURE=recvmsg` asks, to compare the two).
+enum Source {
+    Ring(sys::PacketRing),
+    Recv(Vec<u8>),
+}
+
+/// socket, filter, the ring, then bind: no packet is queued before the filter is in place.
+fn open(scope: Scope, snap: u32) -> io::Result<(Legs, Source)> {
     let sock = sys::packet_socket()?;
     let proto = match scope.proto() {
         Proto::Tcp => libc::IPPROTO_TCP,
@@ -260,93 +281,168 @@ fn open(scope: Scope, snap: u32) -> io::Result<Legs> {
     } as u8;
     let legs = Legs::new(sock, proto, scope.ports(), snap)?;
     let fd = legs.fd();
-    // A bigger queue is best effort: the default still works, it drops sooner.
-    let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &QUEUE_BYTES);
-    // Each packet comes with the time the kernel saw it (SCM_TIMESTAMPNS). The kernel turns
-    // its packet stamping on from a work queue a moment later (net_enable_timestamp); until
-    // then a packet is stamped when read, so the handshake would seem to follow connect().
-    // A few milliseconds, once per session, let it start before the first call.
-    let _ = sys::setsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_TIMESTAMPNS,
-        &1 as &libc::c_int,
-    );
-    std::thread::sleep(STAMPING_STARTS);
-    sys::set_recv_timeout(fd, QUIET)?;
+    let block = if snap == filter::SNAPLEN {
+        RING_BLOCK_WHOLE
+    } else {
+        RING_BLOCK_HEADERS
+    };
+    let ring = if std::env::var_os("SOCKKIT_CAPTURE").is_some_and(|v| v == "recvmsg") {
+        None
+    } else {
+        // A ring the kernel will not make (memory, an old kernel) leaves recvmsg, which works
+        // and drops sooner.
+        sys::PacketRing::new(fd, block, RING_BLOCKS, RETIRE).ok()
+    };
+    // The ring stamps each packet as the kernel sees it (its skb's time or, before the
+    // kernel's stamping starts, the time of the copy into the ring), so no wait is needed.
+    let source = if let Some(r) = ring {
+        Source::Ring(r)
+    } else {
+        // A bigger queue is best effort: the default still works, it drops sooner.
+        let _ = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &QUEUE_BYTES);
+        // Each packet comes with the time the kernel saw it (SCM_TIMESTAMPNS). The kernel
+        // turns its packet stamping on from a work queue a moment later
+        // (net_enable_timestamp); until then a packet is stamped when read, so the
+        // handshake would seem to follow connect(). A few milliseconds, once per session,
+        // let it start before the first call.
+        let _ = sys::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &1 as &libc::c_int,
+        );
+        std::thread::sleep(STAMPING_STARTS);
+        sys::set_recv_timeout(fd, QUIET)?;
+        Source::Recv(vec![0u8; filter::SNAPLEN as usize])
+    };
     let ifindex = if scope.loopback() {
         sys::if_index("lo")
     } else {
         0
     };
     sys::packet_bind(fd, ifindex)?;
-    Ok(legs)
+    Ok((legs, source))
+}
+
+/// The reader thread's state: what it tells and writes, and the sequence numbers it has
+/// seen (sequence numbers are told relative to each side's first).
+struct Reader<'a> {
+    legs: &'a Legs,
+    scope: Scope,
+    wire: bool,
+    lo: u32,
+    pcap: Option<PcapWriter>,
+    isns: Isns,
+    seen: u64,
 }
 
 fn read_loop(
     legs: &Legs,
+    mut source: Source,
     scope: Scope,
     wire: bool,
     lo: u32,
-    mut pcap: Option<PcapWriter>,
+    pcap: Option<PcapWriter>,
     stop: &AtomicBool,
 ) {
     let fd = legs.fd();
     // The totals are said when packets were asked for (not for --trace alone) or lost.
     let tell_totals = wire || pcap.is_some();
-    let mut buf = vec![0u8; filter::SNAPLEN as usize];
-    let mut isns = Isns::default();
-    let mut seen = 0u64;
+    let mut r = Reader {
+        legs,
+        scope,
+        wire,
+        lo,
+        pcap,
+        isns: Isns::default(),
+        seen: 0,
+    };
+    // When a packet last came: after the stop flag the reader goes on until the line has
+    // been quiet for QUIET (a wait cut short, by a signal or a wakeup with nothing in the
+    // ring, does not end it early).
+    let mut last = std::time::Instant::now();
     loop {
-        let (n, meta, stamp) = match sys::packet_recv(fd, &mut buf) {
-            Ok(got) => got,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => {
-                if stop.load(Ordering::Relaxed) {
+        let got = match &mut source {
+            Source::Ring(ring) => {
+                ring.next_block(fd, QUIET, |p| r.packet(p.data, &p.meta, Some(p.stamp)))
+            }
+            Source::Recv(buf) => match sys::packet_recv(fd, buf) {
+                Ok((n, meta, stamp)) => {
+                    r.packet(&buf[..n], &meta, stamp);
+                    Ok(true)
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        match got {
+            Ok(true) => last = std::time::Instant::now(),
+            Ok(false) => {
+                if stop.load(Ordering::Relaxed) && last.elapsed() >= QUIET {
                     break;
                 }
                 legs.tidy();
-                continue;
             }
             Err(e) => {
                 narrate::emit(format_args!("wire: {}", narrate::errno_text(&e)));
                 break;
             }
-        };
+        }
+    }
+    let Reader { pcap, seen, .. } = r;
+    if let Some(w) = pcap {
+        let _ = w.finish();
+    }
+    if let Ok((_, drops)) = sys::packet_stats(fd) {
+        if tell_totals || drops > 0 {
+            narrate::emit(format_args!(
+                "wire: {seen} packets captured, {drops} dropped by the kernel (its queue was full)"
+            ));
+        }
+        trace::record("capture", |f| {
+            f.num("packets", seen).num("dropped", drops);
+        });
+    }
+}
+
+impl Reader<'_> {
+    /// One captured packet: ours or not, then told, traced and written.
+    fn packet(&mut self, data: &[u8], meta: &sys::PacketMeta, stamp: Option<SystemTime>) {
         // On `lo` each packet passes twice, going out and coming in: keep the second, as
         // tcpdump does.
-        if meta.ifindex == lo && meta.pkttype == OUTGOING {
-            continue;
+        if meta.ifindex == self.lo && meta.pkttype == OUTGOING {
+            return;
         }
-        let data = &buf[..n];
         let Some(packet) = decode::decode(data) else {
-            continue;
+            return;
         };
-        let Some((outgoing, leg, local, remote)) = scope.direction(legs, packet.src, packet.dst)
+        let Some((outgoing, leg, local, remote)) =
+            self.scope.direction(self.legs, packet.src, packet.dst)
         else {
-            continue;
+            return;
         };
-        seen += 1;
+        self.seen += 1;
         let now = SystemTime::now();
         let when = stamp.unwrap_or(now);
         let ago = now.duration_since(when).unwrap_or_default();
-        if let Some(w) = pcap.as_mut() {
-            let _ = w.packet(when, &meta, data);
+        if let Some(w) = self.pcap.as_mut() {
+            let _ = w.packet(when, meta, data);
         }
         let (line, numbers) = match &packet.body {
             Body::Tcp(t) => {
-                let told = isns.tcp_line(outgoing, local, remote, t);
+                let told = self.isns.tcp_line(outgoing, local, remote, t);
                 (told.line, Some((told.seq, told.ack)))
             }
             Body::Udp { len } => (format::udp_line(outgoing, *len), None),
         };
-        let line = match (scope, leg) {
+        let line = match (self.scope, leg) {
             (Scope::Client { .. }, _) => line,
             (_, Leg::Client) => format!("{line} (client {remote})"),
             (_, Leg::Target) => {
                 format!("{line} (target {remote} from port {})", local.port())
             }
         };
-        if wire {
+        if self.wire {
             narrate::emit(format_args!("{:>9} {line}", narrate::stamp_ago(ago)));
         }
         if trace::on() {
@@ -375,18 +471,5 @@ fn read_loop(
                     .num("kernel_ago_ns", ago.as_nanos() as i128);
             });
         }
-    }
-    if let Some(w) = pcap {
-        let _ = w.finish();
-    }
-    if let Ok((_, drops)) = sys::packet_stats(fd) {
-        if tell_totals || drops > 0 {
-            narrate::emit(format_args!(
-                "wire: {seen} packets captured, {drops} dropped by the kernel (its queue was full)"
-            ));
-        }
-        trace::record("capture", |f| {
-            f.num("packets", seen).num("dropped", drops);
-        });
     }
 }
