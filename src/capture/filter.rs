@@ -34,6 +34,12 @@ const RSH: u16 = 0x70;
 const K: u16 = 0x00;
 /// `SKF_AD_OFF + SKF_AD_PROTOCOL`: the packet's ethertype, in host order.
 const AD_PROTOCOL: u32 = (-0x1000_i32) as u32;
+/// `SKF_AD_OFF + SKF_AD_PKTTYPE`: PACKET_HOST, PACKET_OUTGOING, ...
+const AD_PKTTYPE: u32 = (-0x1000_i32 + 4) as u32;
+/// `SKF_AD_OFF + SKF_AD_IFINDEX`: the interface the packet was seen on.
+const AD_IFINDEX: u32 = (-0x1000_i32 + 8) as u32;
+/// PACKET_OUTGOING (linux/if_packet.h).
+const OUTGOING: u32 = 4;
 /// How much of an accepted packet is kept for `--pcap`: all of it, as tcpdump does by default.
 pub const SNAPLEN: u32 = 262_144;
 /// How much is kept when only the headers are told (`--wire`, `--trace` without `--pcap`):
@@ -66,6 +72,9 @@ pub struct Match {
     pub pairs: Vec<(u16, u16)>,
     /// Every packet of the transport (the fallback when the legs outgrow the program).
     pub all: bool,
+    /// The loopback interface's index (0: none): each packet crosses `lo` twice, going out
+    /// and coming in, and the copy going out is dropped here, so it is never copied to us.
+    pub lo: u32,
 }
 
 impl Match {
@@ -76,7 +85,8 @@ impl Match {
         } else {
             3 + 4 * self.ports.len()
         };
-        17 + 4 * self.pairs.len() + ports
+        let lo = if self.lo == 0 { 0 } else { 5 };
+        lo + 17 + 4 * self.pairs.len() + ports
     }
 }
 
@@ -85,7 +95,18 @@ impl Match {
 /// longer than a few instructions however many ports and pairs there are.
 pub fn program(proto: u8, what: &Match, snap: u32) -> Vec<sock_filter> {
     let proto = u32::from(proto);
-    let mut code = vec![
+    let mut code = Vec::new();
+    if what.lo != 0 {
+        code.extend([
+            stmt(LD | W | ABS, AD_PKTTYPE),
+            jump(JMP | JEQ | K, OUTGOING, 0, 3),
+            stmt(LD | W | ABS, AD_IFINDEX),
+            jump(JMP | JEQ | K, what.lo, 0, 1),
+            stmt(RET | K, 0),
+        ]);
+    }
+    // The jumps below are relative, so the lines above shift nothing.
+    code.extend([
         stmt(LD | W | ABS, AD_PROTOCOL),
         jump(JMP | JEQ | K, 0x0800, 0, 7), // IPv4, else to the IPv6 test
         stmt(LD | B | ABS, 9),             // IPv4 protocol
@@ -106,7 +127,7 @@ pub fn program(proto: u8, what: &Match, snap: u32) -> Vec<sock_filter> {
         stmt(RET | K, 0),
         // 15: the tests, with both ports in A and in M[0].
         stmt(ST, 0),
-    ];
+    ]);
     let accept_if = |code: &mut Vec<sock_filter>, k: u32| {
         code.push(jump(JMP | JEQ | K, k, 0, 1));
         code.push(stmt(RET | K, snap));
@@ -143,6 +164,15 @@ mod tests {
     /// packet (ethertype given as the kernel's ancillary load would). It checks, as the
     /// kernel's verifier does, that every jump lands inside the program.
     fn run(prog: &[sock_filter], ethertype: u32, pkt: &[u8]) -> u32 {
+        run_on(prog, (ethertype, 0, 1), pkt)
+    }
+
+    /// `run` for a packet of `(ethertype, pkttype, ifindex)`.
+    fn run_on(
+        prog: &[sock_filter],
+        (ethertype, pkttype, ifindex): (u32, u32, u32),
+        pkt: &[u8],
+    ) -> u32 {
         let (mut a, mut x, mut pc, mut m0) = (0u32, 0u32, 0usize, 0u32);
         let half = |at: usize| u32::from(u16::from_be_bytes([pkt[at], pkt[at + 1]]));
         let word = |at: usize| (half(at) << 16) | half(at + 2);
@@ -151,6 +181,8 @@ mod tests {
             pc += 1;
             match ins.code {
                 c if c == LD | W | ABS && ins.k == AD_PROTOCOL => a = ethertype,
+                c if c == LD | W | ABS && ins.k == AD_PKTTYPE => a = pkttype,
+                c if c == LD | W | ABS && ins.k == AD_IFINDEX => a = ifindex,
                 c if c == LD | W | ABS => a = word(ins.k as usize),
                 c if c == LD | W | IND => a = word(x as usize + ins.k as usize),
                 c if c == LD | W | MEM => a = m0,
@@ -227,6 +259,7 @@ mod tests {
             ports: vec![7000],
             pairs: vec![(41000, 9000), (41001, 9000)],
             all: false,
+            lo: 0,
         };
         let prog = program(6, &what, SNAPLEN);
         assert_eq!(prog.len(), what.insns());
@@ -256,6 +289,7 @@ mod tests {
             ports: (1..=8).collect(),
             pairs: (0..500).map(|i| (40000 + i, 9000)).collect(),
             all: false,
+            lo: 0,
         };
         let prog = program(6, &what, HEADERS);
         assert!(prog.len() <= MAX_INSNS);
@@ -267,5 +301,30 @@ mod tests {
         assert_eq!(run(&prog, 0x0800, &v4(6, 9000, 40499)), HEADERS);
         assert_eq!(run(&prog, 0x86dd, &v6(6, 8, 50000)), HEADERS);
         assert_eq!(run(&prog, 0x86dd, &v6(6, 9000, 40500)), 0);
+    }
+
+    #[test]
+    fn the_copy_going_out_on_lo_is_dropped_in_the_kernel_and_nothing_else() {
+        const HOST: u32 = 0;
+        let what = Match {
+            ports: vec![7000],
+            lo: 1,
+            ..Match::default()
+        };
+        let prog = program(6, &what, SNAPLEN);
+        assert_eq!(prog.len(), what.insns());
+        let pkt = v4(6, 7000, 50000);
+        assert_eq!(run_on(&prog, (0x0800, OUTGOING, 1), &pkt), 0, "out on lo");
+        assert_eq!(run_on(&prog, (0x0800, HOST, 1), &pkt), SNAPLEN, "in on lo");
+        assert_eq!(
+            run_on(&prog, (0x0800, OUTGOING, 2), &pkt),
+            SNAPLEN,
+            "out on eth0"
+        );
+        assert_eq!(
+            run_on(&prog, (0x0800, HOST, 1), &v4(6, 1, 2)),
+            0,
+            "not ours"
+        );
     }
 }

@@ -279,7 +279,7 @@ fn open(scope: Scope, snap: u32) -> io::Result<(Legs, Source)> {
         Proto::Tcp => libc::IPPROTO_TCP,
         Proto::Udp => libc::IPPROTO_UDP,
     } as u8;
-    let legs = Legs::new(sock, proto, scope.ports(), snap)?;
+    let legs = Legs::new(sock, proto, scope.ports(), snap, sys::if_index("lo"))?;
     let fd = legs.fd();
     let block = if snap == filter::SNAPLEN {
         RING_BLOCK_WHOLE

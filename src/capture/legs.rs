@@ -41,6 +41,8 @@ struct Entry {
 struct State {
     proto: u8,
     snap: u32,
+    /// `lo`'s index, for the filter to drop the copy of each packet going out on it.
+    lo: u32,
     /// The server's own ports (taken either way).
     ports: Vec<u16>,
     entries: Vec<Entry>,
@@ -83,13 +85,20 @@ pub struct Found {
 impl Legs {
     /// The registry over the capture socket `sock` for `proto`, with the server's own
     /// `ports`; attaches the first filter (those ports only).
-    pub fn new(sock: OwnedFd, proto: u8, ports: Vec<u16>, snap: u32) -> std::io::Result<Legs> {
+    pub fn new(
+        sock: OwnedFd,
+        proto: u8,
+        ports: Vec<u16>,
+        snap: u32,
+        lo: u32,
+    ) -> std::io::Result<Legs> {
         let legs = Legs {
             inner: Arc::new(Inner {
                 sock,
                 state: Mutex::new(State {
                     proto,
                     snap,
+                    lo,
                     ports,
                     entries: Vec::new(),
                     next: 0,
@@ -236,10 +245,12 @@ fn wanted(st: &State) -> Match {
         ports,
         pairs,
         all: false,
+        lo: st.lo,
     };
     if what.insns() > filter::MAX_INSNS || what.ports.len() > MAX_LEGS {
         return Match {
             all: true,
+            lo: st.lo,
             ..Match::default()
         };
     }
@@ -289,6 +300,7 @@ mod tests {
         State {
             proto: 6,
             snap: filter::HEADERS,
+            lo: 1,
             ports: vec![7000],
             entries,
             next: 0,
@@ -315,6 +327,7 @@ mod tests {
                 ports: vec![7000, 9001],
                 pairs: vec![(41000, 9000)],
                 all: false,
+                lo: 1,
             }
         );
         // Past the bound the legs' remote ports stand for them.
