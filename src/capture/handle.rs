@@ -8,7 +8,8 @@
 //! TPACKET_V3: 8 MiB for headers, 32 MiB with `--pcap`, read in place with no system call
 //! per packet); when the reader falls behind and every block is still its own, the kernel
 //! drops and counts. Where the ring cannot be had, recvmsg on the socket's receive queue,
-//! which drops sooner.
+//! which drops sooner; recvmsg too with `-vv --wire`, whose segment lines must come as
+//! the packets do, between the calls' lines.
 
 use std::io;
 use std::net::SocketAddr;
@@ -197,7 +198,11 @@ impl Capture {
         } else {
             filter::HEADERS
         };
-        let (legs, source) = match open(scope, snap) {
+        // With -vv the segment lines are told beside the calls, in the order they happened:
+        // each packet is taken as it comes (recvmsg), not in the ring's blocks, which the
+        // kernel hands over every few milliseconds, after a short session's calls are told.
+        let prompt = opts.wire && narrate::narrating();
+        let (legs, source) = match open(scope, snap, prompt) {
             Ok(got) => got,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
                 narrate::emit(format_args!(
@@ -266,14 +271,15 @@ impl Drop for Capture {
 }
 
 /// Where the reader takes packets from: the mapped ring, or recvmsg one packet at a time
-/// when the ring cannot be had (or `SOCKKIT_CAPTURE=recvmsg` asks, to compare the two).
+/// when the ring cannot be had, when `--wire -vv` interleaves the segments with the calls
+/// (see `Capture::start`), or when `SOCKKIT_CAPTURE=recvmsg` asks (to compare the two).
 enum Source {
     Ring(sys::PacketRing),
     Recv(Vec<u8>),
 }
 
 /// socket, filter, the ring, then bind: no packet is queued before the filter is in place.
-fn open(scope: Scope, snap: u32) -> io::Result<(Legs, Source)> {
+fn open(scope: Scope, snap: u32, prompt: bool) -> io::Result<(Legs, Source)> {
     let sock = sys::packet_socket()?;
     let proto = match scope.proto() {
         Proto::Tcp => libc::IPPROTO_TCP,
@@ -286,7 +292,7 @@ fn open(scope: Scope, snap: u32) -> io::Result<(Legs, Source)> {
     } else {
         RING_BLOCK_HEADERS
     };
-    let ring = if std::env::var_os("SOCKKIT_CAPTURE").is_some_and(|v| v == "recvmsg") {
+    let ring = if prompt || std::env::var_os("SOCKKIT_CAPTURE").is_some_and(|v| v == "recvmsg") {
         None
     } else {
         // A ring the kernel will not make (memory, an old kernel) leaves recvmsg, which works
