@@ -223,14 +223,17 @@ def commands(tool, port, sockkit):
     p = str(port)
     if tool == "sockkit" or tool.startswith(("sockkit-", "sockkit+")):
         srv_env, cli_env = dict(os.environ), dict(os.environ)
+        # `sockkit+NAME=VALUE+...`: both ends with extra environment, to try a variant; a
+        # named variant takes it too (`sockkit-wire+SOCKKIT_CAPTURE=recvmsg` is --wire at
+        # both ends with that variable set).
+        tool, *assignments = tool.split("+")
+        for assignment in assignments:
+            name, _, value = assignment.partition("=")
+            srv_env[name] = cli_env[name] = value
         if tool in ("sockkit-rw", "sockkit-rw-recv"):
             srv_env["SOCKKIT_RELAY"] = "buffered"
         if tool in ("sockkit-rw", "sockkit-rw-send"):
             cli_env["SOCKKIT_RELAY"] = "buffered"
-        # `sockkit+NAME=VALUE+...`: both ends with extra environment, to try a variant.
-        for assignment in tool.split("+")[1:]:
-            name, _, value = assignment.partition("=")
-            srv_env[name] = cli_env[name] = value
         # `sockkit-vv`: both ends narrating (-vv), to measure what narration costs when on.
         vv = ["-vv"] if tool == "sockkit-vv" else []
         # `sockkit-progress`: both ends drawing the live --progress line (forced: stderr is a
@@ -339,7 +342,8 @@ def run_a(tool, path, n, sockkit, baseline):
             if got != n:
                 raise SystemExit(f"bench: {tool} server wrote {got} bytes to stdout, expected {n}")
             verified = f"wchar {server.io['wchar']} - {baseline.get(tool, 0)} = {got} B"
-        captured = captured_by_sockkit(err_text) if tool in ("sockkit-wire", "sockkit-pcap") \
+        captured = captured_by_sockkit(err_text) \
+            if tool.split("+")[0] in ("sockkit-wire", "sockkit-pcap") \
             else None
         if captured:
             verified += f"; server captured {captured[0]} packets, {captured[1]} dropped"
@@ -402,7 +406,8 @@ def run_b(tool, n, sockkit):
         if got != n:
             raise SystemExit(f"bench: wc -c counted {got}, expected {n}")
         verified = f"wc -c {got}"
-        captured = captured_by_sockkit(err_text) if tool in ("sockkit-wire", "sockkit-pcap") \
+        captured = captured_by_sockkit(err_text) \
+            if tool.split("+")[0] in ("sockkit-wire", "sockkit-pcap") \
             else None
         if captured:
             verified += f"; server captured {captured[0]} packets, {captured[1]} dropped"

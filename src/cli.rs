@@ -903,7 +903,10 @@ pub struct CaptureArgs {
     /// it). Captured by the kernel on a packet socket (AF_PACKET, `lo` for
     /// loopback) filtered in the kernel (BPF) to this connection's port; needs CAP_NET_RAW
     /// (root, or `setcap cap_net_raw+ep $(which sockkit)`): without it one line says so and the
-    /// session goes on. At the end: packets captured and dropped by the kernel.
+    /// session goes on. At the end: packets captured and dropped by the kernel. On forward,
+    /// both legs: the clients', and each connection to the target (every address a connect
+    /// tries, the target each --socks5 client asks for, the proxy with --proxy), tagged
+    /// `(target ADDR from port N)`; with -U or --to-unix, the leg that is not a Unix socket.
     #[arg(long)]
     pub wire: bool,
 
@@ -925,8 +928,10 @@ pub struct CaptureArgs {
     /// and "mss" (cwnd is in segments of mss bytes), "ssthresh" (segments, null before the
     /// first loss), "unacked", "in_flight" (segments), "delivery_rate" (bytes/s), "retrans",
     /// "total_retrans", "snd_wnd" (the peer's advertised window, bytes), "rcv_space",
-    /// "bytes_acked", "bytes_received"; on a server "remote", the client); "capture" (at the
-    /// end: "packets", "dropped"). Segments are captured as for --wire (CAP_NET_RAW). New
+    /// "bytes_acked", "bytes_received"; on a server "remote", the client; on forward "leg",
+    /// client or target, "pair", the client whose pair it is, and for the target leg "remote"
+    /// is the target (the proxy through --proxy) and "local_port" our end's port); "capture"
+    /// (at the end: "packets", "dropped"). Segments are captured as for --wire (CAP_NET_RAW). New
     /// fields may be added; these keep their names and meaning.
     #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
     pub trace: Option<PathBuf>,
@@ -935,7 +940,9 @@ pub struct CaptureArgs {
     /// and once when it starts and ends: one stderr line per sample (`tcp_info: rtt 0.05/0.02
     /// ms cwnd 10 ssthresh - in_flight 0 (unacked 0) delivery 4.4Gbps retrans 0/0 rwnd 64 KiB
     /// ...`) on the session clock, and a "tcp_info" event in --trace. One sampler thread
-    /// serves every connection. At least 1ms.
+    /// serves every connection. On forward both legs of each pair are sampled, each line
+    /// tagged as --wire tags the leg's segments: `(client ADDR)`, or `(target ADDR from port
+    /// N, client ADDR)`. At least 1ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub tcp_info_every: Option<Duration>,
 

@@ -667,32 +667,388 @@ fn forward_wire_shows_the_client_leg_and_the_target_leg() {
     );
 }
 
+/// The segments of `text` on the target leg to `target`, each with the local port the leg
+/// came from: `("-> [S] seq 0 ...", 41234)`.
+fn target_leg(text: &str, target: &str) -> Vec<(String, u16)> {
+    let tag = format!("(target {target} from port ");
+    segments(text)
+        .into_iter()
+        .filter_map(|s| {
+            let at = s.find(&tag)?;
+            let port = s[at + tag.len()..].trim_end_matches(')').parse().ok()?;
+            Some((s[..at].trim_end().to_string(), port))
+        })
+        .collect()
+}
+
+#[test]
+fn forward_to_localhost_shows_the_refused_v6_attempt_and_the_v4_leg_that_connected() {
+    if !root_or_skip() {
+        return;
+    }
+    // As the other IPv6 tests do: a machine without ::1 skips this one, CI included.
+    if !ipv6_loopback_works() {
+        eprintln!("SKIPPED: ::1 cannot be bound here (no IPv6 loopback)");
+        return;
+    }
+    let Some(unshare) = peer_or_skip("unshare") else {
+        return;
+    };
+    // `localhost` as Debian's /etc/hosts has it, ::1 first, in a mount namespace of the
+    // forwarder's own, so the machine's file is left alone whatever it says.
+    let dir = TempDir::new("wire-localhost");
+    let hosts = dir.file("hosts", "::1 localhost\n127.0.0.1 localhost\n");
+    // Only 127.0.0.1 listens: the connect to [::1] is refused and falls through.
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port();
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec {} forward -v --wire 127.0.0.1 0 localhost {tport}",
+        hosts.display(),
+        bin()
+    );
+    let mut cmd = Command::new(unshare);
+    cmd.args(["-m", "sh", "-c", &script]);
+    let mut fwd = Server::start_with(&mut cmd);
+    let port = fwd.port().to_string();
+    let out = run(&["connect", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let v4 = format!("127.0.0.1:{tport}");
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("-> [.] seq 8 ack 8") && l.contains(&format!("(target {v4} "))
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    assert!(
+        text.contains(&format!(
+            "nothing is listening on [::1]:{tport}; trying the next"
+        )),
+        "{text}"
+    );
+    // The refused attempt: our SYN to [::1] and its RST, from one port.
+    let refused = target_leg(&text, &format!("[::1]:{tport}"));
+    assert_eq!(refused.len(), 2, "{text}");
+    assert!(refused[0].0.starts_with("-> [S] seq 0 "), "{text}");
+    assert!(refused[1].0.starts_with("<- [R.] "), "{text}");
+    assert_eq!(refused[0].1, refused[1].1, "{text}");
+    // The leg that connected: handshake, the bytes each way, the FINs, all from one port.
+    let leg = target_leg(&text, &v4);
+    let segs: Vec<String> = leg.iter().map(|(s, _)| s.clone()).collect();
+    assert!(segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    assert!(segs[1].starts_with("<- [S.] seq 0 ack 1 "), "{text}");
+    let sent = data(&segs, 2, "->");
+    data(&segs, sent, "<-");
+    find(&segs, sent, "-> [F.]");
+    find(&segs, sent, "<- [F.]");
+    assert!(leg.iter().all(|(_, p)| *p == leg[0].1), "{text}");
+    assert_ne!(leg[0].1, refused[0].1, "{text}");
+}
+
+#[test]
+fn forward_socks5_wire_shows_the_client_leg_and_the_target_leg_it_asked_for() {
+    if !root_or_skip() {
+        return;
+    }
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let mut fwd = Server::start(&["forward", "--wire", "--socks5", "127.0.0.1", "0"]);
+    let url = format!("socks5://127.0.0.1:{}", fwd.port());
+    let out = run(
+        &["connect", "-v", "--proxy", &url, "127.0.0.1", &tport],
+        b"hello\n",
+        T,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let client = format!("(client {})", client_address(&out.stderr));
+    let v4 = format!("127.0.0.1:{tport}");
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [.] seq ") && l.ends_with(&client) && l.contains(" ack ")
+        })
+        .unwrap();
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [F.]") && l.contains(&format!("(target {v4} "))
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    // The client leg: its handshake, then the SOCKS5 greeting (3 bytes) before any data.
+    let theirs = tagged(&text, &client);
+    assert!(theirs[0].starts_with("<- [S] seq 0 "), "{theirs:#?}");
+    find(&theirs, 1, "<- [P.] seq 1:4 ack 1 len 3");
+    // The target leg, known only once the client named it: handshake and the six bytes each
+    // way, after the client's request came in.
+    let segs: Vec<String> = target_leg(&text, &v4).into_iter().map(|(s, _)| s).collect();
+    assert!(segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    assert!(segs[1].starts_with("<- [S.] seq 0 ack 1 "), "{text}");
+    let sent = data(&segs, 2, "->");
+    data(&segs, sent, "<-");
+}
+
+#[test]
+fn forward_proxy_wire_shows_the_leg_to_the_proxy() {
+    if !root_or_skip() {
+        return;
+    }
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let proxy = Server::start(&["forward", "--socks5", "127.0.0.1", "0"]);
+    let url = format!("socks5://127.0.0.1:{}", proxy.port());
+    let mut fwd = Server::start(&[
+        "forward",
+        "--wire",
+        "--proxy",
+        &url,
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &tport,
+    ]);
+    let port = fwd.port().to_string();
+    let out = run(&["connect", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    // What is on the wire is the connection to the proxy: its handshake, the SOCKS5
+    // greeting (3 bytes), and later the six bytes each way.
+    let to_proxy = format!("127.0.0.1:{}", proxy.port());
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [F.]") && l.contains(&format!("(target {to_proxy} "))
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    let segs: Vec<String> = target_leg(&text, &to_proxy)
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert!(segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    find(&segs, 2, "-> [P.] seq 1:4 ack 1 len 3");
+    assert!(
+        segs.iter()
+            .any(|s| s.starts_with("-> [P.] seq ") && s.ends_with(" len 6")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("(target 127.0.0.1:{tport} ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn forward_to_unix_wire_shows_the_client_leg_and_says_the_target_leg_has_no_wire() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("wire-to-unix");
+    let path = dir.path("echo.sock");
+    let path = path.to_str().unwrap();
+    let mut cmd = sockkit(&["echo", "-U", path]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut unix_echo = ChildGuard::spawn(cmd.stderr(Stdio::piped()));
+    let mut tap = LineTap::new(unix_echo.stderr());
+    tap.wait_for(T, |l| l.contains("listening on")).unwrap();
+    let mut fwd = Server::start(&["forward", "--wire", "127.0.0.1", "0", "--to-unix", path]);
+    let port = fwd.port().to_string();
+    let out = run(&["connect", "-v", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let client = format!("(client {})", client_address(&out.stderr));
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [.] seq 8 ack 8") && l.ends_with(&client)
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    let said = format!(
+        "wire: the target leg is a Unix socket (--to-unix {path}), which has no wire: only \
+         the client legs are captured"
+    );
+    assert_eq!(text.matches(&said).count(), 1, "{text}");
+    assert!(
+        text.find(&said) < text.find("listening on"),
+        "said before any client: {text}"
+    );
+    let theirs = tagged(&text, &client);
+    assert!(theirs[0].starts_with("<- [S] seq 0 "), "{theirs:#?}");
+    let came = data(&theirs, 1, "<-");
+    data(&theirs, came, "->");
+    assert!(!text.contains("(target "), "{text}");
+}
+
+#[test]
+fn forward_from_unix_clients_wire_and_tcp_info_show_the_target_leg_alone() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = TempDir::new("wire-from-unix");
+    let path = dir.path("fwd.sock");
+    let path = path.to_str().unwrap();
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let mut cmd = sockkit(&[
+        "forward",
+        "--wire",
+        "--tcp-info-every",
+        "1s",
+        "-U",
+        path,
+        "127.0.0.1",
+        &tport,
+    ]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let mut fwd = ChildGuard::spawn(cmd.stderr(Stdio::piped()));
+    let mut tap = LineTap::new(fwd.stderr());
+    tap.wait_for(T, |l| l.contains("listening on")).unwrap();
+    let out = run(&["connect", "-U", path], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let v4 = format!("127.0.0.1:{tport}");
+    // The last sample (taken as the pair closes) and the last segment (the capture's
+    // reader tells it a moment later) are both in.
+    tap.wait_seen(T, |l| l.contains(" tcp_info: ") && l.contains(" acked 8 "))
+        .unwrap();
+    tap.wait_seen(T, |l| {
+        l.contains("-> [.] seq 8 ack 8") && l.contains(&format!("(target {v4} "))
+    })
+    .unwrap();
+    let text = tap.text();
+    let said = format!(
+        "wire: the client leg is a Unix socket (-U {path}), which has no wire: only the target \
+         legs are captured"
+    );
+    assert_eq!(text.matches(&said).count(), 1, "{text}");
+    let segs: Vec<String> = target_leg(&text, &v4).into_iter().map(|(s, _)| s).collect();
+    assert!(segs[0].starts_with("-> [S] seq 0 "), "{text}");
+    let sent = data(&segs, 2, "->");
+    data(&segs, sent, "<-");
+    assert!(!text.contains("(client "), "{text}");
+    // Sampled: the target leg, at its start and as it ended.
+    let samples = text
+        .lines()
+        .filter(|l| l.contains(" tcp_info: ") && l.contains(&format!("(target {v4} from port ")))
+        .count();
+    assert!(samples >= 2, "{text}");
+}
+
+#[test]
+fn forward_tcp_info_every_samples_both_legs_of_a_bulk_transfer_and_the_trace_names_the_leg() {
+    let dir = TempDir::new("fwd-tcp-info");
+    let trace = dir.path("t.jsonl");
+    let target = Server::start(&["echo", "127.0.0.1", "0"]);
+    let tport = target.port().to_string();
+    let mut fwd = Server::start(&[
+        "forward",
+        "--tcp-info-every",
+        "10ms",
+        "--trace",
+        trace.to_str().unwrap(),
+        "127.0.0.1",
+        "0",
+        "127.0.0.1",
+        &tport,
+    ]);
+    let port = fwd.port().to_string();
+    let data = random_bytes(13, 4 << 20);
+    let out = run(&["connect", "-v", "127.0.0.1", &port], &data, T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_bytes_eq(&out.stdout, &data, "echoed through forward");
+    let client = client_address(&out.stderr);
+    let target_tag = format!("(target 127.0.0.1:{tport} from port ");
+    let pair_tag = format!(", client {client})");
+    // Each leg's last sample is taken as the pair closes: wait for the target's, which has
+    // every byte acked (+1 for the SYN).
+    let acked = |l: &str| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.iter()
+            .position(|x| *x == "acked")
+            .and_then(|p| w[p + 1].parse::<usize>().ok())
+    };
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains(&target_tag) && acked(l).is_some_and(|a| a > data.len())
+        })
+        .unwrap();
+    let text = fwd.stderr.text();
+    let target_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" tcp_info: rtt ") && l.contains(&target_tag))
+        .collect();
+    let client_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" tcp_info: rtt ") && l.ends_with(&format!("(client {client})")))
+        .collect();
+    // At least the first and the last of each leg, and the target's name their pair.
+    assert!(target_lines.len() >= 2, "{text}");
+    assert!(
+        target_lines.iter().all(|l| l.ends_with(&pair_tag)),
+        "{text}"
+    );
+    assert!(client_lines.len() >= 2, "{text}");
+    let kill = Command::new("kill")
+        .args(["-INT", &fwd.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    fwd.child.status_within(T, "forward after SIGINT");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v: &serde_json::Value| v["event"] == "tcp_info")
+        .collect();
+    let leg = |name: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["leg"] == name).collect()
+    };
+    let (clients, targets) = (leg("client"), leg("target"));
+    assert_eq!(
+        clients.len() + targets.len(),
+        events.len(),
+        "every sample has its leg"
+    );
+    assert!(clients.len() >= 2 && targets.len() >= 2, "{events:#?}");
+    for e in &clients {
+        assert_eq!(e["remote"], client.as_str(), "{e}");
+        assert_eq!(e["pair"], client.as_str(), "{e}");
+    }
+    for e in &targets {
+        assert_eq!(e["remote"], format!("127.0.0.1:{tport}").as_str(), "{e}");
+        assert_eq!(e["pair"], client.as_str(), "{e}");
+        assert!(e["local_port"].as_u64().unwrap() > 0, "{e}");
+    }
+    // The last samples saw the whole transfer: the forwarder had received every byte from
+    // the client and from the target, and the target had acked all it was sent (its FIN
+    // came after our FIN). The client may still have been acking the echo when the pair
+    // closed, so its acked count is not checked.
+    let (c, t) = (clients.last().unwrap(), targets.last().unwrap());
+    let n = data.len() as u64;
+    assert!(c["bytes_received"].as_u64().unwrap() >= n, "{c}");
+    assert!(t["bytes_received"].as_u64().unwrap() >= n, "{t}");
+    assert!(t["bytes_acked"].as_u64().unwrap() > n, "{t}");
+}
+
 #[test]
 fn forward_refuses_capture_where_a_leg_has_no_wire_and_tcp_info_without_tcp() {
     let dir = TempDir::new("fwd-refuse");
     let sock = dir.path("s.sock");
+    let sock = sock.to_str().unwrap();
     let cases: [(&[&str], &str); 3] = [
         (
-            &[
-                "forward",
-                "--wire",
-                "-U",
-                sock.to_str().unwrap(),
-                "127.0.0.1",
-                "9",
-            ],
-            "-U/--to-unix make one leg a Unix socket",
+            &["forward", "--wire", "-U", sock, "--to-unix", sock],
+            "with -U and --to-unix both legs are Unix sockets",
         ),
         (
             &[
                 "forward",
                 "--report",
                 "r.html",
-                "--socks5",
-                "127.0.0.1",
-                "0",
+                "-U",
+                sock,
+                "--to-unix",
+                sock,
             ],
-            "with --socks5 or --proxy each connection goes where its client",
+            "with -U and --to-unix both legs are Unix sockets",
         ),
         (
             &[
@@ -705,7 +1061,7 @@ fn forward_refuses_capture_where_a_leg_has_no_wire_and_tcp_info_without_tcp() {
                 "127.0.0.1",
                 "9",
             ],
-            "--tcp-info-every samples TCP_INFO of each TCP client",
+            "--tcp-info-every samples TCP_INFO of each TCP leg (client and target)",
         ),
     ];
     for (args, why) in cases {

@@ -119,12 +119,65 @@ impl Sample {
     }
 }
 
+/// Whose connection a server's sample is, for its line and its trace event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// A server's client (echo, knock, the broker, listen).
+    Client(String),
+    /// forward: a pair's leg to its client (named by the client's address, as the pair is).
+    ClientLeg(String),
+    /// forward: a pair's leg to its target (the proxy's address through --proxy), from our
+    /// local port, for the pair of `client`.
+    TargetLeg {
+        target: String,
+        port: u16,
+        client: String,
+    },
+}
+
+impl Who {
+    /// The tag at the end of the stderr line, as --wire tags the same leg's segments.
+    fn tag(&self) -> String {
+        match self {
+            Who::Client(c) | Who::ClientLeg(c) => format!("(client {c})"),
+            Who::TargetLeg {
+                target,
+                port,
+                client,
+            } => format!("(target {target} from port {port}, client {client})"),
+        }
+    }
+
+    /// The trace fields (documented with --trace's schema in cli.rs): "remote", the leg's
+    /// peer, as before; on forward also "leg" and "pair" (the client naming the pair).
+    fn record(&self, f: &mut trace::Fields) {
+        match self {
+            Who::Client(c) => {
+                f.str("remote", c);
+            }
+            Who::ClientLeg(c) => {
+                f.str("remote", c).str("leg", "client").str("pair", c);
+            }
+            Who::TargetLeg {
+                target,
+                port,
+                client,
+            } => {
+                f.str("remote", target)
+                    .str("leg", "target")
+                    .num("local_port", *port)
+                    .str("pair", client);
+            }
+        }
+    }
+}
+
 /// A registered connection: its socket (one entry per open descriptor: it is removed before
-/// the descriptor is closed, so a number is never two connections) and, on a server, the
-/// client it serves.
+/// the descriptor is closed, so a number is never two connections) and, on a server, whose
+/// connection it is.
 struct Entry {
     fd: RawFd,
-    label: Option<String>,
+    label: Option<Who>,
 }
 
 struct Sampler {
@@ -192,7 +245,7 @@ pub struct Watch {
 
 /// Watches the TCP socket `fd` (labelled with its client on a server) until the [`Watch`]
 /// is dropped; `None` when sampling is off.
-pub fn watch(fd: RawFd, label: Option<String>) -> Option<Watch> {
+pub fn watch(fd: RawFd, label: Option<Who>) -> Option<Watch> {
     if !on() {
         return None;
     }
@@ -209,7 +262,7 @@ impl Drop for Watch {
 /// For a server's loop, which holds no guard per client: starts sampling the TCP socket `fd`
 /// (one sample now), labelled by `label` (called only when sampling is on). [`end`] must be
 /// called before the socket is closed.
-pub fn begin(fd: RawFd, label: impl FnOnce() -> Option<String>) {
+pub fn begin(fd: RawFd, label: impl FnOnce() -> Option<Who>) {
     if !on() {
         return;
     }
@@ -264,7 +317,7 @@ fn sample(e: &Entry, tell: bool) {
     };
     let s = Sample::of(&info);
     let line = match &e.label {
-        Some(who) => format!("{} (client {who})", s.line()),
+        Some(who) => format!("{} {}", s.line(), who.tag()),
         None => s.line(),
     };
     if tell {
@@ -275,7 +328,7 @@ fn sample(e: &Entry, tell: bool) {
     }
     trace::record("tcp_info", |f| {
         if let Some(who) = &e.label {
-            f.str("remote", who);
+            who.record(f);
         }
         s.record(f);
     });
@@ -317,5 +370,29 @@ mod tests {
         let text = f.text();
         assert!(text.contains(",\"ssthresh\":null,"), "{text}");
         assert!(text.contains(",\"cwnd\":10,"), "{text}");
+    }
+
+    #[test]
+    fn a_forwarders_legs_are_tagged_as_their_segments_are_and_named_in_the_trace() {
+        let target = Who::TargetLeg {
+            target: "127.0.0.1:7107".into(),
+            port: 40112,
+            client: "127.0.0.1:5000".into(),
+        };
+        assert_eq!(
+            target.tag(),
+            "(target 127.0.0.1:7107 from port 40112, client 127.0.0.1:5000)"
+        );
+        let mut f = trace::Fields::default();
+        target.record(&mut f);
+        let text = f.text();
+        assert!(text.contains("\"remote\":\"127.0.0.1:7107\""), "{text}");
+        assert!(text.contains("\"leg\":\"target\""), "{text}");
+        assert!(text.contains("\"pair\":\"127.0.0.1:5000\""), "{text}");
+        let client = Who::ClientLeg("127.0.0.1:5000".into());
+        assert_eq!(client.tag(), "(client 127.0.0.1:5000)");
+        let mut f = trace::Fields::default();
+        client.record(&mut f);
+        assert!(f.text().contains("\"leg\":\"client\""), "{}", f.text());
     }
 }

@@ -46,7 +46,7 @@ pub fn run(args: &ListenArgs) -> Result<()> {
     // The capture is in place before the `listening on` line: no client comes before it.
     let (bound, captured) =
         setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
-            observe::capture_server(&capture, b, None)
+            observe::capture_server(&capture, b)
         })?;
     let limits = Limits {
         max_conns,

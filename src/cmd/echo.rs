@@ -24,7 +24,7 @@ pub fn run(args: EchoArgs) -> Result<()> {
     // The capture is in place before the `listening on` line: no client comes before it.
     let (bound, captured) =
         setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
-            observe::capture_server(&capture, b, None)
+            observe::capture_server(&capture, b)
         })?;
     let tls = tls::engine_accept(tls, args.verbosity.quiet);
     let result = setup::serve(bound, limits, Echo, dump, tls);

@@ -3,7 +3,8 @@
 //! checks the target once before listening (it resolves, it is not port 0, it is not the
 //! listening address itself, which would loop), binds as every server does (setup.rs), and
 //! hands the socket to the forwarding engine (`server::serve_forward`), with the capture of
-//! both legs when asked (`--wire`). Moving bytes is the engine's.
+//! both legs when asked (`--wire`: the clients' port here, each target leg as the engine
+//! opens it). Moving bytes is the engine's.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -16,8 +17,10 @@ use super::options;
 use super::setup::{self, Local, Place};
 use super::tls;
 use crate::addr::{self, PortArg};
+use crate::capture::Capture;
 use crate::cli::{ForwardArgs, ProxyArgs, ProxyDns};
 use crate::error::UsageError;
+use crate::narrate;
 use crate::server::{self, Auth, Dest, Forward};
 use crate::sockopt::{Plan, SockOptRequest};
 
@@ -128,20 +131,32 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         unlink: args.unlink,
     };
     let transport = Transport::of(args.unix.is_some(), args.udp);
-    // Both legs: the clients' port, and the target's (its first address, as resolved now).
-    // Through a proxy the target is the proxy's to find (and packets are refused there).
-    let target_addr = match &dest {
-        Dest::Ip { host, port, family } if capture.wanted() && args.proxy.is_none() => {
-            addr::resolve(host, *port, *family)
-                .ok()
-                .and_then(|a| a.first().copied())
-        }
-        _ => None,
+    let proxy = options::proxy(&ProxyArgs {
+        proxy: args.proxy.clone(),
+        proxy_dns: args.proxy_dns,
+    });
+    // Capture on `lo` alone when every address a target leg may go to is there: the
+    // target's, or through --proxy the proxy's; with --socks5 any address may be asked for.
+    let all_loopback = |host: &str, port: u16, family| {
+        addr::resolve(host, port, family)
+            .is_ok_and(|a| !a.is_empty() && a.iter().all(|a| a.ip().is_loopback()))
     };
+    let loopback = capture.wanted()
+        && match (&proxy, &dest) {
+            (Some(p), _) => all_loopback(&p.url.host, p.url.port, crate::addr::Family::Any),
+            (None, Dest::Ip { host, port, family }) => all_loopback(host, *port, *family),
+            (None, Dest::Unix(_)) => true,
+            (None, Dest::Socks5 { .. }) => false,
+        };
     // The capture is in place before the `listening on` line: no client comes before it.
+    // Each target leg is registered with it as its connect starts (the engine's).
     let (bound, captured) =
         setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
-            observe::capture_server(&capture, b, target_addr)
+            let captured = observe::capture_forward(&capture, b, loopback);
+            if captured.is_some() {
+                say_unwired(&args);
+            }
+            captured
         })?;
     refuse_loop(&bound.local, &dest)?;
     // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's.
@@ -149,10 +164,6 @@ pub fn run(args: ForwardArgs) -> Result<()> {
     let server_tls = tls::engine_accept(server_tls, args.verbosity.quiet)
         .map(|a| tls::Accept { handshake, ..a });
     let to_tls = to_tls.map(|o| tls::Originate { handshake, ..o });
-    let proxy = options::proxy(&ProxyArgs {
-        proxy: args.proxy.clone(),
-        proxy_dns: args.proxy_dns,
-    });
     let fwd = Forward {
         proxy,
         dest,
@@ -162,6 +173,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
         dump,
         tls: server_tls,
         to_tls,
+        legs: captured.as_ref().map(Capture::legs),
     };
     let setup::Bound {
         socket,
@@ -182,30 +194,39 @@ pub fn run(args: ForwardArgs) -> Result<()> {
 }
 
 /// The capture options forward cannot honour, refused with the reason: packets need IP on
-/// both legs and a target known before the first client; TCP_INFO needs TCP.
+/// at least one leg; TCP_INFO needs TCP.
 fn refuse_capture(args: &ForwardArgs) -> Result<(), UsageError> {
     let c = &args.capture;
     let packets = c.wire || c.pcap.is_some() || c.report.is_some();
-    if packets && (args.unix.is_some() || args.to_unix.is_some()) {
+    if packets && args.unix.is_some() && args.to_unix.is_some() {
         return Err(UsageError::new(
-            "--wire/--pcap/--report capture IP packets on both legs, and -U/--to-unix make one \
-             leg a Unix socket, which puts none on a network wire (--trace records its calls)",
+            "--wire/--pcap/--report capture IP packets, and with -U and --to-unix both legs are \
+             Unix sockets, which put none on a network wire (--trace records the calls)",
         ));
     }
-    if packets && (args.socks5 || args.proxy.is_some()) {
+    if c.tcp_info_every.is_some() && (args.udp || args.unix.is_some() && args.to_unix.is_some()) {
         return Err(UsageError::new(
-            "--wire/--pcap/--report capture the legs to a target known at start, and with \
-             --socks5 or --proxy each connection goes where its client (or the proxy) says: \
-             capture with tcpdump instead",
-        ));
-    }
-    if c.tcp_info_every.is_some() && (args.udp || args.unix.is_some()) {
-        return Err(UsageError::new(
-            "--tcp-info-every samples TCP_INFO of each TCP client, and with -u or -U there is \
-             no TCP client to sample",
+            "--tcp-info-every samples TCP_INFO of each TCP leg (client and target), and with -u, \
+             or with -U and --to-unix, no leg is TCP",
         ));
     }
     Ok(())
+}
+
+/// Said once when capture starts and one leg is a Unix socket: only the other is captured.
+fn say_unwired(args: &ForwardArgs) {
+    if let Some(path) = &args.unix {
+        narrate::emit(format_args!(
+            "wire: the client leg is a Unix socket (-U {path}), which has no wire: only the \
+             target legs are captured"
+        ));
+    }
+    if let Some(path) = &args.to_unix {
+        narrate::emit(format_args!(
+            "wire: the target leg is a Unix socket (--to-unix {path}), which has no wire: only \
+             the client legs are captured"
+        ));
+    }
 }
 
 /// `[ADDR] PORT` to listen on, as typed.

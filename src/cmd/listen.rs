@@ -36,7 +36,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
     // in place before the `listening on` line, so no client can come before it.
     let (bound, captured) =
         setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
-            observe::capture_server(&capture, b, None)
+            observe::capture_server(&capture, b)
         })?;
     let channel = options::channel(args.dgram, Peers::AnswerLast, args.verbosity);
     let result = if transport.is_stream() {
@@ -108,7 +108,10 @@ fn one_client_at_a_time(bound: Bound, mut relay: ServerRelay, args: &ListenArgs)
             crate::narrate::say(&plan.show(&client.sock, client.target, &title));
         }
         let watch = match local {
-            Local::Ip { .. } => sample::watch(socket::fd(&client.sock), Some(client.who.clone())),
+            Local::Ip { .. } => sample::watch(
+                socket::fd(&client.sock),
+                Some(sample::Who::Client(client.who.clone())),
+            ),
             Local::Unix(_) => None,
         };
         let result = relay.session(&client.sock, Channel::Bytes);

@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
-use std::net::SocketAddr;
-
 use super::setup::{Bound, Local};
 use crate::capture::{Capture, CaptureOpts, Proto, Scope, sample};
 use crate::cli::CaptureArgs;
@@ -85,30 +83,45 @@ pub fn start(args: &CaptureArgs) -> Result<(CaptureOpts, Observed)> {
     Ok((opts, Observed { report }))
 }
 
-/// A server's capture: its port, so the listening socket and every client, and for a
-/// forwarder the connections to `target` as well. None on a Unix socket (no packets) or when
-/// no capture was asked for.
-pub fn capture_server(
-    opts: &CaptureOpts,
-    bound: &Bound,
-    target: Option<SocketAddr>,
-) -> Option<Capture> {
+/// A server's capture: its port, so the listening socket and every client. None on a Unix
+/// socket (no packets) or when no capture was asked for.
+pub fn capture_server(opts: &CaptureOpts, bound: &Bound) -> Option<Capture> {
     let Local::Ip { addr, .. } = &bound.local else {
         return None;
-    };
-    let proto = if bound.transport.is_stream() {
-        Proto::Tcp
-    } else {
-        Proto::Udp
     };
     Capture::start(
         opts,
         Scope::Server {
-            proto,
+            proto: proto_of(bound),
             local: *addr,
-            target,
         },
     )
+}
+
+/// A forwarder's capture: its port when it listens on IP (with -U its clients have no
+/// wire), and each target leg the engine registers as it opens (`Capture::legs`).
+/// `loopback`: every address a leg may go to is on loopback.
+pub fn capture_forward(opts: &CaptureOpts, bound: &Bound, loopback: bool) -> Option<Capture> {
+    let local = match &bound.local {
+        Local::Ip { addr, .. } => Some(*addr),
+        Local::Unix(_) => None,
+    };
+    Capture::start(
+        opts,
+        Scope::Forward {
+            proto: proto_of(bound),
+            local,
+            loopback,
+        },
+    )
+}
+
+fn proto_of(bound: &Bound) -> Proto {
+    if bound.transport.is_stream() {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    }
 }
 
 impl Observed {

@@ -175,7 +175,9 @@ impl<S> Conn<S> {
     pub fn new(sock: Stream, peer: Peer, session: S, now: Instant) -> Self {
         let flow = Flow::for_client(&peer).map(Box::new);
         if sock.is_tcp() {
-            sample::begin(sock.as_raw_fd(), || Some(peer.to_string()));
+            sample::begin(sock.as_raw_fd(), || {
+                Some(sample::Who::Client(peer.to_string()))
+            });
         }
         Conn {
             flow,

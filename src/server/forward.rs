@@ -31,6 +31,7 @@ use super::stream::{Listen, Stream};
 use super::summary;
 use super::via::{Via, Went};
 use crate::addr::{Family, UnixAddr};
+use crate::capture::Legs;
 use crate::narrate;
 use crate::relay::wire::Dump;
 use crate::socket::{self, Proxy, unix};
@@ -72,6 +73,9 @@ pub struct Forward {
     pub tls: Option<Accept>,
     /// `--to-tls`: TLS to the target (originated here, verified).
     pub to_tls: Option<Originate>,
+    /// `--wire`/`--pcap`/`--trace`: the capture, told of each target leg as it opens, so it
+    /// follows whichever address (or proxy) the leg goes to.
+    pub legs: Option<Legs>,
 }
 
 /// The token bit that says "the pair's target socket" (the client's has it clear).
@@ -537,6 +541,7 @@ impl<'a> Loop<'a> {
                 return;
             };
             let Some(addr) = pair.next_addrs.pop() else {
+                pair.leg = None;
                 let why = match failures.as_slice() {
                     [one] => one.clone(),
                     many => format!(
@@ -547,8 +552,15 @@ impl<'a> Loop<'a> {
                 };
                 return self.fail(slot, &why);
             };
+            // Registered before connect() sends the SYN, so the capture has it.
+            let leg = fwd.legs.as_ref().map(|l| l.open(addr));
             match start_connect(addr, &fwd.out_plan) {
                 Ok(mut s) => {
+                    if let (Some(leg), Stream::Tcp(t)) = (&leg, &s)
+                        && let Ok(local) = t.local_addr()
+                    {
+                        leg.bound(local);
+                    }
                     if let Err(e) = self.poll.registry().register(
                         &mut s,
                         t,
@@ -559,6 +571,7 @@ impl<'a> Loop<'a> {
                         continue;
                     }
                     pair.target = Some(s);
+                    pair.leg = leg;
                     pair.target_addr = addr.to_string();
                     pair.deadline = Some(now + fwd.connect_timeout);
                     return;
@@ -872,6 +885,7 @@ impl<'a> Loop<'a> {
             }
         }
         pair.up_and_running = true;
+        pair.sample_target();
         pair.deadline = None;
         pair.last = now;
         if fwd.show_opts {
@@ -907,6 +921,7 @@ impl<'a> Loop<'a> {
         {
             let _ = self.poll.registry().deregister(&mut s);
             s.close();
+            pair.leg = None;
         }
         // Said now when another address is tried; the last one is said with the reset.
         if self

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-use super::peer::Peer;
+use super::peer::{Peer, plain_addr};
 use super::socks::Handshake;
 use super::stream::Stream;
 use super::via::Via;
-use crate::capture::sample;
+use crate::capture::{Leg, sample};
 use crate::narrate::{self, Flow, Key};
 use crate::relay::wire::{Dir, Dump};
 
@@ -373,12 +373,16 @@ pub struct Pair {
     /// addresses are being looked up.
     pub asked: Option<(String, String, u16)>,
     pub via: Option<Via>,
+    /// The capture's hold on the target connection (`--wire`): let go when the socket goes.
+    pub leg: Option<Leg>,
 }
 
 impl Pair {
     pub fn new(client: Stream, peer: Peer, copy: bool, now: Instant) -> Pair {
         if client.is_tcp() {
-            sample::begin(client.as_raw_fd(), || Some(peer.to_string()));
+            sample::begin(client.as_raw_fd(), || {
+                Some(sample::Who::ClientLeg(peer.to_string()))
+            });
         }
         let (mut up, mut down) = (Half::new(copy), Half::new(copy));
         if narrate::narrating() {
@@ -401,6 +405,7 @@ impl Pair {
             asked: None,
             via_dest: None,
             via: None,
+            leg: None,
         }
     }
 
@@ -527,8 +532,11 @@ impl Pair {
     /// Closes both sockets; `reset`: with SO_LINGER 0, so each peer gets a RST, not a FIN.
     pub fn close(self, reset: bool) {
         let Pair { client, target, .. } = self;
-        if client.is_tcp() {
-            sample::end(client.as_raw_fd());
+        // Sampled or not, each socket's registration goes before the socket does.
+        for s in std::iter::once(&client).chain(target.as_ref()) {
+            if s.is_tcp() {
+                sample::end(s.as_raw_fd());
+            }
         }
         for s in std::iter::once(client).chain(target) {
             if reset {
@@ -536,6 +544,25 @@ impl Pair {
             }
             s.close();
         }
+    }
+
+    /// Starts sampling the target leg (`--tcp-info-every`), once it is connected; its last
+    /// sample is taken in [`Pair::close`].
+    pub fn sample_target(&self) {
+        let Some(target) = self.target.as_ref().filter(|t| t.is_tcp()) else {
+            return;
+        };
+        sample::begin(target.as_raw_fd(), || {
+            let sock = SockRef::from(target);
+            let name = |a: std::io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+            let peer = name(sock.peer_addr()).map(plain_addr)?;
+            let port = name(sock.local_addr()).map_or(0, |a| a.port());
+            Some(sample::Who::TargetLeg {
+                target: peer.to_string(),
+                port,
+                client: self.peer.to_string(),
+            })
+        });
     }
 
     /// How long the pair has been open.

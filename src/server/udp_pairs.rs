@@ -47,6 +47,8 @@ struct Flow {
     dropped: u64,
     last: Instant,
     opened: Instant,
+    /// The capture's hold on the outbound socket (`--wire`), let go as the flow ends.
+    _leg: Option<crate::capture::Leg>,
 }
 
 #[derive(Default)]
@@ -312,7 +314,15 @@ fn open_flow(lookup: &Lookup, fwd: &Forward, client: SocketAddr, now: Instant) -
     sock.set_nonblocking(true)
         .context("making the outbound UDP socket non-blocking")?;
     let target = socket::peer_addr(&sock)?;
-    let out_local = socket::local_addr(&sock).map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let local = socket::local_addr(&sock).ok();
+    let out_local = local.map_or_else(|| "?".to_string(), |a| a.to_string());
+    // UDP's connect() sends nothing: the leg is registered with both ends known, before
+    // the first datagram goes.
+    let leg = fwd
+        .legs
+        .as_ref()
+        .zip(local)
+        .map(|(legs, local)| legs.connected(local, target));
     if fwd.show_opts {
         let tgt = socket::target(&target, crate::sockopt::SockKind::Udp);
         let title = format!("outbound UDP fd {} ({target})", sock.as_raw_fd());
@@ -328,6 +338,7 @@ fn open_flow(lookup: &Lookup, fwd: &Forward, client: SocketAddr, now: Instant) -
         dropped: 0,
         last: now,
         opened: now,
+        _leg: leg,
     })
 }
 
