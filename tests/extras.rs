@@ -774,11 +774,8 @@ fn port_check_and_source_work_over_ipv6() {
         return;
     };
     let port = l.local_addr().unwrap().port();
-    let closed = TcpListener::bind("[::1]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let held = util::ClosedPort::on(std::net::Ipv6Addr::LOCALHOST.into());
+    let closed = held.port();
     let out = run(
         &["connect", "-z", "-v", "::1", &format!("{port},{closed}")],
         b"",

@@ -133,7 +133,8 @@ fn a_target_that_resets_mid_stream_resets_the_client() {
 
 #[test]
 fn a_refused_target_resets_the_client_at_once_and_says_why() {
-    let port = dead_port().to_string();
+    let held = util::ClosedPort::new();
+    let port = held.port().to_string();
     let mut fwd = forward(&["127.0.0.1", "0", "127.0.0.1", &port]);
     let mut c = dial(fwd.loopback());
     let t0 = Instant::now();

@@ -3,7 +3,7 @@
 //! (or forwarded pair) and a totals object at the stop; every field of each kind parsed (by
 //! serde_json,
 //! a real parser, so the escaping and the types are what any script's parser will see) and
-//! checked against what the ports really are: a listener (open), a freed port (closed), a
+//! checked against what the ports really are: a listener (open), a held port nothing listens on (closed), a
 //! silent UDP socket (open_filtered), and byte counts the peer confirms.
 
 mod util;
@@ -31,11 +31,8 @@ const FIELDS: &[&str] = &["host", "port", "proto", "state", "time", "reason"];
 fn port_check_json_has_every_field_for_every_port() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let open = l.local_addr().unwrap().port();
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let held = util::ClosedPort::new();
+    let closed = held.port();
     let ports = format!("{open},{closed}");
     let out = run(&["connect", "-z", "--json", "127.0.0.1", &ports], b"", T);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);

@@ -326,10 +326,7 @@ fn oversized_datagram_explains_the_limit() {
 
 #[test]
 fn connected_udp_reports_icmp_port_unreachable() {
-    let port = {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        u.local_addr().unwrap().port().to_string()
-    };
+    let port = util::closed_udp_port().to_string();
     // No --quit-after: only the refusal can end it (the wait is bounded).
     let (status, _, err) = run(&["connect", "-u", "127.0.0.1", &port], b"anyone?\n");
     assert_eq!(status.code(), Some(1), "{err}");
@@ -1040,14 +1037,11 @@ fn a_port_check_refuses_a_unix_socket() {
 
 #[test]
 fn a_udp_port_check_says_closed_or_open_filtered_and_never_open_without_an_answer() {
-    // A bound UDP socket that never answers, and a port nobody holds (bound, then freed).
+    // A bound UDP socket that never answers, and a port nobody holds (below the ephemeral
+    // range, so no parallel test's bind to port 0 takes it meanwhile).
     let quiet = UdpSocket::bind("127.0.0.1:0").unwrap();
     let open = quiet.local_addr().unwrap().port();
-    let closed = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = util::closed_udp_port();
     let list = format!("{open},{closed}");
     let out = util::run(
         &[

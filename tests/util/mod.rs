@@ -560,10 +560,19 @@ pub struct ClosedPort {
 
 impl ClosedPort {
     pub fn new() -> ClosedPort {
-        let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("a TCP socket");
-        held.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-            .expect("binding 127.0.0.1:0");
+        ClosedPort::on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The same on another loopback address (`::1` for the IPv6 tests).
+    pub fn on(ip: IpAddr) -> ClosedPort {
+        let held = socket2::Socket::new(
+            socket2::Domain::for_address((ip, 0).into()),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("a TCP socket");
+        held.bind(&SocketAddr::from((ip, 0)).into())
+            .unwrap_or_else(|e| panic!("binding {ip} port 0: {e}"));
         let port = held
             .local_addr()
             .ok()
@@ -576,6 +585,33 @@ impl ClosedPort {
     pub fn port(&self) -> u16 {
         self.port
     }
+}
+
+/// A UDP port on 127.0.0.1 that nothing is bound to, for a probe that must get the kernel's
+/// ICMP port unreachable. A UDP socket held there would take the datagram, so the port cannot
+/// be held the way `ClosedPort` holds a TCP one. Instead it is chosen below the ephemeral
+/// range (`ip_local_port_range`), where no test's bind to port 0 can land while it is used,
+/// and checked free (bound and let go) first.
+pub fn closed_udp_port() -> u16 {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768);
+    let floor = 10_000.min(low / 2);
+    let span = u32::from(low.saturating_sub(floor)).max(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut pick = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % span;
+    for _ in 0..64 {
+        let port = floor + u16::try_from(pick).expect("below the range's low end");
+        if std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+        pick = (pick + 7919) % span;
+    }
+    panic!("no free UDP port below {low} on 127.0.0.1 in 64 tries");
 }
 
 /// True when a socket can be bound on `::1` here; IPv6 tests skip (with a reason) otherwise.
