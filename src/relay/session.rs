@@ -86,12 +86,7 @@ impl Relay {
                 // Erased before the summary, so the last line is the summary, whole.
                 drop(line);
                 let totals = totals?;
-                interrupt::session_ended(totals.sent, totals.received);
-                if self.json {
-                    narrate::json_line(&summary::stream(sock, peer.as_ref(), &totals).text());
-                } else {
-                    stream::report(sock, &totals);
-                }
+                stream_ended(sock, peer.as_ref(), &totals, self.json, None);
                 Ok(totals.end)
             }
             Channel::Datagrams {
@@ -151,4 +146,27 @@ pub fn stream_reports(
     }
     let line = progress.then(|| progress::transfer(progress::stdin_size()));
     (peer, line)
+}
+
+/// The account of a byte-stream session (plain, or TLS's) that ended well: its counts to the
+/// signal thread, then the `--json` object (with TLS's nested `tls` object, `tls`) or `-v`'s
+/// closing lines.
+pub fn stream_ended(
+    sock: &Socket,
+    peer: Option<&SockAddr>,
+    totals: &stream::Totals,
+    json: bool,
+    tls: Option<String>,
+) {
+    interrupt::session_ended(totals.sent, totals.received);
+    if json {
+        let o = summary::stream(sock, peer, totals);
+        let o = match tls {
+            Some(t) => o.raw("tls", t),
+            None => o,
+        };
+        narrate::json_line(&o.text());
+    } else {
+        stream::report(sock, totals, tls.is_some());
+    }
 }

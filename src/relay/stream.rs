@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use socket2::Socket;
 
-use super::ending::{End, Ending};
+use super::ending::{Due, End, Ending};
 use super::wire::{Framing, Wire};
 use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
@@ -331,43 +331,20 @@ impl Downlink<'_> {
                 }
             }
             if self.peer_eof.is_some()
-                && (self.uplink_done()
-                    || self.opts.peer_eof_ends
-                    || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+                && self
+                    .opts
+                    .peer_eof_ends_now(self.uplink_done(), self.stdin_is_tty)
             {
                 return Ok(End::Closed);
             }
-            let now = Instant::now();
-            // checked_add: a deadline too far to represent is no deadline.
-            let quit_at = self
-                .stdin_eof_at
-                .zip(self.opts.quit_after)
-                .and_then(|(t, q)| t.checked_add(q));
-            if quit_at.is_some_and(|q| now >= q) {
-                narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
-                return Ok(End::QuitAfter);
-            }
-            let idle_at = self
+            let last_moved = self.activity.last();
+            let mut timeout = match self
                 .opts
-                .idle_timeout
-                .and_then(|t| self.activity.last().checked_add(t));
-            if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
-                && now >= at
+                .due(Instant::now(), self.stdin_eof_at, last_moved)?
             {
-                if self.opts.idle_ends_cleanly {
-                    narrate::info(format_args!(
-                        "idle for {}: ending (nc's -w)",
-                        humantime::format_duration(t)
-                    ));
-                    return Ok(End::Closed);
-                }
-                return Err(anyhow!(
-                    "idle timeout: no data moved either way for {}",
-                    humantime::format_duration(t)
-                ));
-            }
-            let deadline = [quit_at, idle_at].into_iter().flatten().min();
-            let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
+                Due::Ended(end) => return Ok(end),
+                Due::Wait(t) => t,
+            };
             // At -vv, while our FIN is out and the peer's has not come, look at the state now
             // and then: the ACK of our FIN (FIN_WAIT1 -> FIN_WAIT2) wakes no poll, and the
             // learner should see it when it happens.
@@ -488,12 +465,15 @@ fn exact(n: u64) -> String {
 }
 
 /// The `-v` end-of-session lines: bytes each way, duration, rate, and TCP_INFO on Linux.
-pub(crate) fn report(sock: &Socket, t: &Totals) {
+/// `plaintext`: the session ran over TLS, and the counts are of what TLS carried, not of
+/// what crossed the wire.
+pub fn report(sock: &Socket, t: &Totals, plaintext: bool) {
     if !narrate::verbose() {
         return;
     }
+    let of = if plaintext { " of plaintext" } else { "" };
     narrate::info(format_args!(
-        "closed: sent {}, received {} in {} ({} up, {} down)",
+        "closed: sent {}, received {}{of} in {} ({} up, {} down)",
         exact(t.sent),
         exact(t.received),
         narrate::short(t.elapsed),

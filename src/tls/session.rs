@@ -31,9 +31,9 @@ use super::verify::{self, Checked};
 use crate::error;
 use crate::interrupt::{self, Live};
 use crate::narrate;
-use crate::relay::session::stream_reports;
+use crate::relay::ending::Due;
+use crate::relay::session::{stream_ended, stream_reports};
 use crate::relay::stream;
-use crate::relay::summary;
 use crate::relay::{End, Ending};
 use crate::socket;
 use crate::sys;
@@ -73,13 +73,6 @@ pub struct TlsRelay {
     json: bool,
     /// `--progress`: the live line while each session runs (progress.rs).
     progress: bool,
-}
-
-/// What a session moved, for `-v`.
-pub struct Totals {
-    pub sent: u64,
-    pub received: u64,
-    pub elapsed: Duration,
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -190,10 +183,12 @@ impl TlsRelay {
         {
             i.carry = s.held.split_off(s.held_at);
         }
-        let totals = Totals {
+        let totals = stream::Totals {
             sent: s.sent,
             received: s.received,
             elapsed: started.elapsed(),
+            // What a failed session's `-v` lines show does not depend on it.
+            end: *result.as_ref().unwrap_or(&End::Closed),
         };
         if result.is_err() {
             // Whatever the error, the peer hears the end now (an alert, if rustls queued one).
@@ -201,29 +196,17 @@ impl TlsRelay {
         }
         drop(line);
         interrupt::retire();
-        match (&result, self.json) {
-            (Ok(end), true) => {
-                interrupt::session_ended(totals.sent, totals.received);
-                let t = stream::Totals {
-                    sent: totals.sent,
-                    received: totals.received,
-                    elapsed: totals.elapsed,
-                    end: *end,
-                };
+        match &result {
+            Ok(_) => {
                 let tls = report::json(&s.conn)
                     .raw("close_notify", s.peer_closed.to_string())
                     .text();
-                let o = summary::stream(sock, peer.as_ref(), &t).raw("tls", tls);
-                narrate::json_line(&o.text());
+                stream_ended(sock, peer.as_ref(), &totals, self.json, Some(tls));
             }
-            // A failed session has no object: its error line is the account, as on TCP.
-            (Err(_), true) => {}
-            (_, false) => {
-                if result.is_ok() {
-                    interrupt::session_ended(totals.sent, totals.received);
-                }
-                report_totals(sock, &totals);
-            }
+            // A failed session has no object: its error line is the account, as on TCP; at
+            // -v its counts still say how far it got.
+            Err(_) if !self.json => stream::report(sock, &totals, true),
+            Err(_) => {}
         }
         result
     }
@@ -300,7 +283,9 @@ impl Session<'_> {
                 socket::shutdown(self.sock, Shutdown::Write).ok();
             }
             if self.peer_closed
-                && (self.uplink_done() || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+                && self
+                    .opts
+                    .peer_eof_ends_now(self.uplink_done(), self.stdin_is_tty)
             {
                 return Ok(End::Closed);
             }
@@ -311,31 +296,16 @@ impl Session<'_> {
                     humantime::format_duration(self.handshake_deadline - self.started)
                 ));
             }
-            let quit_at = self
-                .stdin_eof_at
-                .zip(self.opts.quit_after)
-                .and_then(|(t, q)| t.checked_add(q));
-            if quit_at.is_some_and(|q| now >= q) {
-                narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
-                return Ok(End::QuitAfter);
-            }
-            let idle_at = self
-                .opts
-                .idle_timeout
-                .and_then(|t| self.last_moved.checked_add(t));
-            if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
-                && now >= at
-            {
-                return Err(anyhow!(
-                    "idle timeout: no data moved either way for {}",
-                    humantime::format_duration(t)
-                ));
-            }
-            let handshake_at = (!self.handshaken).then_some(self.handshake_deadline);
-            let deadline = [quit_at, idle_at, handshake_at].into_iter().flatten().min();
-            let ms = deadline.map_or(-1, |d| {
-                i32::try_from(d.saturating_duration_since(now).as_millis() + 1).unwrap_or(i32::MAX)
-            });
+            // The relay's own deadlines are relay/ending.rs's, as on a plain session; the
+            // handshake's bound is TLS's.
+            let wait = match self.opts.due(now, self.stdin_eof_at, self.last_moved)? {
+                Due::Ended(end) => return Ok(end),
+                Due::Wait(t) => t,
+            };
+            let handshake_in =
+                (!self.handshaken).then(|| self.handshake_deadline.saturating_duration_since(now));
+            let wait = [wait, handshake_in].into_iter().flatten().min();
+            let ms = wait.map_or(-1, |d| i32::try_from(d.as_millis() + 1).unwrap_or(i32::MAX));
             let mut events = 0;
             if !self.tcp_eof {
                 events |= libc::POLLIN;
@@ -599,21 +569,3 @@ impl std::fmt::Display for StdoutClosed {
 }
 
 impl std::error::Error for StdoutClosed {}
-
-/// The `-v` end-of-session line: plaintext bytes each way.
-fn report_totals(sock: &Socket, t: &Totals) {
-    if !narrate::verbose() {
-        return;
-    }
-    narrate::info(format_args!(
-        "closed: sent {}, received {} of plaintext in {} ({} up, {} down)",
-        narrate::bytes(t.sent),
-        narrate::bytes(t.received),
-        narrate::short(t.elapsed),
-        narrate::rate(t.sent, t.elapsed),
-        narrate::rate(t.received, t.elapsed),
-    ));
-    if let Some(info) = socket::tcp_info_summary(sock) {
-        narrate::info(format_args!("{info}"));
-    }
-}
