@@ -1090,6 +1090,20 @@ pub struct ToTlsArgs {
     /// With --to-tls: do not verify the target's certificate (said once on stderr).
     #[arg(long, conflicts_with = "ca", requires = "to_tls")]
     pub insecure: bool,
+
+    /// With --to-tls: present this client certificate to the target (PEM chain, leaf
+    /// first); needs --to-key. (--cert is the certificate forward --tls serves to clients.)
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub to_cert: Option<PathBuf>,
+
+    /// With --to-tls: the private key of --to-cert (PEM).
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub to_key: Option<PathBuf>,
+
+    /// With --to-tls: offer these ALPN protocols to the target, comma-separated, in order
+    /// of preference (h2,http/1.1). (--alpn is what forward --tls accepts from clients.)
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
+    pub to_alpn: Vec<String>,
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.

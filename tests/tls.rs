@@ -1359,6 +1359,148 @@ fn forward_to_tls_in_front_of_openssl_s_server_is_byte_exact_for_a_plain_client(
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// `openssl s_server` for one client that requires a client certificate from the test CA
+/// (`-Verify 1 -verify_return_error`) and accepts the ALPN protocols `alpn`.
+fn s_server_verifying(openssl: &std::path::Path, pki: &Pki, alpn: &str) -> (ChildGuard, u16) {
+    let server = spawn_peer(Command::new(openssl).args([
+        "s_server",
+        "-quiet",
+        "-naccept",
+        "1",
+        "-accept",
+        "127.0.0.1:0",
+        "-cert",
+        &pki.cert("good"),
+        "-key",
+        &pki.key("good"),
+        "-Verify",
+        "1",
+        "-verify_return_error",
+        "-CAfile",
+        &pki.ca(),
+        "-alpn",
+        alpn,
+    ]));
+    let port = listening_port_of(server.id(), T).expect("s_server's port");
+    (server, port)
+}
+
+#[test]
+fn forward_to_tls_presents_its_client_certificate_and_alpn_to_the_target() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = s_server_verifying(&openssl, &pki, "other/1,sockkit/1");
+    let (_fwd, addr, mut tap) = forward(
+        &[
+            "-v",
+            "--to-tls",
+            "--ca",
+            &pki.ca(),
+            "--to-cert",
+            &pki.cert("good"),
+            "--to-key",
+            &pki.key("good"),
+            "--to-alpn",
+            "sockkit/1,http/1.1",
+        ],
+        "localhost",
+        port,
+    );
+    let server_err = collect(server.stderr());
+    let up = random_bytes(5, 70_000);
+    let down = random_bytes(6, 70_000);
+    let mut server_in = server.stdin();
+    let sent = down.clone();
+    let feeder = thread::spawn(move || server_in.write_all(&sent).map(|()| server_in));
+    let at_server = read_n(server.stdout(), up.len());
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let at_client = read_n(client.try_clone().unwrap(), down.len());
+    client.write_all(&up).unwrap();
+    assert_bytes_eq(&join_within(at_server, T), &up, "client -> s_server");
+    assert_bytes_eq(&join_within(at_client, T), &down, "s_server -> client");
+    drop(join_within(feeder, T));
+    // s_server picked the one protocol both lists have, so ours was offered.
+    tap.wait_seen(T, |l| {
+        l.contains("(target side): TLS handshake done") && l.contains("ALPN sockkit/1")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(client);
+    server.status_within(T, "s_server");
+    let said = String::from_utf8_lossy(&join_within(server_err, T)).into_owned();
+    // The leaf it verified is the one --to-cert named.
+    assert!(
+        said.contains("CN = good leaf") && !said.contains("error"),
+        "{said}"
+    );
+}
+
+#[test]
+fn forward_to_tls_without_a_client_certificate_is_refused_by_a_server_that_requires_one() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (_server, port) = s_server_verifying(&openssl, &pki, "sockkit/1");
+    let (mut fwd, addr, mut tap) = forward(&["--to-tls", "--ca", &pki.ca()], "localhost", port);
+    let out = run(
+        &["connect", "127.0.0.1", &addr.port().to_string()],
+        b"hello\n",
+        T,
+    );
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    tap.wait_for(T, |l| {
+        l.starts_with("sockkit: dropped ") && l.contains("the target: TLS")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(fwd.try_status().is_none(), "the forwarder goes on");
+}
+
+#[test]
+fn forward_to_tls_client_certificate_flags_are_checked_before_anything_binds() {
+    let pki = Pki::new();
+    let (good, good_key, ca) = (pki.cert("good"), pki.key("good"), pki.ca());
+    let other_key = pki.key("elsewhere");
+    let base = ["forward", "127.0.0.1", "0", "127.0.0.1", "9"];
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--to-alpn", "h2"],
+            "sockkit: --to-cert, --to-key and --to-alpn shape the TLS session toward the target, and need --to-tls\n".into(),
+        ),
+        (
+            vec!["--to-cert", &good, "--to-key", &good_key],
+            "sockkit: --to-cert, --to-key and --to-alpn shape the TLS session toward the target, and need --to-tls\n".into(),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-cert", &good],
+            "sockkit: --to-cert needs --to-key: the private key of the certificate\n".into(),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-key", &good_key],
+            "sockkit: --to-key needs --to-cert: the certificate the key belongs to\n".into(),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-cert", &good, "--to-key", &other_key],
+            format!("sockkit: key file {other_key} does not match the certificate in {good}\n"),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-cert", &ca, "--to-key", &ca],
+            format!("sockkit: key file {ca}: no private key in it"),
+        ),
+    ];
+    for (flags, want) in cases {
+        let mut args: Vec<&str> = vec![base[0]];
+        args.extend(flags.iter().copied());
+        args.extend_from_slice(&base[1..]);
+        let out = run(&args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with(&want), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("listening on"), "{}", out.stderr);
+    }
+}
+
 #[test]
 fn forward_to_tls_with_a_bad_target_certificate_fails_that_pair_in_one_line_and_goes_on() {
     let pki = Pki::new();

@@ -35,13 +35,20 @@ fn no_wire_stages(wire: &WireArgs) -> Result<()> {
 
 /// --cert and --key come together: a certificate is no use without its key.
 fn pair_given(cert: bool, key: bool) -> Result<()> {
+    flags_paired(cert, key, "--cert", "--key")
+}
+
+/// A certificate flag and its key flag come together, whatever they are called.
+fn flags_paired(cert: bool, key: bool, cert_flag: &str, key_flag: &str) -> Result<()> {
     match (cert, key) {
-        (true, false) => {
-            Err(UsageError::new("--cert needs --key: the private key of the certificate").into())
-        }
-        (false, true) => {
-            Err(UsageError::new("--key needs --cert: the certificate the key belongs to").into())
-        }
+        (true, false) => Err(UsageError::new(format!(
+            "{cert_flag} needs {key_flag}: the private key of the certificate"
+        ))
+        .into()),
+        (false, true) => Err(UsageError::new(format!(
+            "{key_flag} needs {cert_flag}: the certificate the key belongs to"
+        ))
+        .into()),
         _ => Ok(()),
     }
 }
@@ -169,14 +176,28 @@ pub fn engine_accept(server: Option<Server>, quiet: bool) -> Option<Accept> {
 /// `forward --to-tls`: the client configuration for the target HOST (None without
 /// --to-tls), made before anything listens; `--insecure` warns once, as on connect.
 pub fn originate(args: &ToTlsArgs, host: &str) -> Result<Option<Originate>> {
+    let shaping = args.to_cert.is_some() || args.to_key.is_some() || !args.to_alpn.is_empty();
     if !args.to_tls {
+        if shaping {
+            return Err(UsageError::new(
+                "--to-cert, --to-key and --to-alpn shape the TLS session toward the target, \
+                 and need --to-tls",
+            )
+            .into());
+        }
         return Ok(None);
     }
+    flags_paired(
+        args.to_cert.is_some(),
+        args.to_key.is_some(),
+        "--to-cert",
+        "--to-key",
+    )?;
     let opts = ClientOptions {
         ca: args.ca.clone(),
         sni: args.sni.clone(),
-        alpn: Vec::new(),
-        cert: None,
+        alpn: args.to_alpn.clone(),
+        cert: args.to_cert.clone().zip(args.to_key.clone()),
         insecure: args.insecure,
     };
     let client = config::client(&opts, host)?;
