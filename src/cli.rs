@@ -1068,6 +1068,12 @@ pub struct TlsServerArgs {
     /// Accept these ALPN protocols, comma-separated, in order of preference.
     #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
     pub alpn: Vec<String>,
+
+    /// How long a client may take over its TLS handshake before it is dropped (default
+    /// 10s; forward: -w, or 10s): a client stalled mid-handshake costs the server only this
+    /// long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
 }
 
 /// TLS toward forward's target: forward originates it, verified as `connect --tls` verifies.

@@ -1118,6 +1118,120 @@ fn a_stalled_handshake_costs_only_its_slot_and_is_dropped_at_the_bound() {
 }
 
 #[test]
+fn handshake_timeout_sets_the_bound_on_every_tls_server_and_others_stay_served() {
+    let pki = Pki::new();
+    let (cert, key) = (pki.cert("good"), pki.key("good"));
+    let target = util::Server::start(&["echo", "127.0.0.1", "0"]);
+    let target_port = target.port().to_string();
+    let bound = ["--handshake-timeout", "1500ms"];
+    // (subcommand, its own flags, what a served client gets back)
+    let servers: [(&str, Vec<&str>, &[u8]); 4] = [
+        ("echo", vec!["--threads", "1"], b"served meanwhile\n"),
+        ("knock", vec!["--threads", "1"], b"Knock! Knock!\n"),
+        ("listen", vec!["--broker"], b""),
+        // forward's -w would allow 30s: --handshake-timeout is the client's bound.
+        ("forward", vec!["-w", "30s"], b"served meanwhile\n"),
+    ];
+    for (sub, own, want) in servers {
+        let mut all = vec![sub, "--tls", "--cert", &cert, "--key", &key];
+        all.extend_from_slice(&bound);
+        all.extend(own.iter().copied());
+        all.extend_from_slice(&["127.0.0.1", "0"]);
+        if sub == "forward" {
+            all.extend_from_slice(&["127.0.0.1", &target_port]);
+        }
+        let mut cmd = sockkit(&all);
+        cmd.stdin(Stdio::null());
+        let mut server = ChildGuard::spawn(&mut cmd);
+        let (addr, mut tap) = util::read_listening(server.stderr(), T);
+        // Half a record header, then nothing: the handshake can never finish.
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        stalled.write_all(&[22, 3, 1]).unwrap();
+        let out = tls_client(&pki, addr, b"served meanwhile\n");
+        assert_eq!(out.code(), Some(0), "{sub}: {}", out.stderr);
+        assert!(
+            out.stdout.starts_with(want),
+            "{sub}: {:?}",
+            out.stdout_text()
+        );
+        let line = tap
+            .wait_for(T, |l| {
+                l.contains("TLS handshake not finished within 1s 500ms")
+            })
+            .unwrap_or_else(|e| panic!("{sub}: {e}"));
+        assert!(
+            line.starts_with("sockkit: dropped 127.0.0.1:"),
+            "{sub}: {line}"
+        );
+        stalled.set_read_timeout(Some(T)).unwrap();
+        let mut rest = Vec::new();
+        let _ = stalled.read_to_end(&mut rest);
+        assert!(server.try_status().is_none(), "{sub}: the server goes on");
+        let out = tls_client(&pki, addr, b"served meanwhile\n");
+        assert_eq!(out.code(), Some(0), "{sub} after the drop: {}", out.stderr);
+    }
+}
+
+#[test]
+fn listen_k_tls_drops_a_stalled_handshake_at_its_bound_and_serves_the_next_client() {
+    let pki = Pki::new();
+    let (mut listener, addr, mut tap) = listen_tls(
+        &[
+            "-k",
+            "--handshake-timeout",
+            "1s",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        Stdio::null(),
+    );
+    let mut out = LineTap::new(listener.stdout());
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled.write_all(&[22, 3, 1]).unwrap();
+    tap.wait_for(T, |l| l.contains("TLS handshake: no answer within 1s"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    stalled.set_read_timeout(Some(T)).unwrap();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(listener.try_status().is_none(), "listen -k goes on");
+    let client = tls_client(&pki, addr, b"the next one\n");
+    assert_eq!(client.code(), Some(0), "{}", client.stderr);
+    line(&mut out, "the next one");
+}
+
+#[test]
+fn handshake_timeout_needs_tls_and_a_bound_above_zero() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["echo", "--handshake-timeout", "5s", "127.0.0.1", "0"],
+            "sockkit: --handshake-timeout bounds each client's TLS handshake, and needs --tls\n",
+        ),
+        (
+            &["listen", "--handshake-timeout", "5s", "127.0.0.1", "0"],
+            "sockkit: --handshake-timeout bounds each client's TLS handshake, and needs --tls\n",
+        ),
+        (
+            &[
+                "knock",
+                "--tls",
+                "--handshake-timeout",
+                "0s",
+                "127.0.0.1",
+                "0",
+            ],
+            "sockkit: --handshake-timeout 0s would drop every client before its first byte: give a bound above zero\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, want, "{args:?}");
+    }
+}
+
+#[test]
 fn a_plain_text_client_on_echo_tls_is_logged_and_does_not_disturb_another() {
     let pki = Pki::new();
     let (_echo, addr, mut tap) = engine_tls(

@@ -144,10 +144,14 @@ pub fn run(args: ForwardArgs) -> Result<()> {
             observe::capture_server(&capture, b, target_addr)
         })?;
     refuse_loop(&bound.local, &dest)?;
-    // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's.
+    // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's; a client's
+    // (--tls) may be given its own bound, --handshake-timeout, as on the other servers.
     let handshake = args.timeout.unwrap_or(tls::HANDSHAKE_TIMEOUT);
-    let server_tls = tls::engine_accept(server_tls, args.verbosity.quiet)
-        .map(|a| tls::Accept { handshake, ..a });
+    let server_tls = tls::engine_accept(
+        server_tls,
+        args.verbosity.quiet,
+        tls::handshake_bound(&args.tls, args.timeout),
+    );
     let to_tls = to_tls.map(|o| tls::Originate { handshake, ..o });
     let proxy = options::proxy(&ProxyArgs {
         proxy: args.proxy.clone(),

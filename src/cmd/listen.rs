@@ -44,7 +44,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
             Some(server) => {
                 tls::announce(&server, args.verbosity.quiet);
                 let ending = options::ending(&args.relay, options::Role::Server);
-                let relay = TlsRelay::new(ending, tls::HANDSHAKE_TIMEOUT)
+                let relay = TlsRelay::new(ending, tls::handshake_bound(&args.tls, None))
                     .json(args.relay.json)
                     .progress(options::progress(&args.relay, args.verbosity));
                 ServerRelay::Tls(relay, server)

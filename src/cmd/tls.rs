@@ -137,7 +137,20 @@ pub fn engine_server(args: &TlsServerArgs, addr: Option<&str>) -> Result<Option<
             )
             .into());
         }
+        if args.handshake_timeout.is_some() {
+            return Err(UsageError::new(
+                "--handshake-timeout bounds each client's TLS handshake, and needs --tls",
+            )
+            .into());
+        }
         return Ok(None);
+    }
+    if args.handshake_timeout == Some(Duration::ZERO) {
+        return Err(UsageError::new(
+            "--handshake-timeout 0s would drop every client before its first byte: give a \
+             bound above zero",
+        )
+        .into());
     }
     pair_given(args.cert.is_some(), args.key.is_some())?;
     let names: Vec<String> = match addr {
@@ -162,13 +175,22 @@ pub fn announce(server: &Server, quiet: bool) {
     }
 }
 
-/// After `listening on`: the certificate line, and what the engine needs for each client.
-pub fn engine_accept(server: Option<Server>, quiet: bool) -> Option<Accept> {
+/// How long a client of a TLS server may take over its handshake: `--handshake-timeout`,
+/// else `fallback` (forward's -w), else the default.
+pub fn handshake_bound(args: &TlsServerArgs, fallback: Option<Duration>) -> Duration {
+    args.handshake_timeout
+        .or(fallback)
+        .unwrap_or(HANDSHAKE_TIMEOUT)
+}
+
+/// After `listening on`: the certificate line, and what the engine needs for each client,
+/// whose handshake may take `handshake`.
+pub fn engine_accept(server: Option<Server>, quiet: bool, handshake: Duration) -> Option<Accept> {
     server.map(|s| {
         announce(&s, quiet);
         Accept {
             config: s.config,
-            handshake: HANDSHAKE_TIMEOUT,
+            handshake,
         }
     })
 }
