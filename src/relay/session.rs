@@ -11,6 +11,7 @@ use socket2::{SockAddr, Socket};
 
 use super::dgram::{self, DgramRelay, Peers};
 use super::ending::{End, Ending};
+use super::link::Plain;
 use super::stream::{self, ByteRelay};
 use super::summary;
 use super::wire::Wire;
@@ -82,7 +83,7 @@ impl Relay {
                     .bytes
                     .get_or_insert_with(|| ByteRelay::new(ending, wire.clone()));
                 let (peer, line) = stream_reports(sock, self.json, self.progress);
-                let totals = relay.session(sock);
+                let totals = relay.session(&Plain(sock));
                 // Erased before the summary, so the last line is the summary, whole.
                 drop(line);
                 let totals = totals?;
