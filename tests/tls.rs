@@ -1616,6 +1616,86 @@ fn forward_to_tls_client_certificate_flags_are_checked_before_anything_binds() {
 }
 
 #[test]
+fn an_x509_v1_certificate_is_named_as_such_not_as_a_key_mismatch() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let dir = TempDir::new("tls-v1");
+    let (key, csr, cert) = (dir.path("v1.key"), dir.path("v1.csr"), dir.path("v1.pem"));
+    let ok = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&openssl).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(&[
+        "req".as_ref(),
+        "-newkey".as_ref(),
+        "ec".as_ref(),
+        "-pkeyopt".as_ref(),
+        "ec_paramgen_curve:P-256".as_ref(),
+        "-nodes".as_ref(),
+        "-subj".as_ref(),
+        "/CN=v1 client".as_ref(),
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        csr.as_os_str(),
+    ]);
+    // `x509 -req` without -extfile signs a version 1 certificate.
+    ok(&[
+        "x509".as_ref(),
+        "-req".as_ref(),
+        "-in".as_ref(),
+        csr.as_os_str(),
+        "-key".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+    ]);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    for args in [
+        vec![
+            "connect",
+            "--tls",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "127.0.0.1",
+            "9",
+        ],
+        vec![
+            "forward",
+            "--to-tls",
+            "--to-cert",
+            &cert,
+            "--to-key",
+            &key,
+            "127.0.0.1",
+            "0",
+            "127.0.0.1",
+            "9",
+        ],
+    ] {
+        let out = run(&args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        let want = format!(
+            "sockkit: certificate file {cert}: its first certificate is not one rustls can use"
+        );
+        assert!(out.stderr.starts_with(&want), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("it is X.509 v1, and v3 is needed"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
+    }
+}
+
+#[test]
 fn forward_to_tls_with_a_bad_target_certificate_fails_that_pair_in_one_line_and_goes_on() {
     let pki = Pki::new();
     // The target serves a self-signed certificate, which --ca does not vouch for.
