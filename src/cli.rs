@@ -602,8 +602,8 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
-    /// With --socks5 it also bounds each client's handshake, with --tls and --to-tls each TLS
-    /// handshake.
+    /// With --socks5 it also bounds each client's handshake, with --to-tls each TLS handshake
+    /// with the target, and with --tls each client's (unless --handshake-timeout).
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
