@@ -252,13 +252,13 @@ impl<S: Held> TlsLink<S> {
         let (s, sock) = (&*self.shared, self.sock.sock());
         let deadline = started + bound;
         loop {
-            let wants_write = {
+            let (done, wants_write) = {
                 let mut inner = s.lock();
                 let drained = inner.send_queued(sock).map_err(|e| relay_error(&e))?;
                 if inner.handshaken && drained {
                     return Ok(());
                 }
-                !drained
+                (inner.handshaken, !drained)
             };
             let now = Instant::now();
             if now >= deadline {
@@ -268,18 +268,23 @@ impl<S: Held> TlsLink<S> {
                 ));
             }
             let ms = i32::try_from((deadline - now).as_millis() + 1).unwrap_or(i32::MAX);
-            let events = libc::POLLIN | if wants_write { libc::POLLOUT } else { 0 };
+            // Done, with our last flight still queued: only room to send it is waited for
+            // (what the peer sends meanwhile is the session's to read).
+            let events = match (done, wants_write) {
+                (true, _) => libc::POLLOUT,
+                (false, true) => libc::POLLIN | libc::POLLOUT,
+                (false, false) => libc::POLLIN,
+            };
             let revents = wait(sock.as_raw_fd(), events, ms)
                 .map_err(|e| anyhow!("poll: {}", error::plain(&e)))?;
             if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
                 continue;
             }
-            let mut inner = s.lock();
-            let inner = &mut *inner;
-            if inner.handshaken {
-                // Done, with our last flight still queued: only that is left to send.
+            if done {
                 continue;
             }
+            let mut inner = s.lock();
+            let inner = &mut *inner;
             let mut io = Tapped {
                 sock,
                 tap: inner.tap.as_deref_mut(),
