@@ -499,6 +499,74 @@ fn request_then_close_notify_gets_the_whole_response_after_it() {
 }
 
 #[test]
+fn crlf_and_the_hexdump_work_on_the_plaintext_of_a_tls_session() {
+    let pki = Pki::new();
+    let (port, server) = rustls_server(&pki, |tls| {
+        let mut request = Vec::new();
+        tls.read_to_end(&mut request).unwrap();
+        // --crlf reached the server: each LF went out as CRLF, inside TLS.
+        assert_eq!(request, b"GET /\r\nHost: x\r\n");
+        tls.write_all(b"answer\n").unwrap();
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+    });
+    let out = run(
+        &[
+            "connect",
+            "--tls",
+            "--crlf",
+            "-x",
+            "--ca",
+            &pki.ca(),
+            "localhost",
+            &port.to_string(),
+        ],
+        b"GET /\nHost: x\n",
+        T,
+    );
+    join_within(server, T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"answer\n");
+    // The dump shows plaintext, as the socket took it (after --crlf) and as it came.
+    assert!(
+        out.stderr
+            .contains("> 00000000  47 45 54 20 2f 0d 0a 48  6f 73 74 3a 20 78 0d 0a"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("< 00000000  61 6e 73 77 65 72 0a"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn listen_tls_writes_the_plaintext_to_hexdump_file() {
+    let pki = Pki::new();
+    let dump = pki.dir.path("dump");
+    let dump_arg = dump.display().to_string();
+    let (mut listener, addr, _tap) = listen_tls(
+        &[
+            "--hexdump-file",
+            &dump_arg,
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        Stdio::null(),
+    );
+    let listen_out = collect(listener.stdout());
+    let out = tls_client(&pki, addr, b"dumped\n");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    listener.status_within(T, "listen --tls --hexdump-file");
+    assert_eq!(join_within(listen_out, T), b"dumped\n");
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.contains("< 00000000  64 75 6d 70 65 64 0a"), "{text}");
+}
+
+#[test]
 fn eof_without_close_notify_is_reported_as_possible_truncation() {
     let pki = Pki::new();
     let (port, server) = rustls_server(&pki, |tls| {

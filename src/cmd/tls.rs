@@ -9,10 +9,10 @@ use anyhow::Result;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use socket2::Socket;
 
-use crate::cli::{TlsClientArgs, TlsServerArgs, ToTlsArgs, WireArgs};
+use crate::cli::{TlsClientArgs, TlsServerArgs, ToTlsArgs};
 use crate::error::UsageError;
 use crate::narrate;
-use crate::relay::{Channel, End, Ending, Relay};
+use crate::relay::{Channel, End, Ending, Relay, Wire};
 use crate::tls::config::{self, Client, Server};
 use crate::tls::session::Role;
 pub use crate::tls::stage::{Accept, Originate};
@@ -20,18 +20,6 @@ use crate::tls::{ClientOptions, ServerOptions, TlsRelay};
 
 /// How long a handshake may take when `-w` does not say.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The wire stages see the bytes the plain relay copies; the TLS relay does not run them.
-fn no_wire_stages(wire: &WireArgs) -> Result<()> {
-    if wire.crlf || wire.dump.hexdump || wire.dump.hexdump_file.is_some() {
-        return Err(UsageError::new(
-            "--crlf, -x and --hexdump-file are stages of the plain relay, and --tls relays \
-             through rustls without them",
-        )
-        .into());
-    }
-    Ok(())
-}
 
 /// --cert and --key come together: a certificate is no use without its key.
 fn pair_given(cert: bool, key: bool) -> Result<()> {
@@ -55,7 +43,7 @@ fn flags_paired(cert: bool, key: bool, cert_flag: &str, key_flag: &str) -> Resul
 
 /// `connect --tls`: the client configuration for HOST (None without --tls), made before any
 /// socket.
-pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Result<Option<Client>> {
+pub fn client(args: &TlsClientArgs, host: Option<&str>) -> Result<Option<Client>> {
     let shaping = args.ca.is_some()
         || args.sni.is_some()
         || !args.alpn.is_empty()
@@ -73,7 +61,6 @@ pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Resu
         return Ok(None);
     }
     pair_given(args.cert.is_some(), args.key.is_some())?;
-    no_wire_stages(wire)?;
     // A Unix socket has no host name: the certificate is checked for `localhost`.
     let host = host.unwrap_or("localhost");
     let opts = ClientOptions {
@@ -93,18 +80,20 @@ pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Resu
     Ok(Some(client))
 }
 
-/// Relays stdio over `sock`, through TLS as `client` says.
+/// Relays stdio over `sock`, through TLS as `client` says, with the wire stages `wire` on
+/// the plaintext.
 pub fn connect_session(
     client: Client,
     sock: &Socket,
     ending: Ending,
+    wire: Wire,
     timeout: Option<Duration>,
     json: bool,
     progress: bool,
 ) -> Result<End> {
     let conn = ClientConnection::new(client.config, client.name)
         .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-    let mut relay = TlsRelay::new(ending, timeout.unwrap_or(HANDSHAKE_TIMEOUT))
+    let mut relay = TlsRelay::new(ending, wire, timeout.unwrap_or(HANDSHAKE_TIMEOUT))
         .json(json)
         .progress(progress);
     relay.session(
@@ -115,12 +104,8 @@ pub fn connect_session(
 }
 
 /// `listen --tls`: the server configuration (None without --tls), made before the bind.
-pub fn server(args: &TlsServerArgs, addr: Option<&str>, wire: &WireArgs) -> Result<Option<Server>> {
-    let server = engine_server(args, addr)?;
-    if server.is_some() {
-        no_wire_stages(wire)?;
-    }
-    Ok(server)
+pub fn server(args: &TlsServerArgs, addr: Option<&str>) -> Result<Option<Server>> {
+    engine_server(args, addr)
 }
 
 /// `--tls` on a server of the connection engine (echo, knock, --broker): the configuration,

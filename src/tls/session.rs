@@ -63,10 +63,11 @@ pub struct TlsRelay {
 }
 
 impl TlsRelay {
-    pub fn new(opts: Ending, handshake_timeout: Duration) -> Self {
+    /// Sessions ending as `opts` says, with the wire stages `wire` (`--crlf`, `-x`) on the
+    /// plaintext, each handshake bounded by `handshake_timeout`.
+    pub fn new(opts: Ending, wire: Wire, handshake_timeout: Duration) -> Self {
         TlsRelay {
-            // --crlf and -x are refused with --tls (cmd/tls.rs): no wire stages.
-            relay: ByteRelay::new(opts, Wire::default()),
+            relay: ByteRelay::new(opts, wire),
             no_shutdown: opts.no_shutdown,
             handshake_timeout,
             json: false,
