@@ -1,10 +1,13 @@
 //! Integration tests for netcat's everyday extras, driving the real binary over loopback: the
 //! port check (`connect -z`), source binding (`-s`/`-p`), the broker and chat (`listen
 //! --broker`/`--chat`), `--crlf` and the hex dump (`-x`). Every wait is bounded; every port is
-//! learned (port 0, a `listening on` line) or made closed by binding and dropping a socket.
+//! learned (port 0, a `listening on` line) or held closed (tests/util's `ClosedPort`: bound,
+//! never listening).
 //!
-//! The helpers are private to this file (the shared tests/util module lives on another branch
-//! while this one is written); they kill what they start, by PID, when dropped.
+//! The other helpers are private to this file (the shared tests/util module lived on another
+//! branch while this one was written); they kill what they start, by PID, when dropped.
+
+mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -167,8 +170,8 @@ fn accept_within(l: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
-/// A port nothing listens on: bound, read, dropped (so the kernel answers with a RST).
-fn closed_port() -> u16 {
+/// A port the kernel just gave and took back, for sockkit to bind (`-p`).
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -180,7 +183,8 @@ fn closed_port() -> u16 {
 // connect -z
 
 /// Two listening ports followed by a closed one, adjacent, so they can be written as a range.
-fn three_in_a_row() -> (TcpListener, TcpListener, u16) {
+/// The closed one is held (bound, never listening) so no parallel test takes it meanwhile.
+fn three_in_a_row() -> (TcpListener, TcpListener, socket2::Socket, u16) {
     for _ in 0..200 {
         let a = TcpListener::bind("127.0.0.1:0").unwrap();
         let p = a.local_addr().unwrap().port();
@@ -190,8 +194,10 @@ fn three_in_a_row() -> (TcpListener, TcpListener, u16) {
         let Ok(b) = TcpListener::bind(loopback(p + 1)) else {
             continue;
         };
-        if TcpListener::bind(loopback(p + 2)).is_ok() {
-            return (a, b, p + 2);
+        let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        if held.bind(&loopback(p + 2).into()).is_ok() {
+            return (a, b, held, p + 2);
         }
     }
     panic!("found no three free adjacent ports on 127.0.0.1");
@@ -199,8 +205,9 @@ fn three_in_a_row() -> (TcpListener, TcpListener, u16) {
 
 #[test]
 fn port_check_reports_each_port_in_order_and_exits_0_when_one_is_open() {
-    let (_a, _b, c) = three_in_a_row();
-    let (p, q) = (c - 2, closed_port());
+    let (_a, _b, _c, c) = three_in_a_row();
+    let closed = util::ClosedPort::new();
+    let (p, q) = (c - 2, closed.port());
     let ports = format!("{p}-{c},{q}");
     // Plain -z: only the open ports on stdout; the summary on stderr counts the rest.
     let out = run(&["connect", "-z", "127.0.0.1", &ports], b"", T);
@@ -236,7 +243,8 @@ fn port_check_reports_each_port_in_order_and_exits_0_when_one_is_open() {
 
 #[test]
 fn port_check_exits_1_when_no_port_is_open() {
-    let (p, q) = (closed_port(), closed_port());
+    let (first, second) = (util::ClosedPort::new(), util::ClosedPort::new());
+    let (p, q) = (first.port(), second.port());
     let out = run(&["connect", "-z", "127.0.0.1", &format!("{p},{q}")], b"", T);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     // Nothing open, so nothing on stdout (-v lists the closed ones); the error counts them.
@@ -348,7 +356,7 @@ fn port_check_keeps_at_most_parallel_connects_in_flight() {
 fn the_server_sees_the_source_address_and_port() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let src_port = closed_port();
+    let src_port = free_port();
     let mut g = Guard(
         sockkit(&[
             "connect",

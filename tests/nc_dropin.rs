@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use util::{ChildGuard, T, TempDir, bin, peer_or_skip, skip_or_fail};
+use util::{ChildGuard, ClosedPort, T, TempDir, bin, peer_or_skip, skip_or_fail};
 
 /// How long a peer waits on a read before it gives up (a hang fails the test, never stalls it).
 const PEER_WAIT: Duration = Duration::from_secs(15);
@@ -251,7 +251,6 @@ fn serve<S: Read + Write>(peer: Peer, mut s: S, shut: impl FnOnce(&S)) -> Vec<u8
 fn start_server(peer: Peer, dir: &Path) -> (u16, PathBuf, JoinHandle<Vec<u8>>) {
     let path = dir.join("peer.sock");
     match peer {
-        Peer::Refused => (free_port(), path, thread::spawn(Vec::new)),
         Peer::UdpSink | Peer::UdpEcho => {
             let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
             sock.set_read_timeout(Some(PEER_WAIT)).unwrap();
@@ -410,16 +409,17 @@ struct Proxies {
 /// Runs one case with the nc at `program`, its proxies at `via`.
 fn run_case_via(program: &Path, c: &Case, dir: &Path, via: &Proxies) -> Seen {
     let _ = std::fs::remove_file(dir.join("peer.sock"));
+    // The closed port ({C}, and {P} of a refused peer) is held, bound and not listening, so
+    // no parallel test can take it and answer before nc tries it.
+    let held = ClosedPort::new();
+    let closed = held.port();
     let (port, path, server) = if is_listen(c.peer) {
         (free_port(), dir.join("peer.sock"), None)
+    } else if matches!(c.peer, Peer::Refused) {
+        (closed, dir.join("peer.sock"), None)
     } else {
         let (p, path, h) = start_server(c.peer, dir);
         (p, path, Some(h))
-    };
-    let closed = if matches!(c.peer, Peer::Refused) {
-        port
-    } else {
-        free_port()
     };
     let args: Vec<String> = c
         .args

@@ -32,8 +32,8 @@ fn microsocks(auth: Option<(&str, &str)>) -> Option<(ChildGuard, u16)> {
     Some((child, port))
 }
 
-/// A port the kernel just gave and took back: nothing listens there.
-fn closed_port() -> u16 {
+/// A port the kernel just gave and took back, for a proxy to listen on.
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -41,33 +41,62 @@ fn closed_port() -> u16 {
         .port()
 }
 
+/// Starts a proxy that cannot take port 0 (`start` spawns it told to listen on PORT) on a
+/// port the kernel just gave back, and waits (bounded) until that very process listens there
+/// (/proc). A connect alone would be answered by whatever else took the port in between (the
+/// other tests run in parallel and bind ports all the time); then the proxy, which could not
+/// bind, exits, and this tries another port, a few times.
+/// `said` is what the proxy logged, for the failure message.
+fn on_a_free_port(
+    what: &str,
+    said: impl Fn() -> String,
+    mut start: impl FnMut(u16) -> ChildGuard,
+) -> (ChildGuard, u16) {
+    for _ in 0..3 {
+        let port = free_port();
+        let mut child = start(port);
+        let deadline = Instant::now() + T;
+        loop {
+            if listening_port_of(child.id(), Duration::ZERO) == Some(port) {
+                return (child, port);
+            }
+            if child.try_status().is_some() {
+                break; // it could not bind: someone took the port first
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never listened on {port}: {}",
+                said()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!(
+        "{what} could not listen on any of three free ports: {}",
+        said()
+    );
+}
+
 /// A tinyproxy on 127.0.0.1 at a free port (it cannot take port 0), with Basic auth when
 /// `auth` is given. The temp dir holds its config for as long as it runs.
 fn tinyproxy(auth: Option<(&str, &str)>) -> Option<(ChildGuard, u16, TempDir)> {
     let bin = peer_or_skip("tinyproxy")?;
     let dir = TempDir::new("tinyproxy");
-    let port = closed_port();
-    let mut conf = format!(
-        "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n"
-    );
-    if let Some((u, p)) = auth {
-        conf.push_str(&format!("BasicAuth {u} {p}\n"));
-    }
-    let path = dir.file("tinyproxy.conf", &conf);
-    let mut cmd = Command::new(bin);
-    cmd.arg("-d").arg("-c").arg(&path);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = ChildGuard::spawn(&mut cmd);
-    let deadline = Instant::now() + T;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tinyproxy never listened on {port}"
+    let (child, port) = on_a_free_port("tinyproxy", String::new, |port| {
+        let mut conf = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nLogLevel Critical\nMaxClients 10\n"
         );
-        thread::sleep(Duration::from_millis(20));
-    }
+        if let Some((u, p)) = auth {
+            conf.push_str(&format!("BasicAuth {u} {p}\n"));
+        }
+        let path = dir.file("tinyproxy.conf", &conf);
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-d").arg("-c").arg(&path);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        ChildGuard::spawn(&mut cmd)
+    });
     Some((child, port, dir))
 }
 
@@ -193,7 +222,8 @@ fn socks5_target_refused_is_named_and_z_tells_each_port() {
         return;
     };
     let url = format!("socks5://127.0.0.1:{port}");
-    let shut = closed_port().to_string();
+    let closed = ClosedPort::new();
+    let shut = closed.port().to_string();
     let out = run(&["connect", "--proxy", &url, "127.0.0.1", &shut], b"", T);
     assert_eq!(out.code(), Some(1));
     let err = out.stderr.clone();
@@ -281,7 +311,8 @@ fn http_connect_target_refused_is_named() {
         return;
     };
     let url = format!("http://127.0.0.1:{port}");
-    let shut = closed_port().to_string();
+    let closed = ClosedPort::new();
+    let shut = closed.port().to_string();
     let out = run(&["connect", "--proxy", &url, "127.0.0.1", &shut], b"", T);
     assert_eq!(out.code(), Some(1));
     let err = out.stderr.clone();
@@ -517,7 +548,8 @@ fn forward_socks5_auth_and_target_rules() {
         out.stderr
     );
     // A target nothing listens on: reply 5.
-    let shut = closed_port().to_string();
+    let closed = ClosedPort::new();
+    let shut = closed.port().to_string();
     let out = run(&["connect", "--proxy", &good, "127.0.0.1", &shut], b"", T);
     assert_eq!(out.code(), Some(1));
     assert!(
@@ -564,10 +596,11 @@ fn forward_socks5_bounds_a_silent_client_and_refuses_a_target_word() {
 fn danted() -> Option<(ChildGuard, u16, TempDir)> {
     let bin = peer_or_skip("danted")?;
     let dir = TempDir::new("danted");
-    let port = closed_port();
     let log = dir.path("danted.log");
-    let conf = format!(
-        "logoutput: {}\n\
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    let (child, port) = on_a_free_port("danted", said, |port| {
+        let conf = format!(
+            "logoutput: {}\n\
          internal: 127.0.0.1 port = {port}\n\
          external: 127.0.0.1\n\
          clientmethod: none\n\
@@ -577,27 +610,19 @@ fn danted() -> Option<(ChildGuard, u16, TempDir)> {
          client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\n\
          socks block {{ from: 0.0.0.0/0 to: 127.0.0.3/32 }}\n\
          socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }}\n",
-        log.display()
-    );
-    let path = dir.file("danted.conf", &conf);
-    let mut cmd = Command::new(bin);
-    cmd.arg("-f")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir.path("danted.pid"));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let child = ChildGuard::spawn(&mut cmd);
-    let deadline = Instant::now() + T;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "danted never listened on {port}: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            log.display()
         );
-        thread::sleep(Duration::from_millis(20));
-    }
+        let path = dir.file("danted.conf", &conf);
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-f")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path("danted.pid"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        ChildGuard::spawn(&mut cmd)
+    });
     Some((child, port, dir))
 }
 
@@ -622,7 +647,8 @@ fn socks4_through_dante_relays_bytes_exactly_and_names_a_rejection() {
         "{err}"
     );
 
-    let shut = closed_port().to_string();
+    let closed = ClosedPort::new();
+    let shut = closed.port().to_string();
     let out = run(&["connect", "--proxy", &url, "127.0.0.1", &shut], b"", T);
     assert_eq!(out.code(), Some(1));
     assert!(
@@ -732,7 +758,8 @@ fn forward_proxy_makes_each_outbound_connection_through_the_proxy() {
     );
 
     // A target the proxy cannot reach: the client is reset, the proxy's words said.
-    let shut = closed_port().to_string();
+    let closed = ClosedPort::new();
+    let shut = closed.port().to_string();
     let mut fwd = Server::start(&[
         "forward",
         "--proxy",

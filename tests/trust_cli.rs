@@ -6,16 +6,9 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::Stdio;
 
 use util::*;
-
-/// A port on 127.0.0.1 that nothing listens on: bound, learned, then released.
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
 
 /// A pipe whose read end is already closed: writing to it fails with EPIPE, as a stderr
 /// piped into `| true` does once `true` has exited.
@@ -29,7 +22,8 @@ fn broken_pipe() -> std::io::PipeWriter {
 
 #[test]
 fn broken_stderr_keeps_the_exit_status_of_a_failure() {
-    let port = closed_port().to_string();
+    let closed = ClosedPort::new();
+    let port = closed.port().to_string();
     for stderr in ["broken pipe", "closed"] {
         let mut cmd = sockkit(&["connect", "127.0.0.1", &port]);
         if stderr == "closed" {

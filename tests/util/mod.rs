@@ -549,6 +549,35 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on, for a connect that must be refused: a
+/// socket bound there that never listens, held until dropped. A port bound, read and let go
+/// could be taken by a parallel test before the connect (and answer it); this one cannot be
+/// bound by anyone else while held, and a SYN to it still gets a RST.
+pub struct ClosedPort {
+    _held: socket2::Socket,
+    port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        held.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("binding 127.0.0.1:0");
+        let port = held
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("the bound address")
+            .port();
+        ClosedPort { _held: held, port }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
 /// True when a socket can be bound on `::1` here; IPv6 tests skip (with a reason) otherwise.
 pub fn ipv6_loopback_works() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
