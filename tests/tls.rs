@@ -461,33 +461,42 @@ fn rustls_server(
     (addr.port(), h)
 }
 
-#[test]
-fn request_then_close_notify_gets_the_whole_response_after_it() {
+/// `connect --tls FLAGS` with `input` to a rustls server that reads the request to its
+/// close_notify, checks it is `request`, then answers `answer` and closes: only a half-closed
+/// TLS 1.3 session carries the answer back. sockkit's output.
+fn request_then_answer(
+    flags: &[&str],
+    input: &[u8],
+    request: &'static [u8],
+    answer: &'static [u8],
+) -> util::Output {
     let pki = Pki::new();
-    let (port, server) = rustls_server(&pki, |tls| {
-        // Read the request to its close_notify, then answer: only a half-closed TLS 1.3
-        // session carries the answer back.
-        let mut request = Vec::new();
-        tls.read_to_end(&mut request).unwrap();
-        assert_eq!(request, b"GET /answer\n");
-        tls.write_all(b"the answer is 42\n").unwrap();
+    let (port, server) = rustls_server(&pki, move |tls| {
+        let mut got = Vec::new();
+        tls.read_to_end(&mut got).unwrap();
+        assert_eq!(got, request);
+        tls.write_all(answer).unwrap();
         tls.conn.send_close_notify();
         tls.flush().unwrap();
     });
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--ca",
-            &pki.ca(),
-            "-v",
-            "localhost",
-            &port.to_string(),
-        ],
-        b"GET /answer\n",
-        T,
-    );
+    let ca = pki.ca();
+    let port = port.to_string();
+    let mut args = vec!["connect", "--tls", "--ca", &ca];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["localhost", &port]);
+    let out = run(&args, input, T);
     join_within(server, T);
+    out
+}
+
+#[test]
+fn request_then_close_notify_gets_the_whole_response_after_it() {
+    let out = request_then_answer(
+        &["-v"],
+        b"GET /answer\n",
+        b"GET /answer\n",
+        b"the answer is 42\n",
+    );
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.stdout_text(), "the answer is 42\n");
     assert!(
@@ -500,31 +509,13 @@ fn request_then_close_notify_gets_the_whole_response_after_it() {
 
 #[test]
 fn crlf_and_the_hexdump_work_on_the_plaintext_of_a_tls_session() {
-    let pki = Pki::new();
-    let (port, server) = rustls_server(&pki, |tls| {
-        let mut request = Vec::new();
-        tls.read_to_end(&mut request).unwrap();
-        // --crlf reached the server: each LF went out as CRLF, inside TLS.
-        assert_eq!(request, b"GET /\r\nHost: x\r\n");
-        tls.write_all(b"answer\n").unwrap();
-        tls.conn.send_close_notify();
-        tls.flush().unwrap();
-    });
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--crlf",
-            "-x",
-            "--ca",
-            &pki.ca(),
-            "localhost",
-            &port.to_string(),
-        ],
+    // --crlf reaches the server: each LF goes out as CRLF, inside TLS.
+    let out = request_then_answer(
+        &["--crlf", "-x"],
         b"GET /\nHost: x\n",
-        T,
+        b"GET /\r\nHost: x\r\n",
+        b"answer\n",
     );
-    join_within(server, T);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.stdout, b"answer\n");
     // The dump shows plaintext, as the socket took it (after --crlf) and as it came.
