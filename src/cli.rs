@@ -602,8 +602,8 @@ pub struct ForwardArgs {
     pub udp: bool,
 
     /// Give up on each address of HOST after this long (default 10s); the client is then reset.
-    /// With --socks5 it also bounds each client's handshake, with --tls and --to-tls each TLS
-    /// handshake.
+    /// With --socks5 it also bounds each client's handshake, with --to-tls each TLS handshake
+    /// with the target, and with --tls each client's (unless --handshake-timeout).
     #[arg(short = 'w', long = "timeout", value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
@@ -1075,6 +1075,12 @@ pub struct TlsServerArgs {
     /// Accept these ALPN protocols, comma-separated, in order of preference.
     #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
     pub alpn: Vec<String>,
+
+    /// How long a client may take over its TLS handshake before it is dropped (default
+    /// 10s; forward: -w, or 10s): a client stalled mid-handshake costs the server only this
+    /// long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_timeout: Option<Duration>,
 }
 
 /// TLS toward forward's target: forward originates it, verified as `connect --tls` verifies.
@@ -1097,6 +1103,20 @@ pub struct ToTlsArgs {
     /// With --to-tls: do not verify the target's certificate (said once on stderr).
     #[arg(long, conflicts_with = "ca", requires = "to_tls")]
     pub insecure: bool,
+
+    /// With --to-tls: present this client certificate to the target (PEM chain, leaf
+    /// first); needs --to-key. (--cert is the certificate forward --tls serves to clients.)
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub to_cert: Option<PathBuf>,
+
+    /// With --to-tls: the private key of --to-cert (PEM).
+    #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
+    pub to_key: Option<PathBuf>,
+
+    /// With --to-tls: offer these ALPN protocols to the target, comma-separated, in order
+    /// of preference (h2,http/1.1). (--alpn is what forward --tls accepts from clients.)
+    #[arg(long, value_name = "PROTOS", value_delimiter = ',', value_parser = parse_tls_name)]
+    pub to_alpn: Vec<String>,
 }
 
 /// `-v`, `-vv` and `-q`, the same on every subcommand.

@@ -461,33 +461,42 @@ fn rustls_server(
     (addr.port(), h)
 }
 
-#[test]
-fn request_then_close_notify_gets_the_whole_response_after_it() {
+/// `connect --tls FLAGS` with `input` to a rustls server that reads the request to its
+/// close_notify, checks it is `request`, then answers `answer` and closes: only a half-closed
+/// TLS 1.3 session carries the answer back. sockkit's output.
+fn request_then_answer(
+    flags: &[&str],
+    input: &[u8],
+    request: &'static [u8],
+    answer: &'static [u8],
+) -> util::Output {
     let pki = Pki::new();
-    let (port, server) = rustls_server(&pki, |tls| {
-        // Read the request to its close_notify, then answer: only a half-closed TLS 1.3
-        // session carries the answer back.
-        let mut request = Vec::new();
-        tls.read_to_end(&mut request).unwrap();
-        assert_eq!(request, b"GET /answer\n");
-        tls.write_all(b"the answer is 42\n").unwrap();
+    let (port, server) = rustls_server(&pki, move |tls| {
+        let mut got = Vec::new();
+        tls.read_to_end(&mut got).unwrap();
+        assert_eq!(got, request);
+        tls.write_all(answer).unwrap();
         tls.conn.send_close_notify();
         tls.flush().unwrap();
     });
-    let out = run(
-        &[
-            "connect",
-            "--tls",
-            "--ca",
-            &pki.ca(),
-            "-v",
-            "localhost",
-            &port.to_string(),
-        ],
-        b"GET /answer\n",
-        T,
-    );
+    let ca = pki.ca();
+    let port = port.to_string();
+    let mut args = vec!["connect", "--tls", "--ca", &ca];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["localhost", &port]);
+    let out = run(&args, input, T);
     join_within(server, T);
+    out
+}
+
+#[test]
+fn request_then_close_notify_gets_the_whole_response_after_it() {
+    let out = request_then_answer(
+        &["-v"],
+        b"GET /answer\n",
+        b"GET /answer\n",
+        b"the answer is 42\n",
+    );
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     assert_eq!(out.stdout_text(), "the answer is 42\n");
     assert!(
@@ -496,6 +505,56 @@ fn request_then_close_notify_gets_the_whole_response_after_it() {
         out.stderr
     );
     assert!(out.stderr.contains("TLSv1.3"), "{}", out.stderr);
+}
+
+#[test]
+fn crlf_and_the_hexdump_work_on_the_plaintext_of_a_tls_session() {
+    // --crlf reaches the server: each LF goes out as CRLF, inside TLS.
+    let out = request_then_answer(
+        &["--crlf", "-x"],
+        b"GET /\nHost: x\n",
+        b"GET /\r\nHost: x\r\n",
+        b"answer\n",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"answer\n");
+    // The dump shows plaintext, as the socket took it (after --crlf) and as it came.
+    assert!(
+        out.stderr
+            .contains("> 00000000  47 45 54 20 2f 0d 0a 48  6f 73 74 3a 20 78 0d 0a"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("< 00000000  61 6e 73 77 65 72 0a"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn listen_tls_writes_the_plaintext_to_hexdump_file() {
+    let pki = Pki::new();
+    let dump = pki.dir.path("dump");
+    let dump_arg = dump.display().to_string();
+    let (mut listener, addr, _tap) = listen_tls(
+        &[
+            "--hexdump-file",
+            &dump_arg,
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        Stdio::null(),
+    );
+    let listen_out = collect(listener.stdout());
+    let out = tls_client(&pki, addr, b"dumped\n");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    listener.status_within(T, "listen --tls --hexdump-file");
+    assert_eq!(join_within(listen_out, T), b"dumped\n");
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(text.contains("< 00000000  64 75 6d 70 65 64 0a"), "{text}");
 }
 
 #[test]
@@ -1118,6 +1177,120 @@ fn a_stalled_handshake_costs_only_its_slot_and_is_dropped_at_the_bound() {
 }
 
 #[test]
+fn handshake_timeout_sets_the_bound_on_every_tls_server_and_others_stay_served() {
+    let pki = Pki::new();
+    let (cert, key) = (pki.cert("good"), pki.key("good"));
+    let target = util::Server::start(&["echo", "127.0.0.1", "0"]);
+    let target_port = target.port().to_string();
+    let bound = ["--handshake-timeout", "1500ms"];
+    // (subcommand, its own flags, what a served client gets back)
+    let servers: [(&str, Vec<&str>, &[u8]); 4] = [
+        ("echo", vec!["--threads", "1"], b"served meanwhile\n"),
+        ("knock", vec!["--threads", "1"], b"Knock! Knock!\n"),
+        ("listen", vec!["--broker"], b""),
+        // forward's -w would allow 30s: --handshake-timeout is the client's bound.
+        ("forward", vec!["-w", "30s"], b"served meanwhile\n"),
+    ];
+    for (sub, own, want) in servers {
+        let mut all = vec![sub, "--tls", "--cert", &cert, "--key", &key];
+        all.extend_from_slice(&bound);
+        all.extend(own.iter().copied());
+        all.extend_from_slice(&["127.0.0.1", "0"]);
+        if sub == "forward" {
+            all.extend_from_slice(&["127.0.0.1", &target_port]);
+        }
+        let mut cmd = sockkit(&all);
+        cmd.stdin(Stdio::null());
+        let mut server = ChildGuard::spawn(&mut cmd);
+        let (addr, mut tap) = util::read_listening(server.stderr(), T);
+        // Half a record header, then nothing: the handshake can never finish.
+        let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+        stalled.write_all(&[22, 3, 1]).unwrap();
+        let out = tls_client(&pki, addr, b"served meanwhile\n");
+        assert_eq!(out.code(), Some(0), "{sub}: {}", out.stderr);
+        assert!(
+            out.stdout.starts_with(want),
+            "{sub}: {:?}",
+            out.stdout_text()
+        );
+        let line = tap
+            .wait_for(T, |l| {
+                l.contains("TLS handshake not finished within 1s 500ms")
+            })
+            .unwrap_or_else(|e| panic!("{sub}: {e}"));
+        assert!(
+            line.starts_with("sockkit: dropped 127.0.0.1:"),
+            "{sub}: {line}"
+        );
+        stalled.set_read_timeout(Some(T)).unwrap();
+        let mut rest = Vec::new();
+        let _ = stalled.read_to_end(&mut rest);
+        assert!(server.try_status().is_none(), "{sub}: the server goes on");
+        let out = tls_client(&pki, addr, b"served meanwhile\n");
+        assert_eq!(out.code(), Some(0), "{sub} after the drop: {}", out.stderr);
+    }
+}
+
+#[test]
+fn listen_k_tls_drops_a_stalled_handshake_at_its_bound_and_serves_the_next_client() {
+    let pki = Pki::new();
+    let (mut listener, addr, mut tap) = listen_tls(
+        &[
+            "-k",
+            "--handshake-timeout",
+            "1s",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+        ],
+        Stdio::null(),
+    );
+    let mut out = LineTap::new(listener.stdout());
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    stalled.write_all(&[22, 3, 1]).unwrap();
+    tap.wait_for(T, |l| l.contains("TLS handshake: no answer within 1s"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    stalled.set_read_timeout(Some(T)).unwrap();
+    let mut rest = Vec::new();
+    let _ = stalled.read_to_end(&mut rest);
+    assert!(listener.try_status().is_none(), "listen -k goes on");
+    let client = tls_client(&pki, addr, b"the next one\n");
+    assert_eq!(client.code(), Some(0), "{}", client.stderr);
+    line(&mut out, "the next one");
+}
+
+#[test]
+fn handshake_timeout_needs_tls_and_a_bound_above_zero() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["echo", "--handshake-timeout", "5s", "127.0.0.1", "0"],
+            "sockkit: --handshake-timeout bounds each client's TLS handshake, and needs --tls\n",
+        ),
+        (
+            &["listen", "--handshake-timeout", "5s", "127.0.0.1", "0"],
+            "sockkit: --handshake-timeout bounds each client's TLS handshake, and needs --tls\n",
+        ),
+        (
+            &[
+                "knock",
+                "--tls",
+                "--handshake-timeout",
+                "0s",
+                "127.0.0.1",
+                "0",
+            ],
+            "sockkit: --handshake-timeout 0s would drop every client before its first byte: give a bound above zero\n",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = run(args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, want, "{args:?}");
+    }
+}
+
+#[test]
 fn a_plain_text_client_on_echo_tls_is_logged_and_does_not_disturb_another() {
     let pki = Pki::new();
     let (_echo, addr, mut tap) = engine_tls(
@@ -1357,6 +1530,228 @@ fn forward_to_tls_in_front_of_openssl_s_server_is_byte_exact_for_a_plain_client(
         l.contains("server certificate: verified against the trusted roots")
     })
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `openssl s_server` for one client that requires a client certificate from the test CA
+/// (`-Verify 1 -verify_return_error`) and accepts the ALPN protocols `alpn`.
+fn s_server_verifying(openssl: &std::path::Path, pki: &Pki, alpn: &str) -> (ChildGuard, u16) {
+    let server = spawn_peer(Command::new(openssl).args([
+        "s_server",
+        "-quiet",
+        "-naccept",
+        "1",
+        "-accept",
+        "127.0.0.1:0",
+        "-cert",
+        &pki.cert("good"),
+        "-key",
+        &pki.key("good"),
+        "-Verify",
+        "1",
+        "-verify_return_error",
+        "-CAfile",
+        &pki.ca(),
+        "-alpn",
+        alpn,
+    ]));
+    let port = listening_port_of(server.id(), T).expect("s_server's port");
+    (server, port)
+}
+
+#[test]
+fn forward_to_tls_presents_its_client_certificate_and_alpn_to_the_target() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (mut server, port) = s_server_verifying(&openssl, &pki, "other/1,sockkit/1");
+    let (_fwd, addr, mut tap) = forward(
+        &[
+            "-v",
+            "--to-tls",
+            "--ca",
+            &pki.ca(),
+            "--to-cert",
+            &pki.cert("good"),
+            "--to-key",
+            &pki.key("good"),
+            "--to-alpn",
+            "sockkit/1,http/1.1",
+        ],
+        "localhost",
+        port,
+    );
+    let server_err = collect(server.stderr());
+    let up = random_bytes(5, 70_000);
+    let down = random_bytes(6, 70_000);
+    let mut server_in = server.stdin();
+    let sent = down.clone();
+    let feeder = thread::spawn(move || server_in.write_all(&sent).map(|()| server_in));
+    let at_server = read_n(server.stdout(), up.len());
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let at_client = read_n(client.try_clone().unwrap(), down.len());
+    client.write_all(&up).unwrap();
+    assert_bytes_eq(&join_within(at_server, T), &up, "client -> s_server");
+    assert_bytes_eq(&join_within(at_client, T), &down, "s_server -> client");
+    drop(join_within(feeder, T));
+    // s_server picked the one protocol both lists have, so ours was offered.
+    tap.wait_seen(T, |l| {
+        l.contains("(target side): TLS handshake done") && l.contains("ALPN sockkit/1")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(client);
+    server.status_within(T, "s_server");
+    let said = String::from_utf8_lossy(&join_within(server_err, T)).into_owned();
+    // The leaf it verified is the one --to-cert named.
+    assert!(
+        said.contains("CN = good leaf") && !said.contains("error"),
+        "{said}"
+    );
+}
+
+#[test]
+fn forward_to_tls_without_a_client_certificate_is_refused_by_a_server_that_requires_one() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let pki = Pki::new();
+    let (_server, port) = s_server_verifying(&openssl, &pki, "sockkit/1");
+    let (mut fwd, addr, mut tap) = forward(&["--to-tls", "--ca", &pki.ca()], "localhost", port);
+    let out = run(
+        &["connect", "127.0.0.1", &addr.port().to_string()],
+        b"hello\n",
+        T,
+    );
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    tap.wait_for(T, |l| {
+        l.starts_with("sockkit: dropped ") && l.contains("the target: TLS")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(fwd.try_status().is_none(), "the forwarder goes on");
+}
+
+#[test]
+fn forward_to_tls_client_certificate_flags_are_checked_before_anything_binds() {
+    let pki = Pki::new();
+    let (good, good_key, ca) = (pki.cert("good"), pki.key("good"), pki.ca());
+    let other_key = pki.key("elsewhere");
+    let base = ["forward", "127.0.0.1", "0", "127.0.0.1", "9"];
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--to-alpn", "h2"],
+            "sockkit: --to-cert, --to-key and --to-alpn shape the TLS session toward the target, and need --to-tls\n".into(),
+        ),
+        (
+            vec!["--to-cert", &good, "--to-key", &good_key],
+            "sockkit: --to-cert, --to-key and --to-alpn shape the TLS session toward the target, and need --to-tls\n".into(),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-cert", &good],
+            "sockkit: --to-cert needs --to-key: the private key of the certificate\n".into(),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-key", &good_key],
+            "sockkit: --to-key needs --to-cert: the certificate the key belongs to\n".into(),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-cert", &good, "--to-key", &other_key],
+            format!("sockkit: key file {other_key} does not match the certificate in {good}\n"),
+        ),
+        (
+            vec!["--to-tls", "--ca", &ca, "--to-cert", &ca, "--to-key", &ca],
+            format!("sockkit: key file {ca}: no private key in it"),
+        ),
+    ];
+    for (flags, want) in cases {
+        let mut args: Vec<&str> = vec![base[0]];
+        args.extend(flags.iter().copied());
+        args.extend_from_slice(&base[1..]);
+        let out = run(&args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with(&want), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("listening on"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn an_x509_v1_certificate_is_named_as_such_not_as_a_key_mismatch() {
+    let Some(openssl) = peer_or_skip("openssl") else {
+        return;
+    };
+    let dir = TempDir::new("tls-v1");
+    let (key, csr, cert) = (dir.path("v1.key"), dir.path("v1.csr"), dir.path("v1.pem"));
+    let ok = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&openssl).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(&[
+        "req".as_ref(),
+        "-newkey".as_ref(),
+        "ec".as_ref(),
+        "-pkeyopt".as_ref(),
+        "ec_paramgen_curve:P-256".as_ref(),
+        "-nodes".as_ref(),
+        "-subj".as_ref(),
+        "/CN=v1 client".as_ref(),
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        csr.as_os_str(),
+    ]);
+    // `x509 -req` without -extfile signs a version 1 certificate.
+    ok(&[
+        "x509".as_ref(),
+        "-req".as_ref(),
+        "-in".as_ref(),
+        csr.as_os_str(),
+        "-key".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+    ]);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    for args in [
+        vec![
+            "connect",
+            "--tls",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "127.0.0.1",
+            "9",
+        ],
+        vec![
+            "forward",
+            "--to-tls",
+            "--to-cert",
+            &cert,
+            "--to-key",
+            &key,
+            "127.0.0.1",
+            "0",
+            "127.0.0.1",
+            "9",
+        ],
+    ] {
+        let out = run(&args, b"", T);
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr);
+        let want = format!(
+            "sockkit: certificate file {cert}: its first certificate is not one rustls can use"
+        );
+        assert!(out.stderr.starts_with(&want), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("it is X.509 v1, and v3 is needed"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("does not match"), "{}", out.stderr);
+    }
 }
 
 #[test]

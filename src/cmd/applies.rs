@@ -227,9 +227,10 @@ const TLS_SCAN: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, --insecu
 const TLS_DGRAM_CLIENT: &str = "--tls (with --ca, --sni, --alpn, --cert, --key, --insecure) \
                                 needs a byte stream (TCP or a Unix stream socket): datagrams \
                                 would need DTLS, which sockkit does not speak";
-const TLS_DGRAM_SERVER: &str = "--tls (with --cert, --key, --client-ca, --alpn) needs a byte \
-                                stream (TCP or a Unix stream socket): datagrams would need \
-                                DTLS, which sockkit does not speak";
+const TLS_DGRAM_SERVER: &str = "--tls (with --cert, --key, --client-ca, --alpn, \
+                                --handshake-timeout) needs a byte stream (TCP or a Unix \
+                                stream socket): datagrams would need DTLS, which sockkit does \
+                                not speak";
 // The exceptions of each row, first match first.
 const NONE: &[Rule] = &[];
 const BROKER: &[Rule] = &[
@@ -365,6 +366,7 @@ pub const TABLE: &[Row] = &[
     row("key", "--key", SERVERS, TLS_SERVER, &["--tls", "--cert", "{dir}/cert.pem", "--key", "{dir}/key.pem"]),
     row("client_ca", "--client-ca", SERVERS, TLS_SERVER, &["--tls", "--client-ca", "{dir}/ca.pem"]),
     row("alpn", "--alpn", SERVERS, TLS_SERVER, &["--tls", "--alpn", "h2,http/1.1"]),
+    row("handshake_timeout", "--handshake-timeout", SERVERS, TLS_SERVER, &["--tls", "--handshake-timeout", "5s"]),
 ];
 
 /// The mode and transport a parsed command runs in; `None` for `forward`, whose options all

@@ -60,7 +60,11 @@ pub fn run(args: &ListenArgs) -> Result<()> {
         "{}: each client's bytes go to every other client; stdin is not read",
         if args.broker.chat { "chat" } else { "broker" }
     ));
-    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    let tls = tls::engine_accept(
+        tls,
+        args.verbosity.quiet,
+        tls::handshake_bound(&args.tls, None),
+    );
     let result = setup::serve(bound, limits, Broker::new(args.broker.chat), dump, tls);
     if let Some(c) = captured {
         c.stop();

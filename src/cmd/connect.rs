@@ -26,7 +26,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
     if args.scan.scan {
         return check_ports(&args);
     }
-    let tls = tls::client(&args.tls, args.host.as_deref(), &args.wire)?;
+    let tls = tls::client(&args.tls, args.host.as_deref())?;
     let wire = options::wire(&args.wire)?;
     let (capture, observed) = observe::start(&args.capture)?;
     let plan = Plan::new(&args.sockopts.opts);
@@ -74,6 +74,7 @@ pub fn run(args: ConnectArgs) -> Result<()> {
             client,
             &sock,
             ending,
+            wire,
             args.timeout,
             args.relay.json,
             options::progress(&args.relay, args.verbosity),

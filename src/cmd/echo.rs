@@ -26,7 +26,11 @@ pub fn run(args: EchoArgs) -> Result<()> {
         setup::bind_then(&place, transport, &args.sockopts, args.verbosity, |b| {
             observe::capture_server(&capture, b)
         })?;
-    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    let tls = tls::engine_accept(
+        tls,
+        args.verbosity.quiet,
+        tls::handshake_bound(&args.tls, None),
+    );
     let result = setup::serve(bound, limits, Echo, dump, tls);
     if let Some(c) = captured {
         c.stop();

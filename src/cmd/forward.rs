@@ -159,10 +159,14 @@ pub fn run(args: ForwardArgs) -> Result<()> {
             captured
         })?;
     refuse_loop(&bound.local, &dest)?;
-    // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's.
+    // -w bounds the TLS handshakes too, as it bounds a SOCKS5 client's; a client's
+    // (--tls) may be given its own bound, --handshake-timeout, as on the other servers.
     let handshake = args.timeout.unwrap_or(tls::HANDSHAKE_TIMEOUT);
-    let server_tls = tls::engine_accept(server_tls, args.verbosity.quiet)
-        .map(|a| tls::Accept { handshake, ..a });
+    let server_tls = tls::engine_accept(
+        server_tls,
+        args.verbosity.quiet,
+        tls::handshake_bound(&args.tls, args.timeout),
+    );
     let to_tls = to_tls.map(|o| tls::Originate { handshake, ..o });
     let fwd = Forward {
         proxy,

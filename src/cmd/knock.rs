@@ -55,7 +55,11 @@ pub fn run(args: KnockArgs) -> Result<()> {
             "in order"
         }
     ));
-    let tls = tls::engine_accept(tls, args.verbosity.quiet);
+    let tls = tls::engine_accept(
+        tls,
+        args.verbosity.quiet,
+        tls::handshake_bound(&args.tls, None),
+    );
     let result = setup::serve(bound, limits, service, dump, tls);
     if let Some(c) = captured {
         c.stop();

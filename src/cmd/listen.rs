@@ -19,10 +19,11 @@ use crate::tls::TlsRelay;
 
 pub fn run(args: ListenArgs) -> Result<()> {
     let transport = Transport::of(args.local.unix.is_some(), args.dgram.udp);
-    let tls = tls::server(&args.tls, args.addr.as_deref(), &args.wire)?;
+    let tls = tls::server(&args.tls, args.addr.as_deref())?;
+    let wire = options::wire(&args.wire)?;
     let relay = Relay::new(
         options::ending(&args.relay, options::Role::Server),
-        options::wire(&args.wire)?,
+        wire.clone(),
     )
     .json(args.relay.json)
     .progress(options::progress(&args.relay, args.verbosity));
@@ -44,7 +45,7 @@ pub fn run(args: ListenArgs) -> Result<()> {
             Some(server) => {
                 tls::announce(&server, args.verbosity.quiet);
                 let ending = options::ending(&args.relay, options::Role::Server);
-                let relay = TlsRelay::new(ending, tls::HANDSHAKE_TIMEOUT)
+                let relay = TlsRelay::new(ending, wire, tls::handshake_bound(&args.tls, None))
                     .json(args.relay.json)
                     .progress(options::progress(&args.relay, args.verbosity));
                 ServerRelay::Tls(relay, server)

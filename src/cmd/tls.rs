@@ -9,10 +9,10 @@ use anyhow::Result;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use socket2::Socket;
 
-use crate::cli::{TlsClientArgs, TlsServerArgs, ToTlsArgs, WireArgs};
+use crate::cli::{TlsClientArgs, TlsServerArgs, ToTlsArgs};
 use crate::error::UsageError;
 use crate::narrate;
-use crate::relay::{Channel, End, Ending, Relay};
+use crate::relay::{Channel, End, Ending, Relay, Wire};
 use crate::tls::config::{self, Client, Server};
 use crate::tls::session::Role;
 pub use crate::tls::stage::{Accept, Originate};
@@ -21,34 +21,29 @@ use crate::tls::{ClientOptions, ServerOptions, TlsRelay};
 /// How long a handshake may take when `-w` does not say.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The wire stages see the bytes the plain relay copies; the TLS relay does not run them.
-fn no_wire_stages(wire: &WireArgs) -> Result<()> {
-    if wire.crlf || wire.dump.hexdump || wire.dump.hexdump_file.is_some() {
-        return Err(UsageError::new(
-            "--crlf, -x and --hexdump-file are stages of the plain relay, and --tls relays \
-             through rustls without them",
-        )
-        .into());
-    }
-    Ok(())
-}
-
 /// --cert and --key come together: a certificate is no use without its key.
 fn pair_given(cert: bool, key: bool) -> Result<()> {
+    flags_paired(cert, key, "--cert", "--key")
+}
+
+/// A certificate flag and its key flag come together, whatever they are called.
+fn flags_paired(cert: bool, key: bool, cert_flag: &str, key_flag: &str) -> Result<()> {
     match (cert, key) {
-        (true, false) => {
-            Err(UsageError::new("--cert needs --key: the private key of the certificate").into())
-        }
-        (false, true) => {
-            Err(UsageError::new("--key needs --cert: the certificate the key belongs to").into())
-        }
+        (true, false) => Err(UsageError::new(format!(
+            "{cert_flag} needs {key_flag}: the private key of the certificate"
+        ))
+        .into()),
+        (false, true) => Err(UsageError::new(format!(
+            "{key_flag} needs {cert_flag}: the certificate the key belongs to"
+        ))
+        .into()),
         _ => Ok(()),
     }
 }
 
 /// `connect --tls`: the client configuration for HOST (None without --tls), made before any
 /// socket.
-pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Result<Option<Client>> {
+pub fn client(args: &TlsClientArgs, host: Option<&str>) -> Result<Option<Client>> {
     let shaping = args.ca.is_some()
         || args.sni.is_some()
         || !args.alpn.is_empty()
@@ -66,7 +61,6 @@ pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Resu
         return Ok(None);
     }
     pair_given(args.cert.is_some(), args.key.is_some())?;
-    no_wire_stages(wire)?;
     // A Unix socket has no host name: the certificate is checked for `localhost`.
     let host = host.unwrap_or("localhost");
     let opts = ClientOptions {
@@ -86,18 +80,20 @@ pub fn client(args: &TlsClientArgs, host: Option<&str>, wire: &WireArgs) -> Resu
     Ok(Some(client))
 }
 
-/// Relays stdio over `sock`, through TLS as `client` says.
+/// Relays stdio over `sock`, through TLS as `client` says, with the wire stages `wire` on
+/// the plaintext.
 pub fn connect_session(
     client: Client,
     sock: &Socket,
     ending: Ending,
+    wire: Wire,
     timeout: Option<Duration>,
     json: bool,
     progress: bool,
 ) -> Result<End> {
     let conn = ClientConnection::new(client.config, client.name)
         .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-    let mut relay = TlsRelay::new(ending, timeout.unwrap_or(HANDSHAKE_TIMEOUT))
+    let mut relay = TlsRelay::new(ending, wire, timeout.unwrap_or(HANDSHAKE_TIMEOUT))
         .json(json)
         .progress(progress);
     relay.session(
@@ -108,12 +104,8 @@ pub fn connect_session(
 }
 
 /// `listen --tls`: the server configuration (None without --tls), made before the bind.
-pub fn server(args: &TlsServerArgs, addr: Option<&str>, wire: &WireArgs) -> Result<Option<Server>> {
-    let server = engine_server(args, addr)?;
-    if server.is_some() {
-        no_wire_stages(wire)?;
-    }
-    Ok(server)
+pub fn server(args: &TlsServerArgs, addr: Option<&str>) -> Result<Option<Server>> {
+    engine_server(args, addr)
 }
 
 /// `--tls` on a server of the connection engine (echo, knock, --broker): the configuration,
@@ -130,7 +122,20 @@ pub fn engine_server(args: &TlsServerArgs, addr: Option<&str>) -> Result<Option<
             )
             .into());
         }
+        if args.handshake_timeout.is_some() {
+            return Err(UsageError::new(
+                "--handshake-timeout bounds each client's TLS handshake, and needs --tls",
+            )
+            .into());
+        }
         return Ok(None);
+    }
+    if args.handshake_timeout == Some(Duration::ZERO) {
+        return Err(UsageError::new(
+            "--handshake-timeout 0s would drop every client before its first byte: give a \
+             bound above zero",
+        )
+        .into());
     }
     pair_given(args.cert.is_some(), args.key.is_some())?;
     let names: Vec<String> = match addr {
@@ -155,13 +160,22 @@ pub fn announce(server: &Server, quiet: bool) {
     }
 }
 
-/// After `listening on`: the certificate line, and what the engine needs for each client.
-pub fn engine_accept(server: Option<Server>, quiet: bool) -> Option<Accept> {
+/// How long a client of a TLS server may take over its handshake: `--handshake-timeout`,
+/// else `fallback` (forward's -w), else the default.
+pub fn handshake_bound(args: &TlsServerArgs, fallback: Option<Duration>) -> Duration {
+    args.handshake_timeout
+        .or(fallback)
+        .unwrap_or(HANDSHAKE_TIMEOUT)
+}
+
+/// After `listening on`: the certificate line, and what the engine needs for each client,
+/// whose handshake may take `handshake`.
+pub fn engine_accept(server: Option<Server>, quiet: bool, handshake: Duration) -> Option<Accept> {
     server.map(|s| {
         announce(&s, quiet);
         Accept {
             config: s.config,
-            handshake: HANDSHAKE_TIMEOUT,
+            handshake,
         }
     })
 }
@@ -169,14 +183,28 @@ pub fn engine_accept(server: Option<Server>, quiet: bool) -> Option<Accept> {
 /// `forward --to-tls`: the client configuration for the target HOST (None without
 /// --to-tls), made before anything listens; `--insecure` warns once, as on connect.
 pub fn originate(args: &ToTlsArgs, host: &str) -> Result<Option<Originate>> {
+    let shaping = args.to_cert.is_some() || args.to_key.is_some() || !args.to_alpn.is_empty();
     if !args.to_tls {
+        if shaping {
+            return Err(UsageError::new(
+                "--to-cert, --to-key and --to-alpn shape the TLS session toward the target, \
+                 and need --to-tls",
+            )
+            .into());
+        }
         return Ok(None);
     }
+    flags_paired(
+        args.to_cert.is_some(),
+        args.to_key.is_some(),
+        "--to-cert",
+        "--to-key",
+    )?;
     let opts = ClientOptions {
         ca: args.ca.clone(),
         sni: args.sni.clone(),
-        alpn: Vec::new(),
-        cert: None,
+        alpn: args.to_alpn.clone(),
+        cert: args.to_cert.clone().zip(args.to_key.clone()),
         insecure: args.insecure,
     };
     let client = config::client(&opts, host)?;

@@ -11,6 +11,7 @@ use socket2::{SockAddr, Socket};
 
 use super::dgram::{self, DgramRelay, Peers};
 use super::ending::{End, Ending};
+use super::link::Plain;
 use super::stream::{self, ByteRelay};
 use super::summary;
 use super::wire::Wire;
@@ -82,16 +83,11 @@ impl Relay {
                     .bytes
                     .get_or_insert_with(|| ByteRelay::new(ending, wire.clone()));
                 let (peer, line) = stream_reports(sock, self.json, self.progress);
-                let totals = relay.session(sock);
+                let totals = relay.session(&Plain(sock));
                 // Erased before the summary, so the last line is the summary, whole.
                 drop(line);
                 let totals = totals?;
-                interrupt::session_ended(totals.sent, totals.received);
-                if self.json {
-                    narrate::json_line(&summary::stream(sock, peer.as_ref(), &totals).text());
-                } else {
-                    stream::report(sock, &totals);
-                }
+                stream_ended(sock, peer.as_ref(), &totals, self.json, None);
                 Ok(totals.end)
             }
             Channel::Datagrams {
@@ -151,4 +147,27 @@ pub fn stream_reports(
     }
     let line = progress.then(|| progress::transfer(progress::stdin_size()));
     (peer, line)
+}
+
+/// The account of a byte-stream session (plain, or TLS's) that ended well: its counts to the
+/// signal thread, then the `--json` object (with TLS's nested `tls` object, `tls`) or `-v`'s
+/// closing lines.
+pub fn stream_ended(
+    sock: &Socket,
+    peer: Option<&SockAddr>,
+    totals: &stream::Totals,
+    json: bool,
+    tls: Option<String>,
+) {
+    interrupt::session_ended(totals.sent, totals.received);
+    if json {
+        let o = summary::stream(sock, peer, totals);
+        let o = match tls {
+            Some(t) => o.raw("tls", t),
+            None => o,
+        };
+        narrate::json_line(&o.text());
+    } else {
+        stream::report(sock, totals, tls.is_some());
+    }
 }

@@ -1,8 +1,10 @@
-//! The byte-stream session (TCP, Unix stream) between stdio and a socket: stdin to the
-//! socket, the socket to stdout, binary-safe and unbuffered, with the ending rules of
-//! DESIGN.md (half-close on stdin EOF, peer EOF, `--quit-after`, idle timeout, a closed
-//! stdout). Sockets are made elsewhere; which system call moves the bytes (sendfile, splice,
-//! read/write) is zerocopy.rs's choice, and what the wire stages do to them is wire.rs's.
+//! The byte-stream session (TCP, Unix stream, and TLS over either) between stdio and a link
+//! (link.rs: a plain socket, or tls/session.rs's TLS link): stdin to the link, the link to
+//! stdout, binary-safe and unbuffered, with the ending rules of DESIGN.md (half-close on
+//! stdin EOF, peer EOF, `--quit-after`, idle timeout, a closed stdout; ending.rs decides the
+//! deadlines). Sockets are made elsewhere; which system call moves the bytes (sendfile,
+//! splice, read/write) is zerocopy.rs's choice, and what the wire stages do to them is
+//! wire.rs's. What a link adds (TLS's close_notify, truncation) is the link's.
 //!
 //! Two threads: the caller's thread moves socket -> stdout and decides when the session ends;
 //! one stdin thread for the whole process moves stdin -> socket. The stdin thread outlives a
@@ -22,7 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use socket2::Socket;
 
-use super::ending::{End, Ending};
+use super::ending::{Due, End, Ending};
+use super::link::{self, Link};
 use super::wire::{Framing, Wire};
 use super::zerocopy::{self, DownError, Got, Step, UpError};
 use crate::error;
@@ -79,7 +82,7 @@ impl Activity {
 
 /// One session's share of the stdin thread's work.
 struct Job {
-    sock: Socket,
+    link: Box<dyn Link>,
     no_shutdown: bool,
     cancelled: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
@@ -111,9 +114,10 @@ impl ByteRelay {
         }
     }
 
-    /// Relays between stdio and `sock` until the session ends; the socket is left to the
+    /// Relays between stdio and `link` until the session ends; the socket is left to the
     /// caller to close.
-    pub fn session(&mut self, sock: &Socket) -> Result<Totals> {
+    pub fn session(&mut self, link: &dyn Link) -> Result<Totals> {
+        let sock = link.socket();
         let started = Instant::now();
         let (wake_rx, wake_tx) = UnixStream::pair()?;
         let (events_tx, events) = mpsc::channel();
@@ -125,26 +129,9 @@ impl ByteRelay {
         let activity = Arc::new(Activity::new());
         let uplink = !self.opts.recv_only;
         if uplink {
-            let dup = narrate::traced(
-                || sock.try_clone(),
-                |r| match r {
-                    // socket2's try_clone: the lowest free descriptor, close-on-exec like every
-                    // descriptor sockkit makes.
-                    Ok(d) => format!(
-                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) = fd {} (a second descriptor for the \
-                         same socket, for the stdin thread)",
-                        socket::fd(sock),
-                        socket::fd(d)
-                    ),
-                    Err(e) => format!(
-                        "fcntl(fd {}, F_DUPFD_CLOEXEC, 0) {}",
-                        socket::fd(sock),
-                        narrate::errno_text(e)
-                    ),
-                },
-            )?;
+            let dup = link.for_stdin()?;
             let job = Job {
-                sock: dup,
+                link: dup,
                 no_shutdown: self.opts.no_shutdown,
                 cancelled: cancelled.clone(),
                 sent: sent.clone(),
@@ -153,10 +140,10 @@ impl ByteRelay {
                 events: events_tx,
                 wake: wake_tx.try_clone()?,
             };
-            self.stdin_thread().send(job).ok();
+            self.stdin_thread(link.zero_copy()).send(job).ok();
         }
         let mut down = Downlink {
-            sock,
+            link,
             opts: &self.opts,
             stdin_is_tty: self.stdin_is_tty,
             uplink,
@@ -174,6 +161,7 @@ impl ByteRelay {
         let result = down.run();
         interrupt::retire();
         cancelled.store(true, Ordering::SeqCst);
+        link.finish(result.is_ok());
         let received = down.received;
         // The stdin thread may still hold a dup of the socket while it waits on stdin; shut
         // the connection so the peer sees it end now, not at the next keystroke.
@@ -189,13 +177,15 @@ impl ByteRelay {
         })
     }
 
-    fn stdin_thread(&mut self) -> &Sender<Job> {
+    /// The stdin thread, made at the first session over a link that is `zero_copy` or not
+    /// (a process relays over one kind: plain sockets, or TLS).
+    fn stdin_thread(&mut self, zero_copy: bool) -> &Sender<Job> {
         let wire = self.wire.clone();
         self.stdin.get_or_insert_with(|| {
             let (tx, rx) = mpsc::channel::<Job>();
             thread::Builder::new()
                 .name("stdin".into())
-                .spawn(move || stdin_loop(rx, wire))
+                .spawn(move || stdin_loop(rx, wire, zero_copy))
                 .expect("spawning the stdin thread");
             tx
         })
@@ -204,8 +194,8 @@ impl ByteRelay {
 
 /// The stdin thread: moves stdin to the current session's socket (zerocopy.rs picks how). A
 /// chunk read while no session is live waits for the next one.
-fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
-    let mut uplink = zerocopy::Uplink::for_stdin(wire.outbound(Framing::Stream));
+fn stdin_loop(jobs: Receiver<Job>, wire: Wire, zero_copy: bool) {
+    let mut uplink = zerocopy::Uplink::for_stdin(wire.outbound(Framing::Stream), zero_copy);
     // A terminal's EOF (Ctrl-D) is not the end of the terminal: it ends what the person sends
     // to this peer, and the next one (`listen -k`) reads the terminal afresh. A pipe's or a
     // file's EOF is the end of the data, for every session after it too.
@@ -227,7 +217,7 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
             if at_eof {
                 break Some(finish_stdin(&job));
             }
-            match uplink.step(&job.sock, &job.cancelled, &mut moved) {
+            match uplink.step(job.link.as_ref(), &job.cancelled, &mut moved) {
                 Ok(Step::Moved) => {}
                 Ok(Step::Eof) => at_eof = true,
                 Ok(Step::Held) => break None, // keep the chunk for the next session
@@ -244,7 +234,7 @@ fn stdin_loop(jobs: Receiver<Job>, wire: Wire) {
         // The dup goes before the session hears of the outcome, so the session's close() of
         // the socket is the last one and what it narrates (FIN, RST, TIME_WAIT) is true.
         uplink.session_done();
-        socket::close_dup(job.sock);
+        job.link.release();
         if let Some(up) = outcome {
             job.events.send(up).ok();
             (&job.wake).write_all(b"!").ok();
@@ -258,9 +248,12 @@ fn finish_stdin(job: &Job) -> Up {
         return Up::Eof;
     }
     job.shut.store(true, Ordering::SeqCst);
-    if let Err(e) = socket::shutdown(&job.sock, Shutdown::Write) {
+    if let Err(e) = job.link.shut_write() {
         if e.kind() == io::ErrorKind::NotConnected {
             return Up::Reset;
+        }
+        if let Some(text) = link::said(&e) {
+            return Up::Failed(anyhow!("{text}"));
         }
         return Up::Failed(anyhow!("shutdown(SHUT_WR): {}", error::plain(&e)));
     }
@@ -270,6 +263,9 @@ fn finish_stdin(job: &Job) -> Up {
 /// The error for bytes that did not reach the peer: read from stdin and not sent, or (a file
 /// sent by sendfile) still in the file.
 fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
+    if let Some(text) = link::said(e) {
+        return anyhow!("{text}");
+    }
     let what = if from_file {
         "left in the stdin file"
     } else {
@@ -294,7 +290,7 @@ fn undelivered(e: &io::Error, lost: u64, from_file: bool) -> anyhow::Error {
 
 /// The session's own thread: socket -> stdout, and the decision when it ends.
 struct Downlink<'a> {
-    sock: &'a Socket,
+    link: &'a dyn Link,
     opts: &'a Ending,
     stdin_is_tty: bool,
     uplink: bool,
@@ -321,7 +317,9 @@ impl Downlink<'_> {
 
     fn run(&mut self) -> Result<End> {
         let stages = self.wire.inbound(Framing::Stream);
-        let mut sink = zerocopy::Sink::for_stdout(self.opts.send_only, stages);
+        let mut sink =
+            zerocopy::Sink::for_stdout(self.opts.send_only, stages, self.link.zero_copy());
+        let sock = self.link.socket();
         loop {
             while let Ok(up) = self.events.try_recv() {
                 match up {
@@ -331,43 +329,20 @@ impl Downlink<'_> {
                 }
             }
             if self.peer_eof.is_some()
-                && (self.uplink_done()
-                    || self.opts.peer_eof_ends
-                    || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
+                && self
+                    .opts
+                    .peer_eof_ends_now(self.uplink_done(), self.stdin_is_tty)
             {
                 return Ok(End::Closed);
             }
-            let now = Instant::now();
-            // checked_add: a deadline too far to represent is no deadline.
-            let quit_at = self
-                .stdin_eof_at
-                .zip(self.opts.quit_after)
-                .and_then(|(t, q)| t.checked_add(q));
-            if quit_at.is_some_and(|q| now >= q) {
-                narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
-                return Ok(End::QuitAfter);
-            }
-            let idle_at = self
+            let last_moved = self.activity.last();
+            let mut timeout = match self
                 .opts
-                .idle_timeout
-                .and_then(|t| self.activity.last().checked_add(t));
-            if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
-                && now >= at
+                .due(Instant::now(), self.stdin_eof_at, last_moved)?
             {
-                if self.opts.idle_ends_cleanly {
-                    narrate::info(format_args!(
-                        "idle for {}: ending (nc's -w)",
-                        humantime::format_duration(t)
-                    ));
-                    return Ok(End::Closed);
-                }
-                return Err(anyhow!(
-                    "idle timeout: no data moved either way for {}",
-                    humantime::format_duration(t)
-                ));
-            }
-            let deadline = [quit_at, idle_at].into_iter().flatten().min();
-            let mut timeout = deadline.map(|d| d.saturating_duration_since(now));
+                Due::Ended(end) => return Ok(end),
+                Due::Wait(t) => t,
+            };
             // At -vv, while our FIN is out and the peer's has not come, look at the state now
             // and then: the ACK of our FIN (FIN_WAIT1 -> FIN_WAIT2) wakes no poll, and the
             // learner should see it when it happens.
@@ -379,10 +354,16 @@ impl Downlink<'_> {
             // After the peer's EOF there is nothing to read. A reset the peer answers our later
             // bytes with reaches the stdin thread, whose next write or shutdown reports it with
             // the exact count (Up::Failed / Up::Reset): one reporter, no race between two.
-            let watch = self.peer_eof.is_none().then(|| self.sock.as_raw_fd());
-            let ready = socket::poll_readable(&[watch, Some(self.wake.as_raw_fd())], timeout)?;
+            let watch = self.peer_eof.is_none().then(|| sock.as_raw_fd());
+            // Bytes the link holds already (TLS: decrypted) wake no poll: look, don't wait.
+            let held = watch.is_some() && self.link.buffered();
+            if held {
+                timeout = Some(Duration::ZERO);
+            }
+            let mut ready = socket::poll_readable(&[watch, Some(self.wake.as_raw_fd())], timeout)?;
+            ready[0] |= held;
             if watching {
-                socket::look(self.sock, "seen while waiting for the peer's FIN");
+                socket::look(sock, "seen while waiting for the peer's FIN");
             }
             if ready[1] {
                 let mut drain = [0u8; 64];
@@ -391,14 +372,15 @@ impl Downlink<'_> {
             if !ready[0] {
                 continue;
             }
-            let n = match sink.step(self.sock) {
+            let n = match sink.step(self.link) {
                 Ok(Got::Data(n)) => n,
                 Ok(Got::Nothing) => continue,
                 Ok(Got::Eof) if self.reset_under_eof() => return Err(self.reset_while_sending()),
                 Ok(Got::Eof) => {
-                    socket::look(self.sock, "read returned 0: the peer's FIN");
+                    let (note, sentence) = self.link.peer_end();
+                    socket::look(sock, note);
                     narrate::info(format_args!(
-                        "the peer closed its sending side (EOF after {} bytes)",
+                        "{sentence} (EOF after {} bytes)",
                         self.received
                     ));
                     self.peer_eof = Some(self.sent.load(Ordering::SeqCst));
@@ -413,6 +395,9 @@ impl Downlink<'_> {
                     continue;
                 }
                 Err(DownError::Recv(e)) => {
+                    if let Some(text) = link::said(&e) {
+                        return Err(anyhow!("{text}"));
+                    }
                     return Err(anyhow!(
                         "receiving from the peer: {} (after {} bytes)",
                         error::plain(&e),
@@ -439,7 +424,7 @@ impl Downlink<'_> {
     /// orderly close ends, so that case stays an EOF.)
     fn reset_under_eof(&self) -> bool {
         !self.shut.load(Ordering::SeqCst)
-            && socket::tcp_state(self.sock.as_raw_fd()) == Some("CLOSE")
+            && socket::tcp_state(self.link.socket().as_raw_fd()) == Some("CLOSE")
     }
 
     /// The error for a reset found under an EOF: the stdin thread's, which counts the bytes
@@ -488,12 +473,15 @@ fn exact(n: u64) -> String {
 }
 
 /// The `-v` end-of-session lines: bytes each way, duration, rate, and TCP_INFO on Linux.
-pub(crate) fn report(sock: &Socket, t: &Totals) {
+/// `plaintext`: the session ran over TLS, and the counts are of what TLS carried, not of
+/// what crossed the wire.
+pub fn report(sock: &Socket, t: &Totals, plaintext: bool) {
     if !narrate::verbose() {
         return;
     }
+    let of = if plaintext { " of plaintext" } else { "" };
     narrate::info(format_args!(
-        "closed: sent {}, received {} in {} ({} up, {} down)",
+        "closed: sent {}, received {}{of} in {} ({} up, {} down)",
         exact(t.sent),
         exact(t.received),
         narrate::short(t.elapsed),

@@ -7,7 +7,8 @@
 //! fixed buffer. Pipes handed to us are grown to 1 MiB (F_SETPIPE_SZ): the writer runs ahead
 //! and each call moves more. `SOCKKIT_RELAY=buffered` turns sendfile and splice off, for the
 //! benchmark's comparison. The wire stages (`--crlf`, the dump) come from wire.rs and force
-//! the copying path, since they must see each byte. The session rules (half-close, EOF,
+//! the copying path, since they must see each byte; so does a link that is not zero-copy
+//! (TLS, link.rs), whose reads and writes the copying path calls. The session rules (half-close, EOF,
 //! timeouts, the stdin hand-off) stay in stream.rs: this file only moves bytes and says how
 //! many, and what it holds between calls never grows with the size of the transfer.
 
@@ -17,8 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use socket2::Socket;
-
+use super::link::{Link, read_fd, told, write_fd};
 use super::wire::{Inbound, Outbound};
 use crate::narrate::{self, Flow, Key};
 use crate::sys;
@@ -238,41 +238,6 @@ fn wait_ready(fd: RawFd, events: libc::c_short) {
     let _ = sys::poll(std::slice::from_mut(&mut p), -1);
 }
 
-/// Tells `flow` (when narrating) of a data call that returned `result`, spelled by `full`.
-fn told(
-    flow: &mut Option<Flow>,
-    key: Key,
-    full: impl FnOnce() -> String,
-    result: io::Result<usize>,
-) -> io::Result<usize> {
-    if let Some(f) = flow {
-        f.call(key, full, &result);
-    }
-    result
-}
-
-fn read_fd(flow: &mut Option<Flow>, fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    let r = sys::read(fd, buf);
-    let len = buf.len();
-    let key = Key {
-        name: "read",
-        from: fd,
-        to: None,
-    };
-    told(flow, key, || format!("read(fd {fd}, buf, {len})"), r)
-}
-
-fn write_fd(flow: &mut Option<Flow>, fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    let r = sys::write(fd, buf);
-    let len = buf.len();
-    let key = Key {
-        name: "write",
-        from: fd,
-        to: None,
-    };
-    told(flow, key, || format!("write(fd {fd}, buf, {len})"), r)
-}
-
 /// splice(2) from `inp` to `out` (SPLICE_F_MOVE, as sys::splice always sets it), narrated.
 fn splice_fd(flow: &mut Option<Flow>, inp: RawFd, out: RawFd, len: usize) -> io::Result<usize> {
     let r = sys::splice(inp, out, len, 0);
@@ -294,12 +259,28 @@ fn splice_fd(flow: &mut Option<Flow>, inp: RawFd, out: RawFd, len: usize) -> io:
 fn write_all(
     flow: &mut Option<Flow>,
     fd: RawFd,
+    data: &[u8],
+    moved: &mut dyn FnMut(usize),
+) -> Result<(), (usize, io::Error)> {
+    write_all_by(flow, fd, data, moved, &mut |flow, data| {
+        write_fd(flow, fd, data)
+    })
+}
+
+/// One send of a link's (link.rs), narrated into the flow.
+type SendFn<'a> = dyn FnMut(&mut Option<Flow>, &[u8]) -> io::Result<usize> + 'a;
+
+/// `write_all` through `send` (a link's), waiting on `fd` when it would block.
+fn write_all_by(
+    flow: &mut Option<Flow>,
+    fd: RawFd,
     mut data: &[u8],
     moved: &mut dyn FnMut(usize),
+    send: &mut SendFn<'_>,
 ) -> Result<(), (usize, io::Error)> {
     let mut written = 0;
     while !data.is_empty() {
-        match write_fd(flow, fd, data) {
+        match send(flow, data) {
             Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
             Ok(n) => {
                 written += n;
@@ -362,11 +343,12 @@ pub struct Uplink {
 impl Uplink {
     /// Looks at stdin (fstat) and picks its path, with the wire stages applied on the way
     /// (they force the buffered path); narrated at `-vv`.
-    pub fn for_stdin(stages: Outbound) -> Uplink {
+    /// `zero_copy`: the link lets bytes bypass sockkit (a plain socket; TLS does not).
+    pub fn for_stdin(stages: Outbound, zero_copy: bool) -> Uplink {
         let (kind, took) = probe(STDIN);
         let path = match kind {
             _ if stages.sees_bytes() => Path::Buffered,
-            Kind::File { .. } if ZERO_COPY && !forced_buffered() => Path::Sendfile,
+            Kind::File { .. } if zero_copy && ZERO_COPY && !forced_buffered() => Path::Sendfile,
             _ => Path::Buffered,
         };
         narrate_choice(STDIN, kind, took, "stdin -> socket", path);
@@ -402,15 +384,16 @@ impl Uplink {
         self.stages.restart();
     }
 
-    /// Moves the next bytes from stdin to `sock`, calling `moved` with each count as the
-    /// socket takes them; blocks until stdin has something (or EOF) and the socket took it.
+    /// Moves the next bytes from stdin to `link`, calling `moved` with each count as the
+    /// link takes them; blocks until stdin has something (or EOF) and the link took it.
     pub fn step(
         &mut self,
-        sock: &Socket,
+        link: &dyn Link,
         cancelled: &AtomicBool,
         moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
-        if self.path == Path::Sendfile {
+        let sock = link.socket();
+        if self.path == Path::Sendfile && link.zero_copy() {
             let t0 = narrate::narrating().then(Instant::now);
             let out = sock.as_raw_fd();
             let key = Key {
@@ -446,12 +429,12 @@ impl Uplink {
                 }
             }
         }
-        self.buffered_step(sock, cancelled, moved)
+        self.buffered_step(link, cancelled, moved)
     }
 
     fn buffered_step(
         &mut self,
-        sock: &Socket,
+        link: &dyn Link,
         cancelled: &AtomicBool,
         moved: &mut dyn FnMut(usize),
     ) -> Result<Step, UpError> {
@@ -476,11 +459,13 @@ impl Uplink {
                 return Ok(Step::Held);
             }
         }
-        let fd = sock.as_raw_fd();
+        let fd = link.socket().as_raw_fd();
         // The dump shows what the socket took: after --crlf, and only as far as it got.
         let flow = &mut self.flow;
         let result = self.stages.pass(&self.buf[..self.pending], |data| {
-            match write_all(flow, fd, data, moved) {
+            match write_all_by(flow, fd, data, moved, &mut |flow, data| {
+                link.send(flow, data)
+            }) {
                 Ok(()) => (data.len(), Ok(Step::Moved)),
                 Err((written, err)) => (
                     written,
@@ -551,11 +536,12 @@ pub struct Sink {
 impl Sink {
     /// Looks at stdout (fstat) and picks its path; `discard` is `--send-only`, `stages` the
     /// dump of what arrives (it forces the buffered path). Narrated at `-vv`.
-    pub fn for_stdout(discard: bool, stages: Inbound) -> Sink {
+    /// `zero_copy`: the link lets bytes bypass sockkit (a plain socket; TLS does not).
+    pub fn for_stdout(discard: bool, stages: Inbound, zero_copy: bool) -> Sink {
         let (kind, took) = probe(STDOUT);
         let zc = ZERO_COPY && !forced_buffered();
         let mut path = match kind {
-            _ if stages.sees_bytes() => Path::Buffered,
+            _ if stages.sees_bytes() || !zero_copy => Path::Buffered,
             _ if discard => Path::Discard,
             Kind::Pipe if zc => Path::Splice,
             Kind::File { .. } | Kind::DevNull | Kind::CharDevice | Kind::BlockDevice if zc => {
@@ -605,9 +591,9 @@ impl Sink {
         }
     }
 
-    /// Moves what the socket has (it polled readable) to stdout; blocks while stdout is full.
-    pub fn step(&mut self, sock: &Socket) -> Result<Got, DownError> {
-        let fd = sock.as_raw_fd();
+    /// Moves what the link has (it polled readable) to stdout; blocks while stdout is full.
+    pub fn step(&mut self, link: &dyn Link) -> Result<Got, DownError> {
+        let fd = link.socket().as_raw_fd();
         let t0 = narrate::narrating().then(Instant::now);
         match self.path {
             Path::Splice => match splice_fd(&mut self.flow, fd, STDOUT, ZC_CHUNK) {
@@ -652,9 +638,11 @@ impl Sink {
             },
             Path::Buffered | Path::Sendfile => {
                 let n = loop {
-                    match read_fd(&mut self.flow, fd, &mut self.buf) {
+                    match link.recv(&mut self.flow, &mut self.buf) {
                         Ok(n) => break n,
                         Err(e) if interrupted(&e) => {}
+                        // A link that holds bytes back (TLS: a record not yet whole).
+                        Err(e) if would_block(&e) => return Ok(Got::Nothing),
                         Err(e) => return Err(DownError::Recv(e)),
                     }
                 };

@@ -149,13 +149,33 @@ fn chain_and_key(
             ))
         })?;
     let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing);
-    if certified.keys_match().is_err() {
-        return Err(UsageError::new(format!(
-            "key file {} does not match the certificate in {}",
-            key.display(),
-            cert.display()
-        ))
-        .into());
+    match certified.keys_match() {
+        // A key type whose public half rustls cannot derive: nothing to compare, and a
+        // mismatch would show at the handshake.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            return Err(UsageError::new(format!(
+                "key file {} does not match the certificate in {}",
+                key.display(),
+                cert.display()
+            ))
+            .into());
+        }
+        // The leaf itself does not parse as a certificate rustls can use (say, an X.509 v1
+        // one, as `openssl x509 -req` makes without extensions): not the key's fault.
+        Err(e) => {
+            let hint = if format!("{e:?}").contains("UnsupportedCertVersion") {
+                ": it is X.509 v1, and v3 is needed (openssl x509 -req makes v3 with -extfile, \
+                 e.g. a subjectAltName)"
+            } else {
+                ""
+            };
+            return Err(UsageError::new(format!(
+                "certificate file {}: its first certificate is not one rustls can use ({e}){hint}",
+                cert.display()
+            ))
+            .into());
+        }
     }
     Ok((chain, key_der))
 }

@@ -1,24 +1,22 @@
-//! The relay between stdio and a TLS connection (`connect --tls`, `listen --tls`): the same
-//! ending rules as the plain relay (relay/stream.rs), with TLS's own on top. Bytes are copied
-//! (no splice or sendfile: they are encrypted on the way), through rustls's buffers, on one
-//! thread that polls the socket both ways, so a peer that sends while we send never stalls
-//! us. A stdin thread for the whole process reads stdin in chunks (it outlives a session, so
-//! `listen -k` hands what was typed between clients to the next one).
+//! TLS for the relay of `connect --tls` and `listen --tls`: the handshake, then the relay's
+//! one byte-stream session (relay/stream.rs) over a TLS link, so half-close, `-q`, `-w`,
+//! `--no-shutdown`, the counts, `--json`/`--progress` and the `-k` hand-off of stdin are the
+//! plain relay's, written once. What is TLS's is here: bytes are plaintext on our side of
+//! rustls and are copied through it (no splice or sendfile: they are encrypted on the way);
+//! stdin EOF sends close_notify, then shuts TCP's sending side, and the session reads on
+//! until the peer's close_notify (TLS 1.3 keeps both directions apart; a TLS 1.2 peer
+//! answers with its own at once); a TCP EOF without the peer's close_notify may be a
+//! truncation and ends the session with an error (exit 1); the handshake is bounded by a
+//! timeout; `-vv` narrates each record (stage.rs's tap).
 //!
-//! TLS semantics: stdin EOF sends close_notify, then shuts TCP's sending side, and keeps
-//! reading until the peer's close_notify (TLS 1.3 keeps both directions apart; a TLS 1.2
-//! peer answers with its own at once). A TCP EOF without the peer's close_notify may be a
-//! truncation: it ends the session with an error (exit 1). The handshake is bounded by a
-//! timeout.
+//! The relay's two threads share one rustls connection behind a mutex: the session's thread
+//! reads and decrypts, the stdin thread encrypts and sends. Neither waits on the socket while
+//! holding it, so a peer that sends while we send never stalls either direction.
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
-use std::thread;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -29,16 +27,17 @@ use super::report;
 use super::stage::{Tap, Tapped, sentence};
 use super::verify::{self, Checked};
 use crate::error;
-use crate::interrupt::{self, Live};
-use crate::narrate;
-use crate::relay::session::stream_reports;
-use crate::relay::stream;
-use crate::relay::summary;
-use crate::relay::{End, Ending};
+use crate::interrupt;
+use crate::narrate::{self, Flow};
+use crate::relay::link::{self, Dup, Held, Link, Said};
+use crate::relay::session::{stream_ended, stream_reports};
+use crate::relay::stream::ByteRelay;
+use crate::relay::{End, Ending, Wire};
 use crate::socket;
 use crate::sys;
 
 /// Which end of the handshake we are.
+#[derive(Clone)]
 pub enum Role {
     /// A client, with what its verifier saw.
     Client(Arc<Checked>),
@@ -46,51 +45,31 @@ pub enum Role {
     Server,
 }
 
-/// What the stdin thread hands over.
-enum Chunk {
-    Data(Vec<u8>),
-    Eof,
-    Failed(io::Error),
-}
-
-/// The stdin thread's end of the pipe, made at the first session and kept.
-struct Stdin {
-    chunks: Receiver<Chunk>,
-    wake: UnixStream,
-    at_eof: bool,
-    /// What a session ended before rustls took (`listen -k`): the next client gets it first,
-    /// as the plain relay hands stdin on, so nothing typed between clients is lost.
-    carry: Vec<u8>,
-}
+/// At most this much plaintext is handed to rustls per send: a few records' worth, so one
+/// send does not hold a burst in user space.
+const SEND_CHUNK: usize = 64 * 1024;
 
 /// Runs TLS sessions over sockets handed to it, one at a time.
 pub struct TlsRelay {
-    opts: Ending,
+    /// The plain relay's session loop, kept across sessions (`listen -k`): its stdin thread
+    /// carries what was typed between clients to the next one.
+    relay: ByteRelay,
+    no_shutdown: bool,
     handshake_timeout: Duration,
-    stdin: Option<Stdin>,
-    stdin_is_tty: bool,
     /// `--json`: the session's summary object instead of `-v`'s closing lines.
     json: bool,
     /// `--progress`: the live line while each session runs (progress.rs).
     progress: bool,
 }
 
-/// What a session moved, for `-v`.
-pub struct Totals {
-    pub sent: u64,
-    pub received: u64,
-    pub elapsed: Duration,
-}
-
-const CHUNK: usize = 64 * 1024;
-
 impl TlsRelay {
-    pub fn new(opts: Ending, handshake_timeout: Duration) -> Self {
+    /// Sessions ending as `opts` says, with the wire stages `wire` (`--crlf`, `-x`) on the
+    /// plaintext, each handshake bounded by `handshake_timeout`.
+    pub fn new(opts: Ending, wire: Wire, handshake_timeout: Duration) -> Self {
         TlsRelay {
-            opts,
+            relay: ByteRelay::new(opts, wire),
+            no_shutdown: opts.no_shutdown,
             handshake_timeout,
-            stdin: None,
-            stdin_is_tty: io::stdin().is_terminal(),
             json: false,
             progress: false,
         }
@@ -110,510 +89,425 @@ impl TlsRelay {
         self
     }
 
-    fn stdin(&mut self) -> Result<&mut Stdin> {
-        if self.stdin.is_none() {
-            let (wake_rx, wake_tx) = UnixStream::pair()?;
-            wake_tx.set_nonblocking(true)?;
-            wake_rx.set_nonblocking(true)?;
-            // Two chunks in flight: enough to keep the socket busy, little to hold.
-            let (tx, rx) = mpsc::sync_channel(2);
-            thread::Builder::new()
-                .name("stdin".into())
-                .spawn(move || stdin_loop(&tx, &wake_tx))?;
-            self.stdin = Some(Stdin {
-                chunks: rx,
-                wake: wake_rx,
-                at_eof: false,
-                carry: Vec::new(),
-            });
-        }
-        Ok(self.stdin.as_mut().expect("made above"))
-    }
-
     /// Handshakes over `sock` as `role`, then relays stdio over it until the session ends.
     /// The socket is left to the caller to close.
     pub fn session(&mut self, sock: &Socket, conn: Connection, role: &Role) -> Result<End> {
         let started = Instant::now();
         sock.set_nonblocking(true)?;
-        // Plaintext counters the signal thread and the --progress line read, as a plain
-        // session publishes its own.
-        let live = Live::new(Arc::new(AtomicU64::new(0)));
-        interrupt::publish(&live);
         let (peer, line) = stream_reports(sock, self.json, self.progress);
-        let uplink = !self.opts.recv_only;
-        if uplink {
-            self.stdin()?;
-        }
-        let mut s = Session {
+        let link = TlsLink {
             sock,
-            conn,
-            role,
-            opts: self.opts,
-            stdin: if uplink { self.stdin.as_mut() } else { None },
-            stdin_is_tty: self.stdin_is_tty,
-            started,
-            handshake_deadline: started + self.handshake_timeout,
-            handshaken: false,
-            sent: 0,
-            received: 0,
-            last_moved: started,
-            stdin_eof_at: None,
-            held: Vec::new(),
-            held_at: 0,
-            close_sent: false,
-            shut: false,
-            peer_closed: false,
-            tcp_eof: false,
-            tap: Tap::new(""),
-            live,
+            shared: Arc::new(Shared {
+                role: role.clone(),
+                no_shutdown: self.no_shutdown,
+                inner: Mutex::new(Inner {
+                    conn,
+                    tap: Tap::new(""),
+                    handshaken: false,
+                    sent: 0,
+                    received: 0,
+                    held: true,
+                    close_sent: false,
+                    peer_closed: false,
+                    tcp_eof: false,
+                }),
+            }),
         };
-        if let Some(i) = s.stdin.as_deref_mut() {
-            s.held = std::mem::take(&mut i.carry);
-        }
-        if s.stdin.as_ref().is_some_and(|i| i.at_eof) {
-            // stdin ended during an earlier session (`listen -k`): this one starts half-closed.
-            s.stdin_eof_at = Some(started);
-        }
-        let result = match s.run() {
-            Err(e) if e.is::<StdoutClosed>() => Ok(End::StdoutClosed),
-            r => r,
-        };
-        if result.is_ok() && !s.close_sent && !s.opts.no_shutdown && s.handshaken {
-            // A session that ends with our side still open (--recv-only, a terminal's stdin,
-            // --quit-after) still says goodbye: the peer may be waiting for our close_notify.
-            s.conn.send_close_notify();
-            s.close_sent = true;
-            s.flush().ok();
-        }
-        if s.held_at < s.held.len()
-            && let Some(i) = s.stdin.as_deref_mut()
-        {
-            i.carry = s.held.split_off(s.held_at);
-        }
-        let totals = Totals {
-            sent: s.sent,
-            received: s.received,
-            elapsed: started.elapsed(),
-        };
-        if result.is_err() {
-            // Whatever the error, the peer hears the end now (an alert, if rustls queued one).
-            s.flush().ok();
-        }
+        let result = link
+            .handshake(started, self.handshake_timeout)
+            .and_then(|()| self.relay.session(&link));
         drop(line);
-        interrupt::retire();
-        match (&result, self.json) {
-            (Ok(end), true) => {
-                interrupt::session_ended(totals.sent, totals.received);
-                let t = stream::Totals {
-                    sent: totals.sent,
-                    received: totals.received,
-                    elapsed: totals.elapsed,
-                    end: *end,
+        match result {
+            Ok(totals) => {
+                let tls = {
+                    let inner = link.shared.lock();
+                    report::json(&inner.conn)
+                        .raw("close_notify", inner.peer_closed.to_string())
+                        .text()
                 };
-                let tls = report::json(&s.conn)
-                    .raw("close_notify", s.peer_closed.to_string())
-                    .text();
-                let o = summary::stream(sock, peer.as_ref(), &t).raw("tls", tls);
-                narrate::json_line(&o.text());
+                stream_ended(sock, peer.as_ref(), &totals, self.json, Some(tls));
+                Ok(totals.end)
             }
-            // A failed session has no object: its error line is the account, as on TCP.
-            (Err(_), true) => {}
-            (_, false) => {
-                if result.is_ok() {
-                    interrupt::session_ended(totals.sent, totals.received);
-                }
-                report_totals(sock, &totals);
+            Err(e) => {
+                // Whatever the error, the peer hears the end now (an alert, if rustls queued
+                // one). A failed session has no object: its error line is the account.
+                link.shared.flush_now(sock).ok();
+                interrupt::retire();
+                Err(e)
             }
-        }
-        result
-    }
-}
-
-/// The stdin thread: chunks of stdin, each followed by a byte on the wake pipe.
-fn stdin_loop(tx: &SyncSender<Chunk>, wake: &UnixStream) {
-    let mut stdin = sys::stdio_file(0);
-    loop {
-        let mut buf = vec![0u8; CHUNK];
-        let chunk = match stdin.read(&mut buf) {
-            Ok(0) => Chunk::Eof,
-            Ok(n) => {
-                buf.truncate(n);
-                Chunk::Data(buf)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Chunk::Failed(e),
-        };
-        let last = !matches!(chunk, Chunk::Data(_));
-        if tx.send(chunk).is_err() {
-            return;
-        }
-        // A full pipe already holds a wake-up; losing this byte loses nothing.
-        let _ = (&*wake).write(b"!");
-        if last {
-            return;
         }
     }
 }
 
-struct Session<'a> {
-    sock: &'a Socket,
+/// A TLS connection as the relay's link: the session's thread holds one on the caller's
+/// socket, the stdin thread one on its own descriptor (`Dup`), both on one rustls
+/// connection.
+struct TlsLink<S> {
+    sock: S,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    role: Role,
+    /// `--no-shutdown`: our side never says close_notify.
+    no_shutdown: bool,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
     conn: Connection,
-    role: &'a Role,
-    opts: Ending,
-    stdin: Option<&'a mut Stdin>,
-    stdin_is_tty: bool,
-    started: Instant,
-    handshake_deadline: Instant,
+    /// `-vv`: the records each way (stage.rs's tap, shared with the event loops).
+    tap: Option<Box<Tap>>,
     handshaken: bool,
+    /// Plaintext rustls took from us, and gave us.
     sent: u64,
     received: u64,
-    last_moved: Instant,
-    stdin_eof_at: Option<Instant>,
-    /// A chunk of stdin rustls has not taken all of yet, and how much it has.
-    held: Vec<u8>,
-    held_at: usize,
-    /// close_notify queued (stdin EOF).
+    /// rustls may hold decrypted plaintext (or the peer's close_notify) the socket will not
+    /// announce again: the session reads before it waits.
+    held: bool,
     close_sent: bool,
-    /// TCP's sending side shut after close_notify went out.
-    shut: bool,
     /// The peer's close_notify arrived.
     peer_closed: bool,
     /// TCP EOF from the peer.
     tcp_eof: bool,
-    /// `-vv`: the records each way (stage.rs's tap, shared with the event loops).
-    tap: Option<Box<Tap>>,
-    /// The counters published for the signal thread and `--progress`.
-    live: Arc<Live>,
 }
 
-impl Session<'_> {
-    fn uplink_done(&self) -> bool {
-        self.stdin.as_ref().is_none_or(|s| s.at_eof) && self.held_at == self.held.len()
-    }
-
-    fn run(&mut self) -> Result<End> {
-        loop {
-            self.take_stdin()?;
-            self.flush()?;
-            if self.close_sent && !self.shut && !self.conn.wants_write() {
-                self.shut = true;
-                socket::shutdown(self.sock, Shutdown::Write).ok();
-            }
-            if self.peer_closed
-                && (self.uplink_done() || (self.stdin_is_tty && self.opts.peer_eof_ends_terminal))
-            {
-                return Ok(End::Closed);
-            }
-            let now = Instant::now();
-            if !self.handshaken && now >= self.handshake_deadline {
-                return Err(anyhow!(
-                    "TLS handshake: no answer within {} (is the peer speaking TLS?)",
-                    humantime::format_duration(self.handshake_deadline - self.started)
-                ));
-            }
-            let quit_at = self
-                .stdin_eof_at
-                .zip(self.opts.quit_after)
-                .and_then(|(t, q)| t.checked_add(q));
-            if quit_at.is_some_and(|q| now >= q) {
-                narrate::info(format_args!("--quit-after ran out after stdin EOF; ending"));
-                return Ok(End::QuitAfter);
-            }
-            let idle_at = self
-                .opts
-                .idle_timeout
-                .and_then(|t| self.last_moved.checked_add(t));
-            if let (Some(at), Some(t)) = (idle_at, self.opts.idle_timeout)
-                && now >= at
-            {
-                return Err(anyhow!(
-                    "idle timeout: no data moved either way for {}",
-                    humantime::format_duration(t)
-                ));
-            }
-            let handshake_at = (!self.handshaken).then_some(self.handshake_deadline);
-            let deadline = [quit_at, idle_at, handshake_at].into_iter().flatten().min();
-            let ms = deadline.map_or(-1, |d| {
-                i32::try_from(d.saturating_duration_since(now).as_millis() + 1).unwrap_or(i32::MAX)
-            });
-            let mut events = 0;
-            if !self.tcp_eof {
-                events |= libc::POLLIN;
-            }
-            if self.conn.wants_write() {
-                events |= libc::POLLOUT;
-            }
-            let wake_fd = match &self.stdin {
-                Some(s) if !s.at_eof && self.can_take_input() => s.wake.as_raw_fd(),
-                _ => -1,
-            };
-            let mut fds = [
-                libc::pollfd {
-                    fd: if events == 0 {
-                        -1
-                    } else {
-                        self.sock.as_raw_fd()
-                    },
-                    events,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: wake_fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            match sys::poll(&mut fds, ms) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(anyhow!("poll: {}", error::plain(&e))),
-                Ok(_) => {}
-            }
-            if fds[1].revents != 0
-                && let Some(s) = &self.stdin
-            {
-                let mut drain = [0u8; 64];
-                let _ = (&s.wake).read(&mut drain);
-            }
-            if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                self.receive()?;
-            }
-        }
-    }
-
-    /// More plaintext is taken only once rustls has sent what it holds: stdin waits, not
-    /// memory.
-    fn can_take_input(&self) -> bool {
-        self.handshaken && !self.conn.wants_write() && !self.close_sent
-    }
-
-    /// Moves what the stdin thread has read into the TLS connection; at its EOF (once the
-    /// handshake is done: a close_notify during it would end the handshake) the close_notify.
-    fn take_stdin(&mut self) -> Result<()> {
-        self.take_chunks()?;
-        if self.stdin_eof_at.is_some()
-            && self.held_at == self.held.len()
-            && self.handshaken
-            && !self.close_sent
-            && !self.opts.no_shutdown
-        {
-            narrate::info(format_args!(
-                "stdin EOF after {} bytes: sending close_notify",
-                self.sent
-            ));
-            self.conn.send_close_notify();
-            self.close_sent = true;
-        }
-        Ok(())
-    }
-
-    fn take_chunks(&mut self) -> Result<()> {
-        while self.can_take_input() {
-            // rustls takes at most its buffer limit at a time: the rest waits here.
-            if self.held_at < self.held.len() {
-                let n = self
-                    .conn
-                    .writer()
-                    .write(&self.held[self.held_at..])
-                    .map_err(|e| anyhow!("TLS: {e}"))?;
-                self.held_at += n;
-                self.sent += n as u64;
-                self.live.sent.fetch_add(n as u64, Ordering::Relaxed);
-                self.last_moved = Instant::now();
-                if n == 0 {
-                    return Ok(());
-                }
-                continue;
-            }
-            let Some(stdin) = self.stdin.as_mut() else {
-                return Ok(());
-            };
-            if stdin.at_eof {
-                return Ok(());
-            }
-            match stdin.chunks.try_recv() {
-                Ok(Chunk::Data(data)) => {
-                    self.held = data;
-                    self.held_at = 0;
-                }
-                Ok(Chunk::Eof) | Err(TryRecvError::Disconnected) => {
-                    stdin.at_eof = true;
-                    self.stdin_eof_at = Some(Instant::now());
-                }
-                Ok(Chunk::Failed(e)) => {
-                    return Err(anyhow!("reading stdin: {}", error::plain(&e)));
-                }
-                Err(TryRecvError::Empty) => return Ok(()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends what rustls holds, as far as the socket takes it.
-    fn flush(&mut self) -> Result<()> {
+impl Inner {
+    /// Hands rustls's queued ciphertext to the socket until it is all gone or the socket is
+    /// full (WouldBlock): true once nothing is queued.
+    fn send_queued(&mut self, sock: &Socket) -> io::Result<bool> {
         while self.conn.wants_write() {
             let mut io = Tapped {
-                sock: self.sock,
+                sock,
                 tap: self.tap.as_deref_mut(),
                 handshaking: !self.handshaken,
             };
             match self.conn.write_tls(&mut io) {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(match e.raw_os_error() {
-                        Some(libc::EPIPE | libc::ECONNRESET) => anyhow!(
-                            "the peer closed the connection: some of the {} bytes sent may not have been delivered",
-                            self.sent
-                        ),
-                        _ => anyhow!("sending to the peer: {}", error::plain(&e)),
-                    });
-                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(true)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reads what the socket has, decrypts it and writes the plaintext to stdout.
-    fn receive(&mut self) -> Result<()> {
-        loop {
-            let mut io = Tapped {
-                sock: self.sock,
-                tap: self.tap.as_deref_mut(),
-                handshaking: !self.handshaken,
-            };
-            match self.conn.read_tls(&mut io) {
-                Ok(0) => {
-                    self.tcp_eof = true;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(anyhow!(
-                        "receiving from the peer: {} (after {} bytes)",
-                        error::plain(&e),
-                        self.received
-                    ));
-                }
-            }
-            break;
-        }
-        let state = match self.conn.process_new_packets() {
-            Ok(state) => state,
-            Err(e) => return Err(self.tls_error(&e)),
-        };
-        if !self.handshaken && !self.conn.is_handshaking() {
-            self.handshaken = true;
-            if self.conn.wants_write()
-                && let Some(t) = self.tap.as_deref_mut()
-            {
-                t.last_flight();
-            }
-            self.on_handshake();
-        }
-        let mut plain = state.plaintext_bytes_to_read();
-        let mut buf = vec![0u8; CHUNK];
-        while plain > 0 {
-            let n = match self.conn.reader().read(&mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(anyhow!("TLS: {e}")),
-            };
-            if n == 0 {
-                break;
-            }
-            plain = plain.saturating_sub(n);
-            self.received += n as u64;
-            self.live.received.fetch_add(n as u64, Ordering::Relaxed);
-            self.last_moved = Instant::now();
-            if !self.opts.send_only {
-                let mut out = sys::stdio_file(1);
-                if let Err(e) = out.write_all(&buf[..n]) {
-                    if error::is_broken_pipe(&e) {
-                        return Err(StdoutClosed.into());
-                    }
-                    return Err(anyhow!("writing to stdout: {}", error::plain(&e)));
-                }
-            }
-        }
-        if state.peer_has_closed() && !self.peer_closed {
-            self.peer_closed = true;
-            narrate::info(format_args!(
-                "the peer sent close_notify (EOF after {} bytes)",
-                self.received
-            ));
-        }
-        if self.tcp_eof && !self.peer_closed {
-            if !self.handshaken {
-                return Err(anyhow!(
-                    "TLS handshake: the peer closed the connection before it finished (is it speaking TLS?)"
-                ));
-            }
-            return Err(anyhow!(
-                "TLS: the peer closed the connection without close_notify after {} bytes: the data may be truncated",
-                self.received
-            ));
-        }
-        Ok(())
-    }
-
-    fn on_handshake(&self) {
-        report::handshake(&self.conn, self.started.elapsed());
+    fn peer_is(&self) -> &'static str {
         match self.role {
+            Role::Client(_) => "server",
+            Role::Server => "client",
+        }
+    }
+
+    /// The one line for a TLS failure: the certificate's problem, or what the peer did.
+    fn tls_error(&self, e: &rustls::Error, handshaken: bool) -> String {
+        if let Role::Client(checked) = &self.role
+            && let Some(line) = verify::refusal(e, checked)
+        {
+            return line;
+        }
+        sentence(e, self.peer_is(), handshaken)
+    }
+
+    /// What rustls holds goes out, as far as the socket takes it now.
+    fn flush_now(&self, sock: &Socket) -> io::Result<bool> {
+        let mut inner = self.lock();
+        inner.send_queued(sock)
+    }
+
+    /// What rustls holds goes out, waiting for room (not holding the connection meanwhile,
+    /// so the session's thread reads on).
+    fn flush_all(&self, sock: &Socket) -> io::Result<()> {
+        while !self.flush_now(sock)? {
+            wait(sock.as_raw_fd(), libc::POLLOUT, -1)?;
+        }
+        Ok(())
+    }
+
+    /// `-v`: what the handshake settled and the peer's chain.
+    fn on_handshake(&self, conn: &Connection, took: Duration) {
+        report::handshake(conn, took);
+        match &self.role {
             Role::Client(checked) => {
                 let seen = checked.seen();
                 report::chain("server", &seen.chain, &seen.verdict);
             }
             Role::Server => {
-                if let Some(certs) = self.conn.peer_certificates() {
+                if let Some(certs) = conn.peer_certificates() {
                     report::chain("client", certs, "verified against --client-ca");
                 }
             }
         }
     }
+}
 
-    /// The one line for a TLS failure: the certificate's problem, or what the peer did.
-    fn tls_error(&self, e: &rustls::Error) -> anyhow::Error {
-        if let Role::Client(checked) = self.role
-            && let Some(line) = verify::refusal(e, checked)
-        {
-            return anyhow!(line);
+impl<S: Held> TlsLink<S> {
+    /// The handshake, within `bound` of `started`; on failure the one line that says why.
+    fn handshake(&self, started: Instant, bound: Duration) -> Result<()> {
+        let (s, sock) = (&*self.shared, self.sock.sock());
+        let deadline = started + bound;
+        loop {
+            let (done, wants_write) = {
+                let mut inner = s.lock();
+                let drained = inner.send_queued(sock).map_err(|e| relay_error(&e))?;
+                if inner.handshaken && drained {
+                    return Ok(());
+                }
+                (inner.handshaken, !drained)
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(anyhow!(
+                    "TLS handshake: no answer within {} (is the peer speaking TLS?)",
+                    humantime::format_duration(bound)
+                ));
+            }
+            let ms = i32::try_from((deadline - now).as_millis() + 1).unwrap_or(i32::MAX);
+            // Done, with our last flight still queued: only room to send it is waited for
+            // (what the peer sends meanwhile is the session's to read).
+            let events = match (done, wants_write) {
+                (true, _) => libc::POLLOUT,
+                (false, true) => libc::POLLIN | libc::POLLOUT,
+                (false, false) => libc::POLLIN,
+            };
+            let revents = wait(sock.as_raw_fd(), events, ms)
+                .map_err(|e| anyhow!("poll: {}", error::plain(&e)))?;
+            if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+                continue;
+            }
+            if done {
+                continue;
+            }
+            let mut inner = s.lock();
+            let inner = &mut *inner;
+            let mut io = Tapped {
+                sock,
+                tap: inner.tap.as_deref_mut(),
+                handshaking: true,
+            };
+            match inner.conn.read_tls(&mut io) {
+                Ok(0) => {
+                    return Err(anyhow!(
+                        "TLS handshake: the peer closed the connection before it finished (is \
+                         it speaking TLS?)"
+                    ));
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    return Err(anyhow!(
+                        "receiving from the peer: {} (after 0 bytes)",
+                        error::plain(&e)
+                    ));
+                }
+            }
+            if let Err(e) = inner.conn.process_new_packets() {
+                return Err(anyhow!(s.tls_error(&e, false)));
+            }
+            if !inner.conn.is_handshaking() {
+                inner.handshaken = true;
+                if inner.conn.wants_write()
+                    && let Some(t) = inner.tap.as_deref_mut()
+                {
+                    t.last_flight();
+                }
+                s.on_handshake(&inner.conn, started.elapsed());
+            }
         }
-        let peer_is = match self.role {
-            Role::Client(_) => "server",
-            Role::Server => "client",
+    }
+}
+
+/// The sentence of a link error, for a failure before the relay runs.
+fn relay_error(e: &io::Error) -> anyhow::Error {
+    match link::said(e) {
+        Some(text) => anyhow!("{text}"),
+        None => anyhow!("sending to the peer: {}", error::plain(e)),
+    }
+}
+
+fn said(text: String) -> io::Error {
+    io::Error::other(Said(text))
+}
+
+/// poll(2) on one descriptor for `events`, `ms` at most (-1: no bound); its revents.
+fn wait(fd: i32, events: libc::c_short, ms: i32) -> io::Result<libc::c_short> {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    match sys::poll(std::slice::from_mut(&mut p), ms) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e),
+        Ok(_) => Ok(p.revents),
+    }
+}
+
+impl<S: Held> Link for TlsLink<S> {
+    fn socket(&self) -> &Socket {
+        self.sock.sock()
+    }
+
+    fn zero_copy(&self) -> bool {
+        false
+    }
+
+    /// Plaintext to rustls, then its ciphertext to the socket, all of it before returning:
+    /// the stdin thread may block on stdin next, and nothing may wait in rustls meanwhile.
+    fn send(&self, _flow: &mut Option<Flow>, data: &[u8]) -> io::Result<usize> {
+        let s = &*self.shared;
+        let n = {
+            let mut inner = s.lock();
+            let n = inner
+                .conn
+                .writer()
+                .write(&data[..data.len().min(SEND_CHUNK)])?;
+            inner.sent += n as u64;
+            n
         };
-        anyhow!(sentence(e, peer_is, self.handshaken))
+        match s.flush_all(self.sock.sock()) {
+            Err(e) if gone(&e) => Err(said(format!(
+                "the peer closed the connection: some of the {} bytes sent may not have been \
+                 delivered",
+                s.lock().sent
+            ))),
+            r => r.map(|()| n),
+        }
+    }
+
+    fn recv(&self, _flow: &mut Option<Flow>, buf: &mut [u8]) -> io::Result<usize> {
+        let (s, sock) = (&*self.shared, self.sock.sock());
+        let mut inner = s.lock();
+        let inner = &mut *inner;
+        loop {
+            match inner.conn.reader().read(buf) {
+                Ok(0) if !buf.is_empty() => {
+                    inner.held = false;
+                    if !inner.peer_closed {
+                        inner.peer_closed = true;
+                    }
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    // There may be more, or a close_notify right behind: look again before
+                    // waiting.
+                    inner.held = true;
+                    inner.received += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    inner.held = false;
+                    return Err(truncated(inner.received));
+                }
+                Err(e) => return Err(said(format!("TLS: {e}"))),
+            }
+            inner.held = false;
+            if inner.tcp_eof {
+                return Err(truncated(inner.received));
+            }
+            let mut io = Tapped {
+                sock,
+                tap: inner.tap.as_deref_mut(),
+                handshaking: false,
+            };
+            match inner.conn.read_tls(&mut io) {
+                Ok(0) => inner.tcp_eof = true,
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = inner.conn.process_new_packets() {
+                return Err(said(s.tls_error(&e, true)));
+            }
+            // A KeyUpdate answer, a TLS 1.2 peer's alert: what rustls queued goes now, as far
+            // as the socket takes it (the stdin thread's next send takes the rest).
+            inner.send_queued(sock)?;
+        }
+    }
+
+    fn buffered(&self) -> bool {
+        self.shared.lock().held
+    }
+
+    fn shut_write(&self) -> io::Result<()> {
+        let (s, sock) = (&*self.shared, self.sock.sock());
+        {
+            let mut inner = s.lock();
+            narrate::info(format_args!(
+                "stdin EOF after {} bytes: sending close_notify",
+                inner.sent
+            ));
+            inner.conn.send_close_notify();
+            inner.close_sent = true;
+        }
+        // Our close_notify is data: a peer that has closed its socket answers it with a
+        // reset. What it sent before is still ours to read, and the session's reads say
+        // how it ended (its close_notify, a truncation, the reset): not this.
+        match s
+            .flush_all(sock)
+            .and_then(|()| socket::shutdown(sock, Shutdown::Write))
+        {
+            Err(e) if gone(&e) => Ok(()),
+            r => r,
+        }
+    }
+
+    fn peer_end(&self) -> (&'static str, &'static str) {
+        (
+            "close_notify read: the peer's end of TLS",
+            "the peer sent close_notify",
+        )
+    }
+
+    /// The stdin thread's handle may outlive the session while stdin blocks: its own
+    /// descriptor, as the plain relay's.
+    fn for_stdin(&self) -> Result<Box<dyn Link>> {
+        Ok(Box::new(TlsLink {
+            sock: Dup(link::dup_for_stdin(self.sock.sock())?),
+            shared: self.shared.clone(),
+        }))
+    }
+
+    fn release(self: Box<Self>) {
+        self.sock.release();
+    }
+
+    /// A session that ends well with our side still open (--recv-only, a terminal's stdin,
+    /// --quit-after) still says goodbye: the peer may be waiting for our close_notify.
+    fn finish(&self, clean: bool) {
+        let s = &*self.shared;
+        let mut inner = s.lock();
+        if clean && !inner.close_sent && !s.no_shutdown && inner.handshaken {
+            inner.conn.send_close_notify();
+            inner.close_sent = true;
+        }
+        inner.send_queued(self.sock.sock()).ok();
     }
 }
 
-/// Stdout's reader went away: a normal end for a filter (`| head`).
-#[derive(Debug)]
-pub struct StdoutClosed;
-
-impl std::fmt::Display for StdoutClosed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stdout closed")
-    }
+/// The connection is gone under a write: the peer reset it, or closed before.
+fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotConnected
+        || matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET))
 }
 
-impl std::error::Error for StdoutClosed {}
-
-/// The `-v` end-of-session line: plaintext bytes each way.
-fn report_totals(sock: &Socket, t: &Totals) {
-    if !narrate::verbose() {
-        return;
-    }
-    narrate::info(format_args!(
-        "closed: sent {}, received {} of plaintext in {} ({} up, {} down)",
-        narrate::bytes(t.sent),
-        narrate::bytes(t.received),
-        narrate::short(t.elapsed),
-        narrate::rate(t.sent, t.elapsed),
-        narrate::rate(t.received, t.elapsed),
-    ));
-    if let Some(info) = socket::tcp_info_summary(sock) {
-        narrate::info(format_args!("{info}"));
-    }
+/// The peer's TCP EOF came without its close_notify.
+fn truncated(received: u64) -> io::Error {
+    said(format!(
+        "TLS: the peer closed the connection without close_notify after {received} bytes: the \
+         data may be truncated"
+    ))
 }

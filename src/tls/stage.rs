@@ -4,8 +4,9 @@
 //! place of a plain socket. The handshake is driven by the reads and writes readiness calls
 //! for, bounded by a deadline the loop checks (`overdue`); our close sends close_notify; an
 //! EOF without the peer's close_notify is kept as a possible truncation for the loop to
-//! report. What the loop does with the bytes, and when, stays the loop's; the blocking relay
-//! of connect and listen is session.rs's, which shares the record tap and the wording.
+//! report. What the loop does with the bytes, and when, stays the loop's; connect and
+//! listen run TLS on the relay's threads instead (session.rs's link), sharing the record
+//! tap and the wording.
 //!
 //! Edge-triggered rules kept here: a read goes on until the caller's buffer is full or the
 //! kernel says EAGAIN (rustls holds decrypted plaintext and reads the socket in pieces, so a
