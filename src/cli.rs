@@ -903,7 +903,10 @@ pub struct CaptureArgs {
     /// it). Captured by the kernel on a packet socket (AF_PACKET, `lo` for
     /// loopback) filtered in the kernel (BPF) to this connection's port; needs CAP_NET_RAW
     /// (root, or `setcap cap_net_raw+ep $(which sockkit)`): without it one line says so and the
-    /// session goes on. At the end: packets captured and dropped by the kernel. On forward,
+    /// session goes on. Packets are read from a memory-mapped ring (TPACKET_V3) handed over a
+    /// block at a time; with -vv, or with SOCKKIT_CAPTURE=recvmsg in the environment (to
+    /// compare the two), one recvmsg per packet instead, so segment lines come out between
+    /// the calls. At the end: packets captured and dropped by the kernel. On forward,
     /// both legs: the clients', and each connection to the target (every address a connect
     /// tries, the target each --socks5 client asks for, the proxy with --proxy), tagged
     /// `(target ADDR from port N)`; with -U or --to-unix, the leg that is not a Unix socket.
