@@ -601,8 +601,7 @@ pub fn closed_udp_port() -> u16 {
     let span = u32::from(low.saturating_sub(floor)).max(1);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.subsec_nanos());
     let mut pick = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % span;
     for _ in 0..64 {
         let port = floor + u16::try_from(pick).expect("below the range's low end");
