@@ -472,6 +472,7 @@ pub fn errno_name(code: i32) -> &'static str {
         libc::ENFILE => "ENFILE",
         libc::ENOBUFS => "ENOBUFS",
         libc::ENODEV => "ENODEV",
+        libc::ENOMEM => "ENOMEM",
         libc::ENOENT => "ENOENT",
         libc::ENOPROTOOPT => "ENOPROTOOPT",
         libc::ENOTCONN => "ENOTCONN",
