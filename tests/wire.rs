@@ -1201,7 +1201,11 @@ fn wire_without_room_for_the_ring_reads_the_socket_instead() {
         out.stderr
     );
     find(&segs, 1, "<- [S.] seq 0 ack 1 ");
-    assert!(!out.stderr.contains(" 0 packets captured"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains(" 0 packets captured"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// 200 target legs at once through `forward --wire` in a namespace whose optmem_max is
@@ -1251,7 +1255,7 @@ fn forward_wire_with_more_legs_than_optmem_max_holds_widens_once_and_sees_every_
     }
     // 20480 bytes, older kernels' default: read at the start (the filter widens before it
     // would not fit), and lowered once the forwarder runs (the kernel refuses, ENOMEM).
-    for (start, then) in [(20480, 20480), (131072, 20480)] {
+    for (start, then) in [(20_480, 20_480), (131_072, 20_480)] {
         let Some(text) = many_legs_under_optmem(start, then) else {
             return;
         };
@@ -1266,6 +1270,10 @@ fn forward_wire_with_more_legs_than_optmem_max_holds_widens_once_and_sees_every_
                 .all(|l| l.contains("target connections at once") && !l.contains("E?")),
             "{start}/{then}: {said:#?}"
         );
-        assert_eq!(target_syns_and_fins(&text).0, 200, "{start}/{then}: {said:#?}");
+        assert_eq!(
+            target_syns_and_fins(&text).0,
+            200,
+            "{start}/{then}: {said:#?}"
+        );
     }
 }

@@ -299,12 +299,11 @@ fn open(scope: Scope, snap: u32, prompt: bool) -> io::Result<(Legs, Source)> {
         // A ring the kernel will not make or this process cannot map (memory, an old kernel)
         // leaves recvmsg, which works and drops sooner. It is read on a fresh socket: one
         // the ring was half set up on might queue nothing to recvmsg.
-        match sys::PacketRing::new(sock.as_raw_fd(), block, RING_BLOCKS, RETIRE) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                sock = sys::packet_socket()?;
-                None
-            }
+        if let Ok(r) = sys::PacketRing::new(sock.as_raw_fd(), block, RING_BLOCKS, RETIRE) {
+            Some(r)
+        } else {
+            sock = sys::packet_socket()?;
+            None
         }
     };
     let legs = Legs::new(sock, proto, scope.ports(), snap, sys::if_index("lo"))?;
@@ -456,9 +455,9 @@ impl Reader<'_> {
         };
         let now = SystemTime::now();
         let when = stamp.unwrap_or(now);
-        let Some((outgoing, leg, local, remote)) =
-            self.scope
-                .direction(self.legs, packet.src, packet.dst, when)
+        let Some((outgoing, leg, local, remote)) = self
+            .scope
+            .direction(self.legs, packet.src, packet.dst, when)
         else {
             self.unmatched += 1;
             return;

@@ -38,7 +38,7 @@ pub const MAX_LEGS: usize = 256;
 /// A closed leg the reader has still not let go this long after its close is dropped
 /// anyway: only a wall clock set back keeps one so long (the reader lets go by packet
 /// stamps), and the list must stay bounded.
-const FORGOTTEN: Duration = Duration::from_secs(600);
+const FORGOTTEN: Duration = Duration::from_mins(10);
 /// What the kernel charges per classic instruction, about: it converts the program to eBPF
 /// (a jump and a return become three or four instructions of 8 bytes) and charges the
 /// converted size against optmem_max.
