@@ -567,5 +567,7 @@ mod tests {
     fn errno_text_names_the_errno() {
         let e = io::Error::from_raw_os_error(libc::ECONNREFUSED);
         assert_eq!(errno_text(&e), "= -1 ECONNREFUSED (Connection refused)");
+        let e = io::Error::from_raw_os_error(libc::ENOMEM);
+        assert_eq!(errno_text(&e), "= -1 ENOMEM (Cannot allocate memory)");
     }
 }

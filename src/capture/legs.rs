@@ -302,7 +302,13 @@ impl Legs {
                     return Ok(());
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && width < Width::All => {
-                    st.budget = st.budget.min(prog.len().saturating_sub(1));
+                    // optmem_max may have been lowered since the start: read it again for
+                    // the budget and the sentence.
+                    st.optmem = optmem_max();
+                    st.budget = st
+                        .budget
+                        .min(budget_for(st.optmem))
+                        .min(prog.len().saturating_sub(1));
                 }
                 Err(e) => return Err(e),
             }
