@@ -301,8 +301,15 @@ impl PacketRing {
         if map == libc::MAP_FAILED {
             let e = io::Error::last_os_error();
             // A zeroed request frees the ring (nothing maps it); then the version can go back.
-            // SAFETY: all-zero is a valid tpacket_req3.
-            let none: libc::tpacket_req3 = unsafe { std::mem::zeroed() };
+            let none = libc::tpacket_req3 {
+                tp_block_size: 0,
+                tp_block_nr: 0,
+                tp_frame_size: 0,
+                tp_frame_nr: 0,
+                tp_retire_blk_tov: 0,
+                tp_sizeof_priv: 0,
+                tp_feature_req_word: 0,
+            };
             let _ = setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &none);
             undo_version();
             return Err(e);

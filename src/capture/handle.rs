@@ -7,7 +7,7 @@
 //! Bounded: the kernel fills a fixed ring mapped into this process (PACKET_RX_RING,
 //! TPACKET_V3: 8 MiB for headers, 32 MiB with `--pcap`, read in place with no system call
 //! per packet); when the reader falls behind and every block is still its own, the kernel
-//! drops and counts. Where the ring cannot be had, recvmsg on the socket's receive queue,
+//! drops and counts. Where the ring cannot be had, recvmsg on a fresh socket's receive queue,
 //! which drops sooner; recvmsg too with `-vv --wire`, whose segment lines must come as
 //! the packets do, between the calls' lines.
 
