@@ -505,28 +505,42 @@ impl Pair {
     }
 
     /// Bytes taken from one side and never delivered to the other: held here, or accepted by
-    /// a TLS side during its handshake and never sent as ciphertext.
-    pub fn undelivered(&self) -> u64 {
-        let (up, down) = self.unsent();
-        self.up.held() + self.down.held() + up + down
+    /// a TLS side whose records the kernel has not taken whole. When the pair `broke` (it is
+    /// being reset), also what the reset loses on the way: a TLS side's records its peer's TCP
+    /// has not acknowledged, and what a plain side sent that waits unread in our receive queue.
+    pub fn undelivered(&self, broke: bool) -> u64 {
+        let (up, down) = self.unsent(broke);
+        let unread = if broke { self.unread() } else { 0 };
+        self.up.held() + self.down.held() + up + down + unread
     }
 
-    /// Bytes delivered to the target, and back to the client: what left as ciphertext, not
-    /// what rustls took in during a handshake that may never end.
-    pub fn delivered(&self) -> (u64, u64) {
-        let (up, down) = self.unsent();
+    /// Bytes delivered to the target, and back to the client: over TLS, the plaintext of
+    /// whole records the kernel took (and, if the pair `broke`, the peer acknowledged), not
+    /// what rustls was handed.
+    pub fn delivered(&self, broke: bool) -> (u64, u64) {
+        let (up, down) = self.unsent(broke);
         (
             self.up.delivered.saturating_sub(up),
             self.down.delivered.saturating_sub(down),
         )
     }
 
-    /// Plaintext a TLS side accepted and has not sent (to the target, to the client).
-    fn unsent(&self) -> (u64, u64) {
-        (
-            self.target.as_ref().map_or(0, Stream::unsent),
-            self.client.unsent(),
-        )
+    /// Plaintext a TLS side accepted and has not delivered (to the target, to the client):
+    /// not in the kernel yet, or (`broke`) not acknowledged by the peer.
+    fn unsent(&self, broke: bool) -> (u64, u64) {
+        let side = |s: &Stream| s.unsent() + if broke { s.unacked() } else { 0 };
+        (self.target.as_ref().map_or(0, side), side(&self.client))
+    }
+
+    /// Bytes a plain side sent that wait unread in our receive queue (FIONREAD): lost when
+    /// the pair is reset. A TLS side's are ciphertext, whose plaintext is unknown until
+    /// decrypted, so they are not counted.
+    fn unread(&self) -> u64 {
+        std::iter::once(&self.client)
+            .chain(self.target.as_ref())
+            .filter(|s| s.tls().is_none())
+            .map(|s| crate::sys::unread(s.as_raw_fd()).map_or(0, |n| n as u64))
+            .sum()
     }
 
     /// Closes both sockets; `reset`: with SO_LINGER 0, so each peer gets a RST, not a FIN.

@@ -15,9 +15,10 @@
 //! writable event.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,19 @@ use crate::socket;
 /// At most this much plaintext is handed to rustls per write: a little more than a
 /// record's worth times a few, so one write does not hold a burst in user space.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// Plaintext sealed per record once the handshake is done: TLS's largest fragment, so each
+/// record queued is known to carry exactly the bytes one `writer().write` took.
+const RECORD: usize = 16 * 1024;
+/// Records in the kernel not yet known to be acknowledged before TCP_INFO is asked (then
+/// twice what is left): a TCP_INFO call per this many records, not per write.
+const FLIGHT_TRIM: usize = 64;
+
+/// Ciphertext made by rustls, waiting for the kernel: `bytes`, carrying `plain` bytes of the
+/// plaintext written to us (0 for rustls's own messages: handshake, tickets, alerts).
+struct Chunk {
+    bytes: Vec<u8>,
+    plain: u64,
+}
 
 /// What a server needs to speak TLS with each client it accepts.
 #[derive(Clone)]
@@ -114,9 +128,22 @@ struct Inner {
     bare_fin: bool,
     shut: bool,
     tcp_eof: bool,
-    /// Plaintext accepted while the handshake was on: rustls holds it until the handshake
-    /// ends, so it is not delivered until it leaves as ciphertext (`unsent`).
-    early: u64,
+    /// Plaintext accepted while the handshake was on, sealed into records when it ends
+    /// (kept here, not in rustls, so each record's share of it is known).
+    early: Vec<u8>,
+    /// Ciphertext the kernel has not taken yet, in order, and how much of the first is out.
+    /// Kept here rather than in rustls, which cannot say how much plaintext it holds.
+    queue: VecDeque<Chunk>,
+    front: usize,
+    /// Ciphertext the kernel has taken, in all.
+    sent: u64,
+    /// Records of our plaintext the kernel took and the peer may not have acknowledged yet:
+    /// (`sent` at the record's end, its plaintext). Kept only where TCP_INFO can tell.
+    flight: VecDeque<(u64, u64)>,
+    flight_trim: usize,
+    /// TCP_INFO's bytes_acked when the stage began (the SYN, and any proxy exchange before
+    /// TLS): what it acknowledges of our ciphertext is counted from there. None: not TCP.
+    acked_base: Option<u64>,
     /// The peer's TCP EOF came without its close_notify.
     truncated: bool,
     /// `-vv`: each record each way, told as it passes.
@@ -239,6 +266,19 @@ impl<S: Write> Write for Tapped<'_, S> {
     }
 }
 
+/// TCP_INFO's bytes_acked of a socket; None where there is none (not TCP, not Linux).
+fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        crate::sys::tcp_info(fd).map(|t| t.tcpi_bytes_acked)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 /// A failure of the TLS layer as an io::Error (InvalidData), its text the one line to log.
 fn failure(text: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, text)
@@ -268,6 +308,7 @@ where
 {
     /// A server's end of TLS over an accepted `sock`; the handshake must end within `bound`.
     pub fn new(sock: S, conn: Connection, bound: Duration, who: &str) -> Self {
+        let acked_base = bytes_acked(sock.as_fd().as_raw_fd());
         TlsStream {
             sock,
             inner: RefCell::new(Inner {
@@ -280,7 +321,13 @@ where
                 close_sent: false,
                 close_wanted: false,
                 bare_fin: false,
-                early: 0,
+                early: Vec::new(),
+                queue: VecDeque::new(),
+                front: 0,
+                sent: 0,
+                flight: VecDeque::new(),
+                flight_trim: FLIGHT_TRIM,
+                acked_base,
                 shut: false,
                 tcp_eof: false,
                 truncated: false,
@@ -340,7 +387,7 @@ where
     /// Rustls holds ciphertext the kernel has not taken yet.
     pub fn holds_output(&self) -> bool {
         let i = self.inner.borrow();
-        i.conn.wants_write() || ((i.close_sent || i.close_wanted || i.bare_fin) && !i.shut)
+        i.holds_ciphertext() || ((i.close_sent || i.close_wanted || i.bare_fin) && !i.shut)
     }
 
     /// The `-v` lines of a handshake that finished since the last call (once).
@@ -365,7 +412,7 @@ where
     pub fn send_held(&self) -> io::Result<()> {
         let mut i = self.inner.borrow_mut();
         i.flush(&self.sock)?;
-        if (i.close_sent || i.bare_fin) && !i.shut && !i.conn.wants_write() {
+        if (i.close_sent || i.bare_fin) && !i.shut && !i.holds_ciphertext() {
             i.shut = true;
             let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
         }
@@ -398,16 +445,28 @@ where
         let _ = self.send_held();
     }
 
-    /// Plaintext accepted by `write` that has not yet gone to the kernel as ciphertext: what
-    /// was written during the handshake, until the handshake ends and all rustls holds is
-    /// out. Not delivered, whatever `write` returned.
+    /// Plaintext accepted by `write` whose records the kernel has not taken whole: what was
+    /// written during the handshake and waits for its end, and what waits for room in the
+    /// socket. Not delivered, whatever `write` returned. Exact: each record queued knows the
+    /// plaintext it carries.
     pub fn unsent(&self) -> u64 {
         let i = self.inner.borrow();
-        if i.handshaken && !i.conn.wants_write() {
-            0
-        } else {
-            i.early
-        }
+        i.early.len() as u64 + i.queue.iter().map(|c| c.plain).sum::<u64>()
+    }
+
+    /// Plaintext whose records the kernel took but the peer's TCP has not acknowledged whole
+    /// (TCP_INFO's bytes_acked): what a reset now loses on its way, beyond `unsent`. 0 where
+    /// TCP_INFO cannot tell (not TCP).
+    pub fn unacked(&self) -> u64 {
+        let i = self.inner.borrow();
+        let Some(acked) = i.acked(&self.sock) else {
+            return 0;
+        };
+        i.flight
+            .iter()
+            .filter(|(end, _)| *end > acked)
+            .map(|(_, plain)| plain)
+            .sum()
     }
 
     /// Plaintext into `buf`: what rustls holds, then what the socket has, until `buf` is
@@ -472,9 +531,13 @@ where
             }
             // Handshake replies (and tickets) go out as soon as they are made.
             i.flush(&self.sock)?;
-            if i.notice_handshake() && i.close_wanted {
-                i.close_sent = true;
-                i.conn.send_close_notify();
+            if i.notice_handshake() {
+                // What was written during the handshake goes now, ahead of any close_notify.
+                i.seal_early()?;
+                if i.close_wanted {
+                    i.close_sent = true;
+                    i.conn.send_close_notify();
+                }
                 drop(i);
                 self.send_held()?;
                 i = self.inner.borrow_mut();
@@ -482,21 +545,31 @@ where
         }
     }
 
-    /// Plaintext from `buf` into rustls (before the handshake ends it waits there), then out
-    /// as far as the kernel takes it. `WouldBlock` while rustls still holds ciphertext the
-    /// kernel would not take: backpressure, as a full socket buffer gives.
+    /// Plaintext from `buf` sealed into records (before the handshake ends it waits here),
+    /// then out as far as the kernel takes it. `WouldBlock` while ciphertext the kernel would
+    /// not take is still queued: backpressure, as a full socket buffer gives.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         let mut i = self.inner.borrow_mut();
         i.flush(&self.sock)?;
-        if i.conn.wants_write() {
+        if i.holds_ciphertext() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = i.conn.writer().write(&buf[..buf.len().min(WRITE_CHUNK)])?;
+        let want = buf.len().min(WRITE_CHUNK);
+        let mut n = 0;
+        if !i.handshaken {
+            n = want.min(WRITE_CHUNK - i.early.len());
+            i.early.extend_from_slice(&buf[..n]);
+        } else {
+            while n < want {
+                let took = i.seal(&buf[n..want.min(n + RECORD)])?;
+                if took == 0 {
+                    break;
+                }
+                n += took;
+            }
+        }
         if n == 0 && !buf.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
-        }
-        if !i.handshaken {
-            i.early += n as u64;
         }
         i.flush(&self.sock)?;
         Ok(n)
@@ -533,26 +606,123 @@ impl Inner {
         sentence(e, self.peer_is(), self.handshaken)
     }
 
-    /// write_tls until rustls holds nothing or the kernel is full.
+    /// Ciphertext is queued: ours, or rustls's not yet taken into the queue.
+    fn holds_ciphertext(&self) -> bool {
+        !self.queue.is_empty() || self.conn.wants_write()
+    }
+
+    /// Takes what rustls has made into the queue, as one chunk carrying `plain` bytes of ours.
+    fn take_tls(&mut self, plain: u64) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut bytes)?;
+        }
+        if !bytes.is_empty() || plain > 0 {
+            self.queue.push_back(Chunk { bytes, plain });
+        }
+        Ok(())
+    }
+
+    /// Seals plaintext into one record (rustls's queue is empty here, so what it makes is
+    /// that record alone) and queues it; how much of `piece` rustls took.
+    fn seal(&mut self, piece: &[u8]) -> io::Result<usize> {
+        debug_assert!(!self.conn.wants_write());
+        let took = self.conn.writer().write(piece)?;
+        self.take_tls(took as u64)?;
+        Ok(took)
+    }
+
+    /// The handshake just ended: what was written during it, sealed behind its last flight.
+    fn seal_early(&mut self) -> io::Result<()> {
+        self.take_tls(0)?;
+        let early = std::mem::take(&mut self.early);
+        let mut at = 0;
+        while at < early.len() {
+            let took = self.seal(&early[at..early.len().min(at + RECORD)])?;
+            if took == 0 {
+                // rustls refused plaintext (its buffer limit; not expected with its queue
+                // emptied): the rest stays early, for the next write's turn.
+                break;
+            }
+            at += took;
+        }
+        self.early = early[at..].to_vec();
+        Ok(())
+    }
+
+    /// Queued ciphertext to the kernel (rustls's own messages joining the queue behind ours)
+    /// until nothing is queued or the kernel is full.
     fn flush<S>(&mut self, sock: &S) -> io::Result<()>
     where
+        S: AsFd,
         for<'a> &'a S: Write,
     {
         let handshaking = !self.handshaken;
-        while self.conn.wants_write() {
+        loop {
+            self.take_tls(0)?;
+            if self.queue.is_empty() {
+                return Ok(());
+            }
+            let mut slices = [io::IoSlice::new(&[]); 16];
+            let mut k = 0;
+            for (j, c) in self.queue.iter().take(slices.len()).enumerate() {
+                let from = if j == 0 { self.front } else { 0 };
+                slices[k] = io::IoSlice::new(&c.bytes[from..]);
+                k += 1;
+            }
             let mut io = Tapped {
                 sock,
                 tap: self.tap.as_deref_mut(),
                 handshaking,
             };
-            match self.conn.write_tls(&mut io) {
-                Ok(_) => {}
+            match io.write_vectored(&slices[..k]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.advance(n, sock),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+    }
+
+    /// The kernel took `n` bytes of the queue: whole chunks leave it, and those carrying our
+    /// plaintext join the flight until the peer acknowledges them.
+    fn advance<S: AsFd>(&mut self, n: usize, sock: &S) {
+        let mut left = n;
+        let mut at = self.sent;
+        while let Some(c) = self.queue.front() {
+            let rest = c.bytes.len() - self.front;
+            if left < rest {
+                self.front += left;
+                at += left as u64;
+                break;
+            }
+            left -= rest;
+            at += rest as u64;
+            self.front = 0;
+            let plain = c.plain;
+            self.queue.pop_front();
+            if plain > 0 && self.acked_base.is_some() {
+                self.flight.push_back((at, plain));
+            }
+        }
+        self.sent = at;
+        if self.flight.len() > self.flight_trim {
+            if let Some(acked) = self.acked(sock) {
+                while self.flight.front().is_some_and(|(end, _)| *end <= acked) {
+                    self.flight.pop_front();
+                }
+            }
+            self.flight_trim = (2 * self.flight.len()).max(FLIGHT_TRIM);
+        }
+    }
+
+    /// Our ciphertext the peer's TCP has acknowledged, in all (TCP_INFO); None: not TCP.
+    fn acked<S: AsFd>(&self, sock: &S) -> Option<u64> {
+        let base = self.acked_base?;
+        let now = bytes_acked(sock.as_fd().as_raw_fd())?;
+        // A FIN acknowledged counts one more than our bytes.
+        Some(now.saturating_sub(base).min(self.sent))
     }
 
     /// True when the handshake has just ended.
