@@ -82,6 +82,9 @@ pub struct Half {
     pub delivered: u64,
     /// The source's TLS ended with a TCP EOF and no close_notify; the FIN passed on was bare.
     pub truncated: bool,
+    /// A plain TCP receiver's TCP_INFO bytes_acked before our first write to it: what it
+    /// acknowledges of our bytes counts from there (`unacked`).
+    acked_base: Option<u64>,
     /// This direction's data calls (splice, read, write), narrated at -vv; `None` otherwise,
     /// and boxed so an idle pair stays small when narration is off.
     flow: Option<Box<Flow>>,
@@ -101,6 +104,7 @@ impl Half {
             taken: 0,
             delivered: 0,
             truncated: false,
+            acked_base: None,
             flow: None,
         }
     }
@@ -115,6 +119,16 @@ impl Half {
     /// Bytes taken and not delivered (what a reset now would lose).
     pub fn held(&self) -> u64 {
         self.held as u64
+    }
+
+    /// Bytes written to a plain TCP receiver `dst` that its TCP has not acknowledged: what a
+    /// reset now loses in the kernel. 0 for TLS (the stage counts its own) and Unix sockets.
+    pub fn unacked(&self, dst: &Stream) -> u64 {
+        let (Some(base), None) = (self.acked_base, dst.tls()) else {
+            return 0;
+        };
+        let acked = crate::socket::bytes_acked(dst.as_raw_fd()).map_or(0, |now| now.saturating_sub(base));
+        self.delivered.saturating_sub(acked)
     }
 
     /// Moves bytes from `src` to `dst` until neither can go further (or the turn's share is
@@ -162,6 +176,11 @@ impl Half {
                 }
             }
             if self.held > 0 {
+                if self.acked_base.is_none() && dst.tls().is_none() && dst.is_tcp() {
+                    // Anything sent before (a SOCKS5 reply, a proxy request) was answered, so
+                    // acknowledged, before the first bytes come to be relayed.
+                    self.acked_base = crate::socket::bytes_acked(dst.as_raw_fd());
+                }
                 match self.drain(dst) {
                     Ok(n) => {
                         self.held -= n;
@@ -506,17 +525,18 @@ impl Pair {
 
     /// Bytes taken from one side and never delivered to the other: held here, or accepted by
     /// a TLS side whose records the kernel has not taken whole. When the pair `broke` (it is
-    /// being reset), also what the reset loses on the way: a TLS side's records its peer's TCP
-    /// has not acknowledged, and what a plain side sent that waits unread in our receive queue.
+    /// being reset), also what the reset loses on the way: bytes (a TLS side: whole records)
+    /// the kernel took and the peer's TCP has not acknowledged, and what a plain side sent
+    /// that waits unread in our receive queue.
     pub fn undelivered(&self, broke: bool) -> u64 {
         let (up, down) = self.unsent(broke);
         let unread = if broke { self.unread() } else { 0 };
         self.up.held() + self.down.held() + up + down + unread
     }
 
-    /// Bytes delivered to the target, and back to the client: over TLS, the plaintext of
-    /// whole records the kernel took (and, if the pair `broke`, the peer acknowledged), not
-    /// what rustls was handed.
+    /// Bytes delivered to the target, and back to the client: what the kernel took (over
+    /// TLS, as whole records: not what rustls was handed) and, if the pair `broke`, what the
+    /// peer's TCP acknowledged.
     pub fn delivered(&self, broke: bool) -> (u64, u64) {
         let (up, down) = self.unsent(broke);
         (
@@ -525,11 +545,21 @@ impl Pair {
         )
     }
 
-    /// Plaintext a TLS side accepted and has not delivered (to the target, to the client):
-    /// not in the kernel yet, or (`broke`) not acknowledged by the peer.
+    /// Bytes handed to a side and not delivered (to the target, to the client): over TLS not
+    /// in the kernel yet; and (`broke`) not acknowledged by the peer.
     fn unsent(&self, broke: bool) -> (u64, u64) {
-        let side = |s: &Stream| s.unsent() + if broke { s.unacked() } else { 0 };
-        (self.target.as_ref().map_or(0, side), side(&self.client))
+        let side = |half: &Half, s: &Stream| {
+            s.unsent()
+                + if broke {
+                    s.unacked() + half.unacked(s)
+                } else {
+                    0
+                }
+        };
+        (
+            self.target.as_ref().map_or(0, |t| side(&self.up, t)),
+            side(&self.down, &self.client),
+        )
     }
 
     /// Bytes a plain side sent that wait unread in our receive queue (FIONREAD): lost when

@@ -266,19 +266,6 @@ impl<S: Write> Write for Tapped<'_, S> {
     }
 }
 
-/// TCP_INFO's bytes_acked of a socket; None where there is none (not TCP, not Linux).
-fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        crate::sys::tcp_info(fd).map(|t| t.tcpi_bytes_acked)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = fd;
-        None
-    }
-}
-
 /// A failure of the TLS layer as an io::Error (InvalidData), its text the one line to log.
 fn failure(text: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, text)
@@ -308,7 +295,7 @@ where
 {
     /// A server's end of TLS over an accepted `sock`; the handshake must end within `bound`.
     pub fn new(sock: S, conn: Connection, bound: Duration, who: &str) -> Self {
-        let acked_base = bytes_acked(sock.as_fd().as_raw_fd());
+        let acked_base = socket::bytes_acked(sock.as_fd().as_raw_fd());
         TlsStream {
             sock,
             inner: RefCell::new(Inner {
@@ -720,7 +707,7 @@ impl Inner {
     /// Our ciphertext the peer's TCP has acknowledged, in all (TCP_INFO); None: not TCP.
     fn acked<S: AsFd>(&self, sock: &S) -> Option<u64> {
         let base = self.acked_base?;
-        let now = bytes_acked(sock.as_fd().as_raw_fd())?;
+        let now = socket::bytes_acked(sock.as_fd().as_raw_fd())?;
         // A FIN acknowledged counts one more than our bytes.
         Some(now.saturating_sub(base).min(self.sent))
     }
@@ -852,6 +839,55 @@ mod tests {
         let (_, _, last) = turn(&s, &c);
         assert!(matches!(last[1], Some(Ok(0))), "{:?}", last[1]);
         assert!(!c.truncated());
+    }
+
+    /// With the reader stalled, what `write` accepted is either in the kernel as whole
+    /// records (the reader gets it all once it reads) or counted `unsent`, to the byte, in
+    /// the handshake and after it.
+    #[test]
+    fn unsent_is_exactly_what_has_not_reached_the_kernel_as_whole_records() {
+        let (s, c) = ends();
+        // During the handshake: all of it waits.
+        assert_eq!(s.write(&[1u8; 5000]).unwrap(), 5000);
+        assert_eq!(s.unsent(), 5000);
+        let (_, at_c, _) = turn(&s, &c);
+        assert_eq!((at_c.len(), s.unsent()), (5000, 0));
+        // After it: write until the kernel is full.
+        let mut accepted = 0u64;
+        let chunk = vec![2u8; 10_000];
+        for _ in 0..1000 {
+            match s.write(&chunk) {
+                Ok(n) => accepted += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let held = s.unsent();
+        assert!(held > 0, "the kernel took all {accepted} B");
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match c.read(&mut buf) {
+                Ok(n) => got += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, accepted - held);
+        // The rest goes once there is room, and then nothing is unsent.
+        while s.holds_output() {
+            s.send_held().unwrap();
+            loop {
+                match c.read(&mut buf) {
+                    Ok(n) => got += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        assert_eq!((got, s.unsent()), (accepted, 0));
+        // A socket pair has no TCP_INFO: nothing is counted as unacknowledged.
+        assert_eq!(s.unacked(), 0);
     }
 
     #[test]
