@@ -747,7 +747,13 @@ fn a_reset_counts_what_the_target_never_received_as_undelivered_to_the_byte() {
     let got = th.join().unwrap();
     let mut outq: libc::c_int = 0;
     // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to a live int.
-    let rc = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&c), libc::TIOCOUTQ, &raw mut outq) };
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&c),
+            libc::TIOCOUTQ,
+            &raw mut outq,
+        )
+    };
     assert_eq!(rc, 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
     // What left the client: written, less what its own kernel still held unacknowledged.
     let left = sent - u64::try_from(outq).unwrap();

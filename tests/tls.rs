@@ -2144,7 +2144,10 @@ impl Stalled {
         let deadline = std::time::Instant::now() + T;
         let (mut last, mut same) = (usize::MAX, 0);
         while same < 10 {
-            assert!(std::time::Instant::now() < deadline, "the sender never stalled");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sender never stalled"
+            );
             thread::sleep(std::time::Duration::from_millis(100));
             let n = peek(&self.tcp, &mut buf);
             if n == last && n > 0 {
@@ -2325,7 +2328,14 @@ fn forward_tls_client_reset(json: bool) {
     let (taddr, target) = util::serve_once(send_until_reset);
     let flag = if json { "--json" } else { "-v" };
     let (_fwd, addr, mut tap) = forward(
-        &["--tls", "--cert", &pki.cert("good"), "--key", &pki.key("good"), flag],
+        &[
+            "--tls",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+            flag,
+        ],
         "127.0.0.1",
         taddr.port(),
     );

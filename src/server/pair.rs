@@ -127,7 +127,8 @@ impl Half {
         let (Some(base), None) = (self.acked_base, dst.tls()) else {
             return 0;
         };
-        let acked = crate::socket::bytes_acked(dst.as_raw_fd()).map_or(0, |now| now.saturating_sub(base));
+        let acked =
+            crate::socket::bytes_acked(dst.as_raw_fd()).map_or(0, |now| now.saturating_sub(base));
         self.delivered.saturating_sub(acked)
     }
 

@@ -11,8 +11,12 @@
 //! Edge-triggered rules kept here: a read goes on until the caller's buffer is full or the
 //! kernel says EAGAIN (rustls holds decrypted plaintext and reads the socket in pieces, so a
 //! short read means what it means for a socket: nothing more is waiting), and ciphertext
-//! rustls could not hand to the kernel waits in rustls until `send_held` on the next
-//! writable event.
+//! the kernel would not take waits here until `send_held` on the next writable event.
+//!
+//! Accounting: the stage, not rustls, keeps the ciphertext waiting for the kernel, sealed one
+//! record per write, so it knows how much plaintext each queued record carries: `unsent` is
+//! exactly the plaintext accepted whose records are not in the kernel yet, and `unacked` (for
+//! a reset) what the kernel took and the peer's TCP has not acknowledged (TCP_INFO).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -543,10 +547,7 @@ where
         }
         let want = buf.len().min(WRITE_CHUNK);
         let mut n = 0;
-        if !i.handshaken {
-            n = want.min(WRITE_CHUNK - i.early.len());
-            i.early.extend_from_slice(&buf[..n]);
-        } else {
+        if i.handshaken {
             while n < want {
                 let took = i.seal(&buf[n..want.min(n + RECORD)])?;
                 if took == 0 {
@@ -554,6 +555,9 @@ where
                 }
                 n += took;
             }
+        } else {
+            n = want.min(WRITE_CHUNK - i.early.len());
+            i.early.extend_from_slice(&buf[..n]);
         }
         if n == 0 && !buf.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
