@@ -545,6 +545,12 @@ where
         if i.holds_ciphertext() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        if i.handshaken && !i.early.is_empty() {
+            // What the handshake's end could not seal goes before anything newer.
+            i.seal_early()?;
+            i.flush(&self.sock)?;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let want = buf.len().min(WRITE_CHUNK);
         let mut n = 0;
         if i.handshaken {
