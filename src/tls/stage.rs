@@ -541,14 +541,12 @@ where
     /// not take is still queued: backpressure, as a full socket buffer gives.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         let mut i = self.inner.borrow_mut();
-        i.flush(&self.sock)?;
-        if i.holds_ciphertext() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
         if i.handshaken && !i.early.is_empty() {
             // What the handshake's end could not seal goes before anything newer.
             i.seal_early()?;
-            i.flush(&self.sock)?;
+        }
+        i.flush(&self.sock)?;
+        if i.holds_ciphertext() || (i.handshaken && !i.early.is_empty()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let want = buf.len().min(WRITE_CHUNK);
