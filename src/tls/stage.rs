@@ -13,8 +13,8 @@
 //! short read means what it means for a socket: nothing more is waiting), and ciphertext
 //! the kernel would not take waits here until `send_held` on the next writable event.
 //!
-//! Accounting: the stage, not rustls, keeps the ciphertext waiting for the kernel, sealed one
-//! record per write, so it knows how much plaintext each queued record carries: `unsent` is
+//! Accounting: the stage seals one record per write and keeps a ledger of the ciphertext
+//! waiting for the kernel, so it knows how much plaintext each queued record carries: `unsent` is
 //! exactly the plaintext accepted whose records are not in the kernel yet, and `unacked` (for
 //! a reset) what the kernel took and the peer's TCP has not acknowledged (TCP_INFO).
 
