@@ -691,3 +691,82 @@ fn bytes_a_reset_strands_are_counted_and_said_without_v() {
     );
     writer.join().unwrap();
 }
+
+/// Waits (bounded) until what waits in `s`'s receive queue stops growing (its sender stalled
+/// on the full window): how much it is, peeked, so no room is freed and nothing more comes.
+fn queued_once_stalled(s: &TcpStream) -> u64 {
+    s.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 8 << 20];
+    let deadline = Instant::now() + T;
+    let (mut last, mut same) = (usize::MAX, 0);
+    while same < 10 {
+        assert!(Instant::now() < deadline, "the sender never stalled");
+        thread::sleep(Duration::from_millis(100));
+        let n = match s.peek(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("peek: {e}"),
+        };
+        if n == last && n > 0 {
+            same += 1;
+        } else {
+            (last, same) = (n, 0);
+        }
+    }
+    last as u64
+}
+
+#[test]
+fn a_reset_counts_what_the_target_never_received_as_undelivered_to_the_byte() {
+    // The target (a small receive buffer) reads nothing and resets once forward is stalled.
+    // Its receive queue is what reached it; everything else the client got into the network
+    // (in forward's receive queue, its pipe, its send queue) is undelivered, exactly.
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    l.set_recv_buffer_size(32 * 1024).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    l.listen(1).unwrap();
+    let port = l.local_addr().unwrap().as_socket().unwrap().port();
+    let th = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let s: TcpStream = s.into();
+        let got = queued_once_stalled(&s);
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        got
+    });
+    let mut fwd = forward(&["--json", "127.0.0.1", "0", "127.0.0.1", &port.to_string()]);
+    let mut c = dial(fwd.loopback());
+    let chunk = vec![9u8; 64 * 1024];
+    let mut sent = 0u64;
+    while let Ok(n) = c.write(&chunk) {
+        sent += n as u64;
+        assert!(sent < 1 << 30, "never reset");
+    }
+    let got = th.join().unwrap();
+    let mut outq: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to a live int.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&c),
+            libc::TIOCOUTQ,
+            &raw mut outq,
+        )
+    };
+    assert_eq!(rc, 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
+    // What left the client: written, less what its own kernel still held unacknowledged.
+    let left = sent - u64::try_from(outq).unwrap();
+    assert!(left > got + (1 << 20), "left {left}, target got {got}");
+    let line = fwd
+        .stderr
+        .wait_for(T, |l| l.contains("\"kind\":\"pair\""))
+        .unwrap();
+    let o: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let counts = |k: &str| o[k].as_u64().unwrap();
+    assert_eq!(
+        (counts("up"), counts("down"), counts("undelivered")),
+        (got, 0, left - got),
+        "(up, down, undelivered): {line}"
+    );
+}

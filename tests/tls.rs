@@ -2071,3 +2071,290 @@ fn data_and_close_notify_in_one_flight_get_the_echo_and_the_servers_close() {
     }
     assert_eq!(got, b"hello over tls\n");
 }
+
+/// A TLS peer that stops reading once its handshake is done: its socket's receive buffer is
+/// set small before it connects (or listens), so the sender fills it and then forward's
+/// buffers. Records are fed to rustls whole, so none is left half-read in rustls.
+struct Stalled {
+    tcp: std::net::TcpStream,
+    conn: rustls::Connection,
+    /// Plaintext it has read, in all.
+    read: u64,
+}
+
+/// A socket with a 32 KiB receive buffer: a few whole records fit in it, with a piece of
+/// the next one.
+fn small_rcvbuf() -> socket2::Socket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(32 * 1024).unwrap();
+    s
+}
+
+impl Stalled {
+    /// Runs the handshake on a blocking `tcp`, a record at a time.
+    fn handshake(tcp: std::net::TcpStream, conn: rustls::Connection) -> Stalled {
+        tcp.set_read_timeout(Some(T)).unwrap();
+        let mut s = Stalled { tcp, conn, read: 0 };
+        loop {
+            while s.conn.wants_write() {
+                s.conn.write_tls(&mut s.tcp).unwrap();
+            }
+            if !s.conn.is_handshaking() {
+                break;
+            }
+            let mut head = [0u8; 5];
+            s.tcp.read_exact(&mut head).unwrap();
+            let mut rec = head.to_vec();
+            rec.resize(5 + usize::from(u16::from_be_bytes([head[3], head[4]])), 0);
+            s.tcp.read_exact(&mut rec[5..]).unwrap();
+            s.feed(&rec);
+        }
+        s
+    }
+
+    /// Gives rustls whole records and reads the plaintext they carry.
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            self.conn.read_tls(&mut data).unwrap();
+            self.conn.process_new_packets().unwrap();
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.conn.reader().read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.read += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("reading the plaintext: {e}"),
+            }
+        }
+    }
+
+    /// Waits (bounded) until what waits in its receive queue stops growing (the sender is
+    /// stalled on the full window), then reads, by peeking, the whole records there: peeking
+    /// frees no room, so no more can arrive. Then resets the connection (SO_LINGER 0): what
+    /// it read in all.
+    fn read_queued_then_reset(mut self) -> u64 {
+        self.tcp.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 4 << 20];
+        let peek = |tcp: &std::net::TcpStream, buf: &mut [u8]| match tcp.peek(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("peek: {e}"),
+        };
+        let deadline = std::time::Instant::now() + T;
+        let (mut last, mut same) = (usize::MAX, 0);
+        while same < 10 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sender never stalled"
+            );
+            thread::sleep(std::time::Duration::from_millis(100));
+            let n = peek(&self.tcp, &mut buf);
+            if n == last && n > 0 {
+                same += 1;
+            } else {
+                (last, same) = (n, 0);
+            }
+        }
+        let n = peek(&self.tcp, &mut buf);
+        let mut whole = 0;
+        while whole + 5 <= n {
+            let len = 5 + usize::from(u16::from_be_bytes([buf[whole + 3], buf[whole + 4]]));
+            if whole + len > n {
+                break;
+            }
+            whole += len;
+        }
+        self.feed(&buf[..whole]);
+        socket2::SockRef::from(&self.tcp)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        self.read
+    }
+}
+
+/// Writes to `tcp` until it fails (the reset), then says how many bytes reached the other
+/// end's kernel: what write() took, less what was still unacknowledged in ours (SIOCOUTQ).
+fn send_until_reset(mut tcp: std::net::TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    tcp.set_write_timeout(Some(T)).unwrap();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < 64 << 20 {
+        match tcp.write(&chunk) {
+            Ok(n) => sent += n as u64,
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    ),
+                    "the sender's write: {e}"
+                );
+                break;
+            }
+        }
+    }
+    assert!(sent < 64 << 20, "the sender was never reset");
+    let mut outq: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int to a live int.
+    let rc = unsafe { libc::ioctl(tcp.as_raw_fd(), libc::TIOCOUTQ, &raw mut outq) };
+    assert_eq!(rc, 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
+    sent - u64::try_from(outq).unwrap()
+}
+
+/// The counts a forwarder's pair line shows, formatted as it formats them.
+fn shown(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let (mut value, mut unit) = (n as f64 / 1024.0, 0);
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
+
+fn server_config(pki: &Pki) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<_> = CertificateDer::pem_file_iter(pki.cert("good"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.key("good")).unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    )
+}
+
+fn client_config(pki: &Pki) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(pki.ca()).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+/// What the forwarder said of its one pair, reset by a stalled peer: (to the target, back,
+/// undelivered), from the --json object or, without `json`, checked against the pair line.
+fn pair_counts(tap: &mut LineTap, json: bool, want: (u64, u64, u64)) {
+    if json {
+        let said = tap
+            .wait_for(T, |l| l.contains("\"kind\":\"pair\""))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let o: serde_json::Value = serde_json::from_str(&said).unwrap();
+        let got = (
+            o["up"].as_u64().unwrap(),
+            o["down"].as_u64().unwrap(),
+            o["undelivered"].as_u64().unwrap(),
+        );
+        assert_eq!(got, want, "(up, down, undelivered): {said}");
+        assert!(o["reason"].as_str().unwrap().starts_with("reset"), "{said}");
+    } else {
+        let said = tap
+            .wait_for(T, |l| l.starts_with("sockkit: pair "))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let counts = format!(
+            ": {} to the target, {} back, {} undelivered,",
+            shown(want.0),
+            shown(want.1),
+            shown(want.2)
+        );
+        assert!(said.contains(&counts), "want {counts:?} in {said}");
+    }
+}
+
+/// `forward --to-tls` in front of a TLS target that stops reading and then resets: what the
+/// client sent and the target never read is counted undelivered, to the byte (not "to the
+/// target" because rustls or the kernel took it), and "to the target" is what it read.
+fn forward_to_tls_target_reset(json: bool) {
+    let pki = Pki::new();
+    let listener = small_rcvbuf();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(1).unwrap();
+    let port = listener.local_addr().unwrap().as_socket().unwrap().port();
+    let config = server_config(&pki);
+    let target = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        Stalled::handshake(tcp.into(), conn.into()).read_queued_then_reset()
+    });
+    let flag = if json { "--json" } else { "-v" };
+    let (_fwd, addr, mut tap) = forward(&["--to-tls", "--ca", &pki.ca(), flag], "localhost", port);
+    let client = std::net::TcpStream::connect(addr).unwrap();
+    let sender = thread::spawn(move || send_until_reset(client));
+    let read = join_within(target, T);
+    let sent = join_within(sender, T);
+    assert!(sent > read + (1 << 20), "sent {sent}, read {read}");
+    pair_counts(&mut tap, json, (read, 0, sent - read));
+}
+
+#[test]
+fn forward_to_tls_counts_what_a_reset_target_never_read_as_undelivered() {
+    forward_to_tls_target_reset(false);
+}
+
+#[test]
+fn forward_to_tls_json_counts_what_a_reset_target_never_read_as_undelivered() {
+    forward_to_tls_target_reset(true);
+}
+
+/// `forward --tls` toward a TLS client that stops reading and then resets, while a plain
+/// target sends: what the target sent and the client never read is counted undelivered, to
+/// the byte, and "back" is what the client read.
+fn forward_tls_client_reset(json: bool) {
+    let pki = Pki::new();
+    let (taddr, target) = util::serve_once(send_until_reset);
+    let flag = if json { "--json" } else { "-v" };
+    let (_fwd, addr, mut tap) = forward(
+        &[
+            "--tls",
+            "--cert",
+            &pki.cert("good"),
+            "--key",
+            &pki.key("good"),
+            flag,
+        ],
+        "127.0.0.1",
+        taddr.port(),
+    );
+    let sock = small_rcvbuf();
+    sock.connect(&addr.into()).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(client_config(&pki), name).unwrap();
+    let read = Stalled::handshake(sock.into(), conn.into()).read_queued_then_reset();
+    let sent = join_within(target, T);
+    assert!(sent > read + (1 << 20), "sent {sent}, read {read}");
+    pair_counts(&mut tap, json, (0, read, sent - read));
+}
+
+#[test]
+fn forward_tls_counts_what_a_reset_client_never_read_as_undelivered() {
+    forward_tls_client_reset(false);
+}
+
+#[test]
+fn forward_tls_json_counts_what_a_reset_client_never_read_as_undelivered() {
+    forward_tls_client_reset(true);
+}

@@ -494,12 +494,15 @@ impl<S> Conn<S> {
                 narrate::bytes(self.bytes_in)
             ));
         }
+        // Over TLS, what rustls was handed is not out until its records are in the kernel:
+        // plaintext still queued at the close is not counted as sent.
+        let out = self.bytes_out.saturating_sub(self.sock.unsent());
         if narrate::json() {
             narrate::json_line(&summary::client(&summary::Client {
                 peer: &self.peer,
                 sock: SockRef::from(&self.sock),
                 received: self.bytes_in,
-                sent: self.bytes_out,
+                sent: out,
                 elapsed: self.opened.elapsed(),
                 reason: why,
                 tls: self.sock.tls().map(crate::tls::TlsStream::json),
@@ -509,7 +512,7 @@ impl<S> Conn<S> {
                 "closed {}: {why}; {} in, {} out, {}",
                 self.peer,
                 narrate::bytes(self.bytes_in),
-                narrate::bytes(self.bytes_out),
+                narrate::bytes(out),
                 narrate::short(self.opened.elapsed())
             ));
         }
@@ -522,7 +525,7 @@ impl<S> Conn<S> {
             sample::end(self.sock.as_raw_fd());
         }
         self.sock.close();
-        (self.bytes_in, self.bytes_out, truncated)
+        (self.bytes_in, out, truncated)
     }
 }
 

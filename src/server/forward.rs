@@ -781,7 +781,8 @@ impl<'a> Loop<'a> {
         let Some(pair) = self.pairs.remove(slot) else {
             return;
         };
-        self.json_pair(&pair, 0, why);
+        let (up, down) = pair.delivered(false);
+        self.json_pair(&pair, (up, down, 0), why);
         narrate::info(format_args!("{}: {why}; closed", pair.peer));
         self.totals.failed += 1;
         self.shared.lanes.left(self.id);
@@ -942,7 +943,8 @@ impl<'a> Loop<'a> {
         };
         self.totals.failed += 1;
         self.shared.lanes.left(self.id);
-        self.json_pair(&pair, 0, &format!("target unreachable: {why}"));
+        let (up, down) = pair.delivered(false);
+        self.json_pair(&pair, (up, down, 0), &format!("target unreachable: {why}"));
         // A SOCKS5 client is told why in its reply, so it is closed, not reset.
         if let Some(hs) = pair.socks.as_ref().filter(|h| h.connecting()) {
             let _ = socks::answer(&pair.client, hs.fail_code, None, &pair.peer);
@@ -1054,8 +1056,9 @@ impl<'a> Loop<'a> {
             return;
         };
         self.shared.lanes.left(self.id);
-        let lost = pair.undelivered();
-        let (up, down) = pair.delivered();
+        let broke = matches!(how, End::Reset(_));
+        let lost = pair.undelivered(broke);
+        let (up, down) = pair.delivered(broke);
         self.totals.up += up;
         self.totals.down += down;
         self.totals.undelivered += lost;
@@ -1086,7 +1089,7 @@ impl<'a> Loop<'a> {
         if reset {
             self.totals.reset += 1;
         }
-        self.json_pair(&pair, lost, &how);
+        self.json_pair(&pair, (up, down, lost), &how);
         if !narrate::json() && (narrate::verbose() || lost > 0) {
             narrate::emit(format_args!(
                 "pair {} -> {} | {} -> {}: {} to the target, {} back, {} undelivered, {} ({how})",
@@ -1103,9 +1106,9 @@ impl<'a> Loop<'a> {
         pair.close(reset);
     }
 
-    /// `--json`: the pair's object as it ends (`lost`: bytes read but never delivered).
-    fn json_pair(&self, pair: &Pair, lost: u64, reason: &str) {
-        let (up, down) = pair.delivered();
+    /// `--json`: the pair's object as it ends (bytes delivered each way, and `lost`: bytes
+    /// read but never delivered).
+    fn json_pair(&self, pair: &Pair, (up, down, lost): (u64, u64, u64), reason: &str) {
         if !narrate::json() {
             return;
         }

@@ -82,6 +82,9 @@ pub struct Half {
     pub delivered: u64,
     /// The source's TLS ended with a TCP EOF and no close_notify; the FIN passed on was bare.
     pub truncated: bool,
+    /// A plain TCP receiver's TCP_INFO bytes_acked before our first write to it: what it
+    /// acknowledges of our bytes counts from there (`unacked`).
+    acked_base: Option<u64>,
     /// This direction's data calls (splice, read, write), narrated at -vv; `None` otherwise,
     /// and boxed so an idle pair stays small when narration is off.
     flow: Option<Box<Flow>>,
@@ -101,6 +104,7 @@ impl Half {
             taken: 0,
             delivered: 0,
             truncated: false,
+            acked_base: None,
             flow: None,
         }
     }
@@ -115,6 +119,17 @@ impl Half {
     /// Bytes taken and not delivered (what a reset now would lose).
     pub fn held(&self) -> u64 {
         self.held as u64
+    }
+
+    /// Bytes written to a plain TCP receiver `dst` that its TCP has not acknowledged: what a
+    /// reset now loses in the kernel. 0 for TLS (the stage counts its own) and Unix sockets.
+    pub fn unacked(&self, dst: &Stream) -> u64 {
+        let (Some(base), None) = (self.acked_base, dst.tls()) else {
+            return 0;
+        };
+        let acked =
+            crate::socket::bytes_acked(dst.as_raw_fd()).map_or(0, |now| now.saturating_sub(base));
+        self.delivered.saturating_sub(acked)
     }
 
     /// Moves bytes from `src` to `dst` until neither can go further (or the turn's share is
@@ -162,6 +177,11 @@ impl Half {
                 }
             }
             if self.held > 0 {
+                if self.acked_base.is_none() && dst.tls().is_none() && dst.is_tcp() {
+                    // Anything sent before (a SOCKS5 reply, a proxy request) was answered, so
+                    // acknowledged, before the first bytes come to be relayed.
+                    self.acked_base = crate::socket::bytes_acked(dst.as_raw_fd());
+                }
                 match self.drain(dst) {
                     Ok(n) => {
                         self.held -= n;
@@ -505,28 +525,53 @@ impl Pair {
     }
 
     /// Bytes taken from one side and never delivered to the other: held here, or accepted by
-    /// a TLS side during its handshake and never sent as ciphertext.
-    pub fn undelivered(&self) -> u64 {
-        let (up, down) = self.unsent();
-        self.up.held() + self.down.held() + up + down
+    /// a TLS side whose records the kernel has not taken whole. When the pair `broke` (it is
+    /// being reset), also what the reset loses on the way: bytes (a TLS side: whole records)
+    /// the kernel took and the peer's TCP has not acknowledged, and what a plain side sent
+    /// that waits unread in our receive queue.
+    pub fn undelivered(&self, broke: bool) -> u64 {
+        let (up, down) = self.unsent(broke);
+        let unread = if broke { self.unread() } else { 0 };
+        self.up.held() + self.down.held() + up + down + unread
     }
 
-    /// Bytes delivered to the target, and back to the client: what left as ciphertext, not
-    /// what rustls took in during a handshake that may never end.
-    pub fn delivered(&self) -> (u64, u64) {
-        let (up, down) = self.unsent();
+    /// Bytes delivered to the target, and back to the client: what the kernel took (over
+    /// TLS, as whole records: not what rustls was handed) and, if the pair `broke`, what the
+    /// peer's TCP acknowledged.
+    pub fn delivered(&self, broke: bool) -> (u64, u64) {
+        let (up, down) = self.unsent(broke);
         (
             self.up.delivered.saturating_sub(up),
             self.down.delivered.saturating_sub(down),
         )
     }
 
-    /// Plaintext a TLS side accepted and has not sent (to the target, to the client).
-    fn unsent(&self) -> (u64, u64) {
+    /// Bytes handed to a side and not delivered (to the target, to the client): over TLS not
+    /// in the kernel yet; and (`broke`) not acknowledged by the peer.
+    fn unsent(&self, broke: bool) -> (u64, u64) {
+        let side = |half: &Half, s: &Stream| {
+            s.unsent()
+                + if broke {
+                    s.unacked() + half.unacked(s)
+                } else {
+                    0
+                }
+        };
         (
-            self.target.as_ref().map_or(0, Stream::unsent),
-            self.client.unsent(),
+            self.target.as_ref().map_or(0, |t| side(&self.up, t)),
+            side(&self.down, &self.client),
         )
+    }
+
+    /// Bytes a plain side sent that wait unread in our receive queue (FIONREAD): lost when
+    /// the pair is reset. A TLS side's are ciphertext, whose plaintext is unknown until
+    /// decrypted, so they are not counted.
+    fn unread(&self) -> u64 {
+        std::iter::once(&self.client)
+            .chain(self.target.as_ref())
+            .filter(|s| s.tls().is_none())
+            .map(|s| crate::sys::unread(s.as_raw_fd()).map_or(0, |n| n as u64))
+            .sum()
     }
 
     /// Closes both sockets; `reset`: with SO_LINGER 0, so each peer gets a RST, not a FIN.

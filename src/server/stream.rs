@@ -138,6 +138,12 @@ impl Stream {
         self.tls().map_or(0, TlsStream::unsent)
     }
 
+    /// Over TLS, plaintext whose records the kernel took and the peer has not acknowledged:
+    /// lost if the connection is reset now. 0 for a plain socket (not counted there).
+    pub fn unacked(&self) -> u64 {
+        self.tls().map_or(0, TlsStream::unacked)
+    }
+
     /// Over TLS, sends the ciphertext rustls holds as far as the kernel takes it (a
     /// writable event's work); nothing for a plain socket, which holds nothing.
     pub fn send_held(&self) -> io::Result<()> {

@@ -32,6 +32,7 @@ pub use call::{
 pub use listener::{Listener, bind_udp, listen, reach};
 pub use proxied::{Proxy, connect_via, destination, resolves_here};
 pub use state::{
-    after_inprogress, look, remember_end, state_suffix, tcp_info_json, tcp_info_summary, tcp_state,
+    after_inprogress, bytes_acked, look, remember_end, state_suffix, tcp_info_json,
+    tcp_info_summary, tcp_state,
 };
 pub use tcp::{accept, connect_from, tcp_socket};

@@ -285,6 +285,21 @@ fn remains(d: &crate::sys::Diag, local: SocketAddr) -> String {
     }
 }
 
+/// TCP_INFO's bytes_acked: how much of what we sent the peer's TCP has acknowledged, in all
+/// (the SYN and a FIN count one each). None: not TCP, or not Linux. For what a reset loses:
+/// the bytes the kernel took and the peer never acknowledged.
+pub fn bytes_acked(fd: std::os::fd::RawFd) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        crate::sys::tcp_info(fd).map(|t| t.tcpi_bytes_acked)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 /// The `-v` end-of-connection TCP_INFO line, in `ss -ti`'s words and units so the two can be
 /// compared: rtt/rttvar in ms, retrans as current/total, cwnd in segments, delivery_rate in
 /// bits per second. bytes_acked and bytes_received count the SYN and FIN too, as the kernel does.

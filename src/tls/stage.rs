@@ -11,13 +11,18 @@
 //! Edge-triggered rules kept here: a read goes on until the caller's buffer is full or the
 //! kernel says EAGAIN (rustls holds decrypted plaintext and reads the socket in pieces, so a
 //! short read means what it means for a socket: nothing more is waiting), and ciphertext
-//! rustls could not hand to the kernel waits in rustls until `send_held` on the next
-//! writable event.
+//! the kernel would not take waits here until `send_held` on the next writable event.
+//!
+//! Accounting: the stage seals one record per write and keeps a ledger of the ciphertext
+//! waiting for the kernel, so it knows how much plaintext each queued record carries: `unsent` is
+//! exactly the plaintext accepted whose records are not in the kernel yet, and `unacked` (for
+//! a reset) what the kernel took and the peer's TCP has not acknowledged (TCP_INFO).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +38,26 @@ use crate::socket;
 /// At most this much plaintext is handed to rustls per write: a little more than a
 /// record's worth times a few, so one write does not hold a burst in user space.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// Plaintext sealed per record once the handshake is done: TLS's largest fragment, so each
+/// record queued is known to carry exactly the bytes one `writer().write` took.
+const RECORD: usize = 16 * 1024;
+/// Records in the kernel not yet known to be acknowledged before TCP_INFO is asked (then
+/// twice what is left): a TCP_INFO call per this many records, not per write.
+const FLIGHT_TRIM: usize = 64;
+
+/// Records sealed before the stage copies each one out of rustls again: half the fewest
+/// (AES-GCM's) after which rustls may slip a KeyUpdate of its own among ours.
+const COPY_AFTER: u64 = 1 << 23;
+
+/// Ciphertext waiting for the kernel: `len` bytes carrying `plain` bytes of the plaintext
+/// written to us (0 for rustls's own messages: handshake, tickets, alerts). `bytes`: taken
+/// out of rustls; None: still in rustls's queue, where records of ours wait uncopied when
+/// nothing of its own is among them.
+struct Chunk {
+    len: usize,
+    plain: u64,
+    bytes: Option<Vec<u8>>,
+}
 
 /// What a server needs to speak TLS with each client it accepts.
 #[derive(Clone)]
@@ -114,9 +139,30 @@ struct Inner {
     bare_fin: bool,
     shut: bool,
     tcp_eof: bool,
-    /// Plaintext accepted while the handshake was on: rustls holds it until the handshake
-    /// ends, so it is not delivered until it leaves as ciphertext (`unsent`).
-    early: u64,
+    /// Plaintext accepted while the handshake was on, sealed into records when it ends
+    /// (kept here, not in rustls, so each record's share of it is known).
+    early: Vec<u8>,
+    /// Ciphertext the kernel has not taken yet, in order (taken out of rustls first, then
+    /// still in it), and how much of the first is out. rustls cannot say how much plaintext
+    /// it holds, so the stage keeps this ledger.
+    queue: VecDeque<Chunk>,
+    front: usize,
+    /// rustls's queue holds the ledger's records of ours and nothing of its own before them:
+    /// a record sealed now may stay in rustls, its size known from `overhead`.
+    clean: bool,
+    /// Bytes a record adds to the plaintext it carries (header, tag, content type),
+    /// measured on the first record sealed: the same for every record of a connection.
+    overhead: Option<usize>,
+    sealed: u64,
+    /// Ciphertext the kernel has taken, in all.
+    sent: u64,
+    /// Records of our plaintext the kernel took and the peer may not have acknowledged yet:
+    /// (`sent` at the record's end, its plaintext). Kept only where TCP_INFO can tell.
+    flight: VecDeque<(u64, u64)>,
+    flight_trim: usize,
+    /// TCP_INFO's bytes_acked when the stage began (the SYN, and any proxy exchange before
+    /// TLS): what it acknowledges of our ciphertext is counted from there. None: not TCP.
+    acked_base: Option<u64>,
     /// The peer's TCP EOF came without its close_notify.
     truncated: bool,
     /// `-vv`: each record each way, told as it passes.
@@ -268,6 +314,7 @@ where
 {
     /// A server's end of TLS over an accepted `sock`; the handshake must end within `bound`.
     pub fn new(sock: S, conn: Connection, bound: Duration, who: &str) -> Self {
+        let acked_base = socket::bytes_acked(sock.as_fd().as_raw_fd());
         TlsStream {
             sock,
             inner: RefCell::new(Inner {
@@ -280,7 +327,16 @@ where
                 close_sent: false,
                 close_wanted: false,
                 bare_fin: false,
-                early: 0,
+                early: Vec::new(),
+                queue: VecDeque::new(),
+                front: 0,
+                clean: false,
+                overhead: None,
+                sealed: 0,
+                sent: 0,
+                flight: VecDeque::new(),
+                flight_trim: FLIGHT_TRIM,
+                acked_base,
                 shut: false,
                 tcp_eof: false,
                 truncated: false,
@@ -340,7 +396,7 @@ where
     /// Rustls holds ciphertext the kernel has not taken yet.
     pub fn holds_output(&self) -> bool {
         let i = self.inner.borrow();
-        i.conn.wants_write() || ((i.close_sent || i.close_wanted || i.bare_fin) && !i.shut)
+        i.holds_ciphertext() || ((i.close_sent || i.close_wanted || i.bare_fin) && !i.shut)
     }
 
     /// The `-v` lines of a handshake that finished since the last call (once).
@@ -365,7 +421,7 @@ where
     pub fn send_held(&self) -> io::Result<()> {
         let mut i = self.inner.borrow_mut();
         i.flush(&self.sock)?;
-        if (i.close_sent || i.bare_fin) && !i.shut && !i.conn.wants_write() {
+        if (i.close_sent || i.bare_fin) && !i.shut && !i.holds_ciphertext() {
             i.shut = true;
             let _ = socket::shutdown(&SockRef::from(&self.sock), Shutdown::Write);
         }
@@ -382,6 +438,7 @@ where
             } else if !i.close_sent {
                 i.close_sent = true;
                 i.conn.send_close_notify();
+                i.clean = false;
             }
         }
         let _ = self.send_held();
@@ -398,16 +455,28 @@ where
         let _ = self.send_held();
     }
 
-    /// Plaintext accepted by `write` that has not yet gone to the kernel as ciphertext: what
-    /// was written during the handshake, until the handshake ends and all rustls holds is
-    /// out. Not delivered, whatever `write` returned.
+    /// Plaintext accepted by `write` whose records the kernel has not taken whole: what was
+    /// written during the handshake and waits for its end, and what waits for room in the
+    /// socket. Not delivered, whatever `write` returned. Exact: each record queued knows the
+    /// plaintext it carries.
     pub fn unsent(&self) -> u64 {
         let i = self.inner.borrow();
-        if i.handshaken && !i.conn.wants_write() {
-            0
-        } else {
-            i.early
-        }
+        i.early.len() as u64 + i.queue.iter().map(|c| c.plain).sum::<u64>()
+    }
+
+    /// Plaintext whose records the kernel took but the peer's TCP has not acknowledged whole
+    /// (TCP_INFO's bytes_acked): what a reset now loses on its way, beyond `unsent`. 0 where
+    /// TCP_INFO cannot tell (not TCP).
+    pub fn unacked(&self) -> u64 {
+        let i = self.inner.borrow();
+        let Some(acked) = i.acked(&self.sock) else {
+            return 0;
+        };
+        i.flight
+            .iter()
+            .filter(|(end, _)| *end > acked)
+            .map(|(_, plain)| plain)
+            .sum()
     }
 
     /// Plaintext into `buf`: what rustls holds, then what the socket has, until `buf` is
@@ -464,6 +533,8 @@ where
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
+            // What it read may make rustls queue messages of its own (a KeyUpdate, an alert).
+            i.clean = false;
             if let Err(e) = i.conn.process_new_packets() {
                 let text = i.refusal(&e);
                 // The alert rustls queued goes out, if the kernel takes it.
@@ -472,9 +543,14 @@ where
             }
             // Handshake replies (and tickets) go out as soon as they are made.
             i.flush(&self.sock)?;
-            if i.notice_handshake() && i.close_wanted {
-                i.close_sent = true;
-                i.conn.send_close_notify();
+            if i.notice_handshake() {
+                // What was written during the handshake goes now, ahead of any close_notify.
+                i.seal_early()?;
+                if i.close_wanted {
+                    i.close_sent = true;
+                    i.conn.send_close_notify();
+                    i.clean = false;
+                }
                 drop(i);
                 self.send_held()?;
                 i = self.inner.borrow_mut();
@@ -482,21 +558,35 @@ where
         }
     }
 
-    /// Plaintext from `buf` into rustls (before the handshake ends it waits there), then out
-    /// as far as the kernel takes it. `WouldBlock` while rustls still holds ciphertext the
-    /// kernel would not take: backpressure, as a full socket buffer gives.
+    /// Plaintext from `buf` sealed into records (before the handshake ends it waits here),
+    /// then out as far as the kernel takes it. `WouldBlock` while ciphertext the kernel would
+    /// not take is still queued: backpressure, as a full socket buffer gives.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         let mut i = self.inner.borrow_mut();
+        if i.handshaken && !i.early.is_empty() {
+            // What the handshake's end could not seal goes before anything newer.
+            i.seal_early()?;
+        }
         i.flush(&self.sock)?;
-        if i.conn.wants_write() {
+        if i.holds_ciphertext() || (i.handshaken && !i.early.is_empty()) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = i.conn.writer().write(&buf[..buf.len().min(WRITE_CHUNK)])?;
+        let want = buf.len().min(WRITE_CHUNK);
+        let mut n = 0;
+        if i.handshaken {
+            while n < want {
+                let took = i.seal(&buf[n..want.min(n + RECORD)])?;
+                if took == 0 {
+                    break;
+                }
+                n += took;
+            }
+        } else {
+            n = want.min(WRITE_CHUNK - i.early.len());
+            i.early.extend_from_slice(&buf[..n]);
+        }
         if n == 0 && !buf.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
-        }
-        if !i.handshaken {
-            i.early += n as u64;
         }
         i.flush(&self.sock)?;
         Ok(n)
@@ -533,26 +623,188 @@ impl Inner {
         sentence(e, self.peer_is(), self.handshaken)
     }
 
-    /// write_tls until rustls holds nothing or the kernel is full.
+    /// Ciphertext is queued: ours, or rustls's own.
+    fn holds_ciphertext(&self) -> bool {
+        !self.queue.is_empty() || self.conn.wants_write()
+    }
+
+    /// Takes all rustls holds out of it: the records of ours it held, split as the ledger
+    /// says, then its own messages (a chunk carrying no plaintext). rustls is empty after.
+    fn take_tls(&mut self) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut bytes)?;
+        }
+        let mut at = 0;
+        for (j, c) in self.queue.iter_mut().enumerate() {
+            if c.bytes.is_some() {
+                continue;
+            }
+            if j == 0 {
+                // What of the first the kernel has taken is no longer in rustls.
+                c.len -= self.front;
+                self.front = 0;
+            }
+            let end = (at + c.len).min(bytes.len());
+            c.len = end - at;
+            c.bytes = Some(bytes[at..end].to_vec());
+            at = end;
+        }
+        if at < bytes.len() {
+            let own = bytes[at..].to_vec();
+            self.queue.push_back(Chunk {
+                len: own.len(),
+                plain: 0,
+                bytes: Some(own),
+            });
+        }
+        self.clean = true;
+        Ok(())
+    }
+
+    /// Seals plaintext into one record and queues it; how much of `piece` rustls took. The
+    /// record stays in rustls when its queue is known to hold only ours (the record's size is
+    /// then the plaintext plus `overhead`); else rustls is emptied first and the record is
+    /// copied out, its size seen.
+    fn seal(&mut self, piece: &[u8]) -> io::Result<usize> {
+        let copy = !self.clean || self.overhead.is_none() || self.sealed >= COPY_AFTER;
+        if copy {
+            self.take_tls()?;
+        }
+        let took = self.conn.writer().write(piece)?;
+        if took == 0 {
+            return Ok(0);
+        }
+        self.sealed += 1;
+        let plain = took as u64;
+        if let (false, Some(o)) = (copy, self.overhead) {
+            self.queue.push_back(Chunk {
+                len: took + o,
+                plain,
+                bytes: None,
+            });
+        } else {
+            let mut bytes = Vec::new();
+            while self.conn.wants_write() {
+                self.conn.write_tls(&mut bytes)?;
+            }
+            self.overhead
+                .get_or_insert(bytes.len().saturating_sub(took));
+            self.queue.push_back(Chunk {
+                len: bytes.len(),
+                plain,
+                bytes: Some(bytes),
+            });
+        }
+        Ok(took)
+    }
+
+    /// The handshake just ended: what was written during it, sealed behind its last flight.
+    fn seal_early(&mut self) -> io::Result<()> {
+        let early = std::mem::take(&mut self.early);
+        let mut at = 0;
+        while at < early.len() {
+            let took = self.seal(&early[at..early.len().min(at + RECORD)])?;
+            if took == 0 {
+                // rustls refused plaintext (its buffer limit; not expected with its queue
+                // emptied): the rest stays early, for the next write's turn.
+                break;
+            }
+            at += took;
+        }
+        self.early = early[at..].to_vec();
+        Ok(())
+    }
+
+    /// Queued ciphertext to the kernel, in order (what was taken out of rustls, then what is
+    /// in it, its own messages behind ours), until nothing is queued or the kernel is full.
     fn flush<S>(&mut self, sock: &S) -> io::Result<()>
     where
+        S: AsFd,
         for<'a> &'a S: Write,
     {
         let handshaking = !self.handshaken;
-        while self.conn.wants_write() {
+        loop {
+            let taken_out = self.queue.front().map(|c| c.bytes.is_some());
+            if taken_out != Some(true) && !self.conn.wants_write() {
+                if taken_out.is_some() {
+                    // The ledger says rustls holds records of ours and it holds nothing:
+                    // not expected; dropped so the count stays on what is known.
+                    debug_assert!(false, "TLS stage ledger out of step with rustls");
+                    self.queue.clear();
+                    self.front = 0;
+                }
+                self.clean = true;
+                return Ok(());
+            }
             let mut io = Tapped {
                 sock,
                 tap: self.tap.as_deref_mut(),
                 handshaking,
             };
-            match self.conn.write_tls(&mut io) {
-                Ok(_) => {}
+            let r = if taken_out == Some(true) {
+                let mut slices = [io::IoSlice::new(&[]); 16];
+                let mut k = 0;
+                for c in self.queue.iter().take(slices.len()) {
+                    let Some(b) = &c.bytes else { break };
+                    let from = if k == 0 { self.front } else { 0 };
+                    slices[k] = io::IoSlice::new(&b[from..]);
+                    k += 1;
+                }
+                io.write_vectored(&slices[..k])
+            } else {
+                self.conn.write_tls(&mut io)
+            };
+            match r {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.advance(n, sock),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+    }
+
+    /// The kernel took `n` bytes: whole chunks leave the queue, and those carrying our
+    /// plaintext join the flight until the peer acknowledges them. Bytes past the queue's
+    /// end are rustls's own messages.
+    fn advance<S: AsFd>(&mut self, n: usize, sock: &S) {
+        let mut left = n;
+        let mut at = self.sent;
+        while let Some(c) = self.queue.front() {
+            let rest = c.len - self.front;
+            if left < rest {
+                self.front += left;
+                at += left as u64;
+                left = 0;
+                break;
+            }
+            left -= rest;
+            at += rest as u64;
+            self.front = 0;
+            let plain = c.plain;
+            self.queue.pop_front();
+            if plain > 0 && self.acked_base.is_some() {
+                self.flight.push_back((at, plain));
+            }
+        }
+        self.sent = at + left as u64;
+        if self.flight.len() > self.flight_trim {
+            if let Some(acked) = self.acked(sock) {
+                while self.flight.front().is_some_and(|(end, _)| *end <= acked) {
+                    self.flight.pop_front();
+                }
+            }
+            self.flight_trim = (2 * self.flight.len()).max(FLIGHT_TRIM);
+        }
+    }
+
+    /// Our ciphertext the peer's TCP has acknowledged, in all (TCP_INFO); None: not TCP.
+    fn acked<S: AsFd>(&self, sock: &S) -> Option<u64> {
+        let base = self.acked_base?;
+        let now = socket::bytes_acked(sock.as_fd().as_raw_fd())?;
+        // A FIN acknowledged counts one more than our bytes.
+        Some(now.saturating_sub(base).min(self.sent))
     }
 
     /// True when the handshake has just ended.
@@ -682,6 +934,59 @@ mod tests {
         let (_, _, last) = turn(&s, &c);
         assert!(matches!(last[1], Some(Ok(0))), "{:?}", last[1]);
         assert!(!c.truncated());
+    }
+
+    /// With the reader stalled, what `write` accepted is either in the kernel as whole
+    /// records (the reader gets it all once it reads) or counted `unsent`, to the byte, in
+    /// the handshake and after it.
+    #[test]
+    fn unsent_is_exactly_what_has_not_reached_the_kernel_as_whole_records() {
+        let (s, c) = ends();
+        // During the handshake: all of it waits.
+        assert_eq!(s.write(&[1u8; 5000]).unwrap(), 5000);
+        assert_eq!(s.unsent(), 5000);
+        let (_, at_c, _) = turn(&s, &c);
+        assert_eq!((at_c.len(), s.unsent()), (5000, 0));
+        // After it: write until the kernel is full.
+        let mut accepted = 0u64;
+        let chunk = vec![2u8; 10_000];
+        for _ in 0..1000 {
+            match s.write(&chunk) {
+                Ok(n) => accepted += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let held = s.unsent();
+        assert!(held > 0, "the kernel took all {accepted} B");
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        // Reads what has come; true at the close_notify.
+        let mut drain = |got: &mut u64| loop {
+            match c.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => *got += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(!drain(&mut got));
+        assert_eq!(got, accepted - held);
+        // close_notify now queues behind our records: they still go first, whole, and the
+        // rest goes once there is room; then nothing is unsent.
+        s.close_write();
+        let mut ended = false;
+        for _ in 0..10_000 {
+            s.send_held().unwrap();
+            ended |= drain(&mut got);
+            if ended && !s.holds_output() {
+                break;
+            }
+        }
+        assert!(ended, "no close_notify");
+        assert_eq!((got, s.unsent()), (accepted, 0));
+        // A socket pair has no TCP_INFO: nothing is counted as unacknowledged.
+        assert_eq!(s.unacked(), 0);
     }
 
     #[test]
