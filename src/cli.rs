@@ -934,7 +934,8 @@ pub struct CaptureArgs {
     /// "bytes_acked", "bytes_received"; on a server "remote", the client; on forward "leg",
     /// client or target, "pair", the client whose pair it is, and for the target leg "remote"
     /// is the target (the proxy through --proxy) and "local_port" our end's port); "capture"
-    /// (at the end: "packets", "dropped"). Segments are captured as for --wire (CAP_NET_RAW). New
+    /// (at the end: "packets", "dropped", and "unmatched": passed the kernel filter but on none
+    /// of the session's connections). Segments are captured as for --wire (CAP_NET_RAW). New
     /// fields may be added; these keep their names and meaning.
     #[arg(long, value_name = "FILE", value_parser = parse_file_path)]
     pub trace: Option<PathBuf>,

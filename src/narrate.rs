@@ -472,6 +472,7 @@ pub fn errno_name(code: i32) -> &'static str {
         libc::ENFILE => "ENFILE",
         libc::ENOBUFS => "ENOBUFS",
         libc::ENODEV => "ENODEV",
+        libc::ENOMEM => "ENOMEM",
         libc::ENOENT => "ENOENT",
         libc::ENOPROTOOPT => "ENOPROTOOPT",
         libc::ENOTCONN => "ENOTCONN",
@@ -566,5 +567,7 @@ mod tests {
     fn errno_text_names_the_errno() {
         let e = io::Error::from_raw_os_error(libc::ECONNREFUSED);
         assert_eq!(errno_text(&e), "= -1 ECONNREFUSED (Connection refused)");
+        let e = io::Error::from_raw_os_error(libc::ENOMEM);
+        assert_eq!(errno_text(&e), "= -1 ENOMEM (Cannot allocate memory)");
     }
 }

@@ -250,7 +250,9 @@ pub struct RingPacket<'a> {
 #[cfg(target_os = "linux")]
 impl PacketRing {
     /// TPACKET_V3, then the ring, then its mapping, on the packet socket `fd` (before it is
-    /// bound, so no packet comes before the ring is there).
+    /// bound, so no packet comes before the ring is there). On a failure the socket is left
+    /// as it was (no ring, TPACKET_V1), so recvmsg reads it: a ring left attached unmapped
+    /// would take every packet and hand none over.
     pub fn new(
         fd: RawFd,
         block_size: usize,
@@ -273,8 +275,17 @@ impl PacketRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
-        let len = block_size * blocks;
+        let undo_version = || {
+            let v1 = libc::tpacket_versions::TPACKET_V1 as libc::c_int;
+            let _ = setsockopt(fd, libc::SOL_PACKET, libc::PACKET_VERSION, &v1);
+        };
+        if let Err(e) = setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &req) {
+            undo_version();
+            return Err(e);
+        }
+        let Some(len) = block_size.checked_mul(blocks) else {
+            return Err(too_big());
+        };
         // SAFETY: a fresh shared mapping of the ring the kernel just made for `fd`, of its
         // exact size; nothing else in this process refers to it.
         let map = unsafe {
@@ -288,7 +299,20 @@ impl PacketRing {
             )
         };
         if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            // A zeroed request frees the ring (nothing maps it); then the version can go back.
+            let none = libc::tpacket_req3 {
+                tp_block_size: 0,
+                tp_block_nr: 0,
+                tp_frame_size: 0,
+                tp_frame_nr: 0,
+                tp_retire_blk_tov: 0,
+                tp_sizeof_priv: 0,
+                tp_feature_req_word: 0,
+            };
+            let _ = setsockopt(fd, libc::SOL_PACKET, libc::PACKET_RX_RING, &none);
+            undo_version();
+            return Err(e);
         }
         let map = std::ptr::NonNull::new(map.cast::<u8>()).ok_or_else(too_big)?;
         Ok(PacketRing {
@@ -359,12 +383,12 @@ impl PacketRing {
 fn walk_block(block: &[u8], each: &mut impl FnMut(RingPacket<'_>)) {
     let u32_at = |at: usize| -> Option<u32> {
         block
-            .get(at..at + 4)
+            .get(at..at.checked_add(4)?)
             .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
     };
     let u16_at = |at: usize| -> Option<u16> {
         block
-            .get(at..at + 2)
+            .get(at..at.checked_add(2)?)
             .map(|b| u16::from_ne_bytes([b[0], b[1]]))
     };
     let bh = std::mem::offset_of!(libc::tpacket_block_desc, hdr);
@@ -378,23 +402,24 @@ fn walk_block(block: &[u8], each: &mut impl FnMut(RingPacket<'_>)) {
     let sll_at = (hdr + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1);
     let mut at = first as usize;
     for _ in 0..count {
-        let field = |off: usize| at + off;
+        let field = |off: usize| at.checked_add(off);
         let got = (|| {
             let next = u32_at(field(std::mem::offset_of!(
                 libc::tpacket3_hdr,
                 tp_next_offset
-            )))?;
-            let sec = u32_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_sec)))?;
-            let nsec = u32_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_nsec)))?;
-            let snap = u32_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_snaplen)))?;
-            let net = u16_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_net)))?;
-            let sll =
-                block.get(at + sll_at..at + sll_at + std::mem::size_of::<libc::sockaddr_ll>())?;
+            ))?)?;
+            let sec = u32_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_sec))?)?;
+            let nsec = u32_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_nsec))?)?;
+            let snap = u32_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_snaplen))?)?;
+            let net = u16_at(field(std::mem::offset_of!(libc::tpacket3_hdr, tp_net))?)?;
+            let sll_start = at.checked_add(sll_at)?;
+            let sll = block
+                .get(sll_start..sll_start.checked_add(std::mem::size_of::<libc::sockaddr_ll>())?)?;
             // SAFETY: `sll` is exactly size_of::<sockaddr_ll>() bytes of the block, and
             // sockaddr_ll is integers only; read_unaligned copies it out.
             let sll: libc::sockaddr_ll = unsafe { std::ptr::read_unaligned(sll.as_ptr().cast()) };
-            let start = at + usize::from(net);
-            let data = block.get(start..start + snap as usize)?;
+            let start = at.checked_add(usize::from(net))?;
+            let data = block.get(start..start.checked_add(snap as usize)?)?;
             let stamp = std::time::UNIX_EPOCH
                 + std::time::Duration::new(u64::from(sec), nsec.min(999_999_999));
             let meta = PacketMeta {
@@ -414,7 +439,10 @@ fn walk_block(block: &[u8], each: &mut impl FnMut(RingPacket<'_>)) {
         if next == 0 {
             return;
         }
-        at += next as usize;
+        let Some(to) = at.checked_add(next as usize) else {
+            return;
+        };
+        at = to;
     }
 }
 

@@ -202,53 +202,6 @@ fn the_listening_line_says_whether_other_machines_can_reach_the_port() {
 // ---------------------------------------------------------------------------------------
 // Item 1: a datagram server cannot be made a reflector or one end of a loop
 
-/// Runs `f` on a thread of its own inside a new network namespace with only loopback, up;
-/// the processes it starts live there too (a child inherits its thread's namespace). `None`
-/// when this machine gives no namespaces (not root, no CLONE_NEWNET): skipped, or failed in CI.
-fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
-    let h = thread::spawn(move || {
-        // SAFETY: unshare() affects only this thread, which the test owns.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(format!(
-                "unshare(CLONE_NEWNET): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        loopback_up()?;
-        Ok(f())
-    });
-    match h.join().expect("the namespace thread") {
-        Ok(r) => Some(r),
-        Err(why) => {
-            skip_or_fail(&format!("no network namespace of our own: {why}"));
-            None
-        }
-    }
-}
-
-/// `ip link set lo up`, done with the ioctls it makes (SIOCGIFFLAGS, SIOCSIFFLAGS).
-fn loopback_up() -> Result<(), String> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-        .map_err(|e| format!("socket: {e}"))?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    // SAFETY: an all-zero ifreq is valid; the name is NUL-terminated within ifr_name.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: ioctl on our own socket with a valid ifreq.
-    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } != 0 {
-        return Err(format!("SIOCGIFFLAGS: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: ifru_flags is the member SIOCGIFFLAGS filled in.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    // SAFETY: as above.
-    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } != 0 {
-        return Err(format!("SIOCSIFFLAGS: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
 /// Sends one UDP datagram to 127.0.0.1:`to` that claims to come from 127.0.0.1:`from`,
 /// through a raw socket (the kernel adds the IP header; a UDP checksum of 0 means none).
 fn spoofed_udp(from: u16, to: u16, payload: &[u8]) {

@@ -7,12 +7,13 @@
 //! Bounded: the kernel fills a fixed ring mapped into this process (PACKET_RX_RING,
 //! TPACKET_V3: 8 MiB for headers, 32 MiB with `--pcap`, read in place with no system call
 //! per packet); when the reader falls behind and every block is still its own, the kernel
-//! drops and counts. Where the ring cannot be had, recvmsg on the socket's receive queue,
+//! drops and counts. Where the ring cannot be had, recvmsg on a fresh socket's receive queue,
 //! which drops sooner; recvmsg too with `-vv --wire`, whose segment lines must come as
 //! the packets do, between the calls' lines.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,6 +114,7 @@ impl Scope {
         legs: &Legs,
         src: SocketAddr,
         dst: SocketAddr,
+        stamp: SystemTime,
     ) -> Option<(bool, Leg, SocketAddr, SocketAddr)> {
         let same = |a: SocketAddr, b: SocketAddr| {
             a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
@@ -144,7 +146,7 @@ impl Scope {
             // A forwarder on loopback to a target on loopback: a packet to the target leaves
             // us, one from it comes in, so the legs are asked first.
             Scope::Forward { local, .. } => legs
-                .which(src, dst)
+                .which(src, dst, stamp)
                 .map(|f| (f.outgoing, Leg::Target, f.local, f.remote))
                 .or_else(|| local.and_then(client_leg)),
         }
@@ -278,15 +280,14 @@ enum Source {
     Recv(Vec<u8>),
 }
 
-/// socket, filter, the ring, then bind: no packet is queued before the filter is in place.
+/// socket, the ring, the filter, then bind: no packet is queued before the filter is in
+/// place (an unbound packet socket receives nothing).
 fn open(scope: Scope, snap: u32, prompt: bool) -> io::Result<(Legs, Source)> {
-    let sock = sys::packet_socket()?;
+    let mut sock = sys::packet_socket()?;
     let proto = match scope.proto() {
         Proto::Tcp => libc::IPPROTO_TCP,
         Proto::Udp => libc::IPPROTO_UDP,
     } as u8;
-    let legs = Legs::new(sock, proto, scope.ports(), snap, sys::if_index("lo"))?;
-    let fd = legs.fd();
     let block = if snap == filter::SNAPLEN {
         RING_BLOCK_WHOLE
     } else {
@@ -295,10 +296,18 @@ fn open(scope: Scope, snap: u32, prompt: bool) -> io::Result<(Legs, Source)> {
     let ring = if prompt || std::env::var_os("SOCKKIT_CAPTURE").is_some_and(|v| v == "recvmsg") {
         None
     } else {
-        // A ring the kernel will not make (memory, an old kernel) leaves recvmsg, which works
-        // and drops sooner.
-        sys::PacketRing::new(fd, block, RING_BLOCKS, RETIRE).ok()
+        // A ring the kernel will not make or this process cannot map (memory, an old kernel)
+        // leaves recvmsg, which works and drops sooner. It is read on a fresh socket: one
+        // the ring was half set up on might queue nothing to recvmsg.
+        if let Ok(r) = sys::PacketRing::new(sock.as_raw_fd(), block, RING_BLOCKS, RETIRE) {
+            Some(r)
+        } else {
+            sock = sys::packet_socket()?;
+            None
+        }
     };
+    let legs = Legs::new(sock, proto, scope.ports(), snap, sys::if_index("lo"))?;
+    let fd = legs.fd();
     // The ring stamps each packet as the kernel sees it (its skb's time or, before the
     // kernel's stamping starts, the time of the copy into the ring), so no wait is needed.
     let source = if let Some(r) = ring {
@@ -340,6 +349,9 @@ struct Reader<'a> {
     pcap: Option<PcapWriter>,
     isns: Isns,
     seen: u64,
+    /// Packets the kernel filter passed that are on none of this session's connections
+    /// (counted, so none is lost unsaid).
+    unmatched: u64,
 }
 
 fn read_loop(
@@ -362,6 +374,7 @@ fn read_loop(
         pcap,
         isns: Isns::default(),
         seen: 0,
+        unmatched: 0,
     };
     // When a packet last came: after the stop flag the reader goes on until the line has
     // been quiet for QUIET (a wait cut short, by a signal or a wakeup with nothing in the
@@ -387,7 +400,9 @@ fn read_loop(
                 if stop.load(Ordering::Relaxed) && last.elapsed() >= QUIET {
                     break;
                 }
-                legs.tidy();
+                // Nothing came for QUIET: every packet the kernel stamped before then has
+                // been read (a block is handed over RETIRE after its first packet).
+                legs.tidy(SystemTime::now() - QUIET);
             }
             Err(e) => {
                 narrate::emit(format_args!("wire: {}", narrate::errno_text(&e)));
@@ -395,18 +410,34 @@ fn read_loop(
             }
         }
     }
-    let Reader { pcap, seen, .. } = r;
+    let Reader {
+        pcap,
+        seen,
+        unmatched,
+        ..
+    } = r;
     if let Some(w) = pcap {
         let _ = w.finish();
     }
     if let Ok((_, drops)) = sys::packet_stats(fd) {
-        if tell_totals || drops > 0 {
+        if tell_totals || drops > 0 || unmatched > 0 {
+            let strays = if unmatched > 0 {
+                format!(
+                    "; {unmatched} more passed the filter but were on none of this session's \
+                     connections (not told)"
+                )
+            } else {
+                String::new()
+            };
             narrate::emit(format_args!(
-                "wire: {seen} packets captured, {drops} dropped by the kernel (its queue was full)"
+                "wire: {seen} packets captured, {drops} dropped by the kernel (its queue was \
+                 full){strays}"
             ));
         }
         trace::record("capture", |f| {
-            f.num("packets", seen).num("dropped", drops);
+            f.num("packets", seen)
+                .num("dropped", drops)
+                .num("unmatched", unmatched);
         });
     }
 }
@@ -422,14 +453,16 @@ impl Reader<'_> {
         let Some(packet) = decode::decode(data) else {
             return;
         };
-        let Some((outgoing, leg, local, remote)) =
-            self.scope.direction(self.legs, packet.src, packet.dst)
+        let now = SystemTime::now();
+        let when = stamp.unwrap_or(now);
+        let Some((outgoing, leg, local, remote)) = self
+            .scope
+            .direction(self.legs, packet.src, packet.dst, when)
         else {
+            self.unmatched += 1;
             return;
         };
         self.seen += 1;
-        let now = SystemTime::now();
-        let when = stamp.unwrap_or(now);
         let ago = now.duration_since(when).unwrap_or_default();
         if let Some(w) = self.pcap.as_mut() {
             let _ = w.packet(when, meta, data);
