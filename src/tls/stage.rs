@@ -606,6 +606,23 @@ where
     }
 }
 
+/// What sealing `took` plaintext bytes added, read off the last record in `bytes` (ours: rustls
+/// may put a message of its own, such as a KeyUpdate, in front of it, never behind). None when
+/// `bytes` is not whole records ending in one that carries at least `took`.
+fn last_record_overhead(bytes: &[u8], took: usize) -> Option<usize> {
+    const HEADER: usize = 5;
+    let mut at = 0;
+    let mut last = None;
+    while at < bytes.len() {
+        let len = bytes.get(at + 3..at + HEADER)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        last = Some(len);
+        at = at.checked_add(HEADER + len)?;
+    }
+    let record = HEADER + last?;
+    (at == bytes.len() && record >= took).then(|| record - took)
+}
+
 impl Inner {
     fn peer_is(&self) -> &'static str {
         match self.conn {
@@ -650,6 +667,9 @@ impl Inner {
             c.bytes = Some(bytes[at..end].to_vec());
             at = end;
         }
+        // A chunk rustls held nothing of (a ledger out of step) would stall `flush`: write(2)
+        // of nothing takes nothing.
+        self.queue.retain(|c| c.len > 0);
         if at < bytes.len() {
             let own = bytes[at..].to_vec();
             self.queue.push_back(Chunk {
@@ -688,8 +708,9 @@ impl Inner {
             while self.conn.wants_write() {
                 self.conn.write_tls(&mut bytes)?;
             }
-            self.overhead
-                .get_or_insert(bytes.len().saturating_sub(took));
+            if self.overhead.is_none() {
+                self.overhead = last_record_overhead(&bytes, took);
+            }
             self.queue.push_back(Chunk {
                 len: bytes.len(),
                 plain,
@@ -734,7 +755,10 @@ impl Inner {
                     self.queue.clear();
                     self.front = 0;
                 }
-                self.clean = true;
+                // Not `clean`: an empty queue does not mean rustls holds nothing of its own
+                // to come. A KeyUpdate the peer asked for is held aside and put in front of
+                // our next record inside `writer().write()`, so only `take_tls`, which sees
+                // what rustls emits, may say the queue is ours alone.
                 return Ok(());
             }
             let mut io = Tapped {
@@ -939,6 +963,71 @@ mod tests {
     /// With the reader stalled, what `write` accepted is either in the kernel as whole
     /// records (the reader gets it all once it reads) or counted `unsent`, to the byte, in
     /// the handshake and after it.
+    #[test]
+    fn a_keyupdate_from_the_peer_before_our_first_record_keeps_the_ledger_exact() {
+        // rustls answers a peer's KeyUpdate by putting its own in front of the next record we
+        // seal, out of the queue's sight until then: the ledger must neither count those bytes
+        // as the record's overhead nor take the queue for ours alone after the read.
+        let (s, c) = ends();
+        turn(&s, &c);
+        {
+            let mut i = c.inner.borrow_mut();
+            let Connection::Client(cc) = &mut i.conn else {
+                unreachable!("ends() makes a client")
+            };
+            cc.refresh_traffic_keys().unwrap();
+        }
+        c.send_held().unwrap();
+        let mut b = [0u8; 10];
+        assert!(matches!(s.read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock));
+        let chunk = vec![2u8; 65_536];
+        let mut accepted = 0u64;
+        for _ in 0..1000 {
+            match s.write(&chunk) {
+                Ok(n) => accepted += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // TLS 1.3: a 5-byte header, the content type, a 16-byte tag.
+        assert_eq!(s.inner.borrow().overhead, Some(22));
+        let held = s.unsent();
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(accepted > 0 && held > 0, "accepted {accepted}, held {held}");
+        assert_eq!(
+            got,
+            accepted - held,
+            "the client got all but what the stage still holds"
+        );
+    }
+
+    #[test]
+    fn the_overhead_is_read_off_the_last_record() {
+        let record = |len: usize| {
+            let mut r = vec![23, 3, 3];
+            r.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+            r.extend(std::iter::repeat_n(0u8, len));
+            r
+        };
+        assert_eq!(last_record_overhead(&record(117), 100), Some(22));
+        // A KeyUpdate (22 bytes of record body) in front of ours is not ours.
+        let both = [record(22), record(117)].concat();
+        assert_eq!(last_record_overhead(&both, 100), Some(22));
+        // Not whole records, or too short to carry what was taken: not measured.
+        assert_eq!(last_record_overhead(&both[..both.len() - 1], 100), None);
+        assert_eq!(last_record_overhead(&record(50), 100), None);
+        assert_eq!(last_record_overhead(&[], 0), None);
+    }
+
     #[test]
     fn unsent_is_exactly_what_has_not_reached_the_kernel_as_whole_records() {
         let (s, c) = ends();
