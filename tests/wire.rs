@@ -540,6 +540,22 @@ fn client_address(stderr: &str) -> String {
         .to_string()
 }
 
+/// `hello` through the forwarder `fwd` and back, byte-exact; then, once its capture has told
+/// the client leg's last ACK, the client's tag (`(client ADDR)`) and all `fwd` said.
+fn hello_through(fwd: &mut Server) -> (String, String) {
+    let port = fwd.port().to_string();
+    let out = run(&["connect", "-v", "127.0.0.1", &port], b"hello\n", T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, b"hello\n");
+    let client = format!("(client {})", client_address(&out.stderr));
+    fwd.stderr
+        .wait_seen(T, |l| {
+            l.contains("<- [.] seq 8 ack 8") && l.ends_with(&client)
+        })
+        .unwrap();
+    (client, fwd.stderr.text())
+}
+
 #[test]
 fn echo_wire_shows_each_clients_handshake_and_data_segments() {
     if !root_or_skip() {
@@ -627,17 +643,7 @@ fn forward_wire_shows_the_client_leg_and_the_target_leg() {
     let target = Server::start(&["echo", "127.0.0.1", "0"]);
     let tport = target.port().to_string();
     let mut fwd = Server::start(&["forward", "--wire", "127.0.0.1", "0", "127.0.0.1", &tport]);
-    let port = fwd.port().to_string();
-    let out = run(&["connect", "-v", "127.0.0.1", &port], b"hello\n", T);
-    assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert_eq!(out.stdout, b"hello\n");
-    let client = format!("(client {})", client_address(&out.stderr));
-    fwd.stderr
-        .wait_seen(T, |l| {
-            l.contains("<- [.] seq 8 ack 8") && l.ends_with(&client)
-        })
-        .unwrap();
-    let text = fwd.stderr.text();
+    let (client, text) = hello_through(&mut fwd);
     let theirs = tagged(&text, &client);
     assert!(theirs[0].starts_with("<- [S] seq 0 "), "{theirs:#?}");
     let came = data(&theirs, 1, "<-");
@@ -850,17 +856,7 @@ fn forward_to_unix_wire_shows_the_client_leg_and_says_the_target_leg_has_no_wire
     let mut tap = LineTap::new(unix_echo.stderr());
     tap.wait_for(T, |l| l.contains("listening on")).unwrap();
     let mut fwd = Server::start(&["forward", "--wire", "127.0.0.1", "0", "--to-unix", path]);
-    let port = fwd.port().to_string();
-    let out = run(&["connect", "-v", "127.0.0.1", &port], b"hello\n", T);
-    assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert_eq!(out.stdout, b"hello\n");
-    let client = format!("(client {})", client_address(&out.stderr));
-    fwd.stderr
-        .wait_seen(T, |l| {
-            l.contains("<- [.] seq 8 ack 8") && l.ends_with(&client)
-        })
-        .unwrap();
-    let text = fwd.stderr.text();
+    let (client, text) = hello_through(&mut fwd);
     let said = format!(
         "wire: the target leg is a Unix socket (--to-unix {path}), which has no wire: only \
          the client legs are captured"
