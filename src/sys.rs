@@ -159,6 +159,20 @@ pub struct PacketMeta {
     pub addr: [u8; 8],
 }
 
+impl PacketMeta {
+    /// Read off the sockaddr_ll the kernel gives with each packet (recvmsg, or the ring).
+    fn of(sll: &libc::sockaddr_ll) -> PacketMeta {
+        PacketMeta {
+            ifindex: sll.sll_ifindex as u32,
+            pkttype: sll.sll_pkttype,
+            hatype: sll.sll_hatype,
+            protocol: u16::from_be(sll.sll_protocol),
+            halen: sll.sll_halen,
+            addr: sll.sll_addr,
+        }
+    }
+}
+
 /// `recvmsg(2)` on a packet socket: the packet (from its network header on, SOCK_DGRAM),
 /// the sockaddr_ll that says where it was seen and which way it went, and the kernel's
 /// receive timestamp (SCM_TIMESTAMPNS, wall clock) when SO_TIMESTAMPNS is on: one call, so a
@@ -203,15 +217,7 @@ pub fn packet_recv(
         // SAFETY: as for CMSG_FIRSTHDR: the walk stays within msg_control.
         c = unsafe { libc::CMSG_NXTHDR(&raw const msg, c) };
     }
-    let meta = PacketMeta {
-        ifindex: sll.sll_ifindex as u32,
-        pkttype: sll.sll_pkttype,
-        hatype: sll.sll_hatype,
-        protocol: u16::from_be(sll.sll_protocol),
-        halen: sll.sll_halen,
-        addr: sll.sll_addr,
-    };
-    Ok((n.min(buf.len()), meta, stamp))
+    Ok((n.min(buf.len()), PacketMeta::of(&sll), stamp))
 }
 
 // SAFETY: tpacket_req3 is seven unsigned ints.
@@ -422,14 +428,7 @@ fn walk_block(block: &[u8], each: &mut impl FnMut(RingPacket<'_>)) {
             let data = block.get(start..start.checked_add(snap as usize)?)?;
             let stamp = std::time::UNIX_EPOCH
                 + std::time::Duration::new(u64::from(sec), nsec.min(999_999_999));
-            let meta = PacketMeta {
-                ifindex: sll.sll_ifindex as u32,
-                pkttype: sll.sll_pkttype,
-                hatype: sll.sll_hatype,
-                protocol: u16::from_be(sll.sll_protocol),
-                halen: sll.sll_halen,
-                addr: sll.sll_addr,
-            };
+            let meta = PacketMeta::of(&sll);
             Some((next, RingPacket { data, meta, stamp }))
         })();
         let Some((next, packet)) = got else {
